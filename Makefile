@@ -1,0 +1,38 @@
+# make demo   - create .venv, install, run the simulated demo site on the embedded defaults
+# make test   - create .venv, install the test tools and the servers the suite needs, run it
+# make bench  - run the benchmarks in bench/ and print their figures
+# Installs are pinned by constraints.txt and re-run only when pyproject.toml or it changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+BUILD  := build
+
+.PHONY: demo test bench services clean
+
+$(PY):
+	@bash .ci/make-venv.sh "$(PYTHON)" "$(VENV)"
+
+$(VENV)/.run-deps: $(PY) pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.test-deps: $(VENV)/.run-deps
+	$(PIP) install -c constraints.txt -e '.[test]'
+	@touch $@
+
+demo: $(VENV)/.run-deps
+	$(VENV)/bin/scada demo
+
+services:
+	@bash .ci/install-services.sh "$(BUILD)"
+
+test: $(VENV)/.test-deps services
+	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-deps services
+	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

@@ -1,0 +1,1 @@
+"""Wire protocols: Modbus (poller, codec, simulator) and OPC UA. No business rules here."""

@@ -1,0 +1,34 @@
+"""Wires the components of a server from its configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .config import ScadaConfig
+from .context import Context
+from .foundation import CONFIG, DatabaseComponent, TagComponent
+from .runtime import Component, Runtime, SupervisionPolicy
+
+__all__ = ["build_runtime"]
+
+
+def build_runtime(
+    config: ScadaConfig,
+    *,
+    demo: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> Runtime:
+    ctx = Context()
+    ctx[CONFIG] = config
+    components: list[Component] = [
+        DatabaseComponent(reset_admin=demo, announce=announce),
+        TagComponent(),
+    ]
+    rt = config.runtime
+    policy = SupervisionPolicy(
+        initial_backoff_s=rt.restart_initial_s,
+        max_backoff_s=rt.restart_max_s,
+        restart_limit=rt.restart_limit,
+        window_s=rt.restart_window_s,
+    )
+    return Runtime(components, ctx=ctx, stop_timeout_s=rt.stop_timeout_s, policy=policy)

@@ -1,0 +1,179 @@
+"""The runtime configuration: TOML parsed once at startup into frozen, cross-checked models.
+
+``load_config(path)`` returns a :class:`ScadaConfig` or raises :class:`ConfigError` listing every
+problem as ``<file>: <key path>: <what was expected>, found <what was found>``.
+
+Relative paths in a config file are resolved against the directory of that file (for the
+embedded demo defaults: against the current directory).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from protocols.modbus.config import LinkConfig
+
+from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
+
+__all__ = [
+    "AdminConfig",
+    "DatabaseConfig",
+    "LoggingConfig",
+    "RuntimeConfig",
+    "ScadaConfig",
+    "SiteConfig",
+    "HmiConfig",
+    "load_config",
+    "load_demo_config",
+    "parse_config",
+]
+
+# ISO 4217 minor units of the currencies we expect; others must set minor_units explicitly
+_MINOR_UNITS = {"CNY": 2, "EUR": 2, "USD": 2, "GBP": 2, "ZAR": 2, "HKD": 2, "JPY": 0, "KRW": 0, "KWD": 3}
+
+
+class SiteConfig(ConfigModel):
+    name: str = Field(min_length=1)
+    timezone: str = "UTC"
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    minor_units: int | None = Field(default=None, ge=0, le=4)
+    import_file: str | None = None  # a site TOML/CSV imported at start (idempotent)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Asia/Shanghai')") from None
+        return value
+
+    @model_validator(mode="after")
+    def _minor_units_known(self) -> SiteConfig:
+        if self.minor_units is None and self.currency not in _MINOR_UNITS:
+            raise ValueError(f"currency {self.currency} is not known: set site.minor_units")
+        return self
+
+    @property
+    def currency_minor_units(self) -> int:
+        return self.minor_units if self.minor_units is not None else _MINOR_UNITS[self.currency]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DatabaseConfig(ConfigModel):
+    # sqlite:///relative/or/absolute.db  or  postgresql://user@host:port/dbname
+    url: str = "sqlite:///var/scada.db"
+    password: SecretRef | None = None
+    pool_size: int = Field(default=5, ge=1, le=100)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"expected a sqlite:/// or postgresql:// URL, found {value!r}")
+        if "@" in value and ":" in value.split("://", 1)[-1].split("@", 1)[0]:
+            raise ValueError("the URL must not contain a password: use database.password")
+        return value
+
+
+class LoggingConfig(ConfigModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["human", "json"] = "human"
+
+
+class RuntimeConfig(ConfigModel):
+    data_dir: str = "var"
+    stop_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    restart_initial_s: float = Field(default=1.0, gt=0)
+    restart_max_s: float = Field(default=60.0, gt=0)
+    restart_limit: int = Field(default=10, ge=0)  # restarts within restart_window_s, then fatal
+    restart_window_s: float = Field(default=600.0, gt=0)
+
+
+class AdminConfig(ConfigModel):
+    """The bootstrap administrator created at start when the user store has none."""
+
+    user: str = Field(default="admin", min_length=1)
+    password: SecretRef = SecretRef(env="SCADA_ADMIN_PASSWORD")
+
+
+class HmiConfig(ConfigModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class ScadaConfig(ConfigModel):
+    site: SiteConfig
+    database: DatabaseConfig = DatabaseConfig()
+    logging: LoggingConfig = LoggingConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    admin: AdminConfig = AdminConfig()
+    hmi: HmiConfig = HmiConfig()
+    links: list[LinkConfig] = []
+
+    # not a key of the file: where relative paths in it are resolved
+    base_dir: str = "."
+
+    @model_validator(mode="after")
+    def _unique_links(self) -> ScadaConfig:
+        seen: set[str] = set()
+        for i, link in enumerate(self.links):
+            if link.name in seen:
+                raise ValueError(f"links[{i}].name: duplicate link name {link.name!r}")
+            seen.add(link.name)
+        return self
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the config against the config file's directory."""
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.runtime.data_dir)
+
+    def link(self, name: str) -> LinkConfig | None:
+        return next((link for link in self.links if link.name == name), None)
+
+
+def parse_config(text: str, source: str, base_dir: Path) -> ScadaConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    if "base_dir" in data:
+        raise ConfigError(source, ["base_dir: unknown key (it is set from the file's location)"])
+    data["base_dir"] = str(base_dir)
+    try:
+        return ScadaConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc, ScadaConfig)) from None
+
+
+def load_config(path: str | Path) -> ScadaConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return parse_config(text, str(path), path.resolve().parent)
+
+
+def demo_config_text() -> str:
+    return resources.files("scada.defaults").joinpath("demo.toml").read_text(encoding="utf-8")
+
+
+def load_demo_config() -> ScadaConfig:
+    """The embedded demo defaults; relative paths resolve against the current directory."""
+    return parse_config(demo_config_text(), "<embedded demo.toml>", Path.cwd())

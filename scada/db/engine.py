@@ -1,0 +1,133 @@
+"""The database: one async SQLAlchemy engine for SQLite (default) or PostgreSQL, and migrations.
+
+The same models and Alembic migrations serve both engines. SQLite runs in WAL mode with
+``synchronous=FULL``, foreign keys on, and a busy timeout; every transaction that touches money
+goes through :meth:`Database.transaction`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+__all__ = ["Database", "async_url"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def async_url(url: str, *, password: str | None = None, base_dir: Path | None = None) -> URL:
+    """``sqlite:///var/x.db`` / ``postgresql://u@h/db`` → the async driver URL.
+
+    A relative SQLite path resolves against ``base_dir``; its folder is created.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database or ""
+        if db and db != ":memory:":
+            path = Path(db)
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = str(path)
+        return parsed.set(drivername="sqlite+aiosqlite", database=db)
+    if backend in ("postgresql", "postgres"):
+        out = parsed.set(drivername="postgresql+asyncpg")
+        if password is not None:
+            out = out.set(password=password)
+        return out
+    raise ValueError(f"unsupported database URL {url!r}")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: URL | str, *, pool_size: int = 5, echo: bool = False) -> None:
+        self.url = make_url(url) if isinstance(url, str) else url
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect != "sqlite":
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            # let SQLAlchemy, not pysqlite, open the transaction, so BEGIN is emitted at once
+            # and reads inside a transaction see one snapshot
+            event.listen(self.engine.sync_engine, "connect", _sqlite_no_autobegin, insert=True)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    def __repr__(self) -> str:
+        return f"<Database {self.url.render_as_string(hide_password=True)}>"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def upgrade(self) -> None:
+        """Apply every pending migration (all branches: ``heads``)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_run_alembic, "upgrade", "heads")
+
+    async def current_revisions(self) -> set[str]:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_heads)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_no_autobegin(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: two writers never deadlock on upgrade
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("version_locations", str(MIGRATIONS / "versions"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _run_alembic(connection: Connection, cmd: str, target: str) -> None:
+    getattr(command, cmd)(alembic_config(connection), target)
+
+
+def _current_heads(connection: Connection) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    return set(MigrationContext.configure(connection).get_current_heads())

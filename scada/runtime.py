@@ -1,0 +1,281 @@
+"""Runtime wiring and lifecycle.
+
+Components start in dependency order (a component starts after those providing the context
+keys it requires) and stop in reverse. Each component owns a :class:`TaskOwner`: every task it
+spawns has a name, is watched, and is cancelled when the component stops. A task that dies is
+logged with its component and either restarted with exponential backoff or, by policy (or when
+it keeps dying), stops the whole process with a non-zero exit code. Nothing dies silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .context import Context, Key
+
+__all__ = ["Component", "Restart", "Runtime", "RuntimeError_", "TaskOwner", "SupervisionPolicy"]
+
+log = logging.getLogger(__name__)
+
+
+class Restart(enum.Enum):
+    ALWAYS = "always"  # restart with backoff whenever the task ends or fails
+    ON_FAILURE = "on_failure"  # restart only when it raised
+    FATAL = "fatal"  # a failure stops the process
+    NEVER = "never"  # one-shot: failures are logged, the process goes on
+
+
+@dataclass(frozen=True)
+class SupervisionPolicy:
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    restart_limit: int = 10  # failures within the window after which a task becomes fatal
+    window_s: float = 600.0
+
+
+class RuntimeError_(Exception):
+    """A component failed to start or a fatal task died."""
+
+
+class Component:
+    """Base class. Subclasses set ``name``, ``requires`` and ``provides`` and override
+    ``start``/``stop``. ``start`` must return once the component is serving; long-running
+    work goes into tasks spawned with ``self.tasks.spawn``."""
+
+    name: str = "component"
+    requires: tuple[Key[Any], ...] = ()
+    provides: tuple[Key[Any], ...] = ()
+
+    def __init__(self) -> None:
+        self.tasks: TaskOwner = TaskOwner(self.name)
+
+    async def start(self, ctx: Context) -> None:  # pragma: no cover - default does nothing
+        return None
+
+    async def stop(self) -> None:  # pragma: no cover - default does nothing
+        return None
+
+
+class TaskOwner:
+    """Owns a component's tasks: names them, supervises them, cancels them on stop."""
+
+    def __init__(self, component: str, policy: SupervisionPolicy | None = None) -> None:
+        self.component = component
+        self.policy = policy or SupervisionPolicy()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_fatal: Callable[[str], None] | None = None
+        self._stopping = False
+
+    def bind(self, on_fatal: Callable[[str], None], policy: SupervisionPolicy) -> None:
+        self._on_fatal = on_fatal
+        self.policy = policy
+
+    def spawn(
+        self,
+        factory: Callable[[], Awaitable[Any]],
+        name: str,
+        restart: Restart = Restart.ON_FAILURE,
+    ) -> asyncio.Task[Any]:
+        """Run ``factory()`` in a supervised task. ``factory`` is called again on restart."""
+        if self._stopping:
+            raise RuntimeError_(f"{self.component}: cannot spawn {name!r} while stopping")
+        task = asyncio.get_running_loop().create_task(
+            self._supervise(factory, name, restart), name=f"{self.component}:{name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _supervise(self, factory: Callable[[], Awaitable[Any]], name: str, restart: Restart) -> None:
+        failures: list[float] = []
+        backoff = self.policy.initial_backoff_s
+        while True:
+            started = time.monotonic()
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                ctx = {"component": self.component, "task": name}
+                if restart in (Restart.NEVER,):
+                    log.exception("task failed", extra=ctx)
+                    return
+                if restart is Restart.FATAL:
+                    log.critical("task failed; stopping the process", exc_info=exc, extra=ctx)
+                    self._fatal(f"{self.component}:{name} failed: {exc!r}")
+                    return
+                now = time.monotonic()
+                failures = [t for t in failures if now - t < self.policy.window_s] + [now]
+                if len(failures) > self.policy.restart_limit:
+                    log.critical(
+                        "task keeps failing; stopping the process",
+                        exc_info=exc,
+                        extra={**ctx, "failures": len(failures)},
+                    )
+                    self._fatal(f"{self.component}:{name} failed {len(failures)} times")
+                    return
+                if now - started > backoff * 4:
+                    backoff = self.policy.initial_backoff_s  # it ran a while: start over
+                log.error(
+                    "task failed; restarting",
+                    exc_info=exc,
+                    extra={**ctx, "retry_in_s": round(backoff, 2)},
+                )
+            else:
+                if restart is not Restart.ALWAYS:
+                    return
+                log.warning("task ended; restarting", extra={"component": self.component, "task": name})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.policy.max_backoff_s)
+
+    def _fatal(self, reason: str) -> None:
+        if self._on_fatal is not None:
+            self._on_fatal(reason)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def cancel_all(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                log.error("task did not stop in time", extra={"component": self.component, "task": task.get_name()})
+        self._tasks.clear()
+
+
+class Runtime:
+    def __init__(
+        self,
+        components: Sequence[Component],
+        *,
+        ctx: Context | None = None,
+        stop_timeout_s: float = 10.0,
+        policy: SupervisionPolicy | None = None,
+    ) -> None:
+        self.ctx = ctx or Context()
+        self.components = _dependency_order(components, self.ctx)
+        self.stop_timeout_s = stop_timeout_s
+        self.policy = policy or SupervisionPolicy()
+        self._stop_event: asyncio.Event | None = None
+        self._started: list[Component] = []
+        self.exit_code = 0
+        self.stop_reason = ""
+
+    def request_stop(self, reason: str = "requested", exit_code: int = 0) -> None:
+        if self._stop_event is None or self._stop_event.is_set():
+            return
+        log.info("stopping", extra={"reason": reason})
+        self.stop_reason = reason
+        self.exit_code = max(self.exit_code, exit_code)
+        self._stop_event.set()
+
+    def _fatal(self, reason: str) -> None:
+        self.request_stop(reason, exit_code=1)
+
+    async def start(self) -> None:
+        self._stop_event = asyncio.Event()
+        for component in self.components:
+            component.tasks.bind(self._fatal, self.policy)
+            t0 = time.monotonic()
+            try:
+                await component.start(self.ctx)
+            except Exception as exc:
+                log.critical("component failed to start", exc_info=exc, extra={"component": component.name})
+                self._started.append(component)  # it may have half-started: let it clean up
+                await self.stop()
+                raise RuntimeError_(f"{component.name} failed to start: {exc}") from exc
+            self._started.append(component)
+            for key in component.provides:
+                if key not in self.ctx:
+                    raise RuntimeError_(f"{component.name} did not provide {key.name!r}")
+            log.info("started", extra={"component": component.name, "ms": round((time.monotonic() - t0) * 1000)})
+
+    async def stop(self) -> None:
+        while self._started:
+            component = self._started.pop()
+            t0 = time.monotonic()
+            try:
+                await asyncio.wait_for(component.stop(), self.stop_timeout_s)
+            except asyncio.TimeoutError:
+                log.error("component did not stop in time", extra={"component": component.name})
+                self.exit_code = max(self.exit_code, 1)
+            except Exception:
+                log.exception("component failed to stop", extra={"component": component.name})
+                self.exit_code = max(self.exit_code, 1)
+            await component.tasks.cancel_all(timeout=self.stop_timeout_s)
+            for key in component.provides:
+                self.ctx.discard(key)
+            log.info("stopped", extra={"component": component.name, "ms": round((time.monotonic() - t0) * 1000)})
+
+    async def run(self, *, install_signals: bool = True, ready: Callable[[], None] | None = None) -> int:
+        """Start, wait for SIGINT/SIGTERM or a fatal failure, stop. Returns the exit code."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self.start()
+        except RuntimeError_:
+            return 1
+        assert self._stop_event is not None
+        if self._stop_event.is_set():  # a fatal failure while starting the rest
+            await self.stop()
+            return self.exit_code
+        signals = (signal.SIGINT, signal.SIGTERM)
+        if install_signals:
+            for sig in signals:
+                loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        try:
+            if ready is not None:
+                ready()
+            await self._stop_event.wait()
+        finally:
+            if install_signals:
+                for sig in signals:
+                    with contextlib.suppress(Exception):
+                        loop.remove_signal_handler(sig)
+            await self.stop()
+        return self.exit_code
+
+
+def _dependency_order(components: Sequence[Component], ctx: Context) -> list[Component]:
+    """Stable topological order: each component after the providers of its requirements."""
+    providers: dict[Key[Any], Component] = {}
+    for c in components:
+        for key in c.provides:
+            if key in providers:
+                raise RuntimeError_(f"{key.name!r} is provided by both {providers[key].name} and {c.name}")
+            providers[key] = c
+    ordered: list[Component] = []
+    state: dict[int, str] = {}
+
+    def visit(c: Component, chain: tuple[str, ...]) -> None:
+        mark = state.get(id(c))
+        if mark == "done":
+            return
+        if mark == "visiting":
+            raise RuntimeError_(f"dependency cycle: {' -> '.join(chain + (c.name,))}")
+        state[id(c)] = "visiting"
+        for key in c.requires:
+            provider = providers.get(key)
+            if provider is None:
+                if key in ctx:
+                    continue
+                raise RuntimeError_(f"{c.name} requires {key.name!r}, which no component provides")
+            visit(provider, chain + (c.name,))
+        state[id(c)] = "done"
+        ordered.append(c)
+
+    for c in components:
+        visit(c, ())
+    return ordered

@@ -1,0 +1,26 @@
+"""Tags: the current-value table and its change stream. Depends on nothing of ours."""
+
+from .db import TagDB, TagWrite, UnknownTagError
+from .model import DataType, Quality, QualityReason, TagChange, TagMeta, TagValue, Value, utcnow
+from .subscription import Subscription, TagFilter, all_tags, by_glob, by_meters, by_names, by_points
+
+__all__ = [
+    "DataType",
+    "Quality",
+    "QualityReason",
+    "Subscription",
+    "TagChange",
+    "TagDB",
+    "TagFilter",
+    "TagMeta",
+    "TagValue",
+    "TagWrite",
+    "UnknownTagError",
+    "Value",
+    "all_tags",
+    "by_glob",
+    "by_meters",
+    "by_names",
+    "by_points",
+    "utcnow",
+]

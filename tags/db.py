@@ -1,0 +1,239 @@
+"""The in-memory current-value table.
+
+``TagDB`` is the only place that replaces a tag's value. Each write builds a new frozen
+:class:`TagValue`, swaps it in and hands a :class:`TagChange` to every matching subscription's
+own queue; nothing here awaits a subscriber.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from .model import Quality, QualityReason, TagChange, TagMeta, TagValue, Value, utcnow
+from .subscription import Subscription, TagFilter, all_tags
+
+__all__ = ["TagDB", "TagWrite", "UnknownTagError"]
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTagError(KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown tag {self.name!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class TagWrite:
+    """One item of a batch write."""
+
+    name: str
+    value: Value
+    quality: Quality = Quality.GOOD
+    reason: QualityReason = QualityReason.NONE
+    detail: str = ""
+    source_ts: datetime | None = None
+
+
+class _Entry:
+    __slots__ = ("meta", "current", "published")
+
+    def __init__(self, meta: TagMeta, current: TagValue) -> None:
+        self.meta = meta
+        self.current = current
+        # the value last published as a change; deadband compares against this, not against
+        # the previous sample, so a slow drift is still published once it exceeds the band
+        self.published = current
+
+
+class TagDB:
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._subs: list[Subscription] = []
+        self.writes = 0
+        self.changes = 0
+
+    # -- registration --------------------------------------------------------------------
+    def register(self, meta: TagMeta, initial: TagValue | None = None) -> None:
+        """Add a tag. Re-registering an existing tag updates its metadata, keeps its value."""
+        entry = self._entries.get(meta.name)
+        if entry is not None:
+            entry.meta = meta
+            return
+        if initial is None:
+            now = utcnow()
+            initial = TagValue(None, Quality.BAD, now, now, QualityReason.NO_VALUE)
+        self._entries[meta.name] = _Entry(meta, initial)
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self, tag_filter: TagFilter = all_tags) -> Iterator[str]:
+        return (n for n in self._entries if tag_filter(n))
+
+    def meta(self, name: str) -> TagMeta:
+        try:
+            return self._entries[name].meta
+        except KeyError:
+            raise UnknownTagError(name) from None
+
+    # -- reads ----------------------------------------------------------------------------
+    def read(self, name: str) -> TagValue:
+        try:
+            return self._entries[name].current
+        except KeyError:
+            raise UnknownTagError(name) from None
+
+    def get(self, name: str) -> TagValue | None:
+        entry = self._entries.get(name)
+        return entry.current if entry is not None else None
+
+    def snapshot(self, tag_filter: TagFilter = all_tags) -> dict[str, TagValue]:
+        return {n: e.current for n, e in self._entries.items() if tag_filter(n)}
+
+    # -- writes ---------------------------------------------------------------------------
+    def write(
+        self,
+        name: str,
+        value: Value,
+        quality: Quality = Quality.GOOD,
+        reason: QualityReason = QualityReason.NONE,
+        *,
+        detail: str = "",
+        source_ts: datetime | None = None,
+    ) -> bool:
+        """Store a new observation. Returns True when it was published as a change.
+
+        A non-good write with ``value=None`` keeps the last known value (so the HMI can show
+        it greyed out) and only changes quality.
+        """
+        now = utcnow()
+        return self._write(name, value, quality, reason, detail, source_ts or now, now)
+
+    def write_many(self, writes: Iterable[TagWrite]) -> int:
+        """Write a batch with one server timestamp. Returns the number of changes."""
+        now = utcnow()
+        n = 0
+        for w in writes:
+            if self._write(w.name, w.value, w.quality, w.reason, w.detail, w.source_ts or now, now):
+                n += 1
+        return n
+
+    def set_quality(
+        self,
+        names: Iterable[str],
+        quality: Quality,
+        reason: QualityReason,
+        detail: str = "",
+        source_ts: datetime | None = None,
+    ) -> int:
+        """Mark tags (e.g. every tag of an offline device) without changing their values."""
+        now = utcnow()
+        n = 0
+        for name in names:
+            if self._write(name, None, quality, reason, detail, source_ts or now, now):
+                n += 1
+        return n
+
+    def _write(
+        self,
+        name: str,
+        value: Value,
+        quality: Quality,
+        reason: QualityReason,
+        detail: str,
+        source_ts: datetime,
+        server_ts: datetime,
+    ) -> bool:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownTagError(name)
+        self.writes += 1
+        old = entry.current
+        if quality is Quality.GOOD:
+            reason = QualityReason.NONE
+            detail = ""
+        elif value is None:
+            value = old.value
+        new = TagValue(value, quality, source_ts, server_ts, reason, detail)
+        entry.current = new
+        published = entry.published
+        changed = (
+            quality is not published.quality
+            or reason is not published.reason
+            or not _same_value(published.value, value, entry.meta.deadband)
+        )
+        if changed:
+            entry.published = new
+            self.changes += 1
+            event = TagChange(name, published, new, True)
+        else:
+            event = TagChange(name, published, new, False)
+        for sub in self._subs:
+            if (changed or sub.include_reported) and sub.filter(name):
+                sub._put(event)
+        return changed
+
+    # -- subscriptions --------------------------------------------------------------------
+    def subscribe(
+        self,
+        tag_filter: TagFilter = all_tags,
+        *,
+        maxsize: int = 10_000,
+        include_reported: bool = False,
+        name: str = "",
+    ) -> Subscription:
+        """A new subscription; close it (or leave its ``async with``) to unsubscribe.
+
+        With ``include_reported`` the subscriber also gets writes that did not change the
+        value or quality (fresh timestamps), e.g. to count samples.
+        """
+        sub = Subscription(
+            self, tag_filter, maxsize=maxsize, include_reported=include_reported, name=name
+        )
+        self._subs.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            pass
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subs)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "tags": len(self._entries),
+            "writes": self.writes,
+            "changes": self.changes,
+            "subscriptions": [s.stats() for s in self._subs],
+        }
+
+
+def _same_value(old: Value, new: Value, deadband: float | None) -> bool:
+    if old is None or new is None:
+        return old is new
+    if (
+        deadband
+        and isinstance(old, (int, float))
+        and isinstance(new, (int, float))
+        and not isinstance(old, bool)
+        and not isinstance(new, bool)
+    ):
+        return abs(new - old) < deadband
+    return old == new and type(old) is type(new)

@@ -1,0 +1,107 @@
+"""The tag model: a frozen value snapshot with quality and timestamps, and tag metadata."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Union
+
+__all__ = [
+    "DataType",
+    "Quality",
+    "QualityReason",
+    "TagMeta",
+    "TagValue",
+    "TagChange",
+    "Value",
+    "utcnow",
+]
+
+Value = Union[bool, int, float, str, None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Quality(enum.IntEnum):
+    """OPC UA style quality. Ordered so that ``min()`` gives the worst."""
+
+    BAD = 0
+    UNCERTAIN = 1
+    GOOD = 2
+
+
+class QualityReason(str, enum.Enum):
+    """Why a value is not good. Maps 1:1 to an OPC UA status code in ``protocols.opcua``."""
+
+    NONE = "none"
+    NO_VALUE = "no_value"  # registered, never read yet
+    COMM_FAILURE = "comm_failure"  # device or link does not answer
+    TIMEOUT = "timeout"
+    DEVICE_EXCEPTION = "device_exception"  # Modbus exception response
+    BAD_FRAME = "bad_frame"  # undecodable or garbled answer
+    OUT_OF_RANGE = "out_of_range"
+    CONFIG_ERROR = "config_error"
+    STALE = "stale"  # last known value, source no longer updating
+    OUT_OF_SERVICE = "out_of_service"
+    NOT_FED = "not_fed"  # the producing component has not started yet
+
+
+class DataType(str, enum.Enum):
+    BOOL = "bool"
+    INT = "int"
+    FLOAT = "float"
+    STRING = "string"
+
+
+@dataclass(frozen=True, slots=True)
+class TagMeta:
+    """Static description of a tag. ``name`` is ``<meter_id>.<point>`` for meter tags."""
+
+    name: str
+    data_type: DataType = DataType.FLOAT
+    unit: str = ""
+    description: str = ""
+    meter_id: str | None = None
+    point: str | None = None
+    deadband: float | None = None  # absolute; changes smaller than this are not published
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip():
+            raise ValueError(f"invalid tag name {self.name!r}")
+        if self.deadband is not None and self.deadband < 0:
+            raise ValueError(f"tag {self.name}: deadband must be >= 0, got {self.deadband}")
+
+
+@dataclass(frozen=True, slots=True)
+class TagValue:
+    """One immutable observation of a tag.
+
+    ``source_ts`` is when the device produced (or we read) the value; ``server_ts`` when the
+    TagDB accepted it. A value with ``quality`` other than GOOD keeps the last known value so
+    that displays can show it greyed out; consumers that act on values (billing) must check
+    ``quality`` first.
+    """
+
+    value: Value
+    quality: Quality
+    source_ts: datetime
+    server_ts: datetime
+    reason: QualityReason = QualityReason.NONE
+    detail: str = ""
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class TagChange:
+    """An event from the TagDB: ``changed`` is False for a fresh report of the same state."""
+
+    name: str
+    old: TagValue | None
+    new: TagValue
+    changed: bool = field(default=True)

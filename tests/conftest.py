@@ -1,0 +1,136 @@
+"""Shared fixtures: strict hygiene (no leaked tasks, loopback only) and real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from scada.db import Database, async_url
+
+from .services import PostgresServer, ServiceUnavailable, require_services
+
+# -- hygiene -----------------------------------------------------------------------------------
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(sock: socket.socket, address: Any) -> None:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    host = address[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost":
+            return
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {host!r}") from None
+    if not ip.is_loopback:
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {host}")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_address(self, address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_address(self, address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running (every task must have an owner that ends it)."""
+    before = set(asyncio.all_tasks())
+    yield
+    me = asyncio.current_task()
+    for _ in range(20):  # let tasks that are finishing finish
+        leaked = [t for t in asyncio.all_tasks() if t is not me and t not in before and not t.done()]
+        if not leaked:
+            return
+        await asyncio.sleep(0.01)
+    for t in leaked:
+        t.cancel()
+    pytest.fail(f"test leaked tasks: {sorted(t.get_name() for t in leaked)}")
+
+
+# -- servers -----------------------------------------------------------------------------------
+def _unavailable(reason: str) -> None:
+    if require_services():
+        pytest.fail(f"required test service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer()
+        server.start()
+    except (ServiceUnavailable, OSError) as exc:
+        _unavailable(f"PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _create_pg_database(server: PostgresServer) -> str:
+    import asyncpg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(server.admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_pg_database(server: PostgresServer, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server.admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """A fresh, empty database URL (config form, no driver) on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scada.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = await _create_pg_database(server)
+    try:
+        yield server.dsn(name)
+    finally:
+        await _drop_pg_database(server, name)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated database on SQLite and on PostgreSQL."""
+    database = Database(async_url(db_url))
+    try:
+        await database.upgrade()
+        yield database
+    finally:
+        await database.dispose()

@@ -1,0 +1,132 @@
+"""Servers the suite runs for itself: private instances on loopback ports, data under build/.
+
+``make test`` installs the Debian packages (``.ci/install-services.sh``); the fixtures in
+``conftest.py`` start one instance per test session and stop it afterwards. With
+``SCADA_TEST_REQUIRE_SERVICES=1`` (set by ``make test`` and therefore CI) a missing server is a
+failure; otherwise tests that need it are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PostgresServer", "ServiceUnavailable", "build_dir", "free_port", "require_services"]
+
+
+class ServiceUnavailable(Exception):
+    pass
+
+
+def require_services() -> bool:
+    return os.environ.get("SCADA_TEST_REQUIRE_SERVICES") == "1"
+
+
+def build_dir() -> Path:
+    path = Path(os.environ.get("SCADA_TEST_BUILD") or Path(__file__).resolve().parent.parent / "build")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise ServiceUnavailable(f"server exited with {proc.returncode}: {tail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServiceUnavailable(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster with trust authentication on a loopback port."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise ServiceUnavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
+        self.bindir = Path(bins[-1]).parent
+        self.port = free_port()
+        self.user = "postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._run_as: list[str] = []
+        if os.geteuid() == 0:
+            # initdb and postgres refuse to run as root
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise ServiceUnavailable("no 'postgres' system user to run the server as") from None
+            self._run_as = ["runuser", "-u", "postgres", "--"]
+        self.root = self._data_root()
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+
+    def _data_root(self) -> Path:
+        base = build_dir() / "pg"
+        base.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix=f"pg-{os.getpid()}-", dir=base))
+        if self._run_as and not self._accessible(root):
+            shutil.rmtree(root, ignore_errors=True)
+            root = Path(tempfile.mkdtemp(prefix="scada-test-pg-"))
+        if self._run_as:
+            shutil.chown(root, "postgres", "postgres")
+        return root
+
+    def _accessible(self, path: Path) -> bool:
+        shutil.chown(path, "postgres", "postgres")
+        return subprocess.run([*self._run_as, "test", "-w", str(path)], check=False).returncode == 0
+
+    def start(self) -> None:
+        subprocess.run(
+            [*self._run_as, str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user,
+             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
+            check=True, capture_output=True,
+        )
+        with open(self.log, "wb") as logf:
+            self._spawn(logf)
+        wait_port(self.port, 30, self.proc, self.log)
+
+    def _spawn(self, logf: Any) -> None:
+        if self._run_as:
+            shutil.chown(self.log, "postgres", "postgres")
+        self.proc = subprocess.Popen(
+            [*self._run_as, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+             "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+            stdout=logf, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # smart shutdown
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from tags import (
+    Quality,
+    QualityReason,
+    TagDB,
+    TagMeta,
+    TagWrite,
+    UnknownTagError,
+    by_meters,
+    by_points,
+)
+
+
+def make_db(*names: str, deadband: float | None = None) -> TagDB:
+    db = TagDB()
+    for n in names:
+        db.register(TagMeta(n, deadband=deadband))
+    return db
+
+
+def test_registered_tag_starts_bad_without_value() -> None:
+    db = make_db("M1.power")
+    v = db.read("M1.power")
+    assert v.value is None
+    assert v.quality is Quality.BAD
+    assert v.reason is QualityReason.NO_VALUE
+
+
+def test_unknown_tag_is_named_in_error() -> None:
+    db = make_db("M1.power")
+    with pytest.raises(UnknownTagError, match="M9.power"):
+        db.write("M9.power", 1.0)
+    with pytest.raises(UnknownTagError):
+        db.read("M9.power")
+
+
+def test_write_sets_value_quality_and_timestamps() -> None:
+    db = make_db("M1.power")
+    src = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert db.write("M1.power", 2.5, source_ts=src) is True
+    v = db.read("M1.power")
+    assert (v.value, v.quality, v.reason, v.source_ts) == (2.5, Quality.GOOD, QualityReason.NONE, src)
+    assert v.server_ts >= src
+
+
+def test_same_value_is_reported_not_changed() -> None:
+    db = make_db("M1.power")
+    assert db.write("M1.power", 2.5)
+    first = db.read("M1.power")
+    assert db.write("M1.power", 2.5) is False
+    second = db.read("M1.power")
+    assert second.server_ts >= first.server_ts
+    assert second is not first  # a fresh snapshot with fresh timestamps
+
+
+def test_int_and_float_of_equal_value_differ_by_type() -> None:
+    db = make_db("M1.x")
+    db.write("M1.x", 1)
+    assert db.write("M1.x", 1.0) is True
+
+
+def test_bad_quality_keeps_last_value_and_reason() -> None:
+    db = make_db("M1.power")
+    db.write("M1.power", 3.0)
+    assert db.write("M1.power", None, Quality.BAD, QualityReason.TIMEOUT, detail="no answer in 1.0 s")
+    v = db.read("M1.power")
+    assert v.value == 3.0 and v.quality is Quality.BAD and v.reason is QualityReason.TIMEOUT
+    assert v.detail == "no answer in 1.0 s"
+    # the same failure again is not a change
+    assert db.write("M1.power", None, Quality.BAD, QualityReason.TIMEOUT) is False
+    # another reason is
+    assert db.write("M1.power", None, Quality.BAD, QualityReason.BAD_FRAME) is True
+    # recovery with the same value is a change (quality differs)
+    assert db.write("M1.power", 3.0) is True
+    assert db.read("M1.power").reason is QualityReason.NONE
+
+
+def test_good_write_clears_reason_and_detail() -> None:
+    db = make_db("M1.power")
+    db.write("M1.power", 1.0, Quality.GOOD, QualityReason.TIMEOUT, detail="ignored")
+    v = db.read("M1.power")
+    assert v.reason is QualityReason.NONE and v.detail == ""
+
+
+def test_set_quality_marks_many_without_touching_values() -> None:
+    db = make_db("M1.a", "M1.b")
+    db.write("M1.a", 1.0)
+    db.write("M1.b", 2.0)
+    assert db.set_quality(["M1.a", "M1.b"], Quality.UNCERTAIN, QualityReason.STALE) == 2
+    assert [db.read(n).value for n in ("M1.a", "M1.b")] == [1.0, 2.0]
+    assert all(db.read(n).quality is Quality.UNCERTAIN for n in ("M1.a", "M1.b"))
+
+
+def test_deadband_suppresses_small_changes_but_not_drift() -> None:
+    db = make_db("M1.voltage", deadband=1.0)
+    assert db.write("M1.voltage", 230.0)
+    assert db.write("M1.voltage", 230.4) is False
+    assert db.read("M1.voltage").value == 230.4  # reads give the latest sample
+    assert db.write("M1.voltage", 230.8) is False
+    # each step was < 1.0 but the drift from the last published value is not
+    assert db.write("M1.voltage", 231.1) is True
+    assert db.write("M1.voltage", 230.2) is False
+    assert db.write("M1.voltage", 230.0) is True
+
+
+def test_deadband_never_hides_quality_changes() -> None:
+    db = make_db("M1.voltage", deadband=5.0)
+    db.write("M1.voltage", 230.0)
+    assert db.write("M1.voltage", 230.1, Quality.UNCERTAIN, QualityReason.STALE) is True
+    assert db.write("M1.voltage", 230.1) is True
+
+
+def test_deadband_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="deadband"):
+        TagMeta("M1.x", deadband=-1)
+
+
+def test_write_many_uses_one_server_timestamp() -> None:
+    db = make_db("M1.a", "M1.b", "M1.c")
+    n = db.write_many([TagWrite("M1.a", 1.0), TagWrite("M1.b", 2.0), TagWrite("M1.c", None, Quality.BAD, QualityReason.TIMEOUT)])
+    assert n == 3
+    stamps = {db.read(x).server_ts for x in ("M1.a", "M1.b", "M1.c")}
+    assert len(stamps) == 1
+
+
+def test_snapshot_and_filters() -> None:
+    db = make_db("M1.power", "M1.energy_total", "M2.power")
+    assert set(db.snapshot(by_points(["power"]))) == {"M1.power", "M2.power"}
+    assert set(db.snapshot(by_meters(["M1"]))) == {"M1.power", "M1.energy_total"}
+
+
+def test_reregister_keeps_value_updates_meta() -> None:
+    db = make_db("M1.power")
+    db.write("M1.power", 4.0)
+    db.register(TagMeta("M1.power", unit="kW"))
+    assert db.meta("M1.power").unit == "kW"
+    assert db.read("M1.power").value == 4.0
+
+
+async def test_subscriber_receives_changes_in_order() -> None:
+    db = make_db("M1.power", "M2.power")
+    async with db.subscribe(name="t") as sub:
+        db.write("M1.power", 1.0)
+        db.write("M2.power", 2.0)
+        db.write("M1.power", 3.0)
+        db.write("M1.power", 3.0)  # reported only: not delivered
+        got = [(c.name, c.new.value, c.old.value if c.old else None) for c in sub.drain()]
+    assert got == [("M1.power", 1.0, None), ("M2.power", 2.0, None), ("M1.power", 3.0, 1.0)]
+
+
+async def test_include_reported_delivers_fresh_samples() -> None:
+    db = make_db("M1.power")
+    sub = db.subscribe(include_reported=True)
+    db.write("M1.power", 1.0)
+    db.write("M1.power", 1.0)
+    changes = sub.drain()
+    sub.close()
+    assert [c.changed for c in changes] == [True, False]
+
+
+async def test_filtered_subscription() -> None:
+    db = make_db("M1.power", "M1.energy_total")
+    sub = db.subscribe(by_points(["energy_total"]))
+    db.write("M1.power", 1.0)
+    db.write("M1.energy_total", 10.0)
+    assert [c.name for c in sub.drain()] == ["M1.energy_total"]
+    sub.close()
+
+
+async def test_waiting_reader_wakes_on_write_and_ends_on_close() -> None:
+    db = make_db("M1.power")
+    sub = db.subscribe()
+    received: list[float] = []
+
+    async def reader() -> None:
+        async for change in sub:
+            received.append(change.new.value)  # type: ignore[arg-type]
+
+    task = asyncio.create_task(reader(), name="reader")
+    await asyncio.sleep(0)
+    db.write("M1.power", 1.5)
+    await asyncio.sleep(0)
+    db.write("M1.power", 2.5)
+    await asyncio.sleep(0)
+    sub.close()
+    await asyncio.wait_for(task, 1)
+    assert received == [1.5, 2.5]
+    assert sub not in db.subscriptions
+
+
+async def test_stalled_subscriber_is_bounded_and_gets_newest_values() -> None:
+    """A subscriber that never reads: the writer goes on, memory stays bounded,
+    the newest value of every tag is delivered and the dropped intermediates are counted."""
+    tags = [f"M{i}.power" for i in range(100)]
+    db = make_db(*tags)
+    stalled = db.subscribe(maxsize=50, name="stalled")
+    fast = db.subscribe(maxsize=100_000, name="fast")
+    writes = 0
+    for rnd in range(1000):
+        for n in tags:
+            db.write(n, float(rnd))
+            writes += 1
+        assert stalled.pending <= 50 + len(tags)
+    # the writer was never blocked: all writes are already in the table
+    assert all(db.read(n).value == 999.0 for n in tags)
+    assert fast.pending == writes
+
+    changes = stalled.drain()
+    latest: dict[str, float] = {}
+    for c in changes:
+        latest[c.name] = c.new.value  # type: ignore[assignment]
+    assert latest == {n: 999.0 for n in tags}
+    assert stalled.delivered + stalled.dropped == writes
+    assert stalled.dropped > 0 and stalled.overflowed >= 1
+    # a coalesced change spans from the oldest undelivered to the newest value
+    tail = [c for c in changes if c.name == "M5.power"][-1]
+    assert tail.changed and tail.new.value == 999.0 and tail.old is not None and tail.old.value < 999.0
+    stalled.close()
+    fast.close()
+
+
+async def test_subscriber_catches_up_after_overflow_in_tag_order() -> None:
+    db = make_db("A.x", "B.x")
+    sub = db.subscribe(maxsize=2)
+    db.write("A.x", 1.0)
+    db.write("B.x", 1.0)
+    db.write("A.x", 2.0)  # overflow starts
+    db.write("B.x", 2.0)
+    db.write("A.x", 3.0)  # replaces A 2.0
+    values = [(c.name, c.new.value) for c in sub.drain()]
+    assert values == [("A.x", 1.0), ("B.x", 1.0), ("A.x", 3.0), ("B.x", 2.0)]
+    assert sub.dropped == 1
+    # back to FIFO once drained
+    db.write("A.x", 4.0)
+    db.write("A.x", 5.0)
+    assert [c.new.value for c in sub.drain()] == [4.0, 5.0]
+    sub.close()
+
+
+async def test_get_batch_returns_all_pending() -> None:
+    db = make_db("A.x")
+    sub = db.subscribe()
+    for i in range(5):
+        db.write("A.x", float(i))
+    batch = await sub.get_batch(limit=3)
+    assert [c.new.value for c in batch] == [0.0, 1.0, 2.0]
+    assert sub.pending == 2
+    sub.close()
+
+
+async def test_unsubscribed_gets_nothing_more() -> None:
+    db = make_db("A.x")
+    sub = db.subscribe()
+    sub.close()
+    db.write("A.x", 1.0)
+    assert sub.pending == 0
+    with pytest.raises(StopAsyncIteration):
+        await sub.get()
