@@ -170,6 +170,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
             ctx = err.get("ctx", {})
             op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
             bound = next(iter(ctx.values()), "?")
+            if isinstance(bound, float):
+                bound = f"{bound:g}"
             problems.append(f"{path}: expected a value {op} {bound}, found {_describe(found)}")
         elif kind == "value_error":
             msg = str(err.get("ctx", {}).get("error", err["msg"]))

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .audit import Actor, AuditLog, jsonable
+from .audit import Actor, AuditLog
 from .configbase import DecimalStr, format_validation_error
 from .db import Database
 from .db.models import Building, Floor, Meter, Room, Site
@@ -155,7 +155,7 @@ def _validate(model: type[_Row], data: Any, place: str, problems: list[str]) -> 
 
 
 def _header_lines(text: str, table: str) -> list[int]:
-    pattern = re.compile(rf"^\s*\[\[\s*{table}\s*\]\]", re.M)
+    pattern = re.compile(rf"^[ \t]*\[\[[ \t]*{table}[ \t]*\]\]", re.M)
     return [text.count("\n", 0, m.start()) + 1 for m in pattern.finditer(text)]
 
 
@@ -352,13 +352,14 @@ async def apply_site(
                 AuditLog.record(s, actor, "site.import.create", kind, ident, reason=reason or spec.source, after=values)
                 return
             before = _row_values(obj, values)
-            if jsonable(before) == jsonable(values):
+            # compare values, not their text: NUMERIC(12,3) gives back 30.500 for 30.5
+            changed = {k for k in values if before[k] != values[k]}
+            if not changed:
                 result.count("unchanged", kind)
                 return
-            for k, val in values.items():
-                setattr(obj, k, val)
+            for k in changed:
+                setattr(obj, k, values[k])
             result.count("updated", kind)
-            changed = {k for k in values if jsonable(before[k]) != jsonable(values[k])}
             AuditLog.record(
                 s, actor, "site.import.update", kind, ident, reason=reason or spec.source,
                 before={k: before[k] for k in changed}, after={k: values[k] for k in changed},

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .model import TagChange
+from .model import TagChange, TagValue
 
 if TYPE_CHECKING:
     from .db import TagDB
@@ -71,6 +71,7 @@ class Subscription:
         "name",
         "_fifo",
         "_overflow",
+        "_first",
         "_waiter",
         "_closed",
         "delivered",
@@ -96,6 +97,7 @@ class Subscription:
         self.name = name
         self._fifo: deque[TagChange] = deque()
         self._overflow: dict[str, TagChange] = {}
+        self._first: dict[str, tuple[TagValue | None, bool]] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.delivered = 0
@@ -108,14 +110,14 @@ class Subscription:
             overflow = self._overflow
             if not overflow:
                 self.overflowed += 1
-            previous = overflow.get(change.name)
+            name = change.name
+            previous = overflow.get(name)
             if previous is not None:
                 self.dropped += 1
-                # one event spanning both: the oldest "old", the newest "new"
-                change = TagChange(
-                    change.name, previous.old, change.new, previous.changed or change.changed
-                )
-            overflow[change.name] = change
+                if name not in self._first:
+                    # the coalesced event spans from the oldest undelivered "old" to the newest
+                    self._first[name] = (previous.old, previous.changed)
+            overflow[name] = change  # replacing keeps the tag's place in the queue
         else:
             self._fifo.append(change)
         waiter = self._waiter
@@ -134,7 +136,12 @@ class Subscription:
         if self._overflow:
             name = next(iter(self._overflow))
             self.delivered += 1
-            return self._overflow.pop(name)
+            change = self._overflow.pop(name)
+            first = self._first.pop(name, None)
+            if first is not None:
+                old, changed = first
+                change = TagChange(name, old, change.new, changed or change.changed)
+            return change
         return None
 
     def drain(self, limit: int | None = None) -> list[TagChange]:

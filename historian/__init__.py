@@ -1,0 +1,1 @@
+"""The historian: interval aggregation of the tag stream, storage backends, queries."""

@@ -1,0 +1,1 @@
+"""The web HMI and the JSON API (aiohttp, jinja2, WebSocket)."""

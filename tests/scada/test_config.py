@@ -1,0 +1,142 @@
+"""Config validation: every error names the file, the key path, what was expected and found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scada.cli import main
+from scada.config import ConfigError, load_config, load_demo_config, parse_config
+from scada.configbase import SecretError, SecretRef
+
+MINIMAL = '[site]\nname = "T"\n'
+
+
+def problems_of(text: str, tmp_path: Path) -> list[str]:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    assert str(path) in str(info.value)
+    return info.value.problems
+
+
+def test_minimal_config_has_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(MINIMAL)
+    cfg = load_config(path)
+    assert cfg.site.currency == "CNY" and cfg.site.currency_minor_units == 2
+    assert cfg.hmi.host == "127.0.0.1"  # loopback unless configured
+    assert cfg.data_dir == tmp_path / "var"
+
+
+def test_embedded_demo_config_is_valid_and_same_as_example() -> None:
+    cfg = load_demo_config()
+    assert cfg.site.import_file == "embedded:site-demo.toml"
+    assert {link.name for link in cfg.links} == {"gw-1", "gw-2"}
+    example = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+    assert load_config(example).model_dump(exclude={"base_dir"}) == cfg.model_dump(exclude={"base_dir"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # 1 not TOML at all
+        ("[site\nname = 'x'", "not valid TOML"),
+        # 2 a required section missing
+        ("[hmi]\nport = 8080\n", "site: missing required key"),
+        # 3 an unknown top-level key, with the allowed ones listed
+        (MINIMAL + "colour = 'red'\n", "colour: unknown key (allowed here:"),
+        # 4 an unknown nested key
+        (MINIMAL + "[hmi]\nprot = 8080\n", "hmi.prot: unknown key (allowed here: host, port)"),
+        # 5 a wrong type, no silent coercion of strings
+        (MINIMAL + "[hmi]\nport = '8080'\n", "hmi.port: expected an integer, found '8080'"),
+        # 6 out of range
+        (MINIMAL + "[hmi]\nport = 70000\n", "hmi.port: expected a value <= 65535, found 70000"),
+        # 7 a bad value in a list of tables names its index
+        (
+            MINIMAL
+            + "[[links]]\nname='a'\nhost='127.0.0.1'\nport=502\n"
+            + "[[links]]\nname='b'\nhost='127.0.0.1'\nport=503\n"
+            + "[[links]]\nname='c'\nhost='127.0.0.1'\nport=504\ntimeout_s = -1\n",
+            "links[2].timeout_s: expected a value > 0, found -1",
+        ),
+        # 8 an enumerated value
+        (MINIMAL + "[logging]\nformat = 'xml'\n", "logging.format: expected one of 'human' or 'json', found 'xml'"),
+        # 9 an unknown time zone
+        ("[site]\nname='T'\ntimezone='Mars/Olympus'\n", "site.timezone: unknown time zone 'Mars/Olympus'"),
+        # 10 a password inline in the database URL
+        (MINIMAL + "[database]\nurl = 'postgresql://u:hunter2@db/scada'\n", "database.url: the URL must not contain a password"),
+        # 11 a secret that names neither a variable nor a file
+        (MINIMAL + "[admin]\npassword = {}\n", "admin.password: give exactly one of 'env'"),
+        # 12 an unsupported database
+        (MINIMAL + "[database]\nurl = 'mysql://db/scada'\n", "database.url: expected a sqlite:/// or postgresql:// URL"),
+        # 13 a cross-field rule: tcp link without an endpoint
+        (MINIMAL + "[[links]]\nname = 'a'\nkind = 'tcp'\n", "links[0]: a tcp link needs 'host' and 'port'"),
+        # 14 duplicate link names
+        (
+            MINIMAL + "[[links]]\nname='a'\nhost='h'\nport=1\n[[links]]\nname='a'\nhost='h'\nport=2\n",
+            "duplicate link name 'a'",
+        ),
+        # 15 a boolean written as a string
+        (MINIMAL + "[database]\necho = 'yes'\n", "database.echo: expected true or false, found 'yes'"),
+        # 16 an RTU bus with several requests in flight
+        (
+            MINIMAL + "[[links]]\nname='bus'\nkind='rtu'\nserial_port='/dev/ttyS0'\nmax_in_flight=2\n",
+            "links[0]: an RTU bus allows one request in flight",
+        ),
+        # 17 an unknown currency without minor units
+        ("[site]\nname='T'\ncurrency='XYZ'\n", "site: currency XYZ is not known: set site.minor_units"),
+    ],
+)
+def test_bad_config_is_named_precisely(text: str, expected: str, tmp_path: Path) -> None:
+    problems = problems_of(text, tmp_path)
+    assert any(expected in p for p in problems), problems
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    problems = problems_of(MINIMAL + "[hmi]\nport = 'x'\nhost = 1\n[logging]\nlevel = 'loud'\n", tmp_path)
+    assert len(problems) == 3
+    assert {p.split(":")[0] for p in problems} == {"hmi.port", "hmi.host", "logging.level"}
+
+
+def test_base_dir_cannot_be_set_in_file(tmp_path: Path) -> None:
+    problems = problems_of(MINIMAL.replace("[site]", "base_dir = '/'\n[site]"), tmp_path)
+    assert "base_dir: unknown key" in problems[0]
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_relative_paths_resolve_against_config_dir(tmp_path: Path) -> None:
+    cfg = parse_config(MINIMAL + "[runtime]\ndata_dir='data'\n", "x", tmp_path)
+    assert cfg.data_dir == tmp_path / "data"
+    assert cfg.path("/abs/file") == Path("/abs/file")
+
+
+def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_SECRET", "s3cret")
+    assert SecretRef(env="T_SECRET").require() == "s3cret"
+    (tmp_path / "pw").write_text("from-file\n")
+    assert SecretRef(file="pw").require(tmp_path) == "from-file"
+    monkeypatch.delenv("T_SECRET")
+    with pytest.raises(SecretError, match="environment variable T_SECRET"):
+        SecretRef(env="T_SECRET").require()
+    with pytest.raises(SecretError, match="cannot read secret file"):
+        SecretRef(file="missing").require(tmp_path)
+
+
+def test_check_config_cli_lists_all_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + "[hmi]\nport = 'x'\n[logging]\nlevel = 'loud'\n")
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith(str(bad) + ": ") for line in err)
+    good = tmp_path / "good.toml"
+    good.write_text(MINIMAL)
+    assert main(["check-config", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
