@@ -20,9 +20,13 @@ def build_runtime(
 ) -> Runtime:
     ctx = Context()
     ctx[CONFIG] = config
+    # the composition root is the one place in scada/ that knows the HMI exists
+    from hmi.component import HmiComponent
+
     components: list[Component] = [
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
+        HmiComponent(),  # last: it serves what the others provide
     ]
     rt = config.runtime
     policy = SupervisionPolicy(

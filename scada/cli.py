@@ -30,7 +30,8 @@ COMMANDS: list[Callable[[Any], None]] = []
 
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:
     path = getattr(args, "config", None)
-    return load_config(path) if path else load_demo_config()
+    overrides = args.set or []
+    return load_config(path, overrides) if path else load_demo_config(overrides)
 
 
 def _out(message: str) -> None:
@@ -47,19 +48,19 @@ async def _serve(config: ScadaConfig, *, demo: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = config_from_args(args)
     _setup_logging(args, config)
     return asyncio.run(_serve(config, demo=False))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    config = load_demo_config()
+    config = config_from_args(args)
     _setup_logging(args, config)
     return asyncio.run(_serve(config, demo=True))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = load_config(args.file, args.set or [])
     _out(f"{args.file}: OK (site {config.site.name!r}, {len(config.links)} link(s))")
     return 0
 
@@ -166,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scada", description="Prepaid-metering SCADA server")
     parser.add_argument("--log-format", choices=["human", "json"], default=None, help="log line format")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a config key, e.g. --set hmi.port=9090 --set 'links[0].port=5030' (repeatable)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a server from a config file")
@@ -173,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("demo", help="run the simulated demo site on the embedded defaults")
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler=cmd_demo, config=None)
 
     p = sub.add_parser("check-config", help="validate a config file and list every problem")
     p.add_argument("file")

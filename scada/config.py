@@ -9,10 +9,12 @@ embedded demo defaults: against the current directory).
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -110,7 +112,7 @@ class AdminConfig(ConfigModel):
 
 class HmiConfig(ConfigModel):
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
 
 
 class ScadaConfig(ConfigModel):
@@ -147,11 +149,50 @@ class ScadaConfig(ConfigModel):
         return next((link for link in self.links if link.name == name), None)
 
 
-def parse_config(text: str, source: str, base_dir: Path) -> ScadaConfig:
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*)=(.*)$", re.S)
+_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``key.path=value`` (value in TOML syntax; a bare word is a string) to ``data``."""
+    m = _OVERRIDE.match(override.strip())
+    if not m:
+        raise ValueError(f"override {override!r}: expected key.path=value, e.g. hmi.port=9090")
+    path, raw = m.group(1), m.group(2).strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    parts = _PART.findall(path)
+    node: Any = data
+    for i, (key, index) in enumerate(parts):
+        last = i == len(parts) - 1
+        if index:
+            seq = node.get(key)
+            if not isinstance(seq, list) or int(index) >= len(seq):
+                raise ValueError(f"override {override!r}: {key} has no element {index}")
+            if last:
+                seq[int(index)] = value
+            else:
+                node = seq[int(index)]
+        elif last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {override!r}: {key} is not a table")
+
+
+def parse_config(text: str, source: str, base_dir: Path, overrides: Sequence[str] = ()) -> ScadaConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    try:
+        for override in overrides:
+            apply_override(data, override)
+    except ValueError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     if "base_dir" in data:
         raise ConfigError(source, ["base_dir: unknown key (it is set from the file's location)"])
     data["base_dir"] = str(base_dir)
@@ -161,19 +202,19 @@ def parse_config(text: str, source: str, base_dir: Path) -> ScadaConfig:
         raise ConfigError(source, format_validation_error(exc, ScadaConfig)) from None
 
 
-def load_config(path: str | Path) -> ScadaConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ScadaConfig:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
-    return parse_config(text, str(path), path.resolve().parent)
+    return parse_config(text, str(path), path.resolve().parent, overrides)
 
 
 def demo_config_text() -> str:
     return resources.files("scada.defaults").joinpath("demo.toml").read_text(encoding="utf-8")
 
 
-def load_demo_config() -> ScadaConfig:
+def load_demo_config(overrides: Sequence[str] = ()) -> ScadaConfig:
     """The embedded demo defaults; relative paths resolve against the current directory."""
-    return parse_config(demo_config_text(), "<embedded demo.toml>", Path.cwd())
+    return parse_config(demo_config_text(), "<embedded demo.toml>", Path.cwd(), overrides)

@@ -1,5 +1,6 @@
 """Tags: the current-value table and its change stream. Depends on nothing of ours."""
 
+from . import names
 from .db import TagDB, TagWrite, UnknownTagError
 from .model import DataType, Quality, QualityReason, TagChange, TagMeta, TagValue, Value, utcnow
 from .subscription import Subscription, TagFilter, all_tags, by_glob, by_meters, by_names, by_points
@@ -17,6 +18,7 @@ __all__ = [
     "TagWrite",
     "UnknownTagError",
     "Value",
+    "names",
     "all_tags",
     "by_glob",
     "by_meters",

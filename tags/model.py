@@ -65,6 +65,7 @@ class TagMeta:
     unit: str = ""
     description: str = ""
     meter_id: str | None = None
+    room_id: str | None = None
     point: str | None = None
     deadband: float | None = None  # absolute; changes smaller than this are not published
 

@@ -140,3 +140,15 @@ def test_check_config_cli_lists_all_problems(tmp_path: Path, capsys: pytest.Capt
     good.write_text(MINIMAL)
     assert main(["check-config", str(good)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_overrides_apply_before_validation(tmp_path: Path) -> None:
+    text = MINIMAL + "[[links]]\nname='a'\nhost='127.0.0.1'\nport=502\n"
+    cfg = parse_config(text, "x", tmp_path, ["hmi.port=9090", "links[0].port=1502", "site.timezone=Europe/Paris"])
+    assert cfg.hmi.port == 9090 and cfg.links[0].port == 1502 and cfg.site.timezone == "Europe/Paris"
+    with pytest.raises(ConfigError, match="hmi.port: expected an integer, found 'abc'"):
+        parse_config(text, "x", tmp_path, ["hmi.port='abc'"])
+    with pytest.raises(ConfigError, match="links has no element 5"):
+        parse_config(text, "x", tmp_path, ["links[5].port=1"])
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        parse_config(text, "x", tmp_path, ["hmi.port"])

@@ -1,0 +1,112 @@
+"""The JSON API's common behaviour: tokens, auth errors, JSON errors, rate limit, OpenAPI, audit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hmi.component import HMI_URL
+from scada.audit import Actor
+from scada.foundation import AUDIT, USERS
+
+from ..harness import running_server, server_config
+
+
+@pytest.fixture
+async def api(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Any]]:
+    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
+    async with running_server(server_config(tmp_path, db_url)) as rt:
+        await rt.ctx[USERS].add("viewer1", "viewer", "viewer-password", Actor("t", "cli"))
+        async with aiohttp.ClientSession() as http:
+            yield rt.ctx[HMI_URL] + "/api/v1", (rt, http)
+
+
+async def token(http: aiohttp.ClientSession, base: str, user: str, password: str) -> str:
+    async with http.post(base + "/auth/token", json={"user": user, "password": password}) as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())["token"]
+
+
+async def test_token_issue_and_use(api: tuple[str, Any]) -> None:
+    base, (rt, http) = api
+    async with http.post(base + "/auth/token", json={"user": "admin", "password": "admin-password-1"}) as r:
+        assert r.status == 200
+        body = await r.json()
+    assert body["role"] == "admin" and body["token"].startswith("sct_")
+    user = await rt.ctx[USERS].authenticate_token(body["token"])
+    assert user is not None and user.name == "admin"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"user": "admin", "password": "wrong"}, 401, None),
+        ({"user": "admin"}, 422, "password"),
+        ({"user": "admin", "password": "x", "ttl_hours": -1}, 422, "ttl_hours"),
+        ({"user": "admin", "password": "x", "role": "admin"}, 422, "role"),
+        ([1, 2], 422, None),
+    ],
+)
+async def test_token_bad_input(api: tuple[str, Any], payload: Any, status: int, field: str | None) -> None:
+    base, (_, http) = api
+    async with http.post(base + "/auth/token", json=payload) as r:
+        assert r.status == status
+        body = await r.json()
+    assert body["error"]
+    assert body.get("field") == field
+    if field:
+        assert body["error"].startswith(field + ":")
+
+
+async def test_non_json_and_hostile_bodies(api: tuple[str, Any]) -> None:
+    base, (_, http) = api
+    async with http.post(base + "/auth/token", data="user=admin") as r:
+        assert r.status == 415 and "application/json" in (await r.json())["error"]
+    async with http.post(base + "/auth/token", data=b"{not json", headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 400 and "not valid JSON" in (await r.json())["error"]
+    async with http.post(base + "/auth/token", data=b'{"user": "a", "password": NaN}', headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 400 and "NaN is not allowed" in (await r.json())["error"]
+
+
+async def test_login_rate_limited(api: tuple[str, Any]) -> None:
+    base, (_, http) = api
+    for _ in range(5):
+        async with http.post(base + "/auth/token", json={"user": "admin", "password": "wrong"}) as r:
+            assert r.status == 401
+    async with http.post(base + "/auth/token", json={"user": "admin", "password": "admin-password-1"}) as r:
+        assert r.status == 429
+        body = await r.json()
+    assert "too many failed logins" in body["error"] and body["retry_after_s"] > 0
+
+
+async def test_unknown_endpoint_and_method_are_json(api: tuple[str, Any]) -> None:
+    base, (_, http) = api
+    async with http.get(base + "/nope") as r:
+        assert r.status == 404 and "no such endpoint" in (await r.json())["error"]
+    async with http.get(base + "/auth/token") as r:
+        assert r.status == 405 and "not allowed" in (await r.json())["error"]
+
+
+async def test_openapi_document(api: tuple[str, Any]) -> None:
+    base, (_, http) = api
+    async with http.get(base + "/openapi.json") as r:
+        doc = await r.json()
+    assert doc["openapi"].startswith("3.")
+    op = doc["paths"]["/api/v1/auth/token"]["post"]
+    assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/TokenIn"
+    assert "password" in doc["components"]["schemas"]["TokenIn"]["properties"]
+
+
+async def test_calls_are_audited(api: tuple[str, Any]) -> None:
+    base, (rt, http) = api
+    async with http.post(base + "/auth/token", json={"user": "viewer1", "password": "bad"}) as r:
+        assert r.status == 401
+    await token(http, base, "viewer1", "viewer-password")
+    entries = await rt.ctx[AUDIT].query(action="api.auth.issue_token")
+    outcomes = sorted(e.outcome for e in entries)
+    assert outcomes == ["denied", "ok"]
+    assert {e.actor for e in entries} == {"viewer1"}  # the name tried, even when it failed
