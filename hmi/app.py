@@ -1,38 +1,53 @@
-"""The aiohttp application: JSON API (and, later, the HMI pages and WebSocket feed)."""
+"""The aiohttp application: the pages, the WebSocket feed and the JSON API, on one port."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 
 import scada
-from scada.auth import UserInfo
 from scada.context import Context
-from scada.foundation import AUDIT, USERS
+from scada.foundation import AUDIT, CONFIG, DATABASE
+from scada.sessions import SessionStore
 
 from .api import auth as auth_api
+from .api import rooms as rooms_api
+from .api import users as users_api
 from .api.router import AUDIT_LOG, PREFIX, USER_RESOLVER, ApiRouter, json_response, openapi_document
-from .keys import CONTEXT, LOGIN_LIMITER
+from .feed import FEED, Feed
+from .i18n import Catalogs
+from .keys import CONTEXT, LIVE, LOGIN_LIMITER, SESSIONS
+from .live import LiveRooms
+from .pages import PageSet
+from .pages import auth as auth_pages
+from .pages import overview as overview_pages
+from .pages import room as room_pages
+from .pages import users as users_pages
 from .ratelimit import LoginRateLimiter
+from .render import CATALOGS, NAV, TEMPLATES, make_environment
+from .security import session_middleware, session_or_bearer_user
 
-__all__ = ["API_ROUTERS", "OPENAPI", "create_app"]
+__all__ = ["API_ROUTERS", "OPENAPI", "PAGE_SETS", "create_app"]
 
 log = logging.getLogger(__name__)
 
 # every part's API router; a part adds its own here
-API_ROUTERS: list[ApiRouter] = [auth_api.router]
+API_ROUTERS: list[ApiRouter] = [auth_api.router, rooms_api.router, users_api.router]
+# the pages; a set whose parts are not running is left out (and out of the navigation)
+PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, users_pages.pages]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
 
-
-async def bearer_user(request: web.Request) -> tuple[UserInfo, str] | None:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return None
-    user = await request.app[CONTEXT][USERS].authenticate_token(header[7:].strip())
-    return (user, "api") if user is not None else None
+# pages and scripts come only from this server: no inline script, no CDN, no framing
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
 
 
 @web.middleware
@@ -49,19 +64,79 @@ async def api_errors(request: web.Request, handler: Callable[[web.Request], Awai
         return json_response({"error": message}, status=exc.status)
 
 
+@web.middleware
+async def security_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _harden(exc)
+        raise
+    if not response.prepared:
+        _harden(response)
+    return response
+
+
+def _harden(response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
 
-def create_app(ctx: Context, *, routers: list[ApiRouter] | None = None) -> web.Application:
-    app = web.Application(middlewares=[api_errors], client_max_size=2 * 1024 * 1024)
+async def favicon(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound()
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("hmi").joinpath("static")))
+
+
+def create_app(
+    ctx: Context,
+    *,
+    live: LiveRooms,
+    routers: list[ApiRouter] | None = None,
+    page_sets: list[PageSet] | None = None,
+) -> web.Application:
+    """The application for a running server. ``live`` must be started (and run) by the caller."""
+    config = ctx[CONFIG]
+    app = web.Application(middlewares=[security_headers, api_errors, session_middleware], client_max_size=2 * 1024 * 1024)
     app[CONTEXT] = ctx
     app[AUDIT_LOG] = ctx[AUDIT]
-    app[USER_RESOLVER] = bearer_user
+    app[USER_RESOLVER] = session_or_bearer_user
     app[LOGIN_LIMITER] = LoginRateLimiter()
+    app[SESSIONS] = SessionStore(
+        ctx[DATABASE],
+        idle=timedelta(minutes=config.hmi.session_idle_minutes),
+        max_age=timedelta(hours=config.hmi.session_max_hours),
+    )
+    app[LIVE] = live
+    app[CATALOGS] = Catalogs.load()
+    app[TEMPLATES] = make_environment()
+    app[NAV] = []
+    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000)
+    feed.start()
+    app[FEED] = feed
+
+    async def close_feed(_app: web.Application) -> None:
+        await feed.close()
+
+    app.on_shutdown.append(close_feed)
+
     routers = routers if routers is not None else API_ROUTERS
     for router in routers:
         router.install(app)
     app[OPENAPI] = openapi_document(routers, title="Prepaid-metering SCADA API", version=scada.__version__)
     app.router.add_get(PREFIX + "/openapi.json", openapi_json)
+    auth_pages.install(app)
+    for page_set in page_sets if page_sets is not None else PAGE_SETS:
+        page_set.install(app)
+    app.router.add_get("/ws", feed.handle, name="feed")
+    app.router.add_static("/static/", _static_dir(), name="static", append_version=False)
+    app.router.add_get("/favicon.ico", favicon)
     return app
+

@@ -1,14 +1,20 @@
-"""Typed keys of the aiohttp application."""
+"""Typed keys of the aiohttp application and of its requests."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from scada.context import Context
+from scada.sessions import SessionInfo, SessionStore
 
+from .live import LiveRooms
 from .ratelimit import LoginRateLimiter
 
-__all__ = ["CONTEXT", "LOGIN_LIMITER"]
+__all__ = ["CONTEXT", "LIVE", "LOGIN_LIMITER", "SESSION", "SESSIONS"]
 
 CONTEXT: web.AppKey[Context] = web.AppKey("context", Context)
 LOGIN_LIMITER: web.AppKey[LoginRateLimiter] = web.AppKey("login_limiter", LoginRateLimiter)
+SESSIONS: web.AppKey[SessionStore] = web.AppKey("sessions", SessionStore)
+# the request's live web session, resolved once by the session middleware (None: anonymous)
+SESSION: web.RequestKey[SessionInfo | None] = web.RequestKey("session", object)  # type: ignore[arg-type]
+LIVE: web.AppKey[LiveRooms] = web.AppKey("live_rooms", LiveRooms)

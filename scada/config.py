@@ -113,6 +113,15 @@ class AdminConfig(ConfigModel):
 class HmiConfig(ConfigModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    # a web session ends after this long without a request, and at the latest after max_hours
+    session_idle_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    session_max_hours: int = Field(default=24, ge=1, le=24 * 90)
+    # "Secure" flag on the session cookie: "auto" sets it when the request came over HTTPS;
+    # "always" behind a TLS-terminating proxy
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    # live pushes to one WebSocket client are coalesced to at most one per this interval
+    push_interval_ms: int = Field(default=500, ge=100, le=10_000)
+    default_language: Literal["en", "zh-CN"] = "en"
 
 
 class ScadaConfig(ConfigModel):

@@ -3,6 +3,8 @@
 A part that adds tables adds its module here (and a migration on its own branch).
 """
 
+from scada import sessions  # noqa: F401  (hmi: web sessions)
+
 from . import models  # noqa: F401
 
 __all__: list[str] = []

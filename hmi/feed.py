@@ -1,0 +1,380 @@
+"""The WebSocket feed (``GET /ws``): live room summaries and room details pushed to clients.
+
+Protocol (JSON text frames):
+
+- client → server ``{"type": "subscribe", "view": "overview", "filter": {"building": …,
+  "floor": …, "state": …, "q": …}, "page": 1, "page_size": 120}`` or ``{"type": "subscribe",
+  "view": "room", "room": "<room id>"}``. A new subscription replaces the previous one.
+- server → client ``{"type": "snapshot", …}`` with the whole view (after every subscribe, and
+  whenever the page's membership changes or the asset registry was reloaded), then
+  ``{"type": "update", "seq": n, "rooms": […], "counts": {…}, "tags": {…}}`` with only what
+  changed since the last message. A client that reconnects subscribes again and so resyncs
+  from a snapshot. ``{"type": "error", "message": …, "field": …}`` answers a bad request.
+
+Flow control: the tag stream only marks a client's dirty set (bounded by the rooms of its
+view: the newest state wins); each client has its own sender task that pushes at most once per
+``hmi.push_interval_ms``, so a slow or stalled client delays nobody else. A client whose
+socket does not drain within :data:`SEND_TIMEOUT_S` is disconnected (it resyncs when it
+reconnects).
+
+Authentication: the page's session cookie (the ``Origin`` must then be this server) or
+``Authorization: Bearer <token>``; the caller is re-checked every minute, so a revoked session
+or a disabled user loses the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scada.auth import Permission, UserInfo
+from scada.foundation import USERS
+
+from .api.router import json_response, validation_error
+from .keys import CONTEXT, SESSION, SESSIONS
+from .live import CATEGORIES, FilterError, LiveRooms, LiveUpdate, RoomFilter, tag_json
+from .security import SESSION_COOKIE
+
+__all__ = ["Feed", "FEED", "SEND_TIMEOUT_S"]
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 30.0
+RECHECK_AUTH_S = 60.0
+MAX_PAGE_SIZE = 1000
+
+
+class FilterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    building: str | None = Field(default=None, max_length=64)
+    floor: str | None = Field(default=None, max_length=64)
+    state: Literal[CATEGORIES] | None = None  # type: ignore[valid-type]
+    q: str | None = Field(default=None, max_length=64)
+
+
+class SubscribeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["subscribe"]
+    view: Literal["overview", "room"]
+    filter: FilterIn = FilterIn()
+    page: int = Field(default=1, ge=1, le=100_000)
+    page_size: int = Field(default=120, ge=1, le=MAX_PAGE_SIZE)
+    room: str | None = Field(default=None, max_length=64)
+
+
+class _Client:
+    """One connection's view and what changed in it since the last push."""
+
+    def __init__(self, ws: web.WebSocketResponse, user: UserInfo) -> None:
+        self.ws = ws
+        self.user = user
+        self.view: Literal["overview", "room"] | None = None
+        self.filter = RoomFilter()
+        self.page = 1
+        self.page_size = 120
+        self.room: str | None = None
+        self.ids: list[str] = []
+        self.id_set: frozenset[str] = frozenset()
+        self.dirty_rooms: set[str] = set()
+        self.dirty_tags: set[str] = set()
+        self.counts_dirty = False
+        self.membership_dirty = False
+        self.resync = False
+        self.wake = asyncio.Event()
+        self.seq = 0
+        self.pushes = 0
+
+    def mark(self, update: LiveUpdate, live: LiveRooms) -> None:
+        if self.view is None:
+            return
+        if update.rebuilt:
+            self.resync = True
+            self.wake.set()
+            return
+        if self.view == "room":
+            if self.room in update.rooms:
+                self.dirty_rooms.add(self.room)  # type: ignore[arg-type]
+            names = update.tags.get(self.room or "")
+            if names:
+                self.dirty_tags.update(names)
+        else:
+            rooms = update.rooms
+            hit = rooms & self.id_set if len(rooms) < len(self.id_set) else self.id_set & rooms
+            if hit:
+                self.dirty_rooms |= hit
+            if update.category_changed and self._in_scope(update.category_changed, live):
+                self.counts_dirty = True
+                if self.filter.state is not None:
+                    self.membership_dirty = True
+        if self.dirty_rooms or self.dirty_tags or self.counts_dirty or self.membership_dirty:
+            self.wake.set()
+
+    def _in_scope(self, rooms: frozenset[str], live: LiveRooms) -> bool:
+        building, floor = self.filter.scope()
+        if building is None and floor is None:
+            return True
+        for room_id in rooms:
+            s = live.summary(room_id)
+            if s is None:
+                continue
+            if (floor is None or s["floor"] == floor) and (building is None or s["building"] == building):
+                return True
+        return False
+
+
+class Feed:
+    def __init__(self, live: LiveRooms, *, interval_s: float = 0.5) -> None:
+        self.live = live
+        self.interval_s = interval_s
+        self.clients: set[_Client] = set()
+        self.pushes = 0
+        self._remove_listener: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        self._remove_listener = self.live.add_listener(self._on_update)
+
+    async def close(self) -> None:
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        for client in list(self.clients):
+            with contextlib.suppress(Exception):
+                await client.ws.close(code=1001, message=b"server shutting down")
+
+    def _on_update(self, update: LiveUpdate) -> None:
+        live = self.live
+        for client in self.clients:
+            client.mark(update, live)
+
+    # -- connection ------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        auth = await _authenticate(request)
+        if isinstance(auth, web.Response):
+            return auth
+        user, recheck = auth
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
+        await ws.prepare(request)
+        client = _Client(ws, user)
+        self.clients.add(client)
+        sender = asyncio.get_running_loop().create_task(self._sender(client), name=f"hmi:ws-sender:{user.name}")
+        try:
+            await self._receiver(client, recheck)
+        finally:
+            self.clients.discard(client)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+            await ws.close()
+        return ws
+
+    async def _receiver(self, client: _Client, recheck: Callable[[], Any]) -> None:
+        ws = client.ws
+        checked = time.monotonic()
+        while not ws.closed:
+            try:
+                msg = await ws.receive(timeout=RECHECK_AUTH_S)
+            except asyncio.TimeoutError:
+                msg = None
+            if time.monotonic() - checked >= RECHECK_AUTH_S:
+                checked = time.monotonic()
+                user = await recheck()
+                if user is None or not user.can(Permission.VIEW):
+                    await ws.close(code=4401, message=b"session ended")
+                    return
+                client.user = user
+            if msg is None:
+                continue
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            if msg.type is not WSMsgType.TEXT:
+                await self._error(client, "expected JSON text frames")
+                continue
+            await self._on_message(client, msg.data)
+
+    async def _error(self, client: _Client, message: str, field: str | None = None) -> None:
+        body: dict[str, Any] = {"type": "error", "message": message}
+        if field:
+            body["field"] = field
+        await _send(client.ws, json.dumps(body, ensure_ascii=False))
+
+    async def _on_message(self, client: _Client, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            await self._error(client, "message is not valid JSON")
+            return
+        if not isinstance(data, dict):
+            await self._error(client, "message must be a JSON object")
+            return
+        try:
+            sub = SubscribeIn.model_validate(data)
+        except ValidationError as exc:
+            err = validation_error(exc)
+            await self._error(client, err.message, err.field)
+            return
+        f = RoomFilter(sub.filter.building or None, sub.filter.floor or None, sub.filter.state, sub.filter.q or None)
+        if sub.view == "room":
+            if not sub.room or sub.room not in self.live:
+                await self._error(client, f"unknown room {sub.room!r}", "room")
+                return
+        else:
+            try:
+                self.live.check_filter(f)
+            except FilterError as exc:
+                await self._error(client, exc.message, f"filter.{exc.field}")
+                return
+        client.view = sub.view
+        client.filter = f
+        client.page = sub.page
+        client.page_size = sub.page_size
+        client.room = sub.room if sub.view == "room" else None
+        client.resync = True
+        client.wake.set()
+
+    # -- pushing ---------------------------------------------------------------------------
+    async def _sender(self, client: _Client) -> None:
+        try:
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                message = self._message(client)
+                if message is None:
+                    continue
+                await asyncio.wait_for(_send(client.ws, message), SEND_TIMEOUT_S)
+                client.pushes += 1
+                self.pushes += 1
+                # at most one push per interval: what changes meanwhile is coalesced
+                await asyncio.sleep(self.interval_s)
+        except asyncio.TimeoutError:
+            log.warning("WebSocket client too slow; disconnecting", extra={"user": client.user.name})
+            await client.ws.close(code=1013, message=b"too slow: reconnect to resync")
+        except ConnectionResetError:
+            await client.ws.close()
+
+    def _message(self, client: _Client) -> str | None:
+        live = self.live
+        if client.view == "room":
+            return self._room_message(client)
+        if client.resync or client.membership_dirty:
+            page = live.page(client.filter, client.page, client.page_size)
+            if client.resync or page.ids != client.ids:
+                client.resync = client.membership_dirty = client.counts_dirty = False
+                client.dirty_rooms.clear()
+                client.ids = page.ids
+                client.id_set = frozenset(page.ids)
+                client.page = page.page
+                client.seq += 1
+                return json.dumps(
+                    {
+                        "type": "snapshot", "view": "overview", "seq": client.seq,
+                        "filter": _filter_json(client.filter), "page": page.page, "pages": page.pages,
+                        "page_size": page.page_size, "total": page.total, "counts": page.counts,
+                        "rooms": page.rooms,
+                    },
+                    ensure_ascii=False,
+                )
+            client.membership_dirty = False
+        parts: list[str] = []
+        if client.dirty_rooms:
+            encoded = [live.encoded(r) for r in client.dirty_rooms]
+            client.dirty_rooms.clear()
+            parts.append('"rooms":[' + ",".join(e for e in encoded if e) + "]")
+        if client.counts_dirty:
+            client.counts_dirty = False
+            parts.append('"counts":' + json.dumps(live.counts(*client.filter.scope())))
+        if not parts:
+            return None
+        client.seq += 1
+        return '{"type":"update","seq":' + str(client.seq) + "," + ",".join(parts) + "}"
+
+    def _room_message(self, client: _Client) -> str | None:
+        live = self.live
+        room = client.room or ""
+        if client.resync:
+            client.resync = False
+            client.dirty_rooms.clear()
+            client.dirty_tags.clear()
+            detail = live.room_detail(room)
+            if detail is None:
+                client.view = None
+                return json.dumps({"type": "error", "message": f"room {room!r} no longer exists", "field": "room"})
+            client.seq += 1
+            return json.dumps({"type": "snapshot", "view": "room", "seq": client.seq, **_jsonable(detail)}, ensure_ascii=False)
+        out: dict[str, Any] = {}
+        if client.dirty_rooms:
+            client.dirty_rooms.clear()
+            out["room"] = live.summary(room)
+        if client.dirty_tags:
+            tags: dict[str, Any] = {}
+            for name in client.dirty_tags:
+                tv = live.tagdb.get(name)
+                if tv is not None:
+                    tags[name] = tag_json(tv, live.tagdb.meta(name).unit)
+            client.dirty_tags.clear()
+            out["tags"] = tags
+        if not out:
+            return None
+        client.seq += 1
+        return json.dumps({"type": "update", "seq": client.seq, **out}, ensure_ascii=False)
+
+
+async def _send(ws: web.WebSocketResponse, text: str) -> None:
+    if not ws.closed:
+        await ws.send_str(text)
+
+
+def _filter_json(f: RoomFilter) -> dict[str, Any]:
+    return {"building": f.building, "floor": f.floor, "state": f.state, "q": f.q}
+
+
+def _jsonable(value: Any) -> Any:
+    from .api.router import to_json
+
+    return to_json(value)
+
+
+async def _authenticate(request: web.Request) -> tuple[UserInfo, Callable[[], Any]] | web.Response:
+    """The caller of a feed connection, and how to check again later that it may stay."""
+    ctx = request.app[CONTEXT]
+    header = request.headers.get("Authorization")
+    if header is not None:
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        users = ctx[USERS]
+        user = await users.authenticate_token(token) if token else None
+
+        async def recheck_token() -> UserInfo | None:
+            return await users.authenticate_token(token)
+
+        recheck: Callable[[], Any] = recheck_token
+    else:
+        session = request.get(SESSION)
+        user = session.user if session is not None else None
+        origin = request.headers.get("Origin")
+        if session is not None and origin is not None and urlsplit(origin).netloc != request.host:
+            # a page of another site must not ride on this browser's session cookie
+            return json_response({"error": f"cross-site WebSocket from {origin} refused"}, status=403)
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        sessions = request.app[SESSIONS]
+
+        async def recheck_session() -> UserInfo | None:
+            s = await sessions.resolve(cookie)
+            return s.user if s is not None else None
+
+        recheck = recheck_session
+    if user is None:
+        return json_response({"error": "authentication required: sign in, or send 'Authorization: Bearer <token>'"}, status=401)
+    if not user.can(Permission.VIEW):
+        return json_response({"error": f"role {user.role.value} may not view"}, status=403)
+    return user, recheck
+
+
+FEED: web.AppKey[Feed] = web.AppKey("feed", Feed)

@@ -1,0 +1,25 @@
+"""Room detail: live status, the room's meters with every value and its quality (kept live by
+the WebSocket feed)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from scada.auth import Permission
+
+from ..keys import LIVE
+from ..render import render
+from . import PageCall, PageSet, error_page
+
+__all__ = ["pages"]
+
+pages = PageSet("room")
+
+
+@pages.get("/rooms/{room}", permission=Permission.VIEW)
+async def room_detail(call: PageCall) -> web.StreamResponse:
+    room_id = call.request.match_info["room"]
+    detail = call.request.app[LIVE].room_detail(room_id)
+    if detail is None:
+        return error_page(call.request, 404, call.t("room.unknown", room=room_id))
+    return render(call.request, "room.html", detail=detail, room=detail["room"], meters=detail["meters"])

@@ -1,0 +1,124 @@
+// Shared helpers of the HMI pages: messages, the JSON API with the session's CSRF token,
+// toasts, and forms that submit to the API (<form data-api="METHOD /api/v1/path">).
+
+const messages = JSON.parse(document.getElementById("i18n-data")?.textContent || "{}");
+
+/** The message `key` with {name} placeholders filled from `vars`. */
+export function t(key, vars = {}) {
+  const text = messages[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
+}
+
+export function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content || "";
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error || `HTTP ${status}`);
+    this.status = status;
+    this.field = body?.field || null;
+    this.body = body;
+  }
+}
+
+/** Call the JSON API with the session cookie and the CSRF header. */
+export async function api(method, path, body) {
+  const init = { method, headers: { "X-CSRF-Token": csrfToken(), Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+let toastTimer = null;
+export function toast(text, kind = "ok") {
+  const el = document.getElementById("toast");
+  if (!el) return;
+  el.textContent = text;
+  el.className = `toast-${kind}`;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (el.hidden = true), kind === "error" ? 8000 : 4000);
+}
+
+/** Form fields as a JSON object: empty optional fields are left out, typed by data-type. */
+export function formBody(form) {
+  const body = {};
+  for (const el of form.elements) {
+    if (!el.name || el.name === "csrf" || el.disabled) continue;
+    if (el.type === "radio" && !el.checked) continue;
+    let value = el.type === "checkbox" ? el.checked : el.value;
+    if (value === "" && !el.required) continue;
+    const type = el.dataset.type || (el.type === "number" ? "number" : "");
+    if (type === "bool") value = value === true || value === "true";
+    else if (type === "int") value = Number.parseInt(value, 10);
+    else if (type === "number") value = Number(value);
+    else if (type === "datetime" && value) value = new Date(value).toISOString();
+    body[el.name] = value;
+  }
+  return body;
+}
+
+function showFormError(form, err) {
+  const box = form.querySelector(".form-error");
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  const message = err instanceof ApiError ? err.message : t("js.network_error");
+  if (err instanceof ApiError && err.field) {
+    const field = form.elements.namedItem(err.field.split(".")[0]);
+    if (field && field.setAttribute) field.setAttribute("aria-invalid", "true");
+  }
+  if (box) {
+    box.textContent = message;
+    box.hidden = false;
+  }
+  toast(message, "error");
+}
+
+/** Submit <form data-api="METHOD /path"> to the API; on success reload, follow data-next, or call the form's onApiSuccess. */
+export function bindApiForms(root = document) {
+  for (const form of root.querySelectorAll("form[data-api]")) {
+    if (form.dataset.bound) continue;
+    form.dataset.bound = "1";
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const [method, path] = form.dataset.api.split(" ");
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+      const button = form.querySelector('button[type="submit"], button:not([type])');
+      if (button) button.disabled = true;
+      try {
+        const result = await api(method, path, form.onApiBody ? form.onApiBody(formBody(form)) : formBody(form));
+        const box = form.querySelector(".form-error");
+        if (box) box.hidden = true;
+        toast(form.dataset.done || t("js.saved"));
+        if (form.onApiSuccess) form.onApiSuccess(result);
+        else if (form.dataset.next) window.location.assign(form.dataset.next.replace("{id}", encodeURIComponent(result?.id ?? "")));
+        else if ("reload" in form.dataset) window.location.reload();
+      } catch (err) {
+        showFormError(form, err);
+      } finally {
+        if (button) button.disabled = false;
+      }
+    });
+  }
+}
+
+export function viewData() {
+  return JSON.parse(document.getElementById("view-data")?.textContent || "{}");
+}
+
+export function setText(el, text) {
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+document.addEventListener("DOMContentLoaded", () => bindApiForms());
+if (document.readyState !== "loading") bindApiForms();

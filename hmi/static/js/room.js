@@ -1,0 +1,61 @@
+// Room detail: live status and every meter value with its quality.
+import { t, setText, viewData } from "./common.js";
+import { Feed } from "./feed.js";
+import { fill } from "./tiles.js";
+
+const view = viewData();
+const status = document.getElementById("room-status");
+
+function valueText(v) {
+  if (v.value === null || v.value === undefined) return "—";
+  const text = typeof v.value === "boolean" ? t(`js.bool.${v.value}`) : String(v.value);
+  return v.unit ? `${text} ${v.unit}` : text;
+}
+
+function qualityText(v) {
+  const q = t(`state.quality.${v.quality}`);
+  return v.reason && v.reason !== "none" ? `${q} (${t(`state.reason.${v.reason}`)})` : q;
+}
+
+function showTag(name, v) {
+  let row = document.querySelector(`tr[data-tag="${CSS.escape(name)}"]`);
+  if (!row) {
+    const meter = name.slice(0, name.lastIndexOf("."));
+    const body = document.querySelector(`[data-meter="${CSS.escape(meter)}"] tbody`);
+    if (!body) return;
+    row = document.createElement("tr");
+    row.dataset.tag = name;
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = name.slice(name.lastIndexOf(".") + 1);
+    row.append(th);
+    for (const f of ["value", "quality", "ts"]) {
+      const td = document.createElement("td");
+      td.dataset.f = f;
+      row.append(td);
+    }
+    body.append(row);
+  }
+  row.className = `q-${v.quality}`;
+  setText(row.querySelector('[data-f="value"]'), valueText(v));
+  setText(row.querySelector('[data-f="quality"]'), qualityText(v));
+  setText(row.querySelector('[data-f="ts"]'), v.server_ts.slice(11, 19));
+}
+
+function onSnapshot(msg) {
+  fill(status, msg.room, { currency: view.currency });
+  for (const m of msg.meters) {
+    for (const [point, v] of Object.entries(m.points)) showTag(`${m.id}.${point}`, v);
+  }
+  document.dispatchEvent(new CustomEvent("room-snapshot", { detail: msg }));
+}
+
+function onUpdate(msg) {
+  if (msg.room) {
+    fill(status, msg.room, { currency: view.currency });
+    document.dispatchEvent(new CustomEvent("room-update", { detail: msg.room }));
+  }
+  for (const [name, v] of Object.entries(msg.tags || {})) showTag(name, v);
+}
+
+new Feed({ view: "room", room: view.room }, { onSnapshot, onUpdate });
