@@ -283,7 +283,7 @@ class LiveRooms:
                     comm_ok += 1
                 else:
                     comm_bad += 1
-            p = get(names["power"])
+            p = get(names["power"]) if meter.kind == "electricity" else None
             if p is not None and isinstance(p.value, (int, float)) and not isinstance(p.value, bool) and math.isfinite(p.value):
                 power += float(p.value)
                 power_seen = True

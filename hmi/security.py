@@ -20,7 +20,7 @@ from aiohttp import web
 from scada.auth import UserInfo
 from scada.foundation import CONFIG, USERS
 
-from .api.router import ApiError
+from .api.router import AUDIT_ACTOR, ApiError
 from .keys import CONTEXT, SESSION, SESSIONS
 
 __all__ = [
@@ -89,6 +89,7 @@ async def session_or_bearer_user(request: web.Request) -> tuple[UserInfo, str] |
     if session is None:
         return None
     if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        request[AUDIT_ACTOR] = session.user.actor("hmi")  # the refusal is audited under the session's user
         raise ApiError(403, f"missing or wrong CSRF token: send the session's token in the {CSRF_HEADER} header")
     return session.user, "hmi"
 

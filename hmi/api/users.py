@@ -29,7 +29,7 @@ EMAIL_PATTERN = r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,190}$"
 
 
 class UserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(pattern=NAME_PATTERN, description="1-64 letters, digits, or _ . @ -")
     role: RoleName
     password: str = Field(min_length=8, max_length=1024)
@@ -39,7 +39,7 @@ class UserIn(BaseModel):
 
 
 class UserUpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     role: RoleName | None = None
     active: bool | None = None
     language: Language | None = None
@@ -48,18 +48,18 @@ class UserUpdateIn(BaseModel):
 
 
 class PasswordIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     password: str = Field(min_length=8, max_length=1024)
     reason: str = Field(min_length=1, max_length=500)
 
 
 class ReasonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     reason: str = Field(min_length=1, max_length=500)
 
 
 class LanguageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     language: Language
 
 

@@ -1,0 +1,98 @@
+"""The HMI in a real browser (headless Chromium): the operator's and cashier's everyday steps.
+
+Each step is saved as a screenshot under build/artifacts/hmi/<test>/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from scada.foundation import ASSETS, TAGDB, USERS
+from tags.names import meter_tag
+
+from ..services import require_services
+from .browser import CHROMIUM, Shots, chromium
+from .conftest import PASSWORDS, Hmi
+from .producers import publish_meter_tags, publish_room_tags
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        if require_services():
+            pytest.fail(f"required test browser missing: {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed")
+    async with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    return Shots(request.node.name)
+
+
+async def sign_in(page: Page, hmi: Hmi, user: str, shots: Shots | None = None) -> None:
+    await page.goto(hmi.url + "/")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+    await page.get_by_label("User name").fill(user)
+    await page.get_by_label("Password").fill(PASSWORDS[user])
+    if shots:
+        await shots(page, "login-form")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(hmi.url + "/")
+
+
+async def test_login_grid_and_live_tile(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    ctx = hmi.rt.ctx
+    publish_room_tags(ctx[TAGDB], ctx[ASSETS].snapshot, balance=88.5)
+    publish_meter_tags(ctx[TAGDB], ctx[ASSETS].snapshot, power=0.25)
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await sign_in(page, hmi, "operator1", shots)
+        grid = page.locator("#grid")
+        # the grid lists the demo rooms (60, all on the first page)
+        await expect(grid.locator(".tile")).to_have_count(60)
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        tile = grid.locator('[data-room="B1-R101"]')
+        await expect(tile.locator('[data-f="name"]')).to_have_text("R101")
+        await expect(tile.locator('[data-f="balance"]')).to_have_text("88.50")
+        await expect(tile.locator('[data-f="power"]')).to_have_text("0.25 kW")
+        await shots(page, "grid")
+        # a load change reaches the tile without a reload
+        ctx[TAGDB].write(meter_tag("E-B1-101", "power"), 3.75)
+        await expect(tile.locator('[data-f="power"]')).to_have_text("3.75 kW", timeout=2000)
+        # the meter goes offline: colour and text change
+        ctx[TAGDB].write(meter_tag("E-B1-101", "comm_ok"), False)
+        await expect(tile.locator('[data-f="state"]')).to_have_text("Offline", timeout=2000)
+        await expect(tile).to_have_class(re.compile(r"\bstate-offline\b"))
+        await expect(page.locator('[data-count="offline"]')).to_have_text("1", timeout=2000)
+        await shots(page, "tile-offline")
+    finally:
+        await page.close()
+
+
+async def test_language_switch(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await sign_in(page, hmi, "viewer1")
+        await expect(page.locator("h1")).to_have_text("Rooms")
+        await page.get_by_role("button", name="简体中文").click()
+        await expect(page.locator("h1")).to_have_text("房间总览")
+        await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        await expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+        await shots(page, "zh-CN")
+        # the preference belongs to the user: it holds in a new browser session
+        user = await hmi.rt.ctx[USERS].get("viewer1")
+        assert user is not None and user.language == "zh-CN"
+        await page.get_by_role("button", name="English").click()
+        await expect(page.locator("h1")).to_have_text("Rooms")
+        await shots(page, "en")
+    finally:
+        await page.close()
