@@ -137,6 +137,7 @@ class Feed:
         self.interval_s = interval_s
         self.clients: set[_Client] = set()
         self.pushes = 0
+        self.recheck_s = RECHECK_AUTH_S
         self._remove_listener: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -181,10 +182,10 @@ class Feed:
         checked = time.monotonic()
         while not ws.closed:
             try:
-                msg = await ws.receive(timeout=RECHECK_AUTH_S)
+                msg = await ws.receive(timeout=self.recheck_s)
             except asyncio.TimeoutError:
                 msg = None
-            if time.monotonic() - checked >= RECHECK_AUTH_S:
+            if time.monotonic() - checked >= self.recheck_s:
                 checked = time.monotonic()
                 user = await recheck()
                 if user is None or not user.can(Permission.VIEW):

@@ -32,14 +32,14 @@ PASSWORDS = {
 ROLES = {"operator1": "operator", "cashier1": "cashier", "viewer1": "viewer", "maint1": "maintenance", "engineer1": "engineer"}
 
 
-def demo_site_config(tmp_path: Path, db_url: str, extra: str = "") -> ScadaConfig:
+def demo_site_config(tmp_path: Path, db_url: str, extra: str = "", *, site_file: str = "embedded:site-demo.toml") -> ScadaConfig:
     """The demo site (60 rooms on two links) on a test database; the HMI on a free port."""
     text = f"""
 [site]
 name = "Test Residence"
 timezone = "Asia/Shanghai"
 currency = "CNY"
-import_file = "embedded:site-demo.toml"
+import_file = "{site_file}"
 
 [runtime]
 data_dir = "{tmp_path / 'var'}"
@@ -120,3 +120,15 @@ async def login(http: aiohttp.ClientSession, url: str, user: str, password: str 
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with browser_like() as session:
         yield session
+
+
+@pytest.fixture
+async def big_hmi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hmi]:
+    """A running server with a generated site of 1,000 rooms."""
+    from .sites import write_site
+
+    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    site = write_site(tmp_path / "site.toml", 1000)
+    config = demo_site_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", site_file=str(site))
+    async with running_server(config) as rt:
+        yield Hmi(rt, rt.ctx[HMI_URL])

@@ -1,0 +1,287 @@
+"""The WebSocket feed with a real client (the ``websockets`` library): snapshots, coalesced
+updates, views, resync on reconnect, errors, authentication, and a stalled client that delays
+nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from yarl import URL
+
+from hmi.component import HmiComponent
+from hmi.feed import FEED, Feed
+from scada.foundation import ASSETS, TAGDB, USERS
+from tags import TagDB
+from tags.names import meter_tag, room_tag
+
+from .conftest import ADMIN_PASSWORD, Hmi, browser_like, login
+from .producers import publish_meter_tags, publish_room_tags
+
+
+def ws_url(hmi: Hmi) -> str:
+    return hmi.url.replace("http://", "ws://") + "/ws"
+
+
+def feed_of(hmi: Hmi) -> Feed:
+    component = next(c for c in hmi.rt.components if isinstance(c, HmiComponent))
+    assert component.runner is not None
+    return component.runner.app[FEED]
+
+
+async def token_headers(hmi: Hmi, user: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(hmi.api + "/auth/token", json={"user": user, "password": password}) as r:
+            return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+
+@pytest.fixture
+async def fed(hmi: Hmi) -> AsyncIterator[tuple[Hmi, TagDB]]:
+    db = hmi.rt.ctx[TAGDB]
+    publish_room_tags(db, hmi.rt.ctx[ASSETS].snapshot, balance=100.0)
+    publish_meter_tags(db, hmi.rt.ctx[ASSETS].snapshot, power=1.0)
+    await asyncio.sleep(0.05)  # let the live table take the initial values
+    yield hmi, db
+
+
+async def recv(ws: ClientConnection, timeout: float = 3.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_until(ws: ClientConnection, predicate: Any, timeout: float = 3.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await recv(ws, max(0.01, deadline - time.monotonic()))
+        if predicate(msg):
+            return msg
+
+
+async def subscribe(ws: ClientConnection, **sub: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "subscribe", **sub}))
+    msg = await recv(ws)
+    assert msg["type"] == "snapshot", msg
+    return msg
+
+
+def rooms_of(msg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in msg.get("rooms", [])}
+
+
+async def test_overview_snapshot_then_updates_of_the_page_only(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, db = fed
+    async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
+        snap = await subscribe(ws, view="overview", filter={"floor": "B1-F1"}, page=1, page_size=10)
+        assert snap["total"] == 15 and snap["pages"] == 2 and len(snap["rooms"]) == 10
+        assert snap["counts"]["ok"] == 15 and snap["rooms"][0]["balance"] == "100.00"
+        db.write(meter_tag("E-B1-115", "power"), 7.0)  # on page 2: not in this view
+        db.write(meter_tag("E-B1-201", "power"), 7.0)  # another floor
+        db.write(meter_tag("E-B1-102", "power"), 2.5)
+        msg = await recv(ws)
+        assert msg["type"] == "update" and msg["seq"] == snap["seq"] + 1
+        assert set(rooms_of(msg)) == {"B1-R102"} and rooms_of(msg)["B1-R102"]["power"] == 2.5
+        # a room changing state updates the counts of the view's scope
+        db.write(room_tag("B1-R103", "alarm_level"), 2)
+        msg = await recv(ws)
+        assert rooms_of(msg)["B1-R103"]["state"] == "low" and msg["counts"]["low"] == 1 and msg["counts"]["ok"] == 14
+
+
+async def test_changes_are_coalesced_newest_wins(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, db = fed
+    interval = feed_of(hmi).interval_s
+    async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
+        await subscribe(ws, view="overview", page_size=100)
+        start = time.monotonic()
+        for i in range(200):
+            db.write(meter_tag("E-B1-101", "power"), float(i))
+            db.write(room_tag("B1-R101", "balance"), 100.0 - i / 10)
+            if i % 20 == 0:
+                await asyncio.sleep(0.05)
+        updates = []
+        while True:
+            try:
+                msg = await recv(ws, timeout=interval * 3)
+            except asyncio.TimeoutError:
+                break
+            updates.append(msg)
+        elapsed = time.monotonic() - start
+    assert updates and rooms_of(updates[-1])["B1-R101"]["power"] == 199.0
+    assert rooms_of(updates[-1])["B1-R101"]["balance"] == "80.10"
+    # 400 changes arrive as a handful of pushes, at most one per interval
+    assert len(updates) <= elapsed / interval + 2, (len(updates), elapsed)
+
+
+async def test_state_filter_follows_membership(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, db = fed
+    async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
+        snap = await subscribe(ws, view="overview", filter={"state": "offline"})
+        assert snap["total"] == 0 and snap["rooms"] == []
+        db.write(meter_tag("E-B1-304", "comm_ok"), False)
+        msg = await recv(ws)
+        assert msg["type"] == "snapshot" and [r["id"] for r in msg["rooms"]] == ["B1-R304"]
+        assert msg["rooms"][0]["comm"] == "fault" and msg["counts"]["offline"] == 1
+        db.write(meter_tag("E-B1-304", "comm_ok"), True)
+        msg = await recv(ws)
+        assert msg["type"] == "snapshot" and msg["total"] == 0
+
+
+async def test_room_view(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, db = fed
+    async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
+        snap = await subscribe(ws, view="room", room="B1-R103")
+        assert snap["room"]["id"] == "B1-R103"
+        assert [m["id"] for m in snap["meters"]] == ["E-B1-103", "W-B1-103"]
+        assert snap["meters"][0]["points"]["power"]["value"] == 1.0
+        assert snap["meters"][0]["points"]["power"]["quality"] == "good"
+        db.write(meter_tag("W-B1-103", "comm_ok"), False)
+        msg = await recv(ws)
+        assert msg["tags"]["W-B1-103.comm_ok"]["value"] is False
+        assert msg["room"]["comm"] == "fault"
+        db.write(room_tag("B1-R103", "balance"), 5.0)
+        msg = await recv(ws)
+        assert msg["room"]["balance"] == "5.00" and "tags" not in msg
+        db.write(meter_tag("E-B1-101", "power"), 9.0)  # another room: nothing for this view
+        db.write(meter_tag("E-B1-103", "power"), 3.0)
+        msg = await recv(ws)
+        assert list(msg["tags"]) == ["E-B1-103.power"]
+
+
+async def test_reconnect_resyncs_from_a_snapshot(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, db = fed
+    headers = await token_headers(hmi)
+    async with connect(ws_url(hmi), additional_headers=headers) as ws:
+        snap = await subscribe(ws, view="overview", filter={"floor": "B1-F4"})
+        assert rooms_of(snap)["B1-R401"]["power"] == 1.0
+    db.write(meter_tag("E-B1-401", "power"), 6.5)  # while disconnected
+    async with connect(ws_url(hmi), additional_headers=headers) as ws:
+        snap = await subscribe(ws, view="overview", filter={"floor": "B1-F4"})
+        assert rooms_of(snap)["B1-R401"]["power"] == 6.5
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "text"),
+    [
+        ("not json", None, "not valid JSON"),
+        ("[1, 2]", None, "JSON object"),
+        ('{"type": "subscribe", "view": "room", "room": "NOPE"}', "room", "unknown room 'NOPE'"),
+        ('{"type": "subscribe", "view": "overview", "filter": {"building": "B9"}}', "filter.building", "unknown building 'B9'"),
+        ('{"type": "subscribe", "view": "overview", "filter": {"floor": "B1-F1", "building": "B2"}}', "filter.building", "unknown building"),
+        ('{"type": "subscribe", "view": "overview", "filter": {"state": "on fire"}}', "filter.state", "offline"),
+        ('{"type": "subscribe", "view": "overview", "page_size": 100000}', "page_size", "1000"),
+        ('{"type": "subscribe", "view": "map"}', "view", "overview"),
+        ('{"type": "subscribe", "view": "overview", "admin": true}', "admin", "unknown field"),
+        ('{"type": "unsubscribe"}', "type", "subscribe"),
+    ],
+)
+async def test_bad_requests_are_answered(fed: tuple[Hmi, TagDB], message: str, field: str | None, text: str) -> None:
+    hmi, _ = fed
+    async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
+        await ws.send(message)
+        msg = await recv(ws)
+        assert msg["type"] == "error" and msg.get("field") == field and text in msg["message"], msg
+        # the connection stays usable
+        snap = await subscribe(ws, view="overview", page_size=5)
+        assert len(snap["rooms"]) == 5
+
+
+async def test_authentication(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, _ = fed
+    with pytest.raises(InvalidStatus) as err:
+        async with connect(ws_url(hmi)):
+            pass
+    assert err.value.response.status_code == 401
+    with pytest.raises(InvalidStatus) as err:
+        async with connect(ws_url(hmi), additional_headers={"Authorization": "Bearer sct_forged"}):
+            pass
+    assert err.value.response.status_code == 401
+    # the page's session cookie works from the server's own origin, not from another site
+    async with browser_like() as http:
+        await login(http, hmi.url, "viewer1")
+        cookie = http.cookie_jar.filter_cookies(URL(hmi.url))["scada_session"].value
+    headers = {"Cookie": f"scada_session={cookie}"}
+    async with connect(ws_url(hmi), additional_headers=headers, origin=hmi.url) as ws:  # type: ignore[arg-type]
+        assert (await subscribe(ws, view="overview"))["total"] == 60
+    with pytest.raises(InvalidStatus) as err:
+        async with connect(ws_url(hmi), additional_headers=headers, origin="http://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert err.value.response.status_code == 403
+
+
+async def test_a_revoked_session_loses_the_feed(fed: tuple[Hmi, TagDB]) -> None:
+    hmi, _ = fed
+    feed_of(hmi).recheck_s = 0.2
+    async with browser_like() as http:
+        await login(http, hmi.url, "operator1")
+        cookie = http.cookie_jar.filter_cookies(URL(hmi.url))["scada_session"].value
+    async with connect(ws_url(hmi), additional_headers={"Cookie": f"scada_session={cookie}"}, origin=hmi.url) as ws:  # type: ignore[arg-type]
+        await subscribe(ws, view="overview")
+        from scada.audit import Actor
+
+        await hmi.rt.ctx[USERS].update("operator1", Actor("test", "cli"), active=False)
+        with pytest.raises(ConnectionClosed) as err:
+            while True:
+                await recv(ws, timeout=3)
+        assert err.value.rcvd is not None and err.value.rcvd.code == 4401
+
+
+def _stalled_client(hmi: Hmi, headers: dict[str, str], subscription: dict[str, Any]) -> socket.socket:
+    """A WebSocket client that subscribes and then never reads (tiny receive buffer)."""
+    url = URL(hmi.url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((url.host, url.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        "GET /ws HTTP/1.1", f"Host: {url.host}:{url.port}", "Upgrade: websocket", "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", *(f"{k}: {v}" for k, v in headers.items()), "", "",
+    ]
+    sock.sendall("\r\n".join(lines).encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)  # byte by byte: leave any frame that follows unread
+    assert response.startswith(b"HTTP/1.1 101"), response
+    payload = json.dumps({"type": "subscribe", **subscription}).encode()
+    mask = os.urandom(4)
+    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+    sock.sendall(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+@pytest.mark.slow
+async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
+    hmi = big_hmi
+    db = hmi.rt.ctx[TAGDB]
+    snap = hmi.rt.ctx[ASSETS].snapshot
+    publish_room_tags(db, snap)
+    publish_meter_tags(db, snap)
+    headers = await token_headers(hmi)
+    feed = feed_of(hmi)
+    # a client of all 1,000 rooms (~0.5 MB per push) that never reads: the kernel's buffers
+    # fill after a few pushes and its sender waits, alone
+    stalled = await asyncio.to_thread(_stalled_client, hmi, headers, {"view": "overview", "page_size": 1000})
+    try:
+        async with connect(ws_url(hmi), additional_headers=headers) as ws:
+            await subscribe(ws, view="overview", filter={"floor": "G1-F1"})
+            stalled_client = next(c for c in feed.clients if c.page_size == 1000)
+            rooms = list(snap.rooms)
+            for round_ in range(25):
+                for room in rooms:
+                    db.write(room_tag(room, "balance"), round_ + len(room) / 1000)
+                db.write(meter_tag("E-G1-R101", "power"), float(round_))
+                msg = await recv_until(ws, lambda m: "G1-R101" in rooms_of(m))
+                assert rooms_of(msg)["G1-R101"]["power"] == float(round_)  # each change arrives, in time
+            # the stalled client is stuck in its own sender, holding at most one entry per room
+            assert stalled_client.pushes < 25, stalled_client.pushes
+            assert len(stalled_client.dirty_rooms) <= len(rooms)
+            assert stalled_client in feed.clients
+    finally:
+        stalled.close()
