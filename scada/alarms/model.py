@@ -24,6 +24,7 @@ __all__ = [
     "PriorityName",
     "STANDING_STATES",
     "Transition",
+    "alarm_document",
 ]
 
 ObjectType = Literal["meter", "room", "link", "system"]
@@ -172,3 +173,43 @@ class AlarmEvent:
     @property
     def event(self) -> str:
         return self.transition.event
+
+
+def alarm_document(alarm: Alarm) -> dict[str, object]:
+    """A JSON-ready view of an occurrence (webhooks, the REST API, ``scada alarms list --json``)."""
+
+    def ts(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": alarm.id,
+        "key": alarm.key,
+        "class": alarm.alarm_class,
+        "object_type": alarm.object_type,
+        "object_id": alarm.object_id,
+        "meter_id": alarm.meter_id,
+        "room_id": alarm.room_id,
+        "link": alarm.link,
+        "priority": int(alarm.priority),
+        "priority_name": alarm.priority.label,
+        "state": alarm.state.value,
+        "standing": alarm.standing,
+        "acknowledged": alarm.acknowledged,
+        "condition_active": alarm.condition_active,
+        "message": alarm.message,
+        "detail": alarm.detail,
+        "value": alarm.value,
+        "raised_at": ts(alarm.raised_at),
+        "last_active_at": ts(alarm.last_active_at),
+        "cleared_at": ts(alarm.cleared_at),
+        "acked_at": ts(alarm.acked_at),
+        "acked_by": alarm.acked_by,
+        "ack_reason": alarm.ack_reason,
+        "shelved_at": ts(alarm.shelved_at),
+        "shelved_until": ts(alarm.shelved_until),
+        "shelved_by": alarm.shelved_by,
+        "shelve_reason": alarm.shelve_reason,
+        "closed_at": ts(alarm.closed_at),
+        "activations": alarm.activations,
+        "version": alarm.version,
+    }
