@@ -57,6 +57,7 @@ def register_condition_tags(tagdb: TagDB, assets: AssetRegistry) -> None:
             tagdb.register(TagMeta(f"{m.id}.{point}", dt, unit="kW" if point == "power" else "", meter_id=m.id, point=point))
     for r in snap.rooms.values():
         tagdb.register(TagMeta(f"room:{r.id}.alarm_level", DataType.INT, room_id=r.id, point="alarm_level"))
+        tagdb.register(TagMeta(f"room:{r.id}.balance", DataType.FLOAT, room_id=r.id, point="balance"))
     for link in links:
         tagdb.register(TagMeta(f"link:{link}.comm_ok", DataType.BOOL, point="comm_ok"))
     tagdb.register(TagMeta("system:historian.buffer_fill", DataType.FLOAT, point="buffer_fill"))
