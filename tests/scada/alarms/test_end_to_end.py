@@ -123,7 +123,8 @@ async def test_cli_acts_on_alarms_while_the_server_runs(tmp_path: Path, db_url: 
         tags.write("E-R001.comm_ok", False)
         tags.write("E-R002.comm_ok", False)
         await engine.settle()
-        first, second = sorted(a.id for a in engine.active())
+        by_meter = {a.meter_id: a.id for a in engine.active()}
+        first, second = by_meter["E-R001"], by_meter["E-R002"]
         sub = engine.subscribe(name="test")
 
         code, out, err = await _scada("alarms", "list", "--config", str(path), cwd=tmp_path)
