@@ -22,7 +22,7 @@ from scada.alarms.store import AlarmFilter
 from scada.auth import Permission
 
 from ..keys import CONTEXT
-from .router import ApiCall, ApiError, ApiRouter
+from .router import API_QUERY, ApiCall, ApiError, ApiRouter
 
 __all__ = ["router"]
 
@@ -142,7 +142,7 @@ async def _guard(action: Any) -> Any:
 @router.get("/alarms", query=ListQuery, audit=False, summary="Standing alarms, in console order")
 async def list_alarms(call: ApiCall[Any]) -> dict[str, Any]:
     engine = _engine(call)
-    q: ListQuery = call.request["api_query"]
+    q: ListQuery = call.request[API_QUERY]
     states, open_only = _states(q.state)
     f = AlarmFilter(
         states=states, open_only=open_only, classes=_classes(q.classes, engine), min_priority=q.min_priority,
@@ -155,7 +155,7 @@ async def list_alarms(call: ApiCall[Any]) -> dict[str, Any]:
 @router.get("/alarms/history", query=HistoryQuery, audit=False, summary="Alarm occurrences from the database, newest first")
 async def alarm_history(call: ApiCall[Any]) -> dict[str, Any]:
     engine = _engine(call)
-    q: HistoryQuery = call.request["api_query"]
+    q: HistoryQuery = call.request[API_QUERY]
     for name, value in (("since", q.since), ("until", q.until)):
         if value is not None and value.tzinfo is None:
             raise ApiError(422, f"{name}: give a time zone offset (e.g. 2026-03-01T00:00:00+08:00)", field=name)
@@ -208,7 +208,7 @@ async def deliveries(call: ApiCall[Any]) -> dict[str, Any]:
     notifier = call.request.app[CONTEXT].get(NOTIFIER)
     if notifier is None:
         raise ApiError(503, "notifications are not running on this server")
-    q: DeliveryQuery = call.request["api_query"]
+    q: DeliveryQuery = call.request[API_QUERY]
     rows = await notifier.deliveries(alarm_id=q.alarm_id, status=q.status, limit=q.limit)
     return {"deliveries": rows, "count": len(rows)}
 
