@@ -218,3 +218,29 @@ async def test_out_of_service_meter(db: Database) -> None:
             await engine.return_to_service("meter", "E-R001", MAINT)
         with pytest.raises(LookupError, match="no meter 'nope'"):
             await engine.set_out_of_service("meter", "nope", MAINT, "x")
+
+
+async def test_refused_write_is_retried_and_nothing_unstored_is_shown(db: Database) -> None:
+    """When the database refuses the transitions, the engine keeps the points dirty, shows
+    nothing it could not store, and catches up once it can write again."""
+    from sqlalchemy import text
+
+    assets = await build_site(db, site_toml(2))
+    async with engine_for(db, assets) as engine:
+        tags, clock = engine.tagdb, engine.clock
+        async with db.transaction() as s:
+            await s.execute(text("ALTER TABLE alarm_transitions RENAME TO alarm_transitions_away"))
+        tags.write("E-R001.comm_ok", False)
+        await engine.settle()
+        assert engine.active() == [] and engine.stats()["store_ok"] is False
+        assert tags.read("system:alarms.standing").value == 0
+        tags.write("E-R002.comm_ok", False)  # more arrives while the store is away
+        await engine.settle()
+        async with db.transaction() as s:
+            await s.execute(text("ALTER TABLE alarm_transitions_away RENAME TO alarm_transitions"))
+        clock.advance(4)  # past the backoff
+        await engine.settle()
+        assert sorted(a.meter_id for a in engine.active()) == ["E-R001", "E-R002"]  # type: ignore[type-var]
+        assert engine.stats()["store_ok"] is True and tags.read("system:alarms.standing").value == 2
+        for alarm in engine.active():
+            assert await states(engine, alarm.id) == [("activate", "normal", "active_unack")]
