@@ -121,22 +121,33 @@ def _alarm_id(call: ApiCall[Any]) -> int:
     return int(raw)
 
 
+# the engine names the duration it was given; the API's field is minutes
+_FIELDS = {"duration": "minutes"}
+
+
+def _refusal(exc: Exception) -> ApiError:
+    """The answer to an engine's refusal."""
+    if isinstance(exc, AlarmNotFound):
+        return ApiError(404, str(exc))
+    if isinstance(exc, NotPermitted):
+        return ApiError(403, str(exc))
+    if isinstance(exc, IllegalTransition):
+        return ApiError(409, str(exc))
+    if isinstance(exc, LookupError):
+        return ApiError(404, str(exc.args[0] if exc.args else exc))
+    if isinstance(exc, ValueError):
+        message = str(exc)
+        field = message.split(":", 1)[0] if ":" in message else None
+        return ApiError(422, message, field=_FIELDS.get(field or "", field))
+    raise exc
+
+
 async def _guard(action: Any) -> Any:
     """Run an engine action, answering its refusals with the right status."""
     try:
         return await action
-    except AlarmNotFound as exc:
-        raise ApiError(404, str(exc)) from None
-    except NotPermitted as exc:
-        raise ApiError(403, str(exc)) from None
-    except IllegalTransition as exc:
-        raise ApiError(409, str(exc)) from None
-    except LookupError as exc:
-        raise ApiError(404, str(exc.args[0] if exc.args else exc)) from None
-    except ValueError as exc:
-        message = str(exc)
-        field = message.split(":", 1)[0] if ":" in message else None
-        raise ApiError(422, message, field=field) from None
+    except (LookupError, PermissionError, ValueError) as exc:
+        raise _refusal(exc) from None
 
 
 @router.get("/alarms", query=ListQuery, audit=False, summary="Standing alarms, in console order")
@@ -189,16 +200,17 @@ async def return_to_service(call: ApiCall[ServiceIn]) -> dict[str, Any]:
 
 
 @router.post("/alarms/acknowledge", body=AcknowledgeManyIn, permission=Permission.ALARM_ACK,
-             summary="Acknowledge several alarms; each answers for itself")
+             summary="Acknowledge several alarms in one go; each answers for itself")
 async def acknowledge_many(call: ApiCall[AcknowledgeManyIn]) -> dict[str, Any]:
     engine = _engine(call)
+    outcomes = await _guard(engine.acknowledge_many(call.body.ids, call.actor, call.body.reason))
     results: list[dict[str, Any]] = []
-    for alarm_id in dict.fromkeys(call.body.ids):
-        try:
-            alarm = await _guard(engine.acknowledge(alarm_id, call.actor, call.body.reason))
-            results.append({"id": alarm_id, "ok": True, "alarm": alarm_document(alarm)})
-        except ApiError as exc:
-            results.append({"id": alarm_id, "ok": False, "status": exc.status, "error": exc.message})
+    for alarm_id, outcome in outcomes:
+        if isinstance(outcome, Exception):
+            error = _refusal(outcome)
+            results.append({"id": alarm_id, "ok": False, "status": error.status, "error": error.message})
+        else:
+            results.append({"id": alarm_id, "ok": True, "alarm": alarm_document(outcome)})
     return {"results": results, "acknowledged": sum(r["ok"] for r in results)}
 
 

@@ -384,7 +384,7 @@ class AlarmEngine:
                 change.transitions = [_with_id(t, stored.id) for t in change.transitions]
             for change in changes:
                 if change.old is not None:
-                    change.new = await store.update_alarm(session, change.new, change.old.version)
+                    change.new = await store.update_alarm(session, change.new, change.old)
             store.add_transitions(session, (t for c in changes for t in c.transitions))
         events: list[AlarmEvent] = []
         for change in changes:
@@ -498,6 +498,19 @@ class AlarmEngine:
             )
             self._take(after, transition)
         return after
+
+    async def acknowledge_many(self, alarm_ids: list[int], actor: Actor, reason: str = "") -> list[tuple[int, Alarm | Exception]]:
+        """Acknowledge several alarms in one transaction; each answers for itself with the
+        alarm after, or the reason it was refused."""
+        async with self._lock:
+            results = await operations.acknowledge_many(self.db, alarm_ids, actor, reason, self.classes, self.clock.now())
+            events = []
+            for _, outcome, transition in results:
+                if isinstance(outcome, Alarm) and transition is not None:
+                    self._remember(outcome)
+                    events.append(AlarmEvent(outcome, transition))
+            self._emit(events)
+        return [(alarm_id, outcome) for alarm_id, outcome, _ in results]
 
     async def shelve(self, alarm_id: int, actor: Actor, reason: str, duration: timedelta) -> Alarm:
         """Shelve a standing alarm for ``duration`` (at most ``alarms.max_shelve_hours``)."""

@@ -26,11 +26,12 @@ __all__ = ["AlarmExposure"]
 class AlarmExposure:
     def __init__(self, tagdb: TagDB) -> None:
         self.tagdb = tagdb
-        self._published: dict[str, int] = {}  # tag -> value written (-1: not yet)
-        self._parsed: dict[str, names.TagName] = {}
+        self._published: dict[str, int] = {}  # tag -> value written
+        self._nonzero: set[str] = set()  # tags whose written value is not 0
 
     def register(self, snapshot: AssetSnapshot) -> None:
-        """Register the tags of every active meter and room (re-run after registry changes)."""
+        """Register the tags of every active meter and room (re-run after registry changes);
+        new tags start at 0."""
         wanted: set[str] = set()
         for meter in snapshot.active_meters:
             name = names.meter_tag(meter.id, "active_alarms")
@@ -50,17 +51,19 @@ class AlarmExposure:
         for name in [n for n in self._published if n not in wanted]:
             self.tagdb.unregister(name)
             del self._published[name]
-            del self._parsed[name]
-        for name in wanted - set(self._published):
-            self._published[name] = -1
-            self._parsed[name] = names.parse(name)
+            self._nonzero.discard(name)
+        new = [n for n in wanted if n not in self._published]
+        self.tagdb.write_many(TagWrite(n, 0) for n in new)
+        for name in new:
+            self._published[name] = 0
 
     def _register(self, meta: TagMeta) -> None:
         if meta.name not in self.tagdb:
             self.tagdb.register(meta)
 
     def publish(self, alarms: Iterable[Alarm], snapshot: AssetSnapshot) -> int:
-        """Write the counts that changed; returns how many tags were written."""
+        """Write the counts that changed; returns how many tags were written. The work grows
+        with the standing alarms, not with the size of the site."""
         meter_count: dict[str, int] = defaultdict(int)
         room_count: dict[str, int] = defaultdict(int)
         room_priority: dict[str, int] = defaultdict(int)
@@ -79,24 +82,26 @@ class AlarmExposure:
             if a.room_id:
                 room_count[a.room_id] += 1
                 room_priority[a.room_id] = max(room_priority[a.room_id], int(a.priority))
-        if link_alarms:
-            for meter in snapshot.active_meters:
-                for a in link_alarms.get(meter.link, ()):
+        for link, standing_on_link in link_alarms.items():
+            for meter in snapshot.meters_on_link(link):
+                for a in standing_on_link:
                     meter_count[meter.id] += 1
                     if meter.room_id:
                         room_count[meter.room_id] += 1
                         room_priority[meter.room_id] = max(room_priority[meter.room_id], int(a.priority))
-        values: dict[str, int] = {}
-        for name, tag in self._parsed.items():
-            if tag.kind == "meter":
-                values[name] = meter_count.get(tag.owner, 0)
-            elif tag.kind == "room":
-                values[name] = (room_count if tag.point == "active_alarms" else room_priority).get(tag.owner, 0)
-            else:
-                values[name] = standing if tag.point == "standing" else unacked
-        writes = [TagWrite(n, v) for n, v in values.items() if self._published.get(n) != v]
+        values: dict[str, int] = {
+            names.system_tag("alarms", "standing"): standing,
+            names.system_tag("alarms", "unacknowledged"): unacked,
+        }
+        values.update((names.meter_tag(m, "active_alarms"), n) for m, n in meter_count.items())
+        values.update((names.room_tag(r, "active_alarms"), n) for r, n in room_count.items())
+        values.update((names.room_tag(r, "alarm_priority"), p) for r, p in room_priority.items())
+        for name in self._nonzero - values.keys():
+            values[name] = 0
+        writes = [TagWrite(n, v) for n, v in values.items() if n in self._published and self._published[n] != v]
         if writes:
             self.tagdb.write_many(writes)
             for w in writes:
                 self._published[w.name] = w.value  # type: ignore[assignment]
+        self._nonzero = {n for n, v in values.items() if v and n in self._published}
         return len(writes)

@@ -25,6 +25,7 @@ __all__ = [
     "AlarmNotFound",
     "NotPermitted",
     "acknowledge",
+    "acknowledge_many",
     "check_ack",
     "check_permission",
     "shelve",
@@ -73,7 +74,7 @@ async def _apply(
                 if before is None:
                     raise AlarmNotFound(alarm_id)
                 after, transition = make(before)
-                stored = await store.update_alarm(session, after, before.version)
+                stored = await store.update_alarm(session, after, before)
                 store.add_transitions(session, [transition])
                 AuditLog.record(
                     session, actor, action, "alarm", str(alarm_id), reason=reason,
@@ -102,6 +103,45 @@ async def acknowledge(
         return apply_event(before, Event.ACKNOWLEDGE, now, actor=actor.name, reason=reason)
 
     return await _apply(db, alarm_id, actor, "alarm.acknowledge", reason, make)
+
+
+async def acknowledge_many(
+    db: Database, alarm_ids: list[int], actor: Actor, reason: str, classes: dict[str, AlarmClass], now: datetime
+) -> list[tuple[int, Alarm | Exception, Transition | None]]:
+    """Acknowledge several alarms in one transaction (the console's "acknowledge all").
+    Each answers for itself: (id, the alarm after, its transition) or (id, the refusal, None)."""
+    check_permission(actor, Permission.ALARM_ACK)
+    ids = list(dict.fromkeys(alarm_ids))
+    for attempt in range(3):
+        try:
+            async with db.transaction() as session:
+                found = {a.id: a for a in await store.get_alarms(session, ids)}
+                results: list[tuple[int, Alarm | Exception, Transition | None]] = []
+                # transitions and audit entries go in one batch at commit, not before each update
+                session.sync_session.autoflush = False
+                for alarm_id in ids:
+                    before = found.get(alarm_id)
+                    if before is None:
+                        results.append((alarm_id, AlarmNotFound(alarm_id), None))
+                        continue
+                    try:
+                        check_ack(actor, classes[before.alarm_class])
+                        after, transition = apply_event(before, Event.ACKNOWLEDGE, now, actor=actor.name, reason=reason)
+                    except (NotPermitted, IllegalTransition) as exc:
+                        results.append((alarm_id, exc, None))
+                        continue
+                    stored = await store.update_alarm(session, after, before)
+                    store.add_transitions(session, [transition])
+                    AuditLog.record(
+                        session, actor, "alarm.acknowledge", "alarm", str(alarm_id), reason=reason,
+                        before=_audit_view(before), after=_audit_view(stored),
+                    )
+                    results.append((alarm_id, stored, transition))
+                return results
+        except store.VersionConflict:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def shelve(

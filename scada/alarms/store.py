@@ -107,18 +107,22 @@ async def insert_alarms(session: AsyncSession, alarms: Sequence[Alarm]) -> list[
     await session.flush()
     return [dataclasses.replace(a, id=row.id, version=1) for a, row in zip(alarms, rows)]
 
-async def update_alarm(session: AsyncSession, alarm: Alarm, read_version: int) -> Alarm:
-    """Store ``alarm`` over the version read; returns it with its new version."""
-    new = dataclasses.replace(alarm, version=read_version + 1)
+async def update_alarm(session: AsyncSession, alarm: Alarm, before: Alarm) -> Alarm:
+    """Store ``alarm`` over ``before`` (the version read); returns it with its new version.
+    Only the columns that changed are written."""
+    new = dataclasses.replace(alarm, version=before.version + 1)
+    old_values, new_values = _values(before), _values(new)
+    changed = {k: v for k, v in new_values.items() if v != old_values[k]}
     result = await session.execute(
         update(AlarmRow)
-        .where(AlarmRow.id == alarm.id, AlarmRow.version == read_version)
-        .values(**_values(new))
+        .where(AlarmRow.id == alarm.id, AlarmRow.version == before.version)
+        .values(**changed)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise VersionConflict(alarm.id)
     return new
+
 
 def add_transitions(session: AsyncSession, transitions: Iterable[Transition]) -> None:
     session.add_all(
