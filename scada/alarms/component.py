@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from scada.configbase import SecretError
 from scada.context import Context, Key
 from scada.foundation import ASSETS, CONFIG, DATABASE, TAGDB
 from scada.runtime import Component, Restart
@@ -95,7 +96,12 @@ class NotificationComponent(Component):
         templates = MessageTemplates(config.path(settings.templates_dir) if settings.templates_dir else None)
         for template in sorted({r.template for r in settings.routes}):
             templates.check(template)
-        channels: dict[str, Channel] = {c.name: build_channel(c, base_dir) for c in settings.channels}
+        channels: dict[str, Channel] = {}
+        for c in settings.channels:
+            try:
+                channels[c.name] = build_channel(c, base_dir)
+            except (SecretError, OSError, ValueError) as exc:  # a missing secret or CA file fails the start
+                raise RuntimeError(f"alarms.notifications.channels {c.name!r}: {exc}") from None
         engine = ctx[ALARMS]
         assets, tagdb = ctx[ASSETS], ctx[TAGDB]
         site = config.site

@@ -244,3 +244,46 @@ async def test_refused_write_is_retried_and_nothing_unstored_is_shown(db: Databa
         assert engine.stats()["store_ok"] is True and tags.read("system:alarms.standing").value == 2
         for alarm in engine.active():
             assert await states(engine, alarm.id) == [("activate", "normal", "active_unack")]
+
+
+async def test_subscribers_and_count_tags_follow_every_transition(db: Database) -> None:
+    assets = await build_site(db, site_toml(2))
+    async with engine_for(db, assets) as engine:
+        tags = engine.tagdb
+        sub = engine.subscribe(name="console")
+        small = engine.subscribe(maxsize=1, name="slow")
+        tags.write("E-R001.comm_ok", False)
+        tags.write("room:R001.alarm_level", 2)
+        await engine.settle()
+        assert tags.read("E-R001.active_alarms").value == 1
+        assert tags.read("room:R001.active_alarms").value == 2  # the room's own and its meter's
+        assert tags.read("room:R001.alarm_priority").value == int(Priority.MEDIUM)
+        assert tags.read("room:R002.alarm_priority").value == 0
+        assert tags.read("system:alarms.unacknowledged").value == 2
+        comm = next(a for a in engine.active() if a.alarm_class == "comm_loss")
+        await engine.acknowledge(comm.id, OPERATOR)
+        assert tags.read("system:alarms.unacknowledged").value == 1
+        tags.write("E-R001.comm_ok", True)
+        await engine.settle()
+        assert tags.read("E-R001.active_alarms").value == 0 and tags.read("room:R001.active_alarms").value == 1
+        events = [(e.alarm.alarm_class, e.event, e.transition.to_state.value) for e in sub.drain()]
+        assert sorted(events[:2]) == [("balance_very_low", "activate", "active_unack"), ("comm_loss", "activate", "active_unack")]
+        assert events[2:] == [("comm_loss", "acknowledge", "active_ack"), ("comm_loss", "clear", "normal")]
+        # a subscriber that falls behind keeps the newest event of each alarm
+        latest = {e.alarm.id: e.alarm.state for e in small.drain()}
+        assert latest == {comm.id: S.NORMAL, next(a.id for a in engine.active()): S.ACTIVE_UNACK}
+        sub.close()
+        small.close()
+
+
+async def test_meter_removed_from_the_registry_clears_its_alarms(db: Database) -> None:
+    assets = await build_site(db, site_toml(2))
+    async with engine_for(db, assets) as engine:
+        engine.tagdb.write("E-R001.comm_ok", False)
+        await engine.settle()
+        [alarm] = engine.active()
+        await assets.replace_meter("E-R001", "E-R001b", MAINT, reason="burnt out")
+        await engine.settle()
+        [after] = engine.active()
+        assert after.id == alarm.id and after.state is S.CLEARED_UNACK and after.detail == "meter no longer active"
+        assert "E-R001b.active_alarms" in engine.tagdb and "E-R001.active_alarms" not in engine.tagdb

@@ -346,3 +346,14 @@ to = ["+8613900000000"]
         ("E-R004", "skipped", "rate limit: 3 messages per 3600 s to this recipient"),
     ]
     assert len(gateway.received) == 3
+
+
+async def test_a_missing_secret_stops_the_start_naming_the_channel(tmp_path: Path, db_url: str, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scada.runtime import RuntimeError_
+
+    monkeypatch.delenv("T_HOOK_SECRET", raising=False)
+    assets = await build_site(db, site_toml(1))
+    config = config_with(tmp_path, db_url, webhook_channel("http://127.0.0.1:9/hook"))
+    with pytest.raises(RuntimeError_, match="notifications failed to start: alarms.notifications.channels 'hook': secret not set: environment variable T_HOOK_SECRET"):
+        async with alarm_runtime(config, db, assets, ManualClock(NOON)):
+            pass
