@@ -15,6 +15,7 @@ from scada.context import Context
 from scada.foundation import AUDIT, CONFIG, DATABASE
 from scada.sessions import SessionStore
 
+from .api import alarms as alarms_api
 from .api import auth as auth_api
 from .api import rooms as rooms_api
 from .api import users as users_api
@@ -37,7 +38,7 @@ __all__ = ["API_ROUTERS", "OPENAPI", "PAGE_SETS", "create_app"]
 log = logging.getLogger(__name__)
 
 # every part's API router; a part adds its own here
-API_ROUTERS: list[ApiRouter] = [auth_api.router, rooms_api.router, users_api.router]
+API_ROUTERS: list[ApiRouter] = [auth_api.router, alarms_api.router, rooms_api.router, users_api.router]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, users_pages.pages]
 

@@ -436,7 +436,9 @@ def _category(s: dict[str, Any], meter_alarms: int) -> str:
         return "offline"
     if s["supply"] in ("off", "cutting"):
         return "off"
-    if (s["alarm_priority"] or 0) > 0 or (s["active_alarms"] or 0) > 0 or meter_alarms > 0 or s["relay_fault"]:
+    # the meters' own alarms (tamper, relay fault, review hold, over power...); balance alarms
+    # are the room's and show as "low" below (the tile shows the room's alarm count either way)
+    if meter_alarms > 0 or s["relay_fault"]:
         return "alarm"
     if (s["alarm_level"] or 0) >= 1:
         return "low"

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from protocols.modbus.config import LinkConfig
 
+from .alarms.config import AlarmsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
 
 __all__ = [
@@ -132,6 +133,7 @@ class ScadaConfig(ConfigModel):
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
     links: list[LinkConfig] = []
+    alarms: AlarmsConfig = AlarmsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

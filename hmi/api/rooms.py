@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..keys import LIVE
 from ..live import CATEGORIES, FilterError, LiveRooms, RoomFilter, meter_json
-from .router import ApiCall, ApiError, ApiRouter
+from .router import API_QUERY, ApiCall, ApiError, ApiRouter
 
 __all__ = ["RoomQuery", "room_filter", "router"]
 
@@ -42,7 +42,8 @@ def room_filter(live: LiveRooms, query: RoomQuery) -> RoomFilter:
 @router.get("/rooms", query=RoomQuery, summary="Rooms with live status, filtered and paged on the server", audit=False)
 async def list_rooms(call: ApiCall[Any]) -> dict[str, Any]:
     live = call.request.app[LIVE]
-    query: RoomQuery = call.request["api_query"]
+    query = call.request[API_QUERY]
+    assert isinstance(query, RoomQuery)
     page = live.page(room_filter(live, query), query.page, query.page_size)
     return {"rooms": page.rooms, "total": page.total, "page": page.page, "pages": page.pages, "page_size": page.page_size, "counts": page.counts}
 

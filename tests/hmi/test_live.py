@@ -15,7 +15,7 @@ from scada.db import Database, async_url
 from scada.foundation import resolve_site_file
 from scada.config import load_demo_config
 from scada.siteimport import apply_site, parse_site_file
-from tags import Quality, QualityReason, TagDB
+from tags import DataType, Quality, QualityReason, TagDB, TagMeta
 from tags.names import meter_tag, room_tag
 
 from .producers import publish_meter_tags, publish_room_tags
@@ -95,7 +95,10 @@ async def test_unfed_room_is_unknown(registry: AssetRegistry) -> None:
         ([(meter_tag("E-B1-101", "comm_ok"), False)], "offline"),
         ([(room_tag("B1-R101", "supply_state"), "off")], "off"),
         ([(room_tag("B1-R101", "supply_state"), "cutting")], "off"),
-        ([(room_tag("B1-R101", "alarm_priority"), 2)], "alarm"),
+        ([(meter_tag("E-B1-101", "active_alarms"), 1)], "alarm"),
+        ([(meter_tag("E-B1-101", "relay_fault"), True)], "alarm"),
+        # the room's own (balance) alarms show as "low", not "alarm"
+        ([(room_tag("B1-R101", "alarm_level"), 2), (room_tag("B1-R101", "active_alarms"), 1), (room_tag("B1-R101", "alarm_priority"), 2)], "low"),
         ([(room_tag("B1-R101", "alarm_level"), 1)], "low"),
         ([(room_tag("B1-R101", "account_state"), "none")], "no_account"),
         # the worst state wins: offline beats everything
@@ -104,6 +107,8 @@ async def test_unfed_room_is_unknown(registry: AssetRegistry) -> None:
     ],
 )
 async def test_room_states(registry: AssetRegistry, tagdb: TagDB, writes: list[tuple[str, object]], state: str) -> None:
+    for point, dtype in (("active_alarms", DataType.INT), ("relay_fault", DataType.BOOL)):
+        tagdb.register(TagMeta(meter_tag("E-B1-101", point), dtype))
     live, updates = _started(registry, tagdb)
     for name, value in writes:
         tagdb.write(name, value)  # type: ignore[arg-type]
