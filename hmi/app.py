@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 import scada
+from scada.alarms.component import ALARMS
 from scada.context import Context
 from scada.foundation import AUDIT, CONFIG, DATABASE
 from scada.sessions import SessionStore
@@ -25,6 +26,7 @@ from .i18n import Catalogs
 from .keys import CONTEXT, LIVE, LOGIN_LIMITER, SESSIONS
 from .live import LiveRooms
 from .pages import PageSet
+from .pages import alarms as alarm_pages
 from .pages import auth as auth_pages
 from .pages import overview as overview_pages
 from .pages import room as room_pages
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 # every part's API router; a part adds its own here
 API_ROUTERS: list[ApiRouter] = [auth_api.router, alarms_api.router, rooms_api.router, users_api.router]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
-PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, users_pages.pages]
+PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, alarm_pages.pages, users_pages.pages]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
 
@@ -119,7 +121,7 @@ def create_app(
     app[CATALOGS] = Catalogs.load()
     app[TEMPLATES] = make_environment()
     app[NAV] = []
-    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000)
+    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS))
     feed.start()
     app[FEED] = feed
 

@@ -3,8 +3,10 @@
 Protocol (JSON text frames):
 
 - client → server ``{"type": "subscribe", "view": "overview", "filter": {"building": …,
-  "floor": …, "state": …, "q": …}, "page": 1, "page_size": 120}`` or ``{"type": "subscribe",
-  "view": "room", "room": "<room id>"}``. A new subscription replaces the previous one.
+  "floor": …, "state": …, "q": …}, "page": 1, "page_size": 120}``, ``{"type": "subscribe",
+  "view": "room", "room": "<room id>"}`` (the room, its meters' values and its standing
+  alarms) or ``{"type": "subscribe", "view": "alarms"}`` (the standing alarms in console
+  order, when the alarm engine runs). A new subscription replaces the previous one.
 - server → client ``{"type": "snapshot", …}`` with the whole view (after every subscribe, and
   whenever the page's membership changes or the asset registry was reloaded), then
   ``{"type": "update", "seq": n, "rooms": […], "counts": {…}, "tags": {…}}`` with only what
@@ -36,6 +38,9 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from scada.alarms.engine import AlarmEngine
+from scada.alarms.model import AlarmEvent, AlarmState, alarm_document
+from scada.alarms.store import AlarmFilter
 from scada.auth import Permission, UserInfo
 from scada.foundation import USERS
 
@@ -51,6 +56,8 @@ log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 30.0
 RECHECK_AUTH_S = 60.0
 MAX_PAGE_SIZE = 1000
+MAX_ALARMS = 500  # the console shows the most urgent ones; the REST API pages the rest
+SHELVED = frozenset({AlarmState.SHELVED})
 
 
 class FilterIn(BaseModel):
@@ -64,7 +71,7 @@ class FilterIn(BaseModel):
 class SubscribeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["subscribe"]
-    view: Literal["overview", "room"]
+    view: Literal["overview", "room", "alarms"]
     filter: FilterIn = FilterIn()
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=120, ge=1, le=MAX_PAGE_SIZE)
@@ -77,7 +84,7 @@ class _Client:
     def __init__(self, ws: web.WebSocketResponse, user: UserInfo) -> None:
         self.ws = ws
         self.user = user
-        self.view: Literal["overview", "room"] | None = None
+        self.view: Literal["overview", "room", "alarms"] | None = None
         self.filter = RoomFilter()
         self.page = 1
         self.page_size = 120
@@ -88,6 +95,7 @@ class _Client:
         self.dirty_tags: set[str] = set()
         self.counts_dirty = False
         self.membership_dirty = False
+        self.alarms_dirty = False
         self.resync = False
         self.wake = asyncio.Event()
         self.seq = 0
@@ -130,23 +138,35 @@ class _Client:
                 return True
         return False
 
+    def mark_alarms(self, events: list[AlarmEvent]) -> None:
+        if self.view == "alarms" or (self.view == "room" and any(e.alarm.room_id == self.room for e in events)):
+            self.alarms_dirty = True
+            self.wake.set()
+
 
 class Feed:
-    def __init__(self, live: LiveRooms, *, interval_s: float = 0.5) -> None:
+    def __init__(self, live: LiveRooms, *, interval_s: float = 0.5, alarms: AlarmEngine | None = None) -> None:
         self.live = live
+        self.alarms = alarms
         self.interval_s = interval_s
         self.clients: set[_Client] = set()
         self.pushes = 0
         self.recheck_s = RECHECK_AUTH_S
         self._remove_listener: Callable[[], None] | None = None
+        self._remove_alarm_listener: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._remove_listener = self.live.add_listener(self._on_update)
+        if self.alarms is not None:
+            self._remove_alarm_listener = self.alarms.add_listener(self._on_alarms)
 
     async def close(self) -> None:
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
+        if self._remove_alarm_listener is not None:
+            self._remove_alarm_listener()
+            self._remove_alarm_listener = None
         for client in list(self.clients):
             with contextlib.suppress(Exception):
                 await client.ws.close(code=1001, message=b"server shutting down")
@@ -155,6 +175,21 @@ class Feed:
         live = self.live
         for client in self.clients:
             client.mark(update, live)
+
+    def _on_alarms(self, events: Any) -> None:
+        events = list(events)
+        for client in self.clients:
+            client.mark_alarms(events)
+
+    def _alarms(self, room: str | None = None) -> list[dict[str, Any]]:
+        if self.alarms is None:
+            return []
+        return [alarm_document(a) for a in self.alarms.active(AlarmFilter(room_id=room, limit=MAX_ALARMS))]
+
+    def _shelved(self) -> list[dict[str, Any]]:
+        if self.alarms is None:
+            return []
+        return [alarm_document(a) for a in self.alarms.active(AlarmFilter(states=SHELVED, limit=MAX_ALARMS))]
 
     # -- connection ------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -227,6 +262,10 @@ class Feed:
             if not sub.room or sub.room not in self.live:
                 await self._error(client, f"unknown room {sub.room!r}", "room")
                 return
+        elif sub.view == "alarms":
+            if self.alarms is None:
+                await self._error(client, "alarms are not running on this server", "view")
+                return
         else:
             try:
                 self.live.check_filter(f)
@@ -238,6 +277,7 @@ class Feed:
         client.page = sub.page
         client.page_size = sub.page_size
         client.room = sub.room if sub.view == "room" else None
+        client.alarms_dirty = False
         client.resync = True
         client.wake.set()
 
@@ -265,6 +305,14 @@ class Feed:
         live = self.live
         if client.view == "room":
             return self._room_message(client)
+        if client.view == "alarms":
+            if not (client.resync or client.alarms_dirty):
+                return None
+            kind = "snapshot" if client.resync else "update"
+            client.resync = client.alarms_dirty = False
+            client.seq += 1
+            body = {"type": kind, "view": "alarms", "seq": client.seq, "alarms": self._alarms(), "shelved": self._shelved()}
+            return json.dumps(body, ensure_ascii=False)
         if client.resync or client.membership_dirty:
             page = live.page(client.filter, client.page, client.page_size)
             if client.resync or page.ids != client.ids:
@@ -309,8 +357,13 @@ class Feed:
                 client.view = None
                 return json.dumps({"type": "error", "message": f"room {room!r} no longer exists", "field": "room"})
             client.seq += 1
-            return json.dumps({"type": "snapshot", "view": "room", "seq": client.seq, **_jsonable(detail)}, ensure_ascii=False)
+            client.alarms_dirty = False
+            body = {"type": "snapshot", "view": "room", "seq": client.seq, **_jsonable(detail), "alarms": self._alarms(room)}
+            return json.dumps(body, ensure_ascii=False)
         out: dict[str, Any] = {}
+        if client.alarms_dirty:
+            client.alarms_dirty = False
+            out["alarms"] = self._alarms(room)
         if client.dirty_rooms:
             client.dirty_rooms.clear()
             out["room"] = live.summary(room)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from zoneinfo import ZoneInfo
 from typing import Any
 
 import jinja2
@@ -42,8 +44,13 @@ def _json_script(value: Any) -> Markup:
     return Markup(text)
 
 
-def _datetime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return value.strftime(fmt) if value is not None else ""
+def _local(value: datetime | str | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A timestamp (aware datetime or ISO string) in the site's time zone."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(tz).strftime(fmt)
 
 
 def make_environment() -> jinja2.Environment:
@@ -56,7 +63,6 @@ def make_environment() -> jinja2.Environment:
         enable_async=False,
     )
     env.filters["json_script"] = _json_script
-    env.filters["datetime"] = _datetime
     return env
 
 
@@ -107,6 +113,8 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
         currency=config.site.currency,
         version=scada.__version__,
         client_messages=t.client_messages(),
+        site_tz=config.site.timezone,
+        local=partial(_local, tz=config.site.tz),
         Permission=Permission,
         **context,
     )

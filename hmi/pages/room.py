@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from scada.alarms.component import ALARMS
 from scada.auth import Permission
 
 from ..keys import LIVE
@@ -22,4 +23,7 @@ async def room_detail(call: PageCall) -> web.StreamResponse:
     detail = call.request.app[LIVE].room_detail(room_id)
     if detail is None:
         return error_page(call.request, 404, call.t("room.unknown", room=room_id))
-    return render(call.request, "room.html", detail=detail, room=detail["room"], meters=detail["meters"])
+    return render(
+        call.request, "room.html", detail=detail, room=detail["room"], meters=detail["meters"],
+        alarms_running=ALARMS in call.ctx,
+    )

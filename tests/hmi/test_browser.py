@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from scada.foundation import ASSETS, TAGDB, USERS
-from tags.names import meter_tag
+from scada.alarms.component import ALARMS
+from scada.foundation import ASSETS, AUDIT, TAGDB, USERS
+from tags.names import meter_tag, room_tag
 
 from ..services import require_services
 from .browser import CHROMIUM, Shots, chromium
@@ -96,3 +97,49 @@ async def test_language_switch(hmi: Hmi, browser: Browser, shots: Shots) -> None
         await shots(page, "en")
     finally:
         await page.close()
+
+
+async def test_alarm_acknowledged_and_shelved_in_the_console(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    ctx = hmi.rt.ctx
+    publish_room_tags(ctx[TAGDB], ctx[ASSETS].snapshot)
+    publish_meter_tags(ctx[TAGDB], ctx[ASSETS].snapshot)
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await sign_in(page, hmi, "maint1")
+        await page.get_by_role("link", name="Alarms").click()
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#no-alarms")).to_be_visible()
+        # two rooms run low: their alarms appear without a reload, unacknowledged first
+        ctx[TAGDB].write(room_tag("B1-R101", "alarm_level"), 1)
+        ctx[TAGDB].write(room_tag("B1-R202", "alarm_level"), 3)
+        rows = page.locator("#alarms tbody tr")
+        await expect(rows).to_have_count(2, timeout=3000)
+        await expect(rows.nth(0).locator('[data-f="class"]')).to_have_text("Balance exhausted")  # higher priority first
+        await expect(rows.nth(0).locator(".prio")).to_have_text("High")
+        row = page.locator('#alarms tr:has(a:text("B1-R101"))')
+        await expect(row.locator('[data-f="state"]')).to_have_text("Active, unacknowledged")
+        await shots(page, "console")
+        await row.get_by_role("button", name="Acknowledge").click()
+        await expect(row.locator('[data-f="state"]')).to_have_text("Active, acknowledged", timeout=3000)
+        await expect(page.locator("#unacked-count")).to_have_text("1")
+        await shots(page, "acknowledged")
+        # shelve the other one with a reason and an expiry
+        other = page.locator('#alarms tr:has(a:text("B1-R202"))')
+        await other.locator("summary").click()
+        await other.get_by_label("Reason").fill("tenant away, landlord informed")
+        await other.get_by_label("For (minutes)").fill("90")
+        await shots(page, "shelve-form")
+        await other.get_by_role("button", name="Shelve…").click()
+        shelved = page.locator("#shelved tbody tr")
+        await expect(shelved).to_have_count(1, timeout=3000)
+        await expect(shelved.locator('[data-f="shelved"]')).to_contain_text("tenant away, landlord informed")
+        await expect(rows).to_have_count(1)
+        await shots(page, "shelved")
+    finally:
+        await page.close()
+    engine = ctx[ALARMS]
+    acked = [a for a in engine.active() if a.room_id == "B1-R101"]
+    assert acked and acked[0].acked_by == "maint1"
+    entries = await ctx[AUDIT].query(action="api.alarms.")
+    assert {e.action for e in entries} >= {"api.alarms.acknowledge", "api.alarms.shelve"}
+    assert {e.actor for e in entries} == {"maint1"} and {e.source for e in entries} == {"hmi"}

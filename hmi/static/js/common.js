@@ -9,6 +9,16 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
 }
 
+const siteZone = document.querySelector('meta[name="site-tz"]')?.content || undefined;
+const stamp = new Intl.DateTimeFormat("sv-SE", {
+  timeZone: siteZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+
+/** An ISO timestamp as "YYYY-MM-DD HH:MM:SS" in the site's time zone (what the server renders). */
+export function localTime(iso) {
+  return iso ? stamp.format(new Date(iso)) : "";
+}
+
 export function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]')?.content || "";
 }

@@ -1,5 +1,5 @@
 // Room detail: live status and every meter value with its quality.
-import { t, setText, viewData } from "./common.js";
+import { t, setText, viewData, localTime } from "./common.js";
 import { Feed } from "./feed.js";
 import { fill } from "./tiles.js";
 
@@ -39,10 +39,34 @@ function showTag(name, v) {
   row.className = `q-${v.quality}`;
   setText(row.querySelector('[data-f="value"]'), valueText(v));
   setText(row.querySelector('[data-f="quality"]'), qualityText(v));
-  setText(row.querySelector('[data-f="ts"]'), v.server_ts.slice(11, 19));
+  setText(row.querySelector('[data-f="ts"]'), localTime(v.server_ts).slice(11));
+}
+
+function showAlarms(alarms) {
+  const section = document.getElementById("room-alarms");
+  if (!section || !alarms) return;
+  const rows = alarms.map((a) => {
+    const tr = document.createElement("tr");
+    tr.className = `alarm prio-${a.priority_name}${a.acknowledged ? "" : " unacked"}`;
+    tr.dataset.alarm = a.id;
+    const prio = document.createElement("span");
+    prio.className = "prio";
+    prio.textContent = t(`alarm.priority.${a.priority_name}`);
+    const texts = [null, t(`alarm.state.${a.state}`), t(`alarm.class.${a.class}`), a.detail || a.message, localTime(a.raised_at)];
+    texts.forEach((text, i) => {
+      const td = document.createElement("td");
+      if (i === 0) td.append(prio);
+      else td.textContent = text;
+      tr.append(td);
+    });
+    return tr;
+  });
+  section.querySelector("tbody").replaceChildren(...rows);
+  section.querySelector("[data-empty]").hidden = rows.length > 0;
 }
 
 function onSnapshot(msg) {
+  showAlarms(msg.alarms);
   fill(status, msg.room, { currency: view.currency });
   for (const m of msg.meters) {
     for (const [point, v] of Object.entries(m.points)) showTag(`${m.id}.${point}`, v);
@@ -51,6 +75,7 @@ function onSnapshot(msg) {
 }
 
 function onUpdate(msg) {
+  if (msg.alarms) showAlarms(msg.alarms);
   if (msg.room) {
     fill(status, msg.room, { currency: view.currency });
     document.dispatchEvent(new CustomEvent("room-update", { detail: msg.room }));
