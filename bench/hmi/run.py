@@ -1,0 +1,311 @@
+"""The HMI's WebSocket feed: 100 clients on the overview while 1,000 rooms change every second.
+
+How it is measured:
+
+- The server is the real one (``scada.app.build_runtime``: database, tags, alarm engine, HMI)
+  in a child process, on SQLite, with a generated site of 1,000 rooms (one electricity meter
+  each) and the default push interval (500 ms). Inside it a driver plays the poller and the
+  prepaid engine: every 100 ms it writes the power and the balance of a tenth of the rooms, so
+  every room changes once per second (2,000 tag changes/s in all).
+- The clients are 100 ``websockets`` connections in two worker processes (one event loop
+  each, so that parsing half a megabyte per push does not queue up in one loop). Each
+  subscribes to the overview: in case "page", clients are spread over the pages of the default
+  page size (120 rooms); in case "all", every client views all 1,000 rooms (page size 1,000).
+- Delivered: room updates received by all clients per second (one room in one push to one
+  client counts once), and pushes (WebSocket messages) per second.
+- Latency: for each room in a push, the client's receive time minus the room's ``ts`` (the
+  server time at which its newest tag change was written). Both clocks are this machine's
+  wall clock. The push interval coalesces changes, so about half of it (~250 ms) is the floor.
+- Server CPU: the child process's user+system CPU time over the measured window (psutil), as
+  a share of one core. Clients and server share the machine's two cores.
+
+Warm-up 3 s, then 10 s measured per case. Run: ``python bench/hmi/run.py`` (``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+ADMIN_PASSWORD = "bench-admin-password"
+
+
+# -- the server (child process) ----------------------------------------------------------
+def site_toml(rooms: int, per_floor: int = 50) -> str:
+    out = ['[site]\nid = "bench"\nname = "Bench"\ntimezone = "Asia/Shanghai"\n', '[[buildings]]\nid = "B"\nname = "Block"\n']
+    for f in range(1, -(-rooms // per_floor) + 1):
+        out.append(f'[[floors]]\nid = "B-F{f}"\nbuilding = "B"\nlevel = {f}\nname = "F{f}"\n')
+    for n in range(rooms):
+        f, r = n // per_floor + 1, n % per_floor + 1
+        room = f"B-R{f}{r:02d}"
+        out.append(f'[[rooms]]\nid = "{room}"\nfloor = "B-F{f}"\nname = "{f}{r:02d}"\n')
+        out.append(
+            f'[[meters]]\nid = "E-{room}"\nkind = "electricity"\nroom = "{room}"\nprofile = "acrel-ddsy1352"\n'
+            f'link = "gw-1"\nunit_id = {n % 200 + 1}\ncircuit = {n // 200 + 1}\n'
+        )
+    return "\n".join(out)
+
+
+def config_toml(folder: Path, port: int) -> str:
+    return f"""
+[site]
+name = "Bench"
+timezone = "Asia/Shanghai"
+import_file = "{folder / 'site.toml'}"
+
+[runtime]
+data_dir = "{folder / 'var'}"
+
+[database]
+url = "sqlite:///{folder / 'scada.db'}"
+
+[logging]
+level = "warning"
+
+[hmi]
+host = "127.0.0.1"
+port = {port}
+
+[admin]
+password = {{ env = "SCADA_ADMIN_PASSWORD" }}
+
+[[links]]
+name = "gw-1"
+host = "127.0.0.1"
+port = 9
+"""
+
+
+async def drive(tagdb: Any, snapshot: Any, stop: asyncio.Event) -> None:
+    """Every room's power and balance change once per second, in ten slices."""
+    from tags import DataType, TagMeta, TagWrite
+    from tags.names import meter_tag, room_tag
+
+    rooms = sorted(snapshot.rooms)
+    meters = {m.room_id: m.id for m in snapshot.active_meters}
+    for room in rooms:
+        for name, dtype in ((room_tag(room, "balance"), DataType.FLOAT), (room_tag(room, "supply_state"), DataType.STRING),
+                            (room_tag(room, "account_state"), DataType.STRING), (room_tag(room, "alarm_level"), DataType.INT),
+                            (meter_tag(meters[room], "power"), DataType.FLOAT), (meter_tag(meters[room], "comm_ok"), DataType.BOOL)):
+            if name not in tagdb:
+                tagdb.register(TagMeta(name, dtype))
+        tagdb.write_many([
+            TagWrite(room_tag(room, "supply_state"), "on"), TagWrite(room_tag(room, "account_state"), "open"),
+            TagWrite(room_tag(room, "alarm_level"), 0), TagWrite(meter_tag(meters[room], "comm_ok"), True),
+        ])
+    balance = dict.fromkeys(rooms, 500.0)
+    slices = [rooms[i::10] for i in range(10)]
+    rng = random.Random(1)
+    tick = 0
+    next_at = time.monotonic()
+    while not stop.is_set():
+        batch = []
+        for room in slices[tick % 10]:
+            balance[room] -= 0.01
+            batch.append(TagWrite(room_tag(room, "balance"), round(balance[room], 2)))
+            batch.append(TagWrite(meter_tag(meters[room], "power"), round(rng.uniform(0.1, 5.0), 3)))
+        tagdb.write_many(batch)
+        tick += 1
+        next_at += 0.1
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+async def serve(config_path: str) -> None:
+    from hmi.component import HMI_URL
+    from scada.app import build_runtime
+    from scada.config import load_config
+    from scada.foundation import ASSETS, TAGDB
+    from scada.logs import configure_logging
+
+    config = load_config(config_path)
+    configure_logging("warning")
+    rt = build_runtime(config, announce=lambda _m: None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await rt.start()
+    try:
+        print(json.dumps({"url": rt.ctx[HMI_URL]}), flush=True)
+        await drive(rt.ctx[TAGDB], rt.ctx[ASSETS].snapshot, stop)
+    finally:
+        await rt.stop()
+
+
+# -- the clients (worker processes) -----------------------------------------------------
+async def _client(url: str, token: str, sub: dict[str, Any], window: list[float], out: dict[str, Any], ready: asyncio.Event) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=16 * 2**20, open_timeout=60) as ws:
+        await ws.send(json.dumps({"type": "subscribe", **sub}))
+        first = json.loads(await ws.recv())
+        if first.get("type") != "snapshot":
+            raise RuntimeError(f"expected a snapshot, got {first}")
+        ready.set()
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 1.0)
+            except asyncio.TimeoutError:
+                raw = None
+            now = time.time()
+            if window and now >= window[1]:
+                return
+            if raw is None or not window or now < window[0]:
+                continue
+            msg = json.loads(raw)
+            if msg.get("type") == "error":
+                out["errors"] += 1
+                continue
+            out["pushes"] += 1
+            rooms = msg.get("rooms") or []
+            out["rooms"] += len(rooms)
+            lat = out["latencies"]
+            for r in rooms:
+                if r.get("ts"):
+                    lat.append(now - r["ts"])
+
+
+async def _clients(url: str, token: str, subs: list[dict[str, Any]], conn: Any) -> None:
+    out: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": []}
+    window: list[float] = []
+    readies = [asyncio.Event() for _ in subs]
+    tasks = [asyncio.create_task(_client(url, token, sub, window, out, ready)) for sub, ready in zip(subs, readies)]
+    await asyncio.gather(*(r.wait() for r in readies))
+    conn.send("ready")
+    start, end = await asyncio.to_thread(conn.recv)
+    window.extend([start, end])
+    t0 = time.process_time()
+    await asyncio.gather(*tasks)
+    out["cpu_s"] = time.process_time() - t0
+    conn.send(out)
+
+
+def client_worker(url: str, token: str, subs: list[dict[str, Any]], conn: Any) -> None:
+    asyncio.run(_clients(url, token, subs, conn))
+
+
+def run_case(base: str, token: str, *, clients: int, page_size: int, pages: int, procs: int, warmup: float, seconds: float, server_pid: int) -> dict[str, float]:
+    import multiprocessing
+
+    import psutil
+
+    url = base.replace("http://", "ws://") + "/ws"
+    subs = [{"view": "overview", "page": i % pages + 1, "page_size": page_size} for i in range(clients)]
+    ctx = multiprocessing.get_context("spawn")
+    workers = []
+    for p in range(procs):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=client_worker, args=(url, token, subs[p::procs], child), daemon=True)
+        proc.start()
+        workers.append((proc, parent))
+    for _, conn in workers:
+        if not conn.poll(120) or conn.recv() != "ready":
+            raise SystemExit("clients did not connect")
+    start = time.time() + warmup
+    end = start + seconds
+    for _, conn in workers:
+        conn.send((start, end))
+    server = psutil.Process(server_pid)
+    time.sleep(max(0.0, start - time.time()))
+    cpu0 = server.cpu_times()
+    time.sleep(max(0.0, end - time.time()))
+    cpu1 = server.cpu_times()
+    total: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": [], "cpu_s": 0.0}
+    for proc, conn in workers:
+        if not conn.poll(60):
+            raise SystemExit("clients did not report")
+        out = conn.recv()
+        for key in ("rooms", "pushes", "errors", "cpu_s"):
+            total[key] += out[key]
+        total["latencies"].extend(out["latencies"])
+        proc.join(10)
+    lat = sorted(total["latencies"]) or [float("nan")]
+    return {
+        "room_updates_per_s": total["rooms"] / seconds,
+        "pushes_per_s": total["pushes"] / seconds,
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "max_ms": lat[-1] * 1000,
+        "server_cpu_pct": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / seconds * 100,
+        "client_cpu_pct": total["cpu_s"] / seconds * 100,
+        "errors": total["errors"],
+    }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import urllib.request
+
+    from tests.services import free_port, wait_port
+
+    with tempfile.TemporaryDirectory(prefix="bench-hmi-") as tmp:
+        folder = Path(tmp)
+        (folder / "site.toml").write_text(site_toml(args.rooms), encoding="utf-8")
+        port = free_port()
+        (folder / "scada.toml").write_text(config_toml(folder, port), encoding="utf-8")
+        env = dict(os.environ, SCADA_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(folder / "scada.toml")], stdout=subprocess.PIPE, env=env)
+        try:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if not line:
+                raise SystemExit("the server did not start")
+            base = json.loads(line)["url"]
+            wait_port(port, 10)
+            request = urllib.request.Request(
+                base + "/api/v1/auth/token", data=json.dumps({"user": "admin", "password": ADMIN_PASSWORD}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as r:
+                token = json.loads(r.read())["token"]
+            print(f"HMI feed bench: {args.clients} WebSocket clients, {args.rooms} rooms each changing every second "
+                  f"(power + balance: {2 * args.rooms} tag changes/s), push interval 500 ms")
+            print(f"python {platform.python_version()}, {os.cpu_count()} cores; clients in {args.procs} process(es); "
+                  f"warm-up {args.warmup:g} s, measured {args.seconds:g} s per case")
+            for name, page_size in (("page", 120), ("all", args.rooms)):
+                pages = -(-args.rooms // page_size)
+                res = run_case(base, token, clients=args.clients, page_size=page_size, pages=pages, procs=args.procs,
+                               warmup=args.warmup, seconds=args.seconds, server_pid=child.pid)
+                print(f"\n[{name}] each client views {page_size} rooms ({pages} page(s), clients spread over them)")
+                print(f"  room updates delivered: {res['room_updates_per_s']:,.0f}/s in {res['pushes_per_s']:,.0f} pushes/s")
+                print(f"  latency tag change -> client: p50 {res['p50_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, max {res['max_ms']:.0f} ms")
+                print(f"  server CPU: {res['server_cpu_pct']:.0f}% of one core (clients: {res['client_cpu_pct']:.0f}%)"
+                      + (f"; {res['errors']} errors" if res["errors"] else ""))
+        finally:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--rooms", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return 0
+    return run_bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
