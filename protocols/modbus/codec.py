@@ -125,6 +125,9 @@ def shortest_f32(value: float) -> float:
     target = _F32.pack(value)
     for digits in range(1, 10):
         candidate = float(f"{value:.{digits}g}")
-        if _F32.pack(candidate) == target:
-            return candidate
+        try:
+            if _F32.pack(candidate) == target:
+                return candidate
+        except OverflowError:  # rounding near the largest float32 went past it
+            continue
     return value

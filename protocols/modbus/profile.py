@@ -390,8 +390,9 @@ def parse_profile(data: dict[str, Any], source: str, expected_name: str | None =
         if not target.is_bool:
             problems.append(f"{where}.confirm: point {c.confirm!r} is not boolean (give it true_value or bit)")
         commands[kind] = CommandSpec(kind, c.fc, c.address, values, c.confirm)
-    if len(commands) == 1:
-        missing = ({"connect", "disconnect"} - set(commands)).pop()
+    declared = {k for k in parsed.commands if k in ("connect", "disconnect")}
+    if len(declared) == 1:
+        missing = ({"connect", "disconnect"} - declared).pop()
         problems.append(f"commands.{missing}: missing (a profile with supply control needs connect and disconnect)")
     if len({c.confirm for c in commands.values()}) > 1:
         problems.append("commands: connect and disconnect must be confirmed by the same status point")

@@ -9,7 +9,8 @@
 ``PUT  /meters/{id}/load``                   ``{"kw": 2.5}`` or ``{"m3_per_h": 0.4}``; ``null`` returns
                                              to the daily curve
 ``POST /meters/{id}/registers``              ``{"point": "energy_total", "value": 0}``: reset,
-                                             replacement, rollover
+                                             replacement, rollover; other points are held at
+                                             the value (``null`` releases them)
 ``PUT  /meters/{id}/relay``                  ``{"stuck": true}`` (accepts commands, does not move),
                                              ``{"closed": false}`` (switched by hand on site)
 ``GET  /stats``, ``POST /stats/reset``       requests per port and unit id, max requests in flight
@@ -62,7 +63,7 @@ class LoadBody(_Body):
 
 class RegisterBody(_Body):
     point: str
-    value: float
+    value: float | bool | None
 
 
 class RelayBody(_Body):
@@ -161,8 +162,8 @@ def control_app(sim: Simulator) -> web.Application:
     async def registers(request: web.Request) -> web.Response:
         body: RegisterBody = await _body(request, RegisterBody)
         m = sim.meter(request.match_info["id"])
-        if body.point not in m.settable_points():
-            raise ValueError(f"point: {body.point!r} cannot be set on {m.spec.id} (settable: {', '.join(m.settable_points())})")
+        if body.point not in m.profile.points:
+            raise ValueError(f"point: {body.point!r} is not a point of {m.spec.id} (points: {', '.join(m.profile.points)})")
         sim.set_register(m.spec.id, body.point, body.value)
         return web.json_response({"ok": True})
 

@@ -34,8 +34,12 @@ WATER_CURVE = (
 )
 _ACCUMULATORS = {
     "energy_total": "total", "energy_sharp": "sharp", "energy_peak": "peak", "energy_flat": "flat",
-    "energy_valley": "valley", "energy_reverse": "reverse",
+    "energy_valley": "valley", "energy_reverse": "reverse", "volume_total": "volume",
+    "volume_reverse": "volume_reverse",
 }
+# cumulative quantities are kept as whole micro-units (1e-6 kWh or m3) so that a register cut
+# to its resolution is exact at any size (a float near 4e7 kWh cannot hold 0.01 kWh exactly)
+_MICRO = 1_000_000
 _NOMINAL_V = 220.0
 
 
@@ -85,14 +89,13 @@ class SimMeter:
             rating = spec.max_power_kw if spec.max_power_kw else 8.0
             self.peak = 0.18 * rating * spread  # kW
         self.three_phase = not self.water and "dtsy" in profile.name
-        self.acc: dict[str, float] = {"total": spec.initial_reading, "reverse": 0.0}
-        for p in PERIODS:
-            self.acc[p] = 0.0
-        self.volume = spec.initial_reading if self.water else 0.0
-        self.volume_reverse = 0.0
+        self.acc: dict[str, int] = dict.fromkeys(_ACCUMULATORS.values(), 0)
+        self.acc["volume" if self.water else "total"] = round(spec.initial_reading * _MICRO)
+        self._carry = 0.0  # the fraction of a micro-unit not yet counted
         self.supply_on = True
         self.stuck = False  # a relay/valve that accepts commands but does not move
         self.override: float | None = None  # constant load (kW or m3/h) set by the control API
+        self.pinned: dict[str, Value] = {}  # points held at a value set by the control API
         self.t = now
 
     # -- load -----------------------------------------------------------------------------------
@@ -123,12 +126,14 @@ class SimMeter:
             # split at the TOU boundary and at the next whole minute (noise changes there)
             step_end = min(now, boundary, (math.floor(t / max_step) + 1) * max_step)
             rate = self.rate_at((t + step_end) / 2)
-            amount = rate * (step_end - t) / 3600.0
+            amount = rate * (step_end - t) / 3600.0 * _MICRO + self._carry
+            whole = int(amount)
+            self._carry = amount - whole
             if self.water:
-                self.volume += amount
+                self.acc["volume"] += whole
             else:
-                self.acc["total"] += amount
-                self.acc[period] += amount
+                self.acc["total"] += whole
+                self.acc[period] += whole
             t = step_end
 
     def current_rate(self, now: float) -> float:
@@ -141,34 +146,33 @@ class SimMeter:
         if not self.stuck:
             self.supply_on = on
 
-    def set_point(self, point: str, value: float, now: float) -> None:
-        """Overwrite a register's true value (model a reset, a replacement or a rollover)."""
-        self.advance(now)
-        if point in _ACCUMULATORS:
-            self.acc[_ACCUMULATORS[point]] = float(value)
-        elif point == "volume_total":
-            self.volume = float(value)
-        elif point == "volume_reverse":
-            self.volume_reverse = float(value)
-        elif point in ("relay_closed", "valve_open"):
-            self.supply_on = bool(value)
-        else:
-            raise KeyError(f"point {point!r} cannot be set (settable: {', '.join(self.settable_points())})")
+    def set_point(self, point: str, value: Value, now: float) -> None:
+        """Overwrite a register's true value.
 
-    def settable_points(self) -> list[str]:
-        names = ["volume_total", "volume_reverse", "valve_open"] if self.water else [*_ACCUMULATORS, "relay_closed"]
-        return [n for n in names if n in self.profile.points]
+        A cumulative register (energy, volume) takes the value and goes on growing from it: a
+        reset, a replacement or a rollover. The relay/valve status switches the supply. Any
+        other point is held at the value (``None`` releases it to the model again).
+        """
+        if point not in self.profile.points:
+            raise KeyError(f"point {point!r} is not in profile {self.profile.name}")
+        self.advance(now)
+        if point in _ACCUMULATORS and value is not None:
+            self.acc[_ACCUMULATORS[point]] = round(float(value) * _MICRO)
+        elif point in ("relay_closed", "valve_open") and value is not None:
+            self.supply_on = bool(value)
+        elif value is None:
+            self.pinned.pop(point, None)
+        else:
+            self.pinned[point] = value
 
     # -- what the registers hold ------------------------------------------------------------------
     def value(self, point: PointSpec, now: float) -> Value:
         """The true engineering value of ``point`` at ``now`` (after :meth:`advance`)."""
         name = point.name
+        if name in self.pinned:
+            return self.pinned[name]
         if name in _ACCUMULATORS:
             return _floor_to(self.acc[_ACCUMULATORS[name]], point)
-        if name == "volume_total":
-            return _floor_to(self.volume, point)
-        if name == "volume_reverse":
-            return _floor_to(self.volume_reverse, point)
         if name in ("relay_closed", "valve_open"):
             return self.supply_on
         if name == "flow":
@@ -209,27 +213,24 @@ class SimMeter:
 
     def state(self) -> dict[str, Any]:
         return {
-            "acc": dict(self.acc), "volume": self.volume, "volume_reverse": self.volume_reverse,
+            "acc": dict(self.acc),
             "supply_on": self.supply_on, "t": self.t,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.acc.update({k: float(v) for k, v in state.get("acc", {}).items() if k in self.acc})
-        self.volume = float(state.get("volume", self.volume))
-        self.volume_reverse = float(state.get("volume_reverse", self.volume_reverse))
+        self.acc.update({k: int(v) for k, v in state.get("acc", {}).items() if k in self.acc})
         self.supply_on = bool(state.get("supply_on", True))
         self.t = float(state.get("t", self.t))
 
 
-def _floor_to(value: float, point: PointSpec) -> float:
-    """A cumulative value as the register shows it: cut (not rounded) to its resolution."""
+def _floor_to(micro: int, point: PointSpec) -> float:
+    """A cumulative value (micro-units) as the register shows it: cut to its resolution."""
     if point.data_type in ("f32", "f64"):
         places = point.decimals if point.decimals is not None else 3
-        step = 10.0 ** -places
     else:
-        step = point.scale
         places = point.decimals or 0
-    return round(math.floor(value / step + 1e-9) * step, places)
+    step = round(_MICRO * (10.0**-places if point.data_type in ("f32", "f64") else point.scale))
+    return round((micro // step) * step / _MICRO, places)
 
 
 def _stable_hash(text: str) -> int:

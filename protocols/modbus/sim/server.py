@@ -143,6 +143,8 @@ class ServerStats:
     connections: int = 0
     open_connections: int = 0
     max_pending: int = 0  # most requests of one connection received and not yet answered
+    pending: int = 0  # received and not yet answered, all connections of the port
+    max_pending_port: int = 0  # the most of those at once
     by_unit: Counter[int] = field(default_factory=Counter)
     by_unit_fc: Counter[tuple[int, int]] = field(default_factory=Counter)
 
@@ -151,7 +153,7 @@ class ServerStats:
             "requests": self.requests, "responses": self.responses, "exceptions": self.exceptions,
             "dropped": self.dropped, "garbage": self.garbage, "bad_frames": self.bad_frames,
             "connections": self.connections, "open_connections": self.open_connections,
-            "max_pending": self.max_pending,
+            "max_pending": self.max_pending, "max_pending_port": self.max_pending_port,
             "by_unit": {str(u): n for u, n in sorted(self.by_unit.items())},
             "by_unit_fc": {f"{u}/{fc}": n for (u, fc), n in sorted(self.by_unit_fc.items())},
         }
@@ -299,6 +301,8 @@ class _Connection(asyncio.Protocol):
         for timer in self.timers:
             timer.cancel()
         self.timers.clear()
+        self.server.stats.pending -= self.pending  # what will never be answered now
+        self.pending = 0
         if self in self.server._connections:
             self.server._connections.discard(self)
             self.server.stats.open_connections -= 1
@@ -309,12 +313,20 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _received(self) -> None:
+        stats = self.server.stats
         self.pending += 1
-        if self.pending > self.server.stats.max_pending:
-            self.server.stats.max_pending = self.pending
+        stats.pending += 1
+        if self.pending > stats.max_pending:
+            stats.max_pending = self.pending
+        if stats.pending > stats.max_pending_port:
+            stats.max_pending_port = stats.pending
+
+    def _done(self) -> None:
+        self.pending -= 1
+        self.server.stats.pending -= 1
 
     def _send(self, frame: bytes | None) -> None:
-        self.pending -= 1
+        self._done()
         if frame is not None and self.transport is not None and not self.transport.is_closing():
             self.server.stats.responses += 1
             self.transport.write(frame)
@@ -354,7 +366,7 @@ class _TcpConnection(_Connection):
             if reply.delay:
                 self._later(reply.delay, lambda p=packet: self._send(p))  # type: ignore[misc]
             else:
-                self.pending -= 1
+                self._done()
                 self.server.stats.responses += 1
                 out.append(packet)
         if out and self.transport is not None:

@@ -179,7 +179,7 @@ class Simulator:
         meter.advance(self.clock())
         meter.override = value
 
-    def set_register(self, meter_id: str, point: str, value: float) -> None:
+    def set_register(self, meter_id: str, point: str, value: float | bool | None) -> None:
         self.meter(meter_id).set_point(point, value, self.clock())
 
     def set_relay(self, meter_id: str, *, closed: bool | None = None, stuck: bool | None = None) -> None:
@@ -198,8 +198,7 @@ class Simulator:
         from .server import ServerStats
 
         for s in self.servers.values():
-            open_now = s.stats.open_connections
-            s.stats = ServerStats(open_connections=open_now)
+            s.stats = ServerStats(open_connections=s.stats.open_connections, pending=s.stats.pending)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save_state(self, path: str | Path) -> None:
