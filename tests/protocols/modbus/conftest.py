@@ -19,44 +19,13 @@ from protocols.modbus.sim import MeterSpec, Simulator, TouSchedule
 from protocols.modbus.sim.site import SimLink
 from tags import TagDB
 
+from ...simulation import Control, until
+
+__all__ = ["Control", "START", "TZ", "link_config", "until"]
+
 TZ = "Asia/Shanghai"
 # 2026-01-15 07:00 local: an hour before the valley ends at 08:00
 START = datetime(2026, 1, 15, 7, 0, tzinfo=ZoneInfo(TZ)).timestamp()
-
-
-class Control:
-    """The simulator's HTTP control API, as a test drives it."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
-        self.session = session
-        self.url = url
-
-    async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        async with self.session.request(method, self.url + path, json=body) as resp:
-            data = await resp.json()
-            assert resp.status == expect, (resp.status, data)
-            return data
-
-    async def fault(self, meter: str, kind: str, **kw: Any) -> None:
-        await self.call("PUT", f"/meters/{meter}/fault", {"kind": kind, **kw})
-
-    async def load(self, meter: str, **kw: Any) -> None:
-        await self.call("PUT", f"/meters/{meter}/load", kw)
-
-    async def register(self, meter: str, point: str, value: Any) -> None:
-        await self.call("POST", f"/meters/{meter}/registers", {"point": point, "value": value})
-
-    async def meter(self, meter: str) -> Any:
-        return await self.call("GET", f"/meters/{meter}")
-
-    async def advance(self, seconds: float) -> None:
-        await self.call("POST", "/clock", {"advance_s": seconds})
-
-    async def stats(self) -> Any:
-        return await self.call("GET", "/stats")
-
-    async def reset_stats(self) -> None:
-        await self.call("POST", "/stats/reset")
 
 
 @pytest.fixture
@@ -125,13 +94,3 @@ def running_poller(sim: Simulator, profiles: ProfileLibrary) -> Any:
                 await task
 
     return run
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait until ``predicate()`` holds (checked every 10 ms), or fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
