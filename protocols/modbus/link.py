@@ -172,12 +172,12 @@ class Link:
     async def _dispatch(self) -> None:
         while True:
             job = await self._next_job()
-            self.stats.queued = len(self._urgent) + self._due_count()
             await self._handoff.put(job)
 
-    def _due_count(self) -> int:
+    def queued(self) -> int:
+        """Jobs due and waiting for a connection (counted on demand: it walks the queue)."""
         now = asyncio.get_running_loop().time()
-        return sum(1 for due, _, job in self._heap if due <= now and not job.stale)
+        return len(self._urgent) + sum(1 for due, _, job in self._heap if due <= now and not job.stale)
 
     async def _worker(self, index: int) -> None:
         conn = self.connection_factory(self.config)

@@ -153,6 +153,8 @@ class ModbusPoller:
         self.rng = rng or random.Random()
         self.links: dict[str, Link] = {cfg.name: Link(cfg, self.options, self) for cfg in links}
         self.devices: dict[str, _Device] = {}
+        # plans depend only on (profile, circuit, link limits): 10,000 meters share a handful
+        self._plans: dict[tuple[str, int | None, int, int], dict[str, list[Block]]] = {}
         for name in self.links:
             tagdb.register(TagMeta(link_tag(name, "comm_ok"), DataType.BOOL, description=f"link {name} connected"))
 
@@ -187,7 +189,11 @@ class ModbusPoller:
             log.error("meter not polled", extra={"meter": spec.meter_id, "error": problem})
             return
         assert profile is not None and link is not None
-        dev.blocks = plan_device(profile, spec.circuit, link.config.max_block_registers, link.config.max_gap_registers)
+        key = (profile.name, spec.circuit, link.config.max_block_registers, link.config.max_gap_registers)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = plan_device(profile, spec.circuit, key[2], key[3])
+        dev.blocks = plan
         dev.intervals = {cls: self.options.poll_intervals.get(cls, profile.poll_classes[cls]) for cls in dev.blocks}
         for point in profile.points.values():
             name = meter_tag(spec.meter_id, point.name)
@@ -445,6 +451,7 @@ class ModbusPoller:
         out = []
         for link in self.links.values():
             snap = link.stats.snapshot()
+            snap.queued = link.queued()
             snap.devices_offline = sum(1 for d in self.devices.values() if d.link is link and d.state == OFFLINE)
             out.append(snap)
         return out

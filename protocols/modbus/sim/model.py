@@ -17,7 +17,7 @@ from typing import Any
 from tags import Value
 
 from ..profile import PointSpec, Profile
-from .tou import PERIODS, TouSchedule
+from .tou import TouSchedule
 
 __all__ = ["ELECTRIC_CURVE", "MeterSpec", "SimMeter", "WATER_CURVE"]
 

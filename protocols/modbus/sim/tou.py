@@ -48,7 +48,7 @@ class TouSchedule:
             parsed.append((int(m.group(1)) * 60 + int(m.group(2)), period))
         if not parsed or parsed[0][0] != 0:
             raise ValueError("tou: the first period must start at 00:00")
-        if any(b[0] <= a[0] for a, b in zip(parsed, parsed[1:])):
+        if any(b[0] <= a[0] for a, b in zip(parsed, parsed[1:], strict=False)):
             raise ValueError("tou: start times must increase")
         self.entries = parsed
         self.tz = ZoneInfo(timezone)
