@@ -166,7 +166,7 @@ class CommandService:
         self._stopping = True
         if self._unsubscribe is not None:
             self._unsubscribe()
-        for queue in self._queues.values():
+        for queue in list(self._queues.values()):
             for item in (queue.waiting, queue.running):
                 if item is not None and not item.future.done():
                     if queue.worker is not None:
@@ -261,8 +261,9 @@ class CommandService:
         if queue.worker is None:
             queue.worker = self.tasks.spawn(lambda: self._work(req.meter_id, queue), f"command:{req.meter_id}", Restart.NEVER)
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(item.future)
+        except TimeoutError:
             raise CommandTimeout(row_id, req.meter_id) from None
 
     async def history(self, meter_id: str, limit: int = 50) -> list[CommandResult]:

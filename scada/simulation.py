@@ -99,7 +99,8 @@ class SimulatorComponent(Component):
         assert self.sim is not None and self._state_file is not None
         while True:
             await asyncio.sleep(every_s)
-            await asyncio.to_thread(self.sim.save_state, self._state_file)
+            # the meters are read on the loop; only the file is written in a thread
+            await asyncio.to_thread(Simulator.write_state, self._state_file, self.sim.state())
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

@@ -105,14 +105,8 @@ class _GuardedRtuFramer(_Guard, FramerRTU):
         return used, dev_id, tid, frame
 
 
-_quieted = False
-
-
 def _quiet_pymodbus() -> None:
-    global _quieted
-    if not _quieted:
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        _quieted = True
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 class ModbusConnection:
@@ -145,7 +139,8 @@ class ModbusConnection:
 
     async def connect(self) -> None:
         try:
-            ok = await asyncio.wait_for(self.client.connect(), self.link.timeout_s + 1)
+            async with asyncio.timeout(self.link.timeout_s + 1):
+                ok = await self.client.connect()
         except (OSError, asyncio.TimeoutError, ModbusException) as exc:
             self.client.close()
             raise ModbusFailure(QualityReason.COMM_FAILURE, f"cannot connect to {self.endpoint}: {exc or type(exc).__name__}") from None
@@ -186,7 +181,8 @@ class ModbusConnection:
         self._waiting = True
         try:
             # pymodbus times out after link.timeout_s; ours is a backstop
-            response = await asyncio.wait_for(method(*args, **kwargs), self.link.timeout_s * 2 + 1)
+            async with asyncio.timeout(self.link.timeout_s * 2 + 1):
+                response = await method(*args, **kwargs)
         except _BadFrame as exc:
             raise ModbusFailure(QualityReason.BAD_FRAME, str(exc)) from None
         except ConnectionException as exc:

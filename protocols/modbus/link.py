@@ -72,6 +72,18 @@ class _Urgent:
                 self.future.set_result(result)
 
 
+def _honour_cancel() -> None:
+    """Raise if this task was cancelled but the cancellation got lost on the way.
+
+    Python 3.11's ``asyncio.wait_for`` (which pymodbus awaits every request with) returns the
+    result instead of raising when the awaited answer arrives in the same loop cycle as the
+    cancellation; ``Task.cancelling()`` still remembers it, so a loop that checks it stops.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 class Link:
     def __init__(
         self,
@@ -122,7 +134,8 @@ class Link:
         self._wake.set()
         limit = timeout if timeout is not None else (self.config.timeout_s * (self.config.retries + 1) * 4 + 10)
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), limit)  # type: ignore[no-any-return]
+            async with asyncio.timeout(limit):
+                return await asyncio.shield(item.future)  # type: ignore[no-any-return]
         except asyncio.TimeoutError:
             item.future.cancel()
             raise ModbusFailure(QualityReason.TIMEOUT, f"link {self.name} busy: not served within {limit:g} s") from None
@@ -171,6 +184,7 @@ class Link:
 
     async def _dispatch(self) -> None:
         while True:
+            _honour_cancel()
             job = await self._next_job()
             await self._handoff.put(job)
 
@@ -194,6 +208,7 @@ class Link:
                         continue
                     backoff = self.options.reconnect_initial_s
                     self._connection_up(index)
+                _honour_cancel()
                 job = await self._handoff.get()
                 if job.stale:
                     continue
@@ -201,6 +216,7 @@ class Link:
                     await job.run(conn)
                 except Exception:  # a job never takes its worker down
                     log.exception("modbus job failed", extra={"link": self.name})
+                _honour_cancel()
                 if not conn.connected:
                     self._connection_down(index, self.stats.last_error or "connection lost")
         finally:

@@ -8,13 +8,15 @@ TCP like a transparent serial gateway and, like a bus, serves one request at a t
 Each unit id holds one meter, or several circuits of a multi-circuit meter. Faults are set per
 unit: ``timeout`` (never answers), ``exception`` (an exception response), ``garbage`` (an
 answer that does not decode: a malformed PDU in a valid MBAP frame, or a bad CRC on RTU) and
-``slow`` (answers after ``delay_ms``).
+``slow`` (answers after ``delay_ms``). :meth:`ModbusSimServer.serve_fd` serves RTU frames on a
+pseudo-terminal too, standing in for a serial bus behind a serial port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -203,6 +205,34 @@ class ModbusSimServer:
             await self._server.wait_closed()
             self._server = None
 
+    def serve_fd(self, fd: int) -> Callable[[], None]:
+        """Serve RTU frames on a file descriptor (the master side of a pseudo-terminal stands in
+        for a serial bus). Returns the function that stops serving it."""
+        loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        transport = _FdTransport(fd)
+        conn = _RtuConnection(self)
+        conn.connection_made(transport)  # type: ignore[arg-type]
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                conn.data_received(data)
+
+        loop.add_reader(fd, readable)
+
+        def detach() -> None:
+            loop.remove_reader(fd)
+            transport.close()
+            conn.connection_lost(None)
+
+        return detach
+
     def unit_for(self, unit_id: int, profile: Profile) -> SimUnit:
         unit = self.units.get(unit_id)
         if unit is None:
@@ -282,6 +312,24 @@ def _garble(pdu: bytes) -> bytes:
     return bytes((fc, 250)) + bytes(range(7, 7 + max(2, len(pdu) - 2)))
 
 
+class _FdTransport:
+    """The little of a transport that a connection needs, on a file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            os.write(self.fd, data)  # a pty takes a Modbus frame whole
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, server: ModbusSimServer) -> None:
         self.server = server
@@ -291,8 +339,7 @@ class _Connection(asyncio.Protocol):
         self.timers: set[asyncio.TimerHandle] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a socket's, or an _FdTransport
         self.server._connections.add(self)
         self.server.stats.connections += 1
         self.server.stats.open_connections += 1

@@ -201,12 +201,19 @@ class Simulator:
             s.stats = ServerStats(open_connections=s.stats.open_connections, pending=s.stats.pending)
 
     # -- persistence ---------------------------------------------------------------------------------
-    def save_state(self, path: str | Path) -> None:
-        """Write every meter's registers and relay state (atomically: a crash leaves the old file)."""
+    def state(self) -> dict[str, Any]:
+        """Every meter's registers and relay state, brought up to now (on the event loop)."""
         now = self.clock()
         for m in self.meters.values():
             m.advance(now)
-        data = {"version": 1, "saved_at": now, "meters": {mid: m.state() for mid, m in self.meters.items()}}
+        return {"version": 1, "saved_at": now, "meters": {mid: m.state() for mid, m in self.meters.items()}}
+
+    def save_state(self, path: str | Path) -> None:
+        self.write_state(path, self.state())
+
+    @staticmethod
+    def write_state(path: str | Path, data: dict[str, Any]) -> None:
+        """Write a :meth:`state` atomically (a crash leaves the old file); fine in a thread."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
+import tty
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from protocols.modbus.config import LinkConfig
 from protocols.modbus.poller import DeviceSpec
 from protocols.modbus.profile import ProfileLibrary, shipped_profiles_dir
 from protocols.modbus.sim import MeterSpec, Simulator
@@ -278,3 +281,23 @@ async def test_registry_changes_add_and_remove_tags(sim: Simulator, running_poll
         with pytest.raises(LookupError, match="not polled"):
             await poller.poll_now("Z1")
         assert [s.state for s in poller.device_stats()] == ["config_error", "config_error"]
+
+
+async def test_serial_rtu_link_over_a_pseudo_terminal(sim: Simulator, control: Control, running_poller: Any) -> None:
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    detach = sim.servers["rtu"].serve_fd(master)  # the simulated bus behind the serial port
+    try:
+        link = LinkConfig(name="rtu", kind="rtu", serial_port=os.ttyname(slave), baudrate=115200, timeout_s=0.25, retries=0)
+        async with running_poller([DeviceSpec("S1", "acrel-ddsy1352", "rtu", 5)], links=[link]) as (poller, db):
+            values = await poller.poll_now("S1")
+            assert values["voltage"].good and 210 < values["voltage"].value < 230  # type: ignore[operator]
+            await control.fault("S1", kind="garbage")
+            await poller.poll_now("S1")
+            assert db.read("S1.voltage").reason is QualityReason.BAD_FRAME and db.read("S1.voltage").detail == "CRC error"
+            assert next(s for s in poller.link_stats()).kind == "rtu"
+    finally:
+        detach()
+        os.close(master)
+        os.close(slave)
