@@ -141,10 +141,10 @@ class ScadaConfig(ConfigModel):
                 raise ValueError(f"links[{i}].name: duplicate link name {link.name!r}")
             seen.add(link.name)
         for i, name in enumerate(self.simulator.links):
-            link = self.link(name)
-            if link is None:
+            served = self.link(name)
+            if served is None:
                 raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
-            if link.kind == "rtu" or link.host not in _LOOPBACK:
+            if served.kind == "rtu" or served.host not in _LOOPBACK:
                 raise ValueError(
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"

@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from protocols.modbus.sim import MeterSpec, Simulator, TouSchedule
 from protocols.modbus.sim.site import SimLink
@@ -130,7 +130,7 @@ async def _simulate(args: argparse.Namespace) -> int:
             raise SystemExit(f"--profile: unknown device profile {name!r} (known: {', '.join(profiles.names())})")
     per_port = args.per_port
     n_ports = (args.meters + per_port - 1) // per_port
-    framing = "rtu" if args.rtu else "tcp"
+    framing: Literal["tcp", "rtu"] = "rtu" if args.rtu else "tcp"
     links = [SimLink(f"port{k}", (args.port + k) if args.port else 0, framing) for k in range(n_ports)]
     sim = Simulator(
         profiles, links, host=args.host, control_port=args.control_port, speed=args.speed,

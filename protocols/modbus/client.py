@@ -45,6 +45,10 @@ EXCEPTION_NAMES = {
 }
 
 
+# exceptions a TCP gateway sends for the device behind it: not the device's answer, a comm failure
+_GATEWAY_FAILURES = {10: QualityReason.COMM_FAILURE, 11: QualityReason.TIMEOUT}
+
+
 class ModbusFailure(Exception):
     """A request that did not give a usable answer. ``reason`` is the tag quality reason."""
 
@@ -198,5 +202,7 @@ class ModbusConnection:
         if isinstance(response, ExceptionResponse) or response.isError():
             code = getattr(response, "exception_code", 0)
             name = EXCEPTION_NAMES.get(code, "unknown")
+            if code in _GATEWAY_FAILURES:  # the gateway answered: the meter behind it did not
+                raise ModbusFailure(_GATEWAY_FAILURES[code], f"gateway: exception {code} ({name})", exception_code=code)
             raise ModbusFailure(QualityReason.DEVICE_EXCEPTION, f"exception {code} ({name})", exception_code=code)
         return response

@@ -332,7 +332,10 @@ class ModbusPoller:
         else:
             stats.consecutive_failures += 1
             assert dev.link is not None
-            if dev.state != OFFLINE and stats.consecutive_failures >= dev.link.config.offline_after_failures:
+            if dev.state == OFFLINE:
+                # its points already say comm_failure; only what did arrive is news
+                writes = [w for w in writes if w.quality is Quality.GOOD]
+            elif stats.consecutive_failures >= dev.link.config.offline_after_failures:
                 self._go_offline(dev, failure.detail, probe_in=self.options.probe_initial_s, writes=writes)
                 return
         self.tagdb.write_many(writes)

@@ -357,11 +357,11 @@ def parse_profile(data: dict[str, Any], source: str, expected_name: str | None =
 
     problems += _overlaps(points.values())
     if head.circuits > 1 and head.circuit_stride:
-        lowest = min((p.address for p in points.values()), default=0)
-        for p in points.values():
-            if p.end - lowest >= head.circuit_stride:
+        lowest = min((spec.address for spec in points.values()), default=0)
+        for spec in points.values():
+            if spec.end - lowest >= head.circuit_stride:
                 problems.append(
-                    f"points.{p.name}.address: {_span(p.address, p.words)} reaches into circuit 2 "
+                    f"points.{spec.name}.address: {_span(spec.address, spec.words)} reaches into circuit 2 "
                     f"(circuit_stride {head.circuit_stride} from 0x{lowest:04X})"
                 )
     problems += _check_groups(points)
