@@ -17,6 +17,11 @@ Quality and health:
 - a link that loses all its connections marks all its devices offline at once; each is
   probed as soon as the link is back.
 
+Scheduling: one queue per link (see :mod:`.link`). The first poll of each class is spread over
+``start_spread`` of its interval, so a thousand meters do not fire at once; later polls keep
+their phase, and a poll served late (a burst after a link came back) takes the moment it was
+served as its new phase, so bursts spread out by themselves.
+
 All points of one poll class of a meter are written to the TagDB in one ``write_many``; the
 points of one block share the block's timestamp. Cumulative registers (``energy_*``,
 ``volume_total``) are one group in every profile, so they come from one request and carry the
@@ -110,15 +115,19 @@ class _PollJob:
         return self.device.removed or self.device.generation != self.generation
 
     async def run(self, conn: ModbusConnection) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         done = await self.poller._poll(self.device, self.cls, conn)
         if self.stale:
             return  # the device went offline (probing now) or was removed
-        loop_now = asyncio.get_running_loop().time()
         if not done:  # the connection broke: poll again once the link is back
-            self.poller._schedule(self.device, self.cls, loop_now)
+            self.poller._schedule(self.device, self.cls, loop.time())
             return
-        next_due = max(self.due + self.device.intervals[self.cls], loop_now)
-        self.poller._schedule(self.device, self.cls, next_due)
+        interval = self.device.intervals[self.cls]
+        # keep the phase; but a poll that waited long for its turn (a burst after a link came
+        # back) takes the moment it was served as its new phase, so bursts spread out
+        base = self.due if started - self.due < 0.1 * interval else started
+        self.poller._schedule(self.device, self.cls, max(base + interval, loop.time()))
 
 
 class _ProbeJob:
