@@ -167,12 +167,15 @@ class CommandService:
         if self._unsubscribe is not None:
             self._unsubscribe()
         for queue in list(self._queues.values()):
-            for item in (queue.waiting, queue.running):
+            items = (queue.running, queue.waiting)
+            queue.waiting = None
+            if queue.worker is not None:
+                worker = queue.worker
+                worker.cancel()
+                await asyncio.wait([worker], timeout=5)
+            for item in items:
                 if item is not None and not item.future.done():
-                    if queue.worker is not None:
-                        queue.worker.cancel()
                     await self._finish(item, "failed", "the server stopped before the command completed", 0, None)
-            queue.waiting = queue.running = None
 
     async def _recover_interrupted(self) -> None:
         """Commands left queued or running by a crash end as failed."""
@@ -184,7 +187,8 @@ class CommandService:
                 row.detail = "interrupted: the server stopped before the command completed"
                 row.finished_at = now
                 AuditLog.record(
-                    s, Actor.system("commands"), _action(row.kind, None), "meter", row.meter_id,
+                    s, Actor.system("commands"), _action(row.kind, self.assets.snapshot.meters.get(row.meter_id)),
+                    "meter", row.meter_id,
                     reason=row.reason, after={"command": row.id, "status": "failed", "detail": row.detail},
                     outcome="failed",
                 )

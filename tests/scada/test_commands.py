@@ -267,3 +267,20 @@ async def test_commands_left_running_by_a_crash_end_failed(db: Database, tmp_pat
             row = (await s.scalars(select(CommandRow).where(CommandRow.reason == "before the crash"))).one()
         assert row.status == "failed" and row.detail.startswith("interrupted")
         assert (await audit_of(db, "E2"))[-1] == ("relay.connect", "system:commands", "before the crash", "failed")
+
+
+async def test_stopping_ends_running_and_waiting_commands_as_failed(db: Database, tmp_path: Path) -> None:
+    async with rig(db, tmp_path) as r:
+        await r.control.relay("E1", stuck=True)  # the first command waits for a confirmation that never comes
+        running = asyncio.create_task(r.service.execute(request("E1", CommandKind.DISCONNECT, reason="one")))
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(r.service.execute(request("E1", CommandKind.CONNECT, reason="two")))
+        await asyncio.sleep(0.05)
+        await r.service.stop()
+        one, two = await asyncio.gather(running, waiting)
+        assert (one.status, two.status) == ("failed", "failed")
+        assert one.detail == two.detail == "the server stopped before the command completed"
+        refused = await r.service.execute(request("E1", CommandKind.CONNECT, reason="three"))
+        assert (refused.status, refused.detail) == ("failed", "the server is stopping")
+        outcomes = [(reason, outcome) for (_a, _u, reason, outcome) in await audit_of(db, "E1")]
+        assert outcomes == [("one", "queued"), ("two", "queued"), ("one", "failed"), ("two", "failed"), ("three", "failed")]
