@@ -8,5 +8,6 @@ from scada import sessions  # noqa: F401  (hmi: web sessions)
 from . import models  # noqa: F401
 from ..alarms import models as alarm_models  # noqa: F401
 from ..alarms.notify import models as notification_models  # noqa: F401
+from .. import commandstore  # noqa: F401
 
 __all__: list[str] = []

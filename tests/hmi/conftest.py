@@ -13,12 +13,14 @@ import pytest
 
 from hmi.component import HMI_URL
 from scada.audit import Actor
-from scada.config import ScadaConfig, parse_config
+from scada.config import ScadaConfig, load_demo_config, parse_config
 from scada.foundation import USERS
 from scada.runtime import Runtime
+from scada.simulation import SIMULATOR
 
 from ..harness import running_server
 from ..services import free_port
+from ..simulation import Control
 
 ADMIN_PASSWORD = "admin-password-1"
 PASSWORDS = {
@@ -32,20 +34,51 @@ PASSWORDS = {
 ROLES = {"operator1": "operator", "cashier1": "cashier", "viewer1": "viewer", "maint1": "maintenance", "engineer1": "engineer"}
 
 
-def demo_site_config(tmp_path: Path, db_url: str, extra: str = "", *, site_file: str = "embedded:site-demo.toml") -> ScadaConfig:
-    """The demo site (60 rooms on two links) on a test database; the HMI on a free port."""
+def demo_site_config(tmp_path: Path, *extra: str) -> ScadaConfig:
+    """The demo: 60 rooms whose 81 meters the simulator serves and the poller reads (fast polls,
+    quick offline detection), on SQLite under ``tmp_path``, every port free."""
+    return load_demo_config([
+        f"database.url=\"sqlite:///{tmp_path / 'scada.db'}\"",
+        f"runtime.data_dir=\"{tmp_path}\"",
+        "simulator.state_file=\"\"",
+        "simulator.control_port=0",
+        "hmi.port=0",
+        "hmi.push_interval_ms=200",
+        "logging.level=\"warning\"",
+        *(f"links[{i}].{key}" for i in (0, 1) for key in (f"port={free_port()}", "timeout_s=0.3", "retries=0", "offline_after_failures=1")),
+        "modbus.poll_intervals={ fast = 0.5, energy = 1.0, slow = 2.0, volume = 1.0 }",
+        "modbus.start_spread=0.5",
+        "modbus.probe_initial_s=0.3",
+        "modbus.probe_max_s=1.0",
+        "commands.confirm_timeout_s=3",
+        *extra,
+    ])
+
+
+def big_site_config(tmp_path: Path, rooms: int = 1000) -> ScadaConfig:
+    """A generated site of ``rooms`` rooms whose meters nobody serves (they go offline once):
+    for tests of the HMI's own load."""
+    from .sites import write_site
+
+    links = -(-rooms // 200)
+    site = write_site(tmp_path / "site.toml", rooms, links=links)
+    link_tables = "".join(
+        f'\n[[links]]\nname = "gw-{i}"\nhost = "127.0.0.1"\nport = {free_port()}\ntimeout_s = 0.3\nretries = 0\n' for i in range(1, links + 1)
+    )
     text = f"""
 [site]
-name = "Test Residence"
+name = "Generated"
 timezone = "Asia/Shanghai"
-currency = "CNY"
-import_file = "{site_file}"
+import_file = "{site}"
 
 [runtime]
-data_dir = "{tmp_path / 'var'}"
+data_dir = "{tmp_path}"
 
 [database]
-url = "{db_url}"
+url = "sqlite:///{tmp_path / 'scada.db'}"
+
+[logging]
+level = "warning"
 
 [hmi]
 host = "127.0.0.1"
@@ -53,18 +86,12 @@ port = 0
 push_interval_ms = 200
 
 [admin]
-password = {{ env = "SCADA_TEST_ADMIN_PASSWORD" }}
+password = {{ env = "SCADA_ADMIN_PASSWORD" }}
 
-[[links]]
-name = "gw-1"
-host = "127.0.0.1"
-port = {free_port()}
-
-[[links]]
-name = "gw-2"
-host = "127.0.0.1"
-port = {free_port()}
-{extra}
+[modbus]
+probe_initial_s = 60
+probe_max_s = 600
+{link_tables}
 """
     return parse_config(text, "<test>", tmp_path)
 
@@ -81,10 +108,10 @@ class Hmi:
 
 @pytest.fixture
 async def hmi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hmi]:
-    """A running server on SQLite (the HMI does not depend on the engine; the session store is
-    tested on both)."""
-    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    async with running_server(demo_site_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}")) as rt:
+    """The demo server (simulator, poller, command path, alarms, HMI) with users of every role.
+    The HMI does not depend on the database engine; the session store is tested on both."""
+    monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    async with running_server(demo_site_config(tmp_path)) as rt:
         users = rt.ctx[USERS]
         for name, role in ROLES.items():
             await users.add(name, role, PASSWORDS[name], Actor("test", "cli"))
@@ -125,10 +152,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def big_hmi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hmi]:
     """A running server with a generated site of 1,000 rooms."""
-    from .sites import write_site
-
-    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    site = write_site(tmp_path / "site.toml", 1000)
-    config = demo_site_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", site_file=str(site))
-    async with running_server(config) as rt:
+    monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    async with running_server(big_site_config(tmp_path)) as rt:
         yield Hmi(rt, rt.ctx[HMI_URL])
+
+
+@pytest.fixture
+async def sim(hmi: Hmi) -> AsyncIterator[Control]:
+    """The simulator's control API of the ``hmi`` server."""
+    async with aiohttp.ClientSession() as http:
+        yield Control(http, hmi.rt.ctx[SIMULATOR].control_url)

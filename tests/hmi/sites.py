@@ -7,8 +7,9 @@ from pathlib import Path
 __all__ = ["write_site"]
 
 
-def write_site(path: Path, rooms: int, *, per_floor: int = 50, buildings: int = 1, link: str = "gw-1") -> Path:
-    """A site TOML of ``rooms`` rooms (one electricity meter each) spread over buildings and floors."""
+def write_site(path: Path, rooms: int, *, per_floor: int = 50, buildings: int = 1, links: int = 1) -> Path:
+    """A site TOML of ``rooms`` rooms (one electricity meter each) spread over buildings and
+    floors; meters on links ``gw-1``.. ``gw-<links>``, unit ids 1-200 on each."""
     out = ['[site]\nid = "gen"\nname = "Generated"\ntimezone = "Asia/Shanghai"\n']
     per_building = -(-rooms // buildings)
     n = 0
@@ -24,7 +25,7 @@ def write_site(path: Path, rooms: int, *, per_floor: int = 50, buildings: int = 
                 out.append(f'[[rooms]]\nid = "{room}"\nfloor = "G{b}-F{f}"\nname = "{f}{r:02d}"\n')
                 out.append(
                     f'[[meters]]\nid = "E-{room}"\nkind = "electricity"\nroom = "{room}"\nprofile = "acrel-ddsy1352"\n'
-                    f'link = "{link}"\nunit_id = {n % 200 + 1}\ncircuit = {n // 200 + 1}\n'
+                    f'link = "gw-{n // 200 % links + 1}"\nunit_id = {n % 200 + 1}\n'
                 )
                 n += 1
     path.write_text("\n".join(out), encoding="utf-8")

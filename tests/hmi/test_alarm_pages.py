@@ -14,14 +14,13 @@ from scada.foundation import ASSETS, TAGDB
 from tags.names import room_tag
 
 from .conftest import Hmi, login
-from .producers import publish_meter_tags, publish_room_tags
+from .producers import publish_room_tags
 from .test_feed import recv, subscribe, token_headers, ws_url
 
 
 async def _raise_low_balance(hmi: Hmi, room: str, level: int = 1) -> None:
     ctx = hmi.rt.ctx
     publish_room_tags(ctx[TAGDB], ctx[ASSETS].snapshot)
-    publish_meter_tags(ctx[TAGDB], ctx[ASSETS].snapshot)
     ctx[TAGDB].write(room_tag(room, "alarm_level"), level)
     for _ in range(200):
         if any(a.room_id == room for a in ctx[ALARMS].active()):

@@ -14,12 +14,13 @@ from playwright.async_api import Browser, Page, expect
 
 from scada.alarms.component import ALARMS
 from scada.foundation import ASSETS, AUDIT, TAGDB, USERS
-from tags.names import meter_tag, room_tag
+from tags.names import room_tag
 
 from ..services import require_services
+from ..simulation import Control, until
 from .browser import CHROMIUM, Shots, chromium
 from .conftest import PASSWORDS, Hmi
-from .producers import publish_meter_tags, publish_room_tags
+from .producers import publish_room_tags
 
 pytestmark = pytest.mark.browser
 
@@ -50,10 +51,10 @@ async def sign_in(page: Page, hmi: Hmi, user: str, shots: Shots | None = None) -
     await expect(page).to_have_url(hmi.url + "/")
 
 
-async def test_login_grid_and_live_tile(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+async def test_login_grid_and_live_tile(hmi: Hmi, sim: Control, browser: Browser, shots: Shots) -> None:
     ctx = hmi.rt.ctx
     publish_room_tags(ctx[TAGDB], ctx[ASSETS].snapshot, balance=88.5)
-    publish_meter_tags(ctx[TAGDB], ctx[ASSETS].snapshot, power=0.25)
+    await until(lambda: ctx[TAGDB].read("E-B1-101.comm_ok").value is True, timeout=10, what="meters polled")
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         await sign_in(page, hmi, "operator1", shots)
@@ -64,16 +65,19 @@ async def test_login_grid_and_live_tile(hmi: Hmi, browser: Browser, shots: Shots
         tile = grid.locator('[data-room="B1-R101"]')
         await expect(tile.locator('[data-f="name"]')).to_have_text("R101")
         await expect(tile.locator('[data-f="balance"]')).to_have_text("88.50")
-        await expect(tile.locator('[data-f="power"]')).to_have_text("0.25 kW")
+        await expect(tile.locator('[data-f="comm"]')).to_have_text("Online")
+        await expect(tile.locator('[data-f="power"]')).to_have_text(re.compile(r"^\d+\.\d\d kW$"))
         await shots(page, "grid")
-        # a load change reaches the tile without a reload
-        ctx[TAGDB].write(meter_tag("E-B1-101", "power"), 3.75)
+        # a load change in the simulator reaches the tile, through the poller, without a reload
+        await sim.load("E-B1-101", kw=3.75)
         await expect(tile.locator('[data-f="power"]')).to_have_text("3.75 kW", timeout=2000)
-        # the meter goes offline: colour and text change
-        ctx[TAGDB].write(meter_tag("E-B1-101", "comm_ok"), False)
-        await expect(tile.locator('[data-f="state"]')).to_have_text("Offline", timeout=2000)
+        await shots(page, "load-changed")
+        # the meter stops answering: colour and text change, and the offline count
+        await sim.fault("E-B1-101", "timeout")
+        await expect(tile.locator('[data-f="state"]')).to_have_text("Offline", timeout=5000)
+        await expect(tile.locator('[data-f="comm"]')).to_have_text("Offline")
         await expect(tile).to_have_class(re.compile(r"\bstate-offline\b"))
-        await expect(page.locator('[data-count="offline"]')).to_have_text("1", timeout=2000)
+        await expect(page.locator('[data-count="offline"]')).to_have_text("1")
         await shots(page, "tile-offline")
     finally:
         await page.close()
@@ -102,7 +106,6 @@ async def test_language_switch(hmi: Hmi, browser: Browser, shots: Shots) -> None
 async def test_alarm_acknowledged_and_shelved_in_the_console(hmi: Hmi, browser: Browser, shots: Shots) -> None:
     ctx = hmi.rt.ctx
     publish_room_tags(ctx[TAGDB], ctx[ASSETS].snapshot)
-    publish_meter_tags(ctx[TAGDB], ctx[ASSETS].snapshot)
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         await sign_in(page, hmi, "maint1")

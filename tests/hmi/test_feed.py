@@ -23,10 +23,11 @@ from hmi.component import HmiComponent
 from hmi.feed import FEED, Feed
 from scada.foundation import ASSETS, TAGDB, USERS
 from tags import TagDB
-from tags.names import meter_tag, room_tag
+from tags.names import room_tag
 
+from ..simulation import Control, until
 from .conftest import ADMIN_PASSWORD, Hmi, browser_like, login
-from .producers import publish_meter_tags, publish_room_tags
+from .producers import publish_room_tags
 
 
 def ws_url(hmi: Hmi) -> str:
@@ -47,9 +48,12 @@ async def token_headers(hmi: Hmi, user: str = "admin", password: str = ADMIN_PAS
 
 @pytest.fixture
 async def fed(hmi: Hmi) -> AsyncIterator[tuple[Hmi, TagDB]]:
+    """The demo with its meters polled from the simulator, and room tags as the prepaid engine
+    publishes them."""
     db = hmi.rt.ctx[TAGDB]
     publish_room_tags(db, hmi.rt.ctx[ASSETS].snapshot, balance=100.0)
-    publish_meter_tags(db, hmi.rt.ctx[ASSETS].snapshot, power=1.0)
+    meters = [m.id for m in hmi.rt.ctx[ASSETS].snapshot.active_meters]
+    await until(lambda: all(db.read(f"{m}.comm_ok").value is True for m in meters), timeout=15, what="every meter polled")
     await asyncio.sleep(0.05)  # let the live table take the initial values
     yield hmi, db
 
@@ -83,15 +87,21 @@ async def test_overview_snapshot_then_updates_of_the_page_only(fed: tuple[Hmi, T
         snap = await subscribe(ws, view="overview", filter={"floor": "B1-F1"}, page=1, page_size=10)
         assert snap["total"] == 15 and snap["pages"] == 2 and len(snap["rooms"]) == 10
         assert snap["counts"]["ok"] == 15 and snap["rooms"][0]["balance"] == "100.00"
-        db.write(meter_tag("E-B1-115", "power"), 7.0)  # on page 2: not in this view
-        db.write(meter_tag("E-B1-201", "power"), 7.0)  # another floor
-        db.write(meter_tag("E-B1-102", "power"), 2.5)
-        msg = await recv(ws)
-        assert msg["type"] == "update" and msg["seq"] == snap["seq"] + 1
-        assert set(rooms_of(msg)) == {"B1-R102"} and rooms_of(msg)["B1-R102"]["power"] == 2.5
+        page = {r["id"] for r in snap["rooms"]}
+        db.write(room_tag("B1-R115", "balance"), 7.0)  # on page 2: not in this view
+        db.write(room_tag("B1-R201", "balance"), 7.0)  # another floor
+        db.write(room_tag("B1-R102", "balance"), 55.0)
+        seq = snap["seq"]
+        seen: dict[str, dict[str, Any]] = {}
+        while seen.get("B1-R102", {}).get("balance") != "55.00":
+            msg = await recv(ws)
+            assert msg["type"] == "update" and msg["seq"] == seq + 1
+            seq = msg["seq"]
+            assert set(rooms_of(msg)) <= page  # the poller's changes too: only rooms of the page
+            seen.update(rooms_of(msg))
         # a room changing state updates the counts of the view's scope
         db.write(room_tag("B1-R103", "alarm_level"), 2)
-        msg = await recv(ws)
+        msg = await recv_until(ws, lambda m: "counts" in m)
         assert rooms_of(msg)["B1-R103"]["state"] == "low" and msg["counts"]["low"] == 1 and msg["counts"]["ok"] == 14
 
 
@@ -102,57 +112,52 @@ async def test_changes_are_coalesced_newest_wins(fed: tuple[Hmi, TagDB]) -> None
         await subscribe(ws, view="overview", page_size=100)
         start = time.monotonic()
         for i in range(200):
-            db.write(meter_tag("E-B1-101", "power"), float(i))
             db.write(room_tag("B1-R101", "balance"), 100.0 - i / 10)
+            db.write(room_tag("B1-R102", "balance"), float(i))
             if i % 20 == 0:
                 await asyncio.sleep(0.05)
         updates = []
-        while True:
-            try:
-                msg = await recv(ws, timeout=interval * 3)
-            except asyncio.TimeoutError:
-                break
+        last: dict[str, dict[str, Any]] = {}
+        while last.get("B1-R101", {}).get("balance") != "80.10" or last.get("B1-R102", {}).get("balance") != "199.00":
+            msg = await recv(ws)
             updates.append(msg)
+            last.update(rooms_of(msg))
         elapsed = time.monotonic() - start
-    assert updates and rooms_of(updates[-1])["B1-R101"]["power"] == 199.0
-    assert rooms_of(updates[-1])["B1-R101"]["balance"] == "80.10"
-    # 400 changes arrive as a handful of pushes, at most one per interval
+    # 400 changes (and the poller's) arrive in a handful of pushes, at most one per interval
     assert len(updates) <= elapsed / interval + 2, (len(updates), elapsed)
 
 
-async def test_state_filter_follows_membership(fed: tuple[Hmi, TagDB]) -> None:
+async def test_state_filter_follows_membership(fed: tuple[Hmi, TagDB], sim: Control) -> None:
     hmi, db = fed
     async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
         snap = await subscribe(ws, view="overview", filter={"state": "offline"})
         assert snap["total"] == 0 and snap["rooms"] == []
-        db.write(meter_tag("E-B1-304", "comm_ok"), False)
-        msg = await recv(ws)
-        assert msg["type"] == "snapshot" and [r["id"] for r in msg["rooms"]] == ["B1-R304"]
+        await sim.fault("E-B1-304", "timeout")
+        msg = await recv_until(ws, lambda m: m["type"] == "snapshot", timeout=5)
+        assert [r["id"] for r in msg["rooms"]] == ["B1-R304"]
         assert msg["rooms"][0]["comm"] == "fault" and msg["counts"]["offline"] == 1
-        db.write(meter_tag("E-B1-304", "comm_ok"), True)
-        msg = await recv(ws)
-        assert msg["type"] == "snapshot" and msg["total"] == 0
+        await sim.fault("E-B1-304", "none")
+        msg = await recv_until(ws, lambda m: m["type"] == "snapshot", timeout=5)
+        assert msg["total"] == 0
 
 
-async def test_room_view(fed: tuple[Hmi, TagDB]) -> None:
+async def test_room_view(fed: tuple[Hmi, TagDB], sim: Control) -> None:
     hmi, db = fed
     async with connect(ws_url(hmi), additional_headers=await token_headers(hmi)) as ws:
         snap = await subscribe(ws, view="room", room="B1-R103")
         assert snap["room"]["id"] == "B1-R103"
         assert [m["id"] for m in snap["meters"]] == ["E-B1-103", "W-B1-103"]
-        assert snap["meters"][0]["points"]["power"]["value"] == 1.0
-        assert snap["meters"][0]["points"]["power"]["quality"] == "good"
-        db.write(meter_tag("W-B1-103", "comm_ok"), False)
-        msg = await recv(ws)
-        assert msg["tags"]["W-B1-103.comm_ok"]["value"] is False
-        assert msg["room"]["comm"] == "fault"
+        power = snap["meters"][0]["points"]["power"]
+        assert power["quality"] == "good" and power["unit"] == "kW" and isinstance(power["value"], float)
+        assert snap["meters"][1]["points"]["volume_total"]["quality"] == "good"
+        await sim.load("E-B1-103", kw=4.25)
+        msg = await recv_until(ws, lambda m: m.get("tags", {}).get("E-B1-103.power", {}).get("value") == 4.25)
+        assert all(name.startswith(("E-B1-103.", "W-B1-103.")) for name in msg["tags"])  # only this room's meters
         db.write(room_tag("B1-R103", "balance"), 5.0)
-        msg = await recv(ws)
-        assert msg["room"]["balance"] == "5.00" and "tags" not in msg
-        db.write(meter_tag("E-B1-101", "power"), 9.0)  # another room: nothing for this view
-        db.write(meter_tag("E-B1-103", "power"), 3.0)
-        msg = await recv(ws)
-        assert list(msg["tags"]) == ["E-B1-103.power"]
+        msg = await recv_until(ws, lambda m: "room" in m and m["room"]["balance"] == "5.00")
+        await sim.fault("W-B1-103", "timeout")
+        msg = await recv_until(ws, lambda m: m.get("tags", {}).get("W-B1-103.comm_ok", {}).get("value") is False, timeout=5)
+        assert msg["room"]["comm"] == "fault"
 
 
 async def test_reconnect_resyncs_from_a_snapshot(fed: tuple[Hmi, TagDB]) -> None:
@@ -160,11 +165,11 @@ async def test_reconnect_resyncs_from_a_snapshot(fed: tuple[Hmi, TagDB]) -> None
     headers = await token_headers(hmi)
     async with connect(ws_url(hmi), additional_headers=headers) as ws:
         snap = await subscribe(ws, view="overview", filter={"floor": "B1-F4"})
-        assert rooms_of(snap)["B1-R401"]["power"] == 1.0
-    db.write(meter_tag("E-B1-401", "power"), 6.5)  # while disconnected
+        assert rooms_of(snap)["B1-R401"]["balance"] == "100.00"
+    db.write(room_tag("B1-R401", "balance"), 6.5)  # while disconnected
     async with connect(ws_url(hmi), additional_headers=headers) as ws:
         snap = await subscribe(ws, view="overview", filter={"floor": "B1-F4"})
-        assert rooms_of(snap)["B1-R401"]["power"] == 6.5
+        assert rooms_of(snap)["B1-R401"]["balance"] == "6.50"
 
 
 @pytest.mark.parametrize(
@@ -262,7 +267,6 @@ async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
     db = hmi.rt.ctx[TAGDB]
     snap = hmi.rt.ctx[ASSETS].snapshot
     publish_room_tags(db, snap)
-    publish_meter_tags(db, snap)
     headers = await token_headers(hmi)
     feed = feed_of(hmi)
     # a client of all 1,000 rooms (~0.5 MB per push) that never reads: the kernel's buffers
@@ -276,9 +280,10 @@ async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
             for round_ in range(25):
                 for room in rooms:
                     db.write(room_tag(room, "balance"), round_ + len(room) / 1000)
-                db.write(meter_tag("E-G1-R101", "power"), float(round_))
-                msg = await recv_until(ws, lambda m: "G1-R101" in rooms_of(m))
-                assert rooms_of(msg)["G1-R101"]["power"] == float(round_)  # each change arrives, in time
+                db.write(room_tag("G1-R101", "alarm_level"), round_ % 2)
+                expected = f"{round_ + len('G1-R101') / 1000:.2f}"
+                msg = await recv_until(ws, lambda m: rooms_of(m).get("G1-R101", {}).get("balance") == expected)
+                assert rooms_of(msg)["G1-R101"]["alarm_level"] == round_ % 2  # each change arrives, in time
             # the stalled client is stuck in its own sender, holding at most one entry per room
             assert stalled_client.pushes < 25, stalled_client.pushes
             assert len(stalled_client.dirty_rooms) <= len(rooms)
