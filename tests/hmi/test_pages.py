@@ -67,11 +67,13 @@ async def test_wrong_password_then_rate_limit(hmi: Hmi, http: aiohttp.ClientSess
     assert outcomes == ["denied"] * 6
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"])
-async def test_login_never_redirects_off_site(hmi: Hmi, http: aiohttp.ClientSession, target: str) -> None:
-    token = await _login_page(http, hmi)
-    async with http.post(hmi.url + "/login", data={"user": "admin", "password": ADMIN_PASSWORD, "csrf": token, "next": target}, allow_redirects=False) as r:
-        assert r.status == 303 and r.headers["Location"] == "/"
+async def test_login_never_redirects_off_site(hmi: Hmi) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", "/ok\r\nSet-Cookie: x=1"):
+        async with browser_like() as http:
+            token = await _login_page(http, hmi)
+            data = {"user": "admin", "password": ADMIN_PASSWORD, "csrf": token, "next": target}
+            async with http.post(hmi.url + "/login", data=data, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/", target
 
 
 async def test_roles_are_enforced_on_pages(hmi: Hmi, http: aiohttp.ClientSession) -> None:
