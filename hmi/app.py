@@ -18,7 +18,9 @@ from scada.sessions import SessionStore
 
 from .api import alarms as alarms_api
 from .api import auth as auth_api
+from .api import links as links_api
 from .api import rooms as rooms_api
+from .api import supply as supply_api
 from .api import users as users_api
 from .api.router import AUDIT_LOG, PREFIX, USER_RESOLVER, ApiRouter, json_response, openapi_document
 from .feed import FEED, Feed
@@ -28,6 +30,7 @@ from .live import LiveRooms
 from .pages import PageSet
 from .pages import alarms as alarm_pages
 from .pages import auth as auth_pages
+from .pages import comms as comms_pages
 from .pages import overview as overview_pages
 from .pages import room as room_pages
 from .pages import users as users_pages
@@ -40,9 +43,11 @@ __all__ = ["API_ROUTERS", "OPENAPI", "PAGE_SETS", "create_app"]
 log = logging.getLogger(__name__)
 
 # every part's API router; a part adds its own here
-API_ROUTERS: list[ApiRouter] = [auth_api.router, alarms_api.router, rooms_api.router, users_api.router]
+API_ROUTERS: list[ApiRouter] = [
+    auth_api.router, alarms_api.router, rooms_api.router, supply_api.router, links_api.router, users_api.router,
+]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
-PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, alarm_pages.pages, users_pages.pages]
+PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, alarm_pages.pages, comms_pages.pages, users_pages.pages]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
 

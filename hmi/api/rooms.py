@@ -10,8 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..keys import LIVE
+from scada.commands import SUPPLY_DRIVER
+from scada.polling import MODBUS
+
+from ..keys import CONTEXT, LIVE
 from ..live import CATEGORIES, FilterError, LiveRooms, RoomFilter, meter_json
+from .links import link_json
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter
 
 __all__ = ["RoomQuery", "room_filter", "router"]
@@ -50,9 +54,13 @@ async def list_rooms(call: ApiCall[Any]) -> dict[str, Any]:
 
 @router.get("/rooms/{room}", summary="One room: live status and its meters' live values with quality", audit=False)
 async def get_room(call: ApiCall[Any]) -> dict[str, Any]:
-    detail = call.request.app[LIVE].room_detail(call.params["room"])
+    live = call.request.app[LIVE]
+    detail = live.room_detail(call.params["room"])
     if detail is None:
         raise ApiError(404, f"unknown room {call.params['room']!r}", field="room")
+    driver = call.request.app[CONTEXT].get(SUPPLY_DRIVER)
+    for m in detail["meters"]:
+        m["supply_control"] = bool(driver is not None and driver.supports_supply(live.snapshot.meters[m["id"]]))
     return detail
 
 
@@ -62,7 +70,14 @@ async def get_meter(call: ApiCall[Any]) -> dict[str, Any]:
     meter = live.snapshot.meters.get(call.params["meter"])
     if meter is None:
         raise ApiError(404, f"unknown meter {call.params['meter']!r}", field="meter")
-    return meter_json(meter) | {"points": live.meter_points(meter.id)}
+    out = meter_json(meter) | {"points": live.meter_points(meter.id)}
+    ctx = call.request.app[CONTEXT]
+    driver = ctx.get(SUPPLY_DRIVER)
+    out["supply_control"] = bool(driver is not None and driver.supports_supply(meter))
+    poller = ctx.get(MODBUS)
+    stats = poller.device_stats(meter.id) if poller is not None else []
+    out["comm"] = link_json(stats[0]) if stats else None
+    return out
 
 
 @router.get("/site", summary="The site's buildings and floors with room counts by state", audit=False)

@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Page, expect
 
 from scada.alarms.component import ALARMS
 from scada.foundation import ASSETS, AUDIT, TAGDB, USERS
+from scada.simulation import SIMULATOR
 from tags.names import room_tag
 
 from ..services import require_services
@@ -146,3 +147,69 @@ async def test_alarm_acknowledged_and_shelved_in_the_console(hmi: Hmi, browser: 
     entries = await ctx[AUDIT].query(action="api.alarms.")
     assert {e.action for e in entries} >= {"api.alarms.acknowledge", "api.alarms.shelve"}
     assert {e.actor for e in entries} == {"maint1"} and {e.source for e in entries} == {"hmi"}
+
+
+async def test_relay_control_from_the_room_page(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    ctx = hmi.rt.ctx
+    await until(lambda: ctx[TAGDB].read("E-B1-110.relay_closed").value is True, timeout=15, what="meters polled")
+    page = await browser.new_page(viewport={"width": 1300, "height": 1000})
+    try:
+        await sign_in(page, hmi, "operator1")
+        await page.goto(hmi.url + "/rooms/B1-R110")
+        await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        supply = page.locator('[data-supply="E-B1-110"]')
+        await expect(supply.locator("[data-supply-state]")).to_have_text("closed (supply on)")
+        await expect(page.locator('#meters tr[data-tag="E-B1-110.power"] [data-f="quality"]')).to_have_text("Good")
+        await supply.get_by_role("button", name="Trip (cut supply)…").click()
+        dialog = page.locator("#supply-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(dialog.locator("[data-question]")).to_contain_text("Cut the supply of meter E-B1-110?")
+        # no reason, no command
+        await dialog.get_by_role("button", name="Send the command").click()
+        await expect(dialog).to_be_visible()
+        await dialog.get_by_label("Reason").fill("tenant asked for a safety isolation")
+        await shots(page, "confirm")
+        await dialog.get_by_role("button", name="Send the command").click()
+        await expect(dialog).to_be_hidden(timeout=10_000)
+        await expect(supply.locator("[data-supply-state]")).to_have_text("open (supply off)", timeout=5000)
+        history = page.locator("#commands tbody tr")
+        await expect(history.first).to_contain_text("confirmed")
+        await expect(history.first).to_contain_text("E-B1-110")
+        await shots(page, "tripped")
+    finally:
+        await page.close()
+    assert ctx[SIMULATOR].meter("E-B1-110").supply_on is False
+    viewer = await browser.new_page()
+    try:
+        await sign_in(viewer, hmi, "viewer1")
+        await viewer.goto(hmi.url + "/rooms/B1-R110")
+        await expect(viewer.locator('[data-supply="E-B1-110"] [data-supply-state]')).to_have_text("open (supply off)")
+        await expect(viewer.locator("[data-switch]")).to_have_count(0)  # a viewer may look, not switch
+    finally:
+        await viewer.close()
+
+
+async def test_communications_page(hmi: Hmi, sim: Control, browser: Browser, shots: Shots) -> None:
+    ctx = hmi.rt.ctx
+    await until(lambda: ctx[TAGDB].read("E-B1-111.comm_ok").value is True, timeout=15, what="meters polled")
+    await sim.fault("E-B1-111", "timeout")
+    await until(lambda: ctx[TAGDB].read("E-B1-111.comm_ok").value is False, timeout=10, what="meter offline")
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await sign_in(page, hmi, "maint1")
+        await page.get_by_role("link", name="Communications").click()
+        rows = page.locator("#links tbody tr")
+        await expect(rows).to_have_count(2)
+        gw1 = page.locator('#links tr[data-link="gw-1"]')
+        await expect(gw1.locator('[data-f="state"]')).to_have_text("Up")
+        await expect(gw1.locator('[data-f="devices"]')).to_have_text("40 / 41")
+        await gw1.get_by_role("button", name="gw-1").click()
+        devices = page.locator("#devices tbody tr")
+        await expect(devices).to_have_count(41)
+        await page.locator("[data-state-filter]").select_option("offline")
+        await expect(devices).to_have_count(1)
+        await expect(devices.first).to_contain_text("E-B1-111")
+        await expect(devices.first).to_contain_text("Offline")
+        await shots(page, "comms")
+    finally:
+        await page.close()

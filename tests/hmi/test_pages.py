@@ -4,7 +4,6 @@ the session-based API caller, and the headers that keep the pages to themselves.
 from __future__ import annotations
 
 import aiohttp
-import pytest
 from sqlalchemy import select
 from yarl import URL
 

@@ -2,6 +2,7 @@
 import { t, setText, viewData, localTime } from "./common.js";
 import { Feed } from "./feed.js";
 import { fill } from "./tiles.js";
+import { bindSupply, loadHistory } from "./supply.js";
 
 const view = viewData();
 const status = document.getElementById("room-status");
@@ -17,7 +18,17 @@ function qualityText(v) {
   return v.reason && v.reason !== "none" ? `${q} (${t(`state.reason.${v.reason}`)})` : q;
 }
 
+function showSupply(name, v) {
+  const el = document.querySelector(`[data-supply-state][data-tag="${CSS.escape(name)}"]`);
+  if (!el) return;
+  const kind = el.closest("[data-supply]").dataset.kind;
+  const state = v.value === null || v.value === undefined ? "unknown" : String(v.value);
+  setText(el, t(`supply.${kind}.${state}`));
+  el.className = `q-${v.quality}`;
+}
+
 function showTag(name, v) {
+  showSupply(name, v);
   let row = document.querySelector(`tr[data-tag="${CSS.escape(name)}"]`);
   if (!row) {
     const meter = name.slice(0, name.lastIndexOf("."));
@@ -84,3 +95,5 @@ function onUpdate(msg) {
 }
 
 new Feed({ view: "room", room: view.room }, { onSnapshot, onUpdate });
+bindSupply(view.meters);
+if (view.commands) loadHistory(view.meters);
