@@ -213,3 +213,38 @@ async def test_communications_page(hmi: Hmi, sim: Control, browser: Browser, sho
         await shots(page, "comms")
     finally:
         await page.close()
+
+
+async def test_users_administration(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    page = await browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        await sign_in(page, hmi, "admin")
+        await page.get_by_role("link", name="Users").click()
+        form = page.locator("#add-user")
+        await form.get_by_label("Name").fill("cashier9")
+        await form.get_by_label("Role").select_option("cashier")
+        await form.get_by_label("Language").select_option("zh-CN")
+        await form.get_by_label("Password").fill("cashier9-password")
+        # the server's refusal is shown on the form, naming the field
+        await form.get_by_label("Name").fill("viewer1")
+        await form.get_by_role("button", name="Add a user").click()
+        await expect(form.locator(".form-error")).to_have_text("user 'viewer1' exists")
+        await expect(form.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
+        await shots(page, "name-taken")
+        await form.get_by_label("Name").fill("cashier9")
+        await form.get_by_role("button", name="Add a user").click()
+        row = page.locator('#users tr[data-user="cashier9"]')
+        await expect(row).to_contain_text("Cashier")
+        await expect(row).to_contain_text("简体中文")
+        # disable the user, with a reason
+        await row.locator("summary").click()
+        edit = row.locator("form").first
+        await edit.get_by_label("State").select_option("false")
+        await edit.get_by_label("Reason").fill("temporary contract ended")
+        await edit.get_by_role("button", name="Save").click()
+        await expect(page.locator('#users tr[data-user="cashier9"] [data-f="state"]')).to_have_text("Disabled")
+        await shots(page, "disabled")
+    finally:
+        await page.close()
+    user = await hmi.rt.ctx[USERS].get("cashier9")
+    assert user is not None and not user.active and user.role.value == "cashier" and user.language == "zh-CN"
