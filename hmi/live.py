@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from scada.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff, RoomInfo
@@ -35,9 +36,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ROOM_POINTS = ("balance", "alarm_level", "supply_state", "account_state", "active_alarms", "alarm_priority")
+ROOM_POINTS = ("balance", "alarm_level", "supply_state", "account_state", "active_alarms", "alarm_priority")  # order matters: _recompute
+_QUALITY_NAMES = {q: q.name.lower() for q in Quality}
 # meter points that change what a room's tile shows
-TILE_POINTS = frozenset({"comm_ok", "power", "relay_closed", "valve_open", "relay_fault", "review_hold", "active_alarms"})
+TILE_POINTS = frozenset({"comm_ok", "power", "relay_fault", "active_alarms"})
 # room states, worst first: a room is in the first that applies
 CATEGORIES = ("offline", "off", "alarm", "low", "no_account", "ok", "unknown")
 Category = Literal["offline", "off", "alarm", "low", "no_account", "ok", "unknown"]
@@ -109,18 +111,22 @@ class LiveUpdate:
 class _Room:
     __slots__ = ("info", "building_name", "floor_name", "floor_level", "meters", "room_tags", "meter_tags", "summary", "encoded", "category", "sort_key")
 
-    def __init__(self, info: RoomInfo, snap: AssetSnapshot) -> None:
+    def __init__(self, info: RoomInfo, snap: AssetSnapshot, meters: list[MeterInfo]) -> None:
         floor = snap.floors.get(info.floor_id)
         building = snap.buildings.get(info.building_id)
         self.info = info
         self.building_name = building.name if building else info.building_id
         self.floor_name = floor.name if floor else info.floor_id
         self.floor_level = floor.level if floor else 0
-        self.meters: list[MeterInfo] = sorted(snap.meters_of_room(info.id), key=lambda m: (m.kind, m.id))
-        self.room_tags = {p: room_tag(info.id, p) for p in ROOM_POINTS}
-        self.meter_tags = [(m, {p: meter_tag(m.id, p) for p in TILE_POINTS}) for m in self.meters]
+        self.meters: list[MeterInfo] = sorted(meters, key=lambda m: (m.kind, m.id))
+        self.room_tags = tuple(room_tag(info.id, p) for p in ROOM_POINTS)
+        # per meter: is it electricity, and its comm_ok, power, relay_fault, active_alarms tags
+        self.meter_tags = [
+            (m.kind == "electricity", *(meter_tag(m.id, p) for p in ("comm_ok", "power", "relay_fault", "active_alarms")))
+            for m in self.meters
+        ]
         self.summary: dict[str, Any] = {}
-        self.encoded = ""
+        self.encoded: str | None = None
         self.category: str = "unknown"
         self.sort_key = (info.building_id, self.floor_level, _natural(info.name), info.id)
 
@@ -190,7 +196,11 @@ class LiveRooms:
         self._notify(LiveUpdate(frozenset(self._rooms), frozenset(self._rooms), {}, rebuilt=True))
 
     def _rebuild(self, snap: AssetSnapshot) -> None:
-        rooms = {r.id: _Room(r, snap) for r in snap.rooms.values()}
+        meters_of: dict[str, list[MeterInfo]] = {}
+        for m in snap.active_meters:
+            if m.room_id is not None:
+                meters_of.setdefault(m.room_id, []).append(m)
+        rooms = {r.id: _Room(r, snap, meters_of.get(r.id, [])) for r in snap.rooms.values()}
         order = sorted(rooms.values(), key=lambda r: r.sort_key)
         by_floor: dict[str, list[_Room]] = {}
         for r in order:
@@ -250,82 +260,84 @@ class LiveRooms:
                 log.exception("live room listener failed", extra={"listener": repr(listener)})
 
     def _recompute(self, room: _Room) -> None:
+        # hot path (every room touched by a batch): plain locals, no helper calls per tag
         get = self.tagdb.get
-        newest = 0.0
-        values: dict[str, TagValue | None] = {}
-        for point, name in room.room_tags.items():
-            tv = get(name)
-            values[point] = tv
-            if tv is not None and tv.value is not None:
-                newest = max(newest, tv.server_ts.timestamp())
-
-        def val(point: str) -> Any:
-            tv = values[point]
+        newest: datetime | None = None
+        vals: list[Any] = []
+        tvs = [get(name) for name in room.room_tags]
+        for tv in tvs:
             if tv is None or tv.value is None:
-                return None
-            return _finite(tv.value)
-
-        def quality(point: str) -> str | None:
-            tv = values[point]
-            return tv.quality.name.lower() if tv is not None else None
-
+                vals.append(None)
+            else:
+                v = tv.value
+                vals.append(None if v.__class__ is float and not math.isfinite(v) else v)  # type: ignore[arg-type]
+                if newest is None or tv.server_ts > newest:
+                    newest = tv.server_ts
+        balance, alarm_level, supply, account, active_alarms, alarm_priority = vals
+        balance_tv = tvs[0]
         comm_ok = comm_bad = 0
         power = 0.0
         power_seen = False
         power_quality = Quality.GOOD
         relay_fault = False
         meter_alarms = 0
-        for meter, names in room.meter_tags:
-            comm = get(names["comm_ok"])
+        for electricity, comm_name, power_name, fault_name, alarms_name in room.meter_tags:
+            comm = get(comm_name)
             if comm is not None and comm.value is not None:
-                newest = max(newest, comm.server_ts.timestamp())
+                if newest is None or comm.server_ts > newest:
+                    newest = comm.server_ts
                 if comm.value is True and comm.quality is Quality.GOOD:
                     comm_ok += 1
                 else:
                     comm_bad += 1
-            p = get(names["power"]) if meter.kind == "electricity" else None
-            if p is not None and isinstance(p.value, (int, float)) and not isinstance(p.value, bool) and math.isfinite(p.value):
-                power += float(p.value)
-                power_seen = True
-                power_quality = min(power_quality, p.quality)
-                newest = max(newest, p.server_ts.timestamp())
-            fault = get(names["relay_fault"])
+            if electricity:
+                p = get(power_name)
+                if p is not None:
+                    pv = p.value
+                    if (pv.__class__ is float or pv.__class__ is int) and math.isfinite(pv):  # type: ignore[arg-type]
+                        power += pv  # type: ignore[operator]
+                        power_seen = True
+                        if p.quality < power_quality:
+                            power_quality = p.quality
+                        if newest is None or p.server_ts > newest:
+                            newest = p.server_ts
+            fault = get(fault_name)
             if fault is not None and fault.value is True:
                 relay_fault = True
-            alarms = get(names["active_alarms"])
-            if alarms is not None and isinstance(alarms.value, int):
-                meter_alarms += alarms.value
-        balance = val("balance")
+            alarms = get(alarms_name)
+            if alarms is not None and alarms.value.__class__ is int:
+                meter_alarms += alarms.value  # type: ignore[operator]
         balance_text = None
-        if isinstance(balance, (int, float)) and not isinstance(balance, bool):
+        if balance.__class__ is float or balance.__class__ is int:
             balance_text = f"{balance:.{self.minor_units}f}"
         comm = "fault" if comm_bad else ("ok" if comm_ok else "unknown")
+        info = room.info
         summary: dict[str, Any] = {
-            "id": room.info.id,
-            "name": room.info.name,
-            "building": room.info.building_id,
+            "id": info.id,
+            "name": info.name,
+            "building": info.building_id,
             "building_name": room.building_name,
-            "floor": room.info.floor_id,
+            "floor": info.floor_id,
             "floor_name": room.floor_name,
             "balance": balance_text,
-            "balance_quality": quality("balance"),
-            "supply": val("supply_state"),
-            "account": val("account_state"),
-            "alarm_level": val("alarm_level"),
-            "alarm_priority": val("alarm_priority"),
-            "active_alarms": val("active_alarms"),
+            "balance_quality": _QUALITY_NAMES[balance_tv.quality] if balance_tv is not None else None,
+            "supply": supply,
+            "account": account,
+            "alarm_level": alarm_level,
+            "alarm_priority": alarm_priority,
+            "active_alarms": active_alarms,
             "comm": comm,
             "meters": len(room.meters),
             "meters_offline": comm_bad,
             "power": round(power, 3) if power_seen else None,
-            "power_quality": power_quality.name.lower() if power_seen else None,
+            "power_quality": _QUALITY_NAMES[power_quality] if power_seen else None,
             "relay_fault": relay_fault,
-            "ts": round(newest, 3) if newest else None,
+            "ts": round(newest.timestamp(), 3) if newest is not None else None,
         }
         summary["state"] = _category(summary, meter_alarms)
         room.summary = summary
         room.category = summary["state"]
-        room.encoded = json.dumps(summary, ensure_ascii=False, separators=(",", ":"))
+        room.encoded = None  # encoded when a view needs it
 
     # -- queries ---------------------------------------------------------------------------
     def __contains__(self, room_id: object) -> bool:
@@ -339,8 +351,13 @@ class LiveRooms:
         return room.summary if room is not None else None
 
     def encoded(self, room_id: str) -> str | None:
+        """The room's summary as JSON, encoded once per change however many clients show it."""
         room = self._rooms.get(room_id)
-        return room.encoded if room is not None else None
+        if room is None:
+            return None
+        if room.encoded is None:
+            room.encoded = json.dumps(room.summary, ensure_ascii=False, separators=(",", ":"))
+        return room.encoded
 
     def room_of_meter(self, meter_id: str) -> str | None:
         return self._meter_room.get(meter_id)

@@ -19,7 +19,14 @@ How it is measured:
 - Server CPU: the child process's user+system CPU time over the measured window (psutil), as
   a share of one core. Clients and server share the machine's two cores.
 
-Warm-up 3 s, then 10 s measured per case. Run: ``python bench/hmi/run.py`` (``--help``).
+Warm-up 3 s, then 10 s measured per case.
+
+Also, in-process, the overview at 10,000 rooms: the live room table built from the registry
+and the tags (as at start or after a registry change), one batch of changes to every room
+applied, and the server-side query behind one overview page (filter, count by state, page of
+120 rooms) for the filters an operator uses, each the median of 20 runs.
+
+Run: ``python bench/hmi/run.py`` (``--help``).
 """
 
 from __future__ import annotations
@@ -245,6 +252,84 @@ def run_case(base: str, token: str, *, clients: int, page_size: int, pages: int,
     }
 
 
+def overview_at_scale(rooms: int) -> None:
+    """Time the live room table's work at ``rooms`` rooms (in memory, no network)."""
+    from decimal import Decimal
+
+    from hmi.live import LiveRooms, RoomFilter
+    from scada.assets import AssetSnapshot, BuildingInfo, FloorInfo, MeterInfo, RoomInfo, SiteInfo
+    from tags import DataType, TagDB, TagMeta, TagWrite
+    from tags.names import meter_tag, room_tag
+
+    per_floor, per_building = 50, 1000
+    buildings = {f"B{b}": BuildingInfo(f"B{b}", "s", f"Block {b}") for b in range(1, rooms // per_building + 1)}
+    floors: dict[str, FloorInfo] = {}
+    room_infos: dict[str, RoomInfo] = {}
+    meters: dict[str, MeterInfo] = {}
+    for n in range(rooms):
+        b, f = n // per_building + 1, n % per_building // per_floor + 1
+        fid = f"B{b}-F{f}"
+        floors.setdefault(fid, FloorInfo(fid, f"B{b}", f"F{f}", f))
+        rid = f"B{b}-R{f}{n % per_floor + 1:02d}"
+        room_infos[rid] = RoomInfo(rid, fid, f"B{b}", f"{f}{n % per_floor + 1:02d}", None)
+        mid = f"E-{rid}"
+        meters[mid] = MeterInfo(mid, "electricity", "tenant", rid, f"B{b}", "acrel-ddsy1352", "gw", n % 200 + 1, None,
+                                Decimal(1), None, Decimal(0), None, None, True)
+    snapshot = AssetSnapshot(SiteInfo("s", "Scale", "UTC"), buildings, floors, room_infos, meters)
+
+    class Registry:  # the registry's interface LiveRooms uses
+        def __init__(self, snap: AssetSnapshot) -> None:
+            self.snapshot = snap
+
+        def subscribe(self, listener: Any) -> Any:
+            return lambda: None
+
+    tagdb = TagDB()
+    writes = []
+    for rid in room_infos:
+        for point, dtype, value in (("balance", DataType.FLOAT, 100.0), ("supply_state", DataType.STRING, "on"),
+                                    ("account_state", DataType.STRING, "open"), ("alarm_level", DataType.INT, 0)):
+            tagdb.register(TagMeta(room_tag(rid, point), dtype))
+            writes.append(TagWrite(room_tag(rid, point), value))
+        for point, dtype, value in (("comm_ok", DataType.BOOL, True), ("power", DataType.FLOAT, 1.0)):
+            tagdb.register(TagMeta(meter_tag(f"E-{rid}", point), dtype))
+            writes.append(TagWrite(meter_tag(f"E-{rid}", point), value))
+    tagdb.write_many(writes)
+    live = LiveRooms(Registry(snapshot), tagdb)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    live.start()
+    build_ms = (time.perf_counter() - t0) * 1000
+    ids = list(room_infos)
+    for i, rid in enumerate(ids[::10]):  # every 10th room somewhere else than "ok"
+        tagdb.write(room_tag(rid, "alarm_level"), 1 + i % 3)
+    for rid in ids[5::50]:
+        tagdb.write(meter_tag(f"E-{rid}", "comm_ok"), False)
+    assert live._sub is not None
+    t0 = time.perf_counter()
+    live._apply(live._sub.drain())
+    tagdb.write_many(TagWrite(room_tag(rid, "balance"), 99.0) for rid in ids)
+    batch = live._sub.drain()
+    t1 = time.perf_counter()
+    live._apply(batch)
+    apply_ms = (time.perf_counter() - t1) * 1000
+
+    def median_ms(fn: Any) -> float:
+        runs = []
+        for _ in range(20):
+            t = time.perf_counter()
+            fn()
+            runs.append((time.perf_counter() - t) * 1000)
+        return statistics.median(runs)
+
+    print(f"\n[scale] the overview at {rooms:,} rooms (in process, median of 20)")
+    print(f"  live room table built in {build_ms:.0f} ms; a batch changing every room applied in {apply_ms:.0f} ms")
+    for label, f in (("all rooms", RoomFilter()), ("one building", RoomFilter(building="B3")), ("one floor", RoomFilter(floor="B3-F7")),
+                     ("state = low", RoomFilter(state="low")), ("state = offline", RoomFilter(state="offline")), ("search 'R7'", RoomFilter(q="R7"))):
+        page = live.page(f, 1, 120)
+        print(f"  page of 120, {label}: {median_ms(lambda: live.page(f, 1, 120)):.2f} ms ({page.total:,} match)")
+    live.close()
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import urllib.request
 
@@ -299,12 +384,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--scale-rooms", type=int, default=10_000, help="rooms of the in-process overview measurement")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve))
         return 0
-    return run_bench(args)
+    code = run_bench(args)
+    overview_at_scale(args.scale_rooms)
+    return code
 
 
 if __name__ == "__main__":
