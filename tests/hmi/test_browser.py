@@ -97,8 +97,19 @@ async def test_language_switch(hmi: Hmi, browser: Browser, shots: Shots) -> None
         # the preference belongs to the user: it holds in a new browser session
         user = await hmi.rt.ctx[USERS].get("viewer1")
         assert user is not None and user.language == "zh-CN"
+        # and on every page, including what the scripts write
+        await page.goto(hmi.url + "/rooms/B1-R103")
+        await expect(page.locator("h1")).to_contain_text("房间 R103")
+        await expect(page.locator('tr[data-tag="E-B1-103.comm_ok"] [data-f="value"]')).to_have_text("是", timeout=5000)
+        await expect(page.locator("#live-status")).to_have_text("实时")
+        await shots(page, "zh-CN-room")
+        await page.get_by_role("link", name="通信状态").click()
+        await expect(page.locator('#links tr[data-link="gw-1"] [data-f="state"]')).to_have_text("正常")
+        await shots(page, "zh-CN-comms")
+        await page.get_by_role("link", name="报警控制台").click()
+        await expect(page.locator("h1")).to_have_text("报警控制台")
         await page.get_by_role("button", name="English").click()
-        await expect(page.locator("h1")).to_have_text("Rooms")
+        await expect(page.locator("h1")).to_have_text("Alarm console")  # back on the same page
         await shots(page, "en")
     finally:
         await page.close()

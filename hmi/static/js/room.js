@@ -38,7 +38,15 @@ function showTag(name, v) {
     row.dataset.tag = name;
     const th = document.createElement("th");
     th.scope = "row";
-    th.textContent = name.slice(name.lastIndexOf(".") + 1);
+    const point = name.slice(name.lastIndexOf(".") + 1);
+    const label = t(`point.${point}`);
+    th.textContent = label === `point.${point}` ? point : `${label} `;
+    if (label !== `point.${point}`) {
+      const small = document.createElement("small");
+      small.className = "id";
+      small.textContent = point;
+      th.append(small);
+    }
     row.append(th);
     for (const f of ["value", "quality", "ts"]) {
       const td = document.createElement("td");
