@@ -44,7 +44,7 @@ from scada.alarms.store import AlarmFilter
 from scada.auth import Permission, UserInfo
 from scada.foundation import USERS
 
-from .api.router import json_response, validation_error
+from .api.router import json_response, to_json, validation_error
 from .keys import CONTEXT, SESSION, SESSIONS
 from .live import CATEGORIES, FilterError, LiveRooms, LiveUpdate, RoomFilter, tag_json
 from .security import SESSION_COOKIE
@@ -358,7 +358,7 @@ class Feed:
                 return json.dumps({"type": "error", "message": f"room {room!r} no longer exists", "field": "room"})
             client.seq += 1
             client.alarms_dirty = False
-            body = {"type": "snapshot", "view": "room", "seq": client.seq, **_jsonable(detail), "alarms": self._alarms(room)}
+            body = {"type": "snapshot", "view": "room", "seq": client.seq, **to_json(detail), "alarms": self._alarms(room)}
             return json.dumps(body, ensure_ascii=False)
         out: dict[str, Any] = {}
         if client.alarms_dirty:
@@ -388,12 +388,6 @@ async def _send(ws: web.WebSocketResponse, text: str) -> None:
 
 def _filter_json(f: RoomFilter) -> dict[str, Any]:
     return {"building": f.building, "floor": f.floor, "state": f.state, "q": f.q}
-
-
-def _jsonable(value: Any) -> Any:
-    from .api.router import to_json
-
-    return to_json(value)
 
 
 async def _authenticate(request: web.Request) -> tuple[UserInfo, Callable[[], Any]] | web.Response:
