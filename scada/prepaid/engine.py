@@ -1,0 +1,730 @@
+"""The prepaid engine at runtime: billing from the tag stream, room tags, supply, periodic work.
+
+:class:`PrepaidEngine` is the one object the rest of the server talks to (HMI API, OPC UA
+methods, the alarm engine's ``room_contact``); :class:`PrepaidComponent` runs it.
+
+Billing: the engine subscribes to the meters' cumulative registers (``energy_total`` with the
+TOU registers, ``volume_total``) including unchanged reports, groups a meter's values by
+(meter, source timestamp) — the poller writes a meter's registers in one batch with one
+timestamp — and bills whatever is pending in one transaction per batch (up to
+``batch_limit`` readings). Bad or uncertain values are ignored. If the database fails, the
+newest reading of each meter is kept and retried: consumption is cumulative, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from tags import Quality, TagChange, TagDB, utcnow
+from tags.names import meter_tag
+from tags.subscription import by_points
+
+from ..assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
+from ..audit import Actor, AuditLog
+from ..config import ScadaConfig
+from ..context import Context, Key
+from ..db import Database
+from ..foundation import ASSETS, CONFIG, DATABASE, TAGDB
+from ..runtime import Component, Restart
+from .accounts import AccountService, AccountSettings, OpenRequest, PostResult
+from .config import PrepaidConfig, hhmm_minutes
+from .deduction import ENGINE, BillOutcome, Biller, HoldEvent, new_state, registers_json
+from .errors import PrepaidError
+from .ledger import AccountView, Contact, EntryView, account_view, post
+from .levels import Threshold, parse_thresholds
+from .models import Account, LedgerEntry, MeterSegment, MeterState
+from .money import Rounding, parse_money
+from .policy import FriendlyCalendar, FriendlyWindow
+from .pricing import prorata_minor
+from .readings import ENERGY_REGISTERS, Reading, parse_reading
+from .supply import SupplyController, SupplySwitch
+from .tariffs import TariffStore
+
+__all__ = ["PREPAID", "HoldView", "PrepaidComponent", "PrepaidEngine", "TOTAL_POINTS"]
+
+log = logging.getLogger(__name__)
+
+TOTAL_POINTS = {"energy_total": "electricity", "volume_total": "water"}
+REGISTER_POINTS = {f"energy_{p}": p for p in ENERGY_REGISTERS}
+BILLING_POINTS = frozenset(TOTAL_POINTS) | frozenset(REGISTER_POINTS)
+
+
+@dataclass(frozen=True)
+class HoldView:
+    meter_id: str
+    room_id: str | None
+    kind: str
+    detail: str
+    last_reading: Decimal | None
+    last_ts: dt.datetime | None
+    reading: Decimal | None
+    reading_ts: dt.datetime | None
+    since: dt.datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "meter": self.meter_id, "room": self.room_id, "kind": self.kind, "detail": self.detail,
+            "last_reading": format(self.last_reading, "f") if self.last_reading is not None else None,
+            "last_ts": self.last_ts.isoformat() if self.last_ts else None,
+            "reading": format(self.reading, "f") if self.reading is not None else None,
+            "reading_ts": self.reading_ts.isoformat() if self.reading_ts else None,
+            "since": self.since.isoformat() if self.since else None,
+        }
+
+
+class _Directory:
+    """Meter lookups for the biller from the registry's current snapshot."""
+
+    def __init__(self, assets: AssetRegistry) -> None:
+        self.assets = assets
+
+    def meter(self, meter_id: str) -> MeterInfo | None:
+        return self.assets.snapshot.meters.get(meter_id)
+
+    def predecessor(self, meter_id: str) -> str | None:
+        return next((m.id for m in self.assets.snapshot.meters.values() if m.replaced_by == meter_id), None)
+
+
+def friendly_calendar(cfg: PrepaidConfig, tz: Any) -> FriendlyCalendar:
+    fc = cfg.friendly_credit
+    windows = tuple(FriendlyWindow(w.iso_days, hhmm_minutes(w.start), hhmm_minutes(w.end)) for w in fc.windows)
+    return FriendlyCalendar(tz, windows, fc.weekends, frozenset({6, 7}), frozenset(fc.holidays))
+
+
+class PrepaidEngine:
+    def __init__(
+        self,
+        config: ScadaConfig,
+        db: Database,
+        assets: AssetRegistry,
+        tagdb: TagDB,
+        *,
+        switch: SupplySwitch | None = None,
+        spawn: Any = None,
+    ) -> None:
+        self.config = config
+        self.cfg: PrepaidConfig = config.prepaid
+        self.db = db
+        self.assets = assets
+        self.tagdb = tagdb
+        site = config.site
+        self.minor_units = site.currency_minor_units
+        self.currency = site.currency
+        self.tz = site.tz
+        self.rounding = Rounding(self.minor_units, self.cfg.rounding)
+        self.tariffs = TariffStore(db)
+        self._daily_cost: dict[int, Decimal] = {}
+        self.biller = Biller(self.tariffs, self.rounding, self.tz, _Directory(assets), margin=self.cfg.jump_margin,
+                             daily_cost=self._daily_cost.get)
+        self.accounts = AccountService(db, self.tariffs, self.biller, lambda: assets.snapshot, self.current_reading,
+                                       minor_units=self.minor_units)
+        from .publisher import RoomPublisher
+
+        self.publisher = RoomPublisher(tagdb, self.minor_units, self.currency)
+        self._spawn = spawn or _own_tasks()
+        self.supply = SupplyController(
+            switch=switch, friendly=friendly_calendar(self.cfg, self.tz), record=self._record_supply,
+            meters_of_room=self._switchable_meters, spawn=self._spawn, retry_s=self.cfg.command_retry_s, clock=utcnow,
+        )
+        self.views: dict[str, AccountView] = {}  # room → its open (or last closed) account
+        self._lock = asyncio.Lock()  # billing batches and operations that move billing cursors
+        self._pending: dict[tuple[str, dt.datetime], dict[str, TagChange]] = {}
+        self._retry: dict[str, Reading] = {}
+        self._failing = False
+        self._unsubscribe: Any = None
+        self.stats = {"readings": 0, "billed": 0, "batches": 0, "failures": 0}
+
+    # -- start / stop ----------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Register and publish the room and meter tags from the database."""
+        snap = self.assets.snapshot
+        self._register(snap, snap.rooms, snap.meters)
+        async with self.db.sessions() as s:
+            accounts = (await s.scalars(select(Account).order_by(Account.id))).all()
+            holds = (await s.scalars(select(MeterState).where(MeterState.hold_kind.is_not(None)))).all()
+        for a in accounts:  # later accounts of a room win; an open one wins over closed ones
+            v = account_view(a)
+            if v.open or self.views.get(a.room_id) is None or not self.views[a.room_id].open:
+                self.views[a.room_id] = v
+        for room in snap.rooms:
+            self.publisher.publish_account(self.views.get(room), room)
+        for m in snap.meters.values():
+            if m.role == "tenant":
+                self.publisher.publish_hold(m.id, None, "")
+        for st in holds:
+            if st.meter_id in snap.meters:
+                self.publisher.publish_hold(st.meter_id, st.hold_kind, st.hold_detail)
+        await self.refresh_daily_costs()
+        self._unsubscribe = self.assets.subscribe(self._registry_changed)
+
+    def _register(self, snap: AssetSnapshot, rooms: Iterable[str], meters: Iterable[str]) -> None:
+        self.publisher.rooms(rooms)
+        for meter_id in meters:
+            m = snap.meters.get(meter_id)
+            if m is not None and m.role == "tenant":
+                self.publisher.register_meter(m.id, m.room_id)
+
+    def _registry_changed(self, snap: AssetSnapshot, diff: RegistryDiff) -> None:
+        self._register(snap, diff.rooms_added, diff.meters_added)
+        for room in diff.rooms_added:
+            self.publisher.publish_account(self.views.get(room), room)
+        for meter_id in diff.meters_added:
+            if meter_id in snap.meters and snap.meters[meter_id].role == "tenant":
+                self.publisher.publish_hold(meter_id, None, "")
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # -- readings from the tag database ---------------------------------------------------------
+    def current_reading(self, meter_id: str) -> Reading | None:
+        """The meter's newest good reading in the tag database, with its TOU registers if good."""
+        for point in TOTAL_POINTS:
+            tv = self.tagdb.get(meter_tag(meter_id, point))
+            if tv is None or tv.quality is not Quality.GOOD:
+                continue
+            value = parse_reading(tv.value)
+            if value is None:
+                return None
+            registers: dict[str, Decimal] = {}
+            for reg_point, period in REGISTER_POINTS.items():
+                rv = self.tagdb.get(meter_tag(meter_id, reg_point))
+                if rv is None:
+                    break
+                v = parse_reading(rv.value) if rv.quality is Quality.GOOD and rv.source_ts == tv.source_ts else None
+                if v is None:
+                    registers = {}
+                    break
+                registers[period] = v
+            return Reading(meter_id, value, tv.source_ts, registers if len(registers) == len(REGISTER_POINTS) else None)
+        return None
+
+    def ingest(self, changes: Iterable[TagChange]) -> None:
+        """Collect register values by (meter, source timestamp)."""
+        for change in changes:
+            meter_id, _, point = change.name.rpartition(".")
+            if point not in BILLING_POINTS or ":" in meter_id:
+                continue
+            self._pending.setdefault((meter_id, change.new.source_ts), {})[point] = change
+
+    def take_readings(self) -> list[Reading]:
+        """The complete readings collected so far (groups with a good total)."""
+        out = list(self._retry.values())
+        self._retry.clear()
+        pending, self._pending = self._pending, {}
+        for (meter_id, ts), group in pending.items():
+            total = next((group[p] for p in TOTAL_POINTS if p in group), None)
+            if total is None or total.new.quality is not Quality.GOOD:
+                continue
+            value = parse_reading(total.new.value)
+            if value is None:
+                continue
+            registers: dict[str, Decimal] | None = {}
+            for reg_point, period in REGISTER_POINTS.items():
+                c = group.get(reg_point)
+                v = parse_reading(c.new.value) if c is not None and c.new.quality is Quality.GOOD else None
+                if v is None:
+                    registers = None
+                    break
+                registers[period] = v  # type: ignore[index]
+            out.append(Reading(meter_id, value, ts, registers or None))
+        self.stats["readings"] += len(out)
+        return out
+
+    async def run_billing(self) -> None:
+        """The billing loop (a supervised task)."""
+        sub = self.tagdb.subscribe(by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, name="prepaid")
+        try:
+            seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
+            self.ingest(seed)
+            await self.bill_pending()
+            while True:
+                batch = await sub.get_batch(self.cfg.batch_limit * 5)
+                batch.extend(sub.drain())
+                self.ingest(batch)
+                await self.bill_pending()
+        except StopAsyncIteration:
+            return
+        finally:
+            sub.close()
+
+    async def bill_pending(self) -> None:
+        readings = self.take_readings()
+        limit = self.cfg.batch_limit
+        for i in range(0, len(readings), limit):
+            await self.bill(readings[i:i + limit])
+
+    async def bill(self, readings: list[Reading]) -> BillOutcome | None:
+        """Bill ``readings`` in one transaction; on failure keep each meter's newest for a retry."""
+        if not readings:
+            return None
+        try:
+            async with self._lock:
+                async with self.db.transaction() as s:
+                    outcome = await self.biller.bill(s, readings, utcnow())
+        except (DBAPIError, OSError) as exc:
+            self._keep_for_retry(readings)
+            self.stats["failures"] += 1
+            if not self._failing:
+                self._failing = True
+                log.error("billing failed; retrying", extra={"error": str(exc).splitlines()[0][:200], "readings": len(readings)})
+            await asyncio.sleep(1.0)
+            return None
+        except Exception:
+            if len({r.meter_id for r in readings}) == 1:
+                log.exception("billing a reading failed; it is retried with the meter's next reading", extra={"meter": readings[0].meter_id})
+                return None
+            # isolate the meter whose reading breaks the batch: the others must still be billed
+            by_meter: dict[str, list[Reading]] = {}
+            for r in readings:
+                by_meter.setdefault(r.meter_id, []).append(r)
+            for group in by_meter.values():
+                await self.bill(group)
+            return None
+        if self._failing:
+            self._failing = False
+            log.info("billing recovered")
+        self.stats["batches"] += 1
+        self.stats["billed"] += outcome.billed
+        self._after(outcome)
+        return outcome
+
+    def _keep_for_retry(self, readings: list[Reading]) -> None:
+        for r in readings:
+            kept = self._retry.get(r.meter_id)
+            if kept is None or r.ts > kept.ts:
+                self._retry[r.meter_id] = r
+
+    def _after(self, outcome: BillOutcome) -> None:
+        for view in outcome.accounts.values():
+            self._account_changed(view)
+        for hold in outcome.holds:
+            self.publisher.publish_hold(hold.meter_id, hold.kind, hold.detail)
+
+    def _account_changed(self, view: AccountView) -> None:
+        current = self.views.get(view.room_id)
+        if current is not None and current.open and current.id != view.id and not view.open:
+            return  # an old closed account of a room that has a new one
+        self.views[view.room_id] = view
+        self.publisher.publish_account(view, view.room_id)
+        self.supply.evaluate(view)
+
+    # -- supply ------------------------------------------------------------------------------------
+    def _switchable_meters(self, room_id: str) -> list[str]:
+        return [m.id for m in self.assets.snapshot.meters_of_room(room_id) if m.role == "tenant"]
+
+    async def _record_supply(self, account_id: int, state: str, pending: bool, reason: str) -> AccountView | None:
+        view = await self.accounts.set_supply(account_id, state, reconnect_pending=pending, actor=ENGINE, reason=reason)
+        if view is not None:
+            current = self.views.get(view.room_id)
+            if current is None or current.id == view.id:
+                self.views[view.room_id] = view
+                self.publisher.publish_account(view, view.room_id)
+        return view
+
+    async def release_reconnect(self, room_id: str, actor: Actor, reason: str) -> AccountView:
+        view = await self.account(room_id)
+        if view is None or not view.open:
+            raise PrepaidError(f"room {room_id} has no open account", status=404)
+        if view.supply_state == "on":
+            raise PrepaidError("the supply is on")
+        if view.balance_minor <= -(view.credit_limit_minor + view.emergency_active_minor):
+            raise PrepaidError("the credit is still exhausted: recharge first")
+        await AuditLog(self.db).write(actor, "account.reconnect", "account", str(view.id), reason=reason)
+        self.supply.release(room_id)
+        self.supply.evaluate(view, force=True)
+        return view
+
+    async def tick(self, now: dt.datetime | None = None) -> None:
+        """Periodic work: waiting cuts and retries, two-part charges."""
+        now = now or utcnow()
+        for view in list(self.views.values()):
+            if view.open or view.supply_state != "off":
+                self.supply.evaluate(view)
+        await self.run_periodic_charges(now)
+
+    async def run_ticks(self) -> None:
+        last_costs = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.cfg.tick_s)
+            if loop.time() - last_costs > 900:
+                last_costs = loop.time()
+                await self.refresh_daily_costs()
+            await self.tick()
+
+    async def refresh_daily_costs(self, now: dt.datetime | None = None) -> None:
+        """Average daily cost per account over the configured window (for days-based levels)."""
+        now = now or utcnow()
+        days = self.cfg.daily_cost_window_days
+        since = now - dt.timedelta(days=days)
+        async with self.db.sessions() as s:
+            rows = (await s.execute(
+                select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_minor))
+                .where(LedgerEntry.kind.in_(("deduction", "charge")), LedgerEntry.ts >= since)
+                .group_by(LedgerEntry.account_id)
+            )).all()
+            opened = dict((await s.execute(select(Account.id, Account.opened_at).where(Account.state == "open"))).all())
+        self._daily_cost.clear()
+        for account_id, total in rows:
+            if account_id not in opened:
+                continue
+            age_days = max(Decimal(1), Decimal((now - max(opened[account_id], since)).total_seconds()) / Decimal(86400))
+            self._daily_cost[account_id] = Decimal(-int(total or 0)) / age_days
+
+    # -- periodic charges (two-part tariffs) -------------------------------------------------------
+    async def run_periodic_charges(self, now: dt.datetime) -> int:
+        """Post due capacity/demand charges of two-part tariffs; returns the number posted."""
+        today = now.astimezone(self.tz).date()
+        posted = 0
+        candidates = [v for v in self.views.values() if v.open and (v.electricity_tariff_id or v.water_tariff_id)]
+        if not candidates:
+            return 0
+        changed: list[AccountView] = []
+        async with self._lock:
+            async with self.db.transaction() as s:
+                timelines = await self.tariffs.timelines(s)
+                for v in candidates:
+                    plans = [timelines[t] for t in (v.electricity_tariff_id, v.water_tariff_id) if t in timelines]
+                    if not any(p.at(now).definition.two_part or any(x.definition.two_part for x in p.versions) for p in plans):
+                        continue
+                    a = await s.scalar(select(Account).where(Account.id == v.id, Account.state == "open").with_for_update())
+                    if a is None:
+                        continue
+                    n = self._charge_account(s, a, plans, today)
+                    if n:
+                        posted += n
+                        self.biller.update_level(a, credited=False)
+                        changed.append(account_view(a))
+        for view in changed:
+            self._account_changed(view)
+        return posted
+
+    def _charge_account(self, s: Any, a: Account, plans: list[Any], today: dt.date) -> int:
+        start = a.charges_through or (a.opened_at.astimezone(self.tz).date() - dt.timedelta(days=1))
+        day = start + dt.timedelta(days=1)
+        posted = 0
+        while day <= today:
+            midnight = dt.datetime(day.year, day.month, day.day, tzinfo=self.tz)
+            for plan in plans:
+                version = plan.at(midnight.astimezone(dt.timezone.utc))
+                tp = version.definition.two_part
+                if tp is None:
+                    continue
+                value = a.capacity_kva if tp.basis == "capacity" else a.demand_kw
+                if value is None:
+                    continue
+                monthly = tp.price * value
+                unit = "kVA" if tp.basis == "capacity" else "kW"
+                if tp.charging == "daily":
+                    if day >= today:
+                        continue  # a day is charged once it is over
+                    dim = _days_in_month(day)
+                    amount = prorata_minor(monthly, day.day, dim, self.minor_units, self.rounding.mode)
+                    key, label = f"charge:{a.id}:{plan.tariff_id}:{day.isoformat()}", f"{tp.basis} charge {day.isoformat()}"
+                else:
+                    if day.day != 1:
+                        continue
+                    amount = self.rounding.to_minor(monthly)
+                    key, label = f"charge:{a.id}:{plan.tariff_id}:{day:%Y-%m}", f"{tp.basis} charge {day:%Y-%m}"
+                if amount:
+                    post(s, a, "charge", -amount, ENGINE, utcnow(), reason=label, idem_key=key, tariff_id=plan.tariff_id,
+                         detail={"basis": tp.basis, "value": format(value, "f"), "unit": unit, "price": format(tp.price, "f"),
+                                 "version": version.version, "charging": tp.charging})
+                    posted += 1
+            if day < today:
+                a.charges_through = day
+            day += dt.timedelta(days=1)
+        if a.charges_through is None or a.charges_through < today - dt.timedelta(days=1):
+            a.charges_through = today - dt.timedelta(days=1)
+        return posted
+
+    # -- operations (API) --------------------------------------------------------------------------
+    async def account(self, room_id: str) -> AccountView | None:
+        return await self.accounts.account_of_room(room_id)
+
+    async def room_contact(self, room_id: str) -> Contact | None:
+        """The contact of the room's open account (for balance notifications)."""
+        view = self.views.get(room_id)
+        if view is None or not view.open:
+            view = await self.accounts.account_of_room(room_id)
+        return view.contact if view is not None and view.open else None
+
+    def defaults(self) -> AccountSettings:
+        d = self.cfg.defaults
+        m = self.minor_units
+        return AccountSettings(
+            credit_limit_minor=parse_money(d.credit_limit, "prepaid.defaults.credit_limit", m, allow_zero=True),
+            thresholds=tuple(parse_thresholds([t.as_input() for t in d.thresholds], m, "prepaid.defaults.thresholds")),
+            protected=False, friendly_credit=d.friendly_credit, auto_reconnect=d.auto_reconnect,
+            emergency_credit_minor=parse_money(d.emergency_credit, "prepaid.defaults.emergency_credit", m, allow_zero=True),
+        )
+
+    async def open_account(self, req: OpenRequest, actor: Actor) -> AccountView:
+        async with self._lock:
+            view = await self.accounts.open(req, actor)
+        self._account_changed(view)
+        return view
+
+    async def recharge(self, room_id: str, amount_minor: int, *, channel: str, reference: str, actor: Actor, reason: str = "") -> PostResult:
+        result = await self.accounts.recharge(room_id, amount_minor, channel=channel, reference=reference, actor=actor, reason=reason)
+        if not result.replayed:
+            self._account_changed(result.account)
+        return result
+
+    async def refund(self, room_id: str, amount_minor: int, *, actor: Actor, reason: str, channel: str = "cash", reference: str | None = None) -> PostResult:
+        result = await self.accounts.refund(room_id, amount_minor, actor=actor, reason=reason, channel=channel, reference=reference)
+        if not result.replayed:
+            self._account_changed(result.account)
+        return result
+
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str) -> PostResult:
+        result = await self.accounts.reverse(entry_id, actor=actor, reason=reason)
+        self._account_changed(result.account)
+        return result
+
+    async def update_settings(self, room_id: str, settings: AccountSettings, *, actor: Actor, reason: str = "") -> AccountView:
+        view = await self.accounts.update_settings(room_id, settings, actor=actor, reason=reason)
+        self._account_changed(view)
+        return view
+
+    async def take_emergency_credit(self, room_id: str, *, actor: Actor, reason: str = "") -> AccountView:
+        view = await self.accounts.take_emergency_credit(room_id, actor=actor, reason=reason)
+        self._account_changed(view)
+        return view
+
+    async def assign_tariff(self, tariff_id: str, room_ids: list[str], *, actor: Actor, reason: str = "") -> list[AccountView]:
+        views = await self.accounts.assign_tariff(tariff_id, room_ids, actor=actor, reason=reason)
+        for v in views:
+            self._account_changed(v)
+        return views
+
+    async def close_account(self, room_id: str, *, actor: Actor, reason: str, final_readings: dict[str, Decimal] | None = None, channel: str = "cash") -> tuple[AccountView, EntryView | None]:
+        async with self._lock:
+            view, entry = await self.accounts.close(room_id, actor=actor, reason=reason, final_readings=final_readings, channel=channel)
+        self._account_changed(view)
+        return view, entry
+
+    async def ledger(self, room_id: str, *, limit: int = 100, before_id: int | None = None) -> tuple[AccountView, list[EntryView]]:
+        view = await self.account(room_id)
+        if view is None:
+            raise PrepaidError(f"room {room_id} has no account", status=404)
+        return view, await self.accounts.ledger(view.id, limit=limit, before_id=before_id)
+
+    # -- review holds and meter replacement ---------------------------------------------------------
+    async def holds(self) -> list[HoldView]:
+        async with self.db.sessions() as s:
+            rows = (await s.scalars(select(MeterState).where(MeterState.hold_kind.is_not(None)).order_by(MeterState.meter_id))).all()
+        snap = self.assets.snapshot
+        return [
+            HoldView(st.meter_id, snap.meters[st.meter_id].room_id if st.meter_id in snap.meters else None, st.hold_kind or "",
+                     st.hold_detail, st.last_reading, st.last_ts, st.hold_reading, st.hold_ts, st.hold_since)
+            for st in rows
+        ]
+
+    async def resolve_hold(
+        self,
+        meter_id: str,
+        action: str,
+        *,
+        actor: Actor,
+        reason: str,
+        final_reading: Decimal | None = None,
+        new_baseline: Decimal | None = None,
+    ) -> AccountView | None:
+        """Resolve a review hold: ``accept`` bills up to the held reading (across the wrap for a
+        rollover); ``reset`` bills up to ``final_reading`` (default: nothing more) and starts a
+        new segment from ``new_baseline`` (default: the held reading)."""
+        if action not in ("accept", "reset"):
+            raise PrepaidError(f"action: 'accept' or 'reset', found {action!r}", status=422, field="action")
+        if not reason.strip():
+            raise PrepaidError("reason: resolving a review hold needs a reason", status=422, field="reason")
+        now = utcnow()
+        info = self.assets.snapshot.meters.get(meter_id)
+        async with self._lock:
+            async with self.db.transaction() as s:
+                st = await s.scalar(select(MeterState).where(MeterState.meter_id == meter_id).with_for_update())
+                if st is None or st.hold_kind is None:
+                    raise PrepaidError(f"meter {meter_id} has no reading held for review", status=404)
+                if st.account_id is None:
+                    raise PrepaidError(f"meter {meter_id} is not billed to an open account")
+                a = await s.scalar(select(Account).where(Account.id == st.account_id).with_for_update())
+                assert a is not None and st.hold_reading is not None and st.hold_ts is not None and st.last_reading is not None
+                timelines = await self.tariffs.timelines(s)
+                usage = await self.biller.load_usage(s, {a.id: a}, [Reading(meter_id, st.hold_reading, st.hold_ts)], {meter_id: st})
+                held = (st.hold_kind, st.hold_detail, st.hold_reading, st.hold_ts)
+                kind, detail, value, ts = held
+                registers = {k: Decimal(v) for k, v in st.hold_registers.items()} if st.hold_registers else None
+                rows: list[dict[str, Any]] = []
+                if action == "accept":
+                    if kind == "backwards":
+                        raise PrepaidError("a register that went backwards cannot be accepted: record a reset (or a replacement)")
+                    if kind == "jump":
+                        row = self.biller.charge(st, a, value, ts, registers, info, timelines, usage, now, reason=f"accepted after review: {reason}")
+                        if row:
+                            rows.append(row)
+                    else:  # rollover: bill up to the wrap in this segment, then from 0 in a new one
+                        modulus = _modulus(detail)
+                        from_ts = st.last_ts
+                        row = self.biller.charge(st, a, modulus, ts, None, info, timelines, usage, now, reason=f"rollover at {modulus}: {reason}")
+                        if row:
+                            rows.append(row)
+                        await self._new_segment(s, st, a.id, Decimal(0), from_ts, now, f"rollover at {modulus}")
+                        row = self.biller.charge(st, a, value, ts, registers, info, timelines, usage, now, reason=f"after rollover: {reason}")
+                        if row:
+                            rows.append(row)
+                else:
+                    final = final_reading if final_reading is not None else st.last_reading
+                    if final < st.last_reading:
+                        raise PrepaidError(f"final_reading: {final} is below the last billed reading {st.last_reading}", status=422, field="final_reading")
+                    if final > st.last_reading:
+                        row = self.biller.charge(st, a, final, ts, None, info, timelines, usage, now, reason=f"final reading before reset: {reason}")
+                        if row:
+                            rows.append(row)
+                    baseline = new_baseline if new_baseline is not None else value
+                    await self._new_segment(s, st, a.id, baseline, ts, now, f"register reset: {reason}", registers if new_baseline is None else None)
+                if rows:
+                    await s.execute(insert(LedgerEntry), rows)
+                self.biller.write_usage(s, usage)
+                st.hold_kind, st.hold_detail, st.hold_reading, st.hold_ts, st.hold_registers, st.hold_since = None, "", None, None, None, None
+                st.updated_at = now
+                self.biller.update_level(a, credited=False)
+                AuditLog.record(s, actor, f"meter.review_{action}", "meter", meter_id, reason=reason,
+                                before={"kind": kind, "detail": detail, "reading": value},
+                                after={"last_reading": st.last_reading, "segment": st.segment, "billed": len(rows)})
+                view = account_view(a)
+        self.publisher.publish_hold(meter_id, None, "")
+        self._account_changed(view)
+        return view
+
+    async def _new_segment(self, s: Any, st: MeterState, account_id: int, baseline: Decimal, ts: dt.datetime | None, now: dt.datetime, reason: str, registers: dict[str, Decimal] | None = None) -> None:
+        await s.execute(update(MeterSegment).where(MeterSegment.meter_id == st.meter_id, MeterSegment.segment == st.segment)
+                        .values(final_reading=st.last_reading, ended_at=now))
+        st.segment += 1
+        st.last_reading, st.last_ts, st.last_registers = baseline, ts, registers_json(registers)
+        s.add(MeterSegment(meter_id=st.meter_id, segment=st.segment, account_id=account_id, baseline=baseline,
+                           baseline_ts=ts, started_at=now, reason=reason))
+
+    async def replace_meter(
+        self,
+        old_id: str,
+        new_id: str,
+        *,
+        actor: Actor,
+        reason: str,
+        final_reading: Decimal,
+        initial_reading: Decimal = Decimal(0),
+        unit_id: int | None = None,
+    ) -> AccountView | None:
+        """Bill the old meter's final reading, record the replacement in the registry, start
+        billing the new meter from its initial reading. Safe to repeat after a crash."""
+        if not reason.strip():
+            raise PrepaidError("reason: a replacement needs a reason", status=422, field="reason")
+        snap = self.assets.snapshot
+        old = snap.meters.get(old_id)
+        if old is None:
+            raise PrepaidError(f"no meter {old_id!r}", status=404)
+        now = utcnow()
+        view: AccountView | None = None
+        async with self._lock:
+            async with self.db.transaction() as s:
+                st = await s.scalar(select(MeterState).where(MeterState.meter_id == old_id).with_for_update())
+                account_id = st.account_id if st is not None else None
+                if st is not None and not st.retired and st.account_id is not None:
+                    a = await s.scalar(select(Account).where(Account.id == st.account_id).with_for_update())
+                    assert a is not None
+                    if st.last_reading is not None and final_reading < st.last_reading:
+                        raise PrepaidError(f"final_reading: {final_reading} is below the last billed reading {st.last_reading}", status=422, field="final_reading")
+                    if st.last_reading is not None and final_reading > st.last_reading:
+                        timelines = await self.tariffs.timelines(s)
+                        usage = await self.biller.load_usage(s, {a.id: a}, [Reading(old_id, final_reading, now)], {old_id: st})
+                        row = self.biller.charge(st, a, final_reading, max(now, (st.last_ts or now)), None, old, timelines, usage, now,
+                                                 reason=f"final reading, meter replaced: {reason}")
+                        if row:
+                            await s.execute(insert(LedgerEntry), [row])
+                        self.biller.write_usage(s, usage)
+                        self.biller.update_level(a, credited=False)
+                    await s.execute(update(MeterSegment).where(MeterSegment.meter_id == old_id, MeterSegment.segment == st.segment)
+                                    .values(final_reading=st.last_reading if st.last_reading is not None else final_reading, ended_at=now))
+                    st.retired, st.account_id, st.updated_at = True, None, now
+                    st.hold_kind, st.hold_detail = None, ""
+                    AuditLog.record(s, actor, "meter.final_reading", "meter", old_id, reason=reason,
+                                    after={"final_reading": final_reading, "replaced_by": new_id, "account": a.id})
+                    view = account_view(a)
+            if old.active:
+                await self.assets.replace_meter(old_id, new_id, actor, reason=reason, initial_reading=initial_reading, unit_id=unit_id)
+            elif old.replaced_by != new_id:
+                raise PrepaidError(f"meter {old_id} is not active (replaced by {old.replaced_by})")
+            if account_id is not None:
+                async with self.db.transaction() as s:
+                    if await s.get(MeterState, new_id) is None:
+                        new_state(s, new_id, account_id, now, segment=1, baseline=initial_reading, baseline_ts=now,
+                                  reason=f"replaces {old_id}")
+        self.publisher.publish_hold(old_id, None, "")
+        if view is not None:
+            self._account_changed(view)
+        return view
+
+
+def _modulus(detail: str) -> Decimal:
+    # the rollover detail says "… a wrap at <modulus> would mean …"
+    marker = "a wrap at "
+    start = detail.index(marker) + len(marker)
+    return Decimal(detail[start:].split(" ", 1)[0])
+
+
+def _days_in_month(day: dt.date) -> int:
+    nxt = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return (nxt - dt.timedelta(days=1)).day
+
+
+def _own_tasks() -> Any:
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(factory: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(factory(), name=name)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    return spawn
+
+
+PREPAID: Key[PrepaidEngine] = Key("prepaid", PrepaidEngine)
+
+
+class PrepaidComponent(Component):
+    name = "prepaid"
+    requires = (CONFIG, DATABASE, ASSETS, TAGDB)
+    provides = (PREPAID,)
+
+    def __init__(self, *, switch: SupplySwitch | None = None) -> None:
+        super().__init__()
+        self.switch = switch
+        self.engine: PrepaidEngine | None = None
+
+    async def start(self, ctx: Context) -> None:
+        config = ctx[CONFIG]
+        engine = PrepaidEngine(
+            config, ctx[DATABASE], ctx[ASSETS], ctx[TAGDB], switch=self.switch,
+            spawn=lambda factory, name: self.tasks.spawn(factory, name, restart=Restart.NEVER),
+        )
+        await engine.load()
+        self.engine = engine
+        ctx[PREPAID] = engine
+        self.tasks.spawn(engine.run_billing, "billing", restart=Restart.ON_FAILURE)
+        self.tasks.spawn(engine.run_ticks, "ticks", restart=Restart.ON_FAILURE)
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
