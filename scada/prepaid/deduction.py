@@ -202,7 +202,7 @@ class Biller:
             info_detail.update(detail)
         row = entry_row(
             account, "deduction", -amount, ENGINE, now, reason=reason or "consumption",
-            idem_key=f"reading:{st.meter_id}:{st.segment}:{format(value, 'f')}",
+            idem_key=f"reading:{st.meter_id}:{st.segment}:{format(value.normalize(), 'f')}",
             meter_id=st.meter_id, segment=st.segment, reading_from=st.last_reading, reading_to=value,
             from_ts=st.last_ts, reading_ts=ts, quantity=quantity, cost=quote.total, tariff_id=tariff_id,
             detail=info_detail, channel=None, reference=None, reverses_id=None,

@@ -69,13 +69,15 @@ def parse_reading(value: object) -> Decimal | None:
     return None
 
 
-def _resolution(*values: Decimal) -> Decimal:
+def _resolution(value: Decimal, last: Decimal) -> Decimal:
+    """The register's step: the finest of the new reading (as the poller wrote it) and the
+    last one without trailing zeros (the database may pad them: 100.00000000)."""
     exps = []
-    for v in values:
+    for v in (value, last.normalize()):
         e = v.as_tuple().exponent
         assert isinstance(e, int)
         exps.append(e)
-    return Decimal(1).scaleb(min(min(exps), 0) if exps else 0)
+    return Decimal(1).scaleb(min(min(exps), 0))
 
 
 def rollover_moduli(last: Decimal, resolution: Decimal) -> list[Decimal]:
