@@ -230,3 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+# -- commands of the parts ------------------------------------------------------------------------
+from .prepaid.cli import register as _register_prepaid  # noqa: E402
+
+COMMANDS.append(_register_prepaid)

@@ -18,6 +18,7 @@ from scada.db import Database
 from scada.prepaid.accounts import AccountSettings, OpenRequest
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.readings import Reading
+from scada.prepaid.reconcile import reconcile
 from scada.prepaid.tariff import TariffDefinition
 from scada.siteimport import apply_site, parse_toml
 from tags import TagDB, TagMeta, TagWrite
@@ -166,3 +167,6 @@ async def site(tmp_path: Path, db: Database, db_url: str) -> AsyncIterator[Site]
     finally:
         await engine.supply.idle()
         engine.close()
+    # every test leaves a ledger that reconciles
+    report = await reconcile(db, config.site.currency_minor_units)
+    assert report.ok, [str(m) for m in report.mismatches]
