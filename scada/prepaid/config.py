@@ -88,6 +88,8 @@ class DemoAccountsConfig(ConfigModel):
     water_tariff_id: str = "DEMO-WATER"
     water_price: DecimalStr = Decimal("3.50")
     balances: list[DecimalStr] = [Decimal("100"), Decimal("30"), Decimal("10"), Decimal("3")]
+    recharge_after_s: float = Field(default=60.0, gt=0)  # the demo cashier recharges a cut room after this
+    recharge_amount: DecimalStr = Decimal("50")
 
 
 class PrepaidConfig(ConfigModel):

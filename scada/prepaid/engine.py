@@ -708,9 +708,10 @@ class PrepaidComponent(Component):
     requires = (CONFIG, DATABASE, ASSETS, TAGDB)
     provides = (PREPAID,)
 
-    def __init__(self, *, switch: SupplySwitch | None = None) -> None:
+    def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False) -> None:
         super().__init__()
         self.switch = switch
+        self.demo = demo
         self.engine: PrepaidEngine | None = None
 
     async def start(self, ctx: Context) -> None:
@@ -722,6 +723,11 @@ class PrepaidComponent(Component):
         await engine.load()
         self.engine = engine
         ctx[PREPAID] = engine
+        if self.demo and config.prepaid.demo.enabled:
+            from .demo import DemoCashier, seed_demo
+
+            await seed_demo(engine, config.prepaid.demo)
+            self.tasks.spawn(DemoCashier(engine, config.prepaid.demo).run, "demo-cashier", restart=Restart.ON_FAILURE)
         self.tasks.spawn(engine.run_billing, "billing", restart=Restart.ON_FAILURE)
         self.tasks.spawn(engine.run_ticks, "ticks", restart=Restart.ON_FAILURE)
 

@@ -9,6 +9,7 @@ deductions of any period add up to the period's exact cost rounded once.
 from __future__ import annotations
 
 import decimal
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -26,6 +27,8 @@ __all__ = [
     "parse_money",
     "to_minor",
 ]
+
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 RoundingMode = Literal["half_up", "half_even", "half_down", "up", "down"]
 
@@ -138,7 +141,7 @@ def parse_money(
             d = Decimal(text)
         except decimal.InvalidOperation:
             raise MoneyError(field, f"not a decimal number: {value!r}") from None
-        if not text or text[0] not in "+-0123456789.":
+        if d.is_finite() and not _DECIMAL.match(text):  # Decimal also takes "1_000"
             raise MoneyError(field, f"not a decimal number: {value!r}")
     else:
         raise MoneyError(field, f"expected an amount as a decimal string, found {type(value).__name__}")

@@ -38,6 +38,7 @@ __all__ = [
     "TariffTimeline",
     "TariffVersion",
     "allocate",
+    "plain",
     "cycle_key",
     "price_consumption",
     "prorata_minor",
@@ -104,8 +105,8 @@ class Line:
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
-            "kind": self.kind, "version": self.version, "quantity": format(self.quantity, "f"),
-            "unit_price": format(self.unit_price, "f"), "amount": format(self.amount, "f"),
+            "kind": self.kind, "version": self.version, "quantity": plain(self.quantity),
+            "unit_price": plain(self.unit_price), "amount": plain(self.amount),
         }
         if self.period is not None:
             out["period"] = self.period
@@ -128,6 +129,12 @@ class Quote:
     usage_added: dict[str, Decimal] = field(default_factory=dict)  # cycle key → quantity
 
 
+def plain(d: Decimal) -> str:
+    """A decimal as text without an exponent or trailing zeros: ``10.500`` → ``10.5``."""
+    text = format(d, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def allocate(quantity: Decimal, weights: Sequence[int]) -> list[Decimal]:
     """Split ``quantity`` in proportion to integer ``weights``, exactly (largest remainder).
 
@@ -139,13 +146,15 @@ def allocate(quantity: Decimal, weights: Sequence[int]) -> list[Decimal]:
     total_w = sum(weights)
     if any(w < 0 for w in weights):
         raise PricingError("negative weight")
+    if len(weights) == 1:
+        return [quantity]
     with exact():
         exp = quantity.as_tuple().exponent
         assert isinstance(exp, int)
         exp = min(exp, MIN_QUANTUM_EXP)
         units = int(quantity.scaleb(-exp))
         if total_w == 0:
-            parts = [0] * (len(weights) - 1) + [units]
+            return [Decimal(0)] * (len(weights) - 1) + [quantity]
         else:
             parts = [units * w // total_w for w in weights]
             rest = units - sum(parts)
