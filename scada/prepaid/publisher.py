@@ -39,6 +39,8 @@ class RoomPublisher:
 
     def publish_account(self, view: AccountView | None, room_id: str) -> None:
         db = self.tagdb
+        if room_tag(room_id, "account_state") not in db:
+            self.register_room(room_id)  # a room the registry has not announced yet
         if view is None:
             db.write(room_tag(room_id, "account_state"), "none")
             db.write(room_tag(room_id, "alarm_level"), 0)
@@ -53,6 +55,8 @@ class RoomPublisher:
         db.write(room_tag(room_id, "supply_state"), view.supply_state)
 
     def publish_hold(self, meter_id: str, kind: str | None, detail: str) -> None:
+        if meter_tag(meter_id, "review_hold") not in self.tagdb:
+            self.register_meter(meter_id, None)
         self.tagdb.write(meter_tag(meter_id, "review_hold"), kind is not None)
         self.tagdb.write(meter_tag(meter_id, "review_reason"), f"{kind}: {detail}" if kind else "")
 
