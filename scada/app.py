@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .alarms.component import AlarmComponent, ContactFileComponent, NotificationComponent
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
@@ -11,6 +12,18 @@ from .prepaid.engine import PrepaidComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
+
+
+def _alarm_components(config: ScadaConfig) -> list[Component]:
+    if not config.alarms.enabled:
+        return []
+    out: list[Component] = [AlarmComponent()]
+    notifications = config.alarms.notifications
+    if notifications.enabled:
+        out.append(NotificationComponent())
+        if notifications.contacts_file:
+            out.append(ContactFileComponent())
+    return out
 
 
 def build_runtime(
@@ -29,7 +42,8 @@ def build_runtime(
         TagComponent(),
     ]
     if config.prepaid.enabled:
-        components.append(PrepaidComponent(demo=demo))
+        components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
+    components += _alarm_components(config)
     components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime
     policy = SupervisionPolicy(

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .alarms import cli as alarms_cli
+from .prepaid import cli as prepaid_cli
 from .config import ConfigError, ScadaConfig, load_config, load_demo_config
 from .logs import configure_logging
 
@@ -25,7 +27,7 @@ log = logging.getLogger("scada")
 
 Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 # a part registers its sub-commands with a function taking the sub-parsers object
-COMMANDS: list[Callable[[Any], None]] = []
+COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register, prepaid_cli.register]
 
 
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:
@@ -230,9 +232,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-# -- commands of the parts ------------------------------------------------------------------------
-from .prepaid.cli import register as _register_prepaid  # noqa: E402
-
-COMMANDS.append(_register_prepaid)

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from protocols.modbus.config import LinkConfig
 
+from .alarms.config import AlarmsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
 from .prepaid.config import PrepaidConfig
 
@@ -125,6 +126,7 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     links: list[LinkConfig] = []
+    alarms: AlarmsConfig = AlarmsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

@@ -28,6 +28,7 @@ from tags import Quality, TagChange, TagDB, utcnow
 from tags.names import meter_tag
 from tags.subscription import by_points
 
+from ..alarms.notify.contacts import CONTACTS
 from ..assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from ..audit import Actor, AuditLog
 from ..config import ScadaConfig
@@ -708,8 +709,11 @@ class PrepaidComponent(Component):
     requires = (CONFIG, DATABASE, ASSETS, TAGDB)
     provides = (PREPAID,)
 
-    def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False) -> None:
+    def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False, provide_contacts: bool = True) -> None:
         super().__init__()
+        # the account contacts are the alarm notifier's room contacts, unless a contacts file is
+        # configured (then that component provides them)
+        self.provides = (PREPAID, CONTACTS) if provide_contacts else (PREPAID,)
         self.switch = switch
         self.demo = demo
         self.engine: PrepaidEngine | None = None
@@ -723,6 +727,8 @@ class PrepaidComponent(Component):
         await engine.load()
         self.engine = engine
         ctx[PREPAID] = engine
+        if CONTACTS in self.provides:
+            ctx[CONTACTS] = engine
         if self.demo and config.prepaid.demo.enabled:
             from .demo import DemoCashier, seed_demo
 

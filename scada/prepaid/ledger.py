@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..alarms.notify.contacts import Contact  # the alarm engine's contact: what room_contact returns
 from ..audit import Actor
 from .levels import LEVEL_NAMES, Threshold
 from .models import Account, LedgerEntry
@@ -33,14 +34,6 @@ __all__ = [
 
 # credit (+) or debit (−) kinds; a reversal has the opposite sign of the entry it reverses
 KINDS = ("opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement")
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    name: str
-    phone: str | None
-    email: str | None
-    language: str
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,7 @@
 ``room:<room>.balance`` (float, currency units, display only — money lives in the ledger),
 ``room:<room>.alarm_level`` (0..3), ``room:<room>.account_state`` (``none``, ``open``,
 ``closed``), ``room:<room>.supply_state`` (``on``, ``cutting``, ``off``, ``restoring``), and per
-meter ``<meter>.review_hold`` (bool) with ``<meter>.review_reason`` (why: ``jump: …``, empty when
-not held; the TagDB keeps no detail on a good value, so the reason is a tag of its own).
+meter ``<meter>.review_hold`` (bool; its detail says why: ``jump: register jumped …``).
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ class RoomPublisher:
 
     def register_meter(self, meter_id: str, room_id: str | None) -> None:
         self.tagdb.register(TagMeta(meter_tag(meter_id, "review_hold"), DataType.BOOL, "", "a register reading is held for review", meter_id=meter_id, room_id=room_id, point="review_hold"))
-        self.tagdb.register(TagMeta(meter_tag(meter_id, "review_reason"), DataType.STRING, "", "why a reading is held for review", meter_id=meter_id, room_id=room_id, point="review_reason"))
 
     def publish_account(self, view: AccountView | None, room_id: str) -> None:
         db = self.tagdb
@@ -57,8 +55,7 @@ class RoomPublisher:
     def publish_hold(self, meter_id: str, kind: str | None, detail: str) -> None:
         if meter_tag(meter_id, "review_hold") not in self.tagdb:
             self.register_meter(meter_id, None)
-        self.tagdb.write(meter_tag(meter_id, "review_hold"), kind is not None)
-        self.tagdb.write(meter_tag(meter_id, "review_reason"), f"{kind}: {detail}" if kind else "")
+        self.tagdb.write(meter_tag(meter_id, "review_hold"), kind is not None, detail=f"{kind}: {detail}" if kind else "")
 
     def rooms(self, room_ids: Iterable[str]) -> None:
         for room_id in room_ids:

@@ -79,7 +79,7 @@ async def test_backwards_register_is_held_until_reset(site: Site) -> None:
     await site.feed("E1", [(T0, "500"), (T0 + H, "501")])
     await site.feed("E1", [(T0 + 2 * H, "3"), (T0 + 3 * H, "5")])  # reset to ~0, keeps counting
     assert site.tagdb.read("E1.review_hold").value is True
-    assert site.tagdb.read("E1.review_reason").value.startswith("backwards:")
+    assert site.tagdb.read("E1.review_hold").detail.startswith("backwards:")
     holds = await site.engine.holds()
     assert [(h.meter_id, h.kind, h.last_reading, h.reading) for h in holds] == [("E1", "backwards", Decimal("501"), Decimal("5"))]
     assert len(await deductions(site)) == 1  # nothing billed while held
