@@ -406,6 +406,10 @@ class AccountService:
             if outcome.holds:
                 h = outcome.holds[0]
                 raise PrepaidError(f"final reading of meter {h.meter_id} is not plausible ({h.kind}: {h.detail})")
+            # the biller wrote the balance and the cursors with its own statements
+            await s.refresh(a)
+            for st in states:
+                await s.refresh(st)
             # final readings given by the operator (read off the display) are billed as stated
             if given:
                 snapshot = self.assets()

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..assets import MeterInfo
@@ -107,49 +107,56 @@ class Biller:
         usage = await self.load_usage(s, accounts, readings, states)
         rows: list[dict[str, Any]] = []
         touched: set[int] = set()
-        for r in sorted(readings, key=lambda r: (r.meter_id, r.ts)):
-            st = states.get(r.meter_id)
-            if st is None or st.account_id is None or st.retired:
-                out.skipped += 1
-                continue
-            account = accounts.get(st.account_id)
-            if account is None or account.state != "open":
-                out.skipped += 1
-                continue
-            if st.hold_kind is not None:
-                if st.hold_ts is None or r.ts > st.hold_ts:
-                    st.hold_reading, st.hold_ts, st.hold_registers = r.value, r.ts, registers_json(r.registers)
-                    st.updated_at = now
-                out.skipped += 1
-                continue
-            info = self.meters.meter(r.meter_id)
-            a = assess(
-                st.last_reading, st.last_ts, r,
-                max_power_kw=info.max_power_kw if info else None,
-                multiplier=info.multiplier if info else Decimal(1), margin=self.margin,
-            )
-            if a.verdict is Verdict.SKIP:
-                out.skipped += 1
-            elif a.verdict is Verdict.BASELINE:
-                await self.set_baseline(s, st, r, now)
-            elif a.verdict is Verdict.HOLD:
-                self.hold(s, st, r, a, now)
-                out.holds.append(HoldEvent(st.meter_id, a.kind, a.detail))
-            else:
-                row = self.charge(st, account, r.value, r.ts, r.registers, info, timelines, usage, now)
-                if row is not None:
-                    rows.append(row)
-                    touched.add(account.id)
-                    out.billed += 1
-                else:
+        dirty: dict[str, Any] = {}
+        with exact():  # one exact context for the whole batch (a context per operation costs)
+            for r in sorted(readings, key=lambda r: (r.meter_id, r.ts)):
+                st = states.get(r.meter_id)
+                if st is None or st.account_id is None or st.retired:
                     out.skipped += 1
+                    continue
+                account = accounts.get(st.account_id)
+                if account is None or account.state != "open":
+                    out.skipped += 1
+                    continue
+                if st.hold_kind is not None:
+                    if st.hold_ts is None or r.ts > st.hold_ts:
+                        st.hold_reading, st.hold_ts, st.hold_registers = r.value, r.ts, registers_json(r.registers)
+                        st.updated_at = now
+                        dirty[st.meter_id] = st
+                    out.skipped += 1
+                    continue
+                info = self.meters.meter(r.meter_id)
+                a = assess(
+                    st.last_reading, st.last_ts, r,
+                    max_power_kw=info.max_power_kw if info else None,
+                    multiplier=info.multiplier if info else Decimal(1), margin=self.margin,
+                )
+                if a.verdict is Verdict.SKIP:
+                    out.skipped += 1
+                    continue
+                dirty[st.meter_id] = st
+                if a.verdict is Verdict.BASELINE:
+                    await self.set_baseline(s, st, r, now)
+                elif a.verdict is Verdict.HOLD:
+                    self.hold(s, st, r, a, now)
+                    out.holds.append(HoldEvent(st.meter_id, a.kind, a.detail))
+                else:
+                    row = self.charge(st, account, r.value, r.ts, r.registers, info, timelines, usage, now)
+                    if row is not None:
+                        rows.append(row)
+                        touched.add(account.id)
+                        out.billed += 1
+                    else:
+                        out.skipped += 1
         if rows:
-            await s.execute(insert(LedgerEntry), rows)
+            await s.execute(insert(LedgerEntry.__table__), rows)
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
             self.update_level(account, credited=False)
             out.accounts[account_id] = account_view(account)
+        await _write_back(s, MeterState.__table__, "meter_id", STATE_COLUMNS, [st for st in dirty.values() if isinstance(st, Row)])
+        await _write_back(s, Account.__table__, "id", ACCOUNT_COLUMNS, [accounts[a] for a in touched])
         return out
 
     # -- pieces, also used by the engine's operations (close, replacement, review) ---------------
@@ -193,7 +200,8 @@ class Biller:
             cycle_usage={k: u.quantity for k, u in cycles.items()},
         )
         amount, account.remainder = self.rounding.carry(account.remainder, quote.total)
-        info_detail: dict[str, Any] = {"lines": [ln.as_json() for ln in quote.lines]}
+        several = len({ln.version for ln in quote.lines}) > 1
+        info_detail: dict[str, Any] = {"lines": [ln.compact(version=several) for ln in quote.lines]}
         if quote.by_registers:
             info_detail["by_registers"] = True
         if multiplier != 1:
@@ -241,9 +249,11 @@ class Biller:
     async def set_baseline(self, s: AsyncSession, st: MeterState, r: Reading, now: dt.datetime) -> None:
         st.last_reading, st.last_ts, st.last_registers = r.value, r.ts, registers_json(r.registers)
         st.updated_at = now
+        # a Core statement: the ORM's "evaluate" synchronisation would scan the whole session
+        table = MeterSegment.__table__
         await s.execute(
-            update(MeterSegment)
-            .where(MeterSegment.meter_id == st.meter_id, MeterSegment.segment == st.segment, MeterSegment.baseline.is_(None))
+            update(table)
+            .where(table.c.meter_id == st.meter_id, table.c.segment == st.segment, table.c.baseline.is_(None))
             .values(baseline=r.value, baseline_ts=r.ts)
         )
 
@@ -263,10 +273,11 @@ class Biller:
         account.alarm_level = next_level(account.alarm_level, computed, credited=credited)
 
     # -- loading ---------------------------------------------------------------------------------
-    async def _states(self, s: AsyncSession, ids: Iterable[str], now: dt.datetime) -> dict[str, MeterState]:
+    async def _states(self, s: AsyncSession, ids: Iterable[str], now: dt.datetime) -> dict[str, Any]:
         ids = list(ids)
-        stmt = select(MeterState).where(MeterState.meter_id.in_(ids)).with_for_update()
-        states = {st.meter_id: st for st in (await s.scalars(stmt)).all()}
+        t = MeterState.__table__
+        result = await s.execute(select(t).where(t.c.meter_id.in_(ids)).with_for_update())
+        states: dict[str, Any] = {m["meter_id"]: Row(m) for m in result.mappings()}
         missing = [m for m in ids if m not in states]
         if missing:
             states.update(await self._discover(s, missing, now))
@@ -294,12 +305,13 @@ class Biller:
             log.info("billing a new meter", extra={"meter": meter_id, "room": info.room_id})
         return out
 
-    async def _accounts(self, s: AsyncSession, ids: set[int | None]) -> dict[int, Account]:
+    async def _accounts(self, s: AsyncSession, ids: set[int | None]) -> dict[int, Any]:
         wanted = sorted(i for i in ids if i is not None)
         if not wanted:
             return {}
-        stmt = select(Account).where(Account.id.in_(wanted)).order_by(Account.id).with_for_update()
-        return {a.id: a for a in (await s.scalars(stmt)).all()}
+        t = Account.__table__
+        result = await s.execute(select(t).where(t.c.id.in_(wanted)).order_by(t.c.id).with_for_update())
+        return {m["id"]: Row(m) for m in result.mappings()}
 
     async def load_usage(
         self, s: AsyncSession, accounts: dict[int, Account], readings: Sequence[Reading], states: dict[str, MeterState]
@@ -327,6 +339,29 @@ class Biller:
                 if getattr(u, "_new", False):
                     s.add(u)
                     u._new = False  # type: ignore[attr-defined]
+
+
+# Batches read and write meter states and accounts with Core statements (one executemany per
+# table), not through the ORM's unit of work: at thousands of readings per transaction the
+# ORM's bookkeeping costs more than the SQL. Operations on single accounts use ORM objects;
+# the pieces above work on either (they only read and set attributes).
+STATE_COLUMNS = ("last_reading", "last_ts", "last_registers", "hold_kind", "hold_detail", "hold_reading", "hold_ts",
+                 "hold_registers", "hold_since", "updated_at")
+ACCOUNT_COLUMNS = ("balance_minor", "remainder", "alarm_level", "updated_at")
+
+
+class Row:
+    """A table row as a plain object with attributes (for the batch path)."""
+
+    def __init__(self, mapping: Any) -> None:
+        self.__dict__.update(mapping)
+
+
+async def _write_back(s: AsyncSession, table: Any, key: str, columns: tuple[str, ...], rows: list[Any]) -> None:
+    if not rows:
+        return
+    stmt = update(table).where(table.c[key] == bindparam("_key")).values({c: bindparam(c) for c in columns})
+    await s.execute(stmt, [{"_key": getattr(r, key), **{c: getattr(r, c) for c in columns}} for r in rows])
 
 
 def new_state(

@@ -52,6 +52,10 @@ ROUNDING_CONTEXT = decimal.Context(prec=80, traps=[decimal.InvalidOperation])
 @contextmanager
 def exact() -> Iterator[decimal.Context]:
     """Arithmetic that raises ``decimal.Inexact`` instead of silently rounding."""
+    current = decimal.getcontext()
+    if current.prec == EXACT.prec and current.traps[decimal.Inexact]:
+        yield current  # already exact (nested): entering a new context costs more than the work
+        return
     with decimal.localcontext(EXACT) as ctx:
         yield ctx
 

@@ -103,6 +103,19 @@ class Line:
     end: dt.datetime | None = None
     cycle: str | None = None
 
+    def compact(self, *, version: bool = False) -> dict[str, object]:
+        """The line for a ledger entry's detail (the entry itself has the times)."""
+        out: dict[str, object] = {"quantity": plain(self.quantity), "price": plain(self.unit_price), "amount": plain(self.amount)}
+        if self.period is not None:
+            out["period"] = self.period
+        if self.kind != "energy":
+            out["kind"] = self.kind
+            out["block"] = self.block
+            out["cycle"] = self.cycle
+        if version:
+            out["version"] = self.version
+        return out
+
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "kind": self.kind, "version": self.version, "quantity": plain(self.quantity),
