@@ -37,10 +37,17 @@ def build_runtime(
     # the composition root is the one place in scada/ that knows the HMI exists
     from hmi.component import HmiComponent
 
+    from .commands import CommandsComponent
+    from .polling import ModbusComponent
+    from .simulation import SimulatorComponent
+
     components: list[Component] = [
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
     ]
+    if config.simulator.enabled:
+        components.append(SimulatorComponent())  # before the poller, so its first connect succeeds
+    components += [ModbusComponent(), CommandsComponent()]
     if config.prepaid.enabled:
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
     components += _alarm_components(config)

@@ -30,6 +30,15 @@ Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register, prepaid_cli.register]
 
 
+def _register_parts() -> None:
+    from .simulation import register as simulate
+
+    COMMANDS.append(simulate)
+
+
+_register_parts()
+
+
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:
     path = getattr(args, "config", None)
     overrides = args.set or []
@@ -137,6 +146,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_import_site(args: argparse.Namespace) -> int:
     from .audit import Actor
+    from .foundation import known_profile_names
     from .siteimport import SiteImportError, import_site_file
 
     config = config_from_args(args)
@@ -145,7 +155,8 @@ def cmd_import_site(args: argparse.Namespace) -> int:
         try:
             result = await import_site_file(
                 db, args.file, Actor(getpass.getuser(), "cli"),
-                known_links={link.name for link in config.links}, reason=args.reason or "",
+                known_links={link.name for link in config.links},
+                known_profiles=known_profile_names(config), reason=args.reason or "",
             )
         except SiteImportError as exc:
             for problem in exc.problems:

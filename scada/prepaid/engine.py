@@ -31,6 +31,7 @@ from tags.subscription import by_points
 from ..alarms.notify.contacts import CONTACTS
 from ..assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from ..audit import Actor, AuditLog
+from ..commands import COMMANDS, SUPPLY_DRIVER
 from ..config import ScadaConfig
 from ..context import Context, Key
 from ..db import Database
@@ -47,7 +48,7 @@ from .money import Rounding, parse_money
 from .policy import FriendlyCalendar, FriendlyWindow
 from .pricing import prorata_minor
 from .readings import ENERGY_REGISTERS, Reading, parse_reading
-from .supply import SupplyController, SupplySwitch
+from .supply import CommandSwitch, SupplyController, SupplySwitch
 from .tariffs import TariffStore
 
 __all__ = ["PREPAID", "HoldView", "PrepaidComponent", "PrepaidEngine", "TOTAL_POINTS"]
@@ -111,6 +112,7 @@ class PrepaidEngine:
         *,
         switch: SupplySwitch | None = None,
         spawn: Any = None,
+        switchable: Any = None,
     ) -> None:
         self.config = config
         self.cfg: PrepaidConfig = config.prepaid
@@ -132,9 +134,12 @@ class PrepaidEngine:
 
         self.publisher = RoomPublisher(tagdb, self.minor_units, self.currency)
         self._spawn = spawn or _own_tasks()
+        self._switchable = switchable or (lambda meter: True)  # which meters have remote supply control
+        self.clock = utcnow  # the time of friendly-credit windows and periodic charges (tests drive it)
         self.supply = SupplyController(
             switch=switch, friendly=friendly_calendar(self.cfg, self.tz), record=self._record_supply,
-            meters_of_room=self._switchable_meters, spawn=self._spawn, retry_s=self.cfg.command_retry_s, clock=utcnow,
+            meters_of_room=self._switchable_meters, spawn=self._spawn, retry_s=self.cfg.command_retry_s,
+            clock=lambda: self.clock(),
         )
         self.views: dict[str, AccountView] = {}  # room → its open (or last closed) account
         self._lock = asyncio.Lock()  # billing batches and operations that move billing cursors
@@ -322,7 +327,7 @@ class PrepaidEngine:
 
     # -- supply ------------------------------------------------------------------------------------
     def _switchable_meters(self, room_id: str) -> list[str]:
-        return [m.id for m in self.assets.snapshot.meters_of_room(room_id) if m.role == "tenant"]
+        return [m.id for m in self.assets.snapshot.meters_of_room(room_id) if m.role == "tenant" and self._switchable(m)]
 
     async def _record_supply(self, account_id: int, state: str, pending: bool, reason: str) -> AccountView | None:
         view = await self.accounts.set_supply(account_id, state, reconnect_pending=pending, actor=ENGINE, reason=reason)
@@ -348,7 +353,7 @@ class PrepaidEngine:
 
     async def tick(self, now: dt.datetime | None = None) -> None:
         """Periodic work: waiting cuts and retries, two-part charges."""
-        now = now or utcnow()
+        now = now or self.clock()
         for view in list(self.views.values()):
             if view.open or view.supply_state != "off":
                 self.supply.evaluate(view)
@@ -705,8 +710,10 @@ PREPAID: Key[PrepaidEngine] = Key("prepaid", PrepaidEngine)
 
 
 class PrepaidComponent(Component):
+    """Runs the engine; cuts and restores supply through the command path (``COMMANDS``)."""
+
     name = "prepaid"
-    requires = (CONFIG, DATABASE, ASSETS, TAGDB)
+    requires = (CONFIG, DATABASE, ASSETS, TAGDB, COMMANDS, SUPPLY_DRIVER)
     provides = (PREPAID,)
 
     def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False, provide_contacts: bool = True) -> None:
@@ -720,9 +727,11 @@ class PrepaidComponent(Component):
 
     async def start(self, ctx: Context) -> None:
         config = ctx[CONFIG]
+        driver = ctx[SUPPLY_DRIVER]
         engine = PrepaidEngine(
-            config, ctx[DATABASE], ctx[ASSETS], ctx[TAGDB], switch=self.switch,
+            config, ctx[DATABASE], ctx[ASSETS], ctx[TAGDB], switch=self.switch or CommandSwitch(ctx[COMMANDS]),
             spawn=lambda factory, name: self.tasks.spawn(factory, name, restart=Restart.NEVER),
+            switchable=driver.supports_supply,
         )
         await engine.load()
         self.engine = engine

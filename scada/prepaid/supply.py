@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..audit import Actor
+from ..commands import CommandKind, CommandRequest, CommandService
 from .ledger import AccountView
 from .policy import Action, Decision, FriendlyCalendar, SupplyFacts, SupplyState, decide, transition
 
-__all__ = ["SupplyController", "SupplySwitch", "SwitchResult", "facts_of"]
+__all__ = ["CommandSwitch", "SupplyController", "SupplySwitch", "SwitchResult", "facts_of"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,19 @@ class SupplySwitch(Protocol):
     """Connects or disconnects one meter's relay or valve, returning once confirmed or failed."""
 
     async def switch(self, meter_id: str, connect: bool, reason: str) -> SwitchResult: ...
+
+
+class CommandSwitch:
+    """The supply switch of the server: the one command path (:mod:`scada.commands`), acting
+    as ``system:prepaid``; a command counts as done only when the meter confirmed it."""
+
+    def __init__(self, commands: CommandService) -> None:
+        self.commands = commands
+
+    async def switch(self, meter_id: str, connect: bool, reason: str) -> SwitchResult:
+        kind = CommandKind.CONNECT if connect else CommandKind.DISCONNECT
+        result = await self.commands.execute(CommandRequest(meter_id, kind, actor=Actor.system("prepaid"), reason=reason))
+        return SwitchResult(result.status == "confirmed", f"{result.status}: {result.detail}" if result.detail else result.status)
 
 
 def facts_of(view: AccountView, *, operator_release: bool = False) -> SupplyFacts:
@@ -115,12 +130,18 @@ class SupplyController:
         room = view.room_id
         connect = decision.action is Action.CONNECT
         try:
+            meters = self.meters_of_room(room)
+            if not meters:
+                if room not in self._warned:
+                    self._warned.add(room)
+                    log.error("room has no meter with remote supply control; supply left as it is", extra={"room": room, "action": decision.action.value})
+                self._failed_at[room] = time.monotonic()
+                return
             current = SupplyState(view.supply_state)
             moving = transition(current, SupplyState.RESTORING if connect else SupplyState.CUTTING)
             updated = await self.record(view.id, moving.value, False, decision.reason)
             if updated is not None:
                 self.latest[room] = updated
-            meters = self.meters_of_room(room)
             failures = []
             for meter_id in meters:
                 assert self.switch is not None
