@@ -407,7 +407,7 @@ class PrepaidEngine:
                     a = await s.scalar(select(Account).where(Account.id == v.id, Account.state == "open").with_for_update())
                     if a is None:
                         continue
-                    n = self._charge_account(s, a, plans, today)
+                    n = await self._charge_account(s, a, plans, today)
                     if n:
                         posted += n
                         self.biller.update_level(a, credited=False)
@@ -416,10 +416,12 @@ class PrepaidEngine:
             self._account_changed(view)
         return posted
 
-    def _charge_account(self, s: Any, a: Account, plans: list[Any], today: dt.date) -> int:
+    async def _charge_account(self, s: Any, a: Account, plans: list[Any], today: dt.date) -> int:
+        """Post the account's due two-part charges: each day once it is over (daily pro rata),
+        or each month on its 1st (monthly). Keyed by account, tariff and period: never twice."""
         start = a.charges_through or (a.opened_at.astimezone(self.tz).date() - dt.timedelta(days=1))
+        due: list[tuple[str, int, str, Any, Any, Decimal, str]] = []
         day = start + dt.timedelta(days=1)
-        posted = 0
         while day <= today:
             midnight = dt.datetime(day.year, day.month, day.day, tzinfo=self.tz)
             for plan in plans:
@@ -431,12 +433,10 @@ class PrepaidEngine:
                 if value is None:
                     continue
                 monthly = tp.price * value
-                unit = "kVA" if tp.basis == "capacity" else "kW"
                 if tp.charging == "daily":
                     if day >= today:
                         continue  # a day is charged once it is over
-                    dim = _days_in_month(day)
-                    amount = prorata_minor(monthly, day.day, dim, self.minor_units, self.rounding.mode)
+                    amount = prorata_minor(monthly, day.day, _days_in_month(day), self.minor_units, self.rounding.mode)
                     key, label = f"charge:{a.id}:{plan.tariff_id}:{day.isoformat()}", f"{tp.basis} charge {day.isoformat()}"
                 else:
                     if day.day != 1:
@@ -444,15 +444,23 @@ class PrepaidEngine:
                     amount = self.rounding.to_minor(monthly)
                     key, label = f"charge:{a.id}:{plan.tariff_id}:{day:%Y-%m}", f"{tp.basis} charge {day:%Y-%m}"
                 if amount:
-                    post(s, a, "charge", -amount, ENGINE, utcnow(), reason=label, idem_key=key, tariff_id=plan.tariff_id,
-                         detail={"basis": tp.basis, "value": format(value, "f"), "unit": unit, "price": format(tp.price, "f"),
-                                 "version": version.version, "charging": tp.charging})
-                    posted += 1
-            if day < today:
-                a.charges_through = day
+                    due.append((key, amount, label, plan, version, value, "kVA" if tp.basis == "capacity" else "kW"))
             day += dt.timedelta(days=1)
-        if a.charges_through is None or a.charges_through < today - dt.timedelta(days=1):
-            a.charges_through = today - dt.timedelta(days=1)
+        done = set()
+        if due:
+            done = set((await s.scalars(select(LedgerEntry.idem_key).where(LedgerEntry.idem_key.in_([d[0] for d in due])))).all())
+        posted = 0
+        now = utcnow()
+        for key, amount, label, plan, version, value, unit in due:
+            if key in done:
+                continue
+            tp = version.definition.two_part
+            post(s, a, "charge", -amount, ENGINE, now, reason=label, idem_key=key, tariff_id=plan.tariff_id,
+                 detail={"basis": tp.basis, "value": format(value, "f"), "unit": unit, "price": format(tp.price, "f"),
+                         "version": version.version, "charging": tp.charging})
+            posted += 1
+        # every day before today is settled (daily charges come after a day ends)
+        a.charges_through = max(start, today - dt.timedelta(days=1))
         return posted
 
     # -- operations (API) --------------------------------------------------------------------------
