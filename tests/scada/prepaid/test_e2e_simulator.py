@@ -1,7 +1,9 @@
 """End to end against the Modbus simulator, through the whole server: a room consumes down
 through each alarm level, its relay opens in the simulator (confirmed by read-back), a recharge
 over the API closes it again; inside a friendly-credit window the cut waits until the window
-ends. On SQLite and PostgreSQL."""
+ends; a relay that does not follow leaves the room "cutting" and is retried; an account that
+waits for an operator is reconnected by one; a protected account is never cut; closing an
+account cuts its supply. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -192,6 +194,80 @@ async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path
         engine.clock = lambda: local_today(3, 1)
         await until(lambda: value("room:R2.supply_state") == "off", timeout=15, what="R2 cut after the window")
         assert (await control.meter("E2"))["relay_closed"] is False
+
+        report = await reconcile(rt.ctx[DATABASE], 2)
+        assert report.ok, [str(m) for m in report.mismatches]
+        await engine.supply.idle()
+
+
+async def test_stuck_relay_operator_reconnect_protected_and_close(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
+    async with running_server(e2e_config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
+        engine, tagdb = rt.ctx[PREPAID], rt.ctx[TAGDB]
+        engine.clock = lambda: local_today(12, 0)  # outside the friendly-credit window
+        control = Control(http, rt.ctx[SIMULATOR].control_url)
+        users = rt.ctx[USERS]
+        await users.add("cash", "cashier", "cashier-password", Actor("t", "cli"))
+        await users.add("eng", "engineer", "engineer-password", Actor("t", "cli"))
+        await users.add("op", "operator", "operator-password", Actor("t", "cli"))
+        base = rt.ctx[HMI_URL] + "/api/v1"
+
+        async def token(user: str, password: str) -> dict[str, str]:
+            async with http.post(base + "/auth/token", json={"user": user, "password": password}) as r:
+                return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+        cashier, engineer = await token("cash", "cashier-password"), await token("eng", "engineer-password")
+        operator = await token("op", "operator-password")
+
+        async def call(method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+            async with http.request(method, base + path, json=body, headers=headers) as r:
+                data = await r.json()
+                assert r.status in (200, 201), (path, r.status, data)
+                return data
+
+        def value(name: str) -> Any:
+            return tagdb.read(name).value
+
+        await call("POST", "/tariffs", {"id": "TOU", "name": "TOU", "commodity": "electricity", "definition": DEMO_TOU}, engineer)
+        await call("POST", "/rooms/R1/account/open", {"tariffs": {"electricity": "TOU"}, "opening_balance": "2.00",
+                                                      "auto_reconnect": False, "friendly_credit": False}, cashier)
+        await call("POST", "/rooms/R2/account/open", {"tariffs": {"electricity": "TOU"}, "opening_balance": "2.00",
+                                                      "protected": True}, cashier)
+        await control.load("E1", kw=2.0)
+        await control.load("E2", kw=2.0)
+        await control.relay("E1", stuck=True)  # accepts commands, does not move
+        await until(lambda: tagdb.read("E1.energy_total").good and tagdb.read("E2.energy_total").good, timeout=15, what="first readings")
+        await asyncio.sleep(1.0)
+        for _ in range(200):
+            if value("room:R1.supply_state") == "cutting" and value("room:R2.alarm_level") == 3:
+                break
+            await control.advance(900)
+            await asyncio.sleep(0.4)
+        # the meter does not follow: the command path raises relay_fault, the room stays "cutting"
+        await until(lambda: value("E1.relay_fault") is True, timeout=20, what="relay_fault")
+        assert value("room:R1.supply_state") == "cutting" and (await control.meter("E1"))["relay_closed"] is True
+        # protected: exhausted, never cut
+        assert value("room:R2.supply_state") == "on" and (await control.meter("E2"))["relay_closed"] is True
+        # the relay is freed on site: the retry opens it
+        await control.relay("E1", stuck=False)
+        await until(lambda: value("room:R1.supply_state") == "off", timeout=20, what="R1 off after the retry")
+        assert (await control.meter("E1"))["relay_closed"] is False and value("E1.relay_fault") is False
+
+        # credit again, but R1 waits for an operator
+        await call("POST", "/rooms/R1/account/recharge", {"amount": "30.00", "reference": "R1-1"}, cashier)
+        await until(lambda: engine.views["R1"].reconnect_pending, timeout=10, what="reconnect pending")
+        account = await call("GET", "/rooms/R1/account", None, cashier)
+        assert account["supply_state"] == "off" and account["reconnect_pending"] is True
+        await call("POST", "/rooms/R1/account/reconnect", {"reason": "tenant called, meter checked"}, operator)
+        await until(lambda: value("room:R1.supply_state") == "on", timeout=15, what="R1 reconnected by the operator")
+        assert (await control.meter("E1"))["relay_closed"] is True
+
+        # closing R2 (after settling its arrears) cuts its supply, protected or not
+        await call("POST", "/rooms/R2/account/recharge", {"amount": "100.00", "reference": "R2-1"}, cashier)
+        closed = await call("POST", "/rooms/R2/account/close", {"reason": "moved out"}, cashier)
+        assert closed["account"]["state"] == "closed"
+        await until(lambda: value("room:R2.supply_state") == "off", timeout=15, what="R2 cut after closing")
+        assert (await control.meter("E2"))["relay_closed"] is False and value("room:R2.account_state") == "closed"
 
         report = await reconcile(rt.ctx[DATABASE], 2)
         assert report.ok, [str(m) for m in report.mismatches]
