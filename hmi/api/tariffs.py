@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scada.auth import Permission
+from scada.prepaid.charges import days_in_month
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.money import format_minor
 from scada.prepaid.pricing import PricingError, TariffTimeline, cycle_key, price_consumption, prorata_minor, round_fraction
@@ -194,7 +195,7 @@ async def quote(call: ApiCall[QuoteIn]) -> dict[str, Any]:
                                 "unit_price": format(tp.price, "f"), "monthly": format(monthly, "f"), "charging": tp.charging}
         if b.days is not None:
             local = at.astimezone(engine.tz).date()
-            dim = ((local.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)).day
+            dim = days_in_month(local)
             days = min(b.days, dim)
             minor = sum(prorata_minor(monthly, d, dim, engine.minor_units, engine.rounding.mode) for d in range(1, days + 1))
             line["days"] = days

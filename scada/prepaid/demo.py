@@ -15,7 +15,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ..audit import Actor
-from .accounts import AccountSettings, OpenRequest
+from .accounts import OpenRequest
 from .config import DemoAccountsConfig
 from .engine import PrepaidEngine
 from .ledger import Contact

@@ -17,11 +17,10 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from tags import Quality, TagChange, TagDB, utcnow
@@ -39,16 +38,17 @@ from ..foundation import ASSETS, CONFIG, DATABASE, TAGDB
 from ..runtime import Component, Restart
 from .accounts import AccountService, AccountSettings, OpenRequest, PostResult
 from .config import PrepaidConfig, hhmm_minutes
-from .deduction import ENGINE, BillOutcome, Biller, HoldEvent, new_state, registers_json
+from .deduction import ENGINE, BillOutcome, Biller
 from .errors import PrepaidError
-from .ledger import AccountView, Contact, EntryView, account_view, post
-from .levels import Threshold, parse_thresholds
-from .models import Account, LedgerEntry, MeterSegment, MeterState
+from .ledger import AccountView, Contact, EntryView, account_view
+from .levels import parse_thresholds
+from .models import Account, LedgerEntry, MeterState
 from .money import Rounding, parse_money
 from .policy import FriendlyCalendar, FriendlyWindow
-from .pricing import prorata_minor
+from .charges import post_due_charges
 from .readings import ENERGY_REGISTERS, Reading, parse_reading
 from .supply import CommandSwitch, SupplyController, SupplySwitch
+from .review import HoldView, MeterReview
 from .tariffs import TariffStore
 
 __all__ = ["PREPAID", "HoldView", "PrepaidComponent", "PrepaidEngine", "TOTAL_POINTS"]
@@ -58,29 +58,6 @@ log = logging.getLogger(__name__)
 TOTAL_POINTS = {"energy_total": "electricity", "volume_total": "water"}
 REGISTER_POINTS = {f"energy_{p}": p for p in ENERGY_REGISTERS}
 BILLING_POINTS = frozenset(TOTAL_POINTS) | frozenset(REGISTER_POINTS)
-
-
-@dataclass(frozen=True)
-class HoldView:
-    meter_id: str
-    room_id: str | None
-    kind: str
-    detail: str
-    last_reading: Decimal | None
-    last_ts: dt.datetime | None
-    reading: Decimal | None
-    reading_ts: dt.datetime | None
-    since: dt.datetime | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "meter": self.meter_id, "room": self.room_id, "kind": self.kind, "detail": self.detail,
-            "last_reading": format(self.last_reading, "f") if self.last_reading is not None else None,
-            "last_ts": self.last_ts.isoformat() if self.last_ts else None,
-            "reading": format(self.reading, "f") if self.reading is not None else None,
-            "reading_ts": self.reading_ts.isoformat() if self.reading_ts else None,
-            "since": self.since.isoformat() if self.since else None,
-        }
 
 
 class _Directory:
@@ -143,6 +120,9 @@ class PrepaidEngine:
         )
         self.views: dict[str, AccountView] = {}  # room → its open (or last closed) account
         self._lock = asyncio.Lock()  # billing batches and operations that move billing cursors
+        self.review = MeterReview(db, self.tariffs, self.biller, assets, lock=self._lock,
+                                  hold_cleared=lambda meter_id: self.publisher.publish_hold(meter_id, None, ""),
+                                  account_changed=self._account_changed)
         self._pending: dict[tuple[str, dt.datetime], dict[str, TagChange]] = {}
         self._retry: dict[str, Reading] = {}
         self._failing = False
@@ -407,60 +387,13 @@ class PrepaidEngine:
                     a = await s.scalar(select(Account).where(Account.id == v.id, Account.state == "open").with_for_update())
                     if a is None:
                         continue
-                    n = await self._charge_account(s, a, plans, today)
+                    n = await post_due_charges(s, a, plans, today, self.tz, self.rounding)
                     if n:
                         posted += n
                         self.biller.update_level(a, credited=False)
                         changed.append(account_view(a))
         for view in changed:
             self._account_changed(view)
-        return posted
-
-    async def _charge_account(self, s: Any, a: Account, plans: list[Any], today: dt.date) -> int:
-        """Post the account's due two-part charges: each day once it is over (daily pro rata),
-        or each month on its 1st (monthly). Keyed by account, tariff and period: never twice."""
-        start = a.charges_through or (a.opened_at.astimezone(self.tz).date() - dt.timedelta(days=1))
-        due: list[tuple[str, int, str, Any, Any, Decimal, str]] = []
-        day = start + dt.timedelta(days=1)
-        while day <= today:
-            midnight = dt.datetime(day.year, day.month, day.day, tzinfo=self.tz)
-            for plan in plans:
-                version = plan.at(midnight.astimezone(dt.timezone.utc))
-                tp = version.definition.two_part
-                if tp is None:
-                    continue
-                value = a.capacity_kva if tp.basis == "capacity" else a.demand_kw
-                if value is None:
-                    continue
-                monthly = tp.price * value
-                if tp.charging == "daily":
-                    if day >= today:
-                        continue  # a day is charged once it is over
-                    amount = prorata_minor(monthly, day.day, _days_in_month(day), self.minor_units, self.rounding.mode)
-                    key, label = f"charge:{a.id}:{plan.tariff_id}:{day.isoformat()}", f"{tp.basis} charge {day.isoformat()}"
-                else:
-                    if day.day != 1:
-                        continue
-                    amount = self.rounding.to_minor(monthly)
-                    key, label = f"charge:{a.id}:{plan.tariff_id}:{day:%Y-%m}", f"{tp.basis} charge {day:%Y-%m}"
-                if amount:
-                    due.append((key, amount, label, plan, version, value, "kVA" if tp.basis == "capacity" else "kW"))
-            day += dt.timedelta(days=1)
-        done = set()
-        if due:
-            done = set((await s.scalars(select(LedgerEntry.idem_key).where(LedgerEntry.idem_key.in_([d[0] for d in due])))).all())
-        posted = 0
-        now = utcnow()
-        for key, amount, label, plan, version, value, unit in due:
-            if key in done:
-                continue
-            tp = version.definition.two_part
-            post(s, a, "charge", -amount, ENGINE, now, reason=label, idem_key=key, tariff_id=plan.tariff_id,
-                 detail={"basis": tp.basis, "value": format(value, "f"), "unit": unit, "price": format(tp.price, "f"),
-                         "version": version.version, "charging": tp.charging})
-            posted += 1
-        # every day before today is settled (daily charges come after a day ends)
-        a.charges_through = max(start, today - dt.timedelta(days=1))
         return posted
 
     # -- operations (API) --------------------------------------------------------------------------
@@ -535,172 +468,19 @@ class PrepaidEngine:
             raise PrepaidError(f"room {room_id} has no account", status=404)
         return view, await self.accounts.ledger(view.id, limit=limit, before_id=before_id)
 
-    # -- review holds and meter replacement ---------------------------------------------------------
+    # -- review holds and meter replacement (see .review) ----------------------------------------------
     async def holds(self) -> list[HoldView]:
-        async with self.db.sessions() as s:
-            rows = (await s.scalars(select(MeterState).where(MeterState.hold_kind.is_not(None)).order_by(MeterState.meter_id))).all()
-        snap = self.assets.snapshot
-        return [
-            HoldView(st.meter_id, snap.meters[st.meter_id].room_id if st.meter_id in snap.meters else None, st.hold_kind or "",
-                     st.hold_detail, st.last_reading, st.last_ts, st.hold_reading, st.hold_ts, st.hold_since)
-            for st in rows
-        ]
+        return await self.review.holds()
 
-    async def resolve_hold(
-        self,
-        meter_id: str,
-        action: str,
-        *,
-        actor: Actor,
-        reason: str,
-        final_reading: Decimal | None = None,
-        new_baseline: Decimal | None = None,
-    ) -> AccountView | None:
-        """Resolve a review hold: ``accept`` bills up to the held reading (across the wrap for a
-        rollover); ``reset`` bills up to ``final_reading`` (default: nothing more) and starts a
-        new segment from ``new_baseline`` (default: the held reading)."""
-        if action not in ("accept", "reset"):
-            raise PrepaidError(f"action: 'accept' or 'reset', found {action!r}", status=422, field="action")
-        if not reason.strip():
-            raise PrepaidError("reason: resolving a review hold needs a reason", status=422, field="reason")
-        now = utcnow()
-        info = self.assets.snapshot.meters.get(meter_id)
-        async with self._lock:
-            async with self.db.transaction() as s:
-                st = await s.scalar(select(MeterState).where(MeterState.meter_id == meter_id).with_for_update())
-                if st is None or st.hold_kind is None:
-                    raise PrepaidError(f"meter {meter_id} has no reading held for review", status=404)
-                if st.account_id is None:
-                    raise PrepaidError(f"meter {meter_id} is not billed to an open account")
-                a = await s.scalar(select(Account).where(Account.id == st.account_id).with_for_update())
-                assert a is not None and st.hold_reading is not None and st.hold_ts is not None and st.last_reading is not None
-                timelines = await self.tariffs.timelines(s)
-                usage = await self.biller.load_usage(s, {a.id: a}, [Reading(meter_id, st.hold_reading, st.hold_ts)], {meter_id: st})
-                held = (st.hold_kind, st.hold_detail, st.hold_reading, st.hold_ts)
-                kind, detail, value, ts = held
-                registers = {k: Decimal(v) for k, v in st.hold_registers.items()} if st.hold_registers else None
-                rows: list[dict[str, Any]] = []
-                if action == "accept":
-                    if kind == "backwards":
-                        raise PrepaidError("a register that went backwards cannot be accepted: record a reset (or a replacement)")
-                    if kind == "jump":
-                        row = self.biller.charge(st, a, value, ts, registers, info, timelines, usage, now, reason=f"accepted after review: {reason}")
-                        if row:
-                            rows.append(row)
-                    else:  # rollover: bill up to the wrap in this segment, then from 0 in a new one
-                        modulus = _modulus(detail)
-                        from_ts = st.last_ts
-                        row = self.biller.charge(st, a, modulus, ts, None, info, timelines, usage, now, reason=f"rollover at {modulus}: {reason}")
-                        if row:
-                            rows.append(row)
-                        await self._new_segment(s, st, a.id, Decimal(0), from_ts, now, f"rollover at {modulus}")
-                        row = self.biller.charge(st, a, value, ts, registers, info, timelines, usage, now, reason=f"after rollover: {reason}")
-                        if row:
-                            rows.append(row)
-                else:
-                    final = final_reading if final_reading is not None else st.last_reading
-                    if final < st.last_reading:
-                        raise PrepaidError(f"final_reading: {final} is below the last billed reading {st.last_reading}", status=422, field="final_reading")
-                    if final > st.last_reading:
-                        row = self.biller.charge(st, a, final, ts, None, info, timelines, usage, now, reason=f"final reading before reset: {reason}")
-                        if row:
-                            rows.append(row)
-                    baseline = new_baseline if new_baseline is not None else value
-                    await self._new_segment(s, st, a.id, baseline, ts, now, f"register reset: {reason}", registers if new_baseline is None else None)
-                if rows:
-                    await s.execute(insert(LedgerEntry), rows)
-                self.biller.write_usage(s, usage)
-                st.hold_kind, st.hold_detail, st.hold_reading, st.hold_ts, st.hold_registers, st.hold_since = None, "", None, None, None, None
-                st.updated_at = now
-                self.biller.update_level(a, credited=False)
-                AuditLog.record(s, actor, f"meter.review_{action}", "meter", meter_id, reason=reason,
-                                before={"kind": kind, "detail": detail, "reading": value},
-                                after={"last_reading": st.last_reading, "segment": st.segment, "billed": len(rows)})
-                view = account_view(a)
-        self.publisher.publish_hold(meter_id, None, "")
-        self._account_changed(view)
-        return view
+    async def resolve_hold(self, meter_id: str, action: str, *, actor: Actor, reason: str,
+                           final_reading: Decimal | None = None, new_baseline: Decimal | None = None) -> AccountView | None:
+        return await self.review.resolve_hold(meter_id, action, actor=actor, reason=reason,
+                                              final_reading=final_reading, new_baseline=new_baseline)
 
-    async def _new_segment(self, s: Any, st: MeterState, account_id: int, baseline: Decimal, ts: dt.datetime | None, now: dt.datetime, reason: str, registers: dict[str, Decimal] | None = None) -> None:
-        await s.execute(update(MeterSegment).where(MeterSegment.meter_id == st.meter_id, MeterSegment.segment == st.segment)
-                        .values(final_reading=st.last_reading, ended_at=now))
-        st.segment += 1
-        st.last_reading, st.last_ts, st.last_registers = baseline, ts, registers_json(registers)
-        s.add(MeterSegment(meter_id=st.meter_id, segment=st.segment, account_id=account_id, baseline=baseline,
-                           baseline_ts=ts, started_at=now, reason=reason))
-
-    async def replace_meter(
-        self,
-        old_id: str,
-        new_id: str,
-        *,
-        actor: Actor,
-        reason: str,
-        final_reading: Decimal,
-        initial_reading: Decimal = Decimal(0),
-        unit_id: int | None = None,
-    ) -> AccountView | None:
-        """Bill the old meter's final reading, record the replacement in the registry, start
-        billing the new meter from its initial reading. Safe to repeat after a crash."""
-        if not reason.strip():
-            raise PrepaidError("reason: a replacement needs a reason", status=422, field="reason")
-        snap = self.assets.snapshot
-        old = snap.meters.get(old_id)
-        if old is None:
-            raise PrepaidError(f"no meter {old_id!r}", status=404)
-        now = utcnow()
-        view: AccountView | None = None
-        async with self._lock:
-            async with self.db.transaction() as s:
-                st = await s.scalar(select(MeterState).where(MeterState.meter_id == old_id).with_for_update())
-                account_id = st.account_id if st is not None else None
-                if st is not None and not st.retired and st.account_id is not None:
-                    a = await s.scalar(select(Account).where(Account.id == st.account_id).with_for_update())
-                    assert a is not None
-                    if st.last_reading is not None and final_reading < st.last_reading:
-                        raise PrepaidError(f"final_reading: {final_reading} is below the last billed reading {st.last_reading}", status=422, field="final_reading")
-                    if st.last_reading is not None and final_reading > st.last_reading:
-                        timelines = await self.tariffs.timelines(s)
-                        usage = await self.biller.load_usage(s, {a.id: a}, [Reading(old_id, final_reading, now)], {old_id: st})
-                        row = self.biller.charge(st, a, final_reading, max(now, (st.last_ts or now)), None, old, timelines, usage, now,
-                                                 reason=f"final reading, meter replaced: {reason}")
-                        if row:
-                            await s.execute(insert(LedgerEntry), [row])
-                        self.biller.write_usage(s, usage)
-                        self.biller.update_level(a, credited=False)
-                    await s.execute(update(MeterSegment).where(MeterSegment.meter_id == old_id, MeterSegment.segment == st.segment)
-                                    .values(final_reading=st.last_reading if st.last_reading is not None else final_reading, ended_at=now))
-                    st.retired, st.account_id, st.updated_at = True, None, now
-                    st.hold_kind, st.hold_detail = None, ""
-                    AuditLog.record(s, actor, "meter.final_reading", "meter", old_id, reason=reason,
-                                    after={"final_reading": final_reading, "replaced_by": new_id, "account": a.id})
-                    view = account_view(a)
-            if old.active:
-                await self.assets.replace_meter(old_id, new_id, actor, reason=reason, initial_reading=initial_reading, unit_id=unit_id)
-            elif old.replaced_by != new_id:
-                raise PrepaidError(f"meter {old_id} is not active (replaced by {old.replaced_by})")
-            if account_id is not None:
-                async with self.db.transaction() as s:
-                    if await s.get(MeterState, new_id) is None:
-                        new_state(s, new_id, account_id, now, segment=1, baseline=initial_reading, baseline_ts=now,
-                                  reason=f"replaces {old_id}")
-        self.publisher.publish_hold(old_id, None, "")
-        if view is not None:
-            self._account_changed(view)
-        return view
-
-
-def _modulus(detail: str) -> Decimal:
-    # the rollover detail says "… a wrap at <modulus> would mean …"
-    marker = "a wrap at "
-    start = detail.index(marker) + len(marker)
-    return Decimal(detail[start:].split(" ", 1)[0])
-
-
-def _days_in_month(day: dt.date) -> int:
-    nxt = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return (nxt - dt.timedelta(days=1)).day
-
+    async def replace_meter(self, old_id: str, new_id: str, *, actor: Actor, reason: str, final_reading: Decimal,
+                            initial_reading: Decimal = Decimal(0), unit_id: int | None = None) -> AccountView | None:
+        return await self.review.replace_meter(old_id, new_id, actor=actor, reason=reason, final_reading=final_reading,
+                                               initial_reading=initial_reading, unit_id=unit_id)
 
 def _own_tasks() -> Any:
     tasks: set[asyncio.Task[Any]] = set()

@@ -6,7 +6,7 @@ from typing import Any
 
 from scada.prepaid.engine import PREPAID
 
-from .test_api_accounts import FLAT, WATER, Api, api, open_r1  # noqa: F401  (fixture)
+from .test_api_accounts import FLAT, Api, api, open_r1  # noqa: F401  (api: the fixture)
 
 TOU = {
     "periods": [{"name": "sharp", "price": "1.2"}, {"name": "peak", "price": "1.0"}, {"name": "flat", "price": "0.6"}, {"name": "valley", "price": "0.3"}],

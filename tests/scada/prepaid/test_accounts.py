@@ -9,14 +9,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from scada.audit import Actor, AuditLog
+from scada.audit import AuditLog
 from scada.prepaid.errors import PrepaidError
-from scada.prepaid.models import LedgerEntry, MeterSegment
-from scada.prepaid.readings import Reading
+from scada.prepaid.models import MeterSegment
 
 from .conftest import CASHIER, T0, Site
-
-pytestmark = pytest.mark.asyncio
 
 
 async def test_open_records_opening_entry_baselines_and_audit(site: Site) -> None:

@@ -25,8 +25,7 @@ from scada.db import Database, async_url
 from scada.prepaid.models import Account, LedgerEntry, MeterSegment
 
 from ...procs import ScadaProcess
-from ...services import free_port
-from ...simulation import Control, until
+from ...simulation import Control
 
 pytestmark = pytest.mark.slow
 
