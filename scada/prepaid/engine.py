@@ -334,6 +334,8 @@ class PrepaidEngine:
     async def tick(self, now: dt.datetime | None = None) -> None:
         """Periodic work: waiting cuts and retries, two-part charges."""
         now = now or self.clock()
+        if self._retry:  # readings kept after a database failure, in case no new ones come
+            await self.bill_pending()
         for view in list(self.views.values()):
             if view.open or view.supply_state != "off":
                 self.supply.evaluate(view)
@@ -401,11 +403,14 @@ class PrepaidEngine:
         return await self.accounts.account_of_room(room_id)
 
     async def room_contact(self, room_id: str) -> Contact | None:
-        """The contact of the room's open account (for balance notifications)."""
+        """The contact of the room's open account (for balance notifications); None without an
+        open account or when the account names no phone and no e-mail."""
         view = self.views.get(room_id)
         if view is None or not view.open:
             view = await self.accounts.account_of_room(room_id)
-        return view.contact if view is not None and view.open else None
+        if view is None or not view.open or (not view.contact.phone and not view.contact.email):
+            return None
+        return view.contact
 
     def defaults(self) -> AccountSettings:
         d = self.cfg.defaults

@@ -138,4 +138,6 @@ async def test_room_contact(site: Site) -> None:
     await site.flat_tariff()
     await site.open("R1", contact=Contact("Li Lei", "+8613800000000", "li@example.com", "zh-CN"))
     assert await site.engine.room_contact("R1") == Contact("Li Lei", "+8613800000000", "li@example.com", "zh-CN")
-    assert await site.engine.room_contact("R2") is None
+    assert await site.engine.room_contact("R2") is None  # no account
+    await site.open("R3", contact=Contact("Nobody", None, None, "en"))
+    assert await site.engine.room_contact("R3") is None  # nothing to reach them by
