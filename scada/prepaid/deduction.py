@@ -303,6 +303,8 @@ class Biller:
                            reason="replacement meter" if replaced else "meter added to the room")
             out[meter_id] = st
             log.info("billing a new meter", extra={"meter": meter_id, "room": info.room_id})
+        if out:
+            await s.flush()  # the rows exist before the batch's own statements touch them
         return out
 
     async def _accounts(self, s: AsyncSession, ids: set[int | None]) -> dict[int, Any]:

@@ -261,3 +261,20 @@ async def test_meter_replacement_bills_final_and_starts_new_meter(site: Site) ->
     async with site.db.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "deduction")) == 3
         assert (await s.get(MeterState, "E1")).retired  # type: ignore[union-attr]
+
+
+async def test_a_meter_added_to_a_room_is_billed_from_its_first_reading(site: Site) -> None:
+    from scada.db.models import Meter
+
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    async with site.db.transaction() as s:
+        s.add(Meter(id="E1X", kind="electricity", role="tenant", room_id="R1", building_id="B", profile="p", link="gw",
+                    unit_id=9, multiplier=Decimal(1), initial_reading=Decimal(0), max_power_kw=Decimal(10), active=True))
+    await site.assets.load()
+    await site.feed("E1X", [(T0, "50"), (T0 + H, "52.5")])
+    rows = await deductions(site, "E1X")
+    assert [(r.reading_from, r.reading_to, -r.amount_minor) for r in rows] == [(Decimal("50"), Decimal("52.5"), 250)]
+    async with site.db.sessions() as s:
+        seg = (await s.scalars(select(MeterSegment).where(MeterSegment.meter_id == "E1X"))).one()
+    assert seg.baseline == Decimal("50") and seg.reason == "meter added to the room"
