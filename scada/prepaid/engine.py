@@ -127,7 +127,7 @@ class PrepaidEngine:
         self._retry: dict[str, Reading] = {}
         self._failing = False
         self._unsubscribe: Any = None
-        self.stats = {"readings": 0, "billed": 0, "batches": 0, "failures": 0}
+        self.stats = {"readings": 0, "processed": 0, "billed": 0, "batches": 0, "failures": 0}
 
     # -- start / stop ----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -281,6 +281,7 @@ class PrepaidEngine:
             self._failing = False
             log.info("billing recovered")
         self.stats["batches"] += 1
+        self.stats["processed"] += len(readings)
         self.stats["billed"] += outcome.billed
         self._after(outcome)
         return outcome
