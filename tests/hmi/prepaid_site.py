@@ -63,13 +63,20 @@ unit_id = 3
 
 
 def prepaid_extra(tmp_path: Path, more: str = "") -> str:
-    """Config lines: the site above and a link for its meters, no friendly-credit windows."""
+    """Config lines: the site above and a link for its meters (nothing answers there: relay
+    commands fail fast), no friendly-credit windows."""
     (tmp_path / "site.toml").write_text(SITE)
     return f"""
 [[links]]
 name = "gw"
 host = "127.0.0.1"
 port = {free_port()}
+timeout_s = 0.2
+
+[commands]
+retries = 0
+confirm_timeout_s = 0.5
+confirm_interval_s = 0.1
 
 [prepaid.friendly_credit]
 windows = []

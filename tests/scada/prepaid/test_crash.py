@@ -125,13 +125,20 @@ async def test_kill_9_during_billing_and_recharges(tmp_path: Path, db_url: str) 
                 assert status == 201, body
             sent: dict[str, tuple[str, int]] = {}  # reference → (room, minor units)
 
-            async def recharges(prefix: str, n: int) -> None:
+            async def recharges(prefix: str, n: int, kill_at: int | None = None) -> None:
                 for k in range(n):
                     ref = f"{prefix}-{k}"
                     room = f"R{1 + k % METERS}"
                     sent[ref] = (room, 100 + k)
+                    request = asyncio.ensure_future(
+                        api("POST", f"/rooms/{room}/account/recharge", {"amount": f"{(100 + k) / 100:.2f}", "reference": ref}, token))
+                    if k == kill_at:
+                        await asyncio.sleep(0.005)
+                        assert server is not None
+                        # mid-stream: this recharge in flight, billing batches going on
+                        server.proc.send_signal(signal.SIGKILL)
                     with contextlib.suppress(aiohttp.ClientError):
-                        await api("POST", f"/rooms/{room}/account/recharge", {"amount": f"{(100 + k) / 100:.2f}", "reference": ref}, token)
+                        await request
                     await asyncio.sleep(0.01)
 
             async def consume(rounds: int) -> None:
@@ -140,10 +147,7 @@ async def test_kill_9_during_billing_and_recharges(tmp_path: Path, db_url: str) 
                     await asyncio.sleep(0.05)
 
             await asyncio.sleep(1.0)  # the first readings: the baselines
-            load = asyncio.gather(recharges("before", 60), consume(40))
-            await asyncio.sleep(1.5)
-            server.proc.send_signal(signal.SIGKILL)  # mid-stream: billing batches and recharges in flight
-            await load
+            await asyncio.gather(recharges("before", 60, kill_at=30), consume(40))
             server.kill()
             await consume(10)  # the meters go on while the server is down
 
