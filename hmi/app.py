@@ -16,11 +16,13 @@ from scada.context import Context
 from scada.foundation import AUDIT, CONFIG, DATABASE
 from scada.sessions import SessionStore
 
+from .api import accounts as accounts_api
 from .api import alarms as alarms_api
 from .api import auth as auth_api
 from .api import links as links_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
+from .api import tariffs as tariffs_api
 from .api import users as users_api
 from .api.router import AUDIT_LOG, PREFIX, USER_RESOLVER, ApiRouter, json_response, openapi_document
 from .feed import FEED, Feed
@@ -44,7 +46,8 @@ log = logging.getLogger(__name__)
 
 # every part's API router; a part adds its own here
 API_ROUTERS: list[ApiRouter] = [
-    auth_api.router, alarms_api.router, rooms_api.router, supply_api.router, links_api.router, users_api.router,
+    auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router,
+    rooms_api.router, supply_api.router, links_api.router, users_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, alarm_pages.pages, comms_pages.pages, users_pages.pages]

@@ -8,6 +8,7 @@ from .alarms.component import AlarmComponent, ContactFileComponent, Notification
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
+from .prepaid.engine import PrepaidComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
@@ -47,6 +48,8 @@ def build_runtime(
     if config.simulator.enabled:
         components.append(SimulatorComponent())  # before the poller, so its first connect succeeds
     components += [ModbusComponent(), CommandsComponent()]
+    if config.prepaid.enabled:
+        components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
     components += _alarm_components(config)
     components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime

@@ -24,6 +24,7 @@ from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from .alarms.config import AlarmsConfig
 from .commandconfig import CommandsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
+from .prepaid.config import PrepaidConfig
 
 __all__ = [
     "AdminConfig",
@@ -135,6 +136,7 @@ class ScadaConfig(ConfigModel):
     runtime: RuntimeConfig = RuntimeConfig()
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
+    prepaid: PrepaidConfig = PrepaidConfig()
     links: list[LinkConfig] = []
     alarms: AlarmsConfig = AlarmsConfig()
     modbus: ModbusConfig = ModbusConfig()
