@@ -30,11 +30,14 @@ from .i18n import Catalogs
 from .keys import CONTEXT, LIVE, LOGIN_LIMITER, SESSIONS
 from .live import LiveRooms
 from .pages import PageSet
+from .pages import accounts as account_pages
 from .pages import alarms as alarm_pages
 from .pages import auth as auth_pages
+from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
 from .pages import overview as overview_pages
 from .pages import room as room_pages
+from .pages import tariffs as tariff_pages
 from .pages import users as users_pages
 from .ratelimit import LoginRateLimiter
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
@@ -50,7 +53,10 @@ API_ROUTERS: list[ApiRouter] = [
     rooms_api.router, supply_api.router, links_api.router, users_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
-PAGE_SETS: list[PageSet] = [overview_pages.pages, room_pages.pages, alarm_pages.pages, comms_pages.pages, users_pages.pages]
+PAGE_SETS: list[PageSet] = [
+    overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
+    comms_pages.pages, tariff_pages.pages, users_pages.pages,
+]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
 

@@ -1,5 +1,6 @@
 """Room detail: live status, the room's meters with every value and its quality (kept live by
-the WebSocket feed)."""
+the WebSocket feed), its standing alarms, relay and valve control, its account and recent
+ledger entries."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from aiohttp import web
 from scada.alarms.component import ALARMS
 from scada.auth import Permission
 from scada.commands import COMMANDS, SUPPLY_DRIVER
+from scada.prepaid.engine import PREPAID
+from scada.prepaid.errors import PrepaidError
 
 from ..keys import LIVE
 from ..render import render
 from . import PageCall, PageSet, error_page
+from .cashier import REVERSIBLE
 
 __all__ = ["pages"]
 
 pages = PageSet("room")
+
+LEDGER_ROWS = 10
 
 
 @pages.get("/rooms/{room}", permission=Permission.VIEW)
@@ -28,8 +34,18 @@ async def room_detail(call: PageCall) -> web.StreamResponse:
     snap = call.request.app[LIVE].snapshot
     for m in detail["meters"]:
         m["supply_control"] = bool(driver is not None and COMMANDS in call.ctx and driver.supports_supply(snap.meters[m["id"]]))
+    engine = call.ctx.get(PREPAID)
+    account = entries = None
+    if engine is not None:
+        try:
+            view, ledger = await engine.ledger(room_id, limit=LEDGER_ROWS)
+            account, entries = view.as_json(engine.minor_units), [e.as_json(engine.minor_units) for e in ledger]
+        except PrepaidError:
+            pass  # no account yet: the page offers to open one
     return render(
         call.request, "room.html", detail=detail, room=detail["room"], meters=detail["meters"],
         alarms_running=ALARMS in call.ctx, can_switch=call.user.can(Permission.RELAY_CONTROL),
-        commands_running=COMMANDS in call.ctx,
+        commands_running=COMMANDS in call.ctx, prepaid_running=engine is not None, account=account, entries=entries,
+        reversible=REVERSIBLE, can_reverse=call.user.can(Permission.REFUND), can_recharge=call.user.can(Permission.RECHARGE),
+        can_manage=call.user.can(Permission.ACCOUNT_MANAGE),
     )

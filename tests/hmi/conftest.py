@@ -14,7 +14,7 @@ import pytest
 from hmi.component import HMI_URL
 from scada.audit import Actor
 from scada.config import ScadaConfig, load_demo_config, parse_config
-from scada.foundation import USERS
+from scada.foundation import ASSETS, USERS
 from scada.runtime import Runtime
 from scada.simulation import SIMULATOR
 
@@ -42,6 +42,7 @@ def demo_site_config(tmp_path: Path, *extra: str) -> ScadaConfig:
         f"runtime.data_dir=\"{tmp_path}\"",
         "simulator.state_file=\"\"",
         "simulator.control_port=0",
+        "simulator.speed=1.0",  # real time: consumption (and so deductions) stay tiny in a test
         "hmi.port=0",
         "hmi.push_interval_ms=200",
         "logging.level=\"warning\"",
@@ -162,3 +163,22 @@ async def sim(hmi: Hmi) -> AsyncIterator[Control]:
     """The simulator's control API of the ``hmi`` server."""
     async with aiohttp.ClientSession() as http:
         yield Control(http, hmi.rt.ctx[SIMULATOR].control_url)
+
+
+async def open_accounts(hmi: Hmi, rooms: dict[str, str]) -> None:
+    """Create flat tariffs and open an account with the given opening balance in each room,
+    through the prepaid API as an administrator."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(hmi.api + "/auth/token", json={"user": "admin", "password": ADMIN_PASSWORD}) as r:
+            headers = {"Authorization": f"Bearer {(await r.json())['token']}"}
+        for body in ({"id": "flat-e", "name": "Flat electricity", "commodity": "electricity", "definition": {"price": "0.60"}},
+                     {"id": "flat-w", "name": "Flat water", "commodity": "water", "definition": {"price": "3.50"}}):
+            async with http.post(hmi.api + "/tariffs", json=body, headers=headers) as r:
+                assert r.status in (201, 409), await r.text()
+        snapshot = hmi.rt.ctx[ASSETS].snapshot
+        for room, balance in rooms.items():
+            kinds = {m.kind for m in snapshot.meters_of_room(room)}
+            tariffs = {"electricity": "flat-e"} | ({"water": "flat-w"} if "water" in kinds else {})
+            body = {"tariffs": tariffs, "opening_balance": balance, "contact": {"name": f"Tenant {room}"}}
+            async with http.post(hmi.api + f"/rooms/{room}/account/open", json=body, headers=headers) as r:
+                assert r.status == 201, await r.text()

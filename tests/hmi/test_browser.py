@@ -14,13 +14,14 @@ from playwright.async_api import Browser, Page, expect
 
 from scada.alarms.component import ALARMS
 from scada.foundation import ASSETS, AUDIT, TAGDB, USERS
+from scada.prepaid.engine import PREPAID
 from scada.simulation import SIMULATOR
 from tags.names import room_tag
 
 from ..services import require_services
 from ..simulation import Control, until
 from .browser import CHROMIUM, Shots, chromium
-from .conftest import PASSWORDS, Hmi
+from .conftest import PASSWORDS, Hmi, open_accounts
 from .producers import publish_room_tags
 
 pytestmark = pytest.mark.browser
@@ -259,3 +260,97 @@ async def test_users_administration(hmi: Hmi, browser: Browser, shots: Shots) ->
         await page.close()
     user = await hmi.rt.ctx[USERS].get("cashier9")
     assert user is not None and not user.active and user.role.value == "cashier" and user.language == "zh-CN"
+
+
+async def test_recharge_at_the_cashier_updates_the_grid(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    await open_accounts(hmi, {"B1-R101": "20.00", "B1-R102": "50.00"})
+    grid_page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    cashier = await browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        await sign_in(grid_page, hmi, "operator1")
+        tile = grid_page.locator('#grid [data-room="B1-R101"]')
+        await expect(tile.locator('[data-f="balance"]')).to_have_text(re.compile(r"^(19\.9\d|20\.00)$"))
+        await sign_in(cashier, hmi, "cashier1")
+        await cashier.get_by_role("link", name="Cashier").click()
+        await cashier.get_by_label("Find a room").fill("R101")
+        await cashier.get_by_role("button", name="Search").click()
+        await cashier.locator("#results").get_by_role("link", name=re.compile("^R101")).click()
+        account = cashier.locator("#account")
+        await expect(account.locator('[data-account="balance"]')).to_have_text(re.compile(r"^(19\.9\d|20\.00) CNY$"))
+        form = cashier.locator("#recharge")
+        await form.get_by_label("Amount (CNY)").fill("100")
+        await form.get_by_label("Paid by").select_option("wechat")
+        await shots(cashier, "recharge-form")
+        await form.get_by_role("button", name="Recharge").click()
+        # the printable receipt
+        await expect(cashier).to_have_url(re.compile(r"/cashier/receipt/B1-R101/\d+$"))
+        await expect(cashier.locator('[data-r="amount"]')).to_have_text("100.00 CNY")
+        await expect(cashier.locator('[data-r="channel"]')).to_have_text("WeChat Pay")
+        await expect(cashier.locator('[data-r="cashier"]')).to_have_text("cashier1")
+        await expect(cashier.locator('[data-r="balance"]')).to_have_text(re.compile(r"^1(19\.9\d|20\.00) CNY$"))
+        await shots(cashier, "receipt")
+        # the operator's grid shows the new balance without a reload
+        await expect(tile.locator('[data-f="balance"]')).to_have_text(re.compile(r"^1(19\.9\d|20\.00)$"), timeout=3000)
+        await shots(grid_page, "grid-after-recharge")
+        # a refund and its reversal, from the cashier's ledger
+        await cashier.goto(hmi.url + "/cashier?room=B1-R101")
+        refund = cashier.locator("#refund")
+        await refund.get_by_label("Amount (CNY)").fill("30")
+        await refund.get_by_label("Reason").fill("tenant overpaid")
+        await refund.get_by_role("button", name="Refund").click()
+        await expect(cashier.locator('[data-r="amount"]')).to_have_text("-30.00 CNY")
+        await cashier.goto(hmi.url + "/cashier?room=B1-R101")
+        row = cashier.locator("#ledger tr.kind-refund").first
+        await row.get_by_role("button", name="Reverse…").click()
+        dialog = cashier.locator("#reverse-dialog")
+        await dialog.get_by_label("Reason").fill("refund keyed twice")
+        await dialog.get_by_role("button", name="Reverse").click()
+        await expect(cashier.locator("#ledger tr.kind-reversal")).to_have_count(1, timeout=5000)
+        await shots(cashier, "reversed")
+    finally:
+        await grid_page.close()
+        await cashier.close()
+    entries = await hmi.rt.ctx[AUDIT].query(action="api.accounts.")
+    assert {e.action for e in entries if e.actor == "cashier1"} >= {"api.accounts.recharge", "api.accounts.refund", "api.accounts.reverse"}
+
+
+async def test_tariff_and_account_pages(hmi: Hmi, browser: Browser, shots: Shots) -> None:
+    await open_accounts(hmi, {"B1-R101": "10.00"})  # also creates the flat tariffs
+    engineer = await browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        await sign_in(engineer, hmi, "engineer1")
+        await engineer.get_by_role("link", name="Tariffs").click()
+        form = engineer.locator("#new-tariff")
+        await form.get_by_label("Id").fill("tou-2026")
+        await form.get_by_label("Name").fill("TOU 2026")
+        await form.get_by_label("or a definition (JSON)").fill("{not json")
+        await form.get_by_role("button", name="Create a tariff").click()
+        await expect(form.locator(".form-error")).to_contain_text("not valid JSON")
+        await form.get_by_label("or a definition (JSON)").fill('{"price": "-1"}')
+        await form.get_by_role("button", name="Create a tariff").click()
+        await expect(form.locator(".form-error")).to_contain_text("definition.price")  # the server names the field
+        await form.get_by_label("or a definition (JSON)").fill("")
+        await form.get_by_label("Flat price").fill("0.75")
+        await form.get_by_role("button", name="Create a tariff").click()
+        section = engineer.locator('[data-tariff="tou-2026"]')
+        await expect(section).to_contain_text("0.75 CNY per kWh")
+        await shots(engineer, "tariffs")
+    finally:
+        await engineer.close()
+    cashier = await browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        await sign_in(cashier, hmi, "cashier1")
+        await cashier.goto(hmi.url + "/accounts?room=B1-R104")
+        form = cashier.locator("#open")
+        await form.get_by_label("Tariff for Electricity").select_option("tou-2026")
+        await form.get_by_label("Opening balance (CNY)").fill("25")
+        await form.get_by_label("Contact name").fill("Li Lei")
+        await form.get_by_label("Phone").fill("+86 138 0000 0000")
+        await form.get_by_role("button", name="Open an account").click()
+        await expect(cashier.locator("h2").first).to_contain_text("Open", timeout=5000)
+        await expect(cashier.locator(".money")).to_have_text(re.compile(r"^(24\.9\d|25\.00) CNY$"))
+        await shots(cashier, "account-opened")
+    finally:
+        await cashier.close()
+    view = await hmi.rt.ctx[PREPAID].account("B1-R104")
+    assert view is not None and view.electricity_tariff_id == "tou-2026" and view.contact.name == "Li Lei"

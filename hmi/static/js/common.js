@@ -61,7 +61,8 @@ export function toast(text, kind = "ok") {
   toastTimer = setTimeout(() => (el.hidden = true), kind === "error" ? 8000 : 4000);
 }
 
-/** Form fields as a JSON object: empty optional fields are left out, typed by data-type. */
+/** Form fields as a JSON object: empty optional fields are left out, typed by data-type,
+ * and dotted names nested ("contact.name" → {contact: {name}}). */
 export function formBody(form) {
   const body = {};
   for (const el of form.elements) {
@@ -74,7 +75,11 @@ export function formBody(form) {
     else if (type === "int") value = Number.parseInt(value, 10);
     else if (type === "number") value = Number(value);
     else if (type === "datetime" && value) value = new Date(value).toISOString();
-    body[el.name] = value;
+    // "contact.name" fills body.contact.name
+    const path = el.name.split(".");
+    let node = body;
+    for (const key of path.slice(0, -1)) node = node[key] ??= {};
+    node[path[path.length - 1]] = value;
   }
   return body;
 }
@@ -82,7 +87,8 @@ export function formBody(form) {
 function showFormError(form, err) {
   const box = form.querySelector(".form-error");
   for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-  const message = err instanceof ApiError ? err.message : t("js.network_error");
+  // fetch fails with a TypeError when the server cannot be reached; other errors are a form's own checks
+  const message = err instanceof TypeError ? t("js.network_error") : err.message;
   if (err instanceof ApiError && err.field) {
     const field = form.elements.namedItem(err.field.split(".")[0]);
     if (field && field.setAttribute) field.setAttribute("aria-invalid", "true");
@@ -129,6 +135,11 @@ export function viewData() {
 export function setText(el, text) {
   if (el && el.textContent !== text) el.textContent = text;
 }
+
+// a print button (no inline script: the page's policy forbids it)
+document.addEventListener("click", (event) => {
+  if (event.target.closest("[data-print]")) window.print();
+});
 
 document.addEventListener("DOMContentLoaded", () => bindApiForms());
 if (document.readyState !== "loading") bindApiForms();

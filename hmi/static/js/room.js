@@ -3,6 +3,7 @@ import { t, setText, viewData, localTime } from "./common.js";
 import { Feed } from "./feed.js";
 import { fill } from "./tiles.js";
 import { bindSupply, loadHistory } from "./supply.js";
+import { bindLedger, refreshLedger } from "./ledger.js";
 
 const view = viewData();
 const status = document.getElementById("room-status");
@@ -85,6 +86,7 @@ function showAlarms(alarms) {
 }
 
 function onSnapshot(msg) {
+  lastBalance = msg.room.balance;
   showAlarms(msg.alarms);
   fill(status, msg.room, { currency: view.currency });
   for (const m of msg.meters) {
@@ -93,8 +95,17 @@ function onSnapshot(msg) {
   document.dispatchEvent(new CustomEvent("room-snapshot", { detail: msg }));
 }
 
+let lastBalance = null;
+let ledgerTimer = null;
+
 function onUpdate(msg) {
   if (msg.alarms) showAlarms(msg.alarms);
+  if (msg.room && view.ledger && msg.room.balance !== lastBalance) {
+    // the balance moved: a recharge, a refund or a deduction was posted; show the entry (debounced)
+    lastBalance = msg.room.balance;
+    clearTimeout(ledgerTimer);
+    ledgerTimer = setTimeout(() => refreshLedger(view.room, { canReverse: view.can_reverse }).catch(() => {}), 300);
+  }
   if (msg.room) {
     fill(status, msg.room, { currency: view.currency });
     document.dispatchEvent(new CustomEvent("room-update", { detail: msg.room }));
@@ -104,4 +115,5 @@ function onUpdate(msg) {
 
 new Feed({ view: "room", room: view.room }, { onSnapshot, onUpdate });
 bindSupply(view.meters);
+bindLedger(() => refreshLedger(view.room, { canReverse: view.can_reverse }));
 if (view.commands) loadHistory(view.meters);

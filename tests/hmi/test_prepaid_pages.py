@@ -1,0 +1,83 @@
+"""The cashier, receipt, accounts and tariffs pages over HTTP: roles, unknown rooms and entries,
+and what each shows."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import Hmi, browser_like, login, open_accounts
+
+
+async def test_cashier_pages(hmi: Hmi) -> None:
+    await open_accounts(hmi, {"B1-R101": "20.00", "B1-R102": "5.00"})
+    async with browser_like() as op:
+        await login(op, hmi.url, "operator1")
+        for path in ("/cashier", "/cashier?room=B1-R101", "/accounts", "/cashier/receipt/B1-R101/1"):
+            async with op.get(hmi.url + path) as r:
+                assert r.status == 403, path  # operators do not take money
+        async with op.get(hmi.url + "/") as r:
+            assert 'href="/cashier"' not in await r.text()
+    async with browser_like() as http:
+        await login(http, hmi.url, "cashier1")
+        async with http.get(hmi.url + "/cashier?q=r10") as r:
+            html = await r.text()
+        assert html.count('href="/cashier?room=B1-R10') == 9
+        async with http.get(hmi.url + "/cashier?room=B1-R101") as r:
+            html = await r.text()
+        assert "20.00 CNY" in html and 'id="recharge"' in html and 'id="refund"' in html and "Opening balance" in html
+        async with http.get(hmi.url + "/cashier?room=B1-R103") as r:
+            html = await r.text()
+        assert "This room has no prepaid account." in html and 'id="recharge"' not in html
+        async with http.get(hmi.url + "/cashier?room=NOPE") as r:
+            assert r.status == 404
+        # entry 1 is R101's opening; entry 2 R102's: a receipt names its room
+        async with http.get(hmi.url + "/cashier/receipt/B1-R101/1") as r:
+            assert r.status == 200 and "20.00 CNY" in await r.text()
+        for path in ("/cashier/receipt/B1-R101/2", "/cashier/receipt/B1-R101/999", "/cashier/receipt/B1-R101/x1", "/cashier/receipt/NOPE/1"):
+            async with http.get(hmi.url + path) as r:
+                assert r.status == 404, path
+        async with http.get(hmi.url + "/rooms/B1-R102") as r:
+            html = await r.text()
+        assert 'data-ledger="B1-R102"' in html and "5.00" in html
+
+
+async def test_accounts_and_tariffs_pages(hmi: Hmi) -> None:
+    await open_accounts(hmi, {"B1-R101": "10.00"})
+    async with browser_like() as http:
+        await login(http, hmi.url, "cashier1")
+        async with http.get(hmi.url + "/accounts?state=no_account") as r:
+            html = await r.text()
+        assert 'data-room="B1-R102"' in html and 'data-room="B1-R101"' not in html
+        async with http.get(hmi.url + "/accounts?room=B1-R103") as r:
+            html = await r.text()
+        # R103 has an electricity and a water meter: both tariffs are asked for
+        assert 'name="tariffs.electricity"' in html and 'name="tariffs.water"' in html and "flat-w" in html
+        async with http.get(hmi.url + "/accounts?room=B1-R101") as r:
+            html = await r.text()
+        assert 'id="settings"' in html and 'id="close"' in html
+        async with http.get(hmi.url + "/tariffs") as r:
+            html = await r.text()
+        assert "Flat electricity" in html and "0.60 CNY per kWh" in html
+        assert "tariff-version" not in html and 'data-rooms' in html  # a cashier assigns, does not price
+    async with browser_like() as eng:
+        await login(eng, hmi.url, "engineer1")
+        async with eng.get(hmi.url + "/tariffs") as r:
+            html = await r.text()
+        assert "tariff-version" in html and 'id="new-tariff"' in html and "data-rooms" not in html
+        async with eng.get(hmi.url + "/accounts") as r:
+            assert r.status == 403
+
+
+async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
+    expected = {
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs"},
+        "viewer1": {"/", "/alarms", "/comms", "/tariffs"},
+        "admin": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/users"},
+    }
+    for user, paths in expected.items():
+        async with browser_like() as http:
+            await login(http, hmi.url, user)
+            async with http.get(hmi.url + "/") as r:
+                html = await r.text()
+        nav = html[html.index('<nav class="mainnav"'):html.index("</nav>")]
+        assert set(re.findall(r'href="([^"]+)"', nav)) == paths, user
