@@ -23,11 +23,15 @@ def build_runtime(
     # the composition root is the one place in scada/ that knows the HMI exists
     from hmi.component import HmiComponent
 
+    from .opcua import OpcUaComponent
+
     components: list[Component] = [
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
-        HmiComponent(),  # last: it serves what the others provide
     ]
+    if config.opcua is not None:
+        components.append(OpcUaComponent())  # after the producers of tags: it publishes their points
+    components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime
     policy = SupervisionPolicy(
         initial_backoff_s=rt.restart_initial_s,

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from protocols.modbus.config import LinkConfig
+from protocols.opcua.config import OpcUaConfig
 
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
 
@@ -123,6 +124,7 @@ class ScadaConfig(ConfigModel):
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
     links: list[LinkConfig] = []
+    opcua: OpcUaConfig | None = None  # absent: no OPC UA server
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["OpcUaConfig", "SecurityMode"]
 
@@ -40,13 +40,12 @@ class OpcUaConfig(BaseModel):
             raise ValueError('add "Basic256Sha256_SignAndEncrypt": user passwords are encrypted with it')
         return value
 
-    @model_validator(mode="after")
-    def _uri(self) -> OpcUaConfig:
-        for key in ("application_uri", "namespace_uri"):
-            value = getattr(self, key)
-            if value is not None and ":" not in value:
-                raise ValueError(f"{key}: expected a URI such as urn:example:scada, found {value!r}")
-        return self
+    @field_validator("application_uri", "namespace_uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError(f"expected a URI such as urn:example:scada, found {value!r}")
+        return value
 
     @property
     def none_allowed(self) -> bool:

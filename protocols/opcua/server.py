@@ -30,7 +30,7 @@ from .config import OpcUaConfig
 from .model import PointSpec, SiteSpec
 from .nodes import NodeWriter
 from .pki import Pki
-from .sessions import CALLER, Caller, Gate, GatedProcessor, UserRuleset
+from .sessions import CALLER, CHANNEL_SECURE, Caller, Gate, GatedProcessor, UserRuleset
 from .site import LookupValue, SiteNodes, SyncResult
 from .status import status_name
 from .types import TypeIds, define_types
@@ -66,6 +66,18 @@ class ServerHooks:
     set_relay: Callable[[Caller, str, bool], Awaitable[str]]
     recharge: Callable[[Caller, str, float, str], Awaitable[float]]
     refused: Callable[[Caller, str], Awaitable[None]]
+
+
+class _ServiceFaults(logging.Filter):
+    """asyncua logs every ServiceFault it answers at ERROR (a refused login, an untrusted
+    certificate, a refused write). Those are answers, not server errors: we log refusals
+    ourselves, once and with context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("sending service fault response")
+
+
+_FAULTS = _ServiceFaults()
 
 
 def default_application_uri() -> str:
@@ -154,6 +166,7 @@ class OpcUaServer:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
+        logging.getLogger("asyncua.server.uaprocessor").addFilter(_FAULTS)  # idempotent
         hosts = [cfg.host, *cfg.certificate_hosts]
         await asyncio.to_thread(self.pki.ensure_server_certificate, self.application_uri, cfg.server_name, hosts)
         server = _Server(user_manager=self.gate)  # type: ignore[arg-type]
@@ -176,7 +189,7 @@ class OpcUaServer:
         server.set_identity_tokens(tokens)
         await server.load_certificate(str(self.pki.cert_file))
         await server.load_private_key(str(self.pki.key_file))
-        server.set_certificate_validator(self.pki.validate_client)
+        server.set_certificate_validator(self._validate_client)
         self.ns = await server.register_namespace(cfg.namespace_uri)
         self.types = await define_types(server, self.ns, set_relay=self._call_set_relay, recharge=self._call_recharge)
         self._site = SiteNodes(
@@ -228,6 +241,11 @@ class OpcUaServer:
 
     async def push(self, changes: Iterable[TagChange]) -> list[TagChange]:
         return await self.site.push(changes)
+
+    async def _validate_client(self, cert: Any, app: ua.ApplicationDescription) -> None:
+        # on a channel without security the client's certificate plays no part: not checked
+        if CHANNEL_SECURE.get():
+            await self.pki.validate_client(cert, app)
 
     # -- methods -----------------------------------------------------------------------------------
     @staticmethod

@@ -118,6 +118,10 @@ class SiteNodes:
     def has_object(self, key: str) -> bool:
         return key in self._objects
 
+    def has_node(self, key: str) -> bool:
+        """Any node of ours by its id string (``meter:E-1/SetRelay``)."""
+        return self.nodeid(key) in self.writer.aspace
+
     @property
     def tags(self) -> list[str]:
         return list(self._vars)
