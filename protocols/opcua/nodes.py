@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asyncua import ua
@@ -44,6 +44,7 @@ class ObjectNode:
     display_name: ua.LocalizedText
     node_class: ua.NodeClass
     type_definition: ua.NodeId
+    data: Any = field(default=None, compare=False, repr=False)  # its node, when we built it
 
 
 _PROPERTY_TYPE = ua.NodeId(ua.ObjectIds.PropertyType)
@@ -218,6 +219,7 @@ def _variable_shape(data_type: ua.NodeId, value_rank: int, array_dimensions: tup
 class NodeWriter:
     def __init__(self, aspace: AddressSpace) -> None:
         self.aspace = aspace
+        self._nodes = aspace._nodes  # the dict behind the address space
         self._names: dict[tuple[int, str], tuple[AttributeValue, AttributeValue, ua.QualifiedName, ua.LocalizedText]] = {}
         self._texts: dict[str, AttributeValue] = {}
         self._back_refs: dict[ua.NodeId, dict[ua.NodeId, ua.ReferenceDescription]] = {}
@@ -266,7 +268,10 @@ class NodeWriter:
         return ref
 
     def _back_ref(self, parent: ObjectNode, ref_type: ua.NodeId) -> ua.ReferenceDescription:
-        refs = self._back_refs.setdefault(parent.nodeid, {})
+        # shared by the children of an object; a variable's or method's one or two properties
+        # are not worth a cache entry
+        shared = parent.node_class == ua.NodeClass.Object
+        refs = self._back_refs.setdefault(parent.nodeid, {}) if shared else {}
         ref = refs.get(ref_type)
         if ref is None:
             ref = ua.ReferenceDescription(
@@ -295,15 +300,14 @@ class NodeWriter:
         value: ValueAttribute | AttributeValue | None = None,
         name_ns: int | None = None,
     ) -> tuple[_Node, ua.QualifiedName, ua.LocalizedText]:
-        aspace = self.aspace
-        if nodeid in aspace:
-            raise ValueError(f"node {nodeid.to_string()} exists already")
-        parent_data = aspace.get(parent.nodeid)
+        parent_data = parent.data if parent.data is not None else self.aspace.get(parent.nodeid)
         if parent_data is None:
             raise ValueError(f"parent {parent.nodeid.to_string()} of {nodeid.to_string()} does not exist")
         bn_attr, dn_attr, qn, lt = self._name(nodeid.NamespaceIndex if name_ns is None else name_ns, name)
         attrs = _Attributes(nodeid, bn_attr, dn_attr, self._text(description or name), shape, value)
         node = _Node(nodeid, attrs)
+        if self._nodes.setdefault(nodeid, node) is not node:  # one hash: NodeId's is computed in Python
+            raise ValueError(f"node {nodeid.to_string()} exists already")
         refs = node.references
         refs.append(self._back_ref(parent, ref_type))
         if type_definition is not None:
@@ -319,7 +323,6 @@ class NodeWriter:
                 TypeDefinition=type_definition if type_definition is not None else _NULL_NODE,
             )
         )
-        aspace[nodeid] = node  # type: ignore[assignment]
         self.added += 1
         return node, qn, lt
 
@@ -333,10 +336,10 @@ class NodeWriter:
         description: str = "",
         ref_type: ua.NodeId = RefType.ORGANIZES,
     ) -> ObjectNode:
-        _, qn, lt = self._new(
+        node, qn, lt = self._new(
             nodeid, ua.NodeClass.Object, name, description, parent, ref_type, type_definition, _object_shape()
         )
-        return ObjectNode(nodeid, qn, lt, ua.NodeClass.Object, type_definition)
+        return ObjectNode(nodeid, qn, lt, ua.NodeClass.Object, type_definition, node)
 
     def add_variable(
         self,
@@ -358,12 +361,11 @@ class NodeWriter:
         Pass a :class:`ValueAttribute` as ``value`` to share one constant value between many
         nodes (the EngineeringUnits of every kWh variable)."""
         value_attr = value if isinstance(value, ValueAttribute) else ValueAttribute(value)
-        self._new(
+        node, qn, lt = self._new(
             nodeid, ua.NodeClass.Variable, name, description, parent, ref_type, type_definition,
             _variable_shape(data_type, value_rank, array_dimensions), value_attr, name_ns,
         )
-        bn = self._name(nodeid.NamespaceIndex if name_ns is None else name_ns, name)
-        return ObjectNode(nodeid, bn[2], bn[3], ua.NodeClass.Variable, type_definition), value_attr
+        return ObjectNode(nodeid, qn, lt, ua.NodeClass.Variable, type_definition, node), value_attr
 
     def add_property(
         self,
@@ -397,7 +399,7 @@ class NodeWriter:
             nodeid, ua.NodeClass.Method, name, description, parent, RefType.HAS_COMPONENT, None, _method_shape()
         )
         node.call = call
-        return ObjectNode(nodeid, qn, lt, ua.NodeClass.Method, _NULL_NODE)
+        return ObjectNode(nodeid, qn, lt, ua.NodeClass.Method, _NULL_NODE, node)
 
     # -- removing ----------------------------------------------------------------------------
     def children(self, nodeid: ua.NodeId) -> list[ua.NodeId]:

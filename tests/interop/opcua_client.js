@@ -7,7 +7,7 @@
 // node-opcua prints a NODE-OPCUA-W27 warning at load: readers skip lines that are not JSON.
 //
 // Ops: connect, client_certificate, browse, tree, translate, read, read_attributes, subscribe,
-// call, write, close. Node ids are strings ("ns=2;s=E-B1-101.energy_total").
+// subscribe_many, call, write, close. Node ids are strings ("ns=2;s=E-B1-101.energy_total").
 "use strict";
 
 const readline = require("readline");
@@ -19,6 +19,7 @@ const {
     DataType,
     ClientSubscription,
     ClientMonitoredItem,
+    ClientMonitoredItemGroup,
     TimestampsToReturn,
     BrowseDirection,
     makeBrowsePath,
@@ -218,6 +219,40 @@ const ops = {
             });
         }
         return { sub: id };
+    },
+
+    async subscribe_many(cmd) {
+        // many items in one CreateMonitoredItems call; changes arrive as compact events
+        // {"event": "c", "i": index, "v": value, "s": status, "r": received epoch ms}
+        const subscription = ClientSubscription.create(session, {
+            requestedPublishingInterval: cmd.publishingInterval || 100,
+            requestedLifetimeCount: 600,
+            requestedMaxKeepAliveCount: 20,
+            maxNotificationsPerPublish: 0,
+            publishingEnabled: true,
+            priority: 1,
+        });
+        const id = subscriptions.length;
+        subscriptions.push(subscription);
+        await new Promise((resolve, reject) => {
+            subscription.once("started", resolve);
+            subscription.once("internal_error", reject);
+        });
+        const group = ClientMonitoredItemGroup.create(
+            subscription,
+            cmd.nodes.map((nodeId) => ({ nodeId, attributeId: AttributeIds.Value })),
+            { samplingInterval: 0, discardOldest: true, queueSize: 1000 },
+            TimestampsToReturn.Both
+        );
+        group.on("changed", (_item, dv, index) => {
+            const v = dv.value ? plain(dv.value.value) : null;
+            process.stdout.write(JSON.stringify({ event: "c", sub: id, i: index, v, s: statusName(dv.statusCode), r: Date.now() }) + "\n");
+        });
+        await new Promise((resolve, reject) => {
+            group.once("initialized", resolve);
+            group.once("err", (msg) => reject(new Error(String(msg))));
+        });
+        return { sub: id, items: cmd.nodes.length };
     },
 
     async call(cmd) {
