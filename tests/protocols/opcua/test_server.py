@@ -313,3 +313,12 @@ async def test_written_nodes_answer_every_attribute_like_api_built_ones(server: 
         node = client.get_node(ua.NodeId("E-B1-R101.energy_total", ns))
         path = await node.get_path(as_string=True)
         assert path == ["0:Root", "0:Objects", f"{ns}:Site", f"{ns}:Building 1", f"{ns}:F1", f"{ns}:R101", f"{ns}:E-B1-R101", f"{ns}:EnergyTotal"]
+
+
+async def test_a_taken_port_fails_the_start_cleanly(server: OpcUaServer, tmp_path: Any, recorder: Recorder) -> None:
+    from protocols.opcua import OpcUaConfig
+
+    second = OpcUaServer(OpcUaConfig(port=server.port), pki_dir=tmp_path / "pki2", hooks=recorder.hooks())
+    with pytest.raises(OSError):
+        await second.start()
+    await second.stop()  # nothing to stop; conftest checks that nothing was left running
