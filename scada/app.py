@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .alarms.component import AlarmComponent, ContactFileComponent, NotificationComponent
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
+
+
+def _alarm_components(config: ScadaConfig) -> list[Component]:
+    if not config.alarms.enabled:
+        return []
+    out: list[Component] = [AlarmComponent()]
+    notifications = config.alarms.notifications
+    if notifications.enabled:
+        out.append(NotificationComponent())
+        if notifications.contacts_file:
+            out.append(ContactFileComponent())
+    return out
 
 
 def build_runtime(
@@ -29,6 +42,7 @@ def build_runtime(
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
     ]
+    components += _alarm_components(config)
     if config.opcua is not None:
         components.append(OpcUaComponent())  # after the producers of tags: it publishes their points
     components.append(HmiComponent())  # last: it serves what the others provide

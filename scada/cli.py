@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .alarms import cli as alarms_cli
 from .config import ConfigError, ScadaConfig, load_config, load_demo_config
 from .logs import configure_logging
 
@@ -25,7 +26,7 @@ log = logging.getLogger("scada")
 
 Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 # a part registers its sub-commands with a function taking the sub-parsers object
-COMMANDS: list[Callable[[Any], None]] = []
+COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register]
 
 
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from protocols.modbus.config import LinkConfig
 from protocols.opcua.config import OpcUaConfig
 
+from .alarms.config import AlarmsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
 
 __all__ = [
@@ -125,6 +126,7 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     links: list[LinkConfig] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
+    alarms: AlarmsConfig = AlarmsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

@@ -61,6 +61,11 @@ async def test_browse_find_meters_by_type_read_and_subscribe(tmp_path: Path) -> 
                     "/Site/Building 1/F1/R101/W-101/ValveOpen", "/Site/Building 1/F1/R101/Balance",
                     "/Site/Building 1/F1/R101/SupplyState", "/Site/Building 1/F1/R101/AlarmLevel",
                     "/Site/Building 1/F1/R101/AccountState"} <= paths
+            # the alarm engine's count tags, where it runs (it does by default)
+            assert {"/Site/Building 1/F1/R101/E-101/ActiveAlarms", "/Site/Building 1/F1/R101/ActiveAlarms",
+                    "/Site/Building 1/F1/R101/AlarmPriority"} <= paths
+            (alarms,) = await c("read", nodes=[s.node("room:B1-R101.alarm_priority")])
+            assert alarms["dataType"] == "Int32" and alarms["status"] in ("Good", "UncertainInitialValue")
             translated = await c("translate", path=f"/Objects/{ns}:Site/{ns}:Building 1/{ns}:F1/{ns}:R101/{ns}:E-101/{ns}:Power")
             assert translated["nodeId"] == s.node("E-101.power")
             # values: Good with the source timestamp the producer gave; rooms uncertain until fed
