@@ -36,12 +36,18 @@ def build_runtime(
     # the composition root is the one place in scada/ that knows the HMI exists
     from hmi.component import HmiComponent
 
+    from .commands import CommandsComponent
     from .opcua import OpcUaComponent
+    from .polling import ModbusComponent
+    from .simulation import SimulatorComponent
 
     components: list[Component] = [
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
     ]
+    if config.simulator.enabled:
+        components.append(SimulatorComponent())  # before the poller, so its first connect succeeds
+    components += [ModbusComponent(), CommandsComponent()]
     components += _alarm_components(config)
     if config.opcua is not None:
         components.append(OpcUaComponent())  # after the producers of tags: it publishes their points

@@ -29,6 +29,15 @@ Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register]
 
 
+def _register_parts() -> None:
+    from .simulation import register as simulate
+
+    COMMANDS.append(simulate)
+
+
+_register_parts()
+
+
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:
     path = getattr(args, "config", None)
     overrides = args.set or []

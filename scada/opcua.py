@@ -1,5 +1,5 @@
 """The OPC UA component: wires ``protocols.opcua`` to the asset registry, the tag database, the
-user store, the audit log and (once they land) the command path and the ledger.
+user store, the audit log, the command path and (once it lands) the ledger.
 
 - The address space is built from the registry (active meters only) and the tags the producers
   registered: a meter's points are its tags, a room always carries Balance, SupplyState,
@@ -10,6 +10,9 @@ user store, the audit log and (once they land) the command path and the ledger.
 - Sessions authenticate against the user store; a method call is allowed when the user (read
   afresh at each call) has the method's permission, and every call, allowed or refused, is
   written to the audit log, as are refused writes and failed logins.
+- SetRelay goes through the command path (which queues, audits, writes, confirms by reading the
+  status back and retries) and answers once the meter followed or did not; meters the supply
+  driver cannot switch have no SetRelay.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ from protocols.opcua import (
 from protocols.opcua.catalogue import ROOM_REQUIRED, known_point
 from tags import DataType, TagChange, TagDB, TagMeta, names
 
-from .assets import AssetRegistry, AssetSnapshot, RegistryDiff
+from .assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from .audit import Actor, AuditLog
 from .auth import Permission, UserInfo, UserStore
+from .commands import COMMANDS, SUPPLY_DRIVER, CommandKind, CommandRequest
 from .config import ScadaConfig
 from .context import Context, Key
 from .foundation import ASSETS, AUDIT, CONFIG, TAGDB, USERS
@@ -90,9 +94,17 @@ def _required_room_point(room_id: str, point: str, *, currency: str) -> PointSpe
     )
 
 
-def site_spec(snapshot: AssetSnapshot, tagdb: TagDB, *, currency: str, site_name: str) -> SiteSpec:
+def site_spec(
+    snapshot: AssetSnapshot,
+    tagdb: TagDB,
+    *,
+    currency: str,
+    site_name: str,
+    switchable: Callable[[MeterInfo], bool] | None = None,
+) -> SiteSpec:
     """The address space's content: the registry's hierarchy, active meters, and the points of
-    every meter and room as registered in ``tagdb``."""
+    every meter and room as registered in ``tagdb``. ``switchable`` says which meters get
+    SetRelay (the supply driver knows); without it, meters with a relay or valve point do."""
     points: dict[tuple[str, str], list[PointSpec]] = defaultdict(list)
     for name in tagdb.names(_meter_or_room):
         parsed = names.parse(name)
@@ -117,7 +129,7 @@ def site_spec(snapshot: AssetSnapshot, tagdb: TagDB, *, currency: str, site_name
             m.id, kind, m.building_id, m.room_id,
             description=f"{role}{m.kind} meter {m.id} (profile {m.profile}, link {m.link}, unit {m.unit_id})",
             points=meter_points,
-            switchable=any(p.point in _SWITCH_POINTS for p in meter_points),
+            switchable=switchable(m) if switchable is not None else any(p.point in _SWITCH_POINTS for p in meter_points),
         )
     return site
 
@@ -213,8 +225,10 @@ class OpcUaComponent(Component):
 
     # -- content --------------------------------------------------------------------------------
     def _spec(self) -> SiteSpec:
+        driver = self.ctx.get(SUPPLY_DRIVER)
         return site_spec(
-            self.assets.snapshot, self.tagdb, currency=self.config.site.currency, site_name=self.config.site.name
+            self.assets.snapshot, self.tagdb, currency=self.config.site.currency, site_name=self.config.site.name,
+            switchable=driver.supports_supply if driver is not None else None,
         )
 
     async def _feed(self) -> None:
@@ -315,14 +329,27 @@ class OpcUaComponent(Component):
         return user
 
     async def _set_relay(self, caller: Caller, meter_id: str, closed: bool) -> str:
+        """Through the command path; returns once the meter confirmed it, or why not. The
+        command path audits the request and its outcome (actor from OPC UA)."""
         args = {"closed": closed}
         user = await self._authorise(caller, Permission.RELAY_CONTROL, "opcua.set_relay", "meter", meter_id, args)
-        detail = "no command path in this server"
-        await self.audit.write(
-            user.actor("opcua"), "opcua.set_relay", "meter", meter_id,
-            outcome="failed", reason=f"{detail}; from {caller.peer}", after=args,
+        commands = self.ctx.get(COMMANDS)
+        if commands is None:
+            detail = "no command path in this server"
+            await self.audit.write(
+                user.actor("opcua"), "opcua.set_relay", "meter", meter_id,
+                outcome="failed", reason=f"{detail}; from {caller.peer}", after=args,
+            )
+            raise MethodRefused(ua.StatusCodes.BadNotImplemented, detail)
+        kind = CommandKind.CONNECT if closed else CommandKind.DISCONNECT
+        request = CommandRequest(meter_id, kind, actor=user.actor("opcua"), reason=f"OPC UA SetRelay from {caller.peer}", user=user)
+        result = await commands.execute(request)
+        log.info(
+            "OPC UA SetRelay", extra={"meter": meter_id, "user": user.name, "closed": closed, "status": result.status, "detail": result.detail}
         )
-        raise MethodRefused(ua.StatusCodes.BadNotImplemented, detail)
+        if result.status == "denied":
+            raise MethodRefused(ua.StatusCodes.BadUserAccessDenied, result.detail)
+        return result.status if result.status == "confirmed" else f"{result.status}: {result.detail}"
 
     async def _recharge(self, caller: Caller, room_id: str, amount: float, reference: str) -> float:
         args = {"amount": repr(amount), "reference": reference}

@@ -1,5 +1,5 @@
-"""A running server with OPC UA for the tests: a small imported site, users of each role, and
-meter tags registered and written the way the poller does it (until the poller is on main)."""
+"""A running server with OPC UA for the tests: a small imported site served by the Modbus
+simulator and polled by the real poller, the command path, and users of each role."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from protocols.opcua import OpcUaServer
@@ -16,10 +15,10 @@ from scada.config import ScadaConfig, load_config
 from scada.foundation import TAGDB, USERS
 from scada.opcua import OPCUA
 from scada.runtime import Runtime
-from tags import DataType, TagDB, TagMeta, TagWrite
-from tags.names import meter_tag
+from scada.simulation import SIMULATOR
 
 from ..harness import running_server
+from ..services import free_port
 
 SITE = """
 [site]
@@ -100,16 +99,8 @@ link = "gw-1"
 unit_id = 5
 """
 
-ELECTRICITY = {
-    "energy_total": (DataType.FLOAT, "kWh"), "energy_peak": (DataType.FLOAT, "kWh"), "power": (DataType.FLOAT, "kW"),
-    "voltage": (DataType.FLOAT, "V"), "current": (DataType.FLOAT, "A"), "power_factor": (DataType.FLOAT, ""),
-    "relay_closed": (DataType.BOOL, ""), "comm_ok": (DataType.BOOL, ""),
-}
-WATER = {"volume_total": (DataType.FLOAT, "m3"), "flow": (DataType.FLOAT, "m3/h"), "valve_open": (DataType.BOOL, ""), "comm_ok": (DataType.BOOL, "")}
-NO_RELAY = {p: v for p, v in ELECTRICITY.items() if p != "relay_closed"}
-POINTS = {"E-101": ELECTRICITY, "W-101": WATER, "E-102": ELECTRICITY, "E-201": ELECTRICITY, "E-COMMON": NO_RELAY}
-
 PASSWORDS = {"op1": "operator-password", "view1": "viewer-password", "cash1": "cashier-password"}
+METERS = ("E-101", "W-101", "E-102", "E-201", "E-COMMON")
 
 
 def write_config(tmp_path: Path, *, security: str, anonymous: bool) -> Path:
@@ -136,7 +127,20 @@ password = {{ env = "SCADA_TEST_ADMIN_PASSWORD" }}
 [[links]]
 name = "gw-1"
 host = "127.0.0.1"
-port = 5020
+port = {free_port()}
+timeout_s = 0.5
+
+[simulator]
+enabled = true
+control_port = 0
+
+[modbus]
+poll_intervals = {{ fast = 0.3, energy = 0.5, volume = 0.5 }}
+start_spread = 0.5
+
+[commands]
+retries = 1
+confirm_timeout_s = 3
 
 [opcua]
 port = 0
@@ -147,43 +151,33 @@ allow_anonymous = {"true" if anonymous else "false"}
     return path
 
 
-def register_meter_tags(tagdb: TagDB, meter_id: str, points: dict[str, tuple[DataType, str]]) -> None:
-    for point, (data_type, unit) in points.items():
-        tagdb.register(TagMeta(meter_tag(meter_id, point), data_type, unit, meter_id=meter_id, point=point))
-
-
-def sample(point: str, data_type: DataType, i: int) -> object:
-    if data_type is DataType.BOOL:
-        return True
-    return round(100.0 + i + len(point), 3)
-
-
-async def feed_meters(rt: Runtime, ts: datetime, meters: dict[str, dict[str, tuple[DataType, str]]] | None = None) -> None:
-    """Register and write every meter's points, then wait until OPC UA published them all
-    (nodes for late tags, SetRelay on meters with a relay or valve)."""
-    tagdb = rt.ctx[TAGDB]
-    meters = meters if meters is not None else POINTS
-    writes = []
-    for i, (meter_id, points) in enumerate(meters.items()):
-        register_meter_tags(tagdb, meter_id, points)
-        writes += [TagWrite(meter_tag(meter_id, p), sample(p, dt, i), source_ts=ts) for p, (dt, _u) in points.items()]
-    tagdb.write_many(writes)
-    site = rt.ctx[OPCUA].site
-
-    def published() -> bool:
-        return all(site.has_tag(w.name) for w in writes) and all(
-            site.has_node(f"meter:{m}/SetRelay") for m, pts in meters.items() if "relay_closed" in pts or "valve_open" in pts
-        )
-
-    await wait_until(published)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def meters_live(rt: Runtime, meters: tuple[str, ...] = METERS) -> None:
+    """Every meter polled (from the simulator) and its values published as nodes."""
+    tagdb = rt.ctx[TAGDB]
+    site = rt.ctx[OPCUA].site
+
+    def live() -> bool:
+        for m in meters:
+            comm = tagdb.get(f"{m}.comm_ok")
+            if comm is None or comm.value is not True:
+                return False
+            for name in tagdb.names(lambda n, m=m: n.startswith(f"{m}.")):
+                if not site.has_tag(name):
+                    return False
+            total = tagdb.get(f"{m}.energy_total") or tagdb.get(f"{m}.volume_total")
+            if total is None or not total.good:
+                return False
+        return True
+
+    await wait_until(live, what=f"meters {', '.join(meters)} polled and published")
 
 
 @dataclass
@@ -199,6 +193,12 @@ class OpcUaSite:
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def control_url(self) -> str:
+        url = self.rt.ctx[SIMULATOR].control_url
+        assert url is not None
+        return url
 
     def node(self, ident: str) -> str:
         return f"ns={self.server.ns};s={ident}"

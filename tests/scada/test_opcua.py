@@ -1,7 +1,9 @@
-"""The OPC UA server in the running runtime, seen by node-opcua (a client stack that is not
-ours): browse and find meters by type, read and subscribe, methods refused or allowed by role and
-audited, signed and encrypted sessions with a certificate accepted through the trust list, and
-the address space following the asset registry."""
+"""The OPC UA server in the running runtime — meters served by the Modbus simulator, polled by
+the poller, switched through the command path — seen by node-opcua (a client stack that is not
+ours): browse and find meters by type, read and subscribe to changes that start in the
+simulator, SetRelay with the simulator's relay following, refusals by role (audited), signed
+and encrypted sessions with a certificate accepted through the trust list, and the address space
+following the asset registry."""
 
 from __future__ import annotations
 
@@ -10,17 +12,17 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from scada.audit import Actor
 from scada.foundation import ASSETS, AUDIT, TAGDB
-from tags import DataType, Quality, QualityReason
 
 from ..protocols.opcua.nodeclient import NodeClient
-from .opcua_site import PASSWORDS, feed_meters, opcua_site, wait_until
-
-T0 = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
+from ..simulation import Control
+from .opcua_site import PASSWORDS, meters_live, opcua_site, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -35,9 +37,22 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_browse_find_meters_by_type_read_and_subscribe(tmp_path: Path) -> None:
-    async with opcua_site(tmp_path) as s:
-        await feed_meters(s.rt, T0)
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def change_where(c: NodeClient, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """The first data change notification that satisfies ``predicate``."""
+    while True:
+        event = await c.next_event(timeout)
+        if predicate(event):
+            return event
+
+
+async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tmp_path: Path) -> None:
+    async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
+        await meters_live(s.rt)
+        sim = Control(http, s.control_url)
         ns = s.server.ns
         async with NodeClient(tmp_path / "client-pki") as c:
             await c.connect(s.url)
@@ -45,75 +60,95 @@ async def test_browse_find_meters_by_type_read_and_subscribe(tmp_path: Path) -> 
             by_type: dict[str, set[str]] = {}
             for node in tree:
                 by_type.setdefault(node["typeDefinition"], set()).add(node["path"])
-            electricity = by_type[f"ns={ns};s=type:ElectricityMeterType"]
-            water = by_type[f"ns={ns};s=type:WaterMeterType"]
-            assert electricity == {
+            assert by_type[f"ns={ns};s=type:ElectricityMeterType"] == {
                 "/Site/Building 1/F1/R101/E-101", "/Site/Building 1/F1/R102/E-102",
                 "/Site/Building 1/F2/R201/E-201", "/Site/Building 1/E-COMMON",
             }
-            assert water == {"/Site/Building 1/F1/R101/W-101"}
+            assert by_type[f"ns={ns};s=type:WaterMeterType"] == {"/Site/Building 1/F1/R101/W-101"}
             assert by_type[f"ns={ns};s=type:RoomType"] == {
                 "/Site/Building 1/F1/R101", "/Site/Building 1/F1/R102", "/Site/Building 1/F2/R201",
             }
             paths = {n["path"] for n in tree}
-            assert {"/Site/Building 1/F1/R101/E-101/EnergyTotal", "/Site/Building 1/F1/R101/E-101/RelayClosed",
-                    "/Site/Building 1/F1/R101/E-101/CommOk", "/Site/Building 1/F1/R101/W-101/VolumeTotal",
-                    "/Site/Building 1/F1/R101/W-101/ValveOpen", "/Site/Building 1/F1/R101/Balance",
-                    "/Site/Building 1/F1/R101/SupplyState", "/Site/Building 1/F1/R101/AlarmLevel",
-                    "/Site/Building 1/F1/R101/AccountState"} <= paths
-            # the alarm engine's count tags, where it runs (it does by default)
-            assert {"/Site/Building 1/F1/R101/E-101/ActiveAlarms", "/Site/Building 1/F1/R101/ActiveAlarms",
-                    "/Site/Building 1/F1/R101/AlarmPriority"} <= paths
-            (alarms,) = await c("read", nodes=[s.node("room:B1-R101.alarm_priority")])
-            assert alarms["dataType"] == "Int32" and alarms["status"] in ("Good", "UncertainInitialValue")
+            e101, w101, r101 = "/Site/Building 1/F1/R101/E-101", "/Site/Building 1/F1/R101/W-101", "/Site/Building 1/F1/R101"
+            assert {f"{e101}/{p}" for p in ("EnergyTotal", "EnergySharp", "EnergyPeak", "EnergyFlat", "EnergyValley", "Power",
+                                              "Voltage", "Current", "PowerFactor", "RelayClosed", "CommOk", "SetRelay")} <= paths
+            assert {f"{w101}/{p}" for p in ("VolumeTotal", "Flow", "ValveOpen", "CommOk", "SetRelay")} <= paths
+            assert {f"{r101}/{p}" for p in ("Balance", "SupplyState", "AlarmLevel", "AccountState", "Recharge")} <= paths
+            # the command path's and the alarm engine's condition tags
+            assert {f"{e101}/RelayFault", f"{e101}/ActiveAlarms", f"{r101}/ActiveAlarms", f"{r101}/AlarmPriority"} <= paths
             translated = await c("translate", path=f"/Objects/{ns}:Site/{ns}:Building 1/{ns}:F1/{ns}:R101/{ns}:E-101/{ns}:Power")
             assert translated["nodeId"] == s.node("E-101.power")
-            # values: Good with the source timestamp the producer gave; rooms uncertain until fed
-            energy, balance, level = await c("read", nodes=[s.node("E-101.energy_total"), s.node("room:B1-R101.balance"), s.node("room:B1-R101.alarm_level")])
-            assert energy["status"] == "Good" and energy["dataType"] == "Double" and energy["value"] > 100
-            assert datetime.fromisoformat(energy["sourceTimestamp"].replace("Z", "+00:00")) == T0
-            assert energy["serverTimestamp"] is not None
-            assert balance["status"] == "UncertainInitialValue" and level["status"] == "UncertainInitialValue"
-            attrs = await c("read_attributes", nodeId=s.node("E-101.energy_total"), attributes=["DataType", "Description", "BrowseName"])
+
+            # values read from the simulator: Good, with source and server timestamps
+            energy, volume, relay, balance = await c("read", nodes=[
+                s.node("E-101.energy_total"), s.node("W-101.volume_total"), s.node("E-101.relay_closed"), s.node("room:B1-R101.balance"),
+            ])
+            now = datetime.now(timezone.utc)
+            for dv, data_type in ((energy, "Double"), (volume, "Double"), (relay, "Boolean")):
+                assert dv["status"] == "Good" and dv["dataType"] == data_type, dv
+                assert now - timedelta(seconds=30) < ts(dv["sourceTimestamp"]) <= now + timedelta(seconds=1)
+                assert dv["serverTimestamp"] is not None
+            assert relay["value"] is True
+            assert balance["status"] == "UncertainInitialValue"  # no prepaid engine in this server
+            attrs = await c("read_attributes", nodeId=s.node("E-101.energy_total"), attributes=["DataType", "Description"])
             assert attrs["DataType"]["value"] == "ns=0;i=11"
-            # subscribe, then the value changes at the source
+
+            # a load change in the simulator reaches a subscriber
             await c("subscribe", nodes=[s.node("E-101.power")], publishingInterval=50)
             first = await c.next_event()
             assert first["status"] == "Good"
-            s.rt.ctx[TAGDB].write("E-101.power", 4.75, source_ts=T0 + timedelta(seconds=5))
-            changed = await c.next_event()
-            assert changed["value"] == 4.75 and changed["status"] == "Good"
-            assert datetime.fromisoformat(changed["sourceTimestamp"].replace("Z", "+00:00")) == T0 + timedelta(seconds=5)
-            # the meter stops answering: the client sees why
-            s.rt.ctx[TAGDB].set_quality(["E-101.power"], Quality.BAD, QualityReason.COMM_FAILURE)
-            offline = await c.next_event()
-            assert offline["status"] == "BadCommunicationError" and offline["value"] is None
+            await sim.load("E-101", kw=3.25)
+            changed = await change_where(c, lambda e: e["status"] == "Good" and abs((e["value"] or 0) - 3.25) < 0.01)
+            assert ts(changed["sourceTimestamp"]) > ts(first["sourceTimestamp"])
+            # the meter stops answering: the subscriber is told why, not just that
+            await sim.fault("E-101", "timeout")
+            offline = await change_where(c, lambda e: e["status"] != "Good", timeout=20)
+            assert offline["status"] in ("BadCommunicationError", "BadTimeout") and offline["value"] is None
 
 
-async def test_methods_by_role_and_audit(tmp_path: Path) -> None:
-    async with opcua_site(tmp_path) as s:
-        await feed_meters(s.rt, T0)
-        set_relay = {"objectId": s.node("meter:E-101"), "methodId": s.node("meter:E-101/SetRelay"),
-                     "args": [{"dataType": "Boolean", "value": False}]}
+async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path: Path) -> None:
+    async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
+        await meters_live(s.rt)
+        sim = Control(http, s.control_url)
+        set_relay = {"objectId": s.node("meter:E-101"), "methodId": s.node("meter:E-101/SetRelay")}
+        open_relay = {**set_relay, "args": [{"dataType": "Boolean", "value": False}]}
         recharge = {"objectId": s.node("room:B1-R101"), "methodId": s.node("room:B1-R101/Recharge"),
                     "args": [{"dataType": "Double", "value": 50.0}, {"dataType": "String", "value": "PAY-7"}]}
         async with NodeClient(tmp_path / "client-pki") as c:
             await c.connect(s.url)  # anonymous
-            assert (await c("call", **set_relay))["status"] == "BadUserAccessDenied"
+            assert (await c("call", **open_relay))["status"] == "BadUserAccessDenied"
             write = await c.request("write", nodeId=s.node("E-101.power"), dataType="Double", value=1.0)
             assert not write["ok"] and write["status"] == "BadUserAccessDenied"
             await c("close")
             await c.connect(s.url, user="view1", password=PASSWORDS["view1"])
-            assert (await c("call", **set_relay))["status"] == "BadUserAccessDenied"
+            assert (await c("call", **open_relay))["status"] == "BadUserAccessDenied"
             assert (await c("call", **recharge))["status"] == "BadUserAccessDenied"
             await c("close")
+            assert (await sim.meter("E-101"))["supply_on"] is True  # nothing moved
+
             await c.connect(s.url, user="op1", password=PASSWORDS["op1"])
-            # allowed; the command path is not in this server yet, so it says so (no fake success)
-            assert (await c("call", **set_relay))["status"] == "BadNotImplemented"
+            await c("subscribe", nodes=[s.node("E-101.relay_closed")], publishingInterval=50)
+            assert (await c.next_event())["value"] is True
+            result = await c("call", **open_relay, timeout=60)
+            assert result == {"status": "Good", "outputs": ["confirmed"], "inputArgumentResults": ["Good"]}
+            assert (await sim.meter("E-101"))["supply_on"] is False  # the simulator's relay followed
+            assert (await change_where(c, lambda e: e["value"] is False))["status"] == "Good"
+            closed = await c("call", **set_relay, args=[{"dataType": "Boolean", "value": True}], timeout=60)
+            assert closed["outputs"] == ["confirmed"] and (await sim.meter("E-101"))["supply_on"] is True
+            # a relay that accepts the command but does not move: the command path says so
+            await sim.relay("E-101", stuck=True)
+            stuck = await c("call", **open_relay, timeout=60)
+            assert stuck["status"] == "Good" and stuck["outputs"][0].startswith("failed:")
+            await sim.relay("E-101", stuck=False)
+            # a water meter's valve, the same way
+            valve = await c("call", objectId=s.node("meter:W-101"), methodId=s.node("meter:W-101/SetRelay"),
+                            args=[{"dataType": "Boolean", "value": False}], timeout=60)
+            assert valve["outputs"] == ["confirmed"] and (await sim.meter("W-101"))["valve_open"] is False
             assert (await c("call", **recharge))["status"] == "BadUserAccessDenied"  # operators do not recharge
             bad_args = await c("call", **{**set_relay, "args": [{"dataType": "String", "value": "yes"}]})
             assert bad_args["status"] == "BadInvalidArgument" and bad_args["inputArgumentResults"] == ["BadTypeMismatch"]
             await c("close")
+
             await c.connect(s.url, user="cash1", password=PASSWORDS["cash1"])
             assert (await c("call", **recharge))["status"] == "BadNotImplemented"  # until the ledger is on main
             nan = await c("call", **{**recharge, "args": [{"dataType": "Double", "value": "NaN"}, {"dataType": "String", "value": "X"}]})
@@ -121,24 +156,27 @@ async def test_methods_by_role_and_audit(tmp_path: Path) -> None:
             refused = await c.request("connect", endpoint=s.url, securityMode="None", securityPolicy="None",
                                       pkiDir=str(tmp_path / "client-pki"), user="cash1", password="wrong-password")
             assert not refused["ok"] and refused["status"] == "BadUserAccessDenied"
-        entries = await s.rt.ctx[AUDIT].query(limit=100)
-        seen = {(e.action, e.actor, e.target_id, e.outcome) for e in entries}
-        assert ("opcua.set_relay", "anonymous", "E-101", "denied") in seen
-        assert ("opcua.set_relay", "view1", "E-101", "denied") in seen
-        assert ("opcua.recharge", "view1", "B1-R101", "denied") in seen
-        assert ("opcua.set_relay", "op1", "E-101", "failed") in seen
-        assert ("opcua.recharge", "op1", "B1-R101", "denied") in seen
-        assert ("opcua.recharge", "cash1", "B1-R101", "failed") in seen
-        assert ("opcua.write", "anonymous", "Write", "denied") in seen
-        assert ("opcua.login", "cash1", "cash1", "denied") in seen
-        assert ("opcua.login", "op1", "op1", "ok") in seen
+        entries = await s.rt.ctx[AUDIT].query(limit=200)
+        seen = {(e.action, e.actor, e.source, e.target_id, e.outcome) for e in entries}
+        assert ("opcua.set_relay", "anonymous", "opcua", "E-101", "denied") in seen
+        assert ("opcua.set_relay", "view1", "opcua", "E-101", "denied") in seen
+        assert ("opcua.recharge", "view1", "opcua", "B1-R101", "denied") in seen
+        assert ("opcua.recharge", "op1", "opcua", "B1-R101", "denied") in seen
+        assert ("opcua.recharge", "cash1", "opcua", "B1-R101", "failed") in seen
+        assert ("opcua.write", "anonymous", "opcua", "Write", "denied") in seen
+        assert ("opcua.login", "cash1", "opcua", "cash1", "denied") in seen
+        assert ("opcua.login", "op1", "opcua", "op1", "ok") in seen
+        # the allowed calls are in the command path's own audit trail, by the OPC UA user
+        commands = [e for e in entries if e.actor == "op1" and e.source == "opcua" and e.target_id == "E-101" and not e.action.startswith("opcua.")]
+        assert {e.outcome for e in commands} >= {"queued", "confirmed", "failed"}
+        assert all("OPC UA SetRelay" in e.reason for e in commands)
         denied = next(e for e in entries if e.action == "opcua.set_relay" and e.actor == "view1")
         assert denied.after == {"closed": False} and "relay_control" in denied.reason and "127.0.0.1" in denied.reason
 
 
 async def test_signed_and_encrypted_session_after_trusting_the_client(tmp_path: Path) -> None:
     async with opcua_site(tmp_path, security='["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign"]', anonymous=False) as s:
-        await feed_meters(s.rt, T0, {"E-101": {"energy_total": (DataType.FLOAT, "kWh")}})
+        await meters_live(s.rt, ("E-101",))
         async with NodeClient(tmp_path / "client-pki") as c:
             await c.client_certificate()
             secure = {"endpoint": s.url, "securityMode": "SignAndEncrypt", "securityPolicy": "Basic256Sha256",
@@ -175,28 +213,28 @@ async def test_signed_and_encrypted_session_after_trusting_the_client(tmp_path: 
 
 async def test_address_space_follows_the_registry(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s:
-        await feed_meters(s.rt, T0)
+        await meters_live(s.rt)
         assets = s.rt.ctx[ASSETS]
         actor = Actor("test", "cli")
         await assets.replace_meter("E-102", "E-102B", actor, reason="meter swapped")
         await wait_until(lambda: s.server.site.has_object("meter:E-102B") and not s.server.site.has_object("meter:E-102"))
         await assets.set_active("E-201", False, actor, reason="out of service")
         await wait_until(lambda: not s.server.site.has_object("meter:E-201"))
+        await meters_live(s.rt, ("E-102B",))  # the new meter is polled from the simulator and published
         async with NodeClient(tmp_path / "client-pki") as c:
             await c.connect(s.url)
             room = await c("browse", nodeId=s.node("room:B1-R102"))
             names = {r["browseName"].split(":", 1)[1] for r in room["references"]}
             assert "E-102B" in names and "E-102" not in names
-            r201 = await c("browse", nodeId=s.node("room:B1-R201"))
-            assert "E-201" not in {r["browseName"].split(":", 1)[1] for r in r201["references"]}
-            # the new meter's points appear when its producer registers and writes them
-            await feed_meters(s.rt, T0, {"E-102B": {"energy_total": (DataType.FLOAT, "kWh"), "relay_closed": (DataType.BOOL, "")}})
             (energy,) = await c("read", nodes=[s.node("E-102B.energy_total")])
             assert energy["status"] == "Good"
+            r201 = await c("browse", nodeId=s.node("room:B1-R201"))
+            assert "E-201" not in {r["browseName"].split(":", 1)[1] for r in r201["references"]}
             await assets.set_active("E-201", True, actor, reason="back in service")
-            await wait_until(lambda: s.server.site.has_object("meter:E-201") and s.server.site.has_tag("E-201.power"))
-            r201 = await c("browse", nodeId=s.node("meter:E-201"))
-            assert {"Power", "SetRelay"} <= {r["browseName"].split(":", 1)[1] for r in r201["references"]}
+            await meters_live(s.rt, ("E-201",))
+            e201 = await c("browse", nodeId=s.node("meter:E-201"))
+            assert {"Power", "SetRelay"} <= {r["browseName"].split(":", 1)[1] for r in e201["references"]}
+        assert "E-102.energy_total" not in s.rt.ctx[TAGDB]
 
 
 def test_cli_needs_an_opcua_section(tmp_path: Path) -> None:
