@@ -2,14 +2,18 @@
 
 asyncua's node API adds one node per service call, checks every sibling on each add and
 allocates every attribute afresh: ~6,000 nodes/s, and a flat folder is quadratic (LIMITS.md).
-:class:`NodeWriter` builds :class:`NodeData` directly (~18,000 nodes/s measured there) and keeps
-memory down by sharing what is identical between nodes: the attribute values that never change
-(node class, data type, access level, masks), the browse and display names of points that every
-meter has, and the reference descriptions that point back to a parent or to a type.
+:class:`NodeWriter` puts nodes into the address space's dictionary itself, each a small slotted
+object with asyncua's ``NodeData`` interface (``nodeid``, ``attributes``, ``references``,
+``call``) whose attributes are mostly shared: node class, data type, access level and masks
+come from one dict per node shape, the browse and display names of points every meter has are
+one object each, and the references back to a parent or to a type are shared by the siblings.
+Only the node id, the value and the forward references are per node (bench/opcua: 10,000
+meters, 320,000 nodes, in ~4 s and ~300 MB).
 
-This relies on asyncua's internal layout (``NodeData.attributes``, ``NodeData.references``,
-``AttributeValue``); ``tests/protocols/opcua`` browse and read such nodes with a foreign client to
-hold it to what a standard client sees.
+This relies on how asyncua reads nodes (``attributes`` through ``in``, ``[]`` and ``get``;
+``references`` as a list; ``AttributeValue``'s fields); ``tests/protocols/opcua`` reads every
+attribute of such nodes next to API-built ones, and browses them with asyncua's and node-opcua's
+clients.
 """
 
 from __future__ import annotations
