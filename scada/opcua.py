@@ -18,6 +18,7 @@ user store, the audit log, the command path and (once it lands) the ledger.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import defaultdict, deque
@@ -53,13 +54,14 @@ from .context import Context, Key
 from .foundation import ASSETS, AUDIT, CONFIG, TAGDB, USERS
 from .runtime import Component
 
-__all__ = ["OPCUA", "OpcUaComponent", "opcua_pki_dir", "site_spec"]
+__all__ = ["FREEZE_AFTER_NODES", "OPCUA", "OpcUaComponent", "opcua_pki_dir", "site_spec"]
 
 log = logging.getLogger(__name__)
 
 OPCUA: Key[OpcUaServer] = Key("opcua", OpcUaServer)
 
 _SWITCH_POINTS = ("relay_closed", "valve_open")
+FREEZE_AFTER_NODES = 50_000  # ~1,500 meters
 
 
 def opcua_pki_dir(config: ScadaConfig, opcua: OpcUaConfig) -> Path:
@@ -209,6 +211,14 @@ class OpcUaComponent(Component):
             "OPC UA address space built",
             extra={"nodes": result.added, "meters": len(result.meters_added), "ms": round((time.monotonic() - t0) * 1000)},
         )
+        if result.added >= FREEZE_AFTER_NODES:
+            # The address space of a large site is millions of long-lived objects that never
+            # form garbage cycles. Left in the collector's oldest generation, each full
+            # collection walks them all (~1 s at 10,000 meters, every few hundred thousand tag
+            # updates: bench/opcua); frozen, they are out of its way. Objects alive now are
+            # still freed by reference counting when they go.
+            gc.freeze()
+            log.info("long-lived objects moved out of the garbage collector's scans", extra={"objects": gc.get_freeze_count()})
         self._unsubscribe = self.assets.subscribe(self._on_registry)
         self.tasks.spawn(self._feed, "feed")
         self.tasks.spawn(self._follow_registry, "registry")
