@@ -8,6 +8,7 @@ from .alarms.component import AlarmComponent, ContactFileComponent, Notification
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
+from .prepaid.engine import PrepaidComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
@@ -48,6 +49,8 @@ def build_runtime(
     if config.simulator.enabled:
         components.append(SimulatorComponent())  # before the poller, so its first connect succeeds
     components += [ModbusComponent(), CommandsComponent()]
+    if config.prepaid.enabled:
+        components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
     components += _alarm_components(config)
     if config.opcua is not None:
         components.append(OpcUaComponent())  # after the producers of tags: it publishes their points

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .alarms import cli as alarms_cli
+from .prepaid import cli as prepaid_cli
 from .config import ConfigError, ScadaConfig, load_config, load_demo_config
 from .logs import configure_logging
 
@@ -26,7 +27,7 @@ log = logging.getLogger("scada")
 
 Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 # a part registers its sub-commands with a function taking the sub-parsers object
-COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register]
+COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register, prepaid_cli.register]
 
 
 def _register_parts() -> None:
@@ -145,6 +146,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_import_site(args: argparse.Namespace) -> int:
     from .audit import Actor
+    from .foundation import known_profile_names
     from .siteimport import SiteImportError, import_site_file
 
     config = config_from_args(args)
@@ -153,7 +155,8 @@ def cmd_import_site(args: argparse.Namespace) -> int:
         try:
             result = await import_site_file(
                 db, args.file, Actor(getpass.getuser(), "cli"),
-                known_links={link.name for link in config.links}, reason=args.reason or "",
+                known_links={link.name for link in config.links},
+                known_profiles=known_profile_names(config), reason=args.reason or "",
             )
         except SiteImportError as exc:
             for problem in exc.problems:

@@ -79,3 +79,8 @@ def test_user_add_and_import_site_commands(tmp_path: Path) -> None:
     r = run_cli("import-site", str(site), "--config", str(cfg), cwd=tmp_path)
     assert r.returncode == 1
     assert f"{site}:2: link: unknown link 'nolink'" in r.stderr and "nothing was imported" in r.stderr
+    site.write_text("site_id,building_id,floor_id,floor_level,room_id,meter_id,kind,profile,link,unit_id\n"
+                    "s,B1,B1-F1,1,B1-R1,E-1,electricity,no-such-meter,gw,1\n")
+    r = run_cli("import-site", str(site), "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 1
+    assert f"{site}:2: profile: unknown device profile 'no-such-meter' (known: acrel-adf400l" in r.stderr
