@@ -1,5 +1,5 @@
 """The OPC UA component: wires ``protocols.opcua`` to the asset registry, the tag database, the
-user store, the audit log, the command path and (once it lands) the ledger.
+user store, the audit log, the command path and the prepaid engine's ledger.
 
 - The address space is built from the registry (active meters only) and the tags the producers
   registered: a meter's points are its tags, a room always carries Balance, SupplyState,
@@ -13,6 +13,9 @@ user store, the audit log, the command path and (once it lands) the ledger.
 - SetRelay goes through the command path (which queues, audits, writes, confirms by reading the
   status back and retries) and answers once the meter followed or did not; meters the supply
   driver cannot switch have no SetRelay.
+- Recharge credits the room's account through the prepaid engine: the Double amount becomes an
+  exact Decimal (its shortest repr), checked for sign, decimals and maximum; the reference makes
+  it idempotent; the new balance is returned.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,9 @@ from .assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from .audit import Actor, AuditLog
 from .auth import Permission, UserInfo, UserStore
 from .commands import COMMANDS, SUPPLY_DRIVER, CommandKind, CommandRequest
+from .prepaid.engine import PREPAID
+from .prepaid.errors import PrepaidError
+from .prepaid.money import MoneyError, format_minor, minor_to_decimal, parse_money
 from .config import ScadaConfig
 from .context import Context, Key
 from .foundation import ASSETS, AUDIT, CONFIG, TAGDB, USERS
@@ -362,14 +369,42 @@ class OpcUaComponent(Component):
         return result.status if result.status == "confirmed" else f"{result.status}: {result.detail}"
 
     async def _recharge(self, caller: Caller, room_id: str, amount: float, reference: str) -> float:
+        """Credit the room's account through the prepaid engine (which audits it in the ledger's
+        transaction). The Double becomes a Decimal through its shortest repr (``0.1`` → ``0.1``),
+        then must be a positive amount with no more decimals than the currency has; the
+        reference makes a repeated call credit once."""
         args = {"amount": repr(amount), "reference": reference}
         user = await self._authorise(caller, Permission.RECHARGE, "opcua.recharge", "room", room_id, args)
-        detail = "no ledger in this server"
-        await self.audit.write(
-            user.actor("opcua"), "opcua.recharge", "room", room_id,
-            outcome="failed", reason=f"{detail}; from {caller.peer}", after=args,
-        )
-        raise MethodRefused(ua.StatusCodes.BadNotImplemented, detail)
+        engine = self.ctx.get(PREPAID)
+
+        async def failed(status: int, detail: str) -> MethodRefused:
+            await self.audit.write(
+                user.actor("opcua"), "opcua.recharge", "room", room_id,
+                outcome="failed", reason=f"{detail}; from {caller.peer}", after=args,
+            )
+            return MethodRefused(status, detail)
+
+        if engine is None:
+            raise await failed(ua.StatusCodes.BadNotImplemented, "no prepaid engine in this server")
+        reference = reference.strip()
+        if not reference or len(reference) > 128:
+            raise await failed(ua.StatusCodes.BadInvalidArgument, "Reference: a payment reference of 1 to 128 characters is required")
+        try:
+            minor = parse_money(Decimal(repr(amount)), "Amount", engine.minor_units, maximum=engine.cfg.max_amount)
+        except (MoneyError, InvalidOperation) as exc:
+            raise await failed(ua.StatusCodes.BadInvalidArgument, str(exc)) from None
+        try:
+            result = await engine.recharge(
+                room_id, minor, channel="opcua", reference=reference, actor=user.actor("opcua"),
+                reason=f"OPC UA Recharge from {caller.peer}",
+            )
+        except PrepaidError as exc:
+            status = {404: ua.StatusCodes.BadNotFound, 422: ua.StatusCodes.BadInvalidArgument}.get(exc.status, ua.StatusCodes.BadInvalidState)
+            raise await failed(status, exc.message) from None
+        balance = minor_to_decimal(result.account.balance_minor, engine.minor_units)
+        log.info("OPC UA Recharge", extra={"room": room_id, "user": user.name, "amount": format_minor(minor, engine.minor_units),
+                                           "replayed": result.replayed, "balance": format(balance, "f")})
+        return float(balance)  # the method's Balance output is a Double; the ledger keeps the exact amount
 
     async def _refused(self, caller: Caller, service: str) -> None:
         user = await self._current_user(caller)

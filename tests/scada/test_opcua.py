@@ -1,9 +1,9 @@
 """The OPC UA server in the running runtime — meters served by the Modbus simulator, polled by
-the poller, switched through the command path — seen by node-opcua (a client stack that is not
-ours): browse and find meters by type, read and subscribe to changes that start in the
-simulator, SetRelay with the simulator's relay following, refusals by role (audited), signed
-and encrypted sessions with a certificate accepted through the trust list, and the address space
-following the asset registry."""
+the poller, switched through the command path, accounts in the prepaid ledger — seen by
+node-opcua (a client stack that is not ours): browse and find meters by type, read and
+subscribe to changes that start in the simulator, SetRelay with the simulator's relay following,
+Recharge into the ledger, refusals by role (audited), signed and encrypted sessions with a
+certificate accepted through the trust list, and the address space following the registry."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ import pytest
 
 from scada.audit import Actor
 from scada.foundation import ASSETS, AUDIT, TAGDB
+from scada.prepaid.accounts import OpenRequest
+from scada.prepaid.engine import PREPAID
+from scada.prepaid.tariff import TariffDefinition
 
 from ..protocols.opcua.nodeclient import NodeClient
 from ..simulation import Control
@@ -89,7 +92,7 @@ async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tm
                 assert now - timedelta(seconds=30) < ts(dv["sourceTimestamp"]) <= now + timedelta(seconds=1)
                 assert dv["serverTimestamp"] is not None
             assert relay["value"] is True
-            assert balance["status"] == "UncertainInitialValue"  # no prepaid engine in this server
+            assert balance["status"] in ("Good", "UncertainInitialValue")  # a room without an account
             attrs = await c("read_attributes", nodeId=s.node("E-101.energy_total"), attributes=["DataType", "Description"])
             assert attrs["DataType"]["value"] == "ns=0;i=11"
 
@@ -149,10 +152,6 @@ async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path:
             assert bad_args["status"] == "BadInvalidArgument" and bad_args["inputArgumentResults"] == ["BadTypeMismatch"]
             await c("close")
 
-            await c.connect(s.url, user="cash1", password=PASSWORDS["cash1"])
-            assert (await c("call", **recharge))["status"] == "BadNotImplemented"  # until the ledger is on main
-            nan = await c("call", **{**recharge, "args": [{"dataType": "Double", "value": "NaN"}, {"dataType": "String", "value": "X"}]})
-            assert nan["status"] == "BadInvalidArgument"
             refused = await c.request("connect", endpoint=s.url, securityMode="None", securityPolicy="None",
                                       pkiDir=str(tmp_path / "client-pki"), user="cash1", password="wrong-password")
             assert not refused["ok"] and refused["status"] == "BadUserAccessDenied"
@@ -162,7 +161,6 @@ async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path:
         assert ("opcua.set_relay", "view1", "opcua", "E-101", "denied") in seen
         assert ("opcua.recharge", "view1", "opcua", "B1-R101", "denied") in seen
         assert ("opcua.recharge", "op1", "opcua", "B1-R101", "denied") in seen
-        assert ("opcua.recharge", "cash1", "opcua", "B1-R101", "failed") in seen
         assert ("opcua.write", "anonymous", "opcua", "Write", "denied") in seen
         assert ("opcua.login", "cash1", "opcua", "cash1", "denied") in seen
         assert ("opcua.login", "op1", "opcua", "op1", "ok") in seen
@@ -172,6 +170,59 @@ async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path:
         assert all("OPC UA SetRelay" in e.reason for e in commands)
         denied = next(e for e in entries if e.action == "opcua.set_relay" and e.actor == "view1")
         assert denied.after == {"closed": False} and "relay_control" in denied.reason and "127.0.0.1" in denied.reason
+
+
+async def test_recharge_through_the_ledger(tmp_path: Path) -> None:
+    async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
+        sim = Control(http, s.control_url)
+        await sim.load("E-101", kw=0)  # nothing consumed while the test runs: the balance moves only by recharges
+        await sim.load("W-101", m3_per_h=0)
+        engine = s.rt.ctx[PREPAID]
+        cashier = Actor("setup", "cli", "cashier")
+        await engine.tariffs.create("FLAT", "Flat", "electricity", TariffDefinition.model_validate({"price": "0.5"}), cashier)
+        await engine.tariffs.create("WATER", "Water", "water", TariffDefinition.model_validate({"price": "3.2"}), cashier)
+        base = engine.defaults()
+        await engine.open_account(
+            OpenRequest("B1-R101", base, electricity_tariff_id="FLAT", water_tariff_id="WATER", opening_minor=10_000), cashier
+        )
+        site = s.server.site
+        await wait_until(lambda: (v := site.value("room:B1-R101.balance")) is not None and v.StatusCode.is_good(), what="balance published")
+
+        def recharge(room: str, amount: Any, reference: str, data_type: str = "Double") -> dict[str, Any]:
+            return {"objectId": s.node(f"room:{room}"), "methodId": s.node(f"room:{room}/Recharge"),
+                    "args": [{"dataType": data_type, "value": amount}, {"dataType": "String", "value": reference}]}
+
+        async with NodeClient(tmp_path / "client-pki") as c:
+            await c.connect(s.url)
+            balance, supply, account = await c("read", nodes=[s.node("room:B1-R101.balance"), s.node("room:B1-R101.supply_state"), s.node("room:B1-R101.account_state")])
+            assert (balance["status"], balance["value"]) == ("Good", 100.0)
+            assert (supply["value"], account["value"]) == ("on", "open")
+            await c("close")
+            await c.connect(s.url, user="cash1", password=PASSWORDS["cash1"])
+            await c("subscribe", nodes=[s.node("room:B1-R101.balance")], publishingInterval=50)
+            assert (await c.next_event())["value"] == 100.0
+            done = await c("call", **recharge("B1-R101", 50.1, "PAY-7"))
+            assert done == {"status": "Good", "outputs": [150.1], "inputArgumentResults": ["Good", "Good"]}
+            assert (await change_where(c, lambda e: e["value"] == 150.1))["status"] == "Good"
+            # the same payment again credits nothing more; with another amount it is refused
+            assert (await c("call", **recharge("B1-R101", 50.1, "PAY-7")))["outputs"] == [150.1]
+            assert (await c("call", **recharge("B1-R101", 20.0, "PAY-7")))["status"] == "BadInvalidState"
+            for bad in (0.001, -5.0, 0.0, 2e9):  # too many decimals, negative, zero, above the maximum
+                assert (await c("call", **recharge("B1-R101", bad, f"BAD-{bad}")))["status"] == "BadInvalidArgument", bad
+            assert (await c("call", **recharge("B1-R101", "NaN", "X")))["status"] == "BadInvalidArgument"
+            assert (await c("call", **recharge("B1-R101", 5.0, "  ")))["status"] == "BadInvalidArgument"
+            assert (await c("call", **recharge("B1-R101", 5, "INT", data_type="Int32")))["status"] == "BadInvalidArgument"
+            assert (await c("call", **recharge("B1-R102", 5.0, "PAY-8")))["status"] == "BadNotFound"  # no account there
+        entries = await s.rt.ctx[AUDIT].query(limit=200)
+        credited = [e for e in entries if e.action == "account.recharge"]
+        assert len(credited) == 1 and credited[0].actor == "cash1" and credited[0].source == "opcua"
+        assert credited[0].after["amount"] == "50.10" and credited[0].after["channel"] == "opcua" and credited[0].after["reference"] == "PAY-7"
+        failures = {e.reason.split(";")[0] for e in entries if e.action == "opcua.recharge" and e.outcome == "failed"}
+        assert any("more than 2 decimals" in f for f in failures) and any("negative" in f for f in failures)
+        assert sum(1 for e in entries if e.action == "opcua.recharge" and e.outcome == "failed") == 7
+        # the ledger holds the exact amount
+        view = await engine.accounts.account_of_room("B1-R101")
+        assert view is not None and view.balance_minor == 15_010
 
 
 async def test_signed_and_encrypted_session_after_trusting_the_client(tmp_path: Path) -> None:
