@@ -38,6 +38,7 @@ def build_runtime(
     from hmi.component import HmiComponent
 
     from .commands import CommandsComponent
+    from .opcua import OpcUaComponent
     from .polling import ModbusComponent
     from .simulation import SimulatorComponent
 
@@ -51,6 +52,8 @@ def build_runtime(
     if config.prepaid.enabled:
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
     components += _alarm_components(config)
+    if config.opcua is not None:
+        components.append(OpcUaComponent())  # after the producers of tags: it publishes their points
     components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime
     policy = SupervisionPolicy(

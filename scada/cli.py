@@ -244,3 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+# -- parts' commands (imported when the parser is built: they import this module) -----------------
+def _opcua_commands(sub: Any) -> None:
+    from .opcuacli import register
+
+    register(sub)
+
+
+COMMANDS.append(_opcua_commands)

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
+from protocols.opcua.config import OpcUaConfig
 
 from .alarms.config import AlarmsConfig
 from .commandconfig import CommandsConfig
@@ -138,6 +139,7 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     links: list[LinkConfig] = []
+    opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()

@@ -24,6 +24,7 @@ def demo_port_args() -> list[str]:
     return [
         "--set", "hmi.port=0",
         "--set", "simulator.control_port=0",
+        "--set", "opcua.port=0",
         "--set", f"links[0].port={free_port()}",
         "--set", f"links[1].port={free_port()}",
     ]

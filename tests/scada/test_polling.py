@@ -27,6 +27,7 @@ def demo_config(tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
         f"runtime.data_dir=\"{tmp_path}\"",
         f"simulator.state_file=\"{tmp_path / 'sim.json'}\"",
         "hmi.port=0",
+        "opcua.port=0",
         "simulator.control_port=0",
         f"links[0].port={free_port()}",
         f"links[1].port={free_port()}",

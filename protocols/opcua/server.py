@@ -1,0 +1,309 @@
+"""The OPC UA server: asyncua behind our adapter.
+
+:class:`OpcUaServer` owns an asyncua server configured without its insecure defaults (it listens
+only on the configured address, offers only the configured security policies, accepts only
+trusted client certificates, never grants asyncua's admin role) and the site's nodes. The
+runtime feeds it plain data (:class:`SiteSpec`) and tag changes, and injects the callables behind
+sessions and methods (:class:`ServerHooks`); this package knows nothing of users, commands or
+money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
+from asyncua.server.internal_server import ServerDesc
+
+from tags import TagChange
+
+from .config import OpcUaConfig
+from .model import PointSpec, SiteSpec
+from .nodes import NodeWriter
+from .pki import Pki
+from .sessions import CALLER, CHANNEL_SECURE, Caller, Gate, GatedProcessor, UserRuleset
+from .site import LookupValue, SiteNodes, SyncResult
+from .status import status_name
+from .types import TypeIds, define_types
+
+__all__ = ["MethodRefused", "OpcUaServer", "ServerHooks", "default_application_uri"]
+
+log = logging.getLogger(__name__)
+
+_POLICIES = {
+    "None": ua.SecurityPolicyType.NoSecurity,
+    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+}
+
+
+class MethodRefused(Exception):
+    """Raised by a method hook: the call ends with ``status`` (an ``ua.StatusCodes`` value)."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message or status_name(status))
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHooks:
+    """What the runtime plugs in. ``authenticate(user, password, peer)`` returns an opaque
+    principal or None; ``set_relay(caller, meter_id, closed)`` returns the result text;
+    ``recharge(caller, room_id, amount, reference)`` the new balance; both raise
+    :class:`MethodRefused`. ``refused(caller, service)`` hears of refused writes."""
+
+    authenticate: Callable[[str, str, str], Awaitable[Any | None]]
+    set_relay: Callable[[Caller, str, bool], Awaitable[str]]
+    recharge: Callable[[Caller, str, float, str], Awaitable[float]]
+    refused: Callable[[Caller, str], Awaitable[None]]
+
+
+class _ServiceFaults(logging.Filter):
+    """asyncua logs every ServiceFault it answers at ERROR (a refused login, an untrusted
+    certificate, a refused write). Those are answers, not server errors: we log refusals
+    ourselves, once and with context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("sending service fault response")
+
+
+_FAULTS = _ServiceFaults()
+
+
+def default_application_uri() -> str:
+    return f"urn:{socket.gethostname()}:prepaid-scada"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Protocol(OPCUAProtocol):
+    gate: Gate
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.processor is not None:  # None: refused (too many connections)
+            self.processor = GatedProcessor(self.iserver, self.transport, self.limits, self.gate)
+            self.processor.set_policies(self.policies)
+
+
+class _BinaryServer(BinaryServer):
+    def __init__(self, *args: Any, gate: Gate, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = gate
+
+    def _make_protocol(self) -> OPCUAProtocol:
+        protocol = _Protocol(
+            iserver=self.iserver, policies=self._policies, clients=self.clients,
+            closing_tasks=self.closing_tasks, limits=self.limits,
+        )
+        protocol.gate = self.gate
+        return protocol
+
+
+class _Server(Server):
+    """asyncua's server, listening through :class:`GatedProcessor`, bound before its endpoints
+    are described (so that port 0 is advertised as the real port)."""
+
+    gate: Gate
+
+    async def start(self) -> None:
+        host = self.endpoint.hostname or "127.0.0.1"
+        self.bserver = _BinaryServer(self.iserver, host, self.endpoint.port or 0, self.limits, gate=self.gate)
+        await self.bserver.start()
+        try:
+            self.set_endpoint(f"opc.tcp://{_url_host(host)}:{self.bserver.port}")
+            await self._setup_server_nodes()
+            self.bserver.set_policies(self._policies)
+            for edp in self.iserver.endpoints:
+                self.iserver._known_servers[edp.Server.ApplicationUri] = ServerDesc(edp.Server)
+            await self.iserver.start()
+        except BaseException:
+            await self.bserver.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.bserver is not None:
+            await self.bserver.stop()
+        # sessions with subscriptions outlive their connection (for a reconnect): end them
+        for session in list(self.iserver._external_sessions.values()):
+            await session.close_session(True)
+        await self.iserver.stop()
+
+
+class OpcUaServer:
+    def __init__(
+        self,
+        config: OpcUaConfig,
+        *,
+        pki_dir: Path,
+        hooks: ServerHooks,
+        software_version: str = "0",
+    ) -> None:
+        self.config = config
+        self.hooks = hooks
+        self.pki = Pki(pki_dir)
+        self.application_uri = config.application_uri or default_application_uri()
+        self.software_version = software_version
+        self.gate = Gate(hooks.authenticate, hooks.refused, allow_anonymous=config.allow_anonymous)
+        self._server: _Server | None = None
+        self._site: SiteNodes | None = None
+        self.types: TypeIds | None = None
+        self.ns = 0
+        self.build_s = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        logging.getLogger("asyncua.server.uaprocessor").addFilter(_FAULTS)  # idempotent
+        hosts = [cfg.host, *cfg.certificate_hosts]
+        await asyncio.to_thread(self.pki.ensure_server_certificate, self.application_uri, cfg.server_name, hosts)
+        server = _Server(user_manager=self.gate)  # type: ignore[arg-type]
+        server.gate = self.gate
+        await server.init()
+        server.set_server_name(cfg.server_name)
+        server.product_uri = "urn:prepaid-scada"
+        server.manufacturer_name = "prepaid-scada"
+        server.application_type = ua.ApplicationType.Server
+        await server.set_application_uri(self.application_uri)
+        await server.set_build_info(
+            server.product_uri, server.manufacturer_name, cfg.server_name, self.software_version, "0", datetime.now(timezone.utc)
+        )
+        server.allow_remote_admin(False)
+        server.set_endpoint(f"opc.tcp://{_url_host(cfg.host)}:{cfg.port}")
+        server.set_security_policy([_POLICIES[m] for m in cfg.security], permission_ruleset=UserRuleset())
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if cfg.allow_anonymous:
+            tokens.insert(0, ua.AnonymousIdentityToken)
+        server.set_identity_tokens(tokens)
+        await server.load_certificate(str(self.pki.cert_file))
+        await server.load_private_key(str(self.pki.key_file))
+        server.set_certificate_validator(self._validate_client)
+        self.ns = await server.register_namespace(cfg.namespace_uri)
+        self.types = await define_types(server, self.ns, set_relay=self._call_set_relay, recharge=self._call_recharge)
+        self._site = SiteNodes(
+            NodeWriter(server.iserver.aspace), self.ns, self.types, cfg.namespace_uri,
+            set_relay=self._call_set_relay, recharge=self._call_recharge,
+        )
+        await server.start()
+        self._server = server
+        if cfg.none_allowed and not cfg.loopback:
+            log.warning("OPC UA security mode None is enabled on a non-loopback address", extra={"host": cfg.host})
+        log.info("OPC UA listening", extra={"url": self.url, "security": ",".join(cfg.security)})
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the OPC UA server is not running")
+        return self._server.endpoint.geturl()
+
+    @property
+    def port(self) -> int:
+        if self._server is None or self._server.bserver is None:
+            raise RuntimeError("the OPC UA server is not running")
+        return int(self._server.bserver.port)
+
+    @property
+    def site(self) -> SiteNodes:
+        if self._site is None:
+            raise RuntimeError("the OPC UA server is not started")
+        return self._site
+
+    @property
+    def asyncua(self) -> Server:
+        """The asyncua server (for tests and benchmarks)."""
+        if self._server is None:
+            raise RuntimeError("the OPC UA server is not running")
+        return self._server
+
+    # -- content ---------------------------------------------------------------------------------
+    async def sync(self, site: SiteSpec, current: LookupValue) -> SyncResult:
+        return await self.site.sync(site, current)
+
+    def add_point(self, owner_key: str, point: PointSpec, current: LookupValue) -> int:
+        return self.site.add_point(owner_key, point, current(point.tag))
+
+    async def push(self, changes: Iterable[TagChange]) -> list[TagChange]:
+        return await self.site.push(changes)
+
+    async def _validate_client(self, cert: Any, app: ua.ApplicationDescription) -> None:
+        # on a channel without security the client's certificate plays no part: not checked
+        if CHANNEL_SECURE.get():
+            await self.pki.validate_client(cert, app)
+
+    # -- methods -----------------------------------------------------------------------------------
+    @staticmethod
+    def _caller() -> Caller:
+        return CALLER.get() or Caller(None, "anonymous", "internal", "None")
+
+    @staticmethod
+    def _bad_args(args: tuple[Any, ...], expected: list[ua.VariantType | tuple[ua.VariantType, ...]]) -> ua.CallMethodResult | None:
+        if len(args) < len(expected):
+            return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadArgumentsMissing))
+        if len(args) > len(expected):
+            return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadTooManyArguments))
+        results = []
+        for arg, want in zip(args, expected):
+            types = want if isinstance(want, tuple) else (want,)
+            ok = isinstance(arg, ua.Variant) and arg.VariantType in types and not arg.is_array
+            results.append(ua.StatusCode() if ok else ua.StatusCode(ua.StatusCodes.BadTypeMismatch))
+        if all(r.is_good() for r in results):
+            return None
+        return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadInvalidArgument), InputArgumentResults=results)
+
+    async def _run_hook(self, name: str, target: str, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except MethodRefused as exc:
+            log.info("OPC UA call refused", extra={"method": name, "target": target, "status": status_name(exc.status), "detail": exc.message})
+            return ua.StatusCode(exc.status)
+        except Exception:
+            log.exception("OPC UA method failed", extra={"method": name, "target": target})
+            return ua.StatusCode(ua.StatusCodes.BadInternalError)
+
+    async def _call_set_relay(self, parent: ua.NodeId, *args: Any) -> Any:
+        meter_id = self.site.meter_of(parent)
+        if meter_id is None:
+            return ua.StatusCode(ua.StatusCodes.BadMethodInvalid)
+        bad = self._bad_args(args, [ua.VariantType.Boolean])
+        if bad is not None:
+            return bad
+        result = await self._run_hook("SetRelay", meter_id, self.hooks.set_relay(self._caller(), meter_id, bool(args[0].Value)))
+        if isinstance(result, ua.StatusCode):
+            return result
+        return [ua.Variant(str(result), ua.VariantType.String)]
+
+    async def _call_recharge(self, parent: ua.NodeId, *args: Any) -> Any:
+        room_id = self.site.room_of(parent)
+        if room_id is None:
+            return ua.StatusCode(ua.StatusCodes.BadMethodInvalid)
+        bad = self._bad_args(args, [(ua.VariantType.Double, ua.VariantType.Float), ua.VariantType.String])
+        if bad is not None:
+            return bad
+        amount = float(args[0].Value)
+        if not math.isfinite(amount):
+            return ua.CallMethodResult(
+                StatusCode=ua.StatusCode(ua.StatusCodes.BadInvalidArgument),
+                InputArgumentResults=[ua.StatusCode(ua.StatusCodes.BadOutOfRange), ua.StatusCode()],
+            )
+        reference = args[1].Value or ""
+        result = await self._run_hook("Recharge", room_id, self.hooks.recharge(self._caller(), room_id, amount, reference))
+        if isinstance(result, ua.StatusCode):
+            return result
+        return [ua.Variant(float(result), ua.VariantType.Double)]
