@@ -13,7 +13,7 @@ import pytest
 
 from hmi.component import HMI_URL
 from scada.audit import Actor
-from scada.config import ScadaConfig, load_demo_config, parse_config
+from scada.config import ScadaConfig, demo_config_text, parse_config
 from scada.foundation import ASSETS, USERS
 from scada.runtime import Runtime
 from scada.simulation import SIMULATOR
@@ -34,10 +34,26 @@ PASSWORDS = {
 ROLES = {"operator1": "operator", "cashier1": "cashier", "viewer1": "viewer", "maint1": "maintenance", "engineer1": "engineer"}
 
 
+def _without_tables(text: str, name: str) -> str:
+    """A TOML text without the tables ``[name]`` and ``[name.*]``."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        header = line.strip()
+        if header.startswith("["):
+            table = header.strip("[]").split("]")[0].strip()
+            skipping = table == name or table.startswith(name + ".")
+        if not skipping:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def demo_site_config(tmp_path: Path, *extra: str) -> ScadaConfig:
     """The demo: 60 rooms whose 81 meters the simulator serves and the poller reads (fast polls,
-    quick offline detection), on SQLite under ``tmp_path``, every port free."""
-    return load_demo_config([
+    quick offline detection), on SQLite under ``tmp_path``, every port free. Without the OPC UA
+    server: the HMI does not use it, and its start (~3 s) would dominate each test."""
+    text = _without_tables(demo_config_text(), "opcua")
+    return parse_config(text, "<demo, no OPC UA>", tmp_path, [
         f"database.url=\"sqlite:///{tmp_path / 'scada.db'}\"",
         f"runtime.data_dir=\"{tmp_path}\"",
         "simulator.state_file=\"\"",
