@@ -32,8 +32,8 @@ def to_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
         for col, v in zip(columns, values):
             if isinstance(v, pd.Timestamp):
                 row[col] = v.isoformat()
-            elif isinstance(v, float):
-                row[col] = None if math.isnan(v) else v
+            elif isinstance(v, float):  # numpy's float64 too: made a plain float
+                row[col] = None if math.isnan(v) else float(v)
             elif hasattr(v, "item"):  # numpy scalars
                 row[col] = _number(v.item()) if not isinstance(v.item(), str) else v.item()
             else:

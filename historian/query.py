@@ -279,14 +279,14 @@ def _shape(
         if r is not None and r.calendar is not None:
             frame["time"] = _calendar_starts(frame["time"], r.calendar, tz)
         membership = pd.DataFrame(
-            [(m, g) for g, ms in query.groups.items() for m in ms], columns=["meter", key]
-        ).astype({"meter": "object", key: "object"})
+            [(m, g) for g, ms in query.groups.items() for m in ms], columns=["meter", "_group"]
+        ).astype({"meter": "object", "_group": "object"})
         frame["meter"] = frame["meter"].astype("object")
         frame = frame.merge(membership, on="meter", how="inner")
-        grouped = frame.groupby(["time", key]).agg({a.column: _reduce(a.func) for a in aggregates})
+        grouped = frame.groupby(["time", "_group"]).agg({a.column: _reduce(a.func) for a in aggregates})
     else:
-        grouped = pd.DataFrame(columns=cols, index=pd.MultiIndex.from_arrays([[], []], names=["time", key]))
-    index = pd.MultiIndex.from_product([starts, groups], names=["time", key])
+        grouped = pd.DataFrame(columns=cols, index=pd.MultiIndex.from_arrays([[], []], names=["time", "_group"]))
+    index = pd.MultiIndex.from_product([starts, groups], names=["time", "_group"])
     grouped = grouped.reindex(index)
     times = pd.to_datetime(np.repeat(np.asarray(starts, dtype="int64"), len(groups)), unit="s", utc=True).tz_convert(tz)
     group_col = np.tile(np.asarray(groups, dtype=object), len(starts))

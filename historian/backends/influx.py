@@ -80,10 +80,12 @@ class InfluxBackend(Backend):
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
         s = self.settings
-        auth = aiohttp.BasicAuth(s.username, s.password or "") if s.api == "v1" and s.username else None
-        headers = {"Authorization": f"Token {s.token}"} if s.api == "v2" else {}
+        headers: dict[str, str] = {}
+        if s.api == "v2":
+            headers["Authorization"] = f"Token {s.token}"
+        elif s.username:
+            headers["Authorization"] = aiohttp.encode_basic_auth(s.username, s.password or "")
         self._http = aiohttp.ClientSession(
-            auth=auth,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=s.timeout_s),
             connector=aiohttp.TCPConnector(ssl=None if s.verify_tls else False),
@@ -194,8 +196,11 @@ class InfluxBackend(Backend):
         cols = ["time", "meter", *fields]
         if not meters:
             return _empty(cols)
+        # InfluxDB leaves out rows whose selected fields are all null: select ``samples`` (always
+        # written) too, so that every stored interval comes back, like on SQLite
+        select = list(dict.fromkeys([*fields, "samples"]))
         q = (
-            f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(INTERVAL_MEASUREMENT)} "
+            f"SELECT {', '.join(quote_ident(f) for f in select)} FROM {quote_ident(INTERVAL_MEASUREMENT)} "
             f"WHERE {quote_ident('meter')} =~ {regex_any(meters)} AND time >= {start}s AND time < {end}s "
             f"GROUP BY {quote_ident('meter')}"
         )
