@@ -7,6 +7,7 @@ from collections.abc import Callable
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
+from .history import HistorianComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
@@ -26,8 +27,10 @@ def build_runtime(
     components: list[Component] = [
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
-        HmiComponent(),  # last: it serves what the others provide
     ]
+    if config.historian.enabled:
+        components.append(HistorianComponent())
+    components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime
     policy = SupervisionPolicy(
         initial_backoff_s=rt.restart_initial_s,

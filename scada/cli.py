@@ -27,6 +27,10 @@ Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 # a part registers its sub-commands with a function taking the sub-parsers object
 COMMANDS: list[Callable[[Any], None]] = []
 
+from . import history_cli  # noqa: E402
+
+COMMANDS.append(history_cli.register)
+
 
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:
     path = getattr(args, "config", None)

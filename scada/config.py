@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from protocols.modbus.config import LinkConfig
 
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
+from .history_config import HistorianConfig
 
 __all__ = [
     "AdminConfig",
@@ -122,6 +123,7 @@ class ScadaConfig(ConfigModel):
     runtime: RuntimeConfig = RuntimeConfig()
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
+    historian: HistorianConfig = HistorianConfig()
     links: list[LinkConfig] = []
 
     # not a key of the file: where relative paths in it are resolved
