@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from historian import HistorianSettings, InfluxSettings, RawRule, SqliteSettings
+from historian.rawlog import RawRule
+from historian.settings import HistorianSettings, InfluxSettings, SqliteSettings
 
 from .configbase import ConfigModel, SecretRef
 

@@ -36,6 +36,7 @@ from scada.auth import Permission, UserInfo
 from scada.configbase import key_path
 
 __all__ = [
+    "API_QUERY",
     "ApiCall",
     "ApiError",
     "ApiRouter",
@@ -112,6 +113,8 @@ UserResolver = Callable[[web.Request], Awaitable[tuple[UserInfo, str] | None]]
 
 # a handler that authenticates the caller itself (the token endpoint) names the actor to audit
 AUDIT_ACTOR: web.RequestKey[Actor] = web.RequestKey("api_audit_actor", Actor)
+# the validated query parameters of a route declared with ``query=Model``
+API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 USER_RESOLVER: web.AppKey[UserResolver] = web.AppKey("api_user_resolver", object)  # type: ignore[arg-type]
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("api_audit", AuditLog)
 
@@ -240,7 +243,7 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                     query = route.query.model_validate(dict(request.query))
                 except ValidationError as exc:
                     raise validation_error(exc) from None
-                request["api_query"] = query
+                request[API_QUERY] = query
             actor = user.actor(source) if user else Actor("anonymous", "api")  # type: ignore[arg-type]
             call = ApiCall(request, user, body, dict(request.match_info), actor)  # type: ignore[arg-type]
             result = await route.handler(call)
