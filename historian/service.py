@@ -214,7 +214,7 @@ class Historian:
 
     def _spool_changed(self) -> None:
         fill = self.spool.fill
-        self.publish_fill(round(fill, 4))
+        self.publish_fill(round(fill, 6))
         warn = self.settings.warn_fill
         if fill >= warn and not self._fill_warned:
             self._fill_warned = True

@@ -79,6 +79,7 @@ class HistorianBufferConfig(ConfigModel):
     path: str = ""  # default: <runtime.data_dir>/historian-buffer.db
     max_points: int = Field(default=1_000_000, ge=100)
     warn_fill: float = Field(default=0.8, gt=0, lt=1)
+    retry_max_s: float = Field(default=30.0, ge=1, le=600)
 
 
 class RawLogConfig(ConfigModel):
@@ -148,6 +149,7 @@ def historian_settings(config: ScadaConfig) -> HistorianSettings:
         max_buffer_points=h.buffer.max_points,
         warn_fill=h.buffer.warn_fill,
         write_timeout_s=max(30.0, h.influx.timeout_s * 2),
+        retry_max_s=h.buffer.retry_max_s,
         raw_rules=tuple(RawRule(tuple(r.tags), r.deadband) for r in h.raw),
         max_query_rows=h.max_query_rows,
     )
