@@ -35,6 +35,7 @@ from tags import Quality, TagChange
 
 from .grid import IntervalGrid, epoch_us
 from .records import ANALOGS, POINTS, REGISTERS, IntervalRecord, to_micro
+from .rollup import DayRollup
 
 __all__ = ["IntervalAggregator", "STATE_VERSION"]
 
@@ -105,7 +106,7 @@ class _Open:
 class _Meter:
     """What is remembered about a meter across intervals."""
 
-    __slots__ = ("baselines", "last_ts", "sample_ts", "sample_interval", "sample_good")
+    __slots__ = ("baselines", "last_ts", "sample_ts", "sample_interval", "sample_good", "has_registers")
 
     def __init__(self) -> None:
         # register -> [reading (µ), its source time (µs), start of the interval it closed in]
@@ -114,12 +115,13 @@ class _Meter:
         self.sample_ts = -1  # the poll being counted: events with this source time are one sample
         self.sample_interval = 0
         self.sample_good = False
+        self.has_registers = False
 
     def dump(self) -> dict[str, Any]:
         return {
             "b": self.baselines,
             "t": self.last_ts,
-            "s": [self.sample_ts, self.sample_interval, self.sample_good],
+            "s": [self.sample_ts, self.sample_interval, self.sample_good, self.has_registers],
         }
 
     @classmethod
@@ -128,6 +130,7 @@ class _Meter:
         m.baselines = {k: [int(x) for x in v] for k, v in data["b"].items()}
         m.last_ts = {k: int(v) for k, v in data["t"].items()}
         m.sample_ts, m.sample_interval, m.sample_good = int(data["s"][0]), int(data["s"][1]), bool(data["s"][2])
+        m.has_registers = bool(data["s"][3])
         return m
 
 
@@ -137,6 +140,7 @@ class IntervalAggregator:
         self.delay_s = delay_s
         self._open: dict[int, dict[str, _Open]] = {}
         self._meters: dict[str, _Meter] = {}
+        self.days = DayRollup(grid.tz)
         # the first interval not closed yet, and the first one this process saw from its start:
         # intervals before it (the server was not running) are only closed if state was restored
         self._next_start = grid.start_of(now_s)
@@ -170,20 +174,25 @@ class IntervalAggregator:
             state = self._meters[meter] = _Meter()
         self.fed += 1
         good = new.quality is Quality.GOOD
-        # one poll writes all points of a meter with one source time: that is one sample
-        if state.sample_ts != ts:
-            state.sample_ts, state.sample_interval, state.sample_good = ts, start, good
-            acc.samples += 1
-            acc.good += good
-        elif state.sample_good and not good:
-            state.sample_good = False
-            counted = self._open.get(state.sample_interval, {}).get(meter)
-            if counted is not None:
-                counted.good -= 1
+        is_register = point in _REGISTERS
+        if is_register:
+            state.has_registers = True
+        # one poll writes a meter's registers with one source time: that is one sample (analog
+        # points, which may be read in another block, count only for meters without registers)
+        if is_register or not state.has_registers:
+            if state.sample_ts != ts:
+                state.sample_ts, state.sample_interval, state.sample_good = ts, start, good
+                acc.samples += 1
+                acc.good += good
+            elif state.sample_good and not good:
+                state.sample_good = False
+                counted = self._open.get(state.sample_interval, {}).get(meter)
+                if counted is not None:
+                    counted.good -= 1
         if not good:
             return True
         value = new.value
-        if point in _REGISTERS:
+        if is_register:
             micro = to_micro(value)
             if micro is None or ts <= state.last_ts.get(point, -1):
                 self.ignored += 1  # not a number, or older than a reading already used
@@ -237,12 +246,19 @@ class IntervalAggregator:
             bucket = self._open.pop(start, {})
             if start >= self._resumed_from or bucket:
                 for meter in sorted(tracked | bucket.keys()):
-                    records.append(self._close_meter(meter, start, bucket.get(meter)))
+                    record = self._close_meter(meter, start, bucket.get(meter))
+                    self.days.add(record)
+                    records.append(record)
             self._next_start = start + length
             if self._next_start < self._resumed_from:
                 # the server was down: skip to the next restored interval or to the restart
                 self._next_start = min([s for s in self._open if s >= self._next_start] + [self._resumed_from])
         return records
+
+    def take_days(self) -> list[IntervalRecord]:
+        """Day rollups changed by the intervals closed since the last call (see
+        :mod:`historian.rollup`)."""
+        return self.days.take(self._next_start)
 
     def _close_meter(self, meter: str, start: int, acc: _Open | None) -> IntervalRecord:
         length = self.grid.length
@@ -294,6 +310,7 @@ class IntervalAggregator:
             "next_start": self._next_start,
             "meters": {m: s.dump() for m, s in self._meters.items()},
             "open": {str(start): {m: o.dump() for m, o in bucket.items()} for start, bucket in self._open.items()},
+            "days": self.days.state(),
         }
 
     def load_state(self, data: dict[str, Any], now_s: float) -> str:
@@ -306,6 +323,7 @@ class IntervalAggregator:
         if data.get("version") != STATE_VERSION:
             return f"state version {data.get('version')!r} not understood: starting fresh"
         self._meters = {m: _Meter.load(s) for m, s in data["meters"].items()}
+        self.days.load(data.get("days", []))
         self._resumed_from = self.grid.start_of(now_s)
         if data["length"] != self.grid.length or data["phase"] != self.grid.phase:
             self._open = {}

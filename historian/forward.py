@@ -117,6 +117,9 @@ class Forwarder:
         if kind == "interval":
             records = [IntervalRecord.from_json(item) for b in group for item in b.items]
             await asyncio.wait_for(self.backend.write_intervals(records), self.timeout_s)
+        elif kind == "day":
+            days = [IntervalRecord.from_json(item) for b in group for item in b.items]
+            await asyncio.wait_for(self.backend.write_days(days), self.timeout_s)
         elif kind == "raw":
             points = [RawPoint.from_json(item) for b in group for item in b.items]
             await asyncio.wait_for(self.backend.write_raw(points), self.timeout_s)

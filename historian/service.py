@@ -76,6 +76,7 @@ class Historian:
             on_spool_change=self._spool_changed,
         )
         self._unspooled: list[IntervalRecord] = []
+        self._unspooled_days: list[IntervalRecord] = []
         self._close_lock = asyncio.Lock()
         self._last_checkpoint = clock()
         self._fill_warned = False
@@ -174,12 +175,15 @@ class Historian:
             meters = None if self.known_meters is None else set(self.known_meters())
             closed = self.aggregator.close_due(self.clock() if now is None else now, meters)
             records = self._unspooled + closed
+            days = self._unspooled_days + self.aggregator.take_days()
             if not records:
                 return 0
             state = json.dumps(self.aggregator.state(), separators=(",", ":"))
-            self._unspooled = records  # kept until the spool has them
-            dropped = await self.spool.append("interval", [r.to_json() for r in records], state=state)
-            self._unspooled = []
+            self._unspooled, self._unspooled_days = records, days  # kept until the spool has them
+            dropped = await self.spool.append_many(
+                [("interval", [r.to_json() for r in records]), ("day", [d.to_json() for d in days])], state=state
+            )
+            self._unspooled, self._unspooled_days = [], []
             self._last_checkpoint = self.clock()
             self.closed_intervals += len({r.start for r in closed})
         self._spooled(dropped)

@@ -122,18 +122,25 @@ class Spool:
 
         Returns the number of points dropped to stay within ``max_points`` (oldest first).
         """
-        return await self._run(self._append_sync, kind, list(items), state)
+        return await self.append_many([(kind, items)], state=state)
 
-    def _append_sync(self, kind: str, items: list[Any], state: str | None) -> int:
+    async def append_many(self, groups: Sequence[tuple[str, Sequence[Any]]], *, state: str | None = None) -> int:
+        """Queue several kinds of items, in this order, in one transaction with ``state``."""
+        return await self._run(self._append_sync, [(k, list(items)) for k, items in groups], state)
+
+    def _append_sync(self, groups: list[tuple[str, list[Any]]], state: str | None) -> int:
         conn = self._require()
-        parts = [items[i:i + self.chunk_points] for i in range(0, len(items), self.chunk_points)]
-        chunks = [_encode(part) for part in parts]
-        sizes = [len(part) for part in parts]
+        rows: list[tuple[str, int, bytes]] = []
+        for kind, items in groups:
+            for i in range(0, len(items), self.chunk_points):
+                part = items[i:i + self.chunk_points]
+                rows.append((kind, len(part), _encode(part)))
+        sizes = [n for _, n, _ in rows]
         now = time.time()
         dropped = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for payload, n in zip(chunks, sizes):
+            for kind, n, payload in rows:
                 conn.execute(
                     "INSERT INTO batches (kind, points, created, payload) VALUES (?, ?, ?, ?)", (kind, n, now, payload)
                 )

@@ -94,6 +94,10 @@ class Backend(abc.ABC):
     async def write_intervals(self, records: Sequence[IntervalRecord]) -> None: ...
 
     @abc.abstractmethod
+    async def write_days(self, records: Sequence[IntervalRecord]) -> None:
+        """Day rollups (:mod:`historian.rollup`), keyed (meter, local day start)."""
+
+    @abc.abstractmethod
     async def write_raw(self, points: Sequence[RawPoint]) -> None: ...
 
     @abc.abstractmethod
@@ -108,6 +112,11 @@ class Backend(abc.ABC):
         """Per meter and bucket (of the intervals with ``start <= interval start < end``):
         columns ``time`` (bucket start, epoch s), ``meter`` and one per aggregate. Buckets
         without intervals are absent."""
+
+    @abc.abstractmethod
+    async def fetch_days(self, meters: Sequence[str], aggregates: Sequence[Aggregate], start: int, end: int) -> pd.DataFrame:
+        """Day rollups with ``start <= day start < end``, in the shape of :meth:`fetch_buckets`
+        with day buckets."""
 
     @abc.abstractmethod
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:

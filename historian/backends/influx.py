@@ -30,11 +30,14 @@ import aiohttp
 import pandas as pd
 
 from ..records import INTERVAL_FIELDS, IntervalRecord, RawPoint
+from ..rollup import DAY_FIELDS
 from ..settings import InfluxSettings
 from .base import Aggregate, Backend, BackendError, BackendRejected, BackendUnavailable, Bucketing
 from .lineproto import (
+    DAY_MEASUREMENT,
     INTERVAL_MEASUREMENT,
     RAW_MEASUREMENT,
+    day_lines,
     interval_lines,
     quote_ident,
     quote_string,
@@ -139,6 +142,11 @@ class InfluxBackend(Backend):
             s = self.settings
             await self._write(interval_lines(records), "s", s.interval_rp, s.bucket)
 
+    async def write_days(self, records: Sequence[IntervalRecord]) -> None:
+        if records:
+            s = self.settings
+            await self._write(day_lines(records), "s", s.interval_rp, s.bucket)
+
     async def write_raw(self, points: Sequence[RawPoint]) -> None:
         if points:
             s = self.settings
@@ -225,6 +233,24 @@ class InfluxBackend(Backend):
             f"SELECT {select} FROM {quote_ident(INTERVAL_MEASUREMENT)} "
             f"WHERE {quote_ident('meter')} =~ {regex_any(meters)} AND time >= {start}s AND time < {end}s "
             f"GROUP BY {group}"
+        )
+        db, rp = self._read_target(raw=False)
+        answer = await self._query(q, db=db, rp=rp, epoch="s")
+        return await _to_frame(answer, "meter", cols)
+
+    async def fetch_days(self, meters: Sequence[str], aggregates: Sequence[Aggregate], start: int, end: int) -> pd.DataFrame:
+        columns = [a.column for a in aggregates]
+        unknown = [c for c in columns if c not in DAY_FIELDS]
+        if unknown:
+            raise ValueError(f"no day rollup of {unknown}")
+        cols = ["time", "meter", *columns]
+        if not meters:
+            return _empty(cols)
+        select = list(dict.fromkeys([*columns, "samples__count"]))  # always written: no row is left out
+        q = (
+            f"SELECT {', '.join(quote_ident(c) for c in select)} FROM {quote_ident(DAY_MEASUREMENT)} "
+            f"WHERE {quote_ident('meter')} =~ {regex_any(meters)} AND time >= {start}s AND time < {end}s "
+            f"GROUP BY {quote_ident('meter')}"
         )
         db, rp = self._read_target(raw=False)
         answer = await self._query(q, db=db, rp=rp, epoch="s")

@@ -11,10 +11,13 @@ import math
 from collections.abc import Iterable
 
 from ..records import FLOAT_FIELDS, INT_FIELDS, IntervalRecord, RawPoint
+from ..rollup import DAY_FLOAT_FIELDS, DAY_INT_FIELDS
 
 __all__ = [
+    "DAY_MEASUREMENT",
     "INTERVAL_MEASUREMENT",
     "RAW_MEASUREMENT",
+    "day_lines",
     "interval_lines",
     "quote_ident",
     "quote_string",
@@ -23,6 +26,7 @@ __all__ = [
 ]
 
 INTERVAL_MEASUREMENT = "interval"
+DAY_MEASUREMENT = "day"
 RAW_MEASUREMENT = "raw"
 
 
@@ -35,23 +39,33 @@ def _float(value: float) -> str | None:
     return repr(x) if math.isfinite(x) else None
 
 
-def interval_lines(records: Iterable[IntervalRecord]) -> str:
+def _record_lines(
+    measurement: str, records: Iterable[IntervalRecord], ints: tuple[str, ...], floats: tuple[str, ...]
+) -> str:
     out: list[str] = []
     for r in records:
         fields = [f"length={r.length}i"]
         values = r.values
-        for name in INT_FIELDS:
+        for name in ints:
             v = values.get(name)
             if v is not None:
                 fields.append(f"{name}={int(v)}i")
-        for name in FLOAT_FIELDS:
+        for name in floats:
             v = values.get(name)
             if v is not None:
                 text = _float(v)
                 if text is not None:
                     fields.append(f"{name}={text}")
-        out.append(f"{INTERVAL_MEASUREMENT},meter={_escape_tag(r.meter)} {','.join(fields)} {r.start}")
+        out.append(f"{measurement},meter={_escape_tag(r.meter)} {','.join(fields)} {r.start}")
     return "\n".join(out)
+
+
+def interval_lines(records: Iterable[IntervalRecord]) -> str:
+    return _record_lines(INTERVAL_MEASUREMENT, records, INT_FIELDS, FLOAT_FIELDS)
+
+
+def day_lines(records: Iterable[IntervalRecord]) -> str:
+    return _record_lines(DAY_MEASUREMENT, records, DAY_INT_FIELDS, DAY_FLOAT_FIELDS)
 
 
 def raw_lines(points: Iterable[RawPoint]) -> str:

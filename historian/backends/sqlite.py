@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..grid import local_midnight
 from ..records import FLOAT_FIELDS, INT_FIELDS, INTERVAL_FIELDS, IntervalRecord, RawPoint
+from ..rollup import DAY_FIELDS, DAY_FLOAT_FIELDS, DAY_INT_FIELDS
 from ..settings import SqliteSettings
 from .base import DAY, Aggregate, Backend, BackendUnavailable, Bucketing
 
@@ -31,6 +32,8 @@ T = TypeVar("T")
 _COLUMNS = ", ".join(
     [f"{f} INTEGER" for f in INT_FIELDS] + [f"{f} REAL" for f in FLOAT_FIELDS]
 )
+_DAY_COLUMNS = ", ".join([f"{f} INTEGER" for f in DAY_INT_FIELDS] + [f"{f} REAL" for f in DAY_FLOAT_FIELDS])
+_DAY_ORDER = DAY_INT_FIELDS + DAY_FLOAT_FIELDS
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS intervals (
     meter TEXT NOT NULL,
@@ -40,6 +43,14 @@ CREATE TABLE IF NOT EXISTS intervals (
     PRIMARY KEY (meter, start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS intervals_start ON intervals (start);
+CREATE TABLE IF NOT EXISTS days (
+    meter TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    {_DAY_COLUMNS},
+    PRIMARY KEY (meter, start)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS days_start ON days (start);
 CREATE TABLE IF NOT EXISTS raw (
     tag TEXT NOT NULL,
     ts INTEGER NOT NULL,
@@ -52,6 +63,10 @@ CREATE INDEX IF NOT EXISTS raw_ts ON raw (ts);
 _INSERT_INTERVAL = (
     f"INSERT OR REPLACE INTO intervals (meter, start, length, {', '.join(INTERVAL_FIELDS)}) "
     f"VALUES ({', '.join('?' * (3 + len(INTERVAL_FIELDS)))})"
+)
+_INSERT_DAY = (
+    f"INSERT OR REPLACE INTO days (meter, start, length, {', '.join(_DAY_ORDER)}) "
+    f"VALUES ({', '.join('?' * (3 + len(_DAY_ORDER)))})"
 )
 _KNOWN = frozenset(INTERVAL_FIELDS)
 _FUNCS = {"sum": "sum", "count": "count", "min": "min", "max": "max"}
@@ -157,6 +172,10 @@ class SqliteBackend(Backend):
         rows = [(r.meter, r.start, r.length, *[r.values.get(f) for f in INTERVAL_FIELDS]) for r in records]
         await self._write(self._executemany, _INSERT_INTERVAL, rows)
 
+    async def write_days(self, records: Sequence[IntervalRecord]) -> None:
+        rows = [(r.meter, r.start, r.length, *[r.values.get(f) for f in _DAY_ORDER]) for r in records]
+        await self._write(self._executemany, _INSERT_DAY, rows)
+
     async def write_raw(self, points: Sequence[RawPoint]) -> None:
         rows = [(p.tag, p.ts, p.value, p.quality) for p in points]
         await self._write(self._executemany, "INSERT OR REPLACE INTO raw (tag, ts, value, quality) VALUES (?, ?, ?, ?)", rows)
@@ -227,6 +246,28 @@ class SqliteBackend(Backend):
             frame["time"] = frame["time"].map(days).astype("int64")
         return frame
 
+    async def fetch_days(self, meters: Sequence[str], aggregates: Sequence[Aggregate], start: int, end: int) -> pd.DataFrame:
+        columns = [a.column for a in aggregates]
+        unknown = [c for c in columns if c not in DAY_FIELDS]
+        if unknown:
+            raise ValueError(f"no day rollup of {unknown}")
+        return await self._read(self._fetch_days_sync, list(meters), columns, start, end)
+
+    def _fetch_days_sync(self, meters: list[str], columns: list[str], start: int, end: int) -> pd.DataFrame:
+        cols = ["time", "meter", *columns]
+        if not meters:
+            return pd.DataFrame({c: [] for c in cols})
+        sql = (
+            f"SELECT start, meter, {', '.join(columns)} FROM days WHERE meter IN ({', '.join('?' * len(meters))}) "
+            "AND start >= ? AND start < ? ORDER BY start, meter"
+        )
+        conn = self._reader()
+        try:
+            rows = conn.execute(sql, (*meters, start, end)).fetchall()
+        finally:
+            conn.close()
+        return _frame(rows, cols)
+
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
         return await self._read(self._fetch_raw_sync, list(tags), start_us, end_us)
 
@@ -256,6 +297,7 @@ class SqliteBackend(Backend):
         s = self.settings
         if s.interval_retention_days > 0:
             conn.execute("DELETE FROM intervals WHERE start < ?", (int(now_s) - s.interval_retention_days * DAY,))
+            conn.execute("DELETE FROM days WHERE start < ?", (int(now_s) - s.interval_retention_days * DAY,))
         if s.raw_retention_days > 0:
             conn.execute("DELETE FROM raw WHERE ts < ?", ((int(now_s) - s.raw_retention_days * DAY) * 1_000_000,))
 

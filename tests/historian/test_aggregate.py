@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from historian.aggregate import IntervalAggregator
 from historian.grid import IntervalGrid
 from historian.records import MICRO, IntervalRecord
-from tags import TagDB
+from tags import TagDB, TagWrite
 
 from .producers import SyntheticMeter
 
@@ -299,3 +299,16 @@ def test_grid_refuses_lengths_not_dividing_an_hour() -> None:
     for bad in (0, 30, 7 * 60, 7200):
         with pytest.raises(ValueError, match="dividing an hour"):
             IntervalGrid(bad, timezone.utc)
+
+
+def test_analog_block_read_apart_does_not_count_extra_samples() -> None:
+    rig = Rig()
+    SyntheticMeter(rig.db, "E-1")
+    for k in range(4):
+        ts = T0 + timedelta(seconds=10 + 60 * k)
+        rig.db.write_many([TagWrite("E-1.energy_total", 5.0 + k, source_ts=ts), TagWrite("E-1.energy_peak", 1.0, source_ts=ts)])
+        rig.db.write_many([TagWrite("E-1.power", float(k), source_ts=ts + timedelta(seconds=1))])
+    rig.close(T0 + timedelta(minutes=15, seconds=11))
+    (rec,) = rig.records
+    assert rec.values["samples"] == 4 and rec.values["good_samples"] == 4
+    assert rec.values["power_max"] == 3.0

@@ -16,7 +16,18 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from historian import Backend, HistoryQuery, IntervalAggregator, IntervalGrid, QueryError, parse_interval, parse_time, run_query
+from historian import (
+    Backend,
+    HistoryQuery,
+    IntervalAggregator,
+    IntervalGrid,
+    IntervalRecord,
+    QueryError,
+    parse_interval,
+    parse_time,
+    run_query,
+)
+from historian.backends.base import DAY, Aggregate, Bucketing
 from historian.export import to_csv, to_rows
 from tags import TagDB
 
@@ -36,6 +47,7 @@ class Site:
 
     meters: dict[str, SyntheticMeter]
     polls: dict[str, list[tuple[datetime, dict[str, Decimal]]]] = field(default_factory=dict)
+    intervals: list[IntervalRecord] = field(default_factory=list)
 
     def reading(self, meter: str, register: str, before: datetime) -> Decimal:
         """The last reading polled before ``before`` (the first one if there is none)."""
@@ -67,6 +79,10 @@ async def site(backend: Backend) -> Site:
     assert len(records) == 3 * 96 * DAYS
     for k in range(0, len(records), 500):
         await backend.write_intervals(records[k:k + 500])
+    days = agg.take_days()
+    assert len(days) == 3 * DAYS
+    await backend.write_days(days)
+    s.intervals = records
     return s
 
 
@@ -227,3 +243,60 @@ def test_parse_interval_and_time() -> None:
         with pytest.raises(QueryError, match=msg) as err:
             parse_time(bad, TZ, "start")
         assert err.value.param == "start"
+
+
+class WithoutRollups:
+    """The same backend, with days computed from the intervals instead of read from rollups."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    async def fetch_days(self, meters: list[str], aggregates: list[Aggregate], start: int, end: int) -> pd.DataFrame:
+        return await self.backend.fetch_buckets(meters, aggregates, start, end, Bucketing(DAY, TZ, 0))
+
+
+@pytest.mark.parametrize("agg", [None, "mean", "min", "max"])
+async def test_days_from_rollups_equal_days_from_intervals(backend: Backend, site: Site, agg: str | None) -> None:
+    """Whole days come from the day rollups (partial days from the intervals): same answers as
+    aggregating the intervals, for every kind of point and aggregation."""
+    points = ["energy_total", "energy_peak", "power", "voltage", "samples"] + (["good_share"] if agg == "mean" else [])
+    groups = {"E-1": ["E-1"], "R": ["E-2", "E-3"]}
+    for start, end, interval in (
+        (T0, T0 + timedelta(days=DAYS), "1d"),
+        (T0 + timedelta(hours=5), T0 + timedelta(days=DAYS) - timedelta(hours=3), "1d"),
+        (T0, T0 + timedelta(days=DAYS), "1mo"),
+    ):
+        query = q(groups, points, start, end, interval, agg)
+        fast = await run_query(backend, query, GRID)
+        slow = await run_query(WithoutRollups(backend), query, GRID)  # type: ignore[arg-type]
+        assert len(fast) == len(slow) == len(groups) * len(points) * (1 if interval == "1mo" else DAYS)
+        assert list(fast["intervals"]) == list(slow["intervals"])
+        assert list(fast["flags"]) == list(slow["flags"])
+        for a, b in zip(fast["value"], slow["value"]):
+            assert a == b or math.isclose(a, b, rel_tol=1e-12)
+        energy = fast[fast.point == "energy_total"]["value"]
+        assert energy.notna().all()
+
+
+async def test_rollups_are_what_the_aggregator_made(backend: Backend, site: Site) -> None:
+    from historian.rollup import day_rollups
+
+    assert sorted(day_rollups(site.intervals, TZ), key=lambda r: (r.meter, r.start)) == sorted(
+        await _stored_days(backend), key=lambda r: (r.meter, r.start)
+    )
+
+
+async def _stored_days(backend: Backend) -> list[IntervalRecord]:
+    from historian.rollup import ROLLUP
+
+    aggs = [Aggregate(f, fn) for f, fn, _ in ROLLUP]  # type: ignore[arg-type]
+    frame = await backend.fetch_days(["E-1", "E-2", "E-3"], aggs, int(T0.timestamp()), int((T0 + timedelta(days=DAYS)).timestamp()))
+    out = []
+    for row in frame.to_dict("records"):
+        values = {k: v for k, v in row.items() if k not in ("time", "meter") and v is not None and v == v}
+        values = {k: int(v) if float(v).is_integer() and not k.endswith(("_avg__sum", "_min__min", "_max__max")) else float(v) for k, v in values.items()}
+        out.append(IntervalRecord(row["meter"], int(row["time"]), 86400, values))
+    return out

@@ -84,7 +84,12 @@ class Plant:
                 self.polls[m.id].append((self.now, m.registers["energy_total"]))
             self.historian.feed(self.sub.drain())
             await self.historian.close_due()
-            await self.historian.forwarder.send_once()
+            while await self.historian.forwarder.send_once():  # until sent, or it fails
+                pass
+
+    async def buffered(self, kind: str = "interval") -> int:
+        batches = await self.historian.spool.peek(10**9)
+        return sum(len(b.items) for b in batches if b.kind == kind)
 
 
 async def stored(server: InfluxServer, db: str) -> dict[str, list[tuple[int, int]]]:
@@ -121,8 +126,8 @@ async def test_influx_outage_buffers_and_sends_every_interval_once(
         with caplog.at_level(logging.INFO, logger="historian"):
             await plant.run(4 * 60)  # four hours without InfluxDB
             assert plant.historian.forwarder.healthy is False
-            assert plant.historian.spool.points == 3 * 16
-            assert plant.fills[-1] == pytest.approx(48 / 100_000, abs=1e-4) and plant.fills[-1] > 0
+            assert await plant.buffered() == 3 * 16 and await plant.buffered("day") == 3 * 16
+            assert plant.fills[-1] == pytest.approx(96 / 100_000, abs=1e-4) and plant.fills[-1] > 0
             own_influx.start()
             assert await plant.historian.forwarder.drain(30)
         assert [r.getMessage() for r in caplog.records if r.name == "historian.forward"] == [
@@ -148,7 +153,7 @@ async def test_restart_during_outage_keeps_buffer_and_intervals(own_influx: Infl
         await plant.run(50)
         mid_interval = plant.now % 900 != 0
         await plant.restart()  # stopped and started again while InfluxDB is away
-        assert mid_interval and plant.historian.spool.points == 3 * 3  # 00:15, 00:30, 00:45
+        assert mid_interval and await plant.buffered() == 3 * 3  # 00:15, 00:30, 00:45
         await plant.run(47)
         await plant.restart()  # and once more
         await plant.run(23)
@@ -163,20 +168,20 @@ async def test_restart_during_outage_keeps_buffer_and_intervals(own_influx: Infl
 
 async def test_buffer_is_bounded_warns_first_and_drops_oldest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dead = make_backend(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", database="x", timeout_s=1))
-    plant = Plant(tmp_path, dead, max_points=12)
+    plant = Plant(tmp_path, dead, max_points=20)
     await plant.historian.open()
     try:
         with caplog.at_level(logging.WARNING, logger="historian"):
-            await plant.run(60)  # 3 intervals x 3 meters = 9 points: 75 %
+            await plant.run(31)  # 2 intervals x 3 meters, with their day rollups = 12 points: 60 %
             messages = [r.getMessage() for r in caplog.records]
             assert "historian buffer filling up; data is dropped when it is full" in messages
             assert not any("buffer full" in m for m in messages)
-            await plant.run(30)  # 15 points do not fit in 12: the oldest interval goes
-        assert plant.historian.spool.points == 12 and plant.historian.spool.dropped == 3
+            await plant.run(30)  # 24 points do not fit in 20: the oldest interval and its rollup go
+        assert plant.historian.spool.points == 18 and plant.historian.spool.dropped == 6
         assert any(r.getMessage() == "historian buffer full: oldest data dropped" for r in caplog.records)
-        assert plant.fills[-1] == 1.0
+        assert plant.fills[-1] == 0.9  # whole batches are dropped
         batches = await plant.historian.spool.peek(100)
-        first = min(item[1] for b in batches for item in b.items)
+        first = min(item[1] for b in batches for item in b.items if b.kind == "interval")
         assert first == int(T0.timestamp()) + 900  # the oldest interval went, the rest is in order
     finally:
         await plant.historian.shutdown(flush_timeout_s=0.1)

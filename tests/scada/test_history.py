@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from historian import IntervalRecord, SqliteSettings, make_backend
+from historian.rollup import day_rollups
 from hmi.component import HMI_URL
 from scada.audit import Actor
 from scada.foundation import ASSETS, DATABASE, TAGDB, USERS
@@ -101,6 +102,15 @@ def history_records() -> list[IntervalRecord]:
     return out
 
 
+async def store_history(path: Path) -> None:
+    backend = make_backend(SqliteSettings(path))
+    await backend.open()
+    records = history_records()
+    await backend.write_intervals(records)
+    await backend.write_days(day_rollups(records, TZ))
+    await backend.close()
+
+
 def day_total(n: int, day: int) -> Decimal:
     return sum((Decimal(n * (k % 5)) / 100 for k in range(96 * day, 96 * (day + 1))), Decimal(0))
 
@@ -113,10 +123,7 @@ def plain(d: Decimal) -> str:
 async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
     (tmp_path / "site.toml").write_text(SITE)
-    backend = make_backend(SqliteSettings(tmp_path / "var" / "historian.db"))
-    await backend.open()
-    await backend.write_intervals(history_records())
-    await backend.close()
+    await store_history(tmp_path / "var" / "historian.db")
     config = server_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", "[historian]\ninterval_min = 15\n")
     async with running_server(config) as rt:
         await import_site_file(rt.ctx[DATABASE], tmp_path / "site.toml", Actor.system("test"), known_links={"gw"})
@@ -257,10 +264,7 @@ async def test_cli_history_query(tmp_path: Path) -> None:
     (tmp_path / "site.toml").write_text(SITE)
     r = run_cli("import-site", str(tmp_path / "site.toml"), "--config", str(cfg), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    backend = make_backend(SqliteSettings(tmp_path / "var" / "historian.db"))
-    await backend.open()
-    await backend.write_intervals(history_records())
-    await backend.close()
+    await store_history(tmp_path / "var" / "historian.db")
 
     r = run_cli("history", "query", "--config", str(cfg), "--meter", "E-3", "--point", "energy_total", "--start", "2024-05-01",
                 "--end", "2024-05-03", "--interval", "1d", "--format", "csv", cwd=tmp_path)
