@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .alarms.component import AlarmComponent, ContactFileComponent, NotificationComponent
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
@@ -11,6 +12,18 @@ from .history import HistorianComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
+
+
+def _alarm_components(config: ScadaConfig) -> list[Component]:
+    if not config.alarms.enabled:
+        return []
+    out: list[Component] = [AlarmComponent()]
+    notifications = config.alarms.notifications
+    if notifications.enabled:
+        out.append(NotificationComponent())
+        if notifications.contacts_file:
+            out.append(ContactFileComponent())
+    return out
 
 
 def build_runtime(
@@ -24,12 +37,21 @@ def build_runtime(
     # the composition root is the one place in scada/ that knows the HMI exists
     from hmi.component import HmiComponent
 
+    from .commands import CommandsComponent
+    from .polling import ModbusComponent
+    from .simulation import SimulatorComponent
+
     components: list[Component] = [
         DatabaseComponent(reset_admin=demo, announce=announce),
         TagComponent(),
     ]
+    if config.simulator.enabled:
+        components.append(SimulatorComponent())  # before the poller, so its first connect succeeds
     if config.historian.enabled:
+        # before the poller: it takes the first readings, and stops after the poller (reverse order)
         components.append(HistorianComponent())
+    components += [ModbusComponent(), CommandsComponent()]
+    components += _alarm_components(config)
     components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime
     policy = SupervisionPolicy(

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .alarms import cli as alarms_cli
 from .config import ConfigError, ScadaConfig, load_config, load_demo_config
 from .logs import configure_logging
 
@@ -25,7 +26,16 @@ log = logging.getLogger("scada")
 
 Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 # a part registers its sub-commands with a function taking the sub-parsers object
-COMMANDS: list[Callable[[Any], None]] = []
+COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register]
+
+
+def _register_parts() -> None:
+    from .simulation import register as simulate
+
+    COMMANDS.append(simulate)
+
+
+_register_parts()
 
 from . import history_cli  # noqa: E402
 
@@ -139,6 +149,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_import_site(args: argparse.Namespace) -> int:
     from .audit import Actor
+    from .foundation import known_profile_names
     from .siteimport import SiteImportError, import_site_file
 
     config = config_from_args(args)
@@ -147,7 +158,8 @@ def cmd_import_site(args: argparse.Namespace) -> int:
         try:
             result = await import_site_file(
                 db, args.file, Actor(getpass.getuser(), "cli"),
-                known_links={link.name for link in config.links}, reason=args.reason or "",
+                known_links={link.name for link in config.links},
+                known_profiles=known_profile_names(config), reason=args.reason or "",
             )
         except SiteImportError as exc:
             for problem in exc.problems:

@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from protocols.modbus.config import LinkConfig
+from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 
+from .alarms.config import AlarmsConfig
+from .commandconfig import CommandsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
 from .history_config import HistorianConfig
 
@@ -36,6 +38,8 @@ __all__ = [
     "load_demo_config",
     "parse_config",
 ]
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # ISO 4217 minor units of the currencies we expect; others must set minor_units explicitly
 _MINOR_UNITS = {"CNY": 2, "EUR": 2, "USD": 2, "GBP": 2, "ZAR": 2, "HKD": 2, "JPY": 0, "KRW": 0, "KWD": 3}
@@ -125,6 +129,10 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     historian: HistorianConfig = HistorianConfig()
     links: list[LinkConfig] = []
+    alarms: AlarmsConfig = AlarmsConfig()
+    modbus: ModbusConfig = ModbusConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    commands: CommandsConfig = CommandsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."
@@ -136,7 +144,23 @@ class ScadaConfig(ConfigModel):
             if link.name in seen:
                 raise ValueError(f"links[{i}].name: duplicate link name {link.name!r}")
             seen.add(link.name)
+        for i, name in enumerate(self.simulator.links):
+            served = self.link(name)
+            if served is None:
+                raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
+            if served.kind == "rtu" or served.host not in _LOOPBACK:
+                raise ValueError(
+                    f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
+                    "the simulator serves only those"
+                )
         return self
+
+    @property
+    def simulated_links(self) -> list[LinkConfig]:
+        """The links the simulator serves: ``simulator.links``, or every loopback TCP one."""
+        if self.simulator.links:
+            return [link for link in self.links if link.name in self.simulator.links]
+        return [link for link in self.links if link.kind != "rtu" and link.host in _LOOPBACK]
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config against the config file's directory."""

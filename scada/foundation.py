@@ -30,6 +30,7 @@ __all__ = [
     "TagComponent",
     "USERS",
     "open_database",
+    "known_profile_names",
     "resolve_site_file",
 ]
 
@@ -49,6 +50,13 @@ def open_database(config: ScadaConfig) -> Database:
     password = config.database.password.get(Path(config.base_dir)) if config.database.password else None
     url = async_url(config.database.url, password=password, base_dir=Path(config.base_dir))
     return Database(url, pool_size=config.database.pool_size, echo=config.database.echo)
+
+
+def known_profile_names(config: ScadaConfig) -> set[str]:
+    """Names of the device profiles meters may use (shipped and ``modbus.profiles_dir``)."""
+    from .polling import load_profiles  # the poller owns profile loading
+
+    return set(load_profiles(config).names())
 
 
 def resolve_site_file(config: ScadaConfig, value: str) -> Path:
@@ -81,7 +89,10 @@ class DatabaseComponent(Component):
         if config.site.import_file:
             path = resolve_site_file(config, config.site.import_file)
             try:
-                result = await apply_site(db, parse_site_file(path), actor, known_links={link.name for link in config.links})
+                result = await apply_site(
+                    db, parse_site_file(path), actor,
+                    known_links={link.name for link in config.links}, known_profiles=known_profile_names(config),
+                )
             except SiteImportError as exc:
                 raise SiteImportError([f"site.import_file: {p}" for p in exc.problems]) from None
             if result.changed:

@@ -186,8 +186,11 @@ class Runtime:
         self.request_stop(reason, exit_code=1)
 
     async def start(self) -> None:
-        self._stop_event = asyncio.Event()
+        if self._stop_event is None:
+            self._stop_event = asyncio.Event()
         for component in self.components:
+            if self._stop_event.is_set():  # a signal arrived while starting: start no more
+                return
             component.tasks.bind(self._fatal, self.policy)
             t0 = time.monotonic()
             try:
@@ -221,31 +224,33 @@ class Runtime:
             log.info("stopped", extra={"component": component.name, "ms": round((time.monotonic() - t0) * 1000)})
 
     async def run(self, *, install_signals: bool = True, ready: Callable[[], None] | None = None) -> int:
-        """Start, wait for SIGINT/SIGTERM or a fatal failure, stop. Returns the exit code."""
+        """Start, wait for SIGINT/SIGTERM or a fatal failure, stop. Returns the exit code.
+
+        Signal handlers are installed before starting, so a SIGTERM during a slow start
+        (migrations, a site import) still ends in an orderly stop of what has started."""
         loop = asyncio.get_running_loop()
-        try:
-            await self.start()
-        except RuntimeError_:
-            return 1
-        assert self._stop_event is not None
-        if self._stop_event.is_set():  # a fatal failure while starting the rest
-            await self.stop()
-            return self.exit_code
+        self._stop_event = asyncio.Event()
         signals = (signal.SIGINT, signal.SIGTERM)
         if install_signals:
             for sig in signals:
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         try:
-            if ready is not None:
+            try:
+                await self.start()
+            except RuntimeError_:
+                return 1
+            if not self._stop_event.is_set() and ready is not None:
                 ready()
             await self._stop_event.wait()
+            await self.stop()
+            return self.exit_code
         finally:
             if install_signals:
                 for sig in signals:
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
-            await self.stop()
-        return self.exit_code
+            if self._started:  # cancelled from outside: still stop in order
+                await self.stop()
 
 
 def _dependency_order(components: Sequence[Component], ctx: Context) -> list[Component]:

@@ -343,11 +343,18 @@ async def apply_site(
         if problems:
             raise SiteImportError(problems)
 
-        async def upsert(model: type[Any], kind: str, ident: str, values: dict[str, Any]) -> None:
-            obj = await s.get(model, ident)
+        # one query per table, compared in memory: an import of thousands of meters must not
+        # cost a round trip per row
+        existing: dict[type[Any], dict[str, Any]] = {}
+        for model in (Site, Building, Floor, Room, Meter):
+            existing[model] = {o.id: o for o in (await s.scalars(select(model))).all()}
+
+        def upsert(model: type[Any], kind: str, ident: str, values: dict[str, Any]) -> None:
+            obj = existing[model].get(ident)
             if obj is None:
-                s.add(model(id=ident, **values))
-                await s.flush()
+                obj = model(id=ident, **values)
+                s.add(obj)
+                existing[model][ident] = obj
                 result.count("created", kind)
                 AuditLog.record(s, actor, "site.import.create", kind, ident, reason=reason or spec.source, after=values)
                 return
@@ -365,17 +372,23 @@ async def apply_site(
                 before={k: before[k] for k in changed}, after={k: values[k] for k in changed},
             )
 
+        # flush table by table: without relationship() the unit of work does not order
+        # inserts by foreign key
         if spec.site is not None:
-            await upsert(Site, "site", spec.site.id, {"name": spec.site.name, "timezone": spec.site.timezone})
+            upsert(Site, "site", spec.site.id, {"name": spec.site.name, "timezone": spec.site.timezone})
+            await s.flush()
         for b in spec.buildings:
-            await upsert(Building, "building", b.id, {"site_id": site_id, "name": b.name})
+            upsert(Building, "building", b.id, {"site_id": site_id, "name": b.name})
+        await s.flush()
         for f in spec.floors:
-            await upsert(Floor, "floor", f.id, {"building_id": f.building, "name": f.name, "level": f.level})
+            upsert(Floor, "floor", f.id, {"building_id": f.building, "name": f.name, "level": f.level})
+        await s.flush()
         for r in spec.rooms:
-            await upsert(Room, "room", r.id, {"floor_id": r.floor, "name": r.name, "area_m2": r.area_m2})
+            upsert(Room, "room", r.id, {"floor_id": r.floor, "name": r.name, "area_m2": r.area_m2})
+        await s.flush()
         for m in spec.meters:
             building = m.building or floor_building[room_floor[m.room]]  # type: ignore[index]
-            await upsert(
+            upsert(
                 Meter, "meter", m.id,
                 {
                     "kind": m.kind, "role": m.role, "room_id": m.room, "building_id": building,

@@ -163,8 +163,8 @@ class TagDB:
         self.writes += 1
         old = entry.current
         if quality is Quality.GOOD:
-            reason = QualityReason.NONE
-            detail = ""
+            reason = QualityReason.NONE  # a good value has no quality problem; detail may
+            # still say something about the value (e.g. why a meter is held for review)
         elif value is None:
             value = old.value
         new = TagValue(value, quality, source_ts, server_ts, reason, detail)

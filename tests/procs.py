@@ -13,7 +13,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["ScadaProcess"]
+__all__ = ["ScadaProcess", "demo_port_args"]
+
+
+def demo_port_args() -> list[str]:
+    """``--set`` overrides that move every port of ``scada demo`` to a free one, so a demo in a
+    test never collides with another demo (or another suite) on this machine."""
+    from .services import free_port
+
+    return [
+        "--set", "hmi.port=0",
+        "--set", "simulator.control_port=0",
+        "--set", f"links[0].port={free_port()}",
+        "--set", f"links[1].port={free_port()}",
+    ]
 
 
 class ScadaProcess:

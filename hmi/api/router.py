@@ -117,6 +117,8 @@ AUDIT_ACTOR: web.RequestKey[Actor] = web.RequestKey("api_audit_actor", Actor)
 API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 USER_RESOLVER: web.AppKey[UserResolver] = web.AppKey("api_user_resolver", object)  # type: ignore[arg-type]
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("api_audit", AuditLog)
+# the parsed query of a route declared with ``query=Model`` (a string key warns in aiohttp 3.14)
+API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 
 
 @dataclass

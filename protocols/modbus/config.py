@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["LinkConfig"]
+__all__ = ["LinkConfig", "ModbusConfig", "SimulatorConfig", "TouPeriod"]
 
 
 class LinkConfig(BaseModel):
@@ -44,3 +44,59 @@ class LinkConfig(BaseModel):
         if self.max_in_flight is not None:
             return self.max_in_flight
         return 4 if self.kind == "tcp" else 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModbusConfig(_Section):
+    """``[modbus]``: the poller."""
+
+    # an extra folder of device profiles (a profile there replaces a shipped one of that name)
+    profiles_dir: str | None = None
+    # override a poll class's interval (seconds) in every profile, e.g. { fast = 2, energy = 30 }
+    poll_intervals: dict[str, float] = {}
+    # the first poll of each class is spread over this share of its interval (1: the whole
+    # interval), so a thousand meters do not fire at once; later polls keep their phase
+    start_spread: float = Field(default=1.0, ge=0, le=1)
+    retry_backoff_s: float = Field(default=0.05, ge=0, le=10)  # before the first retry; doubles
+    probe_initial_s: float = Field(default=5.0, gt=0, le=3600)  # an offline device is probed
+    probe_max_s: float = Field(default=300.0, gt=0, le=86_400)  # ... with backoff up to this
+    reconnect_initial_s: float = Field(default=0.5, gt=0, le=600)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _intervals(self) -> "ModbusConfig":
+        for name, seconds in self.poll_intervals.items():
+            if not 0 < seconds <= 86_400:
+                raise ValueError(f"poll_intervals.{name}: expected seconds in (0, 86400], found {seconds}")
+        return self
+
+
+class TouPeriod(_Section):
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # HH:MM, local time of the site
+    period: Literal["sharp", "peak", "flat", "valley"]
+
+
+def _default_tou() -> list[TouPeriod]:
+    from .sim.tou import DEFAULT_TOU
+
+    return [TouPeriod(start=s, period=p) for s, p in DEFAULT_TOU]  # type: ignore[arg-type]
+
+
+class SimulatorConfig(_Section):
+    """``[simulator]``: serve simulated meters on the configured links (``scada demo``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    control_port: int = Field(default=8090, ge=0, le=65535)  # 0: any free port
+    # links to simulate (their host must be loopback); empty: every tcp/rtu_over_tcp link on
+    # a loopback address
+    links: list[str] = []
+    speed: float = Field(default=1.0, ge=0, le=100_000)  # simulated seconds per real second
+    seed: int = 0
+    tou: list[TouPeriod] = Field(default_factory=_default_tou)
+    # where the meters' registers and relay states are kept across restarts (none: start fresh)
+    state_file: str | None = None
+    save_every_s: float = Field(default=60.0, gt=0)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ..procs import ScadaProcess
+from ..procs import ScadaProcess, demo_port_args
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_starts_and_stops_cleanly(sig: int, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SCADA_ADMIN_PASSWORD"}
-    with ScadaProcess(["--set", "hmi.port=0", "demo"], cwd=tmp_path, env=env) as p:
+    with ScadaProcess([*demo_port_args(), "demo"], cwd=tmp_path, env=env) as p:
         p.wait_for(r"scada: ready")
         code = p.stop(sig)
     assert code == 0, "\n".join(p.stderr)
@@ -28,7 +28,7 @@ def test_demo_starts_and_stops_cleanly(sig: int, tmp_path: Path) -> None:
 
 
 def test_demo_uses_admin_password_from_env_and_json_logs(tmp_path: Path) -> None:
-    with ScadaProcess(["--log-format", "json", "--set", "hmi.port=0", "demo"], cwd=tmp_path, env={"SCADA_ADMIN_PASSWORD": "demo-password-1"}) as p:
+    with ScadaProcess(["--log-format", "json", *demo_port_args(), "demo"], cwd=tmp_path, env={"SCADA_ADMIN_PASSWORD": "demo-password-1"}) as p:
         p.wait_for(r'"msg": "ready"')
         assert p.stop(signal.SIGTERM) == 0
     assert not any("demo-password-1" in line for line in p.stdout + p.stderr)
@@ -79,3 +79,8 @@ def test_user_add_and_import_site_commands(tmp_path: Path) -> None:
     r = run_cli("import-site", str(site), "--config", str(cfg), cwd=tmp_path)
     assert r.returncode == 1
     assert f"{site}:2: link: unknown link 'nolink'" in r.stderr and "nothing was imported" in r.stderr
+    site.write_text("site_id,building_id,floor_id,floor_level,room_id,meter_id,kind,profile,link,unit_id\n"
+                    "s,B1,B1-F1,1,B1-R1,E-1,electricity,no-such-meter,gw,1\n")
+    r = run_cli("import-site", str(site), "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 1
+    assert f"{site}:2: profile: unknown device profile 'no-such-meter' (known: acrel-adf400l" in r.stderr

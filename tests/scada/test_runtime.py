@@ -175,3 +175,18 @@ def test_context_keys_are_set_once() -> None:
     with pytest.raises(KeyError, match="already set"):
         ctx[A] = "y"
     assert ctx.get(B) is None and ctx.get(B, "d") == "d"
+
+
+async def test_stop_requested_while_starting_starts_no_more() -> None:
+    events: list[str] = []
+    rt: Runtime
+
+    class Slow(Recorder):
+        async def start(self, ctx: Context) -> None:
+            await super().start(ctx)
+            rt.request_stop("signal SIGTERM")  # as the signal handler would, mid-start
+
+    rt = Runtime([Slow("db", events, provides=(A,)), Recorder("web", events, requires=(A,))], policy=FAST)
+    code = await asyncio.wait_for(rt.run(install_signals=False), 5)
+    assert code == 0
+    assert events == ["start db", "stop db"]

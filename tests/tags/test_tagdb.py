@@ -81,11 +81,11 @@ def test_bad_quality_keeps_last_value_and_reason() -> None:
     assert db.read("M1.power").reason is QualityReason.NONE
 
 
-def test_good_write_clears_reason_and_detail() -> None:
-    db = make_db("M1.power")
-    db.write("M1.power", 1.0, Quality.GOOD, QualityReason.TIMEOUT, detail="ignored")
-    v = db.read("M1.power")
-    assert v.reason is QualityReason.NONE and v.detail == ""
+def test_good_write_has_no_reason_but_keeps_detail() -> None:
+    db = make_db("M1.review_hold")
+    db.write("M1.review_hold", True, Quality.GOOD, QualityReason.TIMEOUT, detail="register went backwards")
+    v = db.read("M1.review_hold")
+    assert v.reason is QualityReason.NONE and v.detail == "register went backwards"
 
 
 def test_set_quality_marks_many_without_touching_values() -> None:

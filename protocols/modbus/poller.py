@@ -1,0 +1,476 @@
+"""The Modbus poller: feeds every meter's tags from its device profile, over its link.
+
+For each meter (a :class:`DeviceSpec`) the poller registers one tag per profile point
+(``<meter>.<point>``) and ``<meter>.comm_ok``, plans the block reads of each poll class, and
+schedules them on the meter's link. Per link it publishes ``link:<link>.comm_ok``.
+
+Quality and health:
+
+- a block that times out, answers with an exception or cannot be decoded marks its points
+  BAD with reason ``TIMEOUT``, ``DEVICE_EXCEPTION`` or ``BAD_FRAME`` (last value kept);
+- timeouts and undecodable answers count as communication failures: after
+  ``offline_after_failures`` polls in a row that had one, the device is *offline*:
+  ``comm_ok`` False, every point BAD ``COMM_FAILURE``, its polls stop and one small read
+  probes it with backoff (``probe_initial_s`` doubling to ``probe_max_s``); the first answer
+  brings it back online and its polls resume. An exception response is an answer: the device
+  is reachable, only the refused block is bad;
+- a link that loses all its connections marks all its devices offline at once; each is
+  probed as soon as the link is back.
+
+Scheduling: one queue per link (see :mod:`.link`). The first poll of each class is spread over
+``start_spread`` of its interval, so a thousand meters do not fire at once; later polls keep
+their phase, and a poll served late (a burst after a link came back) takes the moment it was
+served as its new phase, so bursts spread out by themselves.
+
+All points of one poll class of a meter are written to the TagDB in one ``write_many``; the
+points of one block share the block's timestamp. Cumulative registers (``energy_*``,
+``volume_total``) are one group in every profile, so they come from one request and carry the
+same ``source_ts``.
+
+Registry changes are followed with :meth:`ModbusPoller.set_devices` (meters added, replaced,
+removed: tags registered or unregistered, polls started or stopped) without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tags import DataType, Quality, QualityReason, TagDB, TagMeta, TagValue, TagWrite, utcnow
+from tags.names import link_tag, meter_tag
+
+from .client import ModbusConnection, ModbusFailure
+from .codec import CodecError
+from .config import LinkConfig, ModbusConfig
+from .link import Link
+from .plan import Block, plan_device
+from .profile import PointSpec, Profile, ProfileLibrary
+from .stats import DeviceStats, LinkStats
+
+__all__ = ["DeviceSpec", "MeterRef", "ModbusPoller"]
+
+log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE, UNKNOWN, CONFIG_ERROR = "online", "offline", "unknown", "config_error"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """A meter to poll: which profile, on which link, at which unit id (and circuit)."""
+
+    meter_id: str
+    profile: str
+    link: str
+    unit_id: int
+    circuit: int | None = None
+    room_id: str | None = None
+    kind: str | None = None  # electricity | water; checked against the profile's kind
+
+
+class MeterRef(Protocol):
+    """Anything naming a meter (``scada.assets.MeterInfo`` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+class _Device:
+    def __init__(self, spec: DeviceSpec, profile: Profile | None, link: Link | None) -> None:
+        self.spec = spec
+        self.profile = profile
+        self.link = link
+        self.blocks: dict[str, list[Block]] = {}
+        self.intervals: dict[str, float] = {}
+        self.tags: dict[str, str] = {}  # point -> tag name
+        self.comm_tag = meter_tag(spec.meter_id, "comm_ok")
+        self.state = UNKNOWN
+        self.generation = 0
+        self.removed = False
+        self.probe_backoff = 0.0
+        self.stats = DeviceStats(
+            meter_id=spec.meter_id, link=spec.link, unit_id=spec.unit_id, circuit=spec.circuit, profile=spec.profile,
+        )
+
+    @property
+    def probe_block(self) -> tuple[str, Block]:
+        """The smallest read of the most frequent class: what an offline device is asked."""
+        cls = min(self.blocks, key=lambda c: self.intervals[c])
+        return cls, min(self.blocks[cls], key=lambda b: b.count)
+
+
+class _PollJob:
+    def __init__(self, poller: ModbusPoller, device: _Device, cls: str, due: float) -> None:
+        self.poller = poller
+        self.device = device
+        self.cls = cls
+        self.due = due
+        self.generation = device.generation
+
+    @property
+    def stale(self) -> bool:
+        return self.device.removed or self.device.generation != self.generation
+
+    async def run(self, conn: ModbusConnection) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        done = await self.poller._poll(self.device, self.cls, conn)
+        if self.stale:
+            return  # the device went offline (probing now) or was removed
+        if not done:  # the connection broke: poll again once the link is back
+            self.poller._schedule(self.device, self.cls, loop.time())
+            return
+        interval = self.device.intervals[self.cls]
+        # keep the phase; but a poll that waited long for its turn (a burst after a link came
+        # back) takes the moment it was served as its new phase, so bursts spread out
+        base = self.due if started - self.due < 0.1 * interval else started
+        self.poller._schedule(self.device, self.cls, max(base + interval, loop.time()))
+
+
+class _ProbeJob:
+    def __init__(self, poller: ModbusPoller, device: _Device) -> None:
+        self.poller = poller
+        self.device = device
+        self.generation = device.generation
+
+    @property
+    def stale(self) -> bool:
+        return self.device.removed or self.device.generation != self.generation
+
+    async def run(self, conn: ModbusConnection) -> None:
+        await self.poller._probe(self.device, conn)
+
+
+class ModbusPoller:
+    """Polls the meters given by :meth:`set_devices` on the configured links."""
+
+    def __init__(
+        self,
+        tagdb: TagDB,
+        links: Sequence[LinkConfig],
+        profiles: ProfileLibrary,
+        options: ModbusConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.tagdb = tagdb
+        self.profiles = profiles
+        self.options = options or ModbusConfig()
+        self.rng = rng or random.Random()
+        self.links: dict[str, Link] = {cfg.name: Link(cfg, self.options, self) for cfg in links}
+        self.devices: dict[str, _Device] = {}
+        # plans depend only on (profile, circuit, link limits): 10,000 meters share a handful
+        self._plans: dict[tuple[str, int | None, int, int], dict[str, list[Block]]] = {}
+        for name in self.links:
+            tagdb.register(TagMeta(link_tag(name, "comm_ok"), DataType.BOOL, description=f"link {name} connected"))
+
+    async def run(self) -> None:
+        """Run every link's scheduler until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for link in self.links.values():
+                group.create_task(link.run(), name=f"modbus:{link.name}")
+
+    # -- devices ------------------------------------------------------------------------------------
+    def set_devices(self, specs: Iterable[DeviceSpec]) -> None:
+        """Poll exactly ``specs``: new meters start, removed ones stop, changed ones restart."""
+        wanted = {s.meter_id: s for s in specs}
+        for meter_id in list(self.devices):
+            if meter_id not in wanted or self.devices[meter_id].spec != wanted[meter_id]:
+                self._remove(meter_id)
+        for spec in wanted.values():
+            if spec.meter_id not in self.devices:
+                self._add(spec)
+
+    def _add(self, spec: DeviceSpec) -> None:
+        profile = self.profiles.get(spec.profile)
+        link = self.links.get(spec.link)
+        dev = _Device(spec, profile, link)
+        self.devices[spec.meter_id] = dev
+        problem = self._config_problem(spec, profile, link)
+        if problem is not None:
+            dev.state = dev.stats.state = CONFIG_ERROR
+            dev.stats.last_error = problem
+            self.tagdb.register(TagMeta(dev.comm_tag, DataType.BOOL, meter_id=spec.meter_id, room_id=spec.room_id, point="comm_ok"))
+            self.tagdb.write(dev.comm_tag, None, Quality.BAD, QualityReason.CONFIG_ERROR, detail=problem)
+            log.error("meter not polled", extra={"meter": spec.meter_id, "error": problem})
+            return
+        assert profile is not None and link is not None
+        key = (profile.name, spec.circuit, link.config.max_block_registers, link.config.max_gap_registers)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = plan_device(profile, spec.circuit, key[2], key[3])
+        dev.blocks = plan
+        dev.intervals = {cls: self.options.poll_intervals.get(cls, profile.poll_classes[cls]) for cls in dev.blocks}
+        for point in profile.points.values():
+            name = meter_tag(spec.meter_id, point.name)
+            dev.tags[point.name] = name
+            self.tagdb.register(
+                TagMeta(
+                    name, DataType.BOOL if point.is_bool else DataType.FLOAT, unit=point.unit,
+                    description=point.description, meter_id=spec.meter_id, room_id=spec.room_id,
+                    point=point.name, deadband=point.deadband,
+                )
+            )
+        self.tagdb.register(
+            TagMeta(dev.comm_tag, DataType.BOOL, description="meter answers", meter_id=spec.meter_id, room_id=spec.room_id, point="comm_ok")
+        )
+        link.stats.devices += 1
+        now = asyncio.get_running_loop().time()
+        if link.stats.state == "down":
+            self._go_offline(dev, f"link {link.name} is down: {link.stats.last_error}", probe_in=0.0, writes=[])
+            return
+        for cls, interval in dev.intervals.items():
+            self._schedule(dev, cls, now + self.rng.uniform(0, interval * self.options.start_spread))
+
+    def _config_problem(self, spec: DeviceSpec, profile: Profile | None, link: Link | None) -> str | None:
+        if profile is None:
+            return f"unknown device profile {spec.profile!r} (known: {', '.join(self.profiles.names())})"
+        if link is None:
+            return f"unknown link {spec.link!r} (configured: {', '.join(self.links) or 'none'})"
+        if spec.kind is not None and spec.kind != profile.kind:
+            return f"a {spec.kind} meter with the {profile.kind} profile {profile.name!r}"
+        try:
+            profile.check_circuit(spec.circuit)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def _remove(self, meter_id: str) -> None:
+        dev = self.devices.pop(meter_id)
+        dev.removed = True
+        for name in [*dev.tags.values(), dev.comm_tag]:
+            self.tagdb.unregister(name)
+        if dev.link is not None and dev.state != CONFIG_ERROR:
+            dev.link.stats.devices -= 1
+
+    def _schedule(self, dev: _Device, cls: str, due: float) -> None:
+        assert dev.link is not None
+        dev.link.schedule(_PollJob(self, dev, cls, due), due)
+
+    # -- polling --------------------------------------------------------------------------------------------
+    async def _poll(self, dev: _Device, cls: str, conn: ModbusConnection) -> bool:
+        """Read every block of ``cls`` and publish. False when the connection broke (the link's
+        problem, not the device's: nothing is published)."""
+        assert dev.link is not None
+        link = dev.link
+        unit = dev.spec.unit_id
+        blocks = dev.blocks[cls]
+        generation = dev.generation
+        writes: list[TagWrite] = []
+        failure: ModbusFailure | None = None
+        for i, block in enumerate(blocks):
+            try:
+                registers = await link.call(
+                    conn, dev.stats, lambda c, b=block: c.read(unit, b.fc, b.address, b.count)  # type: ignore[misc]
+                )
+            except ModbusFailure as exc:
+                if not conn.connected and exc.reason is QualityReason.COMM_FAILURE:
+                    return False
+                if exc.device_answered:
+                    writes += self._bad(dev, block.points, exc.reason, exc.detail)
+                    continue
+                failure = exc
+                for rest in blocks[i:]:
+                    writes += self._bad(dev, rest.points, exc.reason, exc.detail)
+                break
+            writes += self._decode(dev, block, registers)
+        dev.stats.polls += 1
+        dev.stats.last_poll_at = utcnow()
+        if failure is not None and dev.generation != generation:
+            # the device went offline while this poll was on the wire (another connection
+            # saw it first): its tags already say so
+            return True
+        self._account(dev, failure, writes)
+        return True
+
+    async def _probe(self, dev: _Device, conn: ModbusConnection) -> None:
+        assert dev.link is not None
+        _cls, block = dev.probe_block
+        writes: list[TagWrite] = []
+        failure: ModbusFailure | None = None
+        try:
+            registers = await dev.link.call(
+                conn, dev.stats, lambda c: c.read(dev.spec.unit_id, block.fc, block.address, block.count)
+            )
+            writes = self._decode(dev, block, registers)
+        except ModbusFailure as exc:
+            if not conn.connected and exc.reason is QualityReason.COMM_FAILURE:
+                dev.link.schedule(_ProbeJob(self, dev), asyncio.get_running_loop().time())
+                return
+            if exc.device_answered:
+                writes = self._bad(dev, block.points, exc.reason, exc.detail)
+            else:
+                failure = exc
+        if failure is None:
+            self._account(dev, None, writes)
+            return
+        dev.probe_backoff = min(max(dev.probe_backoff * 2, self.options.probe_initial_s), self.options.probe_max_s)
+        dev.stats.next_probe_s = dev.probe_backoff
+        dev.stats.consecutive_failures += 1
+        dev.link.schedule(_ProbeJob(self, dev), asyncio.get_running_loop().time() + dev.probe_backoff)
+
+    def _decode(self, dev: _Device, block: Block, registers: list[int]) -> list[TagWrite]:
+        ts = utcnow()
+        writes = []
+        for point, index in block.points:
+            name = dev.tags[point.name]
+            try:
+                value = point.decode(registers, index)
+            except CodecError as exc:
+                writes.append(TagWrite(name, None, Quality.BAD, QualityReason.BAD_FRAME, str(exc), ts))
+                continue
+            writes.append(TagWrite(name, value, Quality.GOOD, QualityReason.NONE, "", ts))
+        return writes
+
+    def _bad(self, dev: _Device, points: Iterable[tuple[PointSpec, int]], reason: QualityReason, detail: str) -> list[TagWrite]:
+        ts = utcnow()
+        return [TagWrite(dev.tags[p.name], None, Quality.BAD, reason, detail, ts) for p, _ in points]
+
+    def _account(self, dev: _Device, failure: ModbusFailure | None, writes: list[TagWrite]) -> None:
+        """Update the device's health from one poll's outcome and publish, in one batch."""
+        if dev.removed:  # removed from the registry while its poll was on the wire
+            return
+        stats = dev.stats
+        if failure is None:
+            stats.consecutive_failures = 0
+            if dev.state != ONLINE:
+                self._go_online(dev, writes)
+        else:
+            stats.consecutive_failures += 1
+            assert dev.link is not None
+            if dev.state == OFFLINE:
+                # its points already say comm_failure; only what did arrive is news
+                writes = [w for w in writes if w.quality is Quality.GOOD]
+            elif stats.consecutive_failures >= dev.link.config.offline_after_failures:
+                self._go_offline(dev, failure.detail, probe_in=self.options.probe_initial_s, writes=writes)
+                return
+        self.tagdb.write_many(writes)
+
+    def _go_online(self, dev: _Device, writes: list[TagWrite]) -> None:
+        was = dev.state
+        dev.state = dev.stats.state = ONLINE
+        dev.stats.next_probe_s = None
+        dev.probe_backoff = 0.0
+        writes.append(TagWrite(dev.comm_tag, True))
+        if was == OFFLINE:
+            log.info("device back online", extra={"meter": dev.spec.meter_id, "link": dev.spec.link})
+            dev.generation += 1  # drop the probe; poll every class again, soon
+            now = asyncio.get_running_loop().time()
+            for cls, interval in dev.intervals.items():
+                self._schedule(dev, cls, now + self.rng.uniform(0, min(interval, 1.0) * self.options.start_spread))
+
+    def _go_offline(self, dev: _Device, detail: str, *, probe_in: float, writes: list[TagWrite]) -> None:
+        assert dev.link is not None
+        was = dev.state
+        dev.state = dev.stats.state = OFFLINE
+        dev.generation += 1  # its polls stop
+        dev.probe_backoff = probe_in
+        dev.stats.next_probe_s = probe_in
+        if was != OFFLINE:
+            log.warning("device offline", extra={"meter": dev.spec.meter_id, "link": dev.spec.link, "error": detail})
+        ts = utcnow()
+        batch = [w for w in writes if w.quality is Quality.GOOD]  # what did arrive still counts
+        failed = {w.name for w in batch}
+        batch += [
+            TagWrite(name, None, Quality.BAD, QualityReason.COMM_FAILURE, detail, ts)
+            for name in dev.tags.values() if name not in failed
+        ]
+        batch.append(TagWrite(dev.comm_tag, False, source_ts=ts))
+        self.tagdb.write_many(batch)
+        dev.link.schedule(_ProbeJob(self, dev), asyncio.get_running_loop().time() + probe_in)
+
+    # -- link events (LinkObserver) -----------------------------------------------------------------------
+    def link_up(self, link: Link) -> None:
+        self.tagdb.write(link_tag(link.name, "comm_ok"), True)
+
+    def link_down(self, link: Link, detail: str) -> None:
+        self.tagdb.write(link_tag(link.name, "comm_ok"), False)
+        for dev in self.devices.values():
+            if dev.link is link and dev.state != CONFIG_ERROR:
+                self._go_offline(dev, f"link {link.name} down: {detail}", probe_in=0.0, writes=[])
+
+    # -- on demand: reads and supply commands ------------------------------------------------------------
+    def _device(self, meter_id: str) -> _Device:
+        dev = self.devices.get(meter_id)
+        if dev is None:
+            raise LookupError(f"meter {meter_id!r} is not polled (not active, or not on a Modbus link)")
+        if dev.state == CONFIG_ERROR:
+            raise LookupError(f"meter {meter_id!r} is not polled: {dev.stats.last_error}")
+        return dev
+
+    async def poll_now(self, meter_id: str) -> dict[str, TagValue]:
+        """Poll every class of one meter now (before any due poll); its tags afterwards."""
+        dev = self._device(meter_id)
+        assert dev.link is not None
+
+        async def op(conn: ModbusConnection) -> None:
+            for cls in dev.blocks:
+                if not await self._poll(dev, cls, conn):
+                    raise ModbusFailure(QualityReason.COMM_FAILURE, f"connection to {dev.link.stats.endpoint} lost")  # type: ignore[union-attr]
+
+        await dev.link.urgent(op)
+        return {point: self.tagdb.read(name) for point, name in dev.tags.items()} | {"comm_ok": self.tagdb.read(dev.comm_tag)}
+
+    def supports_supply(self, meter: MeterRef) -> bool:
+        dev = self.devices.get(meter.id)
+        return dev is not None and dev.profile is not None and bool(dev.profile.commands) and dev.state != CONFIG_ERROR
+
+    async def set_supply(self, meter: MeterRef, on: bool) -> None:
+        """Write the profile's connect (``on``) or disconnect command. Raises
+        :class:`ModbusFailure` when the meter does not take it, LookupError when it has none."""
+        dev = self._device(meter.id)
+        assert dev.profile is not None and dev.link is not None
+        command = dev.profile.commands.get("connect" if on else "disconnect")
+        if command is None:
+            raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no supply control")
+        address = dev.profile.address(command, dev.spec.circuit)
+        link, unit = dev.link, dev.spec.unit_id
+
+        async def op(conn: ModbusConnection) -> None:
+            await link.call(conn, dev.stats, lambda c: c.write(unit, command.fc, address, command.values))
+
+        await link.urgent(op)
+
+    async def read_supply(self, meter: MeterRef) -> bool:
+        """Read the status point confirming supply commands now; publishes it too."""
+        dev = self._device(meter.id)
+        assert dev.profile is not None and dev.link is not None
+        name = dev.profile.supply_point
+        if name is None:
+            raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no supply control")
+        point = dev.profile.points[name]
+        address = dev.profile.address(point, dev.spec.circuit)
+        link, unit = dev.link, dev.spec.unit_id
+
+        async def op(conn: ModbusConnection) -> list[int]:
+            return await link.call(conn, dev.stats, lambda c: c.read(unit, point.fc, address, point.words))
+
+        registers = await link.urgent(op)
+        try:
+            value = point.decode(registers, 0)
+        except CodecError as exc:
+            raise ModbusFailure(QualityReason.BAD_FRAME, str(exc)) from None
+        if not dev.removed:
+            self.tagdb.write(dev.tags[name], value)
+        return bool(value)
+
+    # -- statistics ---------------------------------------------------------------------------------------
+    def link_stats(self) -> list[LinkStats]:
+        """A snapshot per link: state, requests, errors by kind, latency, last error."""
+        out = []
+        for link in self.links.values():
+            snap = link.stats.snapshot()
+            snap.queued = link.queued()
+            snap.devices_offline = sum(1 for d in self.devices.values() if d.link is link and d.state == OFFLINE)
+            out.append(snap)
+        return out
+
+    def device_stats(self, meter_id: str | None = None) -> list[DeviceStats]:
+        """A snapshot per device (or of one): state, requests, errors, latency, last error."""
+        if meter_id is not None:
+            dev = self.devices.get(meter_id)
+            return [dev.stats.snapshot()] if dev is not None else []
+        return [d.stats.snapshot() for d in self.devices.values()]

@@ -1,0 +1,212 @@
+"""The simulator's HTTP control API (loopback only), for tests and demos.
+
+=========================================  ===========================================================
+``GET  /``                                   links with their ports, meter count, clock
+``GET  /meters``                             every meter: id, link, unit, circuit, supply state
+``GET  /meters/{id}``                        true point values, registers, relay/valve, load, fault
+``PUT  /meters/{id}/fault``                  ``{"kind": "none|timeout|exception|garbage|slow",
+                                             "exception_code": 2, "delay_ms": 3000}`` (per unit id)
+``PUT  /meters/{id}/load``                   ``{"kw": 2.5}`` or ``{"m3_per_h": 0.4}``; ``null`` returns
+                                             to the daily curve
+``POST /meters/{id}/registers``              ``{"point": "energy_total", "value": 0}``: reset,
+                                             replacement, rollover; other points are held at
+                                             the value (``null`` releases them)
+``PUT  /meters/{id}/relay``                  ``{"stuck": true}`` (accepts commands, does not move),
+                                             ``{"closed": false}`` (switched by hand on site)
+``GET  /stats``, ``POST /stats/reset``       requests per port and unit id, max requests in flight
+``GET  /clock``, ``POST /clock``             ``{"advance_s": 3600}`` moves simulated time on;
+                                             ``{"speed": 0}`` freezes it
+=========================================  ===========================================================
+
+Errors are JSON ``{"error": "..."}``: 404 for an unknown meter, 422 naming the bad field.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .server import Fault
+
+if TYPE_CHECKING:
+    from .site import Simulator
+
+__all__ = ["control_app", "start_control_api"]
+
+_SIM: web.AppKey[Simulator] = web.AppKey("simulator", object)  # type: ignore[arg-type]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FaultBody(_Body):
+    kind: Literal["none", "timeout", "exception", "garbage", "slow"]
+    exception_code: int = Field(default=4, ge=1, le=255)
+    delay_ms: int = Field(default=3000, ge=0, le=600_000)
+
+
+class LoadBody(_Body):
+    kw: float | None = Field(default=None, ge=0)
+    m3_per_h: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> LoadBody:
+        if "kw" in self.model_fields_set and "m3_per_h" in self.model_fields_set:
+            raise ValueError("give kw (electricity) or m3_per_h (water), not both")
+        if not self.model_fields_set:
+            raise ValueError("give kw (electricity) or m3_per_h (water)")
+        return self
+
+
+class RegisterBody(_Body):
+    point: str
+    value: float | bool | None
+
+
+class RelayBody(_Body):
+    stuck: bool | None = None
+    closed: bool | None = None
+
+
+class ClockBody(_Body):
+    advance_s: float | None = Field(default=None, ge=0)
+    speed: float | None = Field(default=None, ge=0)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _body(request: web.Request, model: type[_Body]) -> Any:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise _Unprocessable("body: not JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            problems.append(f"{where}: {err['msg']}")
+        raise _Unprocessable("; ".join(problems)) from None
+
+
+class _Unprocessable(Exception):
+    pass
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _Unprocessable as exc:
+        return _error(422, str(exc))
+    except KeyError as exc:
+        return _error(404, str(exc.args[0]) if exc.args else "not found")
+    except ValueError as exc:
+        return _error(422, str(exc))
+
+
+def control_app(sim: Simulator) -> web.Application:
+    app = web.Application(middlewares=[_errors])
+    app[_SIM] = sim
+    routes = web.RouteTableDef()
+
+    @routes.get("/")
+    async def index(request: web.Request) -> web.Response:
+        return web.json_response({
+            "links": {name: {"port": s.port, "framing": s.framing, "units": len(s.units)} for name, s in sim.servers.items()},
+            "meters": len(sim.meters),
+            "clock": sim.clock(),
+            "speed": sim.clock.speed,
+        })
+
+    @routes.get("/meters")
+    async def meters(request: web.Request) -> web.Response:
+        return web.json_response([
+            {"id": m.spec.id, "profile": m.profile.name, "link": m.spec.link, "unit_id": m.spec.unit_id,
+             "circuit": m.spec.circuit, "supply_on": m.supply_on}
+            for m in sim.meters.values()
+        ])
+
+    @routes.get("/meters/{id}")
+    async def meter(request: web.Request) -> web.Response:
+        m = sim.meter(request.match_info["id"])
+        unit = sim.unit_of(m.spec.id)
+        snap = m.snapshot(sim.clock())
+        snap["fault"] = {"kind": unit.fault.kind, "exception_code": unit.fault.exception_code, "delay_ms": unit.fault.delay_ms}
+        return web.json_response(snap)
+
+    @routes.put("/meters/{id}/fault")
+    async def fault(request: web.Request) -> web.Response:
+        body: FaultBody = await _body(request, FaultBody)
+        sim.set_fault(request.match_info["id"], Fault(body.kind, body.exception_code, body.delay_ms))
+        return web.json_response({"ok": True})
+
+    @routes.put("/meters/{id}/load")
+    async def load(request: web.Request) -> web.Response:
+        body: LoadBody = await _body(request, LoadBody)
+        m = sim.meter(request.match_info["id"])
+        if m.water and "kw" in body.model_fields_set:
+            raise ValueError(f"meter {m.spec.id} is a water meter: give m3_per_h")
+        if not m.water and "m3_per_h" in body.model_fields_set:
+            raise ValueError(f"meter {m.spec.id} is an electricity meter: give kw")
+        sim.set_load(m.spec.id, body.m3_per_h if m.water else body.kw)
+        return web.json_response({"ok": True})
+
+    @routes.post("/meters/{id}/registers")
+    async def registers(request: web.Request) -> web.Response:
+        body: RegisterBody = await _body(request, RegisterBody)
+        m = sim.meter(request.match_info["id"])
+        if body.point not in m.profile.points:
+            raise ValueError(f"point: {body.point!r} is not a point of {m.spec.id} (points: {', '.join(m.profile.points)})")
+        sim.set_register(m.spec.id, body.point, body.value)
+        return web.json_response({"ok": True})
+
+    @routes.put("/meters/{id}/relay")
+    async def relay(request: web.Request) -> web.Response:
+        body: RelayBody = await _body(request, RelayBody)
+        sim.set_relay(request.match_info["id"], closed=body.closed, stuck=body.stuck)
+        return web.json_response({"ok": True})
+
+    @routes.get("/stats")
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(sim.stats())
+
+    @routes.post("/stats/reset")
+    async def reset_stats(request: web.Request) -> web.Response:
+        sim.reset_stats()
+        return web.json_response({"ok": True})
+
+    @routes.get("/clock")
+    async def clock(request: web.Request) -> web.Response:
+        return web.json_response({"now": sim.clock(), "speed": sim.clock.speed})
+
+    @routes.post("/clock")
+    async def set_clock(request: web.Request) -> web.Response:
+        body: ClockBody = await _body(request, ClockBody)
+        if body.speed is not None:
+            sim.clock.set_speed(body.speed)
+        if body.advance_s:
+            sim.clock.advance(body.advance_s)
+        return web.json_response({"now": sim.clock(), "speed": sim.clock.speed})
+
+    app.add_routes(routes)
+    return app
+
+
+async def start_control_api(sim: Simulator, host: str, port: int) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(control_app(sim), access_log=None, shutdown_timeout=2)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1]
+    return runner, f"http://{host}:{bound}"

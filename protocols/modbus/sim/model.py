@@ -1,0 +1,240 @@
+"""The physics of one simulated meter: load over the day, energy and volume that only grow
+while supply is on, time-of-use registers, relay or valve, and what its registers read.
+
+Time is the simulator's clock (epoch seconds, possibly sped up or driven by a test). State is
+integrated lazily: whenever a register is read or the supply switched, the meter catches up
+from its last update to "now", splitting the interval at TOU boundaries and at every simulated
+minute (the load's noise changes once a minute).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tags import Value
+
+from ..profile import PointSpec, Profile
+from .tou import TouSchedule
+
+__all__ = ["ELECTRIC_CURVE", "MeterSpec", "SimMeter", "WATER_CURVE"]
+
+# share of the meter's peak load by hour of day (linear between hours): a residential day with
+# a morning bump and an evening peak
+ELECTRIC_CURVE = (
+    0.35, 0.30, 0.28, 0.27, 0.27, 0.30, 0.45, 0.80, 0.90, 0.60, 0.50, 0.55,
+    0.65, 0.55, 0.50, 0.50, 0.60, 0.85, 1.20, 1.40, 1.35, 1.10, 0.80, 0.50,
+)
+# water: showers in the morning and the evening, almost nothing at night
+WATER_CURVE = (
+    0.02, 0.01, 0.01, 0.01, 0.02, 0.10, 0.60, 1.00, 0.70, 0.30, 0.20, 0.30,
+    0.50, 0.30, 0.20, 0.20, 0.30, 0.50, 0.80, 0.90, 0.70, 0.50, 0.20, 0.05,
+)
+_ACCUMULATORS = {
+    "energy_total": "total", "energy_sharp": "sharp", "energy_peak": "peak", "energy_flat": "flat",
+    "energy_valley": "valley", "energy_reverse": "reverse", "volume_total": "volume",
+    "volume_reverse": "volume_reverse",
+}
+# cumulative quantities are kept as whole micro-units (1e-6 kWh or m3) so that a register cut
+# to its resolution is exact at any size (a float near 4e7 kWh cannot hold 0.01 kWh exactly)
+_MICRO = 1_000_000
+_NOMINAL_V = 220.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """A meter the simulator serves: where (link, unit, circuit) and with which profile."""
+
+    id: str
+    profile: str
+    link: str
+    unit_id: int
+    circuit: int | None = None
+    max_power_kw: float | None = None
+    initial_reading: float = 0.0
+
+
+def _hash01(*parts: int) -> float:
+    """A deterministic pseudo-random number in [0, 1) from integers (cheap, no RNG state)."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x ^= (p + 0x632BE59BD9B4E019 + (x << 6) + (x >> 2)) & 0xFFFFFFFFFFFFFFFF
+        x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return (x & 0xFFFFFFFF) / 2**32
+
+
+def _curve(curve: tuple[float, ...], hour: float) -> float:
+    i = int(hour) % 24
+    frac = hour - int(hour)
+    return curve[i] + (curve[(i + 1) % 24] - curve[i]) * frac
+
+
+class SimMeter:
+    """One simulated meter. ``supply_on`` is the relay (closed) or the valve (open)."""
+
+    def __init__(self, spec: MeterSpec, profile: Profile, tou: TouSchedule, now: float, seed: int = 0) -> None:
+        self.spec = spec
+        self.profile = profile
+        self.tou = tou
+        self.water = profile.kind == "water"
+        self.seed = _stable_hash(spec.id) ^ seed
+        # the meter's peak load: a share of its rating, varied per meter
+        spread = 0.7 + 0.6 * _hash01(self.seed, 1)
+        if self.water:
+            self.peak = 0.4 * spread  # m3/h
+        else:
+            rating = spec.max_power_kw if spec.max_power_kw else 8.0
+            self.peak = 0.18 * rating * spread  # kW
+        self.three_phase = not self.water and "dtsy" in profile.name
+        self.acc: dict[str, int] = dict.fromkeys(_ACCUMULATORS.values(), 0)
+        self.acc["volume" if self.water else "total"] = round(spec.initial_reading * _MICRO)
+        self._carry = 0.0  # the fraction of a micro-unit not yet counted
+        self.supply_on = True
+        self.stuck = False  # a relay/valve that accepts commands but does not move
+        self.override: float | None = None  # constant load (kW or m3/h) set by the control API
+        self.pinned: dict[str, Value] = {}  # points held at a value set by the control API
+        self.t = now
+
+    # -- load -----------------------------------------------------------------------------------
+    def rate_at(self, ts: float) -> float:
+        """Load in kW (electricity) or flow in m3/h (water) at ``ts`` if supply were on."""
+        if self.override is not None:
+            return self.override
+        local_hour = self._local_hour(ts)
+        shape = _curve(WATER_CURVE if self.water else ELECTRIC_CURVE, local_hour)
+        noise = 0.8 + 0.4 * _hash01(self.seed, int(ts // 60))
+        return round(self.peak * shape * noise, 4)
+
+    def _local_hour(self, ts: float) -> float:
+        local = datetime.fromtimestamp(ts, self.tou.tz)
+        return local.hour + local.minute / 60 + local.second / 3600
+
+    def advance(self, now: float) -> None:
+        """Integrate consumption from the last update to ``now``."""
+        t = self.t
+        if now <= t:
+            return
+        self.t = now
+        if not self.supply_on:
+            return
+        max_step = 60.0 if now - t <= 2 * 86_400 else 900.0
+        while t < now:
+            period, boundary = self.tou.period_at(t)
+            # split at the TOU boundary and at the next whole minute (noise changes there)
+            step_end = min(now, boundary, (math.floor(t / max_step) + 1) * max_step)
+            rate = self.rate_at((t + step_end) / 2)
+            amount = rate * (step_end - t) / 3600.0 * _MICRO + self._carry
+            whole = int(amount)
+            self._carry = amount - whole
+            if self.water:
+                self.acc["volume"] += whole
+            else:
+                self.acc["total"] += whole
+                self.acc[period] += whole
+            t = step_end
+
+    def current_rate(self, now: float) -> float:
+        return self.rate_at(now) if self.supply_on else 0.0
+
+    # -- commands and manual changes --------------------------------------------------------------
+    def switch(self, on: bool, now: float) -> None:
+        """Close/open the relay (or open/close the valve), unless it is stuck."""
+        self.advance(now)
+        if not self.stuck:
+            self.supply_on = on
+
+    def set_point(self, point: str, value: Value, now: float) -> None:
+        """Overwrite a register's true value.
+
+        A cumulative register (energy, volume) takes the value and goes on growing from it: a
+        reset, a replacement or a rollover. The relay/valve status switches the supply. Any
+        other point is held at the value (``None`` releases it to the model again).
+        """
+        if point not in self.profile.points:
+            raise KeyError(f"point {point!r} is not in profile {self.profile.name}")
+        self.advance(now)
+        if point in _ACCUMULATORS and value is not None:
+            self.acc[_ACCUMULATORS[point]] = round(float(value) * _MICRO)
+        elif point in ("relay_closed", "valve_open") and value is not None:
+            self.supply_on = bool(value)
+        elif value is None:
+            self.pinned.pop(point, None)
+        else:
+            self.pinned[point] = value
+
+    # -- what the registers hold ------------------------------------------------------------------
+    def value(self, point: PointSpec, now: float) -> Value:
+        """The true engineering value of ``point`` at ``now`` (after :meth:`advance`)."""
+        name = point.name
+        if name in self.pinned:
+            return self.pinned[name]
+        if name in _ACCUMULATORS:
+            return _floor_to(self.acc[_ACCUMULATORS[name]], point)
+        if name in ("relay_closed", "valve_open"):
+            return self.supply_on
+        if name == "flow":
+            return round(self.current_rate(now), 3)
+        if name == "power":
+            return round(self.current_rate(now), 3)
+        if name == "voltage":
+            return round(_NOMINAL_V + 4.0 * (_hash01(self.seed, int(now // 10), 7) - 0.5), 1)
+        if name == "power_factor":
+            return round(0.93 + 0.05 * _hash01(self.seed, int(now // 60), 3), 3) if self.current_rate(now) else 1.0
+        if name == "current":
+            kw = self.current_rate(now)
+            volts = _NOMINAL_V * (3 if self.three_phase else 1)
+            return round(kw * 1000 / (volts * 0.95), 2)
+        return 0 if not point.is_bool else False
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """Every point's true value and the state, for ``GET /meters/{id}``."""
+        self.advance(now)
+        return {
+            "id": self.spec.id,
+            "profile": self.profile.name,
+            "link": self.spec.link,
+            "unit_id": self.spec.unit_id,
+            "circuit": self.spec.circuit,
+            "kind": self.profile.kind,
+            "supply_on": self.supply_on,
+            ("valve_open" if self.water else "relay_closed"): self.supply_on,
+            "stuck": self.stuck,
+            "load": {"m3_per_h" if self.water else "kw": self.override, "mode": "fixed" if self.override is not None else "curve"},
+            "points": {name: self.value(p, now) for name, p in self.profile.points.items()},
+            "registers": {
+                name: self.profile.points[name].encode(self.value(self.profile.points[name], now))
+                for name in self.profile.points
+            },
+            "sim_time": now,
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "acc": dict(self.acc),
+            "supply_on": self.supply_on, "t": self.t,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.acc.update({k: int(v) for k, v in state.get("acc", {}).items() if k in self.acc})
+        self.supply_on = bool(state.get("supply_on", True))
+        self.t = float(state.get("t", self.t))
+
+
+def _floor_to(micro: int, point: PointSpec) -> float:
+    """A cumulative value (micro-units) as the register shows it: cut to its resolution."""
+    if point.data_type in ("f32", "f64"):
+        places = point.decimals if point.decimals is not None else 3
+    else:
+        places = point.decimals or 0
+    step = round(_MICRO * (10.0**-places if point.data_type in ("f32", "f64") else point.scale))
+    return round((micro // step) * step / _MICRO, places)
+
+
+def _stable_hash(text: str) -> int:
+    h = 1469598103934665603
+    for ch in text.encode():
+        h = ((h ^ ch) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h

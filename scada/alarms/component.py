@@ -1,0 +1,154 @@
+"""Runtime components: the alarm engine, the notifier, and a contact file.
+
+Context keys: :data:`ALARMS` (the :class:`AlarmEngine`: the Python API for the HMI, the REST
+API and OPC UA), :data:`NOTIFIER` (the :class:`Notifier` and its delivery log) and
+``notify.contacts.CONTACTS`` (provided by :class:`ContactFileComponent` when
+``alarms.notifications.contacts_file`` is set; the prepaid engine provides it otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from scada.configbase import SecretError
+from scada.context import Context, Key
+from scada.foundation import ASSETS, CONFIG, DATABASE, TAGDB
+from scada.runtime import Component, Restart
+from tags import names
+
+from .clock import Clock, SystemClock
+from .engine import AlarmEngine
+from .model import Alarm, AlarmState
+from .notify.channels import Channel, build_channel
+from .notify.contacts import CONTACTS, StaticContactDirectory
+from .notify.notifier import Notifier
+from .notify.templates import MessageTemplates
+
+__all__ = ["ALARMS", "AlarmComponent", "ContactFileComponent", "NOTIFIER", "NotificationComponent"]
+
+log = logging.getLogger(__name__)
+
+ALARMS: Key[AlarmEngine] = Key("alarms", AlarmEngine)
+NOTIFIER: Key[Notifier] = Key("notifier", Notifier)
+
+
+class AlarmComponent(Component):
+    name = "alarms"
+    requires = (CONFIG, DATABASE, ASSETS, TAGDB)
+    provides = (ALARMS,)
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__()
+        self.clock = clock or SystemClock()
+        self.engine: AlarmEngine | None = None
+
+    async def start(self, ctx: Context) -> None:
+        config = ctx[CONFIG]
+        engine = AlarmEngine(ctx[DATABASE], ctx[TAGDB], ctx[ASSETS], config.alarms, clock=self.clock)
+        self.engine = engine
+        await engine.start()
+        self.tasks.spawn(engine.run_tags, "tags")
+        self.tasks.spawn(engine.run_timers, "timers")
+        self.tasks.spawn(engine.run_sync, "sync")
+        ctx[ALARMS] = engine
+
+    async def stop(self) -> None:
+        await self.tasks.cancel_all()
+        if self.engine is not None:
+            await self.engine.close()
+
+
+class ContactFileComponent(Component):
+    """Room contacts from ``alarms.notifications.contacts_file``."""
+
+    name = "contacts"
+    requires = (CONFIG,)
+    provides = (CONTACTS,)
+
+    async def start(self, ctx: Context) -> None:
+        config = ctx[CONFIG]
+        path = config.alarms.notifications.contacts_file
+        assert path is not None
+        directory = StaticContactDirectory.load(config.path(path))
+        ctx[CONTACTS] = directory
+        log.info("room contacts loaded", extra={"file": path, "contacts": len(directory)})
+
+
+class NotificationComponent(Component):
+    name = "notifications"
+    requires = (CONFIG, DATABASE, ASSETS, TAGDB, ALARMS)
+    provides = (NOTIFIER,)
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__()
+        self.clock = clock or SystemClock()
+        self.notifier: Notifier | None = None
+        self._remove_listener: Any = None
+
+    async def start(self, ctx: Context) -> None:
+        config = ctx[CONFIG]
+        settings = config.alarms.notifications
+        base_dir = Path(config.base_dir)
+        templates = MessageTemplates(config.path(settings.templates_dir) if settings.templates_dir else None)
+        for template in sorted({r.template for r in settings.routes}):
+            templates.check(template)
+        channels: dict[str, Channel] = {}
+        for c in settings.channels:
+            try:
+                channels[c.name] = build_channel(c, base_dir)
+            except (SecretError, OSError, ValueError) as exc:  # a missing secret or CA file fails the start
+                raise RuntimeError(f"alarms.notifications.channels {c.name!r}: {exc}") from None
+        engine = ctx[ALARMS]
+        assets, tagdb = ctx[ASSETS], ctx[TAGDB]
+        site = config.site
+        tz = site.tz
+        quantum = Decimal(1).scaleb(-site.currency_minor_units)
+
+        def facts(alarm: Alarm) -> dict[str, Any]:
+            snap = assets.snapshot
+            room = snap.rooms.get(alarm.room_id) if alarm.room_id else None
+            balance = None
+            if alarm.room_id:
+                value = tagdb.get(names.room_tag(alarm.room_id, "balance"))
+                if value is not None and value.good and isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
+                    balance = format(Decimal(str(value.value)).quantize(quantum), "f")  # display only
+            now: datetime = self.clock.now()
+            return {
+                "site": site.name, "room": room.name if room else None, "balance": balance,
+                "currency": site.currency, "when": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            }
+
+        def relevance(alarm_id: int) -> str | None:
+            alarm = engine.get(alarm_id)
+            if alarm is None:
+                return "the alarm ended before the message could go"
+            if not alarm.condition_active:
+                return "the alarm cleared before the message could go"
+            if alarm.state in (AlarmState.SHELVED, AlarmState.SUPPRESSED, AlarmState.OUT_OF_SERVICE):
+                return f"the alarm was {alarm.state.value.replace('_', ' ')} before the message could go"
+            return None
+
+        notifier = Notifier(
+            ctx[DATABASE], settings, channels=channels, templates=templates, clock=self.clock, tz=tz, facts=facts,
+            contacts=lambda: ctx.get(CONTACTS), relevance=relevance,
+        )
+        self.notifier = notifier
+        resumed = await notifier.load()
+        self._remove_listener = engine.add_listener(notifier.submit)
+        self.tasks.spawn(notifier.run_intake, "intake")
+        self.tasks.spawn(notifier.run_scheduler, "scheduler")
+        for i in range(settings.workers):
+            self.tasks.spawn(notifier.run_worker, f"worker-{i}")
+        ctx[NOTIFIER] = notifier
+        log.info("notifier started", extra={"channels": len(channels), "routes": len(settings.routes), "resumed": resumed})
+
+    async def stop(self) -> None:
+        if self._remove_listener is not None:
+            self._remove_listener()
+        await self.tasks.cancel_all()
+        if self.notifier is not None:
+            await self.notifier.close()
