@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Spool", "SpoolBatch"]
+__all__ = ["Spool", "SpoolBatch", "SpoolInUse"]
 
 T = TypeVar("T")
 
@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS state (
     value TEXT NOT NULL
 );
 """
+
+
+class SpoolInUse(RuntimeError):
+    """Another server (or historian) holds this buffer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,16 @@ class Spool:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=1.0)
+        # one server per buffer: two forwarders sharing one would send each other's data to
+        # their own backends. The lock is the file's; it goes with the process.
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise SpoolInUse(f"historian buffer {self.path} is in use by another server ({exc})") from None
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power cut
         conn.executescript(_SCHEMA)

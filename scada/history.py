@@ -216,7 +216,10 @@ class HistorianComponent(Component):
         settings = historian_settings(config)
         grid = IntervalGrid(settings.interval_s, config.site.tz)
         tagdb.register(
-            TagMeta(BUFFER_FILL_TAG, DataType.FLOAT, unit="", description="historian store-and-forward buffer fill (0..1)")
+            TagMeta(
+                BUFFER_FILL_TAG, DataType.FLOAT, point="buffer_fill",
+                description="historian store-and-forward buffer fill (0..1)",
+            )
         )
         backend = make_backend(backend_settings(config))
 

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -285,3 +286,44 @@ async def test_cli_history_query(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--start: '2024-05-01T00:00:00' has no UTC offset" in r.stderr
     r = run_cli("history", "query", "--config", str(cfg), "--meter", "E-7", "--start", "2024-05-01", "--end", "2024-05-02", cwd=tmp_path)
     assert r.returncode == 2 and "--meter: unknown meter 'E-7'" in r.stderr
+
+
+async def test_buffer_alarm_is_raised_before_the_buffer_is_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """InfluxDB unreachable: the buffer fills, a warning is logged at warn_fill, the alarm engine
+    raises the historian_buffer alarm at its limit (80 %), before anything is dropped."""
+    from scada.alarms.component import ALARMS
+    from scada.alarms.store import AlarmFilter
+
+    from ..services import free_port
+
+    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
+    extra = f"""
+[historian]
+backend = "influx"
+[historian.influx]
+url = "http://127.0.0.1:{free_port()}"
+timeout_s = 1
+[historian.buffer]
+max_points = 100
+warn_fill = 0.5
+"""
+    async with running_server(server_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", extra)) as rt:
+        tagdb, engine = rt.ctx[TAGDB], rt.ctx[ALARMS]
+        historian = rt.ctx[HISTORY].historian
+        for n in range(9):
+            SyntheticMeter(tagdb, f"E-{n}")
+        t = time.time()
+        fills = []
+        with caplog.at_level(logging.WARNING, logger="historian"):
+            for k in range(1, 6):  # each closed interval: 9 records and 9 day rollups
+                await historian.close_due(t + k * historian.grid.length + 20)
+                await engine.settle()
+                fills.append(tagdb.read(BUFFER_FILL_TAG).value)
+                alarms = engine.active(AlarmFilter(classes=frozenset({"historian_buffer"})))
+                assert bool(alarms) == (fills[-1] >= 0.8), fills
+        assert fills == [0.18, 0.36, 0.54, 0.72, 0.9] and historian.spool.dropped == 0
+        assert [r.getMessage() for r in caplog.records if "filling up" in r.getMessage()] == [
+            "historian buffer filling up; data is dropped when it is full"
+        ]
+        [alarm] = engine.active(AlarmFilter(classes=frozenset({"historian_buffer"})))
+        assert alarm.detail == "buffer 90% full (limit 80%)"

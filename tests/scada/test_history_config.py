@@ -38,6 +38,7 @@ def test_demo_config_uses_sqlite_under_var_demo() -> None:
     cfg = load_demo_config()
     b = backend_settings(cfg)
     assert isinstance(b, SqliteSettings) and b.path == Path.cwd() / "var/demo/historian.db"
+    assert historian_settings(cfg).spool_path == Path.cwd() / "var/demo/historian-buffer.db"
     assert historian_settings(cfg).raw_rules[0].patterns == ("*.power",)
 
 
