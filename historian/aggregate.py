@@ -156,8 +156,9 @@ class IntervalAggregator:
         if not dot or point not in POINTS or not meter or ":" in meter:
             return False
         new = change.new
-        ts = epoch_us(new.source_ts)
         server = epoch_us(new.server_ts)
+        # a source time without a zone, or far ahead of ours, is not believed
+        ts = epoch_us(new.source_ts) if new.source_ts.tzinfo is not None else server
         if ts > server + _MAX_AHEAD_US:
             ts = server
         start = self.grid.start_of(ts / 1_000_000)

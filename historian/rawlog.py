@@ -93,7 +93,8 @@ class RawLogger:
                 if moved == 0 or moved < band:
                     return False
         self._last[change.name] = (value, quality)
-        self.pending.append(RawPoint(change.name, epoch_us(new.source_ts), value, quality))
+        when = new.source_ts if new.source_ts.tzinfo is not None else new.server_ts
+        self.pending.append(RawPoint(change.name, epoch_us(when), value, quality))
         return True
 
     def take(self) -> list[RawPoint]:

@@ -312,3 +312,19 @@ def test_analog_block_read_apart_does_not_count_extra_samples() -> None:
     (rec,) = rig.records
     assert rec.values["samples"] == 4 and rec.values["good_samples"] == 4
     assert rec.values["power_max"] == 3.0
+
+
+def test_source_times_not_believed_use_the_server_time() -> None:
+    """A naive source time, or one far in the future, does not break intake: the server's
+    time stands in."""
+    before = datetime.now(timezone.utc)
+    rig = Rig(start=before)
+    SyntheticMeter(rig.db, "E-1")
+    rig.db.write("E-1.energy_total", 10.0, source_ts=datetime(2030, 1, 1))  # no zone
+    rig.db.write("E-1.energy_total", 11.0, source_ts=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    rig.pump()
+    after = datetime.now(timezone.utc)
+    out = [r for r in rig.close(after + timedelta(minutes=31)) if "energy_total" in r.values]
+    # both readings in one interval, the one the server wrote them in: a delta of 1 kWh
+    assert len(out) == 1 and out[0].values["energy_total"] == 1_000_000
+    assert out[0].start in (GRID.start_of(before.timestamp()), GRID.start_of(after.timestamp()))
