@@ -148,10 +148,10 @@ async def test_live_tags_become_intervals(server: Any) -> None:
     assert fill.quality is Quality.GOOD and fill.value == 0.0
     meters = [SyntheticMeter(tagdb, "E-1", start_kwh="50.00"), SyntheticMeter(tagdb, "E-2", start_kwh="9.99")]
     now = utcnow()
-    for k in range(5):
+    for k in range(5):  # five polls within milliseconds: one interval (unless very unlucky)
         for m in meters:
             m.consume("0.25")
-            m.poll(now - timedelta(seconds=5 - k), power=float(k))
+            m.poll(now + timedelta(milliseconds=k), power=float(k))
     service = rt.ctx[HISTORY]
     historian = service.historian
     for _ in range(100):  # let the intake task take the changes
@@ -312,11 +312,10 @@ warn_fill = 0.5
         historian = rt.ctx[HISTORY].historian
         for n in range(9):
             SyntheticMeter(tagdb, f"E-{n}")
-        t = time.time()
         fills = []
         with caplog.at_level(logging.WARNING, logger="historian"):
-            for k in range(1, 6):  # each closed interval: 9 records and 9 day rollups
-                await historian.close_due(t + k * historian.grid.length + 20)
+            for _ in range(5):  # each closed interval: 9 records and 9 day rollups
+                await historian.close_due(historian.aggregator.next_due_s)
                 await engine.settle()
                 fills.append(tagdb.read(BUFFER_FILL_TAG).value)
                 alarms = engine.active(AlarmFilter(classes=frozenset({"historian_buffer"})))
