@@ -9,6 +9,7 @@ from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
 from .history import HistorianComponent
+from .prepaid.engine import PrepaidComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
 __all__ = ["build_runtime"]
@@ -51,6 +52,8 @@ def build_runtime(
         # before the poller: it takes the first readings, and stops after the poller (reverse order)
         components.append(HistorianComponent())
     components += [ModbusComponent(), CommandsComponent()]
+    if config.prepaid.enabled:
+        components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
     components += _alarm_components(config)
     components.append(HmiComponent())  # last: it serves what the others provide
     rt = config.runtime

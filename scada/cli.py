@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .alarms import cli as alarms_cli
+from .prepaid import cli as prepaid_cli
 from .config import ConfigError, ScadaConfig, load_config, load_demo_config
 from .logs import configure_logging
 
@@ -26,7 +27,7 @@ log = logging.getLogger("scada")
 
 Handler = Callable[[argparse.Namespace], Awaitable[int] | int]
 # a part registers its sub-commands with a function taking the sub-parsers object
-COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register]
+COMMANDS: list[Callable[[Any], None]] = [alarms_cli.register, prepaid_cli.register]
 
 
 def _register_parts() -> None:

@@ -25,6 +25,7 @@ from .alarms.config import AlarmsConfig
 from .commandconfig import CommandsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
 from .history_config import HistorianConfig
+from .prepaid.config import PrepaidConfig
 
 __all__ = [
     "AdminConfig",
@@ -128,6 +129,7 @@ class ScadaConfig(ConfigModel):
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
     historian: HistorianConfig = HistorianConfig()
+    prepaid: PrepaidConfig = PrepaidConfig()
     links: list[LinkConfig] = []
     alarms: AlarmsConfig = AlarmsConfig()
     modbus: ModbusConfig = ModbusConfig()

@@ -7,5 +7,6 @@ from . import models  # noqa: F401
 from ..alarms import models as alarm_models  # noqa: F401
 from ..alarms.notify import models as notification_models  # noqa: F401
 from .. import commandstore  # noqa: F401
+from ..prepaid import models as prepaid_models  # noqa: F401
 
 __all__: list[str] = []

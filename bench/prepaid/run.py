@@ -1,0 +1,178 @@
+"""Readings priced and committed per second by the prepaid engine, on SQLite and PostgreSQL.
+
+How it is measured: one process, one event loop, the real engine (``PrepaidEngine``) on a real
+database (SQLite: a file in a temporary directory, WAL, ``synchronous=FULL`` as the server runs
+it; PostgreSQL: a throw-away server started like the test suite's). ``--meters`` rooms each get
+a meter and an open account on a time-of-use tariff. A writer task plays the poller: each round
+it writes every meter's five energy registers (total, sharp, peak, flat, valley) in one
+``write_many`` with one source timestamp, one minute of meter time after the previous round,
+with 0.05 kWh more. The engine's billing task consumes the tag stream as in the server (one
+transaction per batch of pending readings, at most ``--batch`` readings). The figure is
+readings billed (priced from the TOU registers, deducted with the carried remainder, the
+meter's cursor and the account's balance moved, the ledger row written, all committed) per
+second of wall time from the first write of round 1 until the last reading is committed;
+CPU time is the process's (the SQLite driver's thread included; PostgreSQL's server is a
+separate process and not counted). The same run with ``--batch 1`` shows what one commit per
+reading costs (there each reading's seven statements and the commit are separate round trips
+to the SQLite driver's thread). ``scada reconcile``'s check runs afterwards and must be clean.
+Run: ``python bench/prepaid/run.py`` (``make bench`` runs every bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import platform
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from scada.assets import AssetRegistry  # noqa: E402
+from scada.audit import Actor  # noqa: E402
+from scada.config import parse_config  # noqa: E402
+from scada.db import Database, async_url  # noqa: E402
+from scada.db.models import Building, Floor, Meter, Room, Site  # noqa: E402
+from scada.prepaid.accounts import OpenRequest  # noqa: E402
+from scada.prepaid.demo import DEMO_TOU  # noqa: E402
+from scada.prepaid.engine import PrepaidEngine  # noqa: E402
+from scada.prepaid.models import LedgerEntry  # noqa: E402
+from scada.prepaid.reconcile import reconcile  # noqa: E402
+from scada.prepaid.tariff import TariffDefinition  # noqa: E402
+from tags import TagDB, TagMeta, TagWrite  # noqa: E402
+
+ACTOR = Actor("bench", "cli")
+POINTS = ("energy_total", "energy_sharp", "energy_peak", "energy_flat", "energy_valley")
+
+
+async def make_site(db: Database, meters: int) -> None:
+    async with db.transaction() as s:
+        s.add(Site(id="bench", name="Bench", timezone="Asia/Shanghai"))
+        await s.flush()
+        s.add(Building(id="B", site_id="bench", name="B"))
+        await s.flush()
+        s.add(Floor(id="F", building_id="B", name="F", level=1))
+        await s.flush()
+        s.add_all([Room(id=f"R{i:05d}", floor_id="F", name=f"R{i}") for i in range(meters)])
+        await s.flush()
+        s.add_all([
+            Meter(id=f"E{i:05d}", kind="electricity", role="tenant", room_id=f"R{i:05d}", building_id="B", profile="p",
+                  link="gw", unit_id=1 + i % 247, multiplier=Decimal(1), initial_reading=Decimal(0), max_power_kw=Decimal(20), active=True)
+            for i in range(meters)
+        ])
+
+
+async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, profile: object = None) -> dict[str, float]:
+    config = parse_config(
+        f'[site]\nname = "Bench"\ntimezone = "Asia/Shanghai"\n[database]\nurl = "{url}"\n[prepaid]\nbatch_limit = {batch}\n',
+        "<bench>", tmp,
+    )
+    db = Database(async_url(url))
+    await db.upgrade()
+    await make_site(db, meters)
+    assets = AssetRegistry(db)
+    await assets.load()
+    tagdb = TagDB()
+    for m in assets.snapshot.meters:
+        for p in POINTS:
+            tagdb.register(TagMeta(f"{m}.{p}", meter_id=m, point=p))
+    engine = PrepaidEngine(config, db, assets, tagdb)
+    await engine.load()
+    await engine.tariffs.create("TOU", "TOU", "electricity", TariffDefinition.model_validate(DEMO_TOU), ACTOR)
+    defaults = engine.defaults()
+    for room in assets.snapshot.rooms:
+        await engine.open_account(OpenRequest(room, defaults, electricity_tariff_id="TOU", opening_minor=100_000_000), ACTOR)
+    t0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+    ids = sorted(assets.snapshot.meters)
+
+    def write_round(r: int) -> None:
+        ts = t0 + dt.timedelta(minutes=r)
+        for i, m in enumerate(ids):
+            base = 1000 + i % 100
+            regs = [base + r * 2, base + r, base + 2 * r, base + r]  # +0.05 kWh a round, in 0.01 steps
+            values = [sum(regs)] + regs
+            tagdb.write_many([TagWrite(f"{m}.{p}", v / 100, source_ts=ts) for p, v in zip(POINTS, values)])
+
+    billing = asyncio.create_task(engine.run_billing(), name="billing")
+    try:
+        while not tagdb.subscriptions:
+            await asyncio.sleep(0.01)
+        write_round(0)  # the baselines
+        while engine.stats["processed"] < meters:  # every baseline committed
+            await asyncio.sleep(0.01)
+        billed0, batches0 = engine.stats["billed"], engine.stats["batches"]
+        target = billed0 + meters * rounds
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profile is not None:
+            profile.enable()  # type: ignore[attr-defined]
+        for r in range(1, rounds + 1):
+            write_round(r)
+            await asyncio.sleep(0)
+        while engine.stats["billed"] < target:
+            await asyncio.sleep(0.005)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        if profile is not None:
+            profile.disable()  # type: ignore[attr-defined]
+        batches = engine.stats["batches"] - batches0
+    finally:
+        billing.cancel()
+        await asyncio.gather(billing, return_exceptions=True)
+        engine.close()
+    async with db.sessions() as s:
+        rows = await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "deduction"))
+    report = await reconcile(db, 2)
+    await db.dispose()
+    assert rows == meters * rounds, (rows, meters * rounds)
+    assert report.ok, [str(m) for m in report.mismatches[:5]]
+    n = meters * rounds
+    return {"readings": n, "wall": wall, "cpu": cpu, "rate": n / wall, "batches": batches, "cpu_us": cpu / n * 1e6}
+
+
+def show(label: str, r: dict[str, float]) -> None:
+    print(f"  {label:<34} {r['readings']:>7,.0f} readings in {r['wall']:6.2f} s = {r['rate']:>8,.0f} readings/s  "
+          f"({r['batches']:,.0f} transactions, {r['readings'] / max(r['batches'], 1):,.0f} readings each; "
+          f"CPU {r['cpu_us']:.0f} µs/reading)")
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"prepaid billing: {args.meters} meters × {args.rounds} rounds, TOU tariff priced from registers")
+    engines = args.engines.split(",")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        if "sqlite" in engines:
+            print("SQLite (WAL, synchronous=FULL):")
+            show(f"batched (up to {args.batch} per commit)", await run_case(f"sqlite:///{tmp}/a.db", args.meters, args.rounds, args.batch, tmp))
+            show("one commit per reading", await run_case(f"sqlite:///{tmp}/b.db", args.meters, max(1, args.rounds // 5), 1, tmp))
+        if "postgres" in engines:
+            from tests.services import PostgresServer
+
+            server = PostgresServer()
+            server.start()
+            try:
+                import asyncpg
+
+                for name in ("bench_a", "bench_b"):
+                    conn = await asyncpg.connect(server.admin_dsn)
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                    await conn.close()
+                print("PostgreSQL (throw-away local server, fsync on):")
+                show(f"batched (up to {args.batch} per commit)", await run_case(server.dsn("bench_a"), args.meters, args.rounds, args.batch, tmp))
+                show("one commit per reading", await run_case(server.dsn("bench_b"), args.meters, max(1, args.rounds // 5), 1, tmp))
+            finally:
+                server.stop()
+    print(f"(python {platform.python_version()}, {platform.machine()}; goal: >= 2,000 readings/s on SQLite)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=2000, help="prepaid.batch_limit")
+    parser.add_argument("--engines", default="sqlite,postgres")
+    asyncio.run(main(parser.parse_args()))

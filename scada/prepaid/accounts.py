@@ -1,0 +1,482 @@
+"""Account operations: open, recharge, refund, reverse, settings, emergency credit, tariffs, close.
+
+Each operation is one transaction holding the account's row lock (``SELECT … FOR UPDATE`` on
+PostgreSQL; SQLite serialises writers), posts its ledger entries, updates the account and
+writes its audit entry in that same transaction. Idempotent operations (recharge, refund with a
+reference) answer a repeated request with the first result and refuse a conflicting one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tags import utcnow
+
+from ..assets import AssetSnapshot
+from ..audit import Actor, AuditLog
+from ..db import Database
+from .deduction import Biller, new_state, registers_json
+from .errors import PrepaidError
+from .ledger import AccountView, Contact, EntryView, account_view, entry_view, post, thresholds_column
+from .levels import Threshold
+from .models import Account, LedgerEntry, MeterSegment, MeterState
+from .money import format_minor
+from .readings import Reading
+from .tariffs import TariffStore
+
+__all__ = ["AccountService", "AccountSettings", "OpenRequest", "PostResult", "CurrentReading"]
+
+log = logging.getLogger(__name__)
+
+# the newest good reading of a meter from the tag database, or None
+CurrentReading = Callable[[str], Reading | None]
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge")
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Settings of an account (all optional in an update)."""
+
+    credit_limit_minor: int | None = None
+    thresholds: tuple[Threshold, ...] | None = None
+    contact: Contact | None = None
+    protected: bool | None = None
+    friendly_credit: bool | None = None
+    auto_reconnect: bool | None = None
+    emergency_credit_minor: int | None = None
+    capacity_kva: Decimal | None = None
+    demand_kw: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    room_id: str
+    settings: AccountSettings
+    electricity_tariff_id: str | None = None
+    water_tariff_id: str | None = None
+    opening_minor: int = 0
+    readings: dict[str, Decimal] = field(default_factory=dict)  # baselines given by the opener
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PostResult:
+    entry: EntryView
+    account: AccountView
+    replayed: bool = False
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        tariffs: TariffStore,
+        biller: Biller,
+        assets: Callable[[], AssetSnapshot],
+        current_reading: CurrentReading,
+        *,
+        minor_units: int,
+    ) -> None:
+        self.db = db
+        self.tariffs = tariffs
+        self.biller = biller
+        self.assets = assets
+        self.current_reading = current_reading
+        self.minor_units = minor_units
+
+    def _fmt(self, minor: int) -> str:
+        return format_minor(minor, self.minor_units)
+
+    # -- queries ------------------------------------------------------------------------------
+    async def account_of_room(self, room_id: str) -> AccountView | None:
+        """The room's open account, else its most recently closed one."""
+        async with self.db.sessions() as s:
+            a = await s.scalar(
+                select(Account).where(Account.room_id == room_id).order_by((Account.state == "open").desc(), Account.id.desc()).limit(1)
+            )
+            return account_view(a) if a else None
+
+    async def open_accounts(self) -> list[AccountView]:
+        async with self.db.sessions() as s:
+            return [account_view(a) for a in (await s.scalars(select(Account).where(Account.state == "open"))).all()]
+
+    async def ledger(self, account_id: int, *, limit: int = 100, before_id: int | None = None) -> list[EntryView]:
+        stmt = select(LedgerEntry).where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(LedgerEntry.id < before_id)
+        async with self.db.sessions() as s:
+            return [entry_view(e) for e in (await s.scalars(stmt)).all()]
+
+    async def entry(self, entry_id: int) -> EntryView | None:
+        async with self.db.sessions() as s:
+            e = await s.get(LedgerEntry, entry_id)
+            return entry_view(e) if e else None
+
+    # -- helpers ------------------------------------------------------------------------------
+    async def _open_account(self, s: AsyncSession, room_id: str) -> Account:
+        a = await s.scalar(select(Account).where(Account.open_room_id == room_id).with_for_update())
+        if a is None:
+            if room_id not in self.assets().rooms:
+                raise PrepaidError(f"no room {room_id!r}", status=404)
+            raise PrepaidError(f"room {room_id} has no open account", status=404)
+        return a
+
+    async def _check_tariff(self, tariff_id: str | None, commodity: str, field_name: str) -> None:
+        if tariff_id is None:
+            return
+        info = await self.tariffs.get(tariff_id)
+        if info is None:
+            raise PrepaidError(f"{field_name}: no tariff {tariff_id!r}", status=422, field=field_name)
+        if info.commodity != commodity:
+            raise PrepaidError(f"{field_name}: tariff {tariff_id} is for {info.commodity}, not {commodity}", status=422, field=field_name)
+
+    # -- open ----------------------------------------------------------------------------------
+    async def open(self, req: OpenRequest, actor: Actor) -> AccountView:
+        snapshot = self.assets()
+        if req.room_id not in snapshot.rooms:
+            raise PrepaidError(f"no room {req.room_id!r}", status=404)
+        meters = [m for m in snapshot.meters_of_room(req.room_id) if m.role == "tenant"]
+        await self._check_tariff(req.electricity_tariff_id, "electricity", "tariffs.electricity")
+        await self._check_tariff(req.water_tariff_id, "water", "tariffs.water")
+        for m in meters:
+            if m.kind == "electricity" and req.electricity_tariff_id is None:
+                raise PrepaidError(f"tariffs.electricity: room {req.room_id} has the electricity meter {m.id}", status=422, field="tariffs.electricity")
+            if m.kind == "water" and req.water_tariff_id is None:
+                raise PrepaidError(f"tariffs.water: room {req.room_id} has the water meter {m.id}", status=422, field="tariffs.water")
+        unknown = set(req.readings) - {m.id for m in meters}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise PrepaidError(f"readings.{name}: not a meter of room {req.room_id}", status=422, field=f"readings.{name}")
+        st = req.settings
+        contact = st.contact or Contact("", None, None, "en")
+        now = utcnow()
+        async with self.db.transaction() as s:
+            if await s.scalar(select(Account.id).where(Account.open_room_id == req.room_id)) is not None:
+                raise PrepaidError(f"room {req.room_id} already has an open account")
+            a = Account(
+                room_id=req.room_id, open_room_id=req.room_id, state="open", opened_at=now, opened_by=actor.name,
+                electricity_tariff_id=req.electricity_tariff_id, water_tariff_id=req.water_tariff_id,
+                contact_name=contact.name, contact_phone=contact.phone, contact_email=contact.email, language=contact.language,
+                credit_limit_minor=st.credit_limit_minor or 0, thresholds=thresholds_column(st.thresholds or ()),
+                protected=bool(st.protected), friendly_credit=st.friendly_credit if st.friendly_credit is not None else True,
+                auto_reconnect=st.auto_reconnect if st.auto_reconnect is not None else True,
+                emergency_credit_minor=st.emergency_credit_minor or 0, emergency_taken_at=None,
+                capacity_kva=st.capacity_kva, demand_kw=st.demand_kw, charges_through=None,
+                balance_minor=0, remainder=Decimal(0), alarm_level=0, supply_state="on", reconnect_pending=False,
+                updated_at=now,
+            )
+            s.add(a)
+            await s.flush()
+            post(s, a, "opening", req.opening_minor, actor, now, reason=req.reason or "account opened")
+            baselines: dict[str, Any] = {}
+            for m in meters:
+                given = req.readings.get(m.id)
+                current = self.current_reading(m.id)
+                if given is not None:
+                    reading: Reading | None = Reading(m.id, given, now, None)
+                else:
+                    reading = current
+                await self._attach(s, m.id, a.id, reading, now, "account opened")
+                baselines[m.id] = reading.value if reading else None
+            self.biller.update_level(a, credited=True)
+            AuditLog.record(
+                s, actor, "account.open", "account", str(a.id), reason=req.reason,
+                after={"room": req.room_id, "opening_balance": self._fmt(req.opening_minor), "tariffs": {
+                    "electricity": req.electricity_tariff_id, "water": req.water_tariff_id}, "baselines": baselines,
+                    "credit_limit": self._fmt(a.credit_limit_minor), "protected": a.protected},
+            )
+            view = account_view(a)
+        log.info("account opened", extra={"account": view.id, "room": req.room_id})
+        return view
+
+    async def _attach(self, s: AsyncSession, meter_id: str, account_id: int, reading: Reading | None, now: dt.datetime, reason: str) -> MeterState:
+        """Start a new billing segment of ``meter_id`` for ``account_id`` from ``reading``."""
+        st = await s.scalar(select(MeterState).where(MeterState.meter_id == meter_id).with_for_update())
+        baseline = reading.value if reading else None
+        ts = reading.ts if reading else None
+        registers = reading.registers if reading else None
+        if st is None:
+            return new_state(s, meter_id, account_id, now, segment=1, baseline=baseline, baseline_ts=ts, reason=reason, registers=registers)
+        if st.account_id is not None:
+            other = await s.get(Account, st.account_id)
+            if other is not None and other.state == "open" and other.id != account_id:
+                raise PrepaidError(f"meter {meter_id} is billed to the open account {other.id}")
+        st.segment += 1
+        st.account_id = account_id
+        st.last_reading, st.last_ts, st.last_registers = baseline, ts if baseline is not None else None, registers_json(registers)
+        st.hold_kind, st.hold_detail, st.hold_reading, st.hold_ts, st.hold_registers, st.hold_since = None, "", None, None, None, None
+        st.retired = False
+        st.updated_at = now
+        s.add(MeterSegment(meter_id=meter_id, segment=st.segment, account_id=account_id, baseline=baseline,
+                           baseline_ts=ts if baseline is not None else None, started_at=now, reason=reason))
+        return st
+
+    # -- money in and out -----------------------------------------------------------------------
+    async def recharge(self, room_id: str, amount_minor: int, *, channel: str, reference: str, actor: Actor, reason: str = "") -> PostResult:
+        if amount_minor <= 0:
+            raise PrepaidError("amount: must be greater than zero", status=422, field="amount")
+        key = f"recharge:{channel}:{reference}"
+        for attempt in (1, 2):
+            try:
+                return await self._recharge(room_id, amount_minor, channel, reference, key, actor, reason)
+            except IntegrityError:
+                # a concurrent request with the same reference committed first: answer as a replay
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _recharge(self, room_id: str, amount_minor: int, channel: str, reference: str, key: str, actor: Actor, reason: str) -> PostResult:
+        now = utcnow()
+        async with self.db.transaction() as s:
+            first = await s.scalar(select(LedgerEntry).where(LedgerEntry.idem_key == key))
+            if first is not None:
+                return await self._replay(s, first, room_id, amount_minor, "reference", f"{channel}/{reference}")
+            a = await self._open_account(s, room_id)
+            e = post(s, a, "recharge", amount_minor, actor, now, reason=reason or "recharge", channel=channel, reference=reference, idem_key=key)
+            self._credited(a, actor, s, now)
+            AuditLog.record(
+                s, actor, "account.recharge", "account", str(a.id), reason=reason,
+                after={"room": room_id, "amount": self._fmt(amount_minor), "channel": channel, "reference": reference, "balance": self._fmt(a.balance_minor)},
+            )
+            await s.flush()
+            return PostResult(entry_view(e), account_view(a))
+
+    async def _replay(self, s: AsyncSession, first: LedgerEntry, room_id: str, amount_minor: int, field_name: str, label: str) -> PostResult:
+        account = await s.get(Account, first.account_id)
+        assert account is not None
+        if abs(first.amount_minor) != amount_minor or account.room_id != room_id:
+            raise PrepaidError(
+                f"{field_name}: {label} was already used for {self._fmt(abs(first.amount_minor))} on room {account.room_id}",
+                status=409, field=field_name,
+            )
+        return PostResult(entry_view(first), account_view(account), replayed=True)
+
+    def _credited(self, a: Account, actor: Actor, s: AsyncSession, now: dt.datetime) -> None:
+        """After a credit: repaid emergency credit is re-armed, the alarm level may clear."""
+        if a.emergency_taken_at is not None and a.balance_minor >= 0:
+            a.emergency_taken_at = None
+            AuditLog.record(s, actor, "account.emergency_repaid", "account", str(a.id), after={"balance": self._fmt(a.balance_minor)})
+        self.biller.update_level(a, credited=True)
+
+    async def refund(self, room_id: str, amount_minor: int, *, actor: Actor, reason: str, channel: str = "cash", reference: str | None = None) -> PostResult:
+        if amount_minor <= 0:
+            raise PrepaidError("amount: must be greater than zero", status=422, field="amount")
+        if not reason.strip():
+            raise PrepaidError("reason: a refund needs a reason", status=422, field="reason")
+        key = f"refund:{channel}:{reference}" if reference else None
+        now = utcnow()
+        async with self.db.transaction() as s:
+            if key is not None:
+                first = await s.scalar(select(LedgerEntry).where(LedgerEntry.idem_key == key))
+                if first is not None:
+                    return await self._replay(s, first, room_id, amount_minor, "reference", f"{channel}/{reference}")
+            a = await self._open_account(s, room_id)
+            if amount_minor > a.balance_minor:
+                raise PrepaidError(
+                    f"amount: {self._fmt(amount_minor)} is more than the balance {self._fmt(a.balance_minor)}", status=409, field="amount"
+                )
+            e = post(s, a, "refund", -amount_minor, actor, now, reason=reason, channel=channel, reference=reference, idem_key=key)
+            self.biller.update_level(a, credited=False)
+            AuditLog.record(s, actor, "account.refund", "account", str(a.id), reason=reason,
+                            after={"room": room_id, "amount": self._fmt(amount_minor), "balance": self._fmt(a.balance_minor)})
+            await s.flush()
+            return PostResult(entry_view(e), account_view(a))
+
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str) -> PostResult:
+        if not reason.strip():
+            raise PrepaidError("reason: a reversal needs a reason", status=422, field="reason")
+        now = utcnow()
+        async with self.db.transaction() as s:
+            original = await s.get(LedgerEntry, entry_id)
+            if original is None:
+                raise PrepaidError(f"no ledger entry {entry_id}", status=404)
+            if original.kind not in REVERSIBLE:
+                raise PrepaidError(f"a {original.kind} entry cannot be reversed")
+            done = await s.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == entry_id))
+            if done is not None:
+                raise PrepaidError(f"entry {entry_id} was already reversed by entry {done}")
+            a = await s.scalar(select(Account).where(Account.id == original.account_id).with_for_update())
+            assert a is not None
+            if a.state != "open":
+                raise PrepaidError(f"account {a.id} is closed")
+            e = post(s, a, "reversal", -original.amount_minor, actor, now, reason=reason, reverses_id=entry_id,
+                     meter_id=original.meter_id, idem_key=f"reversal:{entry_id}")
+            if -original.amount_minor > 0:
+                self._credited(a, actor, s, now)
+            else:
+                self.biller.update_level(a, credited=False)
+            AuditLog.record(s, actor, "ledger.reverse", "ledger", str(entry_id), reason=reason,
+                            before={"kind": original.kind, "amount": self._fmt(original.amount_minor)},
+                            after={"reversal": self._fmt(-original.amount_minor), "balance": self._fmt(a.balance_minor)})
+            await s.flush()
+            return PostResult(entry_view(e), account_view(a))
+
+    # -- settings -------------------------------------------------------------------------------
+    async def update_settings(self, room_id: str, settings: AccountSettings, *, actor: Actor, reason: str = "") -> AccountView:
+        now = utcnow()
+        async with self.db.transaction() as s:
+            a = await self._open_account(s, room_id)
+            before = account_view(a).as_json(self.minor_units)
+            st = settings
+            if st.credit_limit_minor is not None:
+                a.credit_limit_minor = st.credit_limit_minor
+            if st.thresholds is not None:
+                a.thresholds = thresholds_column(st.thresholds)
+            if st.contact is not None:
+                a.contact_name, a.contact_phone, a.contact_email, a.language = st.contact.name, st.contact.phone, st.contact.email, st.contact.language
+            for name in ("protected", "friendly_credit", "auto_reconnect", "capacity_kva", "demand_kw"):
+                value = getattr(st, name)
+                if value is not None:
+                    setattr(a, name, value)
+            if st.emergency_credit_minor is not None:
+                a.emergency_credit_minor = st.emergency_credit_minor
+            a.updated_at = now
+            # thresholds may have moved either way: the level follows them
+            self.biller.update_level(a, credited=True)
+            view = account_view(a)
+            AuditLog.record(s, actor, "account.settings", "account", str(a.id), reason=reason, before=before, after=view.as_json(self.minor_units))
+            return view
+
+    async def take_emergency_credit(self, room_id: str, *, actor: Actor, reason: str = "") -> AccountView:
+        now = utcnow()
+        async with self.db.transaction() as s:
+            a = await self._open_account(s, room_id)
+            if a.emergency_credit_minor <= 0:
+                raise PrepaidError("this account has no emergency credit")
+            if a.emergency_taken_at is not None:
+                raise PrepaidError("emergency credit was already taken; it is available again once repaid by a recharge")
+            if a.balance_minor > 0:
+                raise PrepaidError(f"emergency credit is for an exhausted balance; the balance is {self._fmt(a.balance_minor)}")
+            a.emergency_taken_at = now
+            a.updated_at = now
+            AuditLog.record(s, actor, "account.emergency_credit", "account", str(a.id), reason=reason,
+                            after={"emergency_credit": self._fmt(a.emergency_credit_minor), "balance": self._fmt(a.balance_minor)})
+            return account_view(a)
+
+    async def assign_tariff(self, tariff_id: str, room_ids: list[str], *, actor: Actor, reason: str = "") -> list[AccountView]:
+        info = await self.tariffs.get(tariff_id)
+        if info is None:
+            raise PrepaidError(f"no tariff {tariff_id!r}", status=404)
+        column = "electricity_tariff_id" if info.commodity == "electricity" else "water_tariff_id"
+        now = utcnow()
+        out = []
+        async with self.db.transaction() as s:
+            for i, room_id in enumerate(room_ids):
+                a = await s.scalar(select(Account).where(Account.open_room_id == room_id).with_for_update())
+                if a is None:
+                    raise PrepaidError(f"rooms[{i}]: room {room_id!r} has no open account", status=422, field=f"rooms[{i}]")
+                before = getattr(a, column)
+                setattr(a, column, tariff_id)
+                a.updated_at = now
+                AuditLog.record(s, actor, "account.tariff", "account", str(a.id), reason=reason,
+                                before={info.commodity: before}, after={info.commodity: tariff_id})
+                out.append(account_view(a))
+        return out
+
+    # -- close ----------------------------------------------------------------------------------
+    async def close(
+        self, room_id: str, *, actor: Actor, reason: str, final_readings: dict[str, Decimal] | None = None, channel: str = "cash"
+    ) -> tuple[AccountView, EntryView | None]:
+        """Bill the final readings, refund the balance, end the meters' segments, close."""
+        if not reason.strip():
+            raise PrepaidError("reason: closing an account needs a reason", status=422, field="reason")
+        now = utcnow()
+        async with self.db.transaction() as s:
+            a = await self._open_account(s, room_id)
+            states = (await s.scalars(select(MeterState).where(MeterState.account_id == a.id).with_for_update())).all()
+            given = final_readings or {}
+            unknown = set(given) - {st.meter_id for st in states}
+            if unknown:
+                name = sorted(unknown)[0]
+                raise PrepaidError(f"final_readings.{name}: not a meter of this account", status=422, field=f"final_readings.{name}")
+            for st in states:
+                if st.hold_kind is not None:
+                    raise PrepaidError(f"meter {st.meter_id} has a reading held for review ({st.hold_kind}): resolve it first")
+            measured = [r for st in states if st.meter_id not in given and (r := self.current_reading(st.meter_id)) is not None]
+            outcome = await self.biller.bill(s, measured, now)
+            if outcome.holds:
+                h = outcome.holds[0]
+                raise PrepaidError(f"final reading of meter {h.meter_id} is not plausible ({h.kind}: {h.detail})")
+            # the biller wrote the balance and the cursors with its own statements
+            await s.refresh(a)
+            for st in states:
+                await s.refresh(st)
+            # final readings given by the operator (read off the display) are billed as stated
+            if given:
+                snapshot = self.assets()
+                timelines = await self.tariffs.timelines(s)
+                rows = []
+                for st in states:
+                    value = given.get(st.meter_id)
+                    if value is None:
+                        continue
+                    if st.last_reading is None:
+                        await self.biller.set_baseline(s, st, Reading(st.meter_id, value, now), now)
+                        continue
+                    if value < st.last_reading:
+                        raise PrepaidError(f"final_readings.{st.meter_id}: {value} is below the last billed reading {st.last_reading}",
+                                           status=422, field=f"final_readings.{st.meter_id}")
+                    if value > st.last_reading:
+                        ts = max(now, st.last_ts or now)
+                        usage = await self.biller.load_usage(s, {a.id: a}, [Reading(st.meter_id, value, ts)], {st.meter_id: st})
+                        row = self.biller.charge(st, a, value, ts, None, snapshot.meters.get(st.meter_id), timelines, usage, now,
+                                                 reason=f"final reading: {reason}")
+                        self.biller.write_usage(s, usage)
+                        if row is not None:
+                            rows.append(row)
+                if rows:
+                    await s.execute(insert(LedgerEntry), rows)
+            if a.balance_minor < 0:
+                raise PrepaidError(f"the account owes {self._fmt(-a.balance_minor)}: settle the arrears with a recharge first")
+            settlement: LedgerEntry | None = None
+            refunded = a.balance_minor
+            if refunded > 0:
+                settlement = post(s, a, "settlement", -refunded, actor, now, reason=reason, channel=channel)
+            for st in states:
+                await s.execute(
+                    update(MeterSegment)
+                    .where(MeterSegment.meter_id == st.meter_id, MeterSegment.segment == st.segment)
+                    .values(final_reading=st.last_reading, ended_at=now)
+                )
+                st.account_id = None
+                st.updated_at = now
+            a.state, a.open_room_id, a.closed_at, a.updated_at = "closed", None, now, now
+            a.alarm_level = 0
+            AuditLog.record(s, actor, "account.close", "account", str(a.id), reason=reason,
+                            after={"room": room_id, "refunded": self._fmt(refunded), "final_readings": {st.meter_id: st.last_reading for st in states},
+                                   "remainder_written_off": a.remainder})
+            await s.flush()
+            view = account_view(a)
+            entry = entry_view(settlement) if settlement is not None else None
+        log.info("account closed", extra={"account": view.id, "room": room_id})
+        return view, entry
+
+    async def set_supply(self, account_id: int, state: str, *, reconnect_pending: bool, actor: Actor, reason: str) -> AccountView | None:
+        """Record a supply state change of an account (the relay commands are the caller's)."""
+        now = utcnow()
+        async with self.db.transaction() as s:
+            a = await s.scalar(select(Account).where(Account.id == account_id).with_for_update())
+            if a is None:
+                return None
+            if a.supply_state == state and a.reconnect_pending == reconnect_pending:
+                return account_view(a)
+            before = {"supply_state": a.supply_state, "reconnect_pending": a.reconnect_pending}
+            a.supply_state, a.reconnect_pending, a.updated_at = state, reconnect_pending, now
+            AuditLog.record(s, actor, "account.supply", "account", str(a.id), reason=reason, before=before,
+                            after={"supply_state": state, "reconnect_pending": reconnect_pending})
+            return account_view(a)
+
+
+def with_defaults(settings: AccountSettings, defaults: AccountSettings) -> AccountSettings:
+    """``settings`` with every unset field taken from ``defaults``."""
+    values = {f: getattr(settings, f) if getattr(settings, f) is not None else getattr(defaults, f) for f in settings.__dataclass_fields__}
+    return replace(settings, **values)

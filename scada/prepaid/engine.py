@@ -1,0 +1,545 @@
+"""The prepaid engine at runtime: billing from the tag stream, room tags, supply, periodic work.
+
+:class:`PrepaidEngine` is the one object the rest of the server talks to (HMI API, OPC UA
+methods, the alarm engine's ``room_contact``); :class:`PrepaidComponent` runs it.
+
+Billing: the engine subscribes to the meters' cumulative registers (``energy_total`` with the
+TOU registers, ``volume_total``) including unchanged reports, groups a meter's values by
+(meter, source timestamp) — the poller writes a meter's registers in one batch with one
+timestamp — and bills whatever is pending in one transaction per batch (up to
+``batch_limit`` readings). Bad or uncertain values are ignored. If the database fails, the
+newest reading of each meter is kept and retried: consumption is cumulative, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from tags import Quality, TagChange, TagDB, utcnow
+from tags.names import meter_tag
+from tags.subscription import by_points
+
+from ..alarms.notify.contacts import CONTACTS
+from ..assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
+from ..audit import Actor, AuditLog
+from ..commands import COMMANDS, SUPPLY_DRIVER
+from ..config import ScadaConfig
+from ..context import Context, Key
+from ..db import Database
+from ..foundation import ASSETS, CONFIG, DATABASE, TAGDB
+from ..runtime import Component, Restart
+from .accounts import AccountService, AccountSettings, OpenRequest, PostResult
+from .config import PrepaidConfig, hhmm_minutes
+from .deduction import ENGINE, BillOutcome, Biller
+from .errors import PrepaidError
+from .ledger import AccountView, Contact, EntryView, account_view
+from .levels import parse_thresholds
+from .models import Account, LedgerEntry, MeterState
+from .money import Rounding, parse_money
+from .policy import FriendlyCalendar, FriendlyWindow
+from .charges import post_due_charges
+from .readings import ENERGY_REGISTERS, Reading, parse_reading
+from .supply import CommandSwitch, SupplyController, SupplySwitch
+from .review import HoldView, MeterReview
+from .tariffs import TariffStore
+
+__all__ = ["PREPAID", "HoldView", "PrepaidComponent", "PrepaidEngine", "TOTAL_POINTS"]
+
+log = logging.getLogger(__name__)
+
+TOTAL_POINTS = {"energy_total": "electricity", "volume_total": "water"}
+REGISTER_POINTS = {f"energy_{p}": p for p in ENERGY_REGISTERS}
+BILLING_POINTS = frozenset(TOTAL_POINTS) | frozenset(REGISTER_POINTS)
+
+
+class _Directory:
+    """Meter lookups for the biller from the registry's current snapshot."""
+
+    def __init__(self, assets: AssetRegistry) -> None:
+        self.assets = assets
+
+    def meter(self, meter_id: str) -> MeterInfo | None:
+        return self.assets.snapshot.meters.get(meter_id)
+
+    def predecessor(self, meter_id: str) -> str | None:
+        return next((m.id for m in self.assets.snapshot.meters.values() if m.replaced_by == meter_id), None)
+
+
+def friendly_calendar(cfg: PrepaidConfig, tz: Any) -> FriendlyCalendar:
+    fc = cfg.friendly_credit
+    windows = tuple(FriendlyWindow(w.iso_days, hhmm_minutes(w.start), hhmm_minutes(w.end)) for w in fc.windows)
+    return FriendlyCalendar(tz, windows, fc.weekends, frozenset({6, 7}), frozenset(fc.holidays))
+
+
+class PrepaidEngine:
+    def __init__(
+        self,
+        config: ScadaConfig,
+        db: Database,
+        assets: AssetRegistry,
+        tagdb: TagDB,
+        *,
+        switch: SupplySwitch | None = None,
+        spawn: Any = None,
+        switchable: Any = None,
+    ) -> None:
+        self.config = config
+        self.cfg: PrepaidConfig = config.prepaid
+        self.db = db
+        self.assets = assets
+        self.tagdb = tagdb
+        site = config.site
+        self.minor_units = site.currency_minor_units
+        self.currency = site.currency
+        self.tz = site.tz
+        self.rounding = Rounding(self.minor_units, self.cfg.rounding)
+        self.tariffs = TariffStore(db)
+        self._daily_cost: dict[int, Decimal] = {}
+        self.biller = Biller(self.tariffs, self.rounding, self.tz, _Directory(assets), margin=self.cfg.jump_margin,
+                             daily_cost=self._daily_cost.get)
+        self.accounts = AccountService(db, self.tariffs, self.biller, lambda: assets.snapshot, self.current_reading,
+                                       minor_units=self.minor_units)
+        from .publisher import RoomPublisher
+
+        self.publisher = RoomPublisher(tagdb, self.minor_units, self.currency)
+        self._spawn = spawn or _own_tasks()
+        self._switchable = switchable or (lambda meter: True)  # which meters have remote supply control
+        self.clock = utcnow  # the time of friendly-credit windows and periodic charges (tests drive it)
+        self.supply = SupplyController(
+            switch=switch, friendly=friendly_calendar(self.cfg, self.tz), record=self._record_supply,
+            meters_of_room=self._switchable_meters, spawn=self._spawn, retry_s=self.cfg.command_retry_s,
+            clock=lambda: self.clock(),
+        )
+        self.views: dict[str, AccountView] = {}  # room → its open (or last closed) account
+        self._lock = asyncio.Lock()  # billing batches and operations that move billing cursors
+        self.review = MeterReview(db, self.tariffs, self.biller, assets, lock=self._lock,
+                                  hold_cleared=lambda meter_id: self.publisher.publish_hold(meter_id, None, ""),
+                                  account_changed=self._account_changed)
+        self._pending: dict[tuple[str, dt.datetime], dict[str, TagChange]] = {}
+        self._retry: dict[str, Reading] = {}
+        self._failing = False
+        self._unsubscribe: Any = None
+        self.stats = {"readings": 0, "processed": 0, "billed": 0, "batches": 0, "failures": 0}
+
+    # -- start / stop ----------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Register and publish the room and meter tags from the database."""
+        snap = self.assets.snapshot
+        self._register(snap, snap.rooms, snap.meters)
+        async with self.db.sessions() as s:
+            accounts = (await s.scalars(select(Account).order_by(Account.id))).all()
+            holds = (await s.scalars(select(MeterState).where(MeterState.hold_kind.is_not(None)))).all()
+        for a in accounts:  # later accounts of a room win; an open one wins over closed ones
+            v = account_view(a)
+            if v.open or self.views.get(a.room_id) is None or not self.views[a.room_id].open:
+                self.views[a.room_id] = v
+        for room in snap.rooms:
+            self.publisher.publish_account(self.views.get(room), room)
+        for m in snap.meters.values():
+            if m.role == "tenant":
+                self.publisher.publish_hold(m.id, None, "")
+        for st in holds:
+            if st.meter_id in snap.meters:
+                self.publisher.publish_hold(st.meter_id, st.hold_kind, st.hold_detail)
+        await self.refresh_daily_costs()
+        self._unsubscribe = self.assets.subscribe(self._registry_changed)
+
+    def _register(self, snap: AssetSnapshot, rooms: Iterable[str], meters: Iterable[str]) -> None:
+        self.publisher.rooms(rooms)
+        for meter_id in meters:
+            m = snap.meters.get(meter_id)
+            if m is not None and m.role == "tenant":
+                self.publisher.register_meter(m.id, m.room_id)
+
+    def _registry_changed(self, snap: AssetSnapshot, diff: RegistryDiff) -> None:
+        self._register(snap, diff.rooms_added, diff.meters_added)
+        for room in diff.rooms_added:
+            self.publisher.publish_account(self.views.get(room), room)
+        for meter_id in diff.meters_added:
+            if meter_id in snap.meters and snap.meters[meter_id].role == "tenant":
+                self.publisher.publish_hold(meter_id, None, "")
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # -- readings from the tag database ---------------------------------------------------------
+    def current_reading(self, meter_id: str) -> Reading | None:
+        """The meter's newest good reading in the tag database, with its TOU registers if good."""
+        for point in TOTAL_POINTS:
+            tv = self.tagdb.get(meter_tag(meter_id, point))
+            if tv is None or tv.quality is not Quality.GOOD:
+                continue
+            value = parse_reading(tv.value)
+            if value is None:
+                return None
+            registers: dict[str, Decimal] = {}
+            for reg_point, period in REGISTER_POINTS.items():
+                rv = self.tagdb.get(meter_tag(meter_id, reg_point))
+                if rv is None:
+                    break
+                v = parse_reading(rv.value) if rv.quality is Quality.GOOD and rv.source_ts == tv.source_ts else None
+                if v is None:
+                    registers = {}
+                    break
+                registers[period] = v
+            return Reading(meter_id, value, tv.source_ts, registers if len(registers) == len(REGISTER_POINTS) else None)
+        return None
+
+    def ingest(self, changes: Iterable[TagChange]) -> None:
+        """Collect register values by (meter, source timestamp)."""
+        for change in changes:
+            meter_id, _, point = change.name.rpartition(".")
+            if point not in BILLING_POINTS or ":" in meter_id:
+                continue
+            self._pending.setdefault((meter_id, change.new.source_ts), {})[point] = change
+
+    def take_readings(self) -> list[Reading]:
+        """The complete readings collected so far (groups with a good total)."""
+        out = list(self._retry.values())
+        self._retry.clear()
+        pending, self._pending = self._pending, {}
+        for (meter_id, ts), group in pending.items():
+            total = next((group[p] for p in TOTAL_POINTS if p in group), None)
+            if total is None or total.new.quality is not Quality.GOOD:
+                continue
+            value = parse_reading(total.new.value)
+            if value is None:
+                continue
+            registers: dict[str, Decimal] | None = {}
+            for reg_point, period in REGISTER_POINTS.items():
+                c = group.get(reg_point)
+                v = parse_reading(c.new.value) if c is not None and c.new.quality is Quality.GOOD else None
+                if v is None:
+                    registers = None
+                    break
+                registers[period] = v  # type: ignore[index]
+            out.append(Reading(meter_id, value, ts, registers or None))
+        self.stats["readings"] += len(out)
+        return out
+
+    async def run_billing(self) -> None:
+        """The billing loop (a supervised task)."""
+        sub = self.tagdb.subscribe(by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, name="prepaid")
+        try:
+            seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
+            self.ingest(seed)
+            await self.bill_pending()
+            while True:
+                batch = await sub.get_batch(self.cfg.batch_limit * 5)
+                batch.extend(sub.drain())
+                self.ingest(batch)
+                await self.bill_pending()
+        except StopAsyncIteration:
+            return
+        finally:
+            sub.close()
+
+    async def bill_pending(self) -> None:
+        readings = self.take_readings()
+        limit = self.cfg.batch_limit
+        for i in range(0, len(readings), limit):
+            await self.bill(readings[i:i + limit])
+
+    async def bill(self, readings: list[Reading]) -> BillOutcome | None:
+        """Bill ``readings`` in one transaction; on failure keep each meter's newest for a retry."""
+        if not readings:
+            return None
+        try:
+            async with self._lock:
+                async with self.db.transaction() as s:
+                    outcome = await self.biller.bill(s, readings, utcnow())
+        except (DBAPIError, OSError) as exc:
+            self._keep_for_retry(readings)
+            self.stats["failures"] += 1
+            if not self._failing:
+                self._failing = True
+                log.error("billing failed; retrying", extra={"error": str(exc).splitlines()[0][:200], "readings": len(readings)})
+            await asyncio.sleep(1.0)
+            return None
+        except Exception:
+            if len({r.meter_id for r in readings}) == 1:
+                log.exception("billing a reading failed; it is retried with the meter's next reading", extra={"meter": readings[0].meter_id})
+                return None
+            # isolate the meter whose reading breaks the batch: the others must still be billed
+            by_meter: dict[str, list[Reading]] = {}
+            for r in readings:
+                by_meter.setdefault(r.meter_id, []).append(r)
+            for group in by_meter.values():
+                await self.bill(group)
+            return None
+        if self._failing:
+            self._failing = False
+            log.info("billing recovered")
+        self.stats["batches"] += 1
+        self.stats["processed"] += len(readings)
+        self.stats["billed"] += outcome.billed
+        self._after(outcome)
+        return outcome
+
+    def _keep_for_retry(self, readings: list[Reading]) -> None:
+        for r in readings:
+            kept = self._retry.get(r.meter_id)
+            if kept is None or r.ts > kept.ts:
+                self._retry[r.meter_id] = r
+
+    def _after(self, outcome: BillOutcome) -> None:
+        for view in outcome.accounts.values():
+            self._account_changed(view)
+        for hold in outcome.holds:
+            self.publisher.publish_hold(hold.meter_id, hold.kind, hold.detail)
+
+    def _account_changed(self, view: AccountView) -> None:
+        current = self.views.get(view.room_id)
+        if current is not None and current.open and current.id != view.id and not view.open:
+            return  # an old closed account of a room that has a new one
+        self.views[view.room_id] = view
+        self.publisher.publish_account(view, view.room_id)
+        self.supply.evaluate(view)
+
+    # -- supply ------------------------------------------------------------------------------------
+    def _switchable_meters(self, room_id: str) -> list[str]:
+        return [m.id for m in self.assets.snapshot.meters_of_room(room_id) if m.role == "tenant" and self._switchable(m)]
+
+    async def _record_supply(self, account_id: int, state: str, pending: bool, reason: str) -> AccountView | None:
+        view = await self.accounts.set_supply(account_id, state, reconnect_pending=pending, actor=ENGINE, reason=reason)
+        if view is not None:
+            current = self.views.get(view.room_id)
+            if current is None or current.id == view.id:
+                self.views[view.room_id] = view
+                self.publisher.publish_account(view, view.room_id)
+        return view
+
+    async def release_reconnect(self, room_id: str, actor: Actor, reason: str) -> AccountView:
+        view = await self.account(room_id)
+        if view is None or not view.open:
+            raise PrepaidError(f"room {room_id} has no open account", status=404)
+        if view.supply_state == "on":
+            raise PrepaidError("the supply is on")
+        if view.balance_minor <= -(view.credit_limit_minor + view.emergency_active_minor):
+            raise PrepaidError("the credit is still exhausted: recharge first")
+        await AuditLog(self.db).write(actor, "account.reconnect", "account", str(view.id), reason=reason)
+        self.supply.release(room_id)
+        self.supply.evaluate(view, force=True)
+        return view
+
+    async def tick(self, now: dt.datetime | None = None) -> None:
+        """Periodic work: waiting cuts and retries, two-part charges."""
+        now = now or self.clock()
+        if self._retry:  # readings kept after a database failure, in case no new ones come
+            await self.bill_pending()
+        for view in list(self.views.values()):
+            if view.open or view.supply_state != "off":
+                self.supply.evaluate(view)
+        await self.run_periodic_charges(now)
+
+    async def run_ticks(self) -> None:
+        last_costs = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.cfg.tick_s)
+            if loop.time() - last_costs > 900:
+                last_costs = loop.time()
+                await self.refresh_daily_costs()
+            await self.tick()
+
+    async def refresh_daily_costs(self, now: dt.datetime | None = None) -> None:
+        """Average daily cost per account over the configured window (for days-based levels)."""
+        now = now or utcnow()
+        days = self.cfg.daily_cost_window_days
+        since = now - dt.timedelta(days=days)
+        async with self.db.sessions() as s:
+            rows = (await s.execute(
+                select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_minor))
+                .where(LedgerEntry.kind.in_(("deduction", "charge")), LedgerEntry.ts >= since)
+                .group_by(LedgerEntry.account_id)
+            )).all()
+            opened = dict((await s.execute(select(Account.id, Account.opened_at).where(Account.state == "open"))).all())
+        self._daily_cost.clear()
+        for account_id, total in rows:
+            if account_id not in opened:
+                continue
+            age_days = max(Decimal(1), Decimal((now - max(opened[account_id], since)).total_seconds()) / Decimal(86400))
+            self._daily_cost[account_id] = Decimal(-int(total or 0)) / age_days
+
+    # -- periodic charges (two-part tariffs) -------------------------------------------------------
+    async def run_periodic_charges(self, now: dt.datetime) -> int:
+        """Post due capacity/demand charges of two-part tariffs; returns the number posted."""
+        today = now.astimezone(self.tz).date()
+        posted = 0
+        candidates = [v for v in self.views.values() if v.open and (v.electricity_tariff_id or v.water_tariff_id)]
+        if not candidates:
+            return 0
+        changed: list[AccountView] = []
+        async with self._lock:
+            async with self.db.transaction() as s:
+                timelines = await self.tariffs.timelines(s)
+                for v in candidates:
+                    plans = [timelines[t] for t in (v.electricity_tariff_id, v.water_tariff_id) if t in timelines]
+                    if not any(p.at(now).definition.two_part or any(x.definition.two_part for x in p.versions) for p in plans):
+                        continue
+                    a = await s.scalar(select(Account).where(Account.id == v.id, Account.state == "open").with_for_update())
+                    if a is None:
+                        continue
+                    n = await post_due_charges(s, a, plans, today, self.tz, self.rounding)
+                    if n:
+                        posted += n
+                        self.biller.update_level(a, credited=False)
+                        changed.append(account_view(a))
+        for view in changed:
+            self._account_changed(view)
+        return posted
+
+    # -- operations (API) --------------------------------------------------------------------------
+    async def account(self, room_id: str) -> AccountView | None:
+        return await self.accounts.account_of_room(room_id)
+
+    async def room_contact(self, room_id: str) -> Contact | None:
+        """The contact of the room's open account (for balance notifications); None without an
+        open account or when the account names no phone and no e-mail."""
+        view = self.views.get(room_id)
+        if view is None or not view.open:
+            view = await self.accounts.account_of_room(room_id)
+        if view is None or not view.open or (not view.contact.phone and not view.contact.email):
+            return None
+        return view.contact
+
+    def defaults(self) -> AccountSettings:
+        d = self.cfg.defaults
+        m = self.minor_units
+        return AccountSettings(
+            credit_limit_minor=parse_money(d.credit_limit, "prepaid.defaults.credit_limit", m, allow_zero=True),
+            thresholds=tuple(parse_thresholds([t.as_input() for t in d.thresholds], m, "prepaid.defaults.thresholds")),
+            protected=False, friendly_credit=d.friendly_credit, auto_reconnect=d.auto_reconnect,
+            emergency_credit_minor=parse_money(d.emergency_credit, "prepaid.defaults.emergency_credit", m, allow_zero=True),
+        )
+
+    async def open_account(self, req: OpenRequest, actor: Actor) -> AccountView:
+        async with self._lock:
+            view = await self.accounts.open(req, actor)
+        self._account_changed(view)
+        return view
+
+    async def recharge(self, room_id: str, amount_minor: int, *, channel: str, reference: str, actor: Actor, reason: str = "") -> PostResult:
+        result = await self.accounts.recharge(room_id, amount_minor, channel=channel, reference=reference, actor=actor, reason=reason)
+        if not result.replayed:
+            self._account_changed(result.account)
+        return result
+
+    async def refund(self, room_id: str, amount_minor: int, *, actor: Actor, reason: str, channel: str = "cash", reference: str | None = None) -> PostResult:
+        result = await self.accounts.refund(room_id, amount_minor, actor=actor, reason=reason, channel=channel, reference=reference)
+        if not result.replayed:
+            self._account_changed(result.account)
+        return result
+
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str) -> PostResult:
+        result = await self.accounts.reverse(entry_id, actor=actor, reason=reason)
+        self._account_changed(result.account)
+        return result
+
+    async def update_settings(self, room_id: str, settings: AccountSettings, *, actor: Actor, reason: str = "") -> AccountView:
+        view = await self.accounts.update_settings(room_id, settings, actor=actor, reason=reason)
+        self._account_changed(view)
+        return view
+
+    async def take_emergency_credit(self, room_id: str, *, actor: Actor, reason: str = "") -> AccountView:
+        view = await self.accounts.take_emergency_credit(room_id, actor=actor, reason=reason)
+        self._account_changed(view)
+        return view
+
+    async def assign_tariff(self, tariff_id: str, room_ids: list[str], *, actor: Actor, reason: str = "") -> list[AccountView]:
+        views = await self.accounts.assign_tariff(tariff_id, room_ids, actor=actor, reason=reason)
+        for v in views:
+            self._account_changed(v)
+        return views
+
+    async def close_account(self, room_id: str, *, actor: Actor, reason: str, final_readings: dict[str, Decimal] | None = None, channel: str = "cash") -> tuple[AccountView, EntryView | None]:
+        async with self._lock:
+            view, entry = await self.accounts.close(room_id, actor=actor, reason=reason, final_readings=final_readings, channel=channel)
+        self._account_changed(view)
+        return view, entry
+
+    async def ledger(self, room_id: str, *, limit: int = 100, before_id: int | None = None) -> tuple[AccountView, list[EntryView]]:
+        view = await self.account(room_id)
+        if view is None:
+            raise PrepaidError(f"room {room_id} has no account", status=404)
+        return view, await self.accounts.ledger(view.id, limit=limit, before_id=before_id)
+
+    # -- review holds and meter replacement (see .review) ----------------------------------------------
+    async def holds(self) -> list[HoldView]:
+        return await self.review.holds()
+
+    async def resolve_hold(self, meter_id: str, action: str, *, actor: Actor, reason: str,
+                           final_reading: Decimal | None = None, new_baseline: Decimal | None = None) -> AccountView | None:
+        return await self.review.resolve_hold(meter_id, action, actor=actor, reason=reason,
+                                              final_reading=final_reading, new_baseline=new_baseline)
+
+    async def replace_meter(self, old_id: str, new_id: str, *, actor: Actor, reason: str, final_reading: Decimal,
+                            initial_reading: Decimal = Decimal(0), unit_id: int | None = None) -> AccountView | None:
+        return await self.review.replace_meter(old_id, new_id, actor=actor, reason=reason, final_reading=final_reading,
+                                               initial_reading=initial_reading, unit_id=unit_id)
+
+def _own_tasks() -> Any:
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(factory: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(factory(), name=name)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    return spawn
+
+
+PREPAID: Key[PrepaidEngine] = Key("prepaid", PrepaidEngine)
+
+
+class PrepaidComponent(Component):
+    """Runs the engine; cuts and restores supply through the command path (``COMMANDS``)."""
+
+    name = "prepaid"
+    requires = (CONFIG, DATABASE, ASSETS, TAGDB, COMMANDS, SUPPLY_DRIVER)
+    provides = (PREPAID,)
+
+    def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False, provide_contacts: bool = True) -> None:
+        super().__init__()
+        # the account contacts are the alarm notifier's room contacts, unless a contacts file is
+        # configured (then that component provides them)
+        self.provides = (PREPAID, CONTACTS) if provide_contacts else (PREPAID,)
+        self.switch = switch
+        self.demo = demo
+        self.engine: PrepaidEngine | None = None
+
+    async def start(self, ctx: Context) -> None:
+        config = ctx[CONFIG]
+        driver = ctx[SUPPLY_DRIVER]
+        engine = PrepaidEngine(
+            config, ctx[DATABASE], ctx[ASSETS], ctx[TAGDB], switch=self.switch or CommandSwitch(ctx[COMMANDS]),
+            spawn=lambda factory, name: self.tasks.spawn(factory, name, restart=Restart.NEVER),
+            switchable=driver.supports_supply,
+        )
+        await engine.load()
+        self.engine = engine
+        ctx[PREPAID] = engine
+        if CONTACTS in self.provides:
+            ctx[CONTACTS] = engine
+        if self.demo and config.prepaid.demo.enabled:
+            from .demo import DemoCashier, seed_demo
+
+            await seed_demo(engine, config.prepaid.demo)
+            self.tasks.spawn(DemoCashier(engine, config.prepaid.demo).run, "demo-cashier", restart=Restart.ON_FAILURE)
+        self.tasks.spawn(engine.run_billing, "billing", restart=Restart.ON_FAILURE)
+        self.tasks.spawn(engine.run_ticks, "ticks", restart=Restart.ON_FAILURE)
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.close()

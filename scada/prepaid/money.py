@@ -1,0 +1,164 @@
+"""Exact money: ``Decimal`` arithmetic, integer minor units, rounding with a carried remainder.
+
+Ledger amounts are integers in the currency's minor unit (fen for CNY). Prices and consumption
+are exact decimals; a deduction's exact cost is rounded to the minor unit once, and the
+difference (the remainder) is carried to the account's next deduction, so that the
+deductions of any period add up to the period's exact cost rounded once.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Literal
+
+__all__ = [
+    "EXACT",
+    "ROUNDING_MODES",
+    "MoneyError",
+    "Rounding",
+    "RoundingMode",
+    "exact",
+    "format_minor",
+    "minor_to_decimal",
+    "parse_money",
+    "to_minor",
+]
+
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+RoundingMode = Literal["half_up", "half_even", "half_down", "up", "down"]
+
+ROUNDING_MODES: dict[str, str] = {
+    "half_up": decimal.ROUND_HALF_UP,
+    "half_even": decimal.ROUND_HALF_EVEN,
+    "half_down": decimal.ROUND_HALF_DOWN,
+    "up": decimal.ROUND_UP,
+    "down": decimal.ROUND_DOWN,
+}
+
+# Enough digits that products of readings (<= 12 integer + 10 decimal digits) and prices
+# (<= 6 decimals) never round: every arithmetic step on money runs inside this context.
+EXACT = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+
+# the same precision without the Inexact trap: for deliberate rounding (quantize)
+ROUNDING_CONTEXT = decimal.Context(prec=80, traps=[decimal.InvalidOperation])
+
+
+@contextmanager
+def exact() -> Iterator[decimal.Context]:
+    """Arithmetic that raises ``decimal.Inexact`` instead of silently rounding."""
+    current = decimal.getcontext()
+    if current.prec == EXACT.prec and current.traps[decimal.Inexact]:
+        yield current  # already exact (nested): entering a new context costs more than the work
+        return
+    with decimal.localcontext(EXACT) as ctx:
+        yield ctx
+
+
+class MoneyError(ValueError):
+    """A money value that is not acceptable; ``field`` names where it came from."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Rounding:
+    """Rounds exact amounts to a currency's minor units with a configured mode."""
+
+    def __init__(self, minor_units: int, mode: RoundingMode = "half_up") -> None:
+        if not 0 <= minor_units <= 4:
+            raise ValueError(f"minor_units must be 0..4, got {minor_units}")
+        if mode not in ROUNDING_MODES:
+            raise ValueError(f"unknown rounding mode {mode!r}; one of {', '.join(ROUNDING_MODES)}")
+        self.minor_units = minor_units
+        self.mode = mode
+        self._quantum = Decimal(1).scaleb(-minor_units)
+        self._rounding = ROUNDING_MODES[mode]
+
+    def to_minor(self, amount: Decimal) -> int:
+        """``amount`` (currency units, any precision) rounded to an integer of minor units."""
+        with decimal.localcontext(ROUNDING_CONTEXT):
+            q = amount.quantize(self._quantum, rounding=self._rounding)
+            return int(q.scaleb(self.minor_units))
+
+    def carry(self, remainder: Decimal, cost: Decimal) -> tuple[int, Decimal]:
+        """Round ``remainder + cost``; returns (amount in minor units, new remainder)."""
+        with decimal.localcontext(EXACT):
+            total = remainder + cost
+            minor = self.to_minor(total)
+            return minor, total - minor_to_decimal(minor, self.minor_units)
+
+    def from_minor(self, minor: int) -> Decimal:
+        return minor_to_decimal(minor, self.minor_units)
+
+
+def minor_to_decimal(minor: int, minor_units: int) -> Decimal:
+    return Decimal(minor).scaleb(-minor_units)
+
+
+def to_minor(amount: Decimal, minor_units: int) -> int:
+    """An amount with at most ``minor_units`` decimals as an integer; raises otherwise."""
+    with decimal.localcontext(EXACT):
+        scaled = amount.scaleb(minor_units)
+        if scaled != scaled.to_integral_value():
+            raise MoneyError("amount", f"more than {minor_units} decimals")
+        return int(scaled)
+
+
+def format_minor(minor: int, minor_units: int) -> str:
+    """``12345`` → ``"123.45"`` (always with the currency's decimals)."""
+    return format(minor_to_decimal(minor, minor_units), "f")
+
+
+def parse_money(
+    value: object,
+    field: str,
+    minor_units: int,
+    *,
+    allow_zero: bool = False,
+    allow_negative: bool = False,
+    maximum: Decimal | None = None,
+) -> int:
+    """A money value from outside (decimal string, integer or Decimal) → minor units.
+
+    Refuses floats (binary, inexact), booleans, NaN, infinities, more decimals than the
+    currency has, zero or negative where not allowed, and amounts above ``maximum``.
+    """
+    if isinstance(value, bool) or value is None:
+        raise MoneyError(field, f"expected an amount as a decimal string, found {value!r}")
+    if isinstance(value, float):
+        raise MoneyError(field, f"expected an amount as a decimal string (e.g. \"{value}\"), found a float")
+    if isinstance(value, int):
+        d = Decimal(value)
+    elif isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            d = Decimal(text)
+        except decimal.InvalidOperation:
+            raise MoneyError(field, f"not a decimal number: {value!r}") from None
+        if d.is_finite() and not _DECIMAL.match(text):  # Decimal also takes "1_000"
+            raise MoneyError(field, f"not a decimal number: {value!r}")
+    else:
+        raise MoneyError(field, f"expected an amount as a decimal string, found {type(value).__name__}")
+    if not d.is_finite():
+        raise MoneyError(field, f"must be a finite number, found {value!r}")
+    if maximum is not None and abs(d) > maximum:
+        raise MoneyError(field, f"{format(d, 'f')} is larger than the maximum {format(maximum, 'f')}")
+    if d < 0 and not allow_negative:
+        raise MoneyError(field, f"must not be negative, found {format(d, 'f')}")
+    if d == 0 and not allow_zero:
+        raise MoneyError(field, "must be greater than zero")
+    with decimal.localcontext(ROUNDING_CONTEXT):
+        scaled = d.scaleb(minor_units)
+        if scaled != scaled.to_integral_value():
+            raise MoneyError(field, f"has more than {minor_units} decimals: {format(d, 'f')}")
+        return int(scaled)

@@ -1,0 +1,62 @@
+"""Room and meter condition tags published by the prepaid engine.
+
+``room:<room>.balance`` (float, currency units, display only — money lives in the ledger),
+``room:<room>.alarm_level`` (0..3), ``room:<room>.account_state`` (``none``, ``open``,
+``closed``), ``room:<room>.supply_state`` (``on``, ``cutting``, ``off``, ``restoring``), and per
+meter ``<meter>.review_hold`` (bool; its detail says why: ``jump: register jumped …``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tags import DataType, TagDB, TagMeta
+from tags.names import meter_tag, room_tag
+
+from .ledger import AccountView
+from .money import minor_to_decimal
+
+__all__ = ["RoomPublisher"]
+
+
+class RoomPublisher:
+    def __init__(self, tagdb: TagDB, minor_units: int, currency: str) -> None:
+        self.tagdb = tagdb
+        self.minor_units = minor_units
+        self.currency = currency
+
+    def register_room(self, room_id: str) -> None:
+        db = self.tagdb
+        db.register(TagMeta(room_tag(room_id, "balance"), DataType.FLOAT, self.currency, "prepaid balance (display only)", room_id=room_id, point="balance"))
+        db.register(TagMeta(room_tag(room_id, "alarm_level"), DataType.INT, "", "balance alarm level: 0 none, 1 low, 2 very low, 3 exhausted", room_id=room_id, point="alarm_level"))
+        db.register(TagMeta(room_tag(room_id, "account_state"), DataType.STRING, "", "prepaid account: none, open, closed", room_id=room_id, point="account_state"))
+        db.register(TagMeta(room_tag(room_id, "supply_state"), DataType.STRING, "", "supply: on, cutting, off, restoring", room_id=room_id, point="supply_state"))
+
+    def register_meter(self, meter_id: str, room_id: str | None) -> None:
+        self.tagdb.register(TagMeta(meter_tag(meter_id, "review_hold"), DataType.BOOL, "", "a register reading is held for review", meter_id=meter_id, room_id=room_id, point="review_hold"))
+
+    def publish_account(self, view: AccountView | None, room_id: str) -> None:
+        db = self.tagdb
+        if room_tag(room_id, "account_state") not in db:
+            self.register_room(room_id)  # a room the registry has not announced yet
+        if view is None:
+            db.write(room_tag(room_id, "account_state"), "none")
+            db.write(room_tag(room_id, "alarm_level"), 0)
+            return
+        db.write(room_tag(room_id, "account_state"), view.state)
+        if view.open:
+            db.write(room_tag(room_id, "balance"), float(minor_to_decimal(view.balance_minor, self.minor_units)))
+            db.write(room_tag(room_id, "alarm_level"), view.alarm_level)
+        else:
+            db.write(room_tag(room_id, "balance"), 0.0)
+            db.write(room_tag(room_id, "alarm_level"), 0)
+        db.write(room_tag(room_id, "supply_state"), view.supply_state)
+
+    def publish_hold(self, meter_id: str, kind: str | None, detail: str) -> None:
+        if meter_tag(meter_id, "review_hold") not in self.tagdb:
+            self.register_meter(meter_id, None)
+        self.tagdb.write(meter_tag(meter_id, "review_hold"), kind is not None, detail=f"{kind}: {detail}" if kind else "")
+
+    def rooms(self, room_ids: Iterable[str]) -> None:
+        for room_id in room_ids:
+            self.register_room(room_id)

@@ -1,0 +1,280 @@
+"""The deduction engine on a real database: exactly once, holds for review, registers, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from scada.prepaid.errors import PrepaidError
+from scada.prepaid.models import LedgerEntry, MeterSegment, MeterState
+from scada.prepaid.readings import Reading
+from scada.prepaid.tariff import TariffDefinition
+from tags import Quality, QualityReason
+
+from .conftest import CASHIER, T0, Site, write_meter
+
+H = dt.timedelta(hours=1)
+
+
+async def deductions(site: Site, meter: str | None = None) -> list[LedgerEntry]:
+    stmt = select(LedgerEntry).where(LedgerEntry.kind == "deduction").order_by(LedgerEntry.id)
+    if meter:
+        stmt = stmt.where(LedgerEntry.meter_id == meter)
+    async with site.db.sessions() as s:
+        return list((await s.scalars(stmt)).all())
+
+
+async def balance(site: Site, room: str = "R1") -> int:
+    view = await site.engine.account(room)
+    assert view is not None
+    return view.balance_minor
+
+
+async def test_readings_are_billed_with_the_remainder_carried(site: Site) -> None:
+    await site.flat_tariff(price="0.5683")
+    await site.open("R1", opening=10_000)
+    # baseline 1000.00, then +0.01 kWh three times, then +12.34
+    await site.feed("E1", [(T0, "1000.00"), (T0 + H, "1000.01"), (T0 + 2 * H, "1000.02"), (T0 + 3 * H, "1000.03"), (T0 + 5 * H, "1012.37")])
+    rows = await deductions(site)
+    # exact costs 0.005683 ×3 then 7.012822; running totals 0.005683, 0.011366, 0.017049, 7.029871
+    # rounded running totals 0.01, 0.01, 0.02, 7.03 → deductions 1, 0, 1, 701 fen
+    assert [-r.amount_minor for r in rows] == [1, 0, 1, 701]
+    assert sum(r.cost for r in rows) == Decimal("7.029871")  # type: ignore[misc]
+    assert await balance(site) == 10_000 - 703
+    assert [(r.reading_from, r.reading_to) for r in rows] == [
+        (Decimal("1000.00"), Decimal("1000.01")), (Decimal("1000.01"), Decimal("1000.02")),
+        (Decimal("1000.02"), Decimal("1000.03")), (Decimal("1000.03"), Decimal("1012.37")),
+    ]
+
+
+async def test_a_replayed_or_older_reading_is_not_billed_again(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.feed("E1", [(T0, "10"), (T0 + H, "12")])
+    await site.feed("E1", [(T0 + H, "12"), (T0, "10"), (T0 + H, "12")])
+    # the same reading billed by a second engine (a restart that replays the stream)
+    await site.new_engine().bill([Reading("E1", Decimal("12"), T0 + H)])
+    assert [-r.amount_minor for r in await deductions(site)] == [200]
+    assert await balance(site) == 9_800
+
+
+async def test_restart_continues_from_the_committed_cursor(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.feed("E1", [(T0, "10"), (T0 + H, "11")])
+    restarted = site.new_engine()
+    await restarted.load()
+    await restarted.bill([Reading("E1", Decimal("11"), T0 + H), Reading("E1", Decimal("13.5"), T0 + 2 * H)])
+    restarted.close()
+    assert [-r.amount_minor for r in await deductions(site)] == [100, 250]
+
+
+async def test_backwards_register_is_held_until_reset(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.feed("E1", [(T0, "500"), (T0 + H, "501")])
+    await site.feed("E1", [(T0 + 2 * H, "3"), (T0 + 3 * H, "5")])  # reset to ~0, keeps counting
+    assert site.tagdb.read("E1.review_hold").value is True
+    assert site.tagdb.read("E1.review_hold").detail.startswith("backwards:")
+    holds = await site.engine.holds()
+    assert [(h.meter_id, h.kind, h.last_reading, h.reading) for h in holds] == [("E1", "backwards", Decimal("501"), Decimal("5"))]
+    assert len(await deductions(site)) == 1  # nothing billed while held
+    with pytest.raises(PrepaidError, match="cannot be accepted"):
+        await site.engine.resolve_hold("E1", "accept", actor=CASHIER, reason="looks fine")
+    # the operator says: the old register ended at 501.5, the new one started at 0
+    await site.engine.resolve_hold("E1", "reset", actor=CASHIER, reason="meter reset by the vendor", final_reading=Decimal("501.5"), new_baseline=Decimal("0"))
+    assert site.tagdb.read("E1.review_hold").value is False
+    await site.feed("E1", [(T0 + 4 * H, "6")])
+    rows = await deductions(site, "E1")
+    assert [(r.segment, r.reading_from, r.reading_to, -r.amount_minor) for r in rows] == [
+        (1, Decimal("500"), Decimal("501"), 100),
+        (1, Decimal("501"), Decimal("501.5"), 50),
+        (2, Decimal("0"), Decimal("6"), 600),
+    ]
+    async with site.db.sessions() as s:
+        segs = (await s.scalars(select(MeterSegment).where(MeterSegment.meter_id == "E1").order_by(MeterSegment.segment))).all()
+    assert [(g.segment, g.baseline, g.final_reading) for g in segs] == [(1, Decimal("500"), Decimal("501.5")), (2, Decimal("0"), None)]
+
+
+async def test_implausible_jump_is_held_and_can_be_accepted(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    # 10 kW max: 10 kWh per hour is the most one hour allows (+0.02 register slack)
+    await site.feed("E1", [(T0, "100"), (T0 + H, "110.02")])
+    assert site.tagdb.read("E1.review_hold").value is False
+    await site.feed("E1", [(T0 + 2 * H, "130"), (T0 + 3 * H, "131")])
+    assert (await site.engine.holds())[0].kind == "jump"
+    assert [-r.amount_minor for r in await deductions(site)] == [1002]
+    await site.engine.resolve_hold("E1", "accept", actor=CASHIER, reason="confirmed on site: a heater ran")
+    assert [(r.reading_to, -r.amount_minor) for r in await deductions(site)] == [(Decimal("110.02"), 1002), (Decimal("131"), 2098)]
+    assert await balance(site) == 100_000 - 3100
+
+
+async def test_rollover_accept_bills_across_the_wrap(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    # a 6-digit display with 2 decimals wraps at 10000.00 (a 16-bit count at 0.01 wraps at 655.36)
+    await site.feed("E1", [(T0, "9999.50"), (T0 + H, "0.70")])
+    hold = (await site.engine.holds())[0]
+    assert hold.kind == "rollover" and "10000" in hold.detail
+    await site.engine.resolve_hold("E1", "accept", actor=CASHIER, reason="display rolled over")
+    rows = await deductions(site)
+    assert [(r.segment, r.reading_from, r.reading_to, -r.amount_minor) for r in rows] == [
+        (1, Decimal("9999.50"), Decimal("10000"), 50), (2, Decimal("0"), Decimal("0.70"), 70),
+    ]
+    await site.feed("E1", [(T0 + 2 * H, "1.70")])
+    assert await balance(site) == 100_000 - 220
+
+
+async def test_multiplier_applies_to_the_register_difference(site: Site) -> None:
+    await site.flat_tariff(price="0.5")
+    await site.open("R3", opening=10_000)
+    await site.feed("E3", [(T0, "10.00"), (T0 + H, "10.05")])  # 0.05 × CT 40 = 2 kWh
+    rows = await deductions(site)
+    assert rows[0].quantity == Decimal("2.0000") and -rows[0].amount_minor == 100
+
+
+async def test_water_meter_with_a_water_tariff(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.flat_tariff("WATER", price="3.5", commodity="water")
+    await site.open("R2", opening=10_000, water="WATER")
+    await site.engine.bill([Reading("W2", Decimal("5.000"), T0), Reading("E2", Decimal("1"), T0)])
+    await site.engine.bill([Reading("W2", Decimal("5.250"), T0 + H), Reading("E2", Decimal("3"), T0 + H)])
+    rows = await deductions(site)
+    assert sorted((r.meter_id, r.tariff_id, -r.amount_minor) for r in rows) == [("E2", "FLAT", 200), ("W2", "WATER", 88)]
+
+
+async def test_tier_usage_accumulates_across_readings(site: Site) -> None:
+    defn = TariffDefinition.model_validate({"price": "0.5", "tiers": {"cycle": "monthly", "blocks": [{"up_to": "10"}, {"adder": "0.5"}]}})
+    await site.engine.tariffs.create("TIER", "tiers", "electricity", defn, CASHIER)
+    await site.open("R1", opening=10_000, tariff="TIER")
+    # March: 8 kWh at 0.50, then 4 kWh: 2 in block 1 and 2 in block 2 (+0.50): 2.00 + 1.00
+    await site.feed("E1", [(T0, "0"), (T0 + H, "8"), (T0 + 2 * H, "12")])
+    assert [-r.amount_minor for r in await deductions(site)] == [400, 300]
+
+
+async def test_price_change_applies_from_its_effective_time(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + 2 * H
+    await site.engine.tariffs.add_version("FLAT", TariffDefinition.model_validate({"price": "2"}), CASHIER, effective_from=start)
+    # the running engine picks the new version up (it was added after the engine loaded tariffs)
+    await site.feed("E1", [(start - 2 * H, "0"), (start - H, "1"), (start + H, "3")])
+    # 1 kWh before (1.00); then 2 kWh over an hour either side of the change: 1 × 1.00 + 1 × 2.00
+    assert [-r.amount_minor for r in await deductions(site)] == [100, 300]
+    with pytest.raises(Exception, match="in the past"):
+        await site.engine.tariffs.add_version("FLAT", TariffDefinition.model_validate({"price": "3"}), CASHIER, effective_from=start - 10 * H)
+
+
+async def test_balance_alarm_levels_fire_once_and_clear_on_recharge(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    # defaults: low at 20.00, very low at 5.00, exhausted at 0
+    await site.open("R1", opening=3_000)
+    level = lambda: site.tagdb.read("room:R1.alarm_level").value  # noqa: E731
+    await site.feed("E1", [(T0, "0"), (T0 + H, "5")])
+    assert level() == 0 and site.tagdb.read("room:R1.balance").value == 25.0
+    await site.feed("E1", [(T0 + 2 * H, "10")])
+    assert level() == 1
+    await site.feed("E1", [(T0 + 5 * H, "26")])
+    assert level() == 2
+    await site.feed("E1", [(T0 + 6 * H, "31")])
+    assert level() == 3 and site.tagdb.read("room:R1.balance").value == -1.0
+    # a small recharge lifts the balance to 4.00: very low again, not exhausted
+    await site.engine.recharge("R1", 500, channel="cash", reference="r1", actor=CASHIER)
+    assert level() == 2
+    await site.engine.recharge("R1", 10_000, channel="cash", reference="r2", actor=CASHIER)
+    assert level() == 0
+
+
+async def test_days_of_credit_threshold(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    from scada.prepaid.levels import Threshold
+
+    await site.open("R1", opening=10_000, thresholds=(Threshold(1, days=Decimal("3")),))
+    now = dt.datetime.now(dt.timezone.utc)
+    await site.feed("E1", [(now - 5 * H, "0"), (now - H, "40")])  # 40.00 today → ≥ 40/day
+    await site.engine.refresh_daily_costs()
+    await site.feed("E1", [(now, "41")])
+    # 59.00 left at ≥ 41.00 a day is less than 3 days
+    assert site.tagdb.read("room:R1.alarm_level").value == 1
+
+
+async def test_stream_groups_registers_ignores_bad_quality(site: Site) -> None:
+    tou = {"periods": [{"name": n, "price": p} for n, p in (("sharp", "1.2"), ("peak", "1.0"), ("flat", "0.6"), ("valley", "0.3"))],
+           "seasons": [{"workday": [["00:00", "valley"], ["08:00", "flat"], ["22:00", "valley"]]}]}
+    await site.engine.tariffs.create("TOU", "tou", "electricity", TariffDefinition.model_validate({"tou": tou}), CASHIER)
+    await site.open("R1", opening=10_000, tariff="TOU")
+    task = asyncio.create_task(site.engine.run_billing(), name="billing")
+    try:
+        while not any(sub.name == "prepaid" for sub in site.tagdb.subscriptions):
+            await asyncio.sleep(0)
+        regs = {"sharp": 1.0, "peak": 2.0, "flat": 3.0, "valley": 4.0}
+        write_meter(site.tagdb, "E1", T0, 10.0, regs)
+        # the registers say 1 kWh at peak and 1 at valley even though the time says "flat"
+        write_meter(site.tagdb, "E1", T0 + H, 12.0, {**regs, "peak": 3.0, "valley": 5.0})
+        # a bad read keeps the old value with bad quality: ignored
+        site.tagdb.set_quality([f"E1.energy_{p}" for p in ("total", "sharp", "peak", "flat", "valley")], Quality.BAD, QualityReason.TIMEOUT, source_ts=T0 + 2 * H)
+        for _ in range(200):
+            if len(await deductions(site)) >= 1:
+                break
+            await asyncio.sleep(0.01)
+        # registers incomplete (one bad): split by time, 1 kWh in the flat period
+        write_meter(site.tagdb, "E1", T0 + 3 * H, 13.0, {**regs, "peak": 3.0, "valley": 5.0})
+        site.tagdb.write("E1.energy_peak", 3.5, Quality.UNCERTAIN, source_ts=T0 + 4 * H)
+        site.tagdb.write("E1.energy_total", 13.5, source_ts=T0 + 4 * H)
+        for _ in range(200):
+            if len(await deductions(site)) >= 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    rows = await deductions(site)
+    assert [(r.reading_to, -r.amount_minor, (r.detail or {}).get("by_registers", False)) for r in rows] == [
+        (Decimal("12.0"), 130, True),  # 1 × 1.0 + 1 × 0.3
+        (Decimal("13.0"), 60, False),  # registers unchanged but +1 kWh: split by time, 10:00-12:00 is flat: 0.60
+        (Decimal("13.5"), 30, False),  # peak register uncertain: split by time, flat 0.5 × 0.6
+    ]
+
+
+async def test_meter_replacement_bills_final_and_starts_new_meter(site: Site) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.feed("E1", [(T0, "100"), (T0 + H, "101")])
+    view = await site.engine.replace_meter("E1", "E1B", actor=CASHIER, reason="display broken", final_reading=Decimal("102.5"), initial_reading=Decimal("0.2"))
+    assert view is not None and view.balance_minor == 10_000 - 250
+    assert site.assets.snapshot.meters["E1B"].active and not site.assets.snapshot.meters["E1"].active
+    now = dt.datetime.now(dt.timezone.utc)
+    await site.feed("E1B", [(now + H, "1.2")])
+    await site.feed("E1", [(now + H, "200")])  # the old meter's register is no longer billed
+    rows = await deductions(site)
+    assert [(r.meter_id, r.reading_from, r.reading_to, -r.amount_minor) for r in rows] == [
+        ("E1", Decimal("100"), Decimal("101"), 100), ("E1", Decimal("101"), Decimal("102.5"), 150),
+        ("E1B", Decimal("0.2"), Decimal("1.2"), 100),
+    ]
+    # repeating the replacement (e.g. after a crash) changes nothing
+    await site.engine.replace_meter("E1", "E1B", actor=CASHIER, reason="retry", final_reading=Decimal("102.5"), initial_reading=Decimal("0.2"))
+    async with site.db.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "deduction")) == 3
+        assert (await s.get(MeterState, "E1")).retired  # type: ignore[union-attr]
+
+
+async def test_a_meter_added_to_a_room_is_billed_from_its_first_reading(site: Site) -> None:
+    from scada.db.models import Meter
+
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    async with site.db.transaction() as s:
+        s.add(Meter(id="E1X", kind="electricity", role="tenant", room_id="R1", building_id="B", profile="p", link="gw",
+                    unit_id=9, multiplier=Decimal(1), initial_reading=Decimal(0), max_power_kw=Decimal(10), active=True))
+    await site.assets.load()
+    await site.feed("E1X", [(T0, "50"), (T0 + H, "52.5")])
+    rows = await deductions(site, "E1X")
+    assert [(r.reading_from, r.reading_to, -r.amount_minor) for r in rows] == [(Decimal("50"), Decimal("52.5"), 250)]
+    async with site.db.sessions() as s:
+        seg = (await s.scalars(select(MeterSegment).where(MeterSegment.meter_id == "E1X"))).one()
+    assert seg.baseline == Decimal("50") and seg.reason == "meter added to the room"
