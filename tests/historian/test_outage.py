@@ -23,7 +23,8 @@ from scada.app import build_runtime
 from scada.config import ScadaConfig, load_demo_config
 from scada.foundation import TAGDB
 from scada.history import BUFFER_FILL_TAG, HISTORY
-from scada.runtime import Runtime
+from scada.context import Context
+from scada.runtime import Component, Runtime
 from tags import Subscription, by_points
 
 from ..services import InfluxServer, ServiceUnavailable, free_port, require_services
@@ -33,6 +34,35 @@ pytestmark = [pytest.mark.slow, pytest.mark.influx, pytest.mark.timeout(600)]
 INTERVAL_S = 60
 OUTAGE_S = 140  # more than two whole intervals close while InfluxDB is away
 REGISTERS = ("energy_total", "volume_total")
+
+
+class Recorder(Component):
+    """Records every good register reading the poller writes; it starts right after the tag
+    database, before the poller, so it sees the first reading too."""
+
+    name = "test-recorder"
+    requires = (TAGDB,)
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+        self.sub: Subscription | None = None
+
+    async def start(self, ctx: Context) -> None:
+        sub = self.sub = ctx[TAGDB].subscribe(by_points(REGISTERS), include_reported=True, name="test-recorder")
+        self.tasks.spawn(lambda: self.record(sub), "record")
+
+    async def record(self, sub: Subscription) -> None:
+        async for change in sub:
+            v = change.new
+            if v.good and isinstance(v.value, (int, float)):
+                meter, _, point = change.name.rpartition(".")
+                self.server.register[meter] = point
+                self.server.readings.setdefault(meter, []).append((v.source_ts.timestamp(), Decimal(str(v.value))))
+
+    async def stop(self) -> None:
+        if self.sub is not None:
+            self.sub.close()
 
 
 @dataclass
@@ -45,32 +75,20 @@ class Server:
     readings: dict[str, list[tuple[float, Decimal]]] = field(default_factory=dict)  # meter -> (ts, value)
     register: dict[str, str] = field(default_factory=dict)  # meter -> energy_total | volume_total
     fills: list[float] = field(default_factory=list)
-    _sub: Subscription | None = None
-    _recorder: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        rt = build_runtime(self.config, announce=lambda _m: None)
+        built = build_runtime(self.config, announce=lambda _m: None)
+        parts = list(built.components)
+        after_tags = next(i for i, c in enumerate(parts) if TAGDB in c.provides) + 1
+        parts.insert(after_tags, Recorder(self))
+        rt = Runtime(parts, ctx=built.ctx, stop_timeout_s=built.stop_timeout_s, policy=built.policy)
         await rt.start()
         self.runtime = rt
-        self._sub = rt.ctx[TAGDB].subscribe(by_points(REGISTERS), include_reported=True, name="test-recorder")
-        self._recorder = asyncio.create_task(self._record(self._sub), name=f"record-{self.name}")
-
-    async def _record(self, sub: Subscription) -> None:
-        async for change in sub:
-            v = change.new
-            if v.good and isinstance(v.value, (int, float)):
-                meter, _, point = change.name.rpartition(".")
-                self.register[meter] = point
-                self.readings.setdefault(meter, []).append((v.source_ts.timestamp(), Decimal(str(v.value))))
 
     async def stop(self) -> None:
         if self.runtime is not None:
             await self.runtime.stop()  # the poller stops before the historian: every reading is fed
             self.runtime = None
-        if self._sub is not None:
-            self._sub.close()
-        if self._recorder is not None:
-            await self._recorder
 
     @property
     def buffered(self) -> int:
