@@ -15,6 +15,7 @@ from scada.foundation import AUDIT, USERS
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
 from .api import auth as auth_api
+from .api import history as history_api
 from .api import tariffs as tariffs_api
 from .api.router import AUDIT_LOG, PREFIX, USER_RESOLVER, ApiRouter, json_response, openapi_document
 from .keys import CONTEXT, LOGIN_LIMITER
@@ -25,7 +26,13 @@ __all__ = ["API_ROUTERS", "OPENAPI", "create_app"]
 log = logging.getLogger(__name__)
 
 # every part's API router; a part adds its own here
-API_ROUTERS: list[ApiRouter] = [auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router]
+API_ROUTERS: list[ApiRouter] = [
+    auth_api.router,
+    alarms_api.router,
+    accounts_api.router,
+    tariffs_api.router,
+    history_api.router,
+]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
 
