@@ -8,6 +8,7 @@ from .alarms.component import AlarmComponent, ContactFileComponent, Notification
 from .config import ScadaConfig
 from .context import Context
 from .foundation import CONFIG, DatabaseComponent, TagComponent
+from .history import HistorianComponent
 from .prepaid.engine import PrepaidComponent
 from .runtime import Component, Runtime, SupervisionPolicy
 
@@ -48,6 +49,9 @@ def build_runtime(
     ]
     if config.simulator.enabled:
         components.append(SimulatorComponent())  # before the poller, so its first connect succeeds
+    if config.historian.enabled:
+        # before the poller: it takes the first readings, and stops after the poller (reverse order)
+        components.append(HistorianComponent())
     components += [ModbusComponent(), CommandsComponent()]
     if config.prepaid.enabled:
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))

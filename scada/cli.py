@@ -39,6 +39,10 @@ def _register_parts() -> None:
 
 _register_parts()
 
+from . import history_cli  # noqa: E402
+
+COMMANDS.append(history_cli.register)
+
 
 def config_from_args(args: argparse.Namespace) -> ScadaConfig:
     path = getattr(args, "config", None)

@@ -25,6 +25,7 @@ from protocols.opcua.config import OpcUaConfig
 from .alarms.config import AlarmsConfig
 from .commandconfig import CommandsConfig
 from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
+from .history_config import HistorianConfig
 from .prepaid.config import PrepaidConfig
 
 __all__ = [
@@ -137,6 +138,7 @@ class ScadaConfig(ConfigModel):
     runtime: RuntimeConfig = RuntimeConfig()
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
+    historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     links: list[LinkConfig] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server

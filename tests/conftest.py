@@ -13,7 +13,7 @@ import pytest
 
 from scada.db import Database, async_url
 
-from .services import PostgresServer, ServiceUnavailable, require_services
+from .services import InfluxServer, PostgresServer, ServiceUnavailable, require_services
 
 # -- hygiene -----------------------------------------------------------------------------------
 _real_connect = socket.socket.connect
@@ -87,6 +87,28 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_server() -> Iterator[InfluxServer]:
+    """A private InfluxDB 1.x for the session (tests that stop it start their own)."""
+    try:
+        server = InfluxServer()
+        server.start()
+    except (ServiceUnavailable, OSError) as exc:
+        _unavailable(f"InfluxDB: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def influx_db(influx_server: InfluxServer) -> Iterator[str]:
+    """A fresh database name on the session's InfluxDB (created by whoever writes first)."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    yield name
+    influx_server.query(f'DROP DATABASE "{name}"')
 
 
 async def _create_pg_database(server: PostgresServer) -> str:

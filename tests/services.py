@@ -9,6 +9,7 @@ failure; otherwise tests that need it are skipped with the reason.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -16,10 +17,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PostgresServer", "ServiceUnavailable", "build_dir", "free_port", "require_services"]
+__all__ = ["InfluxServer", "PostgresServer", "ServiceUnavailable", "build_dir", "free_port", "require_services"]
 
 
 class ServiceUnavailable(Exception):
@@ -129,4 +133,108 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class InfluxServer:
+    """A throw-away InfluxDB 1.x (Debian's ``influxdb``) on loopback ports, with its own config
+    file and meta/data/wal directories under build/. It can be stopped and started again on
+    the same ports and data (outage tests)."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("influxd")
+        if binary is None:
+            raise ServiceUnavailable("influxd not found (apt-get install influxdb)")
+        self.binary = binary
+        base = build_dir() / "influx"
+        base.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix=f"influx-{os.getpid()}-", dir=base))
+        self.port = free_port()
+        self.rpc_port = free_port()  # the backup/restore service; its default 8088 would collide
+        self.log = self.root / "influxd.log"
+        self.config = self.root / "influxdb.conf"
+        self.config.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+
+[meta]
+  dir = "{self.root / 'meta'}"
+  logging-enabled = false
+
+[data]
+  dir = "{self.root / 'data'}"
+  wal-dir = "{self.root / 'wal'}"
+  query-log-enabled = false
+  cache-max-memory-size = 268435456
+
+[monitor]
+  store-enabled = false
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  pprof-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+"""
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.running:
+            return
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [self.binary, "run", "-config", str(self.config)], stdout=logf, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise ServiceUnavailable(f"influxd exited with {self.proc.returncode}: {tail}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=1) as resp:
+                    if resp.status == 204:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ServiceUnavailable(f"influxd does not answer /ping on {self.url} after {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def query(self, q: str, db: str | None = None, epoch: str | None = "s") -> dict[str, Any]:
+        """Run InfluxQL (POST /query) and return the decoded answer."""
+        data = {"q": q, **({"db": db} if db else {})}
+        url = self.url + "/query" + (f"?epoch={epoch}" if epoch else "")
+        req = urllib.request.Request(url, data=urllib.parse.urlencode(data).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    def destroy(self) -> None:
+        self.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -113,6 +113,8 @@ UserResolver = Callable[[web.Request], Awaitable[tuple[UserInfo, str] | None]]
 
 # a handler that authenticates the caller itself (the token endpoint) names the actor to audit
 AUDIT_ACTOR: web.RequestKey[Actor] = web.RequestKey("api_audit_actor", Actor)
+# the validated query parameters of a route declared with ``query=Model``
+API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 USER_RESOLVER: web.AppKey[UserResolver] = web.AppKey("api_user_resolver", object)  # type: ignore[arg-type]
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("api_audit", AuditLog)
 # the parsed query of a route declared with ``query=Model`` (a string key warns in aiohttp 3.14)

@@ -1,0 +1,1 @@
+"""Historian backends: SQLite and InfluxDB behind one interface (:mod:`.base`)."""

@@ -1,0 +1,129 @@
+"""What a historian backend does, and how it fails.
+
+A backend stores interval records keyed by (meter, interval start) and raw points keyed by
+(tag, time): writing the same key again replaces the point, so a retry never duplicates. It
+answers reads as pandas DataFrames, either one row per stored interval or pre-aggregated into
+buckets, so the query layer can combine meters, points and calendar periods the same way on
+every backend.
+
+Failures are of two kinds: :class:`BackendUnavailable` (unreachable, timed out, overloaded,
+refused our credentials: the data stays in the buffer and is retried) and
+:class:`BackendRejected` (this data can never be written: the batch is set aside).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+from datetime import timezone
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from ..records import IntervalRecord, RawPoint
+
+__all__ = [
+    "Aggregate",
+    "Backend",
+    "BackendError",
+    "BackendRejected",
+    "BackendUnavailable",
+    "Bucketing",
+    "DAY",
+]
+
+DAY = 86_400
+
+
+class BackendError(Exception):
+    """Base of backend failures."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot take or give data now; try again later."""
+
+
+class BackendRejected(BackendError):
+    """The backend refuses this data for good (malformed, conflicting types)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """One aggregate of one stored field per bucket; its column is ``<field>__<func>``."""
+
+    field: str
+    func: Literal["sum", "count", "min", "max"]
+
+    @property
+    def column(self) -> str:
+        return f"{self.field}__{self.func}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucketing:
+    """Buckets of ``seconds`` (a multiple of the interval length dividing a day, or one day).
+
+    Sub-day buckets start where the site's clock shows a multiple of their length (the same
+    phase rule as :class:`~historian.grid.IntervalGrid`); day buckets start at local midnight,
+    so a day is 23 or 25 hours long across a DST change.
+    """
+
+    seconds: int
+    tz: ZoneInfo | timezone
+    phase: int  # sub-day buckets: start ≡ -phase (mod seconds)
+
+    @property
+    def daily(self) -> bool:
+        return self.seconds == DAY
+
+
+class Backend(abc.ABC):
+    name: str = "backend"
+
+    async def open(self) -> None:
+        """Acquire local resources. Must not need the server to be up."""
+
+    @abc.abstractmethod
+    async def prepare(self) -> None:
+        """Make sure the server side exists (database, retention). Called before the first write
+        and again after a failure that suggests it went missing."""
+
+    @abc.abstractmethod
+    async def write_intervals(self, records: Sequence[IntervalRecord]) -> None: ...
+
+    @abc.abstractmethod
+    async def write_days(self, records: Sequence[IntervalRecord]) -> None:
+        """Day rollups (:mod:`historian.rollup`), keyed (meter, local day start)."""
+
+    @abc.abstractmethod
+    async def write_raw(self, points: Sequence[RawPoint]) -> None: ...
+
+    @abc.abstractmethod
+    async def fetch_intervals(self, meters: Sequence[str], fields: Sequence[str], start: int, end: int) -> pd.DataFrame:
+        """Stored intervals with ``start <= interval start < end`` (epoch s): columns ``time``
+        (epoch s), ``meter`` and ``fields`` (missing values are NaN/NA)."""
+
+    @abc.abstractmethod
+    async def fetch_buckets(
+        self, meters: Sequence[str], aggregates: Sequence[Aggregate], start: int, end: int, bucketing: Bucketing
+    ) -> pd.DataFrame:
+        """Per meter and bucket (of the intervals with ``start <= interval start < end``):
+        columns ``time`` (bucket start, epoch s), ``meter`` and one per aggregate. Buckets
+        without intervals are absent."""
+
+    @abc.abstractmethod
+    async def fetch_days(self, meters: Sequence[str], aggregates: Sequence[Aggregate], start: int, end: int) -> pd.DataFrame:
+        """Day rollups with ``start <= day start < end``, in the shape of :meth:`fetch_buckets`
+        with day buckets."""
+
+    @abc.abstractmethod
+    async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
+        """Raw points: columns ``time`` (epoch µs), ``tag``, ``value``, ``quality``."""
+
+    async def apply_retention(self, now_s: float) -> None:
+        """Delete what is older than the configured retention (backends whose server does not)."""
+
+    async def close(self) -> None:
+        """Release resources."""

@@ -1,0 +1,406 @@
+"""Queries over interval data, answered as pandas DataFrames.
+
+A :class:`HistoryQuery` names groups of meters (each meter its own group, or rooms, floors,
+buildings: the application resolves those to meters), points, a time range ``[start, end)``,
+an optional resample interval and an aggregation. The answer is a long DataFrame with one row
+per bucket, group and point — buckets without data included, with ``value`` NaN:
+
+========== ===============================================================================
+time       bucket start, tz-aware in the site's time zone
+<group_by> the group (``meter``, ``room``, ``floor``, ``building``)
+point      the point asked for
+value      float; energy in kWh and volume in m³ (exact: summed as integers of millionths)
+intervals  how many stored intervals gave a value to this row
+flags      for registers: ``gap``, ``reset``, ``first`` (comma-separated) if any interval
+           in the row carries that flag (see :mod:`historian.records`)
+========== ===============================================================================
+
+Points and aggregations: registers (``energy_*``, ``volume_total``) are interval deltas
+(default ``sum``; ``mean``/``min``/``max`` of the interval deltas); analogs (``power``,
+``voltage``, ``current``) default to ``mean`` of the interval averages, ``min``/``max`` use the
+interval minima/maxima, and have no ``sum``; ``samples`` counts polls (default ``sum``);
+``good_share`` is the share of good samples (``mean`` only). Within a group the aggregation runs
+over every interval of every meter in the bucket (so ``sum`` of energy is the group's total).
+
+Days, weeks and months are answered from the day rollups (:mod:`historian.rollup`) for whole
+days, so a month for a thousand meters reads 30,000 rows, not 2,880,000.
+
+Resample intervals: ``15min`` (``m`` also means minutes), ``2h``, ``1d``, ``1w`` (weeks from
+Monday), ``1mo`` (calendar months) — at least the stored interval and a multiple of it; days,
+weeks and months follow the site's calendar (midnight local time, DST included). Without one,
+each stored interval is a row. Buckets start at ``start`` rounded down to a bucket boundary and
+hold the intervals that start in ``[start, end)``.
+
+Heavy pandas work runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from .backends.base import DAY, Aggregate, Backend, Bucketing
+from .grid import IntervalGrid, local_midnight, phase_for
+from .records import ANALOGS, MICRO, REGISTERS
+from .rollup import day_bounds
+
+__all__ = [
+    "AGGREGATIONS",
+    "HistoryQuery",
+    "QUERY_POINTS",
+    "QueryError",
+    "Resample",
+    "default_agg",
+    "parse_interval",
+    "parse_time",
+    "run_query",
+    "run_raw_query",
+]
+
+AGGREGATIONS: tuple[str, ...] = ("sum", "mean", "min", "max")
+QUERY_POINTS: tuple[str, ...] = REGISTERS + ANALOGS + ("samples", "good_share")
+_REGISTERS = frozenset(REGISTERS)
+_ANALOGS = frozenset(ANALOGS)
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    **{r: AGGREGATIONS for r in REGISTERS},
+    **{a: ("mean", "min", "max") for a in ANALOGS},
+    "samples": AGGREGATIONS,
+    "good_share": ("mean",),
+}
+_FLAGS = (("flag_gap", "gap"), ("flag_reset", "reset"), ("flag_first", "first"))
+
+
+class QueryError(ValueError):
+    """A query parameter is wrong; ``param`` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+def default_agg(point: str) -> str:
+    return "sum" if point in _REGISTERS or point == "samples" else "mean"
+
+
+@dataclass(frozen=True, slots=True)
+class Resample:
+    text: str
+    seconds: int  # bucket length; for weeks and months the length of their day buckets
+    calendar: str | None = None  # "week" | "month"
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(min|m|h|d|w|mo)\s*$")
+
+
+def parse_interval(text: str | None, stored_s: int) -> Resample | None:
+    """``None``/``""`` (stored intervals) or a resample interval such as ``15min``, ``1h``, ``1d``."""
+    if text is None or not text.strip():
+        return None
+    m = _INTERVAL.match(text.lower())
+    if not m:
+        raise QueryError("interval", f"expected e.g. 15min, 1h, 1d, 1w or 1mo, found {text!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    if n < 1:
+        raise QueryError("interval", f"must be at least 1, found {text!r}")
+    if unit in ("w", "mo"):
+        if n != 1:
+            raise QueryError("interval", f"weeks and months are supported one at a time (1w, 1mo), found {text!r}")
+        return Resample(text.strip(), DAY, "week" if unit == "w" else "month")
+    seconds = n * {"min": 60, "m": 60, "h": 3600, "d": DAY}[unit]
+    if seconds > DAY or DAY % seconds:
+        raise QueryError("interval", f"{text!r} does not divide a day (use 1d, 1w or 1mo for longer periods)")
+    if seconds % stored_s:
+        raise QueryError("interval", f"{text!r} is not a multiple of the stored interval ({stored_s // 60} min)")
+    return Resample(text.strip(), seconds)
+
+
+def parse_time(text: str | None, tz: ZoneInfo, param: str) -> datetime:
+    """ISO 8601 with an offset (``2024-05-01T00:00:00+08:00``, ``...Z``) or a plain date, which
+    means local midnight of the site."""
+    if text is None or not text.strip():
+        raise QueryError(param, "missing (ISO 8601 with an offset, e.g. 2024-05-01T00:00:00+08:00, or a date)")
+    raw = text.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError as exc:
+            raise QueryError(param, f"{raw!r} is not a date: {exc}") from None
+        return datetime.combine(day, time(0), tzinfo=tz)
+    try:
+        ts = datetime.fromisoformat(raw)
+    except ValueError:
+        raise QueryError(param, f"{raw!r} is not an ISO 8601 date-time") from None
+    if ts.tzinfo is None:
+        raise QueryError(param, f"{raw!r} has no UTC offset: add one (e.g. +08:00 or Z) or give a plain date")
+    return ts
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    groups: Mapping[str, Sequence[str]]  # group id -> meter ids; by meter: {m: [m]}
+    points: Sequence[str]
+    start: datetime
+    end: datetime
+    resample: Resample | None = None
+    agg: str | None = None  # None: each point's default
+    group_by: str = "meter"
+
+    @property
+    def meters(self) -> list[str]:
+        return sorted({m for ms in self.groups.values() for m in ms})
+
+
+def _check(query: HistoryQuery) -> None:
+    if not query.points:
+        raise QueryError("point", "give at least one point")
+    for p in query.points:
+        if p not in _ALLOWED:
+            raise QueryError("point", f"unknown point {p!r} (known: {', '.join(QUERY_POINTS)})")
+        if query.agg is not None and query.agg not in _ALLOWED[p]:
+            raise QueryError("agg", f"{p} has no {query.agg} (use {', '.join(_ALLOWED[p])})")
+    if query.agg is not None and query.agg not in AGGREGATIONS:
+        raise QueryError("agg", f"expected one of {', '.join(AGGREGATIONS)}, found {query.agg!r}")
+    for name, value in (("start", query.start), ("end", query.end)):
+        if value.tzinfo is None:
+            raise QueryError(name, "needs a UTC offset")
+    if query.end <= query.start:
+        raise QueryError("end", "must be after start")
+    if not query.groups:
+        raise QueryError(query.group_by, "no meters to query")
+
+
+def _plan(points: Sequence[str], agg: str | None) -> list[Aggregate]:
+    """The backend aggregates the points need."""
+    wanted: dict[tuple[str, str], None] = {}
+    for p in points:
+        a = agg or default_agg(p)
+        if p in _REGISTERS or p == "samples":
+            wanted[(p, "sum" if a == "mean" else a)] = None
+            wanted[(p, "count")] = None
+            if p in _REGISTERS:
+                for f, _ in _FLAGS:
+                    wanted[(f, "max")] = None
+        elif p in _ANALOGS:
+            f = f"{p}_{'avg' if a == 'mean' else a}"
+            wanted[(f, "sum" if a == "mean" else a)] = None
+            wanted[(f, "count")] = None
+        else:  # good_share
+            wanted[("good_samples", "sum")] = None
+            wanted[("samples", "sum")] = None
+            wanted[("samples", "count")] = None
+    return [Aggregate(f, fn) for f, fn in wanted]  # type: ignore[arg-type]
+
+
+def bucket_starts(query: HistoryQuery, grid: IntervalGrid) -> list[int]:
+    start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
+    r = query.resample
+    tz = grid.tz
+    if r is None:
+        first = grid.start_of(start)
+        if first < start:
+            first += grid.length
+        return list(range(first, end, grid.length))
+    if r.seconds < DAY:
+        first = start - (start + phase_for(tz, r.seconds)) % r.seconds
+        return list(range(first, end, r.seconds))
+    day = datetime.fromtimestamp(start, tz).date()
+    last = datetime.fromtimestamp(end - 1, tz).date()
+    if r.calendar == "week":
+        day -= timedelta(days=day.weekday())
+    elif r.calendar == "month":
+        day = day.replace(day=1)
+    out: list[int] = []
+    while day <= last:
+        out.append(local_midnight(day, tz))
+        if r.calendar == "week":
+            day += timedelta(days=7)
+        elif r.calendar == "month":
+            day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        else:
+            day += timedelta(days=1)
+    return out
+
+
+async def run_query(backend: Backend, query: HistoryQuery, grid: IntervalGrid, *, max_rows: int = 2_000_000) -> pd.DataFrame:
+    """Answer ``query`` from ``backend`` (see the module docstring for the shape)."""
+    _check(query)
+    tz = grid.tz
+    starts = bucket_starts(query, grid)
+    rows = len(starts) * len(query.groups) * len(query.points)
+    if rows > max_rows:
+        raise QueryError(
+            "interval",
+            f"the answer would have {rows:,} rows (more than {max_rows:,}): narrow the time range or the meters, "
+            "or use a longer interval",
+        )
+    aggregates = _plan(query.points, query.agg)
+    start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
+    r = query.resample
+    if r is None:
+        fields = sorted({a.field for a in aggregates})
+        frame = await backend.fetch_intervals(query.meters, fields, start, end)
+    elif r.seconds == DAY:
+        frame = await _fetch_daily(backend, query.meters, aggregates, start, end, tz)
+    else:
+        bucketing = Bucketing(r.seconds, tz, phase_for(tz, r.seconds))
+        frame = await backend.fetch_buckets(query.meters, aggregates, start, end, bucketing)
+
+    def shape() -> pd.DataFrame:  # pandas work on a worker thread, not on the event loop
+        buckets = _as_aggregates(frame, aggregates) if r is None else frame
+        return _shape(buckets, query, aggregates, starts, tz)
+
+    return await asyncio.to_thread(shape)
+
+
+async def _fetch_daily(
+    backend: Backend, meters: list[str], aggregates: Sequence[Aggregate], start: int, end: int, tz: Any
+) -> pd.DataFrame:
+    """Day buckets: whole local days from the day rollups, partial days at the ends of the
+    range aggregated from the intervals."""
+    bucketing = Bucketing(DAY, tz, 0)
+    first_start, first_end = day_bounds(start, tz)
+    d0 = start if start == first_start else first_end  # the first whole day
+    d1 = day_bounds(end, tz)[0]  # the midnight at or before end
+    if d0 >= d1:
+        return await backend.fetch_buckets(meters, aggregates, start, end, bucketing)
+    frames = [await backend.fetch_days(meters, aggregates, d0, d1)]
+    if start < d0:
+        frames.append(await backend.fetch_buckets(meters, aggregates, start, d0, bucketing))
+    if d1 < end:
+        frames.append(await backend.fetch_buckets(meters, aggregates, d1, end, bucketing))
+    filled = [f for f in frames if len(f)]
+    if len(filled) <= 1:
+        return filled[0] if filled else frames[0]
+    return pd.concat(filled, ignore_index=True)
+
+
+def _as_aggregates(frame: pd.DataFrame, aggregates: Sequence[Aggregate]) -> pd.DataFrame:
+    """Stored interval rows in the same shape as backend buckets (one interval per bucket)."""
+    out = pd.DataFrame({"time": frame["time"], "meter": frame["meter"]})
+    for a in aggregates:
+        col = pd.to_numeric(frame[a.field], errors="coerce")
+        out[a.column] = col.notna().astype("int64") if a.func == "count" else col
+    return out
+
+
+def _reduce(func: str) -> str:
+    return "sum" if func in ("sum", "count") else func
+
+
+def _shape(
+    frame: pd.DataFrame, query: HistoryQuery, aggregates: Sequence[Aggregate], starts: list[int], tz: Any
+) -> pd.DataFrame:
+    key = query.group_by
+    groups = sorted(query.groups)
+    cols = [a.column for a in aggregates]
+    if len(frame):
+        frame = frame.copy()
+        for c in cols:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+        frame["time"] = frame["time"].astype("int64")
+        r = query.resample
+        if r is not None and r.calendar is not None:
+            frame["time"] = _calendar_starts(frame["time"], r.calendar, tz)
+        membership = pd.DataFrame(
+            [(m, g) for g, ms in query.groups.items() for m in ms], columns=["meter", "_group"]
+        ).astype({"meter": "object", "_group": "object"})
+        frame["meter"] = frame["meter"].astype("object")
+        frame = frame.merge(membership, on="meter", how="inner")
+        grouped = frame.groupby(["time", "_group"]).agg({a.column: _reduce(a.func) for a in aggregates})
+    else:
+        grouped = pd.DataFrame(columns=cols, index=pd.MultiIndex.from_arrays([[], []], names=["time", "_group"]))
+    index = pd.MultiIndex.from_product([starts, groups], names=["time", "_group"])
+    grouped = grouped.reindex(index)
+    times = pd.to_datetime(np.repeat(np.asarray(starts, dtype="int64"), len(groups)), unit="s", utc=True).tz_convert(tz)
+    group_col = np.tile(np.asarray(groups, dtype=object), len(starts))
+    parts: list[pd.DataFrame] = []
+    for p in query.points:
+        value, count = _point_value(grouped, p, query.agg or default_agg(p))
+        part = pd.DataFrame(
+            {
+                "time": times,
+                key: group_col,
+                "point": p,
+                "value": value.to_numpy(dtype="float64", na_value=np.nan),
+                "intervals": count.fillna(0).to_numpy(dtype="int64"),
+                "flags": _flags(grouped) if p in _REGISTERS else "",
+            }
+        )
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values([key, "point", "time"], kind="stable", ignore_index=True)
+    return out
+
+
+def _calendar_starts(times: pd.Series, calendar: str, tz: Any) -> pd.Series:
+    cache: dict[int, int] = {}
+    for t in times.unique():
+        day = datetime.fromtimestamp(int(t), tz).date()
+        day = day - timedelta(days=day.weekday()) if calendar == "week" else day.replace(day=1)
+        cache[int(t)] = local_midnight(day, tz)
+    return times.map(cache).astype("int64")
+
+
+def _point_value(g: pd.DataFrame, point: str, agg: str) -> tuple[pd.Series, pd.Series]:
+    if point == "good_share":
+        samples = g["samples__sum"]
+        share = g["good_samples__sum"] / samples.where(samples > 0)
+        return share, g["samples__count"]
+    if point in _ANALOGS:
+        f = f"{point}_{'avg' if agg == 'mean' else agg}"
+        count = g[f"{f}__count"]
+        if agg == "mean":
+            return g[f"{f}__sum"] / count.where(count > 0), count
+        return g[f"{f}__{agg}"], count
+    count = g[f"{point}__count"]
+    if agg == "mean":
+        value = g[f"{point}__sum"] / count.where(count > 0)
+    else:
+        value = g[f"{point}__{agg}"]
+    value = value.where(count > 0)
+    if point in _REGISTERS:
+        value = value / MICRO
+    return value, count
+
+
+def _flags(g: pd.DataFrame) -> np.ndarray:
+    names = np.full(len(g), "", dtype=object)
+    for column, label in _FLAGS:
+        on = (g[f"{column}__max"].fillna(0) > 0).to_numpy()
+        names = np.where(on, np.where(names == "", label, names + "," + label), names)
+    return names
+
+
+async def run_raw_query(
+    backend: Backend, tags: Sequence[str], start: datetime, end: datetime, tz: ZoneInfo | timezone
+) -> pd.DataFrame:
+    """Logged raw samples: ``time`` (site time zone), ``tag``, ``value``, ``quality``."""
+    if not tags:
+        raise QueryError("tag", "give at least one tag")
+    if end <= start:
+        raise QueryError("end", "must be after start")
+    s = int(start.timestamp() * 1_000_000)
+    e = int(end.timestamp() * 1_000_000)
+    frame = await backend.fetch_raw(list(tags), s, e)
+
+    def shape() -> pd.DataFrame:
+        out = pd.DataFrame(
+            {
+                "time": pd.to_datetime(frame["time"].astype("int64"), unit="us", utc=True).dt.tz_convert(tz),
+                "tag": frame["tag"].astype(object),
+                "value": pd.to_numeric(frame["value"], errors="coerce").astype("float64"),
+                "quality": frame["quality"].map({0: "bad", 1: "uncertain", 2: "good"}).astype(object),
+            }
+        )
+        return out.sort_values(["tag", "time"], kind="stable", ignore_index=True)
+
+    return await asyncio.to_thread(shape)
