@@ -1,14 +1,18 @@
 """Room detail: live status, the room's meters with every value and its quality (kept live by
 the WebSocket feed), its standing alarms, relay and valve control, its account and recent
-ledger entries."""
+ledger entries, and a chart of its consumption by hour or day."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from aiohttp import web
 
 from scada.alarms.component import ALARMS
 from scada.auth import Permission
 from scada.commands import COMMANDS, SUPPLY_DRIVER
+from scada.foundation import CONFIG
+from scada.history import HISTORY
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.errors import PrepaidError
 
@@ -48,4 +52,5 @@ async def room_detail(call: PageCall) -> web.StreamResponse:
         commands_running=COMMANDS in call.ctx, prepaid_running=engine is not None, account=account, entries=entries,
         reversible=REVERSIBLE, can_reverse=call.user.can(Permission.REFUND), can_recharge=call.user.can(Permission.RECHARGE),
         can_manage=call.user.can(Permission.ACCOUNT_MANAGE),
+        history_running=HISTORY in call.ctx, today=datetime.now(call.ctx[CONFIG].site.tz).date().isoformat(),
     )
