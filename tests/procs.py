@@ -16,18 +16,33 @@ from pathlib import Path
 __all__ = ["ScadaProcess", "demo_port_args"]
 
 
-def demo_port_args() -> list[str]:
-    """``--set`` overrides that move every port of ``scada demo`` to a free one, so a demo in a
-    test never collides with another demo (or another suite) on this machine."""
+def demo_port_overrides() -> list[str]:
+    """Config overrides that move every port of the demo to a free one, so a demo in a test
+    never collides with another demo (or another suite) on this machine."""
     from .services import free_port
 
     return [
-        "--set", "hmi.port=0",
-        "--set", "simulator.control_port=0",
-        "--set", "opcua.port=0",
-        "--set", f"links[0].port={free_port()}",
-        "--set", f"links[1].port={free_port()}",
+        "hmi.port=0",
+        "simulator.control_port=0",
+        "opcua.port=0",
+        f"links[0].port={free_port()}",
+        f"links[1].port={free_port()}",
     ]
+
+
+def isolated_demo_overrides(base: Path) -> list[str]:
+    """The demo's ports (free ones) and files (under ``base``) for an in-process demo server."""
+    return [
+        f"database.url=\"sqlite:///{base / 'scada.db'}\"",
+        f"runtime.data_dir=\"{base}\"",
+        f"simulator.state_file=\"{base / 'sim.json'}\"",
+        *demo_port_overrides(),
+    ]
+
+
+def demo_port_args() -> list[str]:
+    """``--set`` arguments of :func:`demo_port_overrides` for ``python -m scada``."""
+    return [arg for override in demo_port_overrides() for arg in ("--set", override)]
 
 
 class ScadaProcess:

@@ -27,7 +27,8 @@ from scada.context import Context
 from scada.runtime import Component, Runtime
 from tags import Subscription, by_points
 
-from ..services import InfluxServer, ServiceUnavailable, free_port, require_services
+from ..procs import isolated_demo_overrides
+from ..services import InfluxServer, ServiceUnavailable, require_services
 
 pytestmark = [pytest.mark.slow, pytest.mark.influx, pytest.mark.timeout(600)]
 
@@ -104,13 +105,7 @@ def server(tmp_path: Path, name: str, influx: InfluxServer) -> Server:
     base = tmp_path / name
     base.mkdir()
     config = load_demo_config([
-        f"database.url=\"sqlite:///{base / 'scada.db'}\"",
-        f"runtime.data_dir=\"{base}\"",
-        f"simulator.state_file=\"{base / 'sim.json'}\"",
-        "hmi.port=0",
-        "simulator.control_port=0",
-        f"links[0].port={free_port()}",
-        f"links[1].port={free_port()}",
+        *isolated_demo_overrides(base),
         "modbus.poll_intervals={ fast = 5.0, energy = 2.0, slow = 10.0, volume = 2.0 }",
         "modbus.start_spread=1.0",
         "historian.backend=\"influx\"",

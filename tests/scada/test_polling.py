@@ -17,20 +17,13 @@ from scada.simulation import SIMULATOR
 from tags import Quality
 
 from ..harness import running_server
-from ..services import free_port
+from ..procs import isolated_demo_overrides
 from ..simulation import until
 
 
 def demo_config(tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
     return load_demo_config([
-        f"database.url=\"sqlite:///{tmp_path / 'scada.db'}\"",
-        f"runtime.data_dir=\"{tmp_path}\"",
-        f"simulator.state_file=\"{tmp_path / 'sim.json'}\"",
-        "hmi.port=0",
-        "opcua.port=0",
-        "simulator.control_port=0",
-        f"links[0].port={free_port()}",
-        f"links[1].port={free_port()}",
+        *isolated_demo_overrides(tmp_path),
         "modbus.poll_intervals={ fast = 0.5, energy = 1.0, slow = 1.0, volume = 1.0 }",
         "modbus.start_spread=1.0",
         *extra,
