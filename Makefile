@@ -8,6 +8,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 BUILD  := build
+# The suite waits on sockets and servers more than it computes: three workers on two cores.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test bench services clean
 
@@ -29,7 +31,7 @@ services:
 	@bash .ci/install-services.sh "$(BUILD)"
 
 test: $(VENV)/.test-deps services
-	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS)
+	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-deps services
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -54,6 +54,7 @@ __all__ = ["Feed", "FEED", "SEND_TIMEOUT_S"]
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 2.0  # at shutdown: for the peers' close frames, then for their handlers to end
 RECHECK_AUTH_S = 60.0
 MAX_PAGE_SIZE = 1000
 MAX_ALARMS = 500  # the console shows the most urgent ones; the REST API pages the rest
@@ -100,6 +101,7 @@ class _Client:
         self.wake = asyncio.Event()
         self.seq = 0
         self.pushes = 0
+        self.handler: asyncio.Task[Any] | None = None
 
     def mark(self, update: LiveUpdate, live: LiveRooms) -> None:
         if self.view is None:
@@ -167,9 +169,20 @@ class Feed:
         if self._remove_alarm_listener is not None:
             self._remove_alarm_listener()
             self._remove_alarm_listener = None
-        for client in list(self.clients):
-            with contextlib.suppress(Exception):
-                await client.ws.close(code=1001, message=b"server shutting down")
+        clients = list(self.clients)
+        if clients:
+            await asyncio.gather(
+                *(asyncio.wait_for(c.ws.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT_S) for c in clients),
+                return_exceptions=True,
+            )
+        # The feed owns its connections: a handler still waiting on its peer is ended here,
+        # not left to aiohttp's shutdown timeout (which cancels it without waiting for it).
+        handlers = [c.handler for c in clients if c.handler is not None and c.handler is not asyncio.current_task()]
+        if handlers:
+            _, pending = await asyncio.wait(handlers, timeout=CLOSE_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
     def _on_update(self, update: LiveUpdate) -> None:
         live = self.live
@@ -200,6 +213,7 @@ class Feed:
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
         await ws.prepare(request)
         client = _Client(ws, user)
+        client.handler = asyncio.current_task()
         self.clients.add(client)
         sender = asyncio.get_running_loop().create_task(self._sender(client), name=f"hmi:ws-sender:{user.name}")
         try:
