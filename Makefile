@@ -9,6 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 BUILD  := build
 # The suite waits on sockets and servers more than it computes: three workers on two cores.
+# Tests are handed out one by one in collection order, slow ones first (tests/conftest.py).
 TEST_WORKERS ?= 3
 
 .PHONY: demo test bench services clean
@@ -31,7 +32,7 @@ services:
 	@bash .ci/install-services.sh "$(BUILD)"
 
 test: $(VENV)/.test-deps services
-	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-deps services
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done

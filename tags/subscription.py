@@ -167,6 +167,17 @@ class Subscription:
             finally:
                 self._waiter = None
 
+    async def wait(self) -> None:
+        """Wait until a change is pending (or the subscription is closed), without taking it:
+        for a reader that must take its changes under a lock of its own, so that whoever holds
+        that lock sees either all of them or none."""
+        while not self.pending and not self._closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
     async def get_batch(self, limit: int = 1000) -> list[TagChange]:
         """Wait for at least one change, then return all pending up to ``limit``."""
         first = await self.get()

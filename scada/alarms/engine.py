@@ -142,13 +142,16 @@ class AlarmEngine:
         sub = self._tag_sub
         assert sub is not None, "start() first"
         while True:
-            try:
-                batch = await sub.get_batch(10_000)
-            except StopAsyncIteration:
+            await sub.wait()
+            if sub.closed and not sub.pending:
                 return
+            # taken under the lock: a concurrent settle() then applies these changes itself, or
+            # finds them applied; never returns while they sit in this task's hands
             async with self._lock:
-                self._apply_changes(batch)
-                await self._reconcile()
+                batch = sub.drain(10_000)
+                if batch:
+                    self._apply_changes(batch)
+                    await self._reconcile()
 
     async def run_timers(self) -> None:
         """Settle delays, expire shelving and retry failed writes when they are due."""

@@ -254,6 +254,24 @@ async def test_get_batch_returns_all_pending() -> None:
     sub.close()
 
 
+async def test_wait_wakes_on_a_change_without_taking_it_and_ends_on_close() -> None:
+    db = make_db("A.x")
+    sub = db.subscribe()
+    waiter = asyncio.create_task(sub.wait(), name="waiter")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    db.write("A.x", 1.0)
+    await asyncio.wait_for(waiter, 1)
+    # whoever drains first gets the change: the waiter took nothing
+    assert sub.pending == 1 and [c.new.value for c in sub.drain()] == [1.0]
+    waiter = asyncio.create_task(sub.wait(), name="waiter")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    sub.close()
+    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(sub.wait(), 1)  # closed: returns at once
+
+
 async def test_unsubscribed_gets_nothing_more() -> None:
     db = make_db("A.x")
     sub = db.subscribe()
