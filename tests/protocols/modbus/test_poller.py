@@ -307,7 +307,7 @@ async def test_a_gateway_reporting_a_silent_meter_takes_it_offline(sim: Simulato
     # unit 9 is not on the simulated gateway: it answers exception 11 for it, as a real one does
     links = [link_config(sim, "tcp", offline_after_failures=5)]
     async with running_poller([DeviceSpec("G9", "acrel-ddsy1352", "tcp", 9)], links=links, simulate=False) as (poller, db):
-        await until(lambda: poller.device_stats("G9")[0].polls >= 2, what="the first polls")  # 2 failures
+        await until(lambda: poller.device_stats("G9")[0].polls >= 2, timeout=20, what="the first polls")  # 2 failures (a loaded CI worker can be slow to start them)
         await poller.poll_now("G9")  # 4
         assert db.read("G9.voltage").reason is QualityReason.TIMEOUT
         assert db.read("G9.voltage").detail == "gateway: exception 11 (gateway target device failed to respond)"
