@@ -161,11 +161,7 @@ class Subscription:
                 return change
             if self._closed:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self.wait()
 
     async def wait(self) -> None:
         """Wait until a change is pending (or the subscription is closed), without taking it:
