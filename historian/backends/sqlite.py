@@ -167,6 +167,14 @@ class SqliteBackend(Backend):
         conn.execute("PRAGMA busy_timeout=10000")
         return conn
 
+    def _select(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Rows of one query on a read-only connection of its own (runs in the reader thread)."""
+        conn = self._reader()
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
     # -- writes ------------------------------------------------------------------------------
     async def write_intervals(self, records: Sequence[IntervalRecord]) -> None:
         rows = [(r.meter, r.start, r.length, *[r.values.get(f) for f in INTERVAL_FIELDS]) for r in records]
@@ -206,11 +214,7 @@ class SqliteBackend(Backend):
             f"SELECT {select} FROM intervals WHERE meter IN ({', '.join('?' * len(meters))}) "
             "AND start >= ? AND start < ? ORDER BY start, meter"
         )
-        conn = self._reader()
-        try:
-            rows = conn.execute(sql, (*meters, start, end)).fetchall()
-        finally:
-            conn.close()
+        rows = self._select(sql, (*meters, start, end))
         return _frame(rows, cols)
 
     async def fetch_buckets(
@@ -235,11 +239,7 @@ class SqliteBackend(Backend):
             f"WHERE meter IN ({', '.join('?' * len(meters))}) AND start >= ? AND start < ? "
             "GROUP BY bucket, meter ORDER BY bucket, meter"
         )
-        conn = self._reader()
-        try:
-            rows = conn.execute(sql, (*meters, start, end)).fetchall()
-        finally:
-            conn.close()
+        rows = self._select(sql, (*meters, start, end))
         frame = _frame(rows, cols)
         if bucketing.daily and len(frame):
             days = {d: local_midnight(_EPOCH_DAY + timedelta(days=int(d)), bucketing.tz) for d in frame["time"].unique()}
@@ -261,11 +261,7 @@ class SqliteBackend(Backend):
             f"SELECT start, meter, {', '.join(columns)} FROM days WHERE meter IN ({', '.join('?' * len(meters))}) "
             "AND start >= ? AND start < ? ORDER BY start, meter"
         )
-        conn = self._reader()
-        try:
-            rows = conn.execute(sql, (*meters, start, end)).fetchall()
-        finally:
-            conn.close()
+        rows = self._select(sql, (*meters, start, end))
         return _frame(rows, cols)
 
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
@@ -279,11 +275,7 @@ class SqliteBackend(Backend):
             f"SELECT ts, tag, value, quality FROM raw WHERE tag IN ({', '.join('?' * len(tags))}) "
             "AND ts >= ? AND ts < ? ORDER BY ts, tag"
         )
-        conn = self._reader()
-        try:
-            rows = conn.execute(sql, (*tags, start_us, end_us)).fetchall()
-        finally:
-            conn.close()
+        rows = self._select(sql, (*tags, start_us, end_us))
         return _frame(rows, cols)
 
     # -- retention ---------------------------------------------------------------------------
