@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .aggregate import IntervalAggregator
-    from .backends.base import Backend, BackendError, BackendRejected, BackendUnavailable
+    from .backends.base import (
+        Backend,
+        BackendError,
+        BackendRejected,
+        BackendUnavailable,
+    )
     from .grid import IntervalGrid
     from .query import (
         AGGREGATIONS,
@@ -73,12 +78,13 @@ def __getattr__(name: str) -> Any:
 
 def make_backend(settings: SqliteSettings | InfluxSettings) -> Backend:
     """The backend for ``settings``."""
-    from .settings import SqliteSettings
+    # the lazy package loads a backend (and pandas) only when one is made
+    from .settings import SqliteSettings  # noqa: PLC0415
 
     if isinstance(settings, SqliteSettings):
-        from .backends.sqlite import SqliteBackend
+        from .backends.sqlite import SqliteBackend  # noqa: PLC0415
 
         return SqliteBackend(settings)
-    from .backends.influx import InfluxBackend
+    from .backends.influx import InfluxBackend  # noqa: PLC0415
 
     return InfluxBackend(settings)

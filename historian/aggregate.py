@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from tags import Quality, TagChange
+from tags import Quality, TagChange, names
 
 from .grid import IntervalGrid, epoch_us
 from .records import ANALOGS, POINTS, REGISTERS, IntervalRecord, to_micro
@@ -152,8 +152,8 @@ class IntervalAggregator:
     def feed(self, change: TagChange) -> bool:
         """Take one change or report. Returns False when the tag is not one the historian reads."""
         name = change.name
-        meter, dot, point = name.rpartition(".")
-        if not dot or point not in POINTS or not meter or ":" in meter:
+        meter, point = names.split(name)
+        if point not in POINTS or not meter or ":" in meter:
             return False
         new = change.new
         server = epoch_us(new.server_ts)

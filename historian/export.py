@@ -29,7 +29,7 @@ def to_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for values in frame.itertuples(index=False, name=None):
         row: dict[str, Any] = {}
-        for col, v in zip(columns, values):
+        for col, v in zip(columns, values, strict=False):
             if isinstance(v, pd.Timestamp):
                 row[col] = v.isoformat()
             elif isinstance(v, float):  # numpy's float64 too: made a plain float

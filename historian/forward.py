@@ -81,7 +81,7 @@ class Forwarder:
                     await asyncio.wait_for(self.backend.prepare(), self.timeout_s)
                     self._prepared = True
                 written = await self._write_group(group)
-            except (BackendError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, BackendError, OSError) as exc:
                 self._prepared = False
                 self._failed(exc)
                 return None
@@ -168,7 +168,7 @@ class Forwarder:
                 return False
             try:
                 sent = await asyncio.wait_for(self.send_once(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             if sent is None:
                 return False

@@ -9,12 +9,12 @@ so the grid never shifts under a running server.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 __all__ = ["IntervalGrid", "epoch_s", "epoch_us", "from_epoch", "local_midnight", "phase_for"]
 
-_REFERENCE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def epoch_s(ts: datetime) -> float:
@@ -30,11 +30,11 @@ def epoch_us(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def from_epoch(seconds: float, tz: ZoneInfo | timezone = timezone.utc) -> datetime:
+def from_epoch(seconds: float, tz: ZoneInfo | timezone = UTC) -> datetime:
     return datetime.fromtimestamp(seconds, tz)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def phase_for(tz: ZoneInfo | timezone, length_s: int) -> int:
@@ -55,7 +55,7 @@ class IntervalGrid:
 
     __slots__ = ("length", "tz", "phase")
 
-    def __init__(self, length_s: int, tz: ZoneInfo | timezone = timezone.utc) -> None:
+    def __init__(self, length_s: int, tz: ZoneInfo | timezone = UTC) -> None:
         if length_s < 60 or 3600 % length_s or length_s % 60:
             raise ValueError(f"interval length must be whole minutes dividing an hour, got {length_s} s")
         self.length = length_s

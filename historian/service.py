@@ -26,7 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from tags import Subscription, TagChange
+from tags import Subscription, TagChange, names
+from tags.timers import run_every
 
 from .aggregate import IntervalAggregator
 from .backends.base import Backend
@@ -101,8 +102,8 @@ class Historian:
 
     def wants(self, name: str) -> bool:
         """The subscription filter: meter points the aggregator reads, and raw-logged tags."""
-        owner, dot, point = name.rpartition(".")
-        if dot and point in POINTS and owner and ":" not in owner:
+        owner, point = names.split(name)
+        if point in POINTS and owner and ":" not in owner:
             return True
         return bool(self.raw) and self.raw.matches(name)
 
@@ -161,12 +162,13 @@ class Historian:
         await self.forwarder.run()
 
     async def run_retention(self) -> None:
-        while True:
+        async def step() -> None:
             try:
                 await self.backend.apply_retention(self.clock())
             except Exception as exc:  # the next round tries again; the data is not at risk
                 log.warning("historian retention failed", extra={"backend": self.backend.name, "error": repr(exc)})
-            await asyncio.sleep(self.settings.retention_check_s)
+
+        await run_every(self.settings.retention_check_s, step, name="historian-retention", first_delay_s=0)
 
     # -- steps -------------------------------------------------------------------------------
     async def close_due(self, now: float | None = None) -> int:

@@ -19,7 +19,7 @@ __all__ = ["HistorianSettings", "InfluxSettings", "SqliteSettings"]
 class SqliteSettings:
     path: Path
     interval_retention_days: int = 0  # 0 keeps forever
-    raw_retention_days: int = 0
+    raw_retention_days: int = 90
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,12 @@ from aiohttp import web
 
 import scada
 from scada.alarms.component import ALARMS
-from scada.context import Context
-from scada.foundation import AUDIT, CONFIG, DATABASE
-from scada.sessions import SessionStore
+from scada.config import CONFIG
+from scada.core.context import Context
+from scada.db.component import DATABASE
+from scada.users.component import AUDIT
+from scada.users.ratelimit import LoginRateLimiter
+from scada.users.sessions import SessionStore
 
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
@@ -26,7 +29,14 @@ from .api import supply as supply_api
 from .api import tariffs as tariffs_api
 from .api import trend as trend_api
 from .api import users as users_api
-from .api.router import AUDIT_LOG, PREFIX, USER_RESOLVER, ApiRouter, json_response, openapi_document
+from .api.router import (
+    AUDIT_LOG,
+    PREFIX,
+    USER_RESOLVER,
+    ApiRouter,
+    json_response,
+    openapi_document,
+)
 from .feed import FEED, Feed
 from .i18n import Catalogs
 from .keys import CONTEXT, LIVE, LOGIN_LIMITER, SESSIONS
@@ -41,7 +51,6 @@ from .pages import overview as overview_pages
 from .pages import room as room_pages
 from .pages import tariffs as tariff_pages
 from .pages import users as users_pages
-from .ratelimit import LoginRateLimiter
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
 from .security import session_middleware, session_or_bearer_user
 

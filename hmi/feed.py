@@ -38,11 +38,11 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from scada.alarms.alarm import AlarmEvent, AlarmState, alarm_document
 from scada.alarms.engine import AlarmEngine
-from scada.alarms.model import AlarmEvent, AlarmState, alarm_document
 from scada.alarms.store import AlarmFilter
-from scada.auth import Permission, UserInfo
-from scada.foundation import USERS
+from scada.users.auth import Permission, UserInfo
+from scada.users.component import USERS
 
 from .api.router import json_response, to_json, validation_error
 from .keys import CONTEXT, SESSION, SESSIONS
@@ -232,7 +232,7 @@ class Feed:
         while not ws.closed:
             try:
                 msg = await ws.receive(timeout=self.recheck_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 msg = None
             if time.monotonic() - checked >= self.recheck_s:
                 checked = time.monotonic()
@@ -309,7 +309,7 @@ class Feed:
                 self.pushes += 1
                 # at most one push per interval: what changes meanwhile is coalesced
                 await asyncio.sleep(self.interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("WebSocket client too slow; disconnecting", extra={"user": client.user.name})
             await client.ws.close(code=1013, message=b"too slow: reconnect to resync")
         except ConnectionResetError:

@@ -3,7 +3,8 @@
 Catalogs are flat JSON files in ``hmi/i18n/<language>.json`` mapping a message key to a text
 with ``{name}`` placeholders. English is complete by definition; another catalog that misses a
 key falls back to English (a test keeps the catalogs in step, so that does not happen in a
-release). Keys starting with ``js.``, ``state.``, ``alarm.``, ``supply.``, ``comms.``, ``point.``, ``trend.``, ``ledger.``, ``receipt.`` or ``channel.`` are also sent to the pages' JavaScript.
+release). Keys starting with ``js.``, ``state.``, ``alarm.``, ``supply.``, ``comms.``, ``point.``,
+``trend.``, ``ledger.``, ``receipt.`` or ``channel.`` are also sent to the pages' JavaScript.
 """
 
 from __future__ import annotations
@@ -21,7 +22,18 @@ log = logging.getLogger(__name__)
 # language tag → its name written in that language (what the switch shows)
 LANGUAGES: dict[str, str] = {"en": "English", "zh-CN": "简体中文"}
 FALLBACK = "en"
-_CLIENT_PREFIXES = ("js.", "state.", "alarm.", "supply.", "comms.", "point.", "trend.", "ledger.", "receipt.", "channel.")
+_CLIENT_PREFIXES = (
+    "js.",
+    "state.",
+    "alarm.",
+    "supply.",
+    "comms.",
+    "point.",
+    "trend.",
+    "ledger.",
+    "receipt.",
+    "channel.",
+)
 
 
 class _Safe(dict[str, object]):

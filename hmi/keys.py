@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from scada.context import Context
-from scada.sessions import SessionInfo, SessionStore
+from scada.core.context import Context
+from scada.users.ratelimit import LoginRateLimiter
+from scada.users.sessions import SessionInfo, SessionStore
 
 from .live import LiveRooms
-from .ratelimit import LoginRateLimiter
 
 __all__ = ["CONTEXT", "LIVE", "LOGIN_LIMITER", "SESSION", "SESSIONS"]
 

@@ -19,8 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from scada.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff, RoomInfo
-from tags import Quality, TagDB, TagValue
+from scada.site.assets import (
+    AssetRegistry,
+    AssetSnapshot,
+    MeterInfo,
+    RegistryDiff,
+    RoomInfo,
+)
+from tags import Quality, TagDB, TagValue, names
 from tags.names import meter_tag, room_tag
 from tags.subscription import Subscription
 
@@ -189,7 +195,7 @@ class LiveRooms:
     def _wanted(self, name: str) -> bool:
         if name.startswith("room:"):
             return True
-        return name.rpartition(".")[0] in self._meter_room
+        return names.split(name)[0] in self._meter_room
 
     def _on_registry(self, snap: AssetSnapshot, diff: RegistryDiff) -> None:
         self._rebuild(snap)
@@ -227,7 +233,7 @@ class LiveRooms:
         meter_room = self._meter_room
         for change in batch:
             name: str = change.name
-            owner, _, point = name.rpartition(".")
+            owner, point = names.split(name)
             if owner.startswith("room:"):
                 room = owner[5:]
                 if room in self._rooms:

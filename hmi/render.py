@@ -6,16 +6,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
 import scada
-from scada.auth import Permission
-from scada.foundation import CONFIG
+from scada.config import CONFIG
+from scada.users.auth import Permission
 
 from .i18n import LANGUAGES, Catalogs, Translator, negotiate
 from .keys import CONTEXT, SESSION

@@ -1,7 +1,7 @@
 """Cookies, sessions and CSRF protection of the web pages, and the session-based API caller.
 
 - The session cookie carries a random token (HttpOnly, SameSite=Strict, Secure over HTTPS);
-  the server keeps the session (:mod:`scada.sessions`).
+  the server keeps the session (:mod:`scada.users.sessions`).
 - Forms of a logged-in user carry the session's CSRF token; the pages' scripts send it in the
   ``X-CSRF-Token`` header. Anonymous forms (login, language on the login page) use a
   double-submit token: a random cookie whose value must come back in the form.
@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from scada.auth import UserInfo
-from scada.foundation import CONFIG, USERS
+from scada.config import CONFIG
+from scada.users.auth import UserInfo
+from scada.users.component import USERS
 
 from .api.router import AUDIT_ACTOR, ApiError
 from .keys import CONTEXT, SESSION, SESSIONS

@@ -21,14 +21,20 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
-
-from .alarms.config import AlarmsConfig
-from .commandconfig import CommandsConfig
-from .configbase import ConfigError, ConfigModel, SecretRef, format_validation_error
-from .history_config import HistorianConfig
-from .prepaid.config import PrepaidConfig
+from scada.alarms.config import AlarmsConfig
+from scada.commands.config import CommandsConfig
+from scada.core.configbase import (
+    ConfigError,
+    ConfigModel,
+    SecretRef,
+    format_validation_error,
+)
+from scada.core.context import Key
+from scada.history.config import HistorianConfig
+from scada.prepaid.config import PrepaidConfig
 
 __all__ = [
+    "CONFIG",
     "AdminConfig",
     "DatabaseConfig",
     "LoggingConfig",
@@ -36,6 +42,7 @@ __all__ = [
     "ScadaConfig",
     "SiteConfig",
     "HmiConfig",
+    "config_from_args",
     "load_config",
     "load_demo_config",
     "parse_config",
@@ -257,3 +264,14 @@ def demo_config_text() -> str:
 def load_demo_config(overrides: Sequence[str] = ()) -> ScadaConfig:
     """The embedded demo defaults; relative paths resolve against the current directory."""
     return parse_config(demo_config_text(), "<embedded demo.toml>", Path.cwd(), overrides)
+
+
+def config_from_args(args: Any) -> ScadaConfig:
+    """The config a command names with ``--config FILE`` (with its ``--set`` overrides), or the
+    embedded demo configuration when it names none."""
+    path = getattr(args, "config", None)
+    overrides = getattr(args, "set", None) or []
+    return load_config(path, overrides) if path else load_demo_config(overrides)
+
+
+CONFIG: Key[ScadaConfig] = Key("config", ScadaConfig)

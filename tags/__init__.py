@@ -2,8 +2,25 @@
 
 from . import names
 from .db import TagDB, TagWrite, UnknownTagError
-from .model import DataType, Quality, QualityReason, TagChange, TagMeta, TagValue, Value, utcnow
-from .subscription import Subscription, TagFilter, all_tags, by_glob, by_meters, by_names, by_points
+from .model import (
+    DataType,
+    Quality,
+    QualityReason,
+    TagChange,
+    TagMeta,
+    TagValue,
+    Value,
+    utcnow,
+)
+from .subscription import (
+    Subscription,
+    TagFilter,
+    all_tags,
+    by_glob,
+    by_meters,
+    by_names,
+    by_points,
+)
 
 __all__ = [
     "DataType",

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .model import Quality, QualityReason, TagChange, TagMeta, TagValue, Value, utcnow
-from .subscription import Subscription, TagFilter, all_tags
+from .subscription import (
+    Subscription,
+    TagFilter,
+    all_tags,
+    merge_tag_changes,
+    tag_change_key,
+)
 
 __all__ = ["TagDB", "TagWrite", "UnknownTagError"]
 
@@ -55,7 +61,8 @@ class _Entry:
 class TagDB:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._subs: list[Subscription] = []
+        # (subscription, its filter, whether it wants unchanged reports), in subscription order
+        self._subs: list[tuple[Subscription[TagChange], TagFilter, bool]] = []
         self.writes = 0
         self.changes = 0
 
@@ -181,9 +188,9 @@ class TagDB:
             event = TagChange(name, published, new, True)
         else:
             event = TagChange(name, published, new, False)
-        for sub in self._subs:
-            if (changed or sub.include_reported) and sub.filter(name):
-                sub._put(event)
+        for sub, wants, include_reported in self._subs:
+            if (changed or include_reported) and wants(name):
+                sub.put(event)
         return changed
 
     # -- subscriptions --------------------------------------------------------------------
@@ -194,34 +201,32 @@ class TagDB:
         maxsize: int = 10_000,
         include_reported: bool = False,
         name: str = "",
-    ) -> Subscription:
+    ) -> Subscription[TagChange]:
         """A new subscription; close it (or leave its ``async with``) to unsubscribe.
 
         With ``include_reported`` the subscriber also gets writes that did not change the
-        value or quality (fresh timestamps), e.g. to count samples.
+        value or quality (fresh timestamps), e.g. to count samples. Past ``maxsize`` pending
+        changes, a tag's undelivered changes coalesce into one spanning them all.
         """
-        sub = Subscription(
-            self, tag_filter, maxsize=maxsize, include_reported=include_reported, name=name
+        sub: Subscription[TagChange] = Subscription(
+            self._unsubscribe, key=tag_change_key, merge=merge_tag_changes, maxsize=maxsize, name=name
         )
-        self._subs.append(sub)
+        self._subs.append((sub, tag_filter, include_reported))
         return sub
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        try:
-            self._subs.remove(sub)
-        except ValueError:
-            pass
+    def _unsubscribe(self, sub: Subscription[TagChange]) -> None:
+        self._subs = [route for route in self._subs if route[0] is not sub]
 
     @property
-    def subscriptions(self) -> tuple[Subscription, ...]:
-        return tuple(self._subs)
+    def subscriptions(self) -> tuple[Subscription[TagChange], ...]:
+        return tuple(route[0] for route in self._subs)
 
     def stats(self) -> dict[str, object]:
         return {
             "tags": len(self._entries),
             "writes": self.writes,
             "changes": self.changes,
-            "subscriptions": [s.stats() for s in self._subs],
+            "subscriptions": [route[0].stats() for route in self._subs],
         }
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Union
+from datetime import UTC, datetime
 
 __all__ = [
     "DataType",
@@ -18,11 +17,11 @@ __all__ = [
     "utcnow",
 ]
 
-Value = Union[bool, int, float, str, None]
+Value = bool | int | float | str | None
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Quality(enum.IntEnum):

@@ -1,10 +1,12 @@
-"""Change subscriptions with bounded, coalescing queues.
+"""Subscriptions with bounded, coalescing queues: the one subscription type of the project
+(tag changes from :class:`tags.TagDB`, alarm events from the alarm engine).
 
-A writer never waits for a subscriber. Each subscription has a FIFO of at most ``maxsize``
-changes; when it is full the subscription switches to a per-tag overflow map that keeps only
-the newest change of each tag (replacing an entry keeps its place). Memory is therefore bounded
-by ``maxsize`` plus the number of tags the filter matches, the newest value of every tag is
-always delivered, and every change that was replaced before delivery is counted in ``dropped``.
+A publisher never waits for a subscriber. Each subscription has a FIFO of at most ``maxsize``
+items; when it is full the subscription switches to an overflow map, keyed by what the item is
+about (a tag name, an alarm), that keeps only the newest item of each key (replacing an entry
+keeps its place; ``merge`` may fold the replaced item into the new one). Memory is therefore
+bounded by ``maxsize`` plus the number of keys, the newest state of every key is always
+delivered, and every item that was replaced before delivery is counted in ``dropped``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
 
-from .model import TagChange, TagValue
+from .model import TagChange
 
-if TYPE_CHECKING:
-    from .db import TagDB
+__all__ = [
+    "Subscription",
+    "TagFilter",
+    "all_tags",
+    "by_glob",
+    "by_meters",
+    "by_names",
+    "by_points",
+    "merge_tag_changes",
+    "tag_change_key",
+]
 
-__all__ = ["Subscription", "TagFilter", "all_tags", "by_glob", "by_meters", "by_names", "by_points"]
+T = TypeVar("T")
 
 TagFilter = Callable[[str], bool]
 
@@ -39,7 +50,7 @@ def by_points(points: Iterable[str]) -> TagFilter:
     wanted = frozenset(points)
 
     def match(name: str) -> bool:
-        return name.rpartition(".")[2] in wanted
+        return name.rpartition(".")[2] in wanted  # names.split, inlined: this runs for every write
 
     return match
 
@@ -48,7 +59,7 @@ def by_meters(meter_ids: Iterable[str]) -> TagFilter:
     wanted = frozenset(meter_ids)
 
     def match(name: str) -> bool:
-        return name.rpartition(".")[0] in wanted
+        return name.rpartition(".")[0] in wanted  # names.split, inlined: this runs for every write
 
     return match
 
@@ -60,18 +71,30 @@ def by_glob(*patterns: str) -> TagFilter:
     return match
 
 
-class Subscription:
-    """An async iterator of :class:`TagChange`. Use as ``async with db.subscribe(f) as sub``."""
+def tag_change_key(change: TagChange) -> str:
+    return change.name
+
+
+def merge_tag_changes(older: TagChange, newer: TagChange) -> TagChange:
+    """The coalesced change spans from the oldest undelivered ``old`` to the newest ``new``."""
+    return TagChange(newer.name, older.old, newer.new, older.changed or newer.changed)
+
+
+class Subscription(Generic[T]):
+    """An async iterator of items. Use as ``async with publisher.subscribe(...) as sub``.
+
+    ``on_close`` tells the publisher to stop sending; ``key`` names what an item is about (its
+    coalescing key); ``merge(older, newer)``, when given, builds the item that replaces an
+    undelivered one of the same key (by default the newer one alone)."""
 
     __slots__ = (
-        "_db",
-        "filter",
+        "_on_close",
+        "_key",
+        "_merge",
         "maxsize",
-        "include_reported",
         "name",
         "_fifo",
         "_overflow",
-        "_first",
         "_waiter",
         "_closed",
         "delivered",
@@ -81,45 +104,44 @@ class Subscription:
 
     def __init__(
         self,
-        db: TagDB,
-        tag_filter: TagFilter,
+        on_close: Callable[[Subscription[T]], None],
         *,
+        key: Callable[[T], Hashable],
+        merge: Callable[[T, T], T] | None = None,
         maxsize: int,
-        include_reported: bool,
-        name: str,
+        name: str = "",
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
-        self._db = db
-        self.filter = tag_filter
+        self._on_close = on_close
+        self._key = key
+        self._merge = merge
         self.maxsize = maxsize
-        self.include_reported = include_reported
         self.name = name
-        self._fifo: deque[TagChange] = deque()
-        self._overflow: dict[str, TagChange] = {}
-        self._first: dict[str, tuple[TagValue | None, bool]] = {}
+        self._fifo: deque[T] = deque()
+        self._overflow: dict[Hashable, T] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.delivered = 0
-        self.dropped = 0  # intermediate changes replaced by a newer one before delivery
+        self.dropped = 0  # intermediate items replaced by a newer one before delivery
         self.overflowed = 0  # times the FIFO was full and coalescing kicked in
 
-    # -- writer side (synchronous, never blocks) -------------------------------------------
-    def _put(self, change: TagChange) -> None:
+    # -- publisher side (synchronous, never blocks) -------------------------------------------
+    def put(self, item: T) -> None:
+        """Queue one item (for the publisher). Never blocks; coalesces once the FIFO is full."""
         if self._overflow or len(self._fifo) >= self.maxsize:
             overflow = self._overflow
             if not overflow:
                 self.overflowed += 1
-            name = change.name
-            previous = overflow.get(name)
+            key = self._key(item)
+            previous = overflow.get(key)
             if previous is not None:
                 self.dropped += 1
-                if name not in self._first:
-                    # the coalesced event spans from the oldest undelivered "old" to the newest
-                    self._first[name] = (previous.old, previous.changed)
-            overflow[name] = change  # replacing keeps the tag's place in the queue
+                if self._merge is not None:
+                    item = self._merge(previous, item)
+            overflow[key] = item  # replacing keeps the key's place in the queue
         else:
-            self._fifo.append(change)
+            self._fifo.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -129,43 +151,38 @@ class Subscription:
     def pending(self) -> int:
         return len(self._fifo) + len(self._overflow)
 
-    def get_nowait(self) -> TagChange | None:
+    def get_nowait(self) -> T | None:
         if self._fifo:
             self.delivered += 1
             return self._fifo.popleft()
         if self._overflow:
-            name = next(iter(self._overflow))
+            key = next(iter(self._overflow))
             self.delivered += 1
-            change = self._overflow.pop(name)
-            first = self._first.pop(name, None)
-            if first is not None:
-                old, changed = first
-                change = TagChange(name, old, change.new, changed or change.changed)
-            return change
+            return self._overflow.pop(key)
         return None
 
-    def drain(self, limit: int | None = None) -> list[TagChange]:
+    def drain(self, limit: int | None = None) -> list[T]:
         """Everything pending now (up to ``limit``), without waiting."""
-        out: list[TagChange] = []
+        out: list[T] = []
         while limit is None or len(out) < limit:
-            change = self.get_nowait()
-            if change is None:
+            item = self.get_nowait()
+            if item is None:
                 break
-            out.append(change)
+            out.append(item)
         return out
 
-    async def get(self) -> TagChange:
+    async def get(self) -> T:
         while True:
-            change = self.get_nowait()
-            if change is not None:
-                return change
+            item = self.get_nowait()
+            if item is not None:
+                return item
             if self._closed:
                 raise StopAsyncIteration
             await self.wait()
 
     async def wait(self) -> None:
-        """Wait until a change is pending (or the subscription is closed), without taking it:
-        for a reader that must take its changes under a lock of its own, so that whoever holds
+        """Wait until an item is pending (or the subscription is closed), without taking it:
+        for a reader that must take its items under a lock of its own, so that whoever holds
         that lock sees either all of them or none."""
         while not self.pending and not self._closed:
             self._waiter = asyncio.get_running_loop().create_future()
@@ -174,15 +191,15 @@ class Subscription:
             finally:
                 self._waiter = None
 
-    async def get_batch(self, limit: int = 1000) -> list[TagChange]:
-        """Wait for at least one change, then return all pending up to ``limit``."""
+    async def get_batch(self, limit: int = 1000) -> list[T]:
+        """Wait for at least one item, then return all pending up to ``limit``."""
         first = await self.get()
         return [first, *self.drain(limit - 1)]
 
-    def __aiter__(self) -> Subscription:
+    def __aiter__(self) -> Subscription[T]:
         return self
 
-    async def __anext__(self) -> TagChange:
+    async def __anext__(self) -> T:
         return await self.get()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -191,16 +208,16 @@ class Subscription:
         return self._closed
 
     def close(self) -> None:
-        """Unsubscribe. A reader waiting in ``get`` ends after the pending changes."""
+        """Unsubscribe. A reader waiting in ``get`` ends after the pending items."""
         if self._closed:
             return
         self._closed = True
-        self._db._unsubscribe(self)
+        self._on_close(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Subscription[T]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from scada.app import build_runtime
 from scada.config import ScadaConfig, parse_config
-from scada.runtime import Runtime
+from scada.core.runtime import Runtime
+from scada.server import build_runtime
 
 __all__ = ["running_server", "server_config"]
 

@@ -36,10 +36,10 @@ from scada.alarms.classes import BUILTIN  # noqa: E402
 from scada.alarms.clock import ManualClock  # noqa: E402
 from scada.alarms.config import AlarmsConfig  # noqa: E402
 from scada.alarms.engine import AlarmEngine  # noqa: E402
-from scada.assets import AssetRegistry  # noqa: E402
-from scada.audit import Actor  # noqa: E402
 from scada.db import Database, async_url  # noqa: E402
-from scada.db.models import Building, Floor, Meter, Room, Site  # noqa: E402
+from scada.site.assets import AssetRegistry  # noqa: E402
+from scada.site.models import Building, Floor, Meter, Room, Site  # noqa: E402
+from scada.users.audit import Actor  # noqa: E402
 from tags import DataType, TagDB, TagMeta, TagWrite  # noqa: E402
 
 
@@ -89,17 +89,17 @@ async def main(args: argparse.Namespace) -> None:
         engine = AlarmEngine(db, tagdb, assets, config, clock=ManualClock())
         await engine.start()
         try:
-            tagdb.write_many([TagWrite(f"{m}.comm_ok", True) for m in meters] + [TagWrite(f"link:{l}.comm_ok", True) for l in links])
+            tagdb.write_many([TagWrite(f"{m}.comm_ok", True) for m in meters] + [TagWrite(f"link:{link}.comm_ok", True) for link in links])
             await engine.settle()
 
             with Span() as s:
-                tagdb.write_many([TagWrite(f"{m}.comm_ok", False) for m in meters] + [TagWrite(f"link:{l}.comm_ok", False) for l in links])
+                tagdb.write_many([TagWrite(f"{m}.comm_ok", False) for m in meters] + [TagWrite(f"link:{link}.comm_ok", False) for link in links])
                 await engine.settle()
             standing = len(engine.active())
             print(f"flood: {args.meters} meters on {len(links)} links down in one batch -> {standing} standing alarms; "
                   f"{s.wall * 1000:.0f} ms wall, {s.cpu * 1000:.0f} ms CPU ({args.meters / s.wall:,.0f} condition changes/s)")
             with Span() as s:
-                tagdb.write_many([TagWrite(f"{m}.comm_ok", True) for m in meters] + [TagWrite(f"link:{l}.comm_ok", True) for l in links])
+                tagdb.write_many([TagWrite(f"{m}.comm_ok", True) for m in meters] + [TagWrite(f"link:{link}.comm_ok", True) for link in links])
                 await engine.settle()
             print(f"flood recovery: {s.wall * 1000:.0f} ms wall, {s.cpu * 1000:.0f} ms CPU; "
                   f"standing {len(engine.active())} (cleared, unacknowledged)")

@@ -52,8 +52,8 @@ from historian import (  # noqa: E402
     run_query,
 )
 from historian.backends.base import DAY, Backend, Bucketing  # noqa: E402
-from historian.rollup import day_rollups  # noqa: E402
 from historian.forward import Forwarder  # noqa: E402
+from historian.rollup import day_rollups  # noqa: E402
 from historian.spool import Spool  # noqa: E402
 from tags import Quality, TagChange, TagValue  # noqa: E402
 from tests.services import InfluxServer, build_dir  # noqa: E402

@@ -2,7 +2,7 @@
 
 How it is measured:
 
-- The server is the real one (``scada.app.build_runtime``: database, tags, poller, command
+- The server is the real one (``scada.server.build_runtime``: database, tags, poller, command
   path, alarm engine, HMI) in a child process, on SQLite, with a generated site of 1,000 rooms (one electricity meter
   each) and the default push interval (500 ms). Inside it a driver plays the poller and the
   prepaid engine: every 100 ms it writes the balance of a tenth of the rooms, so every room
@@ -37,7 +37,6 @@ import asyncio
 import json
 import os
 import platform
-import random
 import signal
 import statistics
 import subprocess
@@ -129,10 +128,11 @@ async def drive(tagdb: Any, snapshot: Any, stop: asyncio.Event) -> None:
 
 async def serve(config_path: str) -> None:
     from hmi.component import HMI_URL
-    from scada.app import build_runtime
     from scada.config import load_config
-    from scada.foundation import ASSETS, TAGDB
-    from scada.logs import configure_logging
+    from scada.core.logs import configure_logging
+    from scada.core.tags import TAGDB
+    from scada.server import build_runtime
+    from scada.site.component import ASSETS
 
     config = load_config(config_path)
     configure_logging("error")
@@ -161,7 +161,7 @@ async def _client(url: str, token: str, sub: dict[str, Any], window: list[float]
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raw = None
             now = time.time()
             if window and now >= window[1]:
@@ -185,7 +185,7 @@ async def _clients(url: str, token: str, subs: list[dict[str, Any]], conn: Any) 
     out: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": []}
     window: list[float] = []
     readies = [asyncio.Event() for _ in subs]
-    tasks = [asyncio.create_task(_client(url, token, sub, window, out, ready)) for sub, ready in zip(subs, readies)]
+    tasks = [asyncio.create_task(_client(url, token, sub, window, out, ready)) for sub, ready in zip(subs, readies, strict=False)]
     await asyncio.gather(*(r.wait() for r in readies))
     conn.send("ready")
     start, end = await asyncio.to_thread(conn.recv)
@@ -200,7 +200,9 @@ def client_worker(url: str, token: str, subs: list[dict[str, Any]], conn: Any) -
     asyncio.run(_clients(url, token, subs, conn))
 
 
-def run_case(base: str, token: str, *, clients: int, page_size: int, pages: int, procs: int, warmup: float, seconds: float, server_pid: int) -> dict[str, float]:
+def run_case(
+    base: str, token: str, *, clients: int, page_size: int, pages: int, procs: int, warmup: float, seconds: float, server_pid: int
+) -> dict[str, float]:
     import multiprocessing
 
     import psutil
@@ -253,7 +255,14 @@ def overview_at_scale(rooms: int) -> None:
     from decimal import Decimal
 
     from hmi.live import LiveRooms, RoomFilter
-    from scada.assets import AssetSnapshot, BuildingInfo, FloorInfo, MeterInfo, RoomInfo, SiteInfo
+    from scada.site.assets import (
+        AssetSnapshot,
+        BuildingInfo,
+        FloorInfo,
+        MeterInfo,
+        RoomInfo,
+        SiteInfo,
+    )
     from tags import DataType, TagDB, TagMeta, TagWrite
     from tags.names import meter_tag, room_tag
 
@@ -269,8 +278,23 @@ def overview_at_scale(rooms: int) -> None:
         rid = f"B{b}-R{f}{n % per_floor + 1:02d}"
         room_infos[rid] = RoomInfo(rid, fid, f"B{b}", f"{f}{n % per_floor + 1:02d}", None)
         mid = f"E-{rid}"
-        meters[mid] = MeterInfo(mid, "electricity", "tenant", rid, f"B{b}", "acrel-ddsy1352", "gw", n % 200 + 1, None,
-                                Decimal(1), None, Decimal(0), None, None, True)
+        meters[mid] = MeterInfo(
+            mid,
+            "electricity",
+            "tenant",
+            rid,
+            f"B{b}",
+            "acrel-ddsy1352",
+            "gw",
+            n % 200 + 1,
+            None,
+            Decimal(1),
+            None,
+            Decimal(0),
+            None,
+            None,
+            True,
+        )
     snapshot = AssetSnapshot(SiteInfo("s", "Scale", "UTC"), buildings, floors, room_infos, meters)
 
     class Registry:  # the registry's interface LiveRooms uses
@@ -283,8 +307,12 @@ def overview_at_scale(rooms: int) -> None:
     tagdb = TagDB()
     writes = []
     for rid in room_infos:
-        for point, dtype, value in (("balance", DataType.FLOAT, 100.0), ("supply_state", DataType.STRING, "on"),
-                                    ("account_state", DataType.STRING, "open"), ("alarm_level", DataType.INT, 0)):
+        for point, dtype, value in (
+            ("balance", DataType.FLOAT, 100.0),
+            ("supply_state", DataType.STRING, "on"),
+            ("account_state", DataType.STRING, "open"),
+            ("alarm_level", DataType.INT, 0),
+        ):
             tagdb.register(TagMeta(room_tag(rid, point), dtype))
             writes.append(TagWrite(room_tag(rid, point), value))
         for point, dtype, value in (("comm_ok", DataType.BOOL, True), ("power", DataType.FLOAT, 1.0)):
@@ -319,10 +347,16 @@ def overview_at_scale(rooms: int) -> None:
 
     print(f"\n[scale] the overview at {rooms:,} rooms (in process, median of 20)")
     print(f"  live room table built in {build_ms:.0f} ms; a batch changing every room applied in {apply_ms:.0f} ms")
-    for label, f in (("all rooms", RoomFilter()), ("one building", RoomFilter(building="B3")), ("one floor", RoomFilter(floor="B3-F7")),
-                     ("state = low", RoomFilter(state="low")), ("state = offline", RoomFilter(state="offline")), ("search 'R7'", RoomFilter(q="R7"))):
+    for label, f in (
+        ("all rooms", RoomFilter()),
+        ("one building", RoomFilter(building="B3")),
+        ("one floor", RoomFilter(floor="B3-F7")),
+        ("state = low", RoomFilter(state="low")),
+        ("state = offline", RoomFilter(state="offline")),
+        ("search 'R7'", RoomFilter(q="R7")),
+    ):
         page = live.page(f, 1, 120)
-        print(f"  page of 120, {label}: {median_ms(lambda: live.page(f, 1, 120)):.2f} ms ({page.total:,} match)")
+        print(f"  page of 120, {label}: {median_ms(lambda f=f: live.page(f, 1, 120)):.2f} ms ({page.total:,} match)")
     live.close()
 
 
@@ -337,7 +371,9 @@ def run_bench(args: argparse.Namespace) -> int:
         port = free_port()
         (folder / "scada.toml").write_text(config_toml(folder, port, args.rooms), encoding="utf-8")
         env = dict(os.environ, SCADA_ADMIN_PASSWORD=ADMIN_PASSWORD)
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(folder / "scada.toml")], stdout=subprocess.PIPE, env=env)
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(folder / "scada.toml")], stdout=subprocess.PIPE, env=env
+        )
         try:
             assert child.stdout is not None
             line = child.stdout.readline()
@@ -346,24 +382,44 @@ def run_bench(args: argparse.Namespace) -> int:
             base = json.loads(line)["url"]
             wait_port(port, 10)
             request = urllib.request.Request(
-                base + "/api/v1/auth/token", data=json.dumps({"user": "admin", "password": ADMIN_PASSWORD}).encode(),
+                base + "/api/v1/auth/token",
+                data=json.dumps({"user": "admin", "password": ADMIN_PASSWORD}).encode(),
                 headers={"Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=30) as r:
                 token = json.loads(r.read())["token"]
-            print(f"HMI feed bench: {args.clients} WebSocket clients, {args.rooms} rooms each changing every second "
-                  f"({args.rooms} room tag changes/s), push interval 500 ms")
-            print(f"python {platform.python_version()}, {os.cpu_count()} cores; clients in {args.procs} process(es); "
-                  f"warm-up {args.warmup:g} s, measured {args.seconds:g} s per case")
+            print(
+                f"HMI feed bench: {args.clients} WebSocket clients, {args.rooms} rooms each changing every second "
+                f"({args.rooms} room tag changes/s), push interval 500 ms"
+            )
+            print(
+                f"python {platform.python_version()}, {os.cpu_count()} cores; clients in {args.procs} process(es); "
+                f"warm-up {args.warmup:g} s, measured {args.seconds:g} s per case"
+            )
             for name, page_size in (("page", 120), ("all", args.rooms)):
                 pages = -(-args.rooms // page_size)
-                res = run_case(base, token, clients=args.clients, page_size=page_size, pages=pages, procs=args.procs,
-                               warmup=args.warmup, seconds=args.seconds, server_pid=child.pid)
+                res = run_case(
+                    base,
+                    token,
+                    clients=args.clients,
+                    page_size=page_size,
+                    pages=pages,
+                    procs=args.procs,
+                    warmup=args.warmup,
+                    seconds=args.seconds,
+                    server_pid=child.pid,
+                )
                 print(f"\n[{name}] each client views {page_size} rooms ({pages} page(s), clients spread over them)")
-                print(f"  room updates delivered: {res['room_updates_per_s']:,.0f}/s in {res['pushes_per_s']:,.0f} pushes/s")
-                print(f"  latency tag change -> client: p50 {res['p50_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, max {res['max_ms']:.0f} ms")
-                print(f"  server CPU: {res['server_cpu_pct']:.0f}% of one core (clients: {res['client_cpu_pct']:.0f}%)"
-                      + (f"; {res['errors']} errors" if res["errors"] else ""))
+                print(
+                    f"  room updates delivered: {res['room_updates_per_s']:,.0f}/s in {res['pushes_per_s']:,.0f} pushes/s"
+                )
+                print(
+                    f"  latency tag change -> client: p50 {res['p50_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, max {res['max_ms']:.0f} ms"
+                )
+                print(
+                    f"  server CPU: {res['server_cpu_pct']:.0f}% of one core (clients: {res['client_cpu_pct']:.0f}%)"
+                    + (f"; {res['errors']} errors" if res["errors"] else "")
+                )
         finally:
             child.send_signal(signal.SIGTERM)
             try:

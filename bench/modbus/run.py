@@ -224,27 +224,36 @@ async def main() -> None:
         sim.stop()
 
     print("\n2. full poll cycle: every meter's 3 reads due at once")
-    print(f"{'meters':>7} {'links':>6} {'cycle s':>8} {'requests':>9} {'req/s':>8} {'CPU s/1k req':>13} {'good':>7} {'errors':>7} {'sim CPU s':>10} {'setup s':>8}")
+    print(f"{'meters':>7} {'links':>6} {'cycle s':>8} {'requests':>9} {'req/s':>8} {'CPU s/1k req':>13} {'good':>7} {'errors':>7} "
+          f"{'sim CPU s':>10} {'setup s':>8}")
     results = {}
     for n in sizes:
         sim = Simulate(n)
         try:
             r = await full_cycle(sim)
-            print(f"{n:>7,} {len(sim.ports):>6} {r['wall']:>8.2f} {r['requests']:>9,} {r['rps']:>8,.0f} {r['cpu_per_1000']:>13.3f} "
-                  f"{r['good']:>7,} {r['errors']:>7} {r['sim_cpu']:>10.2f} {r['setup_s']:>8.2f}")
+            print(
+                f"{n:>7,} {len(sim.ports):>6} {r['wall']:>8.2f} {r['requests']:>9,} {r['rps']:>8,.0f} {r['cpu_per_1000']:>13.3f} "
+                f"{r['good']:>7,} {r['errors']:>7} {r['sim_cpu']:>10.2f} {r['setup_s']:>8.2f}"
+            )
             s = await steady(sim, steady_s, 60.0)
             results[n] = s
         finally:
             sim.stop()
 
     print(f"\n3. steady state: 3 reads per meter every 60 s, measured over {steady_s:g} s")
-    print(f"{'meters':>7} {'req/s':>8} {'poller core':>12} {'CPU s/1k req':>13} {'latency ms':>11} {'errors':>7} {'sim core':>9}")
+    print(
+        f"{'meters':>7} {'req/s':>8} {'poller core':>12} {'CPU s/1k req':>13} {'latency ms':>11} {'errors':>7} {'sim core':>9}"
+    )
     for n, s in results.items():
-        print(f"{n:>7,} {s['rps']:>8,.0f} {s['core']:>12.1%} {s['cpu_per_1000']:>13.3f} {s['latency_ms']:>11.2f} {s['errors']:>7} {s['sim_core']:>9.1%}")
+        print(
+            f"{n:>7,} {s['rps']:>8,.0f} {s['core']:>12.1%} {s['cpu_per_1000']:>13.3f} {s['latency_ms']:>11.2f} {s['errors']:>7} {s['sim_core']:>9.1%}"
+        )
     if 10_000 in results:
         share = results[10_000]["core"]
         verdict = "meets" if share < 0.5 else "MISSES"
-        print(f"\ngoal: 10,000 meters x 3 reads / 60 s in < 50 % of one core: {share:.1%} -> {verdict} the goal with the pymodbus client")
+        print(
+            f"\ngoal: 10,000 meters x 3 reads / 60 s in < 50 % of one core: {share:.1%} -> {verdict} the goal with the pymodbus client"
+        )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,12 @@ from protocols.opcua import (  # noqa: E402
     ServerHooks,
     SiteSpec,
 )
-from protocols.opcua.catalogue import ELECTRICITY_POINTS, METER_POINTS, ROOM_POINTS, ROOM_REQUIRED  # noqa: E402
+from protocols.opcua.catalogue import (  # noqa: E402
+    ELECTRICITY_POINTS,
+    METER_POINTS,
+    ROOM_POINTS,
+    ROOM_REQUIRED,
+)
 from tags import DataType, TagDB, TagMeta, TagWrite  # noqa: E402
 
 POINTS = {**ELECTRICITY_POINTS, "comm_ok": METER_POINTS["comm_ok"]}
@@ -226,7 +231,8 @@ async def live_cases(n: int, rounds: int, seconds: float) -> None:
         fed = Fed(server, db)
         try:
             res = await updates_round(fed, names, rounds)
-            print(f"{'tag → node updates, no client':<46} {res['ups']:>12,.0f}/s  ({res['updates']:,} updates of {res['writes']:,} writes in {res['s']:.2f} s, cpu {res['cpu']:.2f} s)")
+            print(f"{'tag → node updates, no client':<46} {res['ups']:>12,.0f}/s  "
+                  f"({res['updates']:,} updates of {res['writes']:,} writes in {res['s']:.2f} s, cpu {res['cpu']:.2f} s)")
             powers = [f"E-{i:05d}.power" for i in range(0, n, max(1, n // 1000))][:1000]
             nodes = [f"ns={server.ns};s={t}" for t in powers]
             async with NodeClient(Path(tmp) / "client-pki") as client:
@@ -239,7 +245,8 @@ async def live_cases(n: int, rounds: int, seconds: float) -> None:
                 while not client.events.empty():
                     got += client.events.get_nowait().get("event") == "c"
                 await client("close")
-            print(f"{'tag → node updates, 1,000 items subscribed':<46} {res['ups']:>12,.0f}/s  ({res['updates']:,} updates in {res['s']:.2f} s, cpu {res['cpu']:.2f} s; client got {got:,} notifications)")
+            print(f"{'tag → node updates, 1,000 items subscribed':<46} {res['ups']:>12,.0f}/s  "
+                  f"({res['updates']:,} updates in {res['s']:.2f} s, cpu {res['cpu']:.2f} s; client got {got:,} notifications)")
             for interval in (100, 1000):
                 async with NodeClient(Path(tmp) / "client-pki") as client:
                     await client.connect(server.url)
@@ -267,15 +274,17 @@ def _site_file(path: Path, n: int, links: int) -> None:
     path.write_text("\n".join(lines))
 
 
-async def simulator_latency(n: int = 1_000, links: int = 5, fast_s: float = 2.0, seconds: float = 30.0) -> dict[str, float]:
+async def simulator_latency(
+    n: int = 1_000, links: int = 5, fast_s: float = 2.0, seconds: float = 30.0
+) -> dict[str, float]:
     """A register change in the simulator → a node-opcua subscriber, through the whole server."""
     import random
 
-    from scada.app import build_runtime
     from scada.config import parse_config
-    from scada.foundation import TAGDB
-    from scada.opcua import OPCUA
-    from scada.simulation import SIMULATOR
+    from scada.core.tags import TAGDB
+    from scada.opcua.component import OPCUA
+    from scada.server import build_runtime
+    from scada.simulator.component import SIMULATOR
     from tests.protocols.opcua.nodeclient import NodeClient
     from tests.services import free_port
 
@@ -283,14 +292,16 @@ async def simulator_latency(n: int = 1_000, links: int = 5, fast_s: float = 2.0,
         root = Path(tmp)
         _site_file(root / "site.toml", n, links)
         link_tables = "".join(
-            f'[[links]]\nname = "gw-{k}"\nhost = "127.0.0.1"\nport = {free_port()}\ntimeout_s = 1.0\n' for k in range(links)
+            f'[[links]]\nname = "gw-{k}"\nhost = "127.0.0.1"\nport = {free_port()}\ntimeout_s = 1.0\n'
+            for k in range(links)
         )
-        config = parse_config(f"""
+        config = parse_config(
+            f"""
 [site]
 name = "Bench"
 import_file = "site.toml"
 [database]
-url = "sqlite:///{root / 'scada.db'}"
+url = "sqlite:///{root / "scada.db"}"
 [runtime]
 data_dir = "var"
 [hmi]
@@ -307,7 +318,10 @@ poll_intervals = {{ fast = {fast_s}, energy = 300 }}
 port = 0
 security = ["None", "Basic256Sha256_SignAndEncrypt"]
 allow_anonymous = true
-""", "<bench>", root)
+""",
+            "<bench>",
+            root,
+        )
         os.environ.setdefault("SCADA_BENCH_ADMIN_PASSWORD", "bench-password-1")
         runtime = build_runtime(config, announce=lambda _m: None)
         await runtime.start()
@@ -321,7 +335,12 @@ allow_anonymous = true
                 await asyncio.sleep(0.2)
             async with NodeClient(root / "client-pki") as client:
                 await client.connect(server.url)
-                await client("subscribe_many", nodes=[f"ns={server.ns};s={m}.power" for m in meters], publishingInterval=100, timeout=120)
+                await client(
+                    "subscribe_many",
+                    nodes=[f"ns={server.ns};s={m}.power" for m in meters],
+                    publishingInterval=100,
+                    timeout=120,
+                )
                 await asyncio.sleep(2 * fast_s)
                 while not client.events.empty():
                     client.events.get_nowait()
@@ -350,7 +369,16 @@ allow_anonymous = true
             await runtime.stop()
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
-    return {"changes": seq, "seen": len(latencies), "p50": q[49], "p99": q[98], "max": latencies[-1], "fast_s": fast_s, "cpu": cpu, "seconds": seconds}
+    return {
+        "changes": seq,
+        "seen": len(latencies),
+        "p50": q[49],
+        "p99": q[98],
+        "max": latencies[-1],
+        "fast_s": fast_s,
+        "cpu": cpu,
+        "seconds": seconds,
+    }
 
 
 async def main() -> None:

@@ -34,17 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from scada.assets import AssetRegistry  # noqa: E402
-from scada.audit import Actor  # noqa: E402
 from scada.config import parse_config  # noqa: E402
 from scada.db import Database, async_url  # noqa: E402
-from scada.db.models import Building, Floor, Meter, Room, Site  # noqa: E402
 from scada.prepaid.accounts import OpenRequest  # noqa: E402
 from scada.prepaid.demo import DEMO_TOU  # noqa: E402
 from scada.prepaid.engine import PrepaidEngine  # noqa: E402
 from scada.prepaid.models import LedgerEntry  # noqa: E402
 from scada.prepaid.reconcile import reconcile  # noqa: E402
-from scada.prepaid.tariff import TariffDefinition  # noqa: E402
+from scada.prepaid.tariff_definition import TariffDefinition  # noqa: E402
+from scada.site.assets import AssetRegistry  # noqa: E402
+from scada.site.models import Building, Floor, Meter, Room, Site  # noqa: E402
+from scada.users.audit import Actor  # noqa: E402
 from tags import TagDB, TagMeta, TagWrite  # noqa: E402
 
 ACTOR = Actor("bench", "cli")
@@ -88,7 +88,7 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
     defaults = engine.defaults()
     for room in assets.snapshot.rooms:
         await engine.open_account(OpenRequest(room, defaults, electricity_tariff_id="TOU", opening_minor=100_000_000), ACTOR)
-    t0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
     ids = sorted(assets.snapshot.meters)
 
     def write_round(r: int) -> None:
@@ -97,7 +97,7 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
             base = 1000 + i % 100
             regs = [base + r * 2, base + r, base + 2 * r, base + r]  # +0.05 kWh a round, in 0.01 steps
             values = [sum(regs)] + regs
-            tagdb.write_many([TagWrite(f"{m}.{p}", v / 100, source_ts=ts) for p, v in zip(POINTS, values)])
+            tagdb.write_many([TagWrite(f"{m}.{p}", v / 100, source_ts=ts) for p, v in zip(POINTS, values, strict=False)])
 
     billing = asyncio.create_task(engine.run_billing(), name="billing")
     try:

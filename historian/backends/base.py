@@ -16,8 +16,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 from datetime import timezone
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -84,6 +84,7 @@ class Backend(abc.ABC):
 
     async def open(self) -> None:
         """Acquire local resources. Must not need the server to be up."""
+        return None  # a hook: a backend without local resources has nothing to do
 
     @abc.abstractmethod
     async def prepare(self) -> None:
@@ -124,6 +125,8 @@ class Backend(abc.ABC):
 
     async def apply_retention(self, now_s: float) -> None:
         """Delete what is older than the configured retention (backends whose server does not)."""
+        return None  # a hook: a server that applies retention itself needs nothing here
 
     async def close(self) -> None:
         """Release resources."""
+        return None  # a hook, like open()

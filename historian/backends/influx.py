@@ -32,7 +32,14 @@ import pandas as pd
 from ..records import INTERVAL_FIELDS, IntervalRecord, RawPoint
 from ..rollup import DAY_FIELDS
 from ..settings import InfluxSettings
-from .base import Aggregate, Backend, BackendError, BackendRejected, BackendUnavailable, Bucketing
+from .base import (
+    Aggregate,
+    Backend,
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    Bucketing,
+)
 from .lineproto import (
     DAY_MEASUREMENT,
     INTERVAL_MEASUREMENT,
@@ -94,8 +101,9 @@ class InfluxBackend(Backend):
             connector=aiohttp.TCPConnector(ssl=None if s.verify_tls else False),
         )
         if s.api == "v2":
-            from influxdb_client import InfluxDBClient
-            from influxdb_client.client.write_api import SYNCHRONOUS
+            # influxdb-client is loaded only for the v2 API (v1 speaks plain HTTP): ~0.5 s saved at start
+            from influxdb_client import InfluxDBClient  # noqa: PLC0415
+            from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="historian-influx")
             self._client = InfluxDBClient(
@@ -125,7 +133,7 @@ class InfluxBackend(Backend):
         for series in _series(answer):
             cols = series["columns"]
             for row in series.get("values", []):
-                rec = dict(zip(cols, row))
+                rec = dict(zip(cols, row, strict=False))
                 existing[str(rec["name"])] = _duration_s(str(rec["duration"]))
         for rp, days in ((s.interval_rp, s.interval_retention_days), (s.raw_rp, s.raw_retention_days)):
             want = 0 if days <= 0 else days * 86_400
@@ -172,9 +180,9 @@ class InfluxBackend(Backend):
         raise _write_error(status, message)
 
     async def _write_v2(self, body: str, precision: str, bucket: str) -> None:
-        from influxdb_client import WritePrecision
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
+        from influxdb_client import WritePrecision  # noqa: PLC0415 - v2 only, as in open()
+        from influxdb_client.rest import ApiException  # noqa: PLC0415
+        from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
         if self._pool is None or self._write_api is None:
             raise BackendUnavailable("InfluxDB client is not open")
@@ -276,7 +284,7 @@ class InfluxBackend(Backend):
         try:
             async with self._http.request(method, self.url + path, **kw) as resp:
                 return resp.status, await resp.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BackendUnavailable(f"InfluxDB at {self.url}: {exc!r}") from None
 
     async def _statement(self, q: str) -> None:

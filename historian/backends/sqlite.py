@@ -13,14 +13,20 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from ..grid import local_midnight
-from ..records import FLOAT_FIELDS, INT_FIELDS, INTERVAL_FIELDS, IntervalRecord, RawPoint
+from ..records import (
+    FLOAT_FIELDS,
+    INT_FIELDS,
+    INTERVAL_FIELDS,
+    IntervalRecord,
+    RawPoint,
+)
 from ..rollup import DAY_FIELDS, DAY_FLOAT_FIELDS, DAY_INT_FIELDS
 from ..settings import SqliteSettings
 from .base import DAY, Aggregate, Backend, BackendUnavailable, Bucketing
@@ -78,7 +84,7 @@ def offset_segments(tz: ZoneInfo, start: int, end: int) -> list[tuple[int, int]]
     of constant offset (found by probing hourly and bisecting to the second)."""
 
     def offset(t: int) -> int:
-        off = datetime.fromtimestamp(t, timezone.utc).astimezone(tz).utcoffset()
+        off = datetime.fromtimestamp(t, UTC).astimezone(tz).utcoffset()
         return int(off.total_seconds()) if off is not None else 0
 
     segments = [(start, offset(start))]
@@ -103,7 +109,7 @@ def _local_day_key_sql(segments: list[tuple[int, int]]) -> str:
     """SQL for the local calendar day (days since 1970-01-01, local) of column ``start``."""
     if len(segments) == 1:
         return f"((start + {segments[0][1]}) / {DAY})"
-    cases = " ".join(f"WHEN start < {nxt} THEN {off}" for (_, off), (nxt, _) in zip(segments, segments[1:]))
+    cases = " ".join(f"WHEN start < {nxt} THEN {off}" for (_, off), (nxt, _) in zip(segments, segments[1:], strict=False))
     return f"((start + CASE {cases} ELSE {segments[-1][1]} END) / {DAY})"
 
 

@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.assets import RegistryError
-from scada.auth import Permission
 from scada.prepaid.accounts import AccountSettings, OpenRequest, PostResult
 from scada.prepaid.engine import PREPAID, PrepaidEngine
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.ledger import Contact
 from scada.prepaid.levels import parse_thresholds
 from scada.prepaid.money import MoneyError, parse_money
-from scada.prepaid.tariff import decimal_input
+from scada.prepaid.tariff_definition import decimal_input
+from scada.site.assets import RegistryError
+from scada.users.auth import Permission
 
 from ..keys import CONTEXT
 from .router import ApiCall, ApiError, ApiRouter

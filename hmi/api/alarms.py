@@ -13,13 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scada.alarms.alarm import STANDING_STATES, AlarmState, alarm_document
 from scada.alarms.component import ALARMS, NOTIFIER
 from scada.alarms.engine import AlarmEngine
 from scada.alarms.lifecycle import IllegalTransition
-from scada.alarms.model import STANDING_STATES, AlarmState, alarm_document
 from scada.alarms.operations import AlarmNotFound, NotPermitted
 from scada.alarms.store import AlarmFilter
-from scada.auth import Permission
+from scada.users.auth import Permission
 
 from ..keys import CONTEXT
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter

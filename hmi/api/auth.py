@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.audit import Actor
-from scada.foundation import USERS
+from scada.users.audit import Actor
+from scada.users.component import USERS
 
 from ..keys import CONTEXT, LOGIN_LIMITER
 from .router import AUDIT_ACTOR, ApiCall, ApiError, ApiRouter

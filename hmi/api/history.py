@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from historian import BackendError, QueryError
 from historian.export import to_csv, to_rows
-from scada.auth import Permission
-from scada.history import HISTORY
+from scada.history.service import HISTORY
+from scada.users.auth import Permission
 
 from ..keys import CONTEXT
 from .router import ApiCall, ApiError, ApiRouter

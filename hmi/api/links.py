@@ -1,6 +1,6 @@
 """Communications: ``/links`` (each Modbus link's state and request statistics) and
 ``/links/{link}/devices`` (its meters' statistics), read from the poller through
-``scada.polling``."""
+``scada.polling.component``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.polling import MODBUS
+from scada.polling.component import MODBUS
 
 from ..keys import CONTEXT
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter

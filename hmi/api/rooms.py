@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.commands import SUPPLY_DRIVER
-from scada.polling import MODBUS
+from scada.commands.service import SUPPLY_DRIVER
+from scada.polling.component import MODBUS
 
 from ..keys import CONTEXT, LIVE
 from ..live import CATEGORIES, FilterError, LiveRooms, RoomFilter, meter_json

@@ -31,9 +31,9 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from scada.audit import Actor, AuditLog
-from scada.auth import Permission, UserInfo
-from scada.configbase import key_path
+from scada.core.configbase import key_path
+from scada.users.audit import Actor, AuditLog
+from scada.users.auth import Permission, UserInfo
 
 __all__ = [
     "API_QUERY",

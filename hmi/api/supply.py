@@ -13,9 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.auth import Permission
-from scada.commands import COMMANDS, CommandKind, CommandRequest, CommandResult, CommandService, CommandTimeout
-from scada.foundation import ASSETS
+from scada.commands.service import (
+    COMMANDS,
+    CommandKind,
+    CommandRequest,
+    CommandResult,
+    CommandService,
+    CommandTimeout,
+)
+from scada.site.component import ASSETS
+from scada.users.auth import Permission
 
 from ..keys import CONTEXT
 from .router import ApiCall, ApiError, ApiRouter, json_response

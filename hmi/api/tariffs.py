@@ -10,13 +10,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from scada.auth import Permission
 from scada.prepaid.charges import days_in_month
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.money import format_minor
-from scada.prepaid.pricing import PricingError, TariffTimeline, cycle_key, price_consumption, prorata_minor, round_fraction
-from scada.prepaid.tariff import decimal_input
-from scada.prepaid.tariffs import TariffError, parse_definition
+from scada.prepaid.pricing import (
+    PricingError,
+    TariffTimeline,
+    cycle_key,
+    price_consumption,
+    prorata_minor,
+    round_fraction,
+)
+from scada.prepaid.tariff_definition import decimal_input
+from scada.prepaid.tariff_store import TariffError, parse_definition
+from scada.users.auth import Permission
 from tags import utcnow
 
 from .accounts import engine_of

@@ -1,5 +1,5 @@
 """``GET /rooms/{room}/trend``: a room's consumption for the room page's chart, by hour over a
-day or by day over a week or a month, from the historian (``scada.history``).
+day or by day over a week or a month, from the historian (``scada.history.service``).
 
 Unlike ``/history`` (an export, for ``history_export``), this is what anyone who may see the
 room sees: its own energy and water use, per bar, with how many stored intervals each bar holds
@@ -17,8 +17,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from historian import BackendError, QueryError
-from scada.foundation import CONFIG
-from scada.history import HISTORY
+from scada.config import CONFIG
+from scada.history.service import HISTORY
 
 from ..keys import CONTEXT, LIVE
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter
@@ -33,7 +33,9 @@ POINT_OF_KIND = {"electricity": "energy_total", "water": "volume_total"}
 
 class TrendQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    range: Literal["day", "week", "month"] = Field(default="day", description="day: hourly bars; week: the 7 days ending on date; month: date's month, daily bars")
+    range: Literal["day", "week", "month"] = Field(
+        default="day", description="day: hourly bars; week: the 7 days ending on date; month: date's month, daily bars"
+    )
     date: dt.date | None = Field(default=None, description="the day shown (site time; default today)")
 
 
@@ -43,7 +45,11 @@ def trend_window(range_: str, day: dt.date, tz: Any) -> tuple[datetime, datetime
     if range_ == "day":
         return midnight, datetime.combine(day + timedelta(days=1), time(), tz), "1h"
     if range_ == "week":
-        return datetime.combine(day - timedelta(days=6), time(), tz), datetime.combine(day + timedelta(days=1), time(), tz), "1d"
+        return (
+            datetime.combine(day - timedelta(days=6), time(), tz),
+            datetime.combine(day + timedelta(days=1), time(), tz),
+            "1d",
+        )
     first = day.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return datetime.combine(first, time(), tz), datetime.combine(following, time(), tz), "1d"
@@ -51,13 +57,20 @@ def trend_window(range_: str, day: dt.date, tz: Any) -> tuple[datetime, datetime
 
 def _series(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for ts, point, value, intervals in frame[["time", "point", "value", "intervals"]].itertuples(index=False, name=None):
+    for ts, point, value, intervals in frame[["time", "point", "value", "intervals"]].itertuples(
+        index=False, name=None
+    ):
         v = None if pd.isna(value) else float(value)
         out.setdefault(str(point), []).append({"t": ts.isoformat(), "v": v, "intervals": int(intervals)})
     return out
 
 
-@router.get("/rooms/{room}/trend", query=TrendQuery, audit=False, summary="A room's energy and water use by hour (day) or by day (week, month)")
+@router.get(
+    "/rooms/{room}/trend",
+    query=TrendQuery,
+    audit=False,
+    summary="A room's energy and water use by hour (day) or by day (week, month)",
+)
 async def room_trend(call: ApiCall[Any]) -> dict[str, Any]:
     ctx = call.request.app[CONTEXT]
     service = ctx.get(HISTORY)
@@ -84,6 +97,11 @@ async def room_trend(call: ApiCall[Any]) -> dict[str, Any]:
             raise ApiError(503, f"historian backend unavailable: {exc}") from None
         series = await asyncio.to_thread(_series, frame)
     return {
-        "room": room_id, "range": q.range, "date": day, "start": start, "end": end, "interval": interval,
+        "room": room_id,
+        "range": q.range,
+        "date": day,
+        "start": start,
+        "end": end,
+        "interval": interval,
         "series": {p: {"unit": UNITS[p], "points": series.get(p, [])} for p in points},
     }

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.auth import AuthError, Permission, Role, UserInfo, UserStore
-from scada.foundation import USERS
+from scada.users.auth import AuthError, Permission, Role, UserInfo, UserStore
+from scada.users.component import USERS
 
 from ..i18n import LANGUAGES
 from ..keys import CONTEXT, SESSIONS
@@ -64,7 +64,14 @@ class LanguageIn(BaseModel):
 
 
 def _user_json(u: UserInfo) -> dict[str, Any]:
-    return {"name": u.name, "role": u.role.value, "active": u.active, "language": u.language, "email": u.email, "permissions": sorted(p.value for p in u.permissions)}
+    return {
+        "name": u.name,
+        "role": u.role.value,
+        "active": u.active,
+        "language": u.language,
+        "email": u.email,
+        "permissions": sorted(p.value for p in u.permissions),
+    }
 
 
 def _store(call: ApiCall[Any]) -> UserStore:
@@ -100,7 +107,9 @@ async def add_user(call: ApiCall[UserIn]) -> dict[str, Any]:
     if await store.get(b.name) is not None:
         raise ApiError(409, f"user {b.name!r} exists", field="name")
     try:
-        user = await store.add(b.name, b.role, b.password, call.actor, language=b.language, email=b.email, reason=b.reason)
+        user = await store.add(
+            b.name, b.role, b.password, call.actor, language=b.language, email=b.email, reason=b.reason
+        )
     except AuthError as exc:
         raise ApiError(422, str(exc)) from None
     return _user_json(user)
@@ -111,30 +120,55 @@ async def get_user(call: ApiCall[Any]) -> dict[str, Any]:
     return _user_json(await _existing(call))
 
 
-@router.put("/users/{name}", body=UserUpdateIn, permission=Permission.USER_MANAGE, summary="Change a user's role, state, language or e-mail")
+@router.put(
+    "/users/{name}",
+    body=UserUpdateIn,
+    permission=Permission.USER_MANAGE,
+    summary="Change a user's role, state, language or e-mail",
+)
 async def update_user(call: ApiCall[UserUpdateIn]) -> dict[str, Any]:
     b = call.body
     user = await _existing(call)
-    loses_admin = user.role is Role.ADMIN and user.active and ((b.role is not None and b.role != Role.ADMIN.value) or b.active is False)
+    loses_admin = (
+        user.role is Role.ADMIN
+        and user.active
+        and ((b.role is not None and b.role != Role.ADMIN.value) or b.active is False)
+    )
     if loses_admin and await _other_active_admins(call, user.name) == 0:
-        raise ApiError(409, f"{user.name!r} is the last active administrator: add another one first", field="role" if b.role else "active")
+        raise ApiError(
+            409,
+            f"{user.name!r} is the last active administrator: add another one first",
+            field="role" if b.role else "active",
+        )
     if b.role is None and b.active is None and b.language is None and b.email is None:
         raise ApiError(422, "nothing to change: give role, active, language or email")
-    updated = await _store(call).update(user.name, call.actor, role=b.role, active=b.active, language=b.language, email=b.email, reason=b.reason)
+    updated = await _store(call).update(
+        user.name, call.actor, role=b.role, active=b.active, language=b.language, email=b.email, reason=b.reason
+    )
     out = _user_json(updated)
     if b.active is False and user.active:
         out |= await _end_sessions(call, user.name, f"disabled: {b.reason}")
     return out
 
 
-@router.post("/users/{name}/password", body=PasswordIn, permission=Permission.USER_MANAGE, summary="Set a user's password (ends their sessions)")
+@router.post(
+    "/users/{name}/password",
+    body=PasswordIn,
+    permission=Permission.USER_MANAGE,
+    summary="Set a user's password (ends their sessions)",
+)
 async def set_password(call: ApiCall[PasswordIn]) -> dict[str, Any]:
     user = await _existing(call)
     await _store(call).set_password(user.name, call.body.password, call.actor, reason=call.body.reason)
     return {"name": user.name} | await _end_sessions(call, user.name, f"password reset: {call.body.reason}")
 
 
-@router.post("/users/{name}/sign-out", body=ReasonIn, permission=Permission.USER_MANAGE, summary="End a user's web sessions and revoke their API tokens")
+@router.post(
+    "/users/{name}/sign-out",
+    body=ReasonIn,
+    permission=Permission.USER_MANAGE,
+    summary="End a user's web sessions and revoke their API tokens",
+)
 async def sign_out(call: ApiCall[ReasonIn]) -> dict[str, Any]:
     user = await _existing(call)
     return {"name": user.name} | await _end_sessions(call, user.name, call.body.reason)
@@ -147,5 +181,7 @@ async def me(call: ApiCall[Any]) -> dict[str, Any]:
 
 @router.put("/me/language", body=LanguageIn, summary="Set the caller's language")
 async def set_my_language(call: ApiCall[LanguageIn]) -> dict[str, Any]:
-    user = await _store(call).update(call.user.name, call.actor, language=call.body.language, reason="language preference")
+    user = await _store(call).update(
+        call.user.name, call.actor, language=call.body.language, reason="language preference"
+    )
     return _user_json(user)

@@ -23,11 +23,11 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from scada.audit import Actor
-from scada.auth import Permission, UserInfo
-from scada.context import Context, Key
-from scada.foundation import AUDIT
-from scada.sessions import SessionInfo
+from scada.core.context import Context, Key
+from scada.users.audit import Actor
+from scada.users.auth import Permission, UserInfo
+from scada.users.component import AUDIT
+from scada.users.sessions import SessionInfo
 
 from ..i18n import Translator
 from ..keys import CONTEXT, SESSION
@@ -125,14 +125,28 @@ def _wrap(set_name: str, page: _Page) -> Callable[[web.Request], Awaitable[web.S
         action = f"page.{set_name}.{page.handler.__name__}"
         if not user.can(page.permission):
             if request.method != "GET":
-                await request.app[CONTEXT][AUDIT].write(user.actor("hmi"), action, "page", request.path, outcome="denied", reason=f"lacks {page.permission.value}")
+                await request.app[CONTEXT][AUDIT].write(
+                    user.actor("hmi"),
+                    action,
+                    "page",
+                    request.path,
+                    outcome="denied",
+                    reason=f"lacks {page.permission.value}",
+                )
             return error_page(request, 403, t("error.forbidden", permission=t(f"permission.{page.permission.value}")))
         form = None
         if request.method == "POST":
             form = await request.post()
             presented = form.get(CSRF_FIELD)
             if not isinstance(presented, str) or not csrf_matches(session.csrf_token, presented):
-                await request.app[CONTEXT][AUDIT].write(user.actor("hmi"), action, "page", request.path, outcome="denied", reason="missing or wrong CSRF token")
+                await request.app[CONTEXT][AUDIT].write(
+                    user.actor("hmi"),
+                    action,
+                    "page",
+                    request.path,
+                    outcome="denied",
+                    reason="missing or wrong CSRF token",
+                )
                 return error_page(request, 403, t("error.csrf"))
         return await page.handler(PageCall(request, session, t, form))
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from scada.auth import Permission
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.money import format_minor
+from scada.users.auth import Permission
 from tags import utcnow
 
 from ..api.rooms import RoomQuery

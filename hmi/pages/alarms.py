@@ -9,11 +9,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from scada.alarms.alarm import AlarmState, alarm_document
 from scada.alarms.component import ALARMS
-from scada.alarms.model import AlarmState, alarm_document
 from scada.alarms.store import AlarmFilter
-from scada.auth import Permission
-from scada.foundation import CONFIG
+from scada.config import CONFIG
+from scada.users.auth import Permission
 
 from ..render import render
 from . import PageCall, PageSet

@@ -6,8 +6,8 @@ import math
 
 from aiohttp import web
 
-from scada.audit import Actor
-from scada.foundation import AUDIT, USERS
+from scada.users.audit import Actor
+from scada.users.component import AUDIT, USERS
 
 from ..i18n import LANGUAGES
 from ..keys import CONTEXT, LOGIN_LIMITER, SESSION, SESSIONS
@@ -49,23 +49,55 @@ async def login(request: web.Request) -> web.StreamResponse:
     next_path = safe_next(form.get("next"))
     audit = request.app[CONTEXT][AUDIT]
     if not check_anonymous_csrf(request, form.get(CSRF_FIELD) if isinstance(form.get(CSRF_FIELD), str) else None):  # type: ignore[arg-type]
-        await audit.write(Actor(str(name or "anonymous")[:64], "hmi"), "session.login", "user", str(name or "")[:64], outcome="denied", reason="missing or wrong CSRF token")
+        await audit.write(
+            Actor(str(name or "anonymous")[:64], "hmi"),
+            "session.login",
+            "user",
+            str(name or "")[:64],
+            outcome="denied",
+            reason="missing or wrong CSRF token",
+        )
         return render(request, "login.html", status=403, next=next_path, error=t("login.csrf"), name="")
-    if not isinstance(name, str) or not isinstance(password, str) or not name or not password or len(name) > 64 or len(password) > 1024:
-        return render(request, "login.html", status=400, next=next_path, error=t("login.missing"), name=name if isinstance(name, str) else "")
+    if (
+        not isinstance(name, str)
+        or not isinstance(password, str)
+        or not name
+        or not password
+        or len(name) > 64
+        or len(password) > 1024
+    ):
+        return render(
+            request,
+            "login.html",
+            status=400,
+            next=next_path,
+            error=t("login.missing"),
+            name=name if isinstance(name, str) else "",
+        )
     limiter = request.app[LOGIN_LIMITER]
     address = request.remote or "?"
     wait = limiter.retry_after(address, name)
     if wait > 0:
         await audit.write(Actor(name, "hmi"), "session.login", "user", name, outcome="denied", reason="rate limited")
-        return render(request, "login.html", status=429, next=next_path, error=t("login.rate_limited", seconds=math.ceil(wait)), name=name)
+        return render(
+            request,
+            "login.html",
+            status=429,
+            next=next_path,
+            error=t("login.rate_limited", seconds=math.ceil(wait)),
+            name=name,
+        )
     user = await request.app[CONTEXT][USERS].authenticate(name, password)
     if user is None:
         limiter.failed(address, name)
-        await audit.write(Actor(name, "hmi"), "session.login", "user", name, outcome="denied", reason="unknown user or wrong password")
+        await audit.write(
+            Actor(name, "hmi"), "session.login", "user", name, outcome="denied", reason="unknown user or wrong password"
+        )
         return render(request, "login.html", status=401, next=next_path, error=t("login.failed"), name=name)
     limiter.succeeded(address, name)
-    token, _session = await request.app[SESSIONS].create(user, address=address, user_agent=request.headers.get("User-Agent", ""))
+    token, _session = await request.app[SESSIONS].create(
+        user, address=address, user_agent=request.headers.get("User-Agent", "")
+    )
     response = web.HTTPSeeOther(next_path)
     set_cookie(response, request, SESSION_COOKIE, token)
     raise response
@@ -91,14 +123,18 @@ async def set_language(request: web.Request) -> web.StreamResponse:
     presented = presented if isinstance(presented, str) else None
     session = request[SESSION]
     t = translator(request)
-    ok = csrf_matches(session.csrf_token, presented) if session is not None else check_anonymous_csrf(request, presented)
+    ok = (
+        csrf_matches(session.csrf_token, presented) if session is not None else check_anonymous_csrf(request, presented)
+    )
     if not ok:
         return error_page(request, 403, t("error.csrf"))
     if not isinstance(lang, str) or lang not in LANGUAGES:
         return error_page(request, 400, t("error.language", language=str(lang)[:20], choices=", ".join(LANGUAGES)))
     if session is not None and session.user.language != lang:
         # the preference follows the user to any browser; update() audits it
-        await request.app[CONTEXT][USERS].update(session.user.name, session.user.actor("hmi"), language=lang, reason="language switch")
+        await request.app[CONTEXT][USERS].update(
+            session.user.name, session.user.actor("hmi"), language=lang, reason="language switch"
+        )
     response = web.HTTPSeeOther(safe_next(form.get("next")))
     set_cookie(response, request, LANG_COOKIE, lang, max_age=365 * 24 * 3600)
     raise response

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from aiohttp import web
 
-from scada.auth import Permission
-from scada.foundation import CONFIG
+from scada.config import CONFIG
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.errors import PrepaidError
+from scada.users.auth import Permission
 
 from ..keys import LIVE
 from ..live import RoomFilter

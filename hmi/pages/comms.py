@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from scada.auth import Permission
-from scada.polling import MODBUS
+from scada.polling.component import MODBUS
+from scada.users.auth import Permission
 
 from ..api.links import link_json
 from ..render import render

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from scada.auth import Permission
+from scada.users.auth import Permission
 
 from ..api.rooms import RoomQuery
 from ..keys import LIVE

@@ -9,12 +9,12 @@ from datetime import datetime
 from aiohttp import web
 
 from scada.alarms.component import ALARMS
-from scada.auth import Permission
-from scada.commands import COMMANDS, SUPPLY_DRIVER
-from scada.foundation import CONFIG
-from scada.history import HISTORY
+from scada.commands.service import COMMANDS, SUPPLY_DRIVER
+from scada.config import CONFIG
+from scada.history.service import HISTORY
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.errors import PrepaidError
+from scada.users.auth import Permission
 
 from ..keys import LIVE
 from ..render import render

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from scada.auth import Permission
 from scada.prepaid.engine import PREPAID
+from scada.users.auth import Permission
 from tags import utcnow
 
 from ..render import render

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from scada.auth import Permission, Role
-from scada.foundation import USERS
+from scada.users.auth import Permission, Role
+from scada.users.component import USERS
 
 from ..i18n import LANGUAGES
 from ..render import render

@@ -145,7 +145,7 @@ class ModbusConnection:
         try:
             async with asyncio.timeout(self.link.timeout_s + 1):
                 ok = await self.client.connect()
-        except (OSError, asyncio.TimeoutError, ModbusException) as exc:
+        except (TimeoutError, OSError, ModbusException) as exc:
             self.client.close()
             raise ModbusFailure(QualityReason.COMM_FAILURE, f"cannot connect to {self.endpoint}: {exc or type(exc).__name__}") from None
         if not ok:
@@ -191,7 +191,7 @@ class ModbusConnection:
             raise ModbusFailure(QualityReason.BAD_FRAME, str(exc)) from None
         except ConnectionException as exc:
             raise ModbusFailure(QualityReason.COMM_FAILURE, f"connection to {self.endpoint} lost: {exc}") from None
-        except (ModbusIOException, asyncio.TimeoutError):
+        except (TimeoutError, ModbusIOException):
             if not self.client.connected:
                 raise ModbusFailure(QualityReason.COMM_FAILURE, f"connection to {self.endpoint} lost") from None
             raise ModbusFailure(QualityReason.TIMEOUT, f"no answer within {self.link.timeout_s:g} s") from None

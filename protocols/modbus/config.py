@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .sim.tou import DEFAULT_TOU
+
 __all__ = ["LinkConfig", "ModbusConfig", "SimulatorConfig", "TouPeriod"]
 
 
@@ -29,7 +31,7 @@ class LinkConfig(BaseModel):
     offline_after_failures: int = Field(default=3, ge=1, le=100)
 
     @model_validator(mode="after")
-    def _endpoint(self) -> "LinkConfig":
+    def _endpoint(self) -> LinkConfig:
         if self.kind in ("tcp", "rtu_over_tcp"):
             if not self.host or self.port is None:
                 raise ValueError(f"a {self.kind} link needs 'host' and 'port'")
@@ -67,7 +69,7 @@ class ModbusConfig(_Section):
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
-    def _intervals(self) -> "ModbusConfig":
+    def _intervals(self) -> ModbusConfig:
         for name, seconds in self.poll_intervals.items():
             if not 0 < seconds <= 86_400:
                 raise ValueError(f"poll_intervals.{name}: expected seconds in (0, 86400], found {seconds}")
@@ -80,8 +82,6 @@ class TouPeriod(_Section):
 
 
 def _default_tou() -> list[TouPeriod]:
-    from .sim.tou import DEFAULT_TOU
-
     return [TouPeriod(start=s, period=p) for s, p in DEFAULT_TOU]  # type: ignore[arg-type]
 
 

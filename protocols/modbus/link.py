@@ -136,7 +136,7 @@ class Link:
         try:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(item.future)  # type: ignore[no-any-return]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             item.future.cancel()
             raise ModbusFailure(QualityReason.TIMEOUT, f"link {self.name} busy: not served within {limit:g} s") from None
         except asyncio.CancelledError:

@@ -40,7 +40,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tags import DataType, Quality, QualityReason, TagDB, TagMeta, TagValue, TagWrite, utcnow
+from tags import (
+    DataType,
+    Quality,
+    QualityReason,
+    TagDB,
+    TagMeta,
+    TagValue,
+    TagWrite,
+    utcnow,
+)
 from tags.names import link_tag, meter_tag
 
 from .client import ModbusConnection, ModbusFailure
@@ -72,7 +81,7 @@ class DeviceSpec:
 
 
 class MeterRef(Protocol):
-    """Anything naming a meter (``scada.assets.MeterInfo`` is one)."""
+    """Anything naming a meter (``scada.site.assets.MeterInfo`` is one)."""
 
     @property
     def id(self) -> str: ...

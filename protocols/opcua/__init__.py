@@ -1,6 +1,6 @@
 """OPC UA server: every meter and room as nodes, live values, secure methods (asyncua).
 
-The runtime (``scada.opcua``) builds :class:`SiteSpec` from the asset registry and the tag
+The runtime (``scada.opcua.component``) builds :class:`SiteSpec` from the asset registry and the tag
 database, feeds tag changes to :meth:`OpcUaServer.push` and plugs users, commands and the ledger
 in through :class:`ServerHooks`. Depends on ``tags`` and asyncua only.
 
@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from .config import OpcUaConfig, SecurityMode
-    from .model import BuildingSpec, FloorSpec, MeterSpec, PointSpec, RoomSpec, SiteSpec, browse_name
+    from .model import (
+        BuildingSpec,
+        FloorSpec,
+        MeterSpec,
+        PointSpec,
+        RoomSpec,
+        SiteSpec,
+        browse_name,
+    )
     from .pki import CertInfo, Pki, PkiError
     from .server import MethodRefused, OpcUaServer, ServerHooks, default_application_uri
     from .sessions import Caller

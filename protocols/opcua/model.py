@@ -1,6 +1,6 @@
 """The plain data the address space is built from: the site's hierarchy and each owner's points.
 
-The runtime (``scada.opcua``) fills these from the asset registry and the tag database; this
+The runtime (``scada.opcua.component``) fills these from the asset registry and the tag database; this
 package never reads either. Ids are the registry's ids; browse names are the registry's names
 (rooms ``R101``, meters by id) and PascalCase point names (``energy_total`` → ``EnergyTotal``).
 """

@@ -121,7 +121,7 @@ class Pki:
             key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
         if key is not None and self.cert_file.is_file():
             cert = x509.load_der_x509_certificate(self.cert_file.read_bytes())
-            fresh = cert.not_valid_after_utc - _RENEW_BEFORE > dt.datetime.now(dt.timezone.utc)
+            fresh = cert.not_valid_after_utc - _RENEW_BEFORE > dt.datetime.now(dt.UTC)
             if fresh and _application_uri(cert) == application_uri:
                 return False
         if key is None:
@@ -240,7 +240,7 @@ class Pki:
     # -- the asyncua certificate validator -------------------------------------------------------
     async def validate_client(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
         """Raise ``ServiceError`` with the OPC UA status of why ``cert`` is refused."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid)
         if app.ApplicationUri and _application_uri(cert) != app.ApplicationUri:

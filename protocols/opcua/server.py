@@ -16,7 +16,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ class OpcUaServer:
         server.application_type = ua.ApplicationType.Server
         await server.set_application_uri(self.application_uri)
         await server.set_build_info(
-            server.product_uri, server.manufacturer_name, cfg.server_name, self.software_version, "0", datetime.now(timezone.utc)
+            server.product_uri, server.manufacturer_name, cfg.server_name, self.software_version, "0", datetime.now(UTC)
         )
         server.allow_remote_admin(False)
         server.set_endpoint(f"opc.tcp://{_url_host(cfg.host)}:{cfg.port}")
@@ -259,7 +259,7 @@ class OpcUaServer:
         if len(args) > len(expected):
             return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadTooManyArguments))
         results = []
-        for arg, want in zip(args, expected):
+        for arg, want in zip(args, expected, strict=False):
             types = want if isinstance(want, tuple) else (want,)
             ok = isinstance(arg, ua.Variant) and arg.VariantType in types and not arg.is_array
             results.append(ua.StatusCode() if ok else ua.StatusCode(ua.StatusCodes.BadTypeMismatch))

@@ -26,7 +26,12 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.utils import ServiceError
-from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
+from asyncua.crypto.permission_rules import (
+    USER_TYPES,
+    PermissionRuleset,
+    User,
+    UserRole,
+)
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary

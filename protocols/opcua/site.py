@@ -15,7 +15,7 @@ import gc
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import ua
@@ -25,7 +25,14 @@ from tags import DataType, TagChange, TagValue
 from .model import MeterSpec, PointSpec, RoomSpec, SiteSpec
 from .nodes import NodeWriter, ObjectNode, RefType, ValueAttribute
 from .status import VARIANT_TYPES, data_value
-from .types import DATA_TYPES, RECHARGE_INPUTS, RECHARGE_OUTPUTS, SET_RELAY_INPUTS, SET_RELAY_OUTPUTS, TypeIds
+from .types import (
+    DATA_TYPES,
+    RECHARGE_INPUTS,
+    RECHARGE_OUTPUTS,
+    SET_RELAY_INPUTS,
+    SET_RELAY_OUTPUTS,
+    TypeIds,
+)
 from .units import eu_information
 
 __all__ = ["SiteNodes", "SyncResult"]
@@ -167,7 +174,7 @@ class SiteNodes:
                 removed += await self._remove_object(key)
         added = 0
         meters_added: list[str] = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for n, (key, (structure, parent, full)) in enumerate(desired.items()):
             if key not in self._objects:
                 added += self._add_object(key, structure, parent)
@@ -263,7 +270,7 @@ class SiteNodes:
     def _waiting(self, derived: bool, now: datetime | None) -> ua.DataValue:
         dv = self._waiting_values.get(derived)
         if dv is None:
-            dv = data_value(None, ua.VariantType.Null, derived=derived, now=now or datetime.now(timezone.utc))
+            dv = data_value(None, ua.VariantType.Null, derived=derived, now=now or datetime.now(UTC))
             self._waiting_values[derived] = dv
         return dv
 

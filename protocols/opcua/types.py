@@ -15,7 +15,14 @@ from asyncua.common.node import Node
 
 from tags import DataType
 
-from .catalogue import ELECTRICITY_POINTS, METER_POINTS, ROOM_POINTS, ROOM_REQUIRED, WATER_POINTS, KnownPoint
+from .catalogue import (
+    ELECTRICITY_POINTS,
+    METER_POINTS,
+    ROOM_POINTS,
+    ROOM_REQUIRED,
+    WATER_POINTS,
+    KnownPoint,
+)
 from .model import browse_name
 
 __all__ = [

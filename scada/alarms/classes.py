@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import ObjectType, Priority
+from scada.alarms.alarm import ObjectType, Priority
 
 __all__ = ["AlarmClass", "BALANCE_CLASSES", "BUILTIN", "CLASS_NAMES", "DEFAULT_ACK_ROLES"]
 

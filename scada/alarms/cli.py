@@ -15,16 +15,16 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from scada.audit import Actor
-from scada.config import ScadaConfig
+from scada.alarms import operations, store
+from scada.alarms.alarm import STANDING_STATES, Alarm, alarm_document
+from scada.alarms.lifecycle import IllegalTransition
+from scada.config import ScadaConfig, config_from_args
 from scada.db import Database
-
-from . import operations, store
-from .lifecycle import IllegalTransition
-from .model import STANDING_STATES, Alarm, alarm_document
+from scada.db.component import open_database
+from scada.users.audit import Actor
 
 __all__ = ["register"]
 
@@ -38,14 +38,10 @@ def _err(line: str) -> None:
 
 
 def _config(args: argparse.Namespace) -> ScadaConfig:
-    from scada.cli import config_from_args  # the command line's own helper (avoids an import cycle)
-
     return config_from_args(args)
 
 
 def _run(config: ScadaConfig, fn: Callable[[Database], Awaitable[int]]) -> int:
-    from scada.foundation import open_database
-
     async def main() -> int:
         db = open_database(config)
         try:
@@ -167,7 +163,7 @@ def _apply(config: ScadaConfig, what: str, action: Action, ids: list[int]) -> in
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def cmd_ack(args: argparse.Namespace) -> int:

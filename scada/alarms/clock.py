@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
@@ -34,7 +34,7 @@ def _fire(fut: asyncio.Future[None]) -> None:
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def timer(self, when: datetime) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
@@ -49,7 +49,7 @@ class ManualClock:
     """Time stands still until :meth:`advance` or :meth:`set` moves it; due timers then fire."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime.now(timezone.utc)
+        self._now = start or datetime.now(UTC)
         if self._now.tzinfo is None:
             raise ValueError("ManualClock needs an aware start time")
         self._timers: list[tuple[datetime, int, asyncio.Future[None]]] = []

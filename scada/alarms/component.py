@@ -8,25 +8,30 @@ API and OPC UA), :data:`NOTIFIER` (the :class:`Notifier` and its delivery log) a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from scada.configbase import SecretError
-from scada.context import Context, Key
-from scada.foundation import ASSETS, CONFIG, DATABASE, TAGDB
-from scada.runtime import Component, Restart
+from scada.alarms.alarm import Alarm, AlarmState
+from scada.alarms.clock import Clock, SystemClock
+from scada.alarms.engine import AlarmEngine
+from scada.alarms.notify.channels import build_channel
+from scada.alarms.notify.contacts import CONTACTS, StaticContactDirectory
+from scada.alarms.notify.delivery import Channel
+from scada.alarms.notify.notifier import Notifier
+from scada.alarms.notify.templates import MessageTemplates
+from scada.config import CONFIG
+from scada.core.configbase import SecretError
+from scada.core.context import Context, Key
+from scada.core.runtime import Component
+from scada.core.tags import TAGDB
+from scada.db.component import DATABASE
+from scada.site.component import ASSETS
 from tags import names
-
-from .clock import Clock, SystemClock
-from .engine import AlarmEngine
-from .model import Alarm, AlarmState
-from .notify.channels import Channel, build_channel
-from .notify.contacts import CONTACTS, StaticContactDirectory
-from .notify.notifier import Notifier
-from .notify.templates import MessageTemplates
 
 __all__ = ["ALARMS", "AlarmComponent", "ContactFileComponent", "NOTIFIER", "NotificationComponent"]
 
@@ -44,22 +49,20 @@ class AlarmComponent(Component):
     def __init__(self, clock: Clock | None = None) -> None:
         super().__init__()
         self.clock = clock or SystemClock()
-        self.engine: AlarmEngine | None = None
 
-    async def start(self, ctx: Context) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
         config = ctx[CONFIG]
         engine = AlarmEngine(ctx[DATABASE], ctx[TAGDB], ctx[ASSETS], config.alarms, clock=self.clock)
-        self.engine = engine
         await engine.start()
-        self.tasks.spawn(engine.run_tags, "tags")
-        self.tasks.spawn(engine.run_timers, "timers")
-        self.tasks.spawn(engine.run_sync, "sync")
-        ctx[ALARMS] = engine
-
-    async def stop(self) -> None:
-        await self.tasks.cancel_all()
-        if self.engine is not None:
-            await self.engine.close()
+        try:
+            self.tasks.spawn(engine.run_tags, "tags")
+            self.tasks.spawn(engine.run_timers, "timers")
+            self.tasks.spawn(engine.run_sync, "sync")
+            ctx[ALARMS] = engine
+            yield
+        finally:
+            await engine.close()
 
 
 class ContactFileComponent(Component):
@@ -69,27 +72,29 @@ class ContactFileComponent(Component):
     requires = (CONFIG,)
     provides = (CONTACTS,)
 
-    async def start(self, ctx: Context) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
         config = ctx[CONFIG]
         path = config.alarms.notifications.contacts_file
         assert path is not None
         directory = StaticContactDirectory.load(config.path(path))
         ctx[CONTACTS] = directory
         log.info("room contacts loaded", extra={"file": path, "contacts": len(directory)})
+        yield
 
 
 class NotificationComponent(Component):
     name = "notifications"
     requires = (CONFIG, DATABASE, ASSETS, TAGDB, ALARMS)
+    optional = (CONTACTS,)  # read at each message: the room contacts of a file or of the accounts
     provides = (NOTIFIER,)
 
     def __init__(self, clock: Clock | None = None) -> None:
         super().__init__()
         self.clock = clock or SystemClock()
-        self.notifier: Notifier | None = None
-        self._remove_listener: Any = None
 
-    async def start(self, ctx: Context) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
         config = ctx[CONFIG]
         settings = config.alarms.notifications
         base_dir = Path(config.base_dir)
@@ -136,19 +141,16 @@ class NotificationComponent(Component):
             ctx[DATABASE], settings, channels=channels, templates=templates, clock=self.clock, tz=tz, facts=facts,
             contacts=lambda: ctx.get(CONTACTS), relevance=relevance,
         )
-        self.notifier = notifier
         resumed = await notifier.load()
-        self._remove_listener = engine.add_listener(notifier.submit)
-        self.tasks.spawn(notifier.run_intake, "intake")
-        self.tasks.spawn(notifier.run_scheduler, "scheduler")
-        for i in range(settings.workers):
-            self.tasks.spawn(notifier.run_worker, f"worker-{i}")
-        ctx[NOTIFIER] = notifier
-        log.info("notifier started", extra={"channels": len(channels), "routes": len(settings.routes), "resumed": resumed})
-
-    async def stop(self) -> None:
-        if self._remove_listener is not None:
-            self._remove_listener()
-        await self.tasks.cancel_all()
-        if self.notifier is not None:
-            await self.notifier.close()
+        remove_listener = engine.add_listener(notifier.submit)
+        try:
+            self.tasks.spawn(notifier.run_intake, "intake")
+            self.tasks.spawn(notifier.run_scheduler, "scheduler")
+            for i in range(settings.workers):
+                self.tasks.spawn(notifier.run_worker, f"worker-{i}")
+            ctx[NOTIFIER] = notifier
+            log.info("notifier started", extra={"channels": len(channels), "routes": len(settings.routes), "resumed": resumed})
+            yield
+        finally:
+            remove_listener()
+            await notifier.close()

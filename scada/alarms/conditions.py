@@ -13,9 +13,9 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .classes import AlarmClass
-from .model import AlarmKey
-from .sources import Reading
+from scada.alarms.alarm import AlarmKey
+from scada.alarms.classes import AlarmClass
+from scada.alarms.sources import Reading
 
 __all__ = ["Condition", "ConditionTable"]
 

@@ -8,11 +8,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from scada.configbase import ConfigModel
-
-from .classes import BUILTIN, AlarmClass
-from .model import Priority, PriorityName
-from .notify.config import NotificationsConfig
+from scada.alarms.alarm import Priority, PriorityName
+from scada.alarms.classes import BUILTIN, AlarmClass
+from scada.alarms.notify.config import NotificationsConfig
+from scada.core.configbase import ConfigModel
 
 __all__ = ["AlarmClassConfig", "AlarmsConfig", "RoleName"]
 

@@ -35,31 +35,36 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scada.assets import AssetRegistry, AssetSnapshot, RegistryDiff
-from scada.audit import Actor, AuditLog
-from scada.auth import Permission
+from scada.alarms import operations, store
+from scada.alarms.alarm import Alarm, AlarmEvent, AlarmKey, AlarmState, Transition
+from scada.alarms.clock import Clock, SystemClock
+from scada.alarms.conditions import ConditionTable
+from scada.alarms.config import AlarmsConfig
+from scada.alarms.exposure import AlarmExposure
+from scada.alarms.lifecycle import Event, IllegalTransition
+from scada.alarms.models import AlarmTransitionRow
+from scada.alarms.occurrence import apply_event, new_occurrence
+from scada.alarms.sources import Reading, SourceEvaluator, is_source_tag
+from scada.alarms.store import AlarmFilter, OutOfService, VersionConflict
 from scada.db import Database
+from scada.site.assets import AssetRegistry, AssetSnapshot, RegistryDiff
+from scada.users.audit import Actor, AuditLog
+from scada.users.auth import Permission
 from tags import Subscription, TagChange, TagDB, TagValue
 
-from . import operations, store
-from .clock import Clock, SystemClock
-from .conditions import ConditionTable
-from .config import AlarmsConfig
-from .exposure import AlarmExposure
-from .lifecycle import Event, IllegalTransition
-from .model import Alarm, AlarmEvent, AlarmKey, AlarmState, Transition
-from .models import AlarmTransitionRow
-from .occurrence import apply_event, new_occurrence
-from .sources import Reading, SourceEvaluator, is_source_tag
-from .store import AlarmFilter, OutOfService, VersionConflict
-from .subscription import AlarmSubscription
-
 __all__ = ["AlarmEngine", "EventListener", "SYSTEM_ACTOR"]
+
+_STANDING = AlarmFilter()  # frozen: shared defaults of the query methods
+_EVERY = AlarmFilter(states=None, open_only=False)
 
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "system:alarms"
 EventListener = Callable[[Sequence[AlarmEvent]], None]
+
+
+def _event_key(event: AlarmEvent) -> int:
+    return event.alarm.id  # past the queue's bound, an alarm's newest event replaces its older ones
 _HIDDEN = (AlarmState.SHELVED, AlarmState.SUPPRESSED, AlarmState.OUT_OF_SERVICE)
 _SERVICE_EVENTS = (Event.REMOVE_FROM_SERVICE, Event.RETURN_TO_SERVICE)
 
@@ -97,7 +102,7 @@ class AlarmEngine:
         self._oos: dict[tuple[str, str], OutOfService] = {}
         self._dirty: set[AlarmKey] = set()
         self._lock = asyncio.Lock()
-        self._subs: list[AlarmSubscription] = []
+        self._subs: list[Subscription[AlarmEvent]] = []
         self._listeners: list[EventListener] = []
         self._tag_sub: Subscription | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -382,7 +387,7 @@ class AlarmEngine:
                 await extra(session)
             new = [c for c in changes if c.old is None]
             stored_new = await store.insert_alarms(session, [c.new for c in new])
-            for change, stored in zip(new, stored_new):
+            for change, stored in zip(new, stored_new, strict=False):
                 change.new = stored
                 change.transitions = [_with_id(t, stored.id) for t in change.transitions]
             for change in changes:
@@ -421,7 +426,7 @@ class AlarmEngine:
             return
         for sub in self._subs:
             for event in events:
-                sub._put(event)
+                sub.put(event)
         for listener in list(self._listeners):
             try:
                 listener(events)
@@ -447,7 +452,7 @@ class AlarmEngine:
         return min(candidates) if candidates else None
 
     # -- the Python API ----------------------------------------------------------------------
-    def active(self, f: AlarmFilter = AlarmFilter()) -> list[Alarm]:
+    def active(self, f: AlarmFilter = _STANDING) -> list[Alarm]:
         """Open occurrences matching ``f`` (default: the standing ones), in console order:
         unacknowledged first, then by priority, newest first."""
         return sorted((a for a in self._open.values() if store.matches(a, f)), key=store.sort_key)[: f.limit]
@@ -461,7 +466,7 @@ class AlarmEngine:
         async with self.db.sessions() as session:
             return await store.get_alarm(session, alarm_id)
 
-    async def history(self, f: AlarmFilter = AlarmFilter(states=None, open_only=False)) -> list[Alarm]:
+    async def history(self, f: AlarmFilter = _EVERY) -> list[Alarm]:
         """Occurrences from the database, newest first."""
         async with self.db.sessions() as session:
             return await store.query_alarms(session, f)
@@ -473,13 +478,13 @@ class AlarmEngine:
     def out_of_service(self) -> list[OutOfService]:
         return sorted(self._oos.values(), key=lambda o: (o.object_type, o.object_id))
 
-    def subscribe(self, *, maxsize: int = 10_000, name: str = "") -> AlarmSubscription:
+    def subscribe(self, *, maxsize: int = 10_000, name: str = "") -> Subscription[AlarmEvent]:
         """Every transition from now on, as :class:`AlarmEvent`; close it to unsubscribe."""
-        sub = AlarmSubscription(self._unsubscribe, maxsize=maxsize, name=name)
+        sub: Subscription[AlarmEvent] = Subscription(self._unsubscribe, key=_event_key, maxsize=maxsize, name=name)
         self._subs.append(sub)
         return sub
 
-    def _unsubscribe(self, sub: AlarmSubscription) -> None:
+    def _unsubscribe(self, sub: Subscription[AlarmEvent]) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from scada.assets import AssetSnapshot
+from scada.alarms.alarm import Alarm
+from scada.site.assets import AssetSnapshot
 from tags import DataType, TagDB, TagMeta, TagWrite, names
-
-from .model import Alarm
 
 __all__ = ["AlarmExposure"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 
-from .model import AlarmState
+from scada.alarms.alarm import AlarmState
 
 __all__ = ["Event", "IllegalTransition", "next_state"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from .lifecycle import Event, next_state
-from .model import Alarm, AlarmKey, AlarmState, Priority, Transition
+from scada.alarms.alarm import Alarm, AlarmKey, AlarmState, Priority, Transition
+from scada.alarms.lifecycle import Event, next_state
 
 __all__ = ["apply_event", "new_occurrence"]
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from scada.audit import Actor, AuditLog
-from scada.auth import Permission, ROLE_PERMISSIONS, Role
+from scada.alarms import store
+from scada.alarms.alarm import Alarm, Transition
+from scada.alarms.classes import AlarmClass
+from scada.alarms.lifecycle import Event, IllegalTransition
+from scada.alarms.occurrence import apply_event
 from scada.db import Database
-
-from . import store
-from .classes import AlarmClass
-from .lifecycle import Event, IllegalTransition
-from .model import Alarm, Transition
-from .occurrence import apply_event
+from scada.users.audit import Actor, AuditLog
+from scada.users.auth import ROLE_PERMISSIONS, Permission, Role
 
 __all__ = [
     "AlarmNotFound",

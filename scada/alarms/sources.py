@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scada.alarms.alarm import AlarmKey
+from scada.alarms.classes import BALANCE_CLASSES, AlarmClass
 from tags import TagValue, names
-
-from .classes import BALANCE_CLASSES, AlarmClass
-from .model import AlarmKey
 
 __all__ = ["Reading", "SourceEvaluator", "is_source_tag"]
 
@@ -34,7 +33,7 @@ _POINTS = frozenset({p for _, p in _BOOLEAN_SOURCES} | {"alarm_level", "power", 
 
 def is_source_tag(name: str) -> bool:
     """A cheap filter for the TagDB subscription (the evaluator checks the namespace)."""
-    return name.rpartition(".")[2] in _POINTS
+    return names.split(name)[1] in _POINTS
 
 
 @dataclass(frozen=True, slots=True)

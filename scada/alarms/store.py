@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .model import Alarm, AlarmState, Priority, STANDING_STATES, Transition
-from .models import AlarmRow, AlarmTransitionRow, OutOfServiceRow
+from scada.alarms.alarm import STANDING_STATES, Alarm, AlarmState, Priority, Transition
+from scada.alarms.models import AlarmRow, AlarmTransitionRow, OutOfServiceRow
 
 __all__ = [
     "AlarmFilter",
@@ -105,7 +105,7 @@ async def insert_alarms(session: AsyncSession, alarms: Sequence[Alarm]) -> list[
     rows = [AlarmRow(**{**_values(a), "version": 1}) for a in alarms]
     session.add_all(rows)
     await session.flush()
-    return [dataclasses.replace(a, id=row.id, version=1) for a, row in zip(alarms, rows)]
+    return [dataclasses.replace(a, id=row.id, version=1) for a, row in zip(alarms, rows, strict=False)]
 
 async def update_alarm(session: AsyncSession, alarm: Alarm, before: Alarm) -> Alarm:
     """Store ``alarm`` over ``before`` (the version read); returns it with its new version.

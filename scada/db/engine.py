@@ -15,9 +15,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 __all__ = ["Database", "async_url"]
 
@@ -128,6 +134,4 @@ def _run_alembic(connection: Connection, cmd: str, target: str) -> None:
 
 
 def _current_heads(connection: Connection) -> set[str]:
-    from alembic.runtime.migration import MigrationContext
-
     return set(MigrationContext.configure(connection).get_current_heads())

@@ -19,19 +19,26 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.db import Database
+from scada.prepaid.deduction import Biller, new_state, registers_json
+from scada.prepaid.errors import PrepaidError
+from scada.prepaid.ledger import (
+    AccountView,
+    Contact,
+    EntryView,
+    account_view,
+    entry_view,
+    post,
+    thresholds_column,
+)
+from scada.prepaid.levels import Threshold
+from scada.prepaid.models import Account, LedgerEntry, MeterSegment, MeterState
+from scada.prepaid.money import format_minor
+from scada.prepaid.readings import Reading
+from scada.prepaid.tariff_store import TariffStore
+from scada.site.assets import AssetSnapshot
+from scada.users.audit import Actor, AuditLog
 from tags import utcnow
-
-from ..assets import AssetSnapshot
-from ..audit import Actor, AuditLog
-from ..db import Database
-from .deduction import Biller, new_state, registers_json
-from .errors import PrepaidError
-from .ledger import AccountView, Contact, EntryView, account_view, entry_view, post, thresholds_column
-from .levels import Threshold
-from .models import Account, LedgerEntry, MeterSegment, MeterState
-from .money import format_minor
-from .readings import Reading
-from .tariffs import TariffStore
 
 __all__ = ["AccountService", "AccountSettings", "OpenRequest", "PostResult", "CurrentReading"]
 

@@ -13,13 +13,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.prepaid.deduction import ENGINE
+from scada.prepaid.ledger import post
+from scada.prepaid.models import Account, LedgerEntry
+from scada.prepaid.money import Rounding
+from scada.prepaid.pricing import TariffTimeline, prorata_minor
 from tags import utcnow
-
-from .deduction import ENGINE
-from .ledger import post
-from .models import Account, LedgerEntry
-from .money import Rounding
-from .pricing import TariffTimeline, prorata_minor
 
 __all__ = ["days_in_month", "post_due_charges"]
 
@@ -33,7 +32,7 @@ async def post_due_charges(s: AsyncSession, a: Account, plans: list[TariffTimeli
     while day <= today:
         midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
         for plan in plans:
-            version = plan.at(midnight.astimezone(dt.timezone.utc))
+            version = plan.at(midnight.astimezone(dt.UTC))
             tp = version.definition.two_part
             if tp is None:
                 continue

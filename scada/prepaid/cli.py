@@ -7,6 +7,11 @@ import asyncio
 import sys
 from typing import Any
 
+from scada.config import config_from_args
+from scada.db.component import open_database
+from scada.prepaid.money import format_minor
+from scada.prepaid.reconcile import reconcile
+
 __all__ = ["register"]
 
 
@@ -15,11 +20,6 @@ def _out(message: str) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from ..cli import config_from_args
-    from ..foundation import open_database
-    from .money import format_minor
-    from .reconcile import reconcile
-
     config = config_from_args(args)
     minor = config.site.currency_minor_units
 

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..configbase import ConfigModel, DecimalStr
-from .tariff import TariffDefinition
+from scada.core.configbase import ConfigModel, DecimalStr
+from scada.prepaid.tariff_definition import TariffDefinition
 
 __all__ = ["DemoAccountsConfig", "FriendlyCreditConfig", "FriendlyWindowConfig", "PrepaidConfig", "PrepaidDefaults", "ThresholdConfig"]
 

@@ -22,15 +22,27 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..assets import MeterInfo
-from ..audit import Actor, AuditLog
-from .ledger import AccountView, account_view, entry_row, thresholds_of
-from .levels import level_for, next_level
-from .models import Account, CycleUsage, LedgerEntry, MeterSegment, MeterState
-from .money import Rounding, exact
-from .pricing import Quote, TariffTimeline, allocate, cycle_key, price_consumption
-from .readings import Assessment, Reading, Verdict, assess
-from .tariffs import TariffStore
+from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
+from scada.prepaid.levels import level_for, next_level
+from scada.prepaid.models import (
+    Account,
+    CycleUsage,
+    LedgerEntry,
+    MeterSegment,
+    MeterState,
+)
+from scada.prepaid.money import Rounding, exact
+from scada.prepaid.pricing import (
+    Quote,
+    TariffTimeline,
+    allocate,
+    cycle_key,
+    price_consumption,
+)
+from scada.prepaid.readings import Assessment, Reading, Verdict, assess
+from scada.prepaid.tariff_store import TariffStore
+from scada.site.assets import MeterInfo
+from scada.users.audit import Actor, AuditLog
 
 __all__ = ["BillOutcome", "Biller", "HoldEvent", "MeterDirectory", "new_state", "registers_json"]
 
@@ -244,7 +256,7 @@ class Biller:
         # what is billed, the registers only say how to split it
         exp = min(_exp(d) for d in deltas.values())
         weights = [int(d.scaleb(-exp)) for d in deltas.values()]
-        return dict(zip(deltas, allocate(quantity, weights)))
+        return dict(zip(deltas, allocate(quantity, weights), strict=False))
 
     async def set_baseline(self, s: AsyncSession, st: MeterState, r: Reading, now: dt.datetime) -> None:
         st.last_reading, st.last_ts, st.last_registers = r.value, r.ts, registers_json(r.registers)

@@ -8,19 +8,19 @@ demo like any other site. Seeding happens once: when the database has no tariff 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
 from decimal import Decimal
 
-from ..audit import Actor
-from .accounts import OpenRequest
-from .config import DemoAccountsConfig
-from .engine import PrepaidEngine
-from .ledger import Contact
-from .money import to_minor
-from .tariff import TariffDefinition
+from scada.prepaid.accounts import OpenRequest
+from scada.prepaid.config import DemoAccountsConfig
+from scada.prepaid.engine import PrepaidEngine
+from scada.prepaid.ledger import Contact
+from scada.prepaid.money import to_minor
+from scada.prepaid.tariff_definition import TariffDefinition
+from scada.users.audit import Actor
+from tags.timers import run_every
 
 __all__ = ["DEMO_TOU", "DemoCashier", "seed_demo"]
 
@@ -86,18 +86,20 @@ class DemoCashier:
         self._count = 0
 
     async def run(self) -> None:
+        await run_every(1.0, self.step, name="demo-cashier", log_failures=False)
+
+    async def step(self) -> None:
+        """Recharge every room whose supply has been off for ``recharge_after_s``."""
         amount = to_minor(self.cfg.recharge_amount, self.engine.minor_units)
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for room, view in list(self.engine.views.items()):
-                if not view.open or view.supply_state != "off":
-                    self._off_since.pop(room, None)
-                    continue
-                since = self._off_since.setdefault(room, now)
-                if now - since >= self.cfg.recharge_after_s:
-                    self._count += 1
-                    await self.engine.recharge(room, amount, channel="demo", reference=f"demo-{room}-{int(time.time())}-{self._count}",
-                                               actor=DEMO, reason="demo cashier")
-                    self._off_since.pop(room, None)
-                    log.info("demo recharge", extra={"room": room, "amount": format(self.cfg.recharge_amount, "f")})
+        now = time.monotonic()
+        for room, view in list(self.engine.views.items()):
+            if not view.open or view.supply_state != "off":
+                self._off_since.pop(room, None)
+                continue
+            since = self._off_since.setdefault(room, now)
+            if now - since >= self.cfg.recharge_after_s:
+                self._count += 1
+                await self.engine.recharge(room, amount, channel="demo", reference=f"demo-{room}-{int(time.time())}-{self._count}",
+                                           actor=DEMO, reason="demo cashier")
+                self._off_since.pop(room, None)
+                log.info("demo recharge", extra={"room": room, "amount": format(self.cfg.recharge_amount, "f")})

@@ -1,7 +1,8 @@
 """The prepaid engine at runtime: billing from the tag stream, room tags, supply, periodic work.
 
 :class:`PrepaidEngine` is the one object the rest of the server talks to (HMI API, OPC UA
-methods, the alarm engine's ``room_contact``); :class:`PrepaidComponent` runs it.
+methods, the alarm engine's ``room_contact``); :class:`scada.prepaid.component.PrepaidComponent`
+runs it.
 
 Billing: the engine subscribes to the meters' cumulative registers (``energy_total`` with the
 TOU registers, ``volume_total``) including unchanged reports, groups a meter's values by
@@ -23,35 +24,37 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from tags import Quality, TagChange, TagDB, utcnow
+from scada.config import ScadaConfig
+from scada.core.context import Key
+from scada.db import Database
+from scada.prepaid.accounts import (
+    AccountService,
+    AccountSettings,
+    OpenRequest,
+    PostResult,
+)
+from scada.prepaid.charges import post_due_charges
+from scada.prepaid.config import PrepaidConfig, hhmm_minutes
+from scada.prepaid.deduction import ENGINE, Biller, BillOutcome
+from scada.prepaid.errors import PrepaidError
+from scada.prepaid.ledger import AccountView, Contact, EntryView, account_view
+from scada.prepaid.levels import parse_thresholds
+from scada.prepaid.models import Account, LedgerEntry, MeterState
+from scada.prepaid.money import Rounding, parse_money
+from scada.prepaid.policy import FriendlyCalendar, FriendlyWindow
+from scada.prepaid.publisher import RoomPublisher
+from scada.prepaid.readings import ENERGY_REGISTERS, Reading, parse_reading
+from scada.prepaid.review import HoldView, MeterReview
+from scada.prepaid.supply import SupplyController, SupplySwitch
+from scada.prepaid.tariff_store import TariffStore
+from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
+from scada.users.audit import Actor, AuditLog
+from tags import Quality, TagChange, TagDB, names, utcnow
 from tags.names import meter_tag
 from tags.subscription import by_points
+from tags.timers import run_every
 
-from ..alarms.notify.contacts import CONTACTS
-from ..assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
-from ..audit import Actor, AuditLog
-from ..commands import COMMANDS, SUPPLY_DRIVER
-from ..config import ScadaConfig
-from ..context import Context, Key
-from ..db import Database
-from ..foundation import ASSETS, CONFIG, DATABASE, TAGDB
-from ..runtime import Component, Restart
-from .accounts import AccountService, AccountSettings, OpenRequest, PostResult
-from .config import PrepaidConfig, hhmm_minutes
-from .deduction import ENGINE, BillOutcome, Biller
-from .errors import PrepaidError
-from .ledger import AccountView, Contact, EntryView, account_view
-from .levels import parse_thresholds
-from .models import Account, LedgerEntry, MeterState
-from .money import Rounding, parse_money
-from .policy import FriendlyCalendar, FriendlyWindow
-from .charges import post_due_charges
-from .readings import ENERGY_REGISTERS, Reading, parse_reading
-from .supply import CommandSwitch, SupplyController, SupplySwitch
-from .review import HoldView, MeterReview
-from .tariffs import TariffStore
-
-__all__ = ["PREPAID", "HoldView", "PrepaidComponent", "PrepaidEngine", "TOTAL_POINTS"]
+__all__ = ["PREPAID", "HoldView", "PrepaidEngine", "TOTAL_POINTS"]
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,6 @@ class PrepaidEngine:
                              daily_cost=self._daily_cost.get)
         self.accounts = AccountService(db, self.tariffs, self.biller, lambda: assets.snapshot, self.current_reading,
                                        minor_units=self.minor_units)
-        from .publisher import RoomPublisher
 
         self.publisher = RoomPublisher(tagdb, self.minor_units, self.currency)
         self._spawn = spawn or _own_tasks()
@@ -198,7 +200,7 @@ class PrepaidEngine:
     def ingest(self, changes: Iterable[TagChange]) -> None:
         """Collect register values by (meter, source timestamp)."""
         for change in changes:
-            meter_id, _, point = change.name.rpartition(".")
+            meter_id, point = names.split(change.name)
             if point not in BILLING_POINTS or ":" in meter_id:
                 continue
             self._pending.setdefault((meter_id, change.new.source_ts), {})[point] = change
@@ -345,12 +347,15 @@ class PrepaidEngine:
     async def run_ticks(self) -> None:
         last_costs = 0.0
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.cfg.tick_s)
+
+        async def step() -> None:
+            nonlocal last_costs
             if loop.time() - last_costs > 900:
                 last_costs = loop.time()
                 await self.refresh_daily_costs()
             await self.tick()
+
+        await run_every(self.cfg.tick_s, step, name="prepaid-ticks", log_failures=False)
 
     async def refresh_daily_costs(self, now: dt.datetime | None = None) -> None:
         """Average daily cost per account over the configured window (for days-based levels)."""
@@ -462,13 +467,19 @@ class PrepaidEngine:
             self._account_changed(v)
         return views
 
-    async def close_account(self, room_id: str, *, actor: Actor, reason: str, final_readings: dict[str, Decimal] | None = None, channel: str = "cash") -> tuple[AccountView, EntryView | None]:
+    async def close_account(
+        self, room_id: str, *, actor: Actor, reason: str, final_readings: dict[str, Decimal] | None = None, channel: str = "cash"
+    ) -> tuple[AccountView, EntryView | None]:
         async with self._lock:
-            view, entry = await self.accounts.close(room_id, actor=actor, reason=reason, final_readings=final_readings, channel=channel)
+            view, entry = await self.accounts.close(
+                room_id, actor=actor, reason=reason, final_readings=final_readings, channel=channel
+            )
         self._account_changed(view)
         return view, entry
 
-    async def ledger(self, room_id: str, *, limit: int = 100, before_id: int | None = None) -> tuple[AccountView, list[EntryView]]:
+    async def ledger(
+        self, room_id: str, *, limit: int = 100, before_id: int | None = None
+    ) -> tuple[AccountView, list[EntryView]]:
         view = await self.account(room_id)
         if view is None:
             raise PrepaidError(f"room {room_id} has no account", status=404)
@@ -478,15 +489,41 @@ class PrepaidEngine:
     async def holds(self) -> list[HoldView]:
         return await self.review.holds()
 
-    async def resolve_hold(self, meter_id: str, action: str, *, actor: Actor, reason: str,
-                           final_reading: Decimal | None = None, new_baseline: Decimal | None = None) -> AccountView | None:
-        return await self.review.resolve_hold(meter_id, action, actor=actor, reason=reason,
-                                              final_reading=final_reading, new_baseline=new_baseline)
+    async def resolve_hold(
+        self,
+        meter_id: str,
+        action: str,
+        *,
+        actor: Actor,
+        reason: str,
+        final_reading: Decimal | None = None,
+        new_baseline: Decimal | None = None,
+    ) -> AccountView | None:
+        return await self.review.resolve_hold(
+            meter_id, action, actor=actor, reason=reason, final_reading=final_reading, new_baseline=new_baseline
+        )
 
-    async def replace_meter(self, old_id: str, new_id: str, *, actor: Actor, reason: str, final_reading: Decimal,
-                            initial_reading: Decimal = Decimal(0), unit_id: int | None = None) -> AccountView | None:
-        return await self.review.replace_meter(old_id, new_id, actor=actor, reason=reason, final_reading=final_reading,
-                                               initial_reading=initial_reading, unit_id=unit_id)
+    async def replace_meter(
+        self,
+        old_id: str,
+        new_id: str,
+        *,
+        actor: Actor,
+        reason: str,
+        final_reading: Decimal,
+        initial_reading: Decimal = Decimal(0),
+        unit_id: int | None = None,
+    ) -> AccountView | None:
+        return await self.review.replace_meter(
+            old_id,
+            new_id,
+            actor=actor,
+            reason=reason,
+            final_reading=final_reading,
+            initial_reading=initial_reading,
+            unit_id=unit_id,
+        )
+
 
 def _own_tasks() -> Any:
     tasks: set[asyncio.Task[Any]] = set()
@@ -501,45 +538,3 @@ def _own_tasks() -> Any:
 
 
 PREPAID: Key[PrepaidEngine] = Key("prepaid", PrepaidEngine)
-
-
-class PrepaidComponent(Component):
-    """Runs the engine; cuts and restores supply through the command path (``COMMANDS``)."""
-
-    name = "prepaid"
-    requires = (CONFIG, DATABASE, ASSETS, TAGDB, COMMANDS, SUPPLY_DRIVER)
-    provides = (PREPAID,)
-
-    def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False, provide_contacts: bool = True) -> None:
-        super().__init__()
-        # the account contacts are the alarm notifier's room contacts, unless a contacts file is
-        # configured (then that component provides them)
-        self.provides = (PREPAID, CONTACTS) if provide_contacts else (PREPAID,)
-        self.switch = switch
-        self.demo = demo
-        self.engine: PrepaidEngine | None = None
-
-    async def start(self, ctx: Context) -> None:
-        config = ctx[CONFIG]
-        driver = ctx[SUPPLY_DRIVER]
-        engine = PrepaidEngine(
-            config, ctx[DATABASE], ctx[ASSETS], ctx[TAGDB], switch=self.switch or CommandSwitch(ctx[COMMANDS]),
-            spawn=lambda factory, name: self.tasks.spawn(factory, name, restart=Restart.NEVER),
-            switchable=driver.supports_supply,
-        )
-        await engine.load()
-        self.engine = engine
-        ctx[PREPAID] = engine
-        if CONTACTS in self.provides:
-            ctx[CONTACTS] = engine
-        if self.demo and config.prepaid.demo.enabled:
-            from .demo import DemoCashier, seed_demo
-
-            await seed_demo(engine, config.prepaid.demo)
-            self.tasks.spawn(DemoCashier(engine, config.prepaid.demo).run, "demo-cashier", restart=Restart.ON_FAILURE)
-        self.tasks.spawn(engine.run_billing, "billing", restart=Restart.ON_FAILURE)
-        self.tasks.spawn(engine.run_ticks, "ticks", restart=Restart.ON_FAILURE)
-
-    async def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.close()

@@ -14,11 +14,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..alarms.notify.contacts import Contact  # the alarm engine's contact: what room_contact returns
-from ..audit import Actor
-from .levels import LEVEL_NAMES, Threshold
-from .models import Account, LedgerEntry
-from .money import format_minor
+from scada.alarms.notify.contacts import (
+    Contact,  # the alarm engine's contact: what room_contact returns
+)
+from scada.prepaid.levels import LEVEL_NAMES, Threshold, thresholds_json
+from scada.prepaid.models import Account, LedgerEntry
+from scada.prepaid.money import format_minor
+from scada.users.audit import Actor
 
 __all__ = [
     "AccountView",
@@ -70,8 +72,6 @@ class AccountView:
         return self.emergency_credit_minor if self.emergency_taken_at is not None else 0
 
     def as_json(self, minor_units: int) -> dict[str, Any]:
-        from .levels import thresholds_json
-
         m = minor_units
         return {
             "id": self.id, "room": self.room_id, "state": self.state,
@@ -181,7 +181,9 @@ def entry_row(account: Account, kind: str, amount_minor: int, actor: Actor, now:
     }
 
 
-def post(session: AsyncSession, account: Account, kind: str, amount_minor: int, actor: Actor, now: dt.datetime, *, reason: str = "", **cols: Any) -> LedgerEntry:
+def post(
+    session: AsyncSession, account: Account, kind: str, amount_minor: int, actor: Actor, now: dt.datetime, *, reason: str = "", **cols: Any
+) -> LedgerEntry:
     """Move the balance and add the entry to ``session`` (it commits with the caller's change)."""
     entry = LedgerEntry(**entry_row(account, kind, amount_minor, actor, now, reason=reason, **cols))
     session.add(entry)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .money import MoneyError, parse_money
+from scada.prepaid.money import MoneyError, parse_money
 
 __all__ = ["LEVEL_NAMES", "Threshold", "level_for", "next_level", "parse_thresholds", "thresholds_json"]
 
@@ -72,7 +72,19 @@ def parse_thresholds(items: Sequence[Any], minor_units: int, field: str = "thres
         if ("money" in item) == ("days" in item):
             raise MoneyError(where, "give exactly one of 'money' or 'days'")
         if "money" in item:
-            out.append(Threshold(level, money_minor=parse_money(item["money"], f"{where}.money", minor_units, allow_zero=True, allow_negative=True, maximum=Decimal(10) ** 9)))
+            out.append(
+                Threshold(
+                    level,
+                    money_minor=parse_money(
+                        item["money"],
+                        f"{where}.money",
+                        minor_units,
+                        allow_zero=True,
+                        allow_negative=True,
+                        maximum=Decimal(10) ** 9,
+                    ),
+                )
+            )
         else:
             days = item["days"]
             try:
@@ -86,7 +98,7 @@ def parse_thresholds(items: Sequence[Any], minor_units: int, field: str = "thres
     if len(set(levels)) != len(levels):
         raise MoneyError(field, f"each level at most once, found levels {levels}")
     money = sorted((t.level, t.money_minor) for t in out if t.money_minor is not None)
-    for (l1, m1), (l2, m2) in zip(money, money[1:]):
+    for (l1, m1), (l2, m2) in zip(money, money[1:], strict=False):
         assert m1 is not None and m2 is not None
         if m2 > m1:
             raise MoneyError(field, f"level {l2} must not be above level {l1} (a higher level is a lower balance)")

@@ -18,11 +18,22 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db.models import Base, BigId
-from ..db.types import ExactDecimal, UtcDateTime
+from scada.db.models import Base, BigId
+from scada.db.types import ExactDecimal, UtcDateTime
 
 __all__ = [
     "Account",

@@ -99,7 +99,13 @@ class FriendlyCalendar:
             return True
         return any(w.contains(local) for w in self.windows)
 
-    def ends_after(self, now: dt.datetime, *, step: dt.timedelta = dt.timedelta(minutes=1), horizon: dt.timedelta = dt.timedelta(days=14)) -> dt.datetime | None:
+    def ends_after(
+        self,
+        now: dt.datetime,
+        *,
+        step: dt.timedelta = dt.timedelta(minutes=1),
+        horizon: dt.timedelta = dt.timedelta(days=14),
+    ) -> dt.datetime | None:
         """The first moment (to ``step``) after ``now`` outside every window; None if none within ``horizon``."""
         if not self.active(now):
             return now

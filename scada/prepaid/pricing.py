@@ -28,8 +28,8 @@ from decimal import Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from .money import ROUNDING_MODES, exact
-from .tariff import TariffDefinition
+from scada.prepaid.money import ROUNDING_MODES, exact
+from scada.prepaid.tariff_definition import TariffDefinition
 
 __all__ = [
     "Line",
@@ -184,7 +184,7 @@ def cycle_key(cycle: str, local_day: dt.date) -> str:
 
 
 def _local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(dt.UTC)
 
 
 def _month_starts(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> list[dt.datetime]:
@@ -208,7 +208,7 @@ def _tou_switches(defn: TariffDefinition, start: dt.datetime, end: dt.datetime, 
     while day <= last:
         for minute, period in defn.tou.switches(day):
             local = dt.datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=tz)
-            out.append((local.astimezone(dt.timezone.utc), period))
+            out.append((local.astimezone(dt.UTC), period))
         day += dt.timedelta(days=1)
     return out
 
@@ -232,7 +232,7 @@ def _coarse(timeline: TariffTimeline, start: dt.datetime, end: dt.datetime, tz: 
     if any(v.definition.tiers is not None for v in versions):
         cuts.update(_month_starts(start, end, tz))
     points = [start, *sorted(cuts), end]
-    return [_Piece(a, b, timeline.at(a)) for a, b in zip(points, points[1:])]
+    return [_Piece(a, b, timeline.at(a)) for a, b in zip(points, points[1:], strict=False)]
 
 
 def _fine(piece: _Piece, tz: ZoneInfo) -> list[_Piece]:
@@ -277,7 +277,7 @@ def price_consumption(
         raise PricingError("start and end must be aware datetimes")
     if quantity < 0:
         raise PricingError(f"negative quantity {quantity}")
-    start, end = start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if end < start:
         start = end
     coarse = _coarse(timeline, start, end, tz)
@@ -300,12 +300,12 @@ def price_consumption(
         for period, q in registers.items():
             if q == 0:
                 continue
-            for piece, part in zip(coarse, allocate(q, weights)):
+            for piece, part in zip(coarse, allocate(q, weights), strict=False):
                 portions.append((piece, period, part))
         portions.sort(key=lambda x: x[0].start)
     else:
         fine = [f for p in coarse for f in _fine(p, tz)]
-        for piece, part in zip(fine, allocate(quantity, [f.micros for f in fine])):
+        for piece, part in zip(fine, allocate(quantity, [f.micros for f in fine]), strict=False):
             portions.append((piece, piece.period if piece.version.definition.tou is not None else None, part))
     lines: list[Line] = []
     usage = dict(cycle_usage or {})

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from scada.prepaid.ledger import AccountView
+from scada.prepaid.money import minor_to_decimal
 from tags import DataType, TagDB, TagMeta
 from tags.names import meter_tag, room_tag
-
-from .ledger import AccountView
-from .money import minor_to_decimal
 
 __all__ = ["RoomPublisher"]
 
@@ -28,12 +27,49 @@ class RoomPublisher:
     def register_room(self, room_id: str) -> None:
         db = self.tagdb
         db.register(TagMeta(room_tag(room_id, "balance"), DataType.FLOAT, self.currency, "prepaid balance (display only)", room_id=room_id, point="balance"))
-        db.register(TagMeta(room_tag(room_id, "alarm_level"), DataType.INT, "", "balance alarm level: 0 none, 1 low, 2 very low, 3 exhausted", room_id=room_id, point="alarm_level"))
-        db.register(TagMeta(room_tag(room_id, "account_state"), DataType.STRING, "", "prepaid account: none, open, closed", room_id=room_id, point="account_state"))
-        db.register(TagMeta(room_tag(room_id, "supply_state"), DataType.STRING, "", "supply: on, cutting, off, restoring", room_id=room_id, point="supply_state"))
+        db.register(
+            TagMeta(
+                room_tag(room_id, "alarm_level"),
+                DataType.INT,
+                "",
+                "balance alarm level: 0 none, 1 low, 2 very low, 3 exhausted",
+                room_id=room_id,
+                point="alarm_level",
+            )
+        )
+        db.register(
+            TagMeta(
+                room_tag(room_id, "account_state"),
+                DataType.STRING,
+                "",
+                "prepaid account: none, open, closed",
+                room_id=room_id,
+                point="account_state",
+            )
+        )
+        db.register(
+            TagMeta(
+                room_tag(room_id, "supply_state"),
+                DataType.STRING,
+                "",
+                "supply: on, cutting, off, restoring",
+                room_id=room_id,
+                point="supply_state",
+            )
+        )
 
     def register_meter(self, meter_id: str, room_id: str | None) -> None:
-        self.tagdb.register(TagMeta(meter_tag(meter_id, "review_hold"), DataType.BOOL, "", "a register reading is held for review", meter_id=meter_id, room_id=room_id, point="review_hold"))
+        self.tagdb.register(
+            TagMeta(
+                meter_tag(meter_id, "review_hold"),
+                DataType.BOOL,
+                "",
+                "a register reading is held for review",
+                meter_id=meter_id,
+                room_id=room_id,
+                point="review_hold",
+            )
+        )
 
     def publish_account(self, view: AccountView | None, room_id: str) -> None:
         db = self.tagdb
@@ -55,7 +91,9 @@ class RoomPublisher:
     def publish_hold(self, meter_id: str, kind: str | None, detail: str) -> None:
         if meter_tag(meter_id, "review_hold") not in self.tagdb:
             self.register_meter(meter_id, None)
-        self.tagdb.write(meter_tag(meter_id, "review_hold"), kind is not None, detail=f"{kind}: {detail}" if kind else "")
+        self.tagdb.write(
+            meter_tag(meter_id, "review_hold"), kind is not None, detail=f"{kind}: {detail}" if kind else ""
+        )
 
     def rooms(self, room_ids: Iterable[str]) -> None:
         for room_id in room_ids:

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .money import exact
+from scada.prepaid.money import exact
 
 __all__ = ["Assessment", "Reading", "Verdict", "assess", "parse_reading", "rollover_moduli"]
 

@@ -16,9 +16,9 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from ..db import Database
-from .models import Account, LedgerEntry, MeterSegment, MeterState
-from .money import exact, format_minor, minor_to_decimal
+from scada.db import Database
+from scada.prepaid.models import Account, LedgerEntry, MeterSegment, MeterState
+from scada.prepaid.money import exact, format_minor, minor_to_decimal
 
 __all__ = ["Mismatch", "ReconcileReport", "reconcile"]
 

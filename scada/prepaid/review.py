@@ -19,17 +19,16 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from scada.db import Database
+from scada.prepaid.deduction import Biller, new_state, registers_json
+from scada.prepaid.errors import PrepaidError
+from scada.prepaid.ledger import AccountView, account_view
+from scada.prepaid.models import Account, LedgerEntry, MeterSegment, MeterState
+from scada.prepaid.readings import Reading
+from scada.prepaid.tariff_store import TariffStore
+from scada.site.assets import AssetRegistry
+from scada.users.audit import Actor, AuditLog
 from tags import utcnow
-
-from ..assets import AssetRegistry
-from ..audit import Actor, AuditLog
-from ..db import Database
-from .deduction import Biller, new_state, registers_json
-from .errors import PrepaidError
-from .ledger import AccountView, account_view
-from .models import Account, LedgerEntry, MeterSegment, MeterState
-from .readings import Reading
-from .tariffs import TariffStore
 
 __all__ = ["HoldView", "MeterReview"]
 
@@ -162,13 +161,35 @@ class MeterReview:
         self.account_changed(view)
         return view
 
-    async def _new_segment(self, s: Any, st: MeterState, account_id: int, baseline: Decimal, ts: dt.datetime | None, now: dt.datetime, reason: str, registers: dict[str, Decimal] | None = None) -> None:
-        await s.execute(update(MeterSegment).where(MeterSegment.meter_id == st.meter_id, MeterSegment.segment == st.segment)
-                        .values(final_reading=st.last_reading, ended_at=now))
+    async def _new_segment(
+        self,
+        s: Any,
+        st: MeterState,
+        account_id: int,
+        baseline: Decimal,
+        ts: dt.datetime | None,
+        now: dt.datetime,
+        reason: str,
+        registers: dict[str, Decimal] | None = None,
+    ) -> None:
+        await s.execute(
+            update(MeterSegment)
+            .where(MeterSegment.meter_id == st.meter_id, MeterSegment.segment == st.segment)
+            .values(final_reading=st.last_reading, ended_at=now)
+        )
         st.segment += 1
         st.last_reading, st.last_ts, st.last_registers = baseline, ts, registers_json(registers)
-        s.add(MeterSegment(meter_id=st.meter_id, segment=st.segment, account_id=account_id, baseline=baseline,
-                           baseline_ts=ts, started_at=now, reason=reason))
+        s.add(
+            MeterSegment(
+                meter_id=st.meter_id,
+                segment=st.segment,
+                account_id=account_id,
+                baseline=baseline,
+                baseline_ts=ts,
+                started_at=now,
+                reason=reason,
+            )
+        )
 
     async def replace_meter(
         self,
@@ -199,32 +220,71 @@ class MeterReview:
                     a = await s.scalar(select(Account).where(Account.id == st.account_id).with_for_update())
                     assert a is not None
                     if st.last_reading is not None and final_reading < st.last_reading:
-                        raise PrepaidError(f"final_reading: {final_reading} is below the last billed reading {st.last_reading}", status=422, field="final_reading")
+                        raise PrepaidError(
+                            f"final_reading: {final_reading} is below the last billed reading {st.last_reading}",
+                            status=422,
+                            field="final_reading",
+                        )
                     if st.last_reading is not None and final_reading > st.last_reading:
                         timelines = await self.tariffs.timelines(s)
-                        usage = await self.biller.load_usage(s, {a.id: a}, [Reading(old_id, final_reading, now)], {old_id: st})
-                        row = self.biller.charge(st, a, final_reading, max(now, (st.last_ts or now)), None, old, timelines, usage, now,
-                                                 reason=f"final reading, meter replaced: {reason}")
+                        usage = await self.biller.load_usage(
+                            s, {a.id: a}, [Reading(old_id, final_reading, now)], {old_id: st}
+                        )
+                        row = self.biller.charge(
+                            st,
+                            a,
+                            final_reading,
+                            max(now, (st.last_ts or now)),
+                            None,
+                            old,
+                            timelines,
+                            usage,
+                            now,
+                            reason=f"final reading, meter replaced: {reason}",
+                        )
                         if row:
                             await s.execute(insert(LedgerEntry), [row])
                         self.biller.write_usage(s, usage)
                         self.biller.update_level(a, credited=False)
-                    await s.execute(update(MeterSegment).where(MeterSegment.meter_id == old_id, MeterSegment.segment == st.segment)
-                                    .values(final_reading=st.last_reading if st.last_reading is not None else final_reading, ended_at=now))
+                    await s.execute(
+                        update(MeterSegment)
+                        .where(MeterSegment.meter_id == old_id, MeterSegment.segment == st.segment)
+                        .values(
+                            final_reading=st.last_reading if st.last_reading is not None else final_reading,
+                            ended_at=now,
+                        )
+                    )
                     st.retired, st.account_id, st.updated_at = True, None, now
                     st.hold_kind, st.hold_detail = None, ""
-                    AuditLog.record(s, actor, "meter.final_reading", "meter", old_id, reason=reason,
-                                    after={"final_reading": final_reading, "replaced_by": new_id, "account": a.id})
+                    AuditLog.record(
+                        s,
+                        actor,
+                        "meter.final_reading",
+                        "meter",
+                        old_id,
+                        reason=reason,
+                        after={"final_reading": final_reading, "replaced_by": new_id, "account": a.id},
+                    )
                     view = account_view(a)
             if old.active:
-                await self.assets.replace_meter(old_id, new_id, actor, reason=reason, initial_reading=initial_reading, unit_id=unit_id)
+                await self.assets.replace_meter(
+                    old_id, new_id, actor, reason=reason, initial_reading=initial_reading, unit_id=unit_id
+                )
             elif old.replaced_by != new_id:
                 raise PrepaidError(f"meter {old_id} is not active (replaced by {old.replaced_by})")
             if account_id is not None:
                 async with self.db.transaction() as s:
                     if await s.get(MeterState, new_id) is None:
-                        new_state(s, new_id, account_id, now, segment=1, baseline=initial_reading, baseline_ts=now,
-                                  reason=f"replaces {old_id}")
+                        new_state(
+                            s,
+                            new_id,
+                            account_id,
+                            now,
+                            segment=1,
+                            baseline=initial_reading,
+                            baseline_ts=now,
+                            reason=f"replaces {old_id}",
+                        )
         self.hold_cleared(old_id)
         if view is not None:
             self.account_changed(view)

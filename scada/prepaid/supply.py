@@ -18,10 +18,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..audit import Actor
-from ..commands import CommandKind, CommandRequest, CommandService
-from .ledger import AccountView
-from .policy import Action, Decision, FriendlyCalendar, SupplyFacts, SupplyState, decide, transition
+from scada.commands.service import CommandKind, CommandRequest, CommandService
+from scada.prepaid.ledger import AccountView
+from scada.prepaid.policy import (
+    Action,
+    Decision,
+    FriendlyCalendar,
+    SupplyFacts,
+    SupplyState,
+    decide,
+    transition,
+)
+from scada.users.audit import Actor
 
 __all__ = ["CommandSwitch", "SupplyController", "SupplySwitch", "SwitchResult", "facts_of"]
 
@@ -41,7 +49,7 @@ class SupplySwitch(Protocol):
 
 
 class CommandSwitch:
-    """The supply switch of the server: the one command path (:mod:`scada.commands`), acting
+    """The supply switch of the server: the one command path (:mod:`scada.commands.service`), acting
     as ``system:prepaid``; a command counts as done only when the meter confirmed it."""
 
     def __init__(self, commands: CommandService) -> None:

@@ -5,7 +5,7 @@ interval sums with register differences."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from tags import Quality, QualityReason, TagDB, TagMeta, TagWrite
@@ -78,4 +78,4 @@ def at(base: datetime, **delta: float) -> datetime:
     return base + timedelta(**delta)
 
 
-UTC = timezone.utc
+UTC = UTC

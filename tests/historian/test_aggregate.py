@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -298,7 +298,7 @@ def test_grid_is_aligned_to_the_site_clock(zone: str, length: int, local: str) -
 def test_grid_refuses_lengths_not_dividing_an_hour() -> None:
     for bad in (0, 30, 7 * 60, 7200):
         with pytest.raises(ValueError, match="dividing an hour"):
-            IntervalGrid(bad, timezone.utc)
+            IntervalGrid(bad, UTC)
 
 
 def test_analog_block_read_apart_does_not_count_extra_samples() -> None:
@@ -317,13 +317,13 @@ def test_analog_block_read_apart_does_not_count_extra_samples() -> None:
 def test_source_times_not_believed_use_the_server_time() -> None:
     """A naive source time, or one far in the future, does not break intake: the server's
     time stands in."""
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     rig = Rig(start=before)
     SyntheticMeter(rig.db, "E-1")
     rig.db.write("E-1.energy_total", 10.0, source_ts=datetime(2030, 1, 1))  # no zone
-    rig.db.write("E-1.energy_total", 11.0, source_ts=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    rig.db.write("E-1.energy_total", 11.0, source_ts=datetime(2099, 1, 1, tzinfo=UTC))
     rig.pump()
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     out = [r for r in rig.close(after + timedelta(minutes=31)) if "energy_total" in r.values]
     # both readings in one interval, the one the server wrote them in: a delta of 1 kWh
     assert len(out) == 1 and out[0].values["energy_total"] == 1_000_000

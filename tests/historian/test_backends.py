@@ -9,7 +9,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from historian import Backend, BackendRejected, BackendUnavailable, InfluxSettings, IntervalRecord, RawPoint, make_backend
+from historian import (
+    Backend,
+    BackendRejected,
+    BackendUnavailable,
+    InfluxSettings,
+    IntervalRecord,
+    RawPoint,
+    make_backend,
+)
 from historian.backends.base import DAY, Aggregate, Bucketing
 from historian.backends.sqlite import SqliteBackend, offset_segments
 from historian.grid import phase_for

@@ -11,21 +11,23 @@ difference of the register readings the poller took — which the test records f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from scada.app import build_runtime
 from scada.config import ScadaConfig, load_demo_config
-from scada.foundation import TAGDB
-from scada.history import BUFFER_FILL_TAG, HISTORY
-from scada.context import Context
-from scada.runtime import Component, Runtime
-from tags import Subscription, by_points
+from scada.core.context import Context, Key
+from scada.core.runtime import Component, Runtime
+from scada.core.tags import TAGDB
+from scada.history.service import BUFFER_FILL_TAG, HISTORY
+from scada.polling.component import ModbusComponent
+from scada.server import build_runtime
+from tags import Subscription, by_points, names
 
 from ..procs import isolated_demo_overrides
 from ..services import InfluxServer, ServiceUnavailable, require_services
@@ -37,33 +39,36 @@ OUTAGE_S = 140  # more than two whole intervals close while InfluxDB is away
 REGISTERS = ("energy_total", "volume_total")
 
 
+RECORDING: Key[bool] = Key("test-recording", bool)
+
+
 class Recorder(Component):
-    """Records every good register reading the poller writes; it starts right after the tag
-    database, before the poller, so it sees the first reading too."""
+    """Records every good register reading the poller writes; the poller is told to wait for it
+    (``RECORDING``), so it sees the first reading too."""
 
     name = "test-recorder"
     requires = (TAGDB,)
+    provides = (RECORDING,)
 
     def __init__(self, server: Server) -> None:
         super().__init__()
         self.server = server
-        self.sub: Subscription | None = None
 
-    async def start(self, ctx: Context) -> None:
-        sub = self.sub = ctx[TAGDB].subscribe(by_points(REGISTERS), include_reported=True, name="test-recorder")
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
+        sub = ctx[TAGDB].subscribe(by_points(REGISTERS), include_reported=True, name="test-recorder")
         self.tasks.spawn(lambda: self.record(sub), "record")
+        ctx[RECORDING] = True
+        yield
+        sub.close()
 
     async def record(self, sub: Subscription) -> None:
         async for change in sub:
             v = change.new
             if v.good and isinstance(v.value, (int, float)):
-                meter, _, point = change.name.rpartition(".")
+                meter, point = names.split(change.name)
                 self.server.register[meter] = point
                 self.server.readings.setdefault(meter, []).append((v.source_ts.timestamp(), Decimal(str(v.value))))
-
-    async def stop(self) -> None:
-        if self.sub is not None:
-            self.sub.close()
 
 
 @dataclass
@@ -79,9 +84,9 @@ class Server:
 
     async def start(self) -> None:
         built = build_runtime(self.config, announce=lambda _m: None)
-        parts = list(built.components)
-        after_tags = next(i for i, c in enumerate(parts) if TAGDB in c.provides) + 1
-        parts.insert(after_tags, Recorder(self))
+        parts = [*built.components, Recorder(self)]
+        poller = next(c for c in parts if isinstance(c, ModbusComponent))
+        poller.optional = (*poller.optional, RECORDING)
         rt = Runtime(parts, ctx=built.ctx, stop_timeout_s=built.stop_timeout_s, policy=built.policy)
         await rt.start()
         self.runtime = rt

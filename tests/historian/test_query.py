@@ -275,7 +275,7 @@ async def test_days_from_rollups_equal_days_from_intervals(backend: Backend, sit
         assert len(fast) == len(slow) == len(groups) * len(points) * (1 if interval == "1mo" else DAYS)
         assert list(fast["intervals"]) == list(slow["intervals"])
         assert list(fast["flags"]) == list(slow["flags"])
-        for a, b in zip(fast["value"], slow["value"]):
+        for a, b in zip(fast["value"], slow["value"], strict=False):
             assert a == b or math.isclose(a, b, rel_tol=1e-12)
         energy = fast[fast.point == "energy_total"]["value"]
         assert energy.notna().all()

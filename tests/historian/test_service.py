@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from historian import Historian, HistorianSettings, InfluxSettings, IntervalGrid, RawRule, SqliteSettings, make_backend
+from historian import (
+    Historian,
+    HistorianSettings,
+    InfluxSettings,
+    IntervalGrid,
+    RawRule,
+    SqliteSettings,
+    make_backend,
+)
 from historian.backends.base import Backend
 from tags import TagDB
 

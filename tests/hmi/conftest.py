@@ -12,11 +12,12 @@ import aiohttp
 import pytest
 
 from hmi.component import HMI_URL
-from scada.audit import Actor
 from scada.config import ScadaConfig, demo_config_text, parse_config
-from scada.foundation import ASSETS, USERS
-from scada.runtime import Runtime
-from scada.simulation import SIMULATOR
+from scada.core.runtime import Runtime
+from scada.simulator.component import SIMULATOR
+from scada.site.component import ASSETS
+from scada.users.audit import Actor
+from scada.users.component import USERS
 
 from ..harness import running_server
 from ..services import free_port

@@ -3,7 +3,7 @@ poller: meter tags), for HMI tests that run without those parts."""
 
 from __future__ import annotations
 
-from scada.assets import AssetSnapshot
+from scada.site.assets import AssetSnapshot
 from tags import TagDB, TagMeta
 from tags.model import DataType
 from tags.names import meter_tag, room_tag

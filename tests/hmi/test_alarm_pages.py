@@ -9,8 +9,9 @@ import aiohttp
 from websockets.asyncio.client import connect
 
 from scada.alarms.component import ALARMS
-from scada.audit import Actor
-from scada.foundation import ASSETS, TAGDB
+from scada.core.tags import TAGDB
+from scada.site.component import ASSETS
+from scada.users.audit import Actor
 from tags.names import room_tag
 
 from .conftest import Hmi, login

@@ -12,8 +12,9 @@ import pytest
 
 from hmi.component import HMI_URL
 from scada.alarms.component import ALARMS
-from scada.audit import Actor
-from scada.foundation import AUDIT, TAGDB, USERS
+from scada.core.tags import TAGDB
+from scada.users.audit import Actor
+from scada.users.component import AUDIT, USERS
 
 from ..scada.alarms.server import alarm_server, write_config
 

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from hmi.component import HMI_URL
-from scada.audit import Actor
-from scada.foundation import AUDIT, USERS
+from scada.core.runtime import Runtime
 from scada.prepaid.engine import PREPAID
-from scada.runtime import Runtime
+from scada.users.audit import Actor
+from scada.users.component import AUDIT, USERS
 
 from ..harness import running_server, server_config
 from .prepaid_site import prepaid_extra, with_site

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from hmi.component import HMI_URL
-from scada.audit import Actor
-from scada.foundation import AUDIT, USERS
+from scada.users.audit import Actor
+from scada.users.component import AUDIT, USERS
 
 from ..harness import running_server, server_config
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from scada.foundation import AUDIT, USERS
+from scada.users.component import AUDIT, USERS
 
 from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi, browser_like, login
 

@@ -15,10 +15,18 @@ from typing import Any
 import aiohttp
 from sqlalchemy import text
 
-from scada.auth import ROLE_PERMISSIONS, Permission, Role
-from scada.foundation import DATABASE
+from scada.db.component import DATABASE
+from scada.users.auth import ROLE_PERMISSIONS, Permission, Role
 
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, browser_like, login, open_accounts
+from .conftest import (
+    ADMIN_PASSWORD,
+    PASSWORDS,
+    ROLES,
+    Hmi,
+    browser_like,
+    login,
+    open_accounts,
+)
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 PERMISSION = re.compile(r"Requires the permission `([a-z_]+)`")

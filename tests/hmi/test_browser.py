@@ -13,9 +13,11 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from scada.alarms.component import ALARMS
-from scada.foundation import ASSETS, AUDIT, TAGDB, USERS
+from scada.core.tags import TAGDB
 from scada.prepaid.engine import PREPAID
-from scada.simulation import SIMULATOR
+from scada.simulator.component import SIMULATOR
+from scada.site.component import ASSETS
+from scada.users.component import AUDIT, USERS
 from tags.names import room_tag
 
 from ..services import require_services

@@ -21,7 +21,9 @@ from yarl import URL
 
 from hmi.component import HmiComponent
 from hmi.feed import FEED, Feed
-from scada.foundation import ASSETS, TAGDB, USERS
+from scada.core.tags import TAGDB
+from scada.site.component import ASSETS
+from scada.users.component import USERS
 from tags import TagDB
 from tags.names import room_tag
 
@@ -36,8 +38,8 @@ def ws_url(hmi: Hmi) -> str:
 
 def feed_of(hmi: Hmi) -> Feed:
     component = next(c for c in hmi.rt.components if isinstance(c, HmiComponent))
-    assert component.runner is not None
-    return component.runner.app[FEED]
+    assert component.app is not None
+    return component.app[FEED]
 
 
 async def token_headers(hmi: Hmi, user: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
@@ -229,7 +231,7 @@ async def test_a_revoked_session_loses_the_feed(fed: tuple[Hmi, TagDB]) -> None:
         cookie = http.cookie_jar.filter_cookies(URL(hmi.url))["scada_session"].value
     async with connect(ws_url(hmi), additional_headers={"Cookie": f"scada_session={cookie}"}, origin=hmi.url) as ws:  # type: ignore[arg-type]
         await subscribe(ws, view="overview")
-        from scada.audit import Actor
+        from scada.users.audit import Actor
 
         await hmi.rt.ctx[USERS].update("operator1", Actor("test", "cli"), active=False)
         with pytest.raises(ConnectionClosed) as err:
@@ -282,7 +284,7 @@ async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
                     db.write(room_tag(room, "balance"), round_ + len(room) / 1000)
                 db.write(room_tag("G1-R101", "alarm_level"), round_ % 2)
                 expected = f"{round_ + len('G1-R101') / 1000:.2f}"
-                msg = await recv_until(ws, lambda m: rooms_of(m).get("G1-R101", {}).get("balance") == expected)
+                msg = await recv_until(ws, lambda m, expected=expected: rooms_of(m).get("G1-R101", {}).get("balance") == expected)
                 assert rooms_of(msg)["G1-R101"]["alarm_level"] == round_ % 2  # each change arrives, in time
             # the stalled client is stuck in its own sender, holding at most one entry per room
             assert stalled_client.pushes < 25, stalled_client.pushes

@@ -11,9 +11,9 @@ import pytest
 
 from hmi.i18n import LANGUAGES, Catalogs, negotiate
 from hmi.live import CATEGORIES
+from scada.alarms.alarm import AlarmState, Priority
 from scada.alarms.classes import CLASS_NAMES
-from scada.alarms.model import AlarmState, Priority
-from scada.auth import Permission, Role
+from scada.users.auth import Permission, Role
 from tags import Quality, QualityReason
 
 HMI = Path(str(resources.files("hmi")))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from hmi.live import CATEGORIES, FilterError, LiveRooms, LiveUpdate, RoomFilter
-from scada.assets import AssetRegistry
-from scada.audit import Actor
-from scada.db import Database, async_url
-from scada.foundation import resolve_site_file
 from scada.config import load_demo_config
-from scada.siteimport import apply_site, parse_site_file
+from scada.db import Database, async_url
+from scada.site.assets import AssetRegistry
+from scada.site.component import resolve_site_file
+from scada.site.importer import apply_site, parse_site_file
+from scada.users.audit import Actor
 from tags import DataType, Quality, QualityReason, TagDB, TagMeta
 from tags.names import meter_tag, room_tag
 

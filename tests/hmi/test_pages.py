@@ -7,8 +7,9 @@ import aiohttp
 from sqlalchemy import select
 from yarl import URL
 
-from scada.foundation import AUDIT, DATABASE, USERS
-from scada.sessions import WebSession
+from scada.db.component import DATABASE
+from scada.users.component import AUDIT, USERS
+from scada.users.models import WebSession
 
 from .conftest import ADMIN_PASSWORD, Hmi, browser_like, csrf_of, login
 

@@ -8,10 +8,12 @@ from typing import Any
 import aiohttp
 
 from protocols.modbus.sim import Simulator
-from scada.audit import Actor
-from scada.commands import COMMANDS
-from scada.foundation import ASSETS, AUDIT, TAGDB
-from scada.simulation import SIMULATOR
+from scada.commands.service import COMMANDS
+from scada.core.tags import TAGDB
+from scada.simulator.component import SIMULATOR
+from scada.site.component import ASSETS
+from scada.users.audit import Actor
+from scada.users.component import AUDIT
 
 from ..simulation import until
 from .conftest import PASSWORDS, Hmi, browser_like, login
@@ -123,7 +125,7 @@ async def test_links_and_device_statistics(hmi: Hmi) -> None:
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(hmi.api + "/links") as r:
             links = (await r.json())["links"]
-        assert [l["name"] for l in links] == ["gw-1", "gw-2"]
+        assert [link["name"] for link in links] == ["gw-1", "gw-2"]
         assert links[0]["state"] == "up" and links[0]["devices"] == 41 and links[0]["requests"] > 0
         async with http.get(hmi.api + "/links/gw-2/devices") as r:
             body = await r.json()

@@ -17,8 +17,8 @@ from historian import IntervalRecord, SqliteSettings, make_backend
 from historian.rollup import day_rollups
 from hmi.api.trend import trend_window
 from hmi.component import HMI_URL
-from scada.audit import Actor
-from scada.foundation import USERS
+from scada.users.audit import Actor
+from scada.users.component import USERS
 
 from ..harness import running_server
 from .browser import Shots

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from scada.foundation import ASSETS, TAGDB
+from scada.core.tags import TAGDB
+from scada.site.component import ASSETS
 
 from ..procs import ScadaProcess
 from ..simulation import Control, until

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocols.opcua import OpcUaServer
-from scada.audit import Actor
 from scada.config import ScadaConfig, load_config
-from scada.foundation import TAGDB, USERS
-from scada.opcua import OPCUA
-from scada.runtime import Runtime
-from scada.simulation import SIMULATOR
+from scada.core.runtime import Runtime
+from scada.core.tags import TAGDB
+from scada.opcua.component import OPCUA
+from scada.simulator.component import SIMULATOR
+from scada.users.audit import Actor
+from scada.users.component import USERS
 
 from ..harness import running_server
 from ..services import free_port

@@ -6,9 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from scada.audit import Actor, AuditLog
-from scada.auth import AuthError, Permission, Role, UserStore, hash_password, verify_password
 from scada.db import Database
+from scada.users.audit import Actor, AuditLog
+from scada.users.auth import (
+    AuthError,
+    Permission,
+    Role,
+    UserStore,
+    hash_password,
+    verify_password,
+)
 
 ME = Actor("root", "cli")
 
@@ -66,7 +73,7 @@ async def test_tokens_are_hashed_expire_and_revoke(db: Database) -> None:
     assert await users.authenticate_token(token) is None
     from sqlalchemy import select
 
-    from scada.db.models import ApiToken
+    from scada.users.models import ApiToken
 
     async with db.sessions() as s:
         stored = (await s.scalars(select(ApiToken.token_hash))).all()

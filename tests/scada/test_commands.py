@@ -18,17 +18,23 @@ from protocols.modbus.poller import ModbusPoller
 from protocols.modbus.profile import ProfileLibrary
 from protocols.modbus.sim import Simulator
 from protocols.modbus.sim.site import SimLink
-from scada.assets import AssetRegistry
-from scada.audit import Actor, AuditLog
-from scada.auth import Role, UserInfo
-from scada.commandconfig import CommandsConfig
-from scada.commands import CommandKind, CommandRequest, CommandResult, CommandService, CommandTimeout
-from scada.commandstore import CommandRow
+from scada.commands.config import CommandsConfig
+from scada.commands.models import CommandRow
+from scada.commands.service import (
+    CommandKind,
+    CommandRequest,
+    CommandResult,
+    CommandService,
+    CommandTimeout,
+)
+from scada.core.runtime import TaskOwner
 from scada.db import Database
-from scada.polling import device_specs
-from scada.runtime import TaskOwner
-from scada.simulation import _meter_specs
-from scada.siteimport import import_site_file
+from scada.polling.component import device_specs
+from scada.simulator.component import _meter_specs
+from scada.site.assets import AssetRegistry
+from scada.site.importer import import_site_file
+from scada.users.audit import Actor, AuditLog
+from scada.users.auth import Role, UserInfo
 from tags import TagDB, utcnow
 
 from ..simulation import Control

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scada.cli import main
+from scada.cli.main import main
 from scada.config import ConfigError, load_config, load_demo_config, parse_config
-from scada.configbase import SecretError, SecretRef
+from scada.core.configbase import SecretError, SecretRef
 
 MINIMAL = '[site]\nname = "T"\n'
 

@@ -25,10 +25,13 @@ import pytest
 from historian import IntervalRecord, SqliteSettings, make_backend
 from historian.rollup import day_rollups
 from hmi.component import HMI_URL
-from scada.audit import Actor
-from scada.foundation import ASSETS, DATABASE, TAGDB, USERS
-from scada.history import BUFFER_FILL_TAG, HISTORY
-from scada.siteimport import import_site_file
+from scada.core.tags import TAGDB
+from scada.db.component import DATABASE
+from scada.history.service import BUFFER_FILL_TAG, HISTORY
+from scada.site.component import ASSETS
+from scada.site.importer import import_site_file
+from scada.users.audit import Actor
+from scada.users.component import USERS
 from tags import Quality
 from tags.model import utcnow
 

@@ -8,8 +8,8 @@ import pytest
 
 from historian import InfluxSettings, SqliteSettings
 from scada.config import ConfigError, load_config, load_demo_config
-from scada.configbase import SecretError
-from scada.history_config import backend_settings, historian_settings
+from scada.core.configbase import SecretError
+from scada.history.settings import backend_settings, historian_settings
 
 MINIMAL = '[site]\nname = "T"\ntimezone = "Asia/Shanghai"\n'
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-import scada.db.registry  # noqa: F401
+import scada.models  # noqa: F401
 from scada.db import Base, Database
 
 

@@ -10,18 +10,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from scada.audit import Actor
-from scada.foundation import ASSETS, AUDIT, TAGDB
+from scada.core.tags import TAGDB
 from scada.prepaid.accounts import OpenRequest
 from scada.prepaid.engine import PREPAID
-from scada.prepaid.tariff import TariffDefinition
+from scada.prepaid.tariff_definition import TariffDefinition
+from scada.site.component import ASSETS
+from scada.users.audit import Actor
+from scada.users.component import AUDIT
 
 from ..protocols.opcua.nodeclient import NodeClient
 from ..simulation import Control
@@ -86,7 +88,7 @@ async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tm
             energy, volume, relay, balance = await c("read", nodes=[
                 s.node("E-101.energy_total"), s.node("W-101.volume_total"), s.node("E-101.relay_closed"), s.node("room:B1-R101.balance"),
             ])
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for dv, data_type in ((energy, "Double"), (volume, "Double"), (relay, "Boolean")):
                 assert dv["status"] == "Good" and dv["dataType"] == data_type, dv
                 assert now - timedelta(seconds=30) < ts(dv["sourceTimestamp"]) <= now + timedelta(seconds=1)

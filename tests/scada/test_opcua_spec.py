@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from scada.assets import AssetSnapshot, BuildingInfo, FloorInfo, MeterInfo, RoomInfo, SiteInfo
-from scada.opcua import site_spec
+from scada.opcua.component import site_spec
+from scada.site.assets import (
+    AssetSnapshot,
+    BuildingInfo,
+    FloorInfo,
+    MeterInfo,
+    RoomInfo,
+    SiteInfo,
+)
 from tags import DataType, TagDB, TagMeta
 
 

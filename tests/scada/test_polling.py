@@ -6,14 +6,14 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-
 from protocols.modbus.sim import Simulator
-from scada.audit import Actor
-from scada.commands import COMMANDS, CommandKind, CommandRequest
+from scada.commands.service import COMMANDS, CommandKind, CommandRequest
 from scada.config import load_demo_config
-from scada.foundation import ASSETS, TAGDB
-from scada.polling import MODBUS
-from scada.simulation import SIMULATOR
+from scada.core.tags import TAGDB
+from scada.polling.component import MODBUS
+from scada.simulator.component import SIMULATOR
+from scada.site.component import ASSETS
+from scada.users.audit import Actor
 from tags import Quality
 
 from ..harness import running_server

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from scada.audit import Actor, AuditLog
-from scada.auth import UserStore
 from scada.db import Database
-from scada.sessions import SessionStore, WebSession
+from scada.users.audit import Actor, AuditLog
+from scada.users.auth import UserStore
+from scada.users.models import WebSession
+from scada.users.sessions import SessionStore
 from tags import utcnow
 
 ACTOR = Actor("test", "cli")

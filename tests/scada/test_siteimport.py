@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from scada.assets import AssetRegistry
-from scada.audit import Actor, AuditLog
-from scada.db import Database
-from scada.db.models import AuditEntry, Meter, Room
-from scada.foundation import resolve_site_file
 from scada.config import load_demo_config
-from scada.siteimport import SiteImportError, import_site_file, parse_site_file
+from scada.db import Database
+from scada.site.assets import AssetRegistry
+from scada.site.component import resolve_site_file
+from scada.site.importer import SiteImportError, import_site_file, parse_site_file
+from scada.site.models import Meter, Room
+from scada.users.audit import Actor, AuditLog
+from scada.users.models import AuditEntry
 
 ME = Actor("tester", "cli")
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -42,7 +42,7 @@ def test_unknown_tag_is_named_in_error() -> None:
 
 def test_write_sets_value_quality_and_timestamps() -> None:
     db = make_db("M1.power")
-    src = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    src = datetime(2026, 1, 1, tzinfo=UTC)
     assert db.write("M1.power", 2.5, source_ts=src) is True
     v = db.read("M1.power")
     assert (v.value, v.quality, v.reason, v.source_ts) == (2.5, Quality.GOOD, QualityReason.NONE, src)

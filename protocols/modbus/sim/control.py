@@ -23,19 +23,35 @@ Errors are JSON ``{"error": "..."}``: 404 for an unknown meter, 422 naming the b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .server import Fault
+from .clock import SimClock
+from .model import SimMeter
+from .server import Fault, ModbusSimServer
 
-if TYPE_CHECKING:
-    from .site import Simulator
+
+class ControlledSimulator(Protocol):
+    """What the control API drives: the simulator of ``site.Simulator``, seen from here."""
+
+    clock: SimClock
+    servers: dict[str, ModbusSimServer]
+    meters: dict[str, SimMeter]
+
+    def meter(self, meter_id: str) -> SimMeter: ...
+    def unit_of(self, meter_id: str) -> Any: ...
+    def set_fault(self, meter_id: str, fault: Fault) -> None: ...
+    def set_load(self, meter_id: str, value: float | None) -> None: ...
+    def set_register(self, meter_id: str, point: str, value: float | bool | None) -> None: ...
+    def set_relay(self, meter_id: str, *, closed: bool | None = None, stuck: bool | None = None) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def reset_stats(self) -> None: ...
 
 __all__ = ["control_app", "start_control_api"]
 
-_SIM: web.AppKey[Simulator] = web.AppKey("simulator", object)  # type: ignore[arg-type]
+_SIM: web.AppKey[ControlledSimulator] = web.AppKey("simulator", object)  # type: ignore[arg-type]
 
 
 class _Body(BaseModel):
@@ -111,7 +127,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(422, str(exc))
 
 
-def control_app(sim: Simulator) -> web.Application:
+def control_app(sim: ControlledSimulator) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[_SIM] = sim
     routes = web.RouteTableDef()
@@ -199,7 +215,7 @@ def control_app(sim: Simulator) -> web.Application:
     return app
 
 
-async def start_control_api(sim: Simulator, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start_control_api(sim: ControlledSimulator, host: str, port: int) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(control_app(sim), access_log=None, shutdown_timeout=2)
     await runner.setup()
     try:

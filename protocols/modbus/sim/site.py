@@ -6,49 +6,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..profile import ProfileLibrary
+from .clock import SimClock
+from .control import start_control_api
 from .model import MeterSpec, SimMeter
-from .server import Fault, ModbusSimServer
+from .server import Fault, ModbusSimServer, ServerStats
 from .tou import TouSchedule
 
 __all__ = ["SimClock", "SimLink", "Simulator"]
 
 log = logging.getLogger(__name__)
-
-
-class SimClock:
-    """Simulated epoch seconds: wall time, sped up by ``speed``, plus what a test advanced.
-
-    ``speed = 0`` freezes time so a test moves it only with :meth:`advance`.
-    """
-
-    def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
-        if speed < 0:
-            raise ValueError(f"speed must be >= 0, found {speed}")
-        self._real0 = time.monotonic()
-        self._sim0 = time.time() if start is None else start
-        self.speed = speed
-
-    def __call__(self) -> float:
-        return self._sim0 + (time.monotonic() - self._real0) * self.speed
-
-    def advance(self, seconds: float) -> float:
-        if seconds < 0:
-            raise ValueError("the simulated clock only moves forward")
-        self._sim0 += seconds
-        return self()
-
-    def set_speed(self, speed: float) -> None:
-        if speed < 0:
-            raise ValueError(f"speed must be >= 0, found {speed}")
-        now = self()
-        self._real0, self._sim0, self.speed = time.monotonic(), now, speed
 
 
 @dataclass(frozen=True)
@@ -93,8 +65,6 @@ class Simulator:
             for server in self.servers.values():
                 await server.start()
             if self.control_port is not None:
-                from .control import start_control_api
-
                 self._control, self.control_url = await start_control_api(self, self.host, self.control_port)
         except BaseException:
             await self.stop()
@@ -195,8 +165,6 @@ class Simulator:
         return {name: {"port": s.port, "framing": s.framing, **s.stats.as_dict()} for name, s in self.servers.items()}
 
     def reset_stats(self) -> None:
-        from .server import ServerStats
-
         for s in self.servers.values():
             s.stats = ServerStats(open_connections=s.stats.open_connections, pending=s.stats.pending)
 

@@ -9,9 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from scada.configbase import ConfigModel, SecretRef
-
-from ..model import PriorityName
+from scada.alarms.alarm import PriorityName
+from scada.core.configbase import ConfigModel, SecretRef
 
 __all__ = [
     "ChannelConfig",

@@ -23,10 +23,9 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import Field, ValidationError
 
-from scada.configbase import ConfigError, ConfigModel, format_validation_error
-from scada.context import Key
-
-from .config import Language
+from scada.alarms.notify.config import Language
+from scada.core.configbase import ConfigError, ConfigModel, format_validation_error
+from scada.core.context import Key
 
 __all__ = ["CONTACTS", "Contact", "ContactDirectory", "StaticContactDirectory"]
 

@@ -33,15 +33,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.alarms.alarm import Alarm, AlarmEvent, AlarmState, Priority, alarm_document
+from scada.alarms.clock import Clock
+from scada.alarms.notify.config import NotificationsConfig, RouteConfig
+from scada.alarms.notify.contacts import Contact, ContactDirectory
+from scada.alarms.notify.delivery import Channel, DeliveryError, OutgoingMessage
+from scada.alarms.notify.models import DeliveryAttemptRow, DeliveryRow, DeliveryStatus
+from scada.alarms.notify.templates import MessageTemplates, TemplateProblem
 from scada.db import Database
-
-from ..clock import Clock
-from ..model import Alarm, AlarmEvent, AlarmState, Priority, alarm_document
-from .channels import Channel, DeliveryError, OutgoingMessage
-from .config import NotificationsConfig, RouteConfig
-from .contacts import Contact, ContactDirectory
-from .models import DeliveryAttemptRow, DeliveryRow, DeliveryStatus
-from .templates import MessageTemplates, TemplateProblem
 
 __all__ = ["Attempt", "Delivery", "Notifier", "notification_event"]
 

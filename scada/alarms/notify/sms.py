@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from .channels import DeliveryError, OutgoingMessage, ssl_context
-from .config import ChannelConfig
+from scada.alarms.notify.config import ChannelConfig
+from scada.alarms.notify.delivery import DeliveryError, HttpDelivery, OutgoingMessage
 
 __all__ = ["SmsGatewayChannel"]
 
@@ -43,13 +42,9 @@ class SmsGatewayChannel:
             self._body = env.from_string(config.body) if config.body else None
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"alarms.notifications.channels {config.name!r}: template error: {exc.message}") from None
-        self._ssl = ssl_context(config.ca_file, base_dir) if config.url.startswith("https:") else None
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
-        return self._session
+        self._http = HttpDelivery(
+            timeout_s=config.timeout_s, https=config.url.startswith("https:"), ca_file=config.ca_file, base_dir=base_dir,
+        )
 
     def render(self, message: OutgoingMessage) -> tuple[str, dict[str, str], bytes | None]:
         text = message.body.strip()
@@ -69,22 +64,10 @@ class SmsGatewayChannel:
     async def send(self, message: OutgoingMessage) -> None:
         url, headers, body = self.render(message)
         # the url may carry the key: never put it in an error message
-        where = url.split("?", 1)[0]
-        try:
-            async with self._http().request(self.config.method, url, data=body, headers=headers, ssl=self._ssl) as response:
-                if response.status in self.config.success_status:
-                    return
-                text = (await response.text(errors="replace"))[:200]
-                permanent = 400 <= response.status < 500 and response.status not in (408, 425, 429)
-                raise DeliveryError(f"SMS gateway answered HTTP {response.status}: {text}", permanent=permanent)
-        except DeliveryError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise DeliveryError(f"SMS gateway {where}: {type(exc).__name__}: {exc}") from None
-        except TimeoutError:
-            raise DeliveryError(f"SMS gateway {where}: no answer within {self.config.timeout_s:g} s") from None
+        await self._http.send(
+            self.config.method, url, data=body, headers=headers, success=self.config.success_status,
+            where=f"SMS gateway {url.split('?', 1)[0]}",
+        )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()

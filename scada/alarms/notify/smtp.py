@@ -13,8 +13,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from .channels import DeliveryError, OutgoingMessage, ssl_context
-from .config import ChannelConfig
+from scada.alarms.notify.config import ChannelConfig
+from scada.alarms.notify.delivery import DeliveryError, OutgoingMessage, ssl_context
 
 __all__ = ["EmailChannel"]
 

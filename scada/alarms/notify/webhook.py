@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
-
-from .channels import DeliveryError, OutgoingMessage, ssl_context
-from .config import ChannelConfig
+from scada.alarms.notify.config import ChannelConfig
+from scada.alarms.notify.delivery import HttpDelivery, OutgoingMessage
 
 __all__ = ["WebhookChannel", "sign"]
 
@@ -35,19 +33,15 @@ class WebhookChannel:
         self.config = config
         self.url = config.url
         self.secret = config.secret.require(base_dir)
-        self._ssl = ssl_context(config.ca_file, base_dir) if config.url.startswith("https:") else None
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
-        return self._session
+        self._http = HttpDelivery(
+            timeout_s=config.timeout_s, https=config.url.startswith("https:"), ca_file=config.ca_file, base_dir=base_dir,
+        )
 
     async def send(self, message: OutgoingMessage) -> None:
         document = {
             "delivery_id": message.delivery_id,
             "event": message.event,
-            "sent_at": datetime.now(timezone.utc).isoformat(),
+            "sent_at": datetime.now(UTC).isoformat(),
             "language": message.language,
             "subject": message.subject,
             "text": message.body,
@@ -60,21 +54,7 @@ class WebhookChannel:
             self.config.signature_header: sign(self.secret, body),
             "X-Scada-Delivery": str(message.delivery_id),
         }
-        try:
-            async with self._http().post(self.url, data=body, headers=headers, ssl=self._ssl) as response:
-                if 200 <= response.status < 300:
-                    return
-                text = (await response.text(errors="replace"))[:200]
-                permanent = 400 <= response.status < 500 and response.status not in (408, 425, 429)
-                raise DeliveryError(f"HTTP {response.status} from {self.url}: {text}", permanent=permanent)
-        except DeliveryError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise DeliveryError(f"POST {self.url}: {exc!r}") from None
-        except TimeoutError:
-            raise DeliveryError(f"POST {self.url}: no answer within {self.config.timeout_s:g} s") from None
+        await self._http.send("POST", self.url, data=body, headers=headers)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()

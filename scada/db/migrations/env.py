@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import scada.models  # noqa: F401  (imports every part's models onto Base.metadata)
 from scada.db.models import Base
-import scada.db.registry  # noqa: F401  (imports every part's models onto Base.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

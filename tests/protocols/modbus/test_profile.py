@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from protocols.modbus.plan import plan_device
-from protocols.modbus.profile import BILLING_POINTS, ProfileError, ProfileLibrary, load_profile, parse_profile
+from protocols.modbus.profile import (
+    BILLING_POINTS,
+    ProfileError,
+    ProfileLibrary,
+    load_profile,
+    parse_profile,
+)
 
 POINTS = {
     "energy_total", "energy_sharp", "energy_peak", "energy_flat", "energy_valley", "energy_reverse", "power",

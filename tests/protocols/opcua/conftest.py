@@ -23,7 +23,12 @@ from protocols.opcua import (
     ServerHooks,
     SiteSpec,
 )
-from protocols.opcua.catalogue import ELECTRICITY_POINTS, ROOM_POINTS, ROOM_REQUIRED, WATER_POINTS
+from protocols.opcua.catalogue import (
+    ELECTRICITY_POINTS,
+    ROOM_POINTS,
+    ROOM_REQUIRED,
+    WATER_POINTS,
+)
 from tags import DataType
 
 USERS = {"alice": "alice-password", "bob": "bob-password"}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.opcua.model import BuildingSpec, FloorSpec, MeterSpec, RoomSpec, SiteSpec, browse_name
+from protocols.opcua.model import (
+    BuildingSpec,
+    FloorSpec,
+    MeterSpec,
+    RoomSpec,
+    SiteSpec,
+    browse_name,
+)
 from protocols.opcua.units import UNECE_NAMESPACE, eu_information, unece_unit_id
 
 

@@ -72,7 +72,7 @@ async def test_trust_a_pem_file_and_check_uri_and_validity(tmp_path: Path) -> No
     assert err.value.code == ua.StatusCodes.BadCertificateUriInvalid
     key = cert_gen.generate_private_key()
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "old")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     expired = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -83,7 +83,7 @@ async def test_trust_a_pem_file_and_check_uri_and_validity(tmp_path: Path) -> No
     with pytest.raises(ServiceError) as err:
         await pki.validate_client(expired, app("urn:old"))
     assert err.value.code == ua.StatusCodes.BadCertificateTimeInvalid
-    assert expired.not_valid_after_utc < dt.datetime.now(dt.timezone.utc)
+    assert expired.not_valid_after_utc < dt.datetime.now(dt.UTC)
 
 
 def test_trust_refuses_what_is_not_a_certificate(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from tags import DataType, Quality, QualityReason, TagChange, TagValue
 from .conftest import Recorder, meter_points, small_site
 
 S = ua.StatusCodes
-T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def change(tag: str, value: Any, quality: Quality = Quality.GOOD, reason: QualityReason = QualityReason.NONE, ts: datetime = T0) -> TagChange:

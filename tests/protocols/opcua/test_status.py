@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from asyncua import ua
 
-from protocols.opcua.status import STATUS_TABLE, data_value, status_code, status_name, to_variant
+from protocols.opcua.status import (
+    STATUS_TABLE,
+    data_value,
+    status_code,
+    status_name,
+    to_variant,
+)
 from tags import Quality, QualityReason, TagValue
 
 S = ua.StatusCodes
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def tv(value: object, quality: Quality = Quality.GOOD, reason: QualityReason = QualityReason.NONE) -> TagValue:

@@ -9,15 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scada.alarms.clock import ManualClock
-from scada.alarms.component import ALARMS, NOTIFIER, AlarmComponent, ContactFileComponent, NotificationComponent
+from scada.alarms.component import (
+    ALARMS,
+    NOTIFIER,
+    AlarmComponent,
+    ContactFileComponent,
+    NotificationComponent,
+)
 from scada.alarms.engine import AlarmEngine
 from scada.alarms.notify.notifier import Notifier
-from scada.assets import AssetRegistry
-from scada.config import ScadaConfig
-from scada.context import Context
+from scada.config import CONFIG, ScadaConfig
+from scada.core.context import Context
+from scada.core.runtime import Component, Runtime
+from scada.core.tags import TAGDB
 from scada.db import Database
-from scada.foundation import ASSETS, CONFIG, DATABASE, TAGDB
-from scada.runtime import Component, Runtime
+from scada.db.component import DATABASE
+from scada.site.assets import AssetRegistry
+from scada.site.component import ASSETS
 from tags import TagDB
 
 from ...harness import server_config

@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from scada.config import ScadaConfig, load_config
-from scada.audit import Actor
-from scada.foundation import ASSETS, TAGDB, open_database
-from scada.siteimport import apply_site, parse_toml
-from scada.runtime import Runtime
+from scada.core.runtime import Runtime
+from scada.core.tags import TAGDB
+from scada.db.component import open_database
+from scada.site.component import ASSETS
+from scada.site.importer import apply_site, parse_toml
+from scada.users.audit import Actor
 
 from ...harness import running_server
 from .site import register_condition_tags, site_toml

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from scada.alarms.clock import ManualClock
 from scada.alarms.config import AlarmsConfig
 from scada.alarms.engine import AlarmEngine
-from scada.assets import AssetRegistry
-from scada.audit import Actor
 from scada.db import Database
-from scada.siteimport import apply_site, parse_toml
+from scada.site.assets import AssetRegistry
+from scada.site.importer import apply_site, parse_toml
+from scada.users.audit import Actor
 from tags import DataType, TagDB, TagMeta
 
 __all__ = ["MAINT", "OPERATOR", "VIEWER", "build_site", "engine_for", "site_toml"]
@@ -20,7 +20,7 @@ __all__ = ["MAINT", "OPERATOR", "VIEWER", "build_site", "engine_for", "site_toml
 OPERATOR = Actor("olga", "api", "operator")
 MAINT = Actor("max", "api", "maintenance")
 VIEWER = Actor("vic", "api", "viewer")
-START = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def site_toml(rooms: int = 4, *, link: str = "gw-1", max_power_kw: str | None = "10") -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from scada.alarms.alarm import AlarmState
 from scada.alarms.config import AlarmsConfig
-from scada.alarms.model import AlarmState
 from scada.alarms.operations import acknowledge
 from scada.alarms.store import AlarmFilter
 from scada.db import Database

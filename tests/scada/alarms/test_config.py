@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from scada.alarms.alarm import Priority
 from scada.alarms.classes import BUILTIN
-from scada.alarms.model import Priority
 from scada.alarms.notify.config import QuietHours
 from scada.alarms.notify.contacts import StaticContactDirectory
 from scada.alarms.notify.templates import MessageTemplates, TemplateProblem
@@ -91,7 +91,7 @@ def test_quiet_hours_across_midnight(local: str, release: str | None) -> None:
     got = qh.release_at(at)
     assert (got.strftime("%Y-%m-%d %H:%M") if got else None) == release
     assert got is None or got.tzinfo is tz
-    assert QuietHours(start="12:00", end="14:00").release_at(datetime(2026, 3, 2, 13, 0, tzinfo=timezone.utc)) is not None
+    assert QuietHours(start="12:00", end="14:00").release_at(datetime(2026, 3, 2, 13, 0, tzinfo=UTC)) is not None
 
 
 def test_contact_file_errors(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from scada.alarms.alarm import AlarmEvent
 from scada.alarms.component import ALARMS, NOTIFIER
-from scada.alarms.model import AlarmEvent
-from scada.foundation import TAGDB
+from scada.core.tags import TAGDB
 
 from .server import alarm_server, write_config
 from .servers import mail_server

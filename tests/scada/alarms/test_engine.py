@@ -10,13 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from scada.alarms.alarm import AlarmState, Priority
 from scada.alarms.lifecycle import IllegalTransition
-from scada.alarms.model import AlarmState, Priority
 from scada.alarms.operations import NotPermitted
 from scada.alarms.store import AlarmFilter
-from scada.audit import AuditLog
 from scada.db import Database
-from scada.db.models import AuditEntry
+from scada.users.audit import AuditLog
+from scada.users.models import AuditEntry
 
 from .site import MAINT, OPERATOR, VIEWER, build_site, engine_for, no_delays, site_toml
 
@@ -135,7 +135,7 @@ async def test_shelving_expires_on_the_clock(db: Database) -> None:
         await engine.settle()
         a1, a2 = sorted(engine.active(), key=lambda a: a.meter_id or "")
         s1 = await engine.shelve(a1.id, MAINT, "known fault, crew tomorrow", timedelta(minutes=30))
-        s2 = await engine.shelve(a2.id, MAINT, "known fault", timedelta(minutes=30))
+        await engine.shelve(a2.id, MAINT, "known fault", timedelta(minutes=30))
         assert s1.state is S.SHELVED and s1.shelved_until == clock.now() + timedelta(minutes=30)
         assert (s1.shelved_by, s1.shelve_reason) == ("max", "known fault, crew tomorrow")
         assert engine.active() == []

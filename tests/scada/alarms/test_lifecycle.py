@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scada.alarms.alarm import AlarmState
 from scada.alarms.lifecycle import Event, IllegalTransition, next_state
-from scada.alarms.model import AlarmState
 
 S, E = AlarmState, Event
 

@@ -4,7 +4,7 @@ deduplication and rate limits, with the delivery log saying what happened and wh
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,8 @@ NO_DELAYS = "\n".join(
     for c in ("comm_loss", "link_down", "relay_fault", "tamper", "over_power")
 )
 # 15:00 UTC is 23:00 in Asia/Shanghai (the test site's zone)
-EVENING = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
-NOON = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
+EVENING = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+NOON = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 
 
 def email_channel(port: int, ca_file: Path, *, user: str = "scada", env: str = "T_SMTP_PASSWORD") -> str:
@@ -268,7 +268,7 @@ async def test_quiet_hours_hold_a_tenant_message_until_they_end(
             log = {d.recipient: d for d in await alarms.notifier.deliveries()}
             held = log["+8613800000001"]
             assert held.status == "held" and held.reason == "quiet hours 22:00-07:00"
-            assert held.next_attempt_at == datetime(2026, 3, 2, 23, 0, tzinfo=timezone.utc)  # 07:00 local
+            assert held.next_attempt_at == datetime(2026, 3, 2, 23, 0, tzinfo=UTC)  # 07:00 local
             # the contact of R003 has no phone: nothing to send, and the log says so
             assert log["room:R003"].status == "skipped" and log["room:R003"].reason == "contact No Phone has no phone number"
 
@@ -279,7 +279,7 @@ async def test_quiet_hours_hold_a_tenant_message_until_they_end(
             assert sms["to"] == "+8613800000001"
             assert sms["text"].startswith("尊敬的李雷：\n您房间101的预付费余额不足。\n当前余额：8.50 CNY。请及时充值。")
             [sent] = [d for d in await alarms.notifier.deliveries() if d.recipient == "+8613800000001"]
-            assert sent.status == "sent" and sent.sent_at == datetime(2026, 3, 2, 23, 0, tzinfo=timezone.utc)
+            assert sent.status == "sent" and sent.sent_at == datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
 
 
 async def test_held_message_is_cancelled_when_the_alarm_ends(
@@ -349,7 +349,7 @@ to = ["+8613900000000"]
 
 
 async def test_a_missing_secret_stops_the_start_naming_the_channel(tmp_path: Path, db_url: str, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    from scada.runtime import RuntimeError_
+    from scada.core.runtime import RuntimeError_
 
     monkeypatch.delenv("T_HOOK_SECRET", raising=False)
     assets = await build_site(db, site_toml(1))

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from scada.assets import AssetRegistry
-from scada.audit import Actor
 from scada.config import ScadaConfig, parse_config
 from scada.db import Database
 from scada.prepaid.accounts import AccountSettings, OpenRequest
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.readings import Reading
 from scada.prepaid.reconcile import reconcile
-from scada.prepaid.tariff import TariffDefinition
-from scada.siteimport import apply_site, parse_toml
+from scada.prepaid.tariff_definition import TariffDefinition
+from scada.site.assets import AssetRegistry
+from scada.site.importer import apply_site, parse_toml
+from scada.users.audit import Actor
 from tags import TagDB, TagMeta, TagWrite
 
 SITE = """

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from scada.audit import AuditLog
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import MeterSegment
+from scada.users.audit import AuditLog
 
 from .conftest import CASHIER, T0, Site
 
@@ -115,7 +115,7 @@ async def test_close_bills_final_reading_refunds_and_detaches(site: Site) -> Non
     # a new account starts a new segment; the old one stays closed
     reopened = await site.open("R1", opening=0, readings={"E1": "104"})  # baseline 104, now
     assert reopened.id != view.id
-    await site.feed("E1", [(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1), "106")])
+    await site.feed("E1", [(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), "106")])
     assert (await site.engine.account("R1")).balance_minor == -100  # type: ignore[union-attr]
 
 

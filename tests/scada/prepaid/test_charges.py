@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from scada.prepaid.tariff import TariffDefinition
+from scada.prepaid.tariff_definition import TariffDefinition
 
 from .conftest import CASHIER, Site
 
@@ -32,7 +32,7 @@ async def test_daily_pro_rata_capacity_charge(site: Site) -> None:
     assert await site.engine.run_periodic_charges(later) == 3  # missed days are caught up
     got = await charges(site)
     assert [r for r, _ in got] == [f"capacity charge {(opened + dt.timedelta(days=i)).isoformat()}" for i in range(4)]
-    for (_reason, amount), i in zip(got, range(4)):
+    for (_reason, amount), i in zip(got, range(4), strict=False):
         day = opened + dt.timedelta(days=i)
         dim = ((day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)).day
         # 8820/30 = 294.00 exactly; 8820/31 = 284.516…: 284.51 or 284.52; 8820/28 = 315.00; 8820/29 = 304.137…

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import LedgerEntry, MeterSegment, MeterState
 from scada.prepaid.readings import Reading
-from scada.prepaid.tariff import TariffDefinition
+from scada.prepaid.tariff_definition import TariffDefinition
 from tags import Quality, QualityReason
 
 from .conftest import CASHIER, T0, Site, write_meter
@@ -160,7 +160,7 @@ async def test_tier_usage_accumulates_across_readings(site: Site) -> None:
 async def test_price_change_applies_from_its_effective_time(site: Site) -> None:
     await site.flat_tariff(price="1")
     await site.open("R1", opening=100_000)
-    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + 2 * H
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) + 2 * H
     await site.engine.tariffs.add_version("FLAT", TariffDefinition.model_validate({"price": "2"}), CASHIER, effective_from=start)
     # the running engine picks the new version up (it was added after the engine loaded tariffs)
     await site.feed("E1", [(start - 2 * H, "0"), (start - H, "1"), (start + H, "3")])
@@ -195,7 +195,7 @@ async def test_days_of_credit_threshold(site: Site) -> None:
     from scada.prepaid.levels import Threshold
 
     await site.open("R1", opening=10_000, thresholds=(Threshold(1, days=Decimal("3")),))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     await site.feed("E1", [(now - 5 * H, "0"), (now - H, "40")])  # 40.00 today → ≥ 40/day
     await site.engine.refresh_daily_costs()
     await site.feed("E1", [(now, "41")])
@@ -248,7 +248,7 @@ async def test_meter_replacement_bills_final_and_starts_new_meter(site: Site) ->
     view = await site.engine.replace_meter("E1", "E1B", actor=CASHIER, reason="display broken", final_reading=Decimal("102.5"), initial_reading=Decimal("0.2"))
     assert view is not None and view.balance_minor == 10_000 - 250
     assert site.assets.snapshot.meters["E1B"].active and not site.assets.snapshot.meters["E1"].active
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     await site.feed("E1B", [(now + H, "1.2")])
     await site.feed("E1", [(now + H, "200")])  # the old meter's register is no longer billed
     rows = await deductions(site)
@@ -264,7 +264,7 @@ async def test_meter_replacement_bills_final_and_starts_new_meter(site: Site) ->
 
 
 async def test_a_meter_added_to_a_room_is_billed_from_its_first_reading(site: Site) -> None:
-    from scada.db.models import Meter
+    from scada.site.models import Meter
 
     await site.flat_tariff(price="1")
     await site.open("R1", opening=10_000)

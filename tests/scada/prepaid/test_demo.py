@@ -7,10 +7,10 @@ import asyncio
 from decimal import Decimal
 
 from protocols.modbus.sim.tou import DEFAULT_TOU
-from scada.audit import Actor
 from scada.config import load_demo_config
 from scada.prepaid.demo import DEMO_TOU, DemoCashier, seed_demo
-from scada.prepaid.tariff import TariffDefinition
+from scada.prepaid.tariff_definition import TariffDefinition
+from scada.users.audit import Actor
 
 from .conftest import Site
 

@@ -17,12 +17,14 @@ import aiohttp
 import pytest
 
 from hmi.component import HMI_URL
-from scada.audit import Actor
-from scada.foundation import DATABASE, TAGDB, USERS
+from scada.core.tags import TAGDB
+from scada.db.component import DATABASE
 from scada.prepaid.demo import DEMO_TOU
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.reconcile import reconcile
-from scada.simulation import SIMULATOR
+from scada.simulator.component import SIMULATOR
+from scada.users.audit import Actor
+from scada.users.component import USERS
 from tags import TagChange
 
 from ...harness import running_server, server_config
@@ -114,7 +116,7 @@ weekends = false
 
 def local_today(hour: int, minute: int) -> dt.datetime:
     today = dt.datetime.now(TZ).date()
-    return dt.datetime(today.year, today.month, today.day, hour, minute, tzinfo=TZ).astimezone(dt.timezone.utc)
+    return dt.datetime(today.year, today.month, today.day, hour, minute, tzinfo=TZ).astimezone(dt.UTC)
 
 
 async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

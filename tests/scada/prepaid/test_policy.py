@@ -134,7 +134,7 @@ def test_threshold_parsing() -> None:
         assert err.value.field == field, bad
 
 
-T = dt.datetime(2026, 3, 2, 9, tzinfo=dt.timezone.utc)
+T = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 
 
 def r(value: str, minutes: float) -> Reading:

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from scada.db.models import Meter, Room
 from scada.prepaid.models import LedgerEntry
-from scada.prepaid.tariff import TariffDefinition
+from scada.prepaid.tariff_definition import TariffDefinition
+from scada.site.models import Meter, Room
 from tags import Quality, QualityReason, TagWrite
 
 from .conftest import CASHIER, Site, register_meter_tags
@@ -26,7 +26,7 @@ from .conftest import CASHIER, Site, register_meter_tags
 PERIODS = ("sharp", "peak", "flat", "valley")
 PRICES = {"sharp": Decimal("1.2"), "peak": Decimal("1.0"), "flat": Decimal("0.6"), "valley": Decimal("0.3")}
 _ids = itertools.count(1)
-_clock = [dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)]
+_clock = [dt.datetime(2026, 1, 5, tzinfo=dt.UTC)]
 
 
 @dataclass
@@ -162,7 +162,7 @@ async def run_sequence(site: Site, steps: list[Step], *, tou: bool) -> None:
         assert deducted == money_round(true_qty * Decimal("0.5683"))
     else:
         per_period = [Decimal(m.registers[i] - first_regs[i]) / 100 for i in range(4)]
-        expected = sum(q * PRICES[p] for q, p in zip(per_period, PERIODS))
+        expected = sum(q * PRICES[p] for q, p in zip(per_period, PERIODS, strict=False))
         assert deducted == money_round(expected), (deducted, expected)
     keys = [(r.segment, r.reading_to) for r in rows]
     assert len(keys) == len(set(keys)), "a reading was billed twice"

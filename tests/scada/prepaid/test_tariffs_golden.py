@@ -15,11 +15,17 @@ import pytest
 from pydantic import ValidationError
 
 from scada.prepaid.money import Rounding
-from scada.prepaid.pricing import TariffTimeline, TariffVersion, allocate, price_consumption, prorata_minor
-from scada.prepaid.tariff import TariffDefinition
+from scada.prepaid.pricing import (
+    TariffTimeline,
+    TariffVersion,
+    allocate,
+    price_consumption,
+    prorata_minor,
+)
+from scada.prepaid.tariff_definition import TariffDefinition
 
 TZ = ZoneInfo("Asia/Shanghai")
-EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
 def at(*args: int) -> dt.datetime:

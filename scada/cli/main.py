@@ -1,0 +1,98 @@
+"""The ``scada`` command line.
+
+``run``, ``demo`` and ``check-config`` live here; every other command belongs to its feature
+(``scada/<feature>/cli.py``) and is listed in :data:`scada.server.COMMANDS`. Commands that
+work on a server's database take ``--config FILE``; without it they use the embedded demo
+configuration (``var/demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from scada.config import ConfigError, ScadaConfig, config_from_args, load_config
+from scada.core.console import out
+from scada.core.logs import configure_logging
+from scada.server import COMMANDS, build_runtime
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("scada")
+
+
+async def _serve(config: ScadaConfig, *, demo: bool) -> int:
+    runtime = build_runtime(config, demo=demo, announce=out)
+    return await runtime.run(ready=lambda: log.info("ready", extra={"site": config.site.name}))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    _setup_logging(args, config)
+    return asyncio.run(_serve(config, demo=False))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    _setup_logging(args, config)
+    return asyncio.run(_serve(config, demo=True))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file, args.set or [])
+    out(f"{args.file}: OK (site {config.site.name!r}, {len(config.links)} link(s))")
+    return 0
+
+
+def _setup_logging(args: argparse.Namespace, config: ScadaConfig | None = None) -> None:
+    level = args.log_level or (config.logging.level if config else "info")
+    fmt = args.log_format or (config.logging.format if config else "human")
+    configure_logging(level, fmt)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``scada`` parser: the server commands here, then every feature's."""
+    parser = argparse.ArgumentParser(prog="scada", description="Prepaid-metering SCADA server")
+    parser.add_argument("--log-format", choices=["human", "json"], default=None, help="log line format")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a config key, e.g. --set hmi.port=9090 --set 'links[0].port=5030' (repeatable)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a server from a config file")
+    p.add_argument("--config", required=True, help="TOML config file")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("demo", help="run the simulated demo site on the embedded defaults")
+    p.set_defaults(handler=cmd_demo, config=None)
+
+    p = sub.add_parser("check-config", help="validate a config file and list every problem")
+    p.add_argument("file")
+    p.set_defaults(handler=cmd_check_config)
+
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``scada`` command; returns its exit code (2 for a bad configuration)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.handler not in (cmd_run, cmd_demo):
+        _setup_logging(args)
+    try:
+        result = args.handler(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{exc.source}: {problem}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130

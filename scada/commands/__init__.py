@@ -1,0 +1,1 @@
+"""The one command path for relays and valves: queued, authorised, audited, confirmed by read-back."""

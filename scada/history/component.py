@@ -1,0 +1,85 @@
+"""The historian as a runtime component, fed from the tag database.
+
+It subscribes to every change *and* report of the meter points the historian reads (a report
+counts as a sample), registers and feeds ``system:historian.buffer_fill``, and runs the
+historian's loops as its own supervised tasks. On stop (after those loops are cancelled) it
+ends intake, closes what is due, saves the open intervals (a restart continues them) and gives
+the buffer a few seconds to reach the backend; what does not make it stays on disk for the next
+start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from historian import Historian, IntervalGrid, make_backend
+from historian.records import POINTS
+from scada.config import CONFIG
+from scada.core.context import Context
+from scada.core.runtime import Component, Restart
+from scada.core.tags import TAGDB
+from scada.history.service import BUFFER_FILL_TAG, HISTORY, HistoryService
+from scada.history.settings import backend_settings, historian_settings
+from scada.site.component import ASSETS
+from tags import DataType, TagDB, TagMeta, names
+
+__all__ = ["HistorianComponent"]
+
+log = logging.getLogger(__name__)
+
+
+def _meter_ids(tagdb: TagDB) -> set[str]:
+    out: set[str] = set()
+    for name in tagdb.names():
+        owner, point = names.split(name)
+        if point in POINTS and ":" not in owner:
+            out.add(owner)
+    return out
+
+
+class HistorianComponent(Component):
+    """Provides :class:`HistoryService` (``ctx[HISTORY]``) and keeps interval history of every meter."""
+
+    name = "historian"
+    requires = (CONFIG, TAGDB, ASSETS)
+    provides = (HISTORY,)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
+        config = ctx[CONFIG]
+        tagdb = ctx[TAGDB]
+        settings = historian_settings(config)
+        grid = IntervalGrid(settings.interval_s, config.site.tz)
+        tagdb.register(
+            TagMeta(
+                BUFFER_FILL_TAG, DataType.FLOAT, point="buffer_fill",
+                description="historian store-and-forward buffer fill (0..1)",
+            )
+        )
+        backend = make_backend(backend_settings(config))
+
+        def publish_fill(fill: float) -> None:
+            tagdb.write(BUFFER_FILL_TAG, fill)
+
+        historian = Historian(settings, backend, grid, publish_fill=publish_fill, known_meters=lambda: _meter_ids(tagdb))
+        await historian.open()
+        flush_timeout_s = min(5.0, config.runtime.stop_timeout_s / 2)
+        sub = tagdb.subscribe(historian.wants, include_reported=True, maxsize=200_000, name="historian")
+        try:
+            self.tasks.spawn(lambda: historian.run_intake(sub), "intake", restart=Restart.ON_FAILURE)
+            self.tasks.spawn(historian.run_closer, "closer", restart=Restart.ON_FAILURE)
+            self.tasks.spawn(historian.run_forwarder, "forwarder", restart=Restart.ON_FAILURE)
+            self.tasks.spawn(historian.run_retention, "retention", restart=Restart.ON_FAILURE)
+            ctx[HISTORY] = HistoryService(historian, ctx[ASSETS], config.site.tz)
+            log.info(
+                "historian started",
+                extra={"backend": backend.name, "interval_min": settings.interval_s // 60, "buffered": historian.spool.points},
+            )
+            yield
+        finally:
+            # the loops are cancelled by now: what the subscription still holds goes in last
+            sub.close()
+            historian.feed(sub.drain())
+            await historian.shutdown(flush_timeout_s)

@@ -1,0 +1,15 @@
+"""Every table of the server, for Alembic and for tests that build a schema: importing this
+module completes ``scada.db.Base.metadata``.
+
+A feature that adds tables adds its ``models`` module here (and a migration on its own branch).
+"""
+
+from scada.alarms import models as alarm_models
+from scada.alarms.notify import models as notification_models
+from scada.commands import models as command_models
+from scada.db.models import Base
+from scada.prepaid import models as prepaid_models
+from scada.site import models as site_models
+from scada.users import models as user_models
+
+__all__ = ["Base", "alarm_models", "command_models", "notification_models", "prepaid_models", "site_models", "user_models"]

@@ -1,0 +1,1 @@
+"""Meter polling: the Modbus poller as a component, following the asset registry."""

@@ -1,0 +1,110 @@
+"""The composition root: the one module that knows every component, the HMI and every command.
+
+:func:`build_runtime` picks the components a configuration asks for; the runtime orders them
+from what each declares it requires and provides, so the list's order here carries no meaning.
+:data:`COMMANDS` lists every feature's sub-commands for :mod:`scada.cli`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hmi import watch
+from hmi.component import HmiComponent
+from scada.alarms import cli as alarms_cli
+from scada.alarms.component import (
+    AlarmComponent,
+    ContactFileComponent,
+    NotificationComponent,
+)
+from scada.commands.component import CommandsComponent
+from scada.config import CONFIG, ScadaConfig
+from scada.core.context import Context
+from scada.core.runtime import Component, Runtime, SupervisionPolicy
+from scada.core.tags import TagComponent
+from scada.db import cli as db_cli
+from scada.db.component import DatabaseComponent
+from scada.history import cli as history_cli
+from scada.history.component import HistorianComponent
+from scada.opcua import cli as opcua_cli
+from scada.opcua.component import OpcUaComponent
+from scada.polling.component import ModbusComponent
+from scada.prepaid import cli as prepaid_cli
+from scada.prepaid.component import PrepaidComponent
+from scada.simulator import cli as simulator_cli
+from scada.simulator.component import SimulatorComponent
+from scada.site import cli as site_cli
+from scada.site.component import SiteComponent
+from scada.users import cli as users_cli
+from scada.users.component import UsersComponent
+
+__all__ = ["COMMANDS", "build_components", "build_runtime"]
+
+# each adds its sub-commands to the parser's sub-parsers object, in the order of `scada --help`
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    db_cli.register,
+    users_cli.register,
+    site_cli.register,
+    alarms_cli.register,
+    prepaid_cli.register,
+    watch.register,
+    simulator_cli.register,
+    history_cli.register,
+    opcua_cli.register,
+)
+
+
+def build_components(
+    config: ScadaConfig,
+    *,
+    demo: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> list[Component]:
+    """The components the configuration enables."""
+    components: list[Component] = [
+        DatabaseComponent(),
+        UsersComponent(reset_admin=demo, announce=announce),
+        SiteComponent(),
+        TagComponent(),
+        ModbusComponent(),
+        CommandsComponent(),
+        HmiComponent(),
+    ]
+    if config.simulator.enabled:
+        components.append(SimulatorComponent())
+    if config.historian.enabled:
+        components.append(HistorianComponent())
+    if config.prepaid.enabled:
+        components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
+    if config.alarms.enabled:
+        components.append(AlarmComponent())
+        notifications = config.alarms.notifications
+        if notifications.enabled:
+            components.append(NotificationComponent())
+            if notifications.contacts_file:
+                components.append(ContactFileComponent())
+    if config.opcua is not None:
+        components.append(OpcUaComponent())
+    return components
+
+
+def build_runtime(
+    config: ScadaConfig,
+    *,
+    demo: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> Runtime:
+    """A runtime for the server the configuration describes (``scada run`` / ``scada demo``)."""
+    ctx = Context()
+    ctx[CONFIG] = config
+    rt = config.runtime
+    policy = SupervisionPolicy(
+        initial_backoff_s=rt.restart_initial_s,
+        max_backoff_s=rt.restart_max_s,
+        restart_limit=rt.restart_limit,
+        window_s=rt.restart_window_s,
+    )
+    return Runtime(
+        build_components(config, demo=demo, announce=announce), ctx=ctx, stop_timeout_s=rt.stop_timeout_s, policy=policy
+    )

@@ -1,0 +1,244 @@
+"""The asset registry: site, buildings, floors, rooms and meters, as immutable snapshots.
+
+The database is the source of truth; :class:`AssetRegistry` keeps the current snapshot in
+memory for fast lookups (HMI, OPC UA, pollers) and tells listeners what changed after every
+load, so that parts can follow meters added, replaced or removed at runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from scada.db import Database
+from scada.site.models import Building, Floor, Meter, Room, Site
+from scada.users.audit import Actor, AuditLog
+
+__all__ = [
+    "AssetRegistry",
+    "AssetSnapshot",
+    "BuildingInfo",
+    "FloorInfo",
+    "MeterInfo",
+    "RegistryDiff",
+    "RegistryError",
+    "RoomInfo",
+    "SiteInfo",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RegistryError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInfo:
+    id: str
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildingInfo:
+    id: str
+    site_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloorInfo:
+    id: str
+    building_id: str
+    name: str
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    id: str
+    floor_id: str
+    building_id: str
+    name: str
+    area_m2: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    id: str
+    kind: str  # electricity | water
+    role: str  # tenant | common
+    room_id: str | None
+    building_id: str
+    profile: str
+    link: str
+    unit_id: int
+    circuit: int | None
+    multiplier: Decimal
+    install_date: date | None
+    initial_reading: Decimal
+    max_power_kw: Decimal | None
+    replaced_by: str | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class AssetSnapshot:
+    site: SiteInfo | None = None
+    buildings: dict[str, BuildingInfo] = field(default_factory=dict)
+    floors: dict[str, FloorInfo] = field(default_factory=dict)
+    rooms: dict[str, RoomInfo] = field(default_factory=dict)
+    meters: dict[str, MeterInfo] = field(default_factory=dict)  # active and inactive
+
+    @property
+    def active_meters(self) -> list[MeterInfo]:
+        return [m for m in self.meters.values() if m.active]
+
+    def meters_of_room(self, room_id: str, *, active_only: bool = True) -> list[MeterInfo]:
+        return [m for m in self.meters.values() if m.room_id == room_id and (m.active or not active_only)]
+
+    def meters_on_link(self, link: str) -> list[MeterInfo]:
+        return [m for m in self.meters.values() if m.link == link and m.active]
+
+    def rooms_on_floor(self, floor_id: str) -> list[RoomInfo]:
+        return [r for r in self.rooms.values() if r.floor_id == floor_id]
+
+    def floors_of_building(self, building_id: str) -> list[FloorInfo]:
+        return sorted((f for f in self.floors.values() if f.building_id == building_id), key=lambda f: f.level)
+
+
+@dataclass(frozen=True)
+class RegistryDiff:
+    """Meter and room ids added, removed (or deactivated) and changed by a load."""
+
+    meters_added: frozenset[str] = frozenset()
+    meters_removed: frozenset[str] = frozenset()
+    meters_changed: frozenset[str] = frozenset()
+    rooms_added: frozenset[str] = frozenset()
+    rooms_removed: frozenset[str] = frozenset()
+    rooms_changed: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], active: Callable[[Any], bool]) -> tuple[set[str], set[str], set[str]]:
+    old_ids = {k for k, v in old.items() if active(v)}
+    new_ids = {k for k, v in new.items() if active(v)}
+    changed = {k for k in old_ids & new_ids if old[k] != new[k]}
+    return new_ids - old_ids, old_ids - new_ids, changed
+
+
+Listener = Callable[[AssetSnapshot, RegistryDiff], None]
+
+
+class AssetRegistry:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.snapshot = AssetSnapshot()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(snapshot, diff)`` after each load that changed something."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    async def load(self) -> RegistryDiff:
+        async with self.db.sessions() as s:
+            site = await s.scalar(select(Site).order_by(Site.id).limit(1))
+            buildings = (await s.scalars(select(Building))).all()
+            floors = (await s.scalars(select(Floor))).all()
+            rooms = (await s.scalars(select(Room))).all()
+            meters = (await s.scalars(select(Meter))).all()
+        floor_building = {f.id: f.building_id for f in floors}
+        snap = AssetSnapshot(
+            site=SiteInfo(site.id, site.name, site.timezone) if site else None,
+            buildings={b.id: BuildingInfo(b.id, b.site_id, b.name) for b in buildings},
+            floors={f.id: FloorInfo(f.id, f.building_id, f.name, f.level) for f in floors},
+            rooms={r.id: RoomInfo(r.id, r.floor_id, floor_building[r.floor_id], r.name, r.area_m2) for r in rooms},
+            meters={m.id: _meter_info(m) for m in meters},
+        )
+        old = self.snapshot
+        m_add, m_rem, m_chg = _diff(old.meters, snap.meters, lambda m: m.active)
+        r_add, r_rem, r_chg = _diff(old.rooms, snap.rooms, lambda r: True)
+        diff = RegistryDiff(*map(frozenset, (m_add, m_rem, m_chg, r_add, r_rem, r_chg)))
+        self.snapshot = snap
+        if diff:
+            for listener in list(self._listeners):
+                try:
+                    listener(snap, diff)
+                except Exception:
+                    log.exception("registry listener failed", extra={"listener": repr(listener)})
+        return diff
+
+    async def replace_meter(
+        self,
+        old_id: str,
+        new_id: str,
+        actor: Actor,
+        *,
+        reason: str,
+        initial_reading: Decimal = Decimal(0),
+        install_date: date | None = None,
+        unit_id: int | None = None,
+    ) -> MeterInfo:
+        """Record that ``new_id`` replaced ``old_id`` (same room, profile and link).
+
+        Billing of the old meter's final reading is the prepaid engine's job; this keeps the
+        registry and the audit log right.
+        """
+        async with self.db.transaction() as s:
+            old = await s.get(Meter, old_id)
+            if old is None or not old.active:
+                raise RegistryError(f"no active meter {old_id!r}")
+            if await s.get(Meter, new_id) is not None:
+                raise RegistryError(f"meter {new_id!r} exists already")
+            new = Meter(
+                id=new_id, kind=old.kind, role=old.role, room_id=old.room_id, building_id=old.building_id,
+                profile=old.profile, link=old.link, unit_id=unit_id if unit_id is not None else old.unit_id,
+                circuit=old.circuit, multiplier=old.multiplier, install_date=install_date,
+                initial_reading=initial_reading, max_power_kw=old.max_power_kw, active=True,
+            )
+            s.add(new)
+            await s.flush()
+            old.active = False
+            old.replaced_by = new_id
+            AuditLog.record(
+                s, actor, "meter.replace", "meter", old_id, reason=reason,
+                before={"active": True}, after={"replaced_by": new_id, "initial_reading": initial_reading},
+            )
+        await self.load()
+        return self.snapshot.meters[new_id]
+
+    async def set_active(self, meter_id: str, active: bool, actor: Actor, *, reason: str) -> None:
+        async with self.db.transaction() as s:
+            meter = await s.get(Meter, meter_id)
+            if meter is None:
+                raise RegistryError(f"no meter {meter_id!r}")
+            if meter.active == active:
+                return
+            AuditLog.record(
+                s, actor, "meter.activate" if active else "meter.deactivate", "meter", meter_id,
+                reason=reason, before={"active": meter.active}, after={"active": active},
+            )
+            meter.active = active
+        await self.load()
+
+
+def _meter_info(m: Meter) -> MeterInfo:
+    return MeterInfo(
+        m.id, m.kind, m.role, m.room_id, m.building_id, m.profile, m.link, m.unit_id, m.circuit,
+        m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active,
+    )

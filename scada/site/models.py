@@ -1,0 +1,63 @@
+"""Tables of the asset registry: sites, buildings, floors, rooms and meters."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scada.db.models import Base
+from scada.db.types import ExactDecimal
+
+__all__ = ["Building", "Floor", "Meter", "Room", "Site"]
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Floor(Base):
+    __tablename__ = "floors"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    building_id: Mapped[str] = mapped_column(ForeignKey("buildings.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[int] = mapped_column(Integer)
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    floor_id: Mapped[str] = mapped_column(ForeignKey("floors.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    area_m2: Mapped[Decimal | None] = mapped_column(ExactDecimal(12, 3), nullable=True)
+
+
+class Meter(Base):
+    __tablename__ = "meters"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # electricity | water
+    role: Mapped[str] = mapped_column(String(16), default="tenant")  # tenant | common
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("rooms.id"), nullable=True, index=True)
+    building_id: Mapped[str] = mapped_column(ForeignKey("buildings.id"), index=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    link: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[int] = mapped_column(Integer)
+    circuit: Mapped[int | None] = mapped_column(Integer, nullable=True)  # multi-circuit devices
+    multiplier: Mapped[Decimal] = mapped_column(ExactDecimal(12, 4), default=Decimal(1))
+    install_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    initial_reading: Mapped[Decimal] = mapped_column(ExactDecimal(), default=Decimal(0))
+    max_power_kw: Mapped[Decimal | None] = mapped_column(ExactDecimal(12, 3), nullable=True)
+    replaced_by: Mapped[str | None] = mapped_column(ForeignKey("meters.id"), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

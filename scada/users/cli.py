@@ -1,0 +1,62 @@
+"""``scada user add|list``: manage the server's users (on its database, without a running server)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+from typing import Any
+
+from scada.config import config_from_args
+from scada.core.console import out, read_password
+from scada.db.component import with_database
+from scada.db.engine import Database
+from scada.users.audit import Actor
+from scada.users.auth import AuthError, Role, UserStore
+
+__all__ = ["register"]
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    password = read_password()
+
+    async def run(db: Database) -> int:
+        try:
+            user = await UserStore(db).add(
+                args.name, args.role, password, Actor(getpass.getuser(), "cli"),
+                language=args.language, email=args.email,
+            )
+        except AuthError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        out(f"user {user.name} added with role {user.role.value}")
+        return 0
+
+    return asyncio.run(with_database(config, run))
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+
+    async def run(db: Database) -> int:
+        for u in await UserStore(db).list():
+            out(f"{u.name:<20} {u.role.value:<12} {'active' if u.active else 'disabled'}")
+        return 0
+
+    return asyncio.run(with_database(config, run))
+
+
+def register(sub: Any) -> None:
+    """Add ``scada user`` to the command line."""
+    p = sub.add_parser("user", help="manage users")
+    usub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    q = usub.add_parser("add", help="add a user (password from SCADA_PASSWORD or a prompt)")
+    q.add_argument("name")
+    q.add_argument("--role", required=True, choices=[r.value for r in Role])
+    q.add_argument("--language", default="en", choices=["en", "zh-CN"])
+    q.add_argument("--email")
+    q.add_argument("--config")
+    q.set_defaults(handler=cmd_user_add)
+    q = usub.add_parser("list", help="list users")
+    q.add_argument("--config")
+    q.set_defaults(handler=cmd_user_list)
