@@ -1,5 +1,6 @@
 # make demo   - create .venv, install, run the simulated demo site on the embedded defaults
 # make test   - create .venv, install the test tools and the servers the suite needs, run it
+# make lint   - ruff, the import-linter contracts and mypy (make test runs it first)
 # make bench  - run the benchmarks in bench/ and print their figures
 # Installs are pinned by constraints.txt and re-run only when pyproject.toml or it changes.
 
@@ -12,7 +13,7 @@ BUILD  := build
 # Tests are handed out one by one in collection order, slow ones first (tests/conftest.py).
 TEST_WORKERS ?= 3
 
-.PHONY: demo test bench services clean
+.PHONY: demo test lint bench services clean
 
 $(PY):
 	@bash .ci/make-venv.sh "$(PYTHON)" "$(VENV)"
@@ -31,11 +32,15 @@ demo: $(VENV)/.run-deps
 services:
 	@bash .ci/install-services.sh "$(BUILD)"
 
-test: $(VENV)/.test-deps services
+lint: $(VENV)/.test-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint $(VENV)/.test-deps services
 	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-deps services
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(BUILD) .pytest_cache
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

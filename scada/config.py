@@ -55,6 +55,7 @@ _MINOR_UNITS = {"CNY": 2, "EUR": 2, "USD": 2, "GBP": 2, "ZAR": 2, "HKD": 2, "JPY
 
 
 class SiteConfig(ConfigModel):
+    """The ``[site]`` section: name, time zone, currency, the site file to import."""
     name: str = Field(min_length=1)
     timezone: str = "UTC"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -87,6 +88,7 @@ class SiteConfig(ConfigModel):
 
 class DatabaseConfig(ConfigModel):
     # sqlite:///relative/or/absolute.db  or  postgresql://user@host:port/dbname
+    """The ``[database]`` section: the DSN (SQLite file or PostgreSQL) and its password secret."""
     url: str = "sqlite:///var/scada.db"
     password: SecretRef | None = None
     pool_size: int = Field(default=5, ge=1, le=100)
@@ -104,11 +106,13 @@ class DatabaseConfig(ConfigModel):
 
 
 class LoggingConfig(ConfigModel):
+    """The ``[logging]`` section: level and format (human or JSON)."""
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["human", "json"] = "human"
 
 
 class RuntimeConfig(ConfigModel):
+    """The ``[runtime]`` section: data folder, stop time-out, task restart policy."""
     data_dir: str = "var"
     stop_timeout_s: float = Field(default=10.0, gt=0, le=300)
     restart_initial_s: float = Field(default=1.0, gt=0)
@@ -125,6 +129,7 @@ class AdminConfig(ConfigModel):
 
 
 class HmiConfig(ConfigModel):
+    """The ``[hmi]`` section: listen address, default language, cookies."""
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
     # a web session ends after this long without a request, and at the latest after max_hours
@@ -139,6 +144,7 @@ class HmiConfig(ConfigModel):
 
 
 class ScadaConfig(ConfigModel):
+    """The whole configuration, frozen and cross-checked: every section of the server."""
     site: SiteConfig
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -230,6 +236,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def parse_config(text: str, source: str, base_dir: Path, overrides: Sequence[str] = ()) -> ScadaConfig:
+    """Parse TOML text (with ``--set`` overrides) into a :class:`ScadaConfig`, or raise :class:`ConfigError` listing every problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -249,6 +256,7 @@ def parse_config(text: str, source: str, base_dir: Path, overrides: Sequence[str
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ScadaConfig:
+    """Load and parse a config file; relative paths resolve against its folder."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -258,6 +266,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ScadaConfig:
 
 
 def demo_config_text() -> str:
+    """The embedded demo configuration (``scada/defaults/demo.toml``)."""
     return resources.files("scada.defaults").joinpath("demo.toml").read_text(encoding="utf-8")
 
 

@@ -72,6 +72,7 @@ _HEADER = f"{'id':>7}  {'priority':<8} {'state':<14} {'class':<18} {'object':<24
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """scada alarms list: the standing (or all) alarms, as a table or JSON."""
     config = _config(args)
     tz = config.site.tz
     if args.history:
@@ -109,6 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """scada alarms show ID: one occurrence with its transitions."""
     config = _config(args)
     tz = config.site.tz
 
@@ -167,6 +169,7 @@ def _now() -> datetime:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
+    """scada alarms ack ID: acknowledge, audited; a running server takes it up at its next sync."""
     config = _config(args)
     classes = config.alarms.resolved_classes()
 
@@ -177,6 +180,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_shelve(args: argparse.Namespace) -> int:
+    """scada alarms shelve ID: shelve for a while with a reason, audited."""
     config = _config(args)
     classes = config.alarms.resolved_classes()
     limit = timedelta(hours=config.alarms.max_shelve_hours)
@@ -189,6 +193,7 @@ def cmd_shelve(args: argparse.Namespace) -> int:
 
 
 def cmd_unshelve(args: argparse.Namespace) -> int:
+    """scada alarms unshelve ID: end a shelving early, audited."""
     config = _config(args)
 
     async def unshelve(db: Database, alarm_id: int) -> Alarm:
@@ -198,6 +203,7 @@ def cmd_unshelve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Add ``scada alarms`` to the command line."""
     p = sub.add_parser("alarms", help="list, acknowledge and shelve alarms (works on the database)")
     asub = p.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
 

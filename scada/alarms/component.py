@@ -42,6 +42,7 @@ NOTIFIER: Key[Notifier] = Key("notifier", Notifier)
 
 
 class AlarmComponent(Component):
+    """Provides the alarm engine (``ctx[ALARMS]``): conditions from tags, ISA-18.2 states, history."""
     name = "alarms"
     requires = (CONFIG, DATABASE, ASSETS, TAGDB)
     provides = (ALARMS,)
@@ -84,6 +85,7 @@ class ContactFileComponent(Component):
 
 
 class NotificationComponent(Component):
+    """Provides the notifier (``ctx[NOTIFIER]``): routes alarm events to e-mail, webhook and SMS channels."""
     name = "notifications"
     requires = (CONFIG, DATABASE, ASSETS, TAGDB, ALARMS)
     optional = (CONTACTS,)  # read at each message: the room contacts of a file or of the accounts

@@ -33,6 +33,7 @@ class AlarmClassConfig(ConfigModel):
 
 
 class AlarmsConfig(ConfigModel):
+    """The ``[alarms]`` section: classes, delays, flood limits and notifications."""
     enabled: bool = True
     classes: dict[str, AlarmClassConfig] = {}
     max_shelve_hours: float = Field(default=24, gt=0, le=24 * 31)

@@ -10,6 +10,7 @@ __all__ = ["CommandsConfig"]
 
 
 class CommandsConfig(ConfigModel):
+    """The ``[commands]`` section: confirmation time-outs, retries and backoff."""
     retries: int = Field(default=2, ge=0, le=10)  # further attempts after the first
     confirm_timeout_s: float = Field(default=10.0, gt=0, le=600)  # write -> status must follow within
     confirm_interval_s: float = Field(default=1.0, gt=0, le=60)  # status read-back period meanwhile

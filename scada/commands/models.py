@@ -23,6 +23,7 @@ FINISHED = ("confirmed", "failed", "denied", "superseded")
 
 
 class CommandRow(Base):
+    """One relay or valve command: who asked, why, and how it ended."""
     __tablename__ = "commands"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     meter_id: Mapped[str] = mapped_column(String(64))

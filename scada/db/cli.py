@@ -15,6 +15,7 @@ __all__ = ["register"]
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """scada db upgrade: apply pending migrations and print the revision."""
     config = config_from_args(args)
 
     async def run(db: Database) -> int:

@@ -25,4 +25,5 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every table, with deterministic constraint names."""
     metadata = MetaData(naming_convention=NAMING)

@@ -23,6 +23,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
+    """Add ``scada history`` to the command line."""
     p = sub.add_parser("history", help="query the historian")
     hsub = p.add_subparsers(dest="history_command", required=True, metavar="ACTION")
     q = hsub.add_parser(
@@ -48,6 +49,7 @@ def register(sub: Any) -> None:
 
 def cmd_history_query(args: argparse.Namespace) -> int:
 
+    """scada history query: interval history straight from the backend, as CSV or JSON."""
     config = config_from_args(args)
     params: dict[str, list[str]] = {
         "start": [args.start],

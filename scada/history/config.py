@@ -31,12 +31,14 @@ __all__ = [
 
 
 class HistorianSqliteConfig(ConfigModel):
+    """The ``[historian.sqlite]`` backend: file and retention."""
     path: str = ""  # default: <runtime.data_dir>/historian.db
     interval_retention_days: int = Field(default=_SQLITE.interval_retention_days, ge=0)  # 0 keeps for ever
     raw_retention_days: int = Field(default=_SQLITE.raw_retention_days, ge=0)
 
 
 class HistorianInfluxConfig(ConfigModel):
+    """The ``[historian.influx]`` backend: server, API version, credentials, retention."""
     url: str = _INFLUX.url
     api: Literal["v1", "v2"] = _INFLUX.api
     timeout_s: float = Field(default=_INFLUX.timeout_s, gt=0, le=300)
@@ -75,6 +77,7 @@ class HistorianInfluxConfig(ConfigModel):
 
 
 class HistorianBufferConfig(ConfigModel):
+    """The ``[historian.buffer]`` store-and-forward spool."""
     path: str = ""  # default: <runtime.data_dir>/historian-buffer.db
     max_points: int = Field(default=_HISTORIAN.max_buffer_points, ge=100)
     warn_fill: float = Field(default=_HISTORIAN.warn_fill, gt=0, lt=1)
@@ -82,11 +85,13 @@ class HistorianBufferConfig(ConfigModel):
 
 
 class RawLogConfig(ConfigModel):
+    """One ``[[historian.raw]]`` rule: tags whose raw samples are kept, with a deadband."""
     tags: list[str] = Field(min_length=1)
     deadband: float = Field(default=0.0, ge=0)
 
 
 class HistorianConfig(ConfigModel):
+    """The ``[historian]`` section: interval length, backend, buffer, raw logging."""
     enabled: bool = True
     backend: Literal["sqlite", "influx"] = "sqlite"
     interval_min: int = Field(default=_HISTORIAN.interval_s // 60, ge=1, le=60)

@@ -44,6 +44,7 @@ async def _audit(config: Any, action: str, thumbprint: str, reason: str, after: 
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    """scada opcua certs: the server certificate, trusted and rejected client certificates."""
     _, pki = _pki(args)
     out = sys.stdout
     if pki.cert_file.is_file():
@@ -65,6 +66,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
+    """scada opcua trust: accept a client certificate (file or rejected thumbprint), audited."""
     config, pki = _pki(args)
     try:
         info = pki.trust(args.certificate)
@@ -78,6 +80,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
 
 
 def cmd_untrust(args: argparse.Namespace) -> int:
+    """scada opcua untrust: remove a trusted client certificate, audited."""
     config, pki = _pki(args)
     try:
         info = pki.untrust(args.thumbprint)
@@ -89,6 +92,7 @@ def cmd_untrust(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Add ``scada opcua`` to the command line."""
     p = sub.add_parser("opcua", help="OPC UA server certificates (trust list)")
     osub = p.add_subparsers(dest="opcua_command", required=True, metavar="ACTION")
     q = osub.add_parser("certs", help="list the server, trusted and rejected certificates")

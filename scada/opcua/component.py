@@ -77,6 +77,7 @@ FREEZE_AFTER_NODES = 50_000  # ~1,500 meters
 
 
 def opcua_pki_dir(config: ScadaConfig, opcua: OpcUaConfig) -> Path:
+    """The folder of the OPC UA server's certificates (own, trusted, rejected)."""
     return config.path(opcua.pki_dir) if opcua.pki_dir else config.data_dir / "pki"
 
 

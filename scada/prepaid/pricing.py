@@ -133,6 +133,16 @@ class Line:
         return out
 
 
+@dataclass(slots=True)
+class _EnergyAcc:
+    """The energy of one (version, period) being summed up over the portions."""
+
+    start: dt.datetime
+    end: dt.datetime
+    quantity: Decimal
+    price: Decimal
+
+
 @dataclass(frozen=True)
 class Quote:
     lines: list[Line]
@@ -162,9 +172,9 @@ def allocate(quantity: Decimal, weights: Sequence[int]) -> list[Decimal]:
     if len(weights) == 1:
         return [quantity]
     with exact():
-        exp = quantity.as_tuple().exponent
-        assert isinstance(exp, int)
-        exp = min(exp, MIN_QUANTUM_EXP)
+        raw_exp = quantity.as_tuple().exponent
+        assert isinstance(raw_exp, int)
+        exp = min(raw_exp, MIN_QUANTUM_EXP)
         units = int(quantity.scaleb(-exp))
         if total_w == 0:
             return [Decimal(0)] * (len(weights) - 1) + [quantity]
@@ -189,7 +199,7 @@ def _local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
 
 def _month_starts(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> list[dt.datetime]:
     local = start.astimezone(tz).date().replace(day=1)
-    out = []
+    out: list[dt.datetime] = []
     while True:
         local = (local + dt.timedelta(days=32)).replace(day=1)
         t = _local_midnight(local, tz)
@@ -311,18 +321,23 @@ def price_consumption(
     usage = dict(cycle_usage or {})
     added: dict[str, Decimal] = {}
     with exact():
-        energy: dict[tuple[int, str | None], list[object]] = {}
-        for piece, period, q in portions:
-            if q == 0:
+        # (version, period) -> [start, end, quantity, unit price], in first-seen order
+        energy: dict[tuple[int, str | None], _EnergyAcc] = {}
+        for piece, portion_period, portion_q in portions:
+            if portion_q == 0:
                 continue
-            key = (piece.version.version, period)
-            if key not in energy:
-                energy[key] = [piece.start, piece.end, ZERO, piece.version.definition.energy_price(period)]
-            acc = energy[key]
-            acc[1] = piece.end
-            acc[2] = acc[2] + q  # type: ignore[operator]
-        for (version, period), (s, e, q, price) in energy.items():
-            lines.append(Line("energy", version, period, None, q, price, q * price, s, e))  # type: ignore[arg-type,operator]
+            energy_key = (piece.version.version, portion_period)
+            if energy_key not in energy:
+                energy[energy_key] = _EnergyAcc(
+                    piece.start, piece.end, ZERO, piece.version.definition.energy_price(portion_period)
+                )
+            acc = energy[energy_key]
+            acc.end = piece.end
+            acc.quantity = acc.quantity + portion_q
+        for (version, energy_period), acc in energy.items():
+            lines.append(
+                Line("energy", version, energy_period, None, acc.quantity, acc.price, acc.quantity * acc.price, acc.start, acc.end)
+            )
         for piece, _period, q in portions:
             tiers = piece.version.definition.tiers
             if tiers is None or q == 0:
@@ -370,7 +385,7 @@ def round_fraction(value: Fraction, minor_units: int, mode: str) -> int:
     """An exact fraction of currency units rounded to minor units with ``mode``."""
     if mode not in ROUNDING_MODES:
         raise PricingError(f"unknown rounding mode {mode!r}")
-    scaled = value * 10**minor_units
+    scaled: Fraction = value * 10**minor_units
     sign = -1 if scaled < 0 else 1
     a = abs(scaled)
     floor = a.numerator // a.denominator

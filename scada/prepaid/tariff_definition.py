@@ -299,7 +299,8 @@ class TariffDefinition(_Model):
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form (decimals as strings) that parses back to an equal definition."""
-        return _jsonable(self.model_dump(mode="python", exclude_none=True))
+        dumped = self.model_dump(mode="python", exclude_none=True)
+        return {k: _jsonable(v) for k, v in dumped.items()}
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,6 +20,7 @@ __all__ = ["register"]
 
 
 def cmd_import_site(args: argparse.Namespace) -> int:
+    """scada import-site FILE: import or update the asset registry, all or nothing, audited."""
     config = config_from_args(args)
 
     async def run(db: Database) -> int:

@@ -15,6 +15,7 @@ __all__ = ["Building", "Floor", "Meter", "Room", "Site"]
 
 
 class Site(Base):
+    """The site (one per database)."""
     __tablename__ = "sites"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -22,6 +23,7 @@ class Site(Base):
 
 
 class Building(Base):
+    """A building of the site."""
     __tablename__ = "buildings"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
@@ -29,6 +31,7 @@ class Building(Base):
 
 
 class Floor(Base):
+    """A floor of a building."""
     __tablename__ = "floors"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     building_id: Mapped[str] = mapped_column(ForeignKey("buildings.id"), index=True)
@@ -37,6 +40,7 @@ class Floor(Base):
 
 
 class Room(Base):
+    """A room (a tenant's unit) on a floor."""
     __tablename__ = "rooms"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     floor_id: Mapped[str] = mapped_column(ForeignKey("floors.id"), index=True)
@@ -45,6 +49,7 @@ class Room(Base):
 
 
 class Meter(Base):
+    """A meter: where it is polled (link, unit id), its profile and its room."""
     __tablename__ = "meters"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # electricity | water

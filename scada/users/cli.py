@@ -18,6 +18,7 @@ __all__ = ["register"]
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
+    """scada user add NAME --role ROLE: add a user, audited."""
     config = config_from_args(args)
     password = read_password()
 
@@ -36,6 +37,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
+    """scada user list: every user with role and state."""
     config = config_from_args(args)
 
     async def run(db: Database) -> int:

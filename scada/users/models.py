@@ -15,6 +15,7 @@ __all__ = ["ApiToken", "AuditEntry", "User", "WebSession"]
 
 
 class User(Base):
+    """A person who signs in, with one role."""
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -28,6 +29,7 @@ class User(Base):
 
 
 class ApiToken(Base):
+    """A bearer token of a user (only its hash is stored)."""
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -59,6 +61,7 @@ class AuditEntry(Base):
 
 
 class WebSession(Base):
+    """A signed-in HMI session (only the cookie's hash is stored)."""
     __tablename__ = "hmi_sessions"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie token
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)

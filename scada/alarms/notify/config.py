@@ -163,11 +163,13 @@ class QuietHours(ConfigModel):
 
 
 class RateLimit(ConfigModel):
+    """At most ``count`` messages per ``per_s`` seconds (per recipient or per channel)."""
     messages: int = Field(ge=1, le=100_000)
     window_s: float = Field(gt=0, le=7 * 86400)
 
 
 class NotificationsConfig(ConfigModel):
+    """The ``[alarms.notifications]`` section: channels, routes, quiet hours, retries."""
     enabled: bool = True
     channels: list[ChannelConfig] = []
     routes: list[RouteConfig] = []

@@ -32,6 +32,7 @@ __all__ = ["CONTACTS", "Contact", "ContactDirectory", "StaticContactDirectory"]
 
 @dataclass(frozen=True, slots=True)
 class Contact:
+    """Who to tell about a room, in which language and on which addresses."""
     name: str
     phone: str | None
     email: str | None
@@ -40,6 +41,7 @@ class Contact:
 
 @runtime_checkable
 class ContactDirectory(Protocol):
+    """Looks up a room's contact (the prepaid accounts, or a contacts file)."""
     async def room_contact(self, room_id: str) -> Contact | None:
         """The contact of the room's open account, or None (no account, or no contact)."""
         ...

@@ -25,6 +25,7 @@ _TRANSIENT_4XX = (408, 425, 429)
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
+    """One rendered message for one recipient, as a channel sends it."""
     delivery_id: int
     event: str
     recipient: str
@@ -35,12 +36,14 @@ class OutgoingMessage:
 
 
 class DeliveryError(Exception):
+    """A delivery failed; ``permanent`` when retrying cannot help."""
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
 
 
 class Channel(Protocol):
+    """A way to deliver messages (e-mail, webhook, SMS gateway)."""
     name: str
     kind: str
 

@@ -14,6 +14,7 @@ __all__ = ["DeliveryAttemptRow", "DeliveryRow", "DeliveryStatus"]
 
 
 class DeliveryStatus:
+    """The states of one message's delivery."""
     PENDING = "pending"  # waiting for its first or next attempt
     HELD = "held"  # waiting for the quiet hours to end
     SENT = "sent"
@@ -25,6 +26,7 @@ class DeliveryStatus:
 
 
 class DeliveryRow(Base):
+    """One message to one recipient over one channel, with its outcome."""
     __tablename__ = "notification_deliveries"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -53,6 +55,7 @@ class DeliveryRow(Base):
 
 
 class DeliveryAttemptRow(Base):
+    """One attempt of a delivery, with the error it met."""
     __tablename__ = "notification_attempts"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("notification_deliveries.id"), index=True)

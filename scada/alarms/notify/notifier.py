@@ -85,6 +85,7 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """The outcome of one delivery attempt."""
     delivery_id: int
     ts: datetime
     outcome: str
@@ -106,6 +107,7 @@ Relevance = Callable[[int], str | None]
 
 
 class Notifier:
+    """Routes alarm events to channels, persists every delivery, retries with backoff, keeps quiet hours."""
     def __init__(
         self,
         db: Database,

@@ -28,6 +28,7 @@ __all__ = ["SmsGatewayChannel"]
 
 
 class SmsGatewayChannel:
+    """SMS through an HTTP gateway whose request is built from templates."""
     kind = "sms"
 
     def __init__(self, config: ChannelConfig, base_dir: Path) -> None:

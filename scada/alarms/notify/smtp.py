@@ -20,6 +20,7 @@ __all__ = ["EmailChannel"]
 
 
 class EmailChannel:
+    """E-mail over SMTP (STARTTLS or TLS, certificates verified)."""
     kind = "email"
 
     def __init__(self, config: ChannelConfig, base_dir: Path) -> None:

@@ -28,6 +28,7 @@ __all__ = ["BUILTIN_TEMPLATES", "CLASS_TITLES", "MessageTemplates", "RenderedMes
 
 
 class TemplateProblem(Exception):
+    """A message template that does not render, and why."""
     pass
 
 
@@ -127,11 +128,13 @@ the prepaid balance of room {{ room or alarm.object_id }} is low.
 
 @dataclass(frozen=True, slots=True)
 class RenderedMessage:
+    """A subject and body rendered for one language."""
     subject: str
     body: str
 
 
 class MessageTemplates:
+    """The message templates (shipped, or a folder of overrides), rendered sandboxed per language."""
     def __init__(self, templates_dir: Path | None = None) -> None:
         loaders: list[jinja2.BaseLoader] = []
         if templates_dir is not None:

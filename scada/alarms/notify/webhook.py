@@ -21,10 +21,12 @@ __all__ = ["WebhookChannel", "sign"]
 
 
 def sign(secret: str, body: bytes) -> str:
+    """The ``sha256=<hex>`` HMAC signature of ``body`` under ``secret``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class WebhookChannel:
+    """A signed JSON POST per message."""
     kind = "webhook"
 
     def __init__(self, config: ChannelConfig, base_dir: Path) -> None:
