@@ -35,6 +35,7 @@ services:
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint $(VENV)/.test-deps services
 	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)

@@ -133,7 +133,7 @@ class Historian:
             await self.spool.close()
 
     # -- loops (tasks of the owner) ----------------------------------------------------------
-    async def run_intake(self, subscription: Subscription) -> None:
+    async def run_intake(self, subscription: Subscription[TagChange]) -> None:
         while True:
             try:
                 batch = await subscription.get_batch(10_000)

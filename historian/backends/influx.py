@@ -98,13 +98,14 @@ class InfluxBackend(Backend):
         self._http = aiohttp.ClientSession(
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=s.timeout_s),
-            connector=aiohttp.TCPConnector(ssl=None if s.verify_tls else False),
+            connector=aiohttp.TCPConnector(ssl=s.verify_tls),  # True: aiohttp's default verified context
         )
         if s.api == "v2":
             # influxdb-client is loaded only for the v2 API (v1 speaks plain HTTP): ~0.5 s saved at start
-            from influxdb_client import InfluxDBClient  # noqa: PLC0415
+            from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
             from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
 
+            assert s.token is not None  # the settings require a token for api v2
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="historian-influx")
             self._client = InfluxDBClient(
                 url=self.url, token=s.token, org=s.org, timeout=int(s.timeout_s * 1000), verify_ssl=s.verify_tls
@@ -180,7 +181,7 @@ class InfluxBackend(Backend):
         raise _write_error(status, message)
 
     async def _write_v2(self, body: str, precision: str, bucket: str) -> None:
-        from influxdb_client import WritePrecision  # noqa: PLC0415 - v2 only, as in open()
+        from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415 - v2 only, as in open()
         from influxdb_client.rest import ApiException  # noqa: PLC0415
         from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
@@ -353,9 +354,9 @@ def _empty(cols: list[str]) -> pd.DataFrame:
 
 
 async def _loads(text: str) -> dict[str, Any]:
-    if len(text) < 100_000:
-        return json.loads(text)  # type: ignore[no-any-return]
-    return await asyncio.to_thread(json.loads, text)  # type: ignore[no-any-return]
+    # the body is a JSON object (InfluxDB's query response)
+    data: dict[str, Any] = json.loads(text) if len(text) < 100_000 else await asyncio.to_thread(json.loads, text)
+    return data
 
 
 async def _to_frame(results: list[dict[str, Any]], tag: str, cols: list[str]) -> pd.DataFrame:

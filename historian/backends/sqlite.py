@@ -13,7 +13,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -79,7 +79,7 @@ _FUNCS = {"sum": "sum", "count": "count", "min": "min", "max": "max"}
 _EPOCH_DAY = date(1970, 1, 1)
 
 
-def offset_segments(tz: ZoneInfo, start: int, end: int) -> list[tuple[int, int]]:
+def offset_segments(tz: ZoneInfo | timezone, start: int, end: int) -> list[tuple[int, int]]:
     """``[(from_epoch_s, utc_offset_s), ...]`` covering ``[start, end)``: one entry per period
     of constant offset (found by probing hourly and bisecting to the second)."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from scada.alarms.notify.contacts import CONTACTS
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER
 from scada.config import CONFIG
-from scada.core.context import Context
+from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
@@ -25,7 +26,8 @@ class PrepaidComponent(Component):
 
     name = "prepaid"
     requires = (CONFIG, DATABASE, ASSETS, TAGDB, COMMANDS, SUPPLY_DRIVER)
-    provides = (PREPAID,)
+    # declared as the base class declares it: __init__ may add CONTACTS
+    provides: tuple[Key[Any], ...] = (PREPAID,)
 
     def __init__(self, *, switch: SupplySwitch | None = None, demo: bool = False, provide_contacts: bool = True) -> None:
         super().__init__()

@@ -16,10 +16,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
@@ -161,7 +161,8 @@ class Biller:
                     else:
                         out.skipped += 1
         if rows:
-            await s.execute(insert(LedgerEntry.__table__), rows)
+            # Core insert on the table (not the ORM bulk path); __table__ is typed FromClause
+            await s.execute(insert(cast(Table, LedgerEntry.__table__)), rows)
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
@@ -262,7 +263,7 @@ class Biller:
         st.last_reading, st.last_ts, st.last_registers = r.value, r.ts, registers_json(r.registers)
         st.updated_at = now
         # a Core statement: the ORM's "evaluate" synchronisation would scan the whole session
-        table = MeterSegment.__table__
+        table = cast(Table, MeterSegment.__table__)
         await s.execute(
             update(table)
             .where(table.c.meter_id == st.meter_id, table.c.segment == st.segment, table.c.baseline.is_(None))

@@ -53,7 +53,10 @@ class ReconcileReport:
 
 async def reconcile(db: Database, minor_units: int) -> ReconcileReport:
     report = ReconcileReport()
-    fmt = lambda m: format_minor(m, minor_units)  # noqa: E731
+
+    def fmt(minor: int) -> str:
+        return format_minor(minor, minor_units)
+
     async with db.sessions() as s:
         accounts = {a.id: a for a in (await s.scalars(select(Account))).all()}
         report.accounts = len(accounts)
