@@ -27,6 +27,7 @@ from .api import links as links_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
 from .api import tariffs as tariffs_api
+from .api import topology as topology_api
 from .api import trend as trend_api
 from .api import users as users_api
 from .api.router import (
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router,
+    topology_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [

@@ -20,6 +20,7 @@ from scada.history.service import HISTORY
 from scada.polling.component import MODBUS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
+from scada.topology.service import TOPOLOGY
 from scada.users.component import AUDIT, USERS
 
 from .app import create_app
@@ -39,7 +40,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
+    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, TOPOLOGY)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

@@ -32,6 +32,7 @@ from scada.core.configbase import (
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
 from scada.prepaid.config import PrepaidConfig
+from scada.topology.config import TopologyConfig
 
 __all__ = [
     "CONFIG",
@@ -159,6 +160,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    topology: TopologyConfig = TopologyConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

@@ -1,0 +1,63 @@
+"""The meter topology as a runtime component (``ctx[TOPOLOGY]``).
+
+At start it registers the register tags of the meters read by hand and writes each one's newest
+reading to them (so the historian, the prepaid engine, OPC UA and the HMI have it after a
+restart), and follows the registry (meters added, turned manual). It is started after the
+historian and the prepaid engine when they run (it reads the one and posts through the other).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from scada.config import CONFIG
+from scada.core.context import Context
+from scada.core.runtime import Component
+from scada.core.tags import TAGDB
+from scada.db.component import DATABASE
+from scada.history.service import HISTORY
+from scada.prepaid.engine import PREPAID
+from scada.site.assets import AssetSnapshot, RegistryDiff
+from scada.site.component import ASSETS
+from scada.site.profiles import load_profiles
+from scada.topology.service import TOPOLOGY, Topology
+
+__all__ = ["TopologyComponent"]
+
+log = logging.getLogger(__name__)
+
+
+class TopologyComponent(Component):
+    """Provides :class:`Topology`: the meter tree, manual readings, virtual meters, losses and
+    apportionment."""
+
+    name = "topology"
+    requires = (CONFIG, DATABASE, ASSETS, TAGDB)
+    optional = (HISTORY, PREPAID)
+    provides = (TOPOLOGY,)
+
+    def __init__(self, *, demo: bool = False) -> None:
+        super().__init__()
+        self.demo = demo
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
+        config = ctx[CONFIG]
+        assets = ctx[ASSETS]
+        topology = Topology(
+            config, ctx[DATABASE], assets, ctx[TAGDB], profiles=load_profiles(config), history=lambda: ctx.get(HISTORY),
+        )
+        topology.readings.register_tags(assets.snapshot)
+
+        def follow(snapshot: AssetSnapshot, diff: RegistryDiff) -> None:
+            topology.readings.register_tags(snapshot)
+
+        unsubscribe = assets.subscribe(follow)
+        try:
+            await topology.readings.publish_latest()
+            ctx[TOPOLOGY] = topology
+            yield
+        finally:
+            unsubscribe()
