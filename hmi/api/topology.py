@@ -9,16 +9,22 @@
   with ``final``/``initial``): a reading of a meter read by hand, judged against the previous
   one; ``GET`` lists them;
 - ``POST /readings/import`` ``{"csv", "dry_run", "reason"}``: many readings at once, all or none;
-  every bad row is named by line, column and why.
+  every bad row is named by line, column and why;
+- ``GET /losses?from=&to=&meter=`` (``format=csv``, ``by=day``): for each meter with children,
+  its consumption, its children's, the loss in kWh (m³) and per cent.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from historian import BackendError, QueryError, parse_time
 from scada.polling.component import MODBUS
 from scada.prepaid.tariff_definition import decimal_input
 from scada.site.assets import RegistryError
@@ -73,6 +79,18 @@ class ImportIn(_In):
 
 class ReadingsQuery(_In):
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+class LossesQuery(_In):
+    from_: str = Field(alias="from", max_length=64, description="ISO 8601 with an offset, or a date (local midnight)")
+    to: str = Field(max_length=64, description="exclusive; ISO 8601 with an offset, or a date (local midnight)")
+    meter: str | None = Field(default=None, max_length=64, description="one parent meter (default: every meter with children)")
+    by: Literal["period", "day"] = Field(default="period", description="one row per meter for the period, or per day")
+    format: Literal["json", "csv"] = "json"
+
+
+MAX_LOSS_DAYS = 400
+MAX_LOSS_DAYS_BY_DAY = 92
 
 
 def topology_of(call: ApiCall[Any]) -> Topology:
@@ -160,3 +178,46 @@ async def import_readings(call: ApiCall[ImportIn]) -> dict[str, Any]:
         lines = len({p.line for p in report.problems})
         raise ApiError(422, f"csv: {lines} bad row(s); nothing was stored", field="csv", **report.as_json())
     return report.as_json()
+
+
+LOSS_CSV_COLUMNS = ("meter", "from", "to", "unit", "consumption", "children_consumption", "loss", "loss_pct", "estimated")
+
+
+@router.get("/losses", query=LossesQuery, audit=False,
+            summary="Losses of the meters with children: consumption, children's, loss in kWh/m³ and per cent (JSON or CSV)")
+async def get_losses(call: ApiCall[Any]) -> Any:
+    topology = topology_of(call)
+    q = call.request[API_QUERY]
+    assert isinstance(q, LossesQuery)
+    try:
+        start = parse_time(q.from_, topology.tz, "from")
+        end = parse_time(q.to, topology.tz, "to")
+    except QueryError as exc:
+        raise ApiError(422, str(exc), field=exc.param) from None
+    if end <= start:
+        raise ApiError(422, "to: must be after from", field="to")
+    limit = MAX_LOSS_DAYS_BY_DAY if q.by == "day" else MAX_LOSS_DAYS
+    if end - start > dt.timedelta(days=limit):
+        raise ApiError(422, f"to: at most {limit} days from 'from'" + (" by day" if q.by == "day" else ""), field="to")
+    if q.meter is not None and q.meter not in topology.snapshot.meters:
+        raise ApiError(404, f"unknown meter {q.meter!r}", field="meter")
+    try:
+        if q.by == "day":
+            first = start.astimezone(topology.tz).date()
+            last = (end - dt.timedelta(microseconds=1)).astimezone(topology.tz).date()
+            rows = await topology.losses_by_day(first, last, q.meter)
+        else:
+            rows = await topology.losses(start, end, q.meter)
+    except BackendError as exc:
+        raise ApiError(503, f"historian backend unavailable: {exc}") from None
+    items = [r.as_json(topology.tz) for r in rows]
+    if q.format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(LOSS_CSV_COLUMNS)
+        for item in items:
+            writer.writerow(["" if item[c] is None else item[c] for c in LOSS_CSV_COLUMNS])
+        name = f"losses-{start.astimezone(topology.tz).date()}-{end.astimezone(topology.tz).date()}.csv"
+        return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return {"from": start.astimezone(topology.tz).isoformat(), "to": end.astimezone(topology.tz).isoformat(), "by": q.by, "losses": items}

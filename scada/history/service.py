@@ -51,6 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BUFFER_FILL_TAG = names.system_tag("historian", "buffer_fill")
+LOSS_PREFIX = "loss:"  # day rollups of a meter's losses down the meter tree (scada.topology)
 SELECTORS = ("meter", "room", "floor", "building")
 
 
@@ -102,6 +103,9 @@ def resolve_groups(snapshot: AssetSnapshot, selector: str, ids: Iterable[str]) -
     groups: dict[str, list[str]] = {}
     for ident in ids:
         if selector == "meter":
+            if ident.startswith(LOSS_PREFIX) and ident[len(LOSS_PREFIX):] in snapshot.meters:
+                groups[ident] = [ident]  # a parent's daily losses, stored as day rollups
+                continue
             if ident not in snapshot.meters:
                 raise QueryError("meter", f"unknown meter {ident!r}")
             groups[ident] = [ident]

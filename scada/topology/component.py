@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from scada.config import CONFIG
 from scada.core.context import Context
-from scada.core.runtime import Component
+from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
@@ -23,6 +23,7 @@ from scada.site.assets import AssetSnapshot, RegistryDiff
 from scada.site.component import ASSETS
 from scada.site.profiles import load_profiles
 from scada.topology.service import TOPOLOGY, Topology
+from tags.timers import run_every
 
 __all__ = ["TopologyComponent"]
 
@@ -58,6 +59,10 @@ class TopologyComponent(Component):
         try:
             await topology.readings.publish_latest()
             ctx[TOPOLOGY] = topology
+            self.tasks.spawn(
+                lambda: run_every(config.topology.tick_s, topology.tick, name="topology-ticks", first_delay_s=1.0),
+                "ticks", restart=Restart.ON_FAILURE,
+            )
             yield
         finally:
             unsubscribe()

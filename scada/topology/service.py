@@ -16,10 +16,11 @@ from scada.db import Database
 from scada.history.service import HistoryService
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo
 from scada.site.tree import ParentChange
+from scada.topology.losses import LOSS_PCT_POINT, LossRow, compute_losses, loss_records
 from scada.topology.readings import ManualReadings
 from scada.topology.usage import Span, Usage, UsageSource, point_of
 from scada.users.audit import Actor
-from tags import Quality, TagDB, utcnow
+from tags import DataType, Quality, QualityReason, TagDB, TagMeta, utcnow
 from tags.names import meter_tag
 
 __all__ = ["TOPOLOGY", "Topology", "meter_state"]
@@ -68,6 +69,7 @@ class Topology:
         self.clock = clock
         self._steps: dict[str, Decimal] = {}
         self._profiles = profiles
+        self.losses_done: dt.date | None = None  # the last day whose losses were stored
         self.readings = ManualReadings(
             db, assets, tagdb, tz=self.tz, margin=config.prepaid.jump_margin,
             future_tolerance_s=self.cfg.future_tolerance_s, max_rows=self.cfg.max_import_rows,
@@ -137,6 +139,72 @@ class Topology:
             "replaced_by": meter.replaced_by,
             "reading": reading,
         }
+
+    # -- losses ----------------------------------------------------------------------------------
+    async def losses(self, start: dt.datetime, end: dt.datetime, meter: str | None = None) -> list[LossRow]:
+        """Losses of every meter with children during ``[start, end)`` (or of ``meter``)."""
+        return await compute_losses(self.usage_source(), self.snapshot, start, end, [meter] if meter else None)
+
+    async def losses_by_day(self, first: dt.date, last: dt.date, meter: str | None = None) -> list[LossRow]:
+        """Losses of each local day from ``first`` to ``last`` (inclusive)."""
+        source = self.usage_source()
+        out: list[LossRow] = []
+        day = first
+        while day <= last:
+            start, end = self.day_bounds(day)
+            out.extend(await compute_losses(source, self.snapshot, start, end, [meter] if meter else None))
+            day += dt.timedelta(days=1)
+        return out
+
+    def day_bounds(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        return (dt.datetime.combine(day, dt.time(), self.tz).astimezone(dt.UTC),
+                dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.tz).astimezone(dt.UTC))
+
+    def losses_due_day(self, now: dt.datetime | None = None) -> dt.date:
+        """The last local day whose losses are due (yesterday after ``losses_at``, else the day before)."""
+        local = (now or self.clock()).astimezone(self.tz)
+        hour, minute = (int(x) for x in self.cfg.losses_at.split(":"))
+        yesterday = local.date() - dt.timedelta(days=1)
+        return yesterday if (local.hour, local.minute) >= (hour, minute) else yesterday - dt.timedelta(days=1)
+
+    async def store_day_losses(self, day: dt.date) -> list[LossRow]:
+        """Compute one day's losses, publish each parent's ``loss_pct`` (good when measured,
+        uncertain when interpolated between manual readings, bad when unknown) and store the
+        losses as day rollups of ``loss:<meter>`` in the historian."""
+        start, end = self.day_bounds(day)
+        rows = await self.losses(start, end)
+        for row in rows:
+            name = meter_tag(row.meter_id, LOSS_PCT_POINT)
+            if name not in self.tagdb:
+                info = self.snapshot.meters.get(row.meter_id)
+                self.tagdb.register(TagMeta(
+                    name, DataType.FLOAT, unit="%", description="loss over the last whole day (consumption minus its children's)",
+                    meter_id=row.meter_id, room_id=info.room_id if info else None, point=LOSS_PCT_POINT,
+                ))
+            pct = row.loss_pct
+            detail = f"day {day.isoformat()}"
+            if pct is None:
+                self.tagdb.write(name, None, Quality.BAD, QualityReason.NO_VALUE, detail=f"{detail}: " + "; ".join(row.notes())[:200],
+                                 source_ts=end)
+            elif row.estimated:
+                self.tagdb.write(name, float(pct), Quality.UNCERTAIN, QualityReason.NONE,
+                                 detail=f"{detail}: estimated between manual readings", source_ts=end)
+            else:
+                self.tagdb.write(name, float(pct), Quality.GOOD, detail=detail, source_ts=end)
+        history = self.history
+        if history is not None:
+            records = loss_records(rows, int(start.timestamp()), int((end - start).total_seconds()))
+            await history.historian.store_days(records)
+        log.info("daily losses", extra={"day": day.isoformat(), "parents": len(rows),
+                                        "known": sum(1 for r in rows if r.known)})
+        return rows
+
+    async def tick(self) -> None:
+        """Periodic work: the last due day's losses once."""
+        due = self.losses_due_day()
+        if self.losses_done is None or self.losses_done < due:
+            await self.store_day_losses(due)
+            self.losses_done = due
 
     async def set_parent(
         self, meter_id: str, parent_id: str | None, actor: Actor, *, valid_from: dt.datetime | None = None, reason: str = ""

@@ -167,6 +167,25 @@ async def test_meters_parents_and_manual_readings(api: Api) -> None:
     status, got = await api.call("POST", "/readings/import", "maint", {"csv": csv})
     assert status == 422 and got["field"] == "csv" and got["stored"] == 0 and len(got["problems"]) == 2
 
+    # losses: one row per meter with children; unknown without history; CSV; bad ranges named
+    day = (t0 + dt.timedelta(days=1)).date()
+    status, got = await api.call("GET", f"/losses?from={day}&to={day + dt.timedelta(days=1)}", "viewer")
+    assert status == 200, got
+    rows = {r["meter"]: r for r in got["losses"]}
+    assert set(rows) == {"U", "S1", "S2"} and rows["U"]["loss"] is None and rows["U"]["unit"] == "kWh"
+    assert [c["meter"] for c in rows["S2"]["children"]] == ["E3", "E4", "E5"]  # E5 moved to S1 only today
+    status, got = await api.call("GET", f"/losses?from={day}&to={day + dt.timedelta(days=2)}&meter=U&by=day", "viewer")
+    assert status == 200 and [r["from"][:10] for r in got["losses"]] == [str(day), str(day + dt.timedelta(days=1))]
+    async with api.http.get(api.base + f"/losses?from={day}&to={day + dt.timedelta(days=1)}&format=csv",
+                            headers={"Authorization": f"Bearer {api.tokens['viewer']}"}) as r:
+        text = await r.text()
+        assert r.status == 200 and r.content_type == "text/csv"
+    assert text.splitlines()[0] == "meter,from,to,unit,consumption,children_consumption,loss,loss_pct,estimated"
+    for query, field in ((f"from={day}&to={day}", "to"), (f"from={day}&to=2099-01-01", "to"), ("from=soon&to=later", "from"),
+                         (f"from={day}&to={day + dt.timedelta(days=1)}&meter=X9", "meter")):
+        status, got = await api.call("GET", f"/losses?{query}", "viewer")
+        assert status in (404, 422) and got["field"] == field, (query, got)
+
     # a room shows its area
     status, got = await api.call("GET", "/rooms/R2", "viewer")
     assert status == 200 and Decimal(got["area_m2"]) == Decimal("45.5")
