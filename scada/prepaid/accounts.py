@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 # the newest good reading of a meter from the tag database, or None
 CurrentReading = Callable[[str], Reading | None]
-REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge")
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "apportionment")
 
 
 @dataclass(frozen=True)

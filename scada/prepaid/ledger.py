@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # credit (+) or debit (−) kinds; a reversal has the opposite sign of the entry it reverses
-KINDS = ("opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement")
+KINDS = ("opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement", "apportionment")
 
 
 @dataclass(frozen=True)

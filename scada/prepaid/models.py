@@ -111,7 +111,7 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("prepaid_accounts.id"), index=True)
     ts: Mapped[datetime] = mapped_column(UtcDateTime())
-    kind: Mapped[str] = mapped_column(String(16))  # opening recharge refund deduction charge reversal settlement
+    kind: Mapped[str] = mapped_column(String(16))  # opening recharge refund deduction charge reversal settlement apportionment
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     balance_after_minor: Mapped[int] = mapped_column(BigInteger)
     actor: Mapped[str] = mapped_column(String(64))

@@ -22,8 +22,9 @@ from scada.prepaid.money import exact, format_minor, minor_to_decimal
 
 __all__ = ["Mismatch", "ReconcileReport", "reconcile"]
 
-SIGNS = {"opening": (0, None), "recharge": (1, None), "refund": (None, -1), "deduction": (None, 0), "charge": (None, 0), "settlement": (None, -1)}
-REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge")
+SIGNS = {"opening": (0, None), "recharge": (1, None), "refund": (None, -1), "deduction": (None, 0), "charge": (None, 0), "settlement": (None, -1),
+         "apportionment": (None, 0)}
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "apportionment")
 
 
 @dataclass(frozen=True)

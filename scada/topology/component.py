@@ -49,6 +49,7 @@ class TopologyComponent(Component):
         assets = ctx[ASSETS]
         topology = Topology(
             config, ctx[DATABASE], assets, ctx[TAGDB], profiles=load_profiles(config), history=lambda: ctx.get(HISTORY),
+            prepaid=lambda: ctx.get(PREPAID),
         )
         topology.readings.register_tags(assets.snapshot)
 

@@ -14,8 +14,12 @@ from scada.config import ScadaConfig
 from scada.core.context import Key
 from scada.db import Database
 from scada.history.service import HistoryService
+from scada.prepaid.engine import PrepaidEngine
+from scada.prepaid.money import Rounding
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo
 from scada.site.tree import ParentChange
+from scada.topology.apportion import Apportionment, ApportionmentError, period_bounds
+from scada.topology.config import hhmm
 from scada.topology.losses import LOSS_PCT_POINT, LossRow, compute_losses, loss_records
 from scada.topology.readings import ManualReadings
 from scada.topology.usage import Span, Usage, UsageSource, point_of
@@ -57,6 +61,7 @@ class Topology:
         *,
         profiles: ProfileLibrary | None = None,
         history: Callable[[], HistoryService | None] = lambda: None,
+        prepaid: Callable[[], PrepaidEngine | None] = lambda: None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.config = config
@@ -75,6 +80,12 @@ class Topology:
             future_tolerance_s=self.cfg.future_tolerance_s, max_rows=self.cfg.max_import_rows,
             step=self.cfg.manual_resolution, clock=lambda: self.clock(),
         )
+        self.minor_units = config.site.currency_minor_units
+        self.apportionment = Apportionment(
+            db, lambda: self.snapshot, self.usage_source, tz=self.tz,
+            rounding=Rounding(self.minor_units, config.prepaid.rounding), engine=prepaid, clock=lambda: self.clock(),
+        )
+        self._run_failures: dict[tuple[int, str], dt.datetime] = {}  # (rule, period) → retry after
 
     @property
     def history(self) -> HistoryService | None:
@@ -200,11 +211,41 @@ class Topology:
         return rows
 
     async def tick(self) -> None:
-        """Periodic work: the last due day's losses once."""
+        """Periodic work: the last due day's losses once; the rules' due periods."""
         due = self.losses_due_day()
         if self.losses_done is None or self.losses_done < due:
             await self.store_day_losses(due)
             self.losses_done = due
+        if self.cfg.apportionment.auto_run:
+            await self.run_due_apportionments()
+
+    async def run_due_apportionments(self) -> int:
+        """Run every active rule's last ended period, once, as the system (a rule created after
+        a period ended does not run it; a run that cannot be done is retried later)."""
+        now = self.clock()
+        run_at = hhmm(self.cfg.apportionment.run_at)
+        done = 0
+        for rule in await self.apportionment.rules():
+            if not rule.active:
+                continue
+            period = self.apportionment.due_period(rule.spec.schedule, now, run_at)
+            key = (rule.id, period)
+            retry = self._run_failures.get(key)
+            if retry is not None and now < retry:
+                continue
+            _start, end = period_bounds(period, rule.spec.schedule, self.tz)
+            if end <= rule.created_at:
+                continue
+            try:
+                result = await self.apportionment.run(rule.id, period, Actor.system("apportionment"))
+            except ApportionmentError as exc:
+                if key not in self._run_failures:
+                    log.warning("apportionment run not done", extra={"rule": rule.id, "period": period, "error": exc.message})
+                self._run_failures[key] = now + dt.timedelta(seconds=self.cfg.apportionment.retry_s)
+                continue
+            self._run_failures.pop(key, None)
+            done += 0 if result.replayed else 1
+        return done
 
     async def set_parent(
         self, meter_id: str, parent_id: str | None, actor: Actor, *, valid_from: dt.datetime | None = None, reason: str = ""

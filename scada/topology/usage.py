@@ -193,7 +193,8 @@ class UsageSource:
             info = self.snapshot.meters.get(leaf)
             step = self._resolution.get(leaf) if info is not None and info.polled else None
             steps.append((step or self.manual_resolution) * abs(coef))
-        return min(steps) if steps else self.manual_resolution
+        # normalised: a multiplier read back as 1.0000 must not make the step 0.010000
+        return min(steps).normalize() if steps else self.manual_resolution
 
     async def chain(self, meter_id: str) -> ReadingChain:
         cached = self._chains.get(meter_id)

@@ -14,26 +14,27 @@ from scada.site.assets import AssetRegistry
 
 from .conftest import TZ
 
-GRID = IntervalGrid(900, TZ)
 
-
-async def open_history(tmp_path: Path, assets: AssetRegistry) -> HistoryService:
+async def open_history(tmp_path: Path, assets: AssetRegistry, interval_s: int = 900) -> HistoryService:
     backend = make_backend(SqliteSettings(tmp_path / "historian.db"))
-    historian = Historian(HistorianSettings(interval_s=900, spool_path=tmp_path / "spool.db"), backend, GRID)
+    historian = Historian(HistorianSettings(interval_s=interval_s, spool_path=tmp_path / "spool.db"), backend,
+                          IntervalGrid(interval_s, TZ))
     await historian.open()
     return HistoryService(historian, assets, TZ)
 
 
-def constant_records(per_interval: Mapping[str, str], start: dt.datetime, end: dt.datetime) -> list[IntervalRecord]:
-    """Every 15 minutes of ``[start, end)``, each meter uses its kWh (a decimal string)."""
+def constant_records(
+    per_interval: Mapping[str, str], start: dt.datetime, end: dt.datetime, interval_s: int = 900
+) -> list[IntervalRecord]:
+    """Every interval of ``[start, end)``, each meter uses its kWh (a decimal string)."""
     out = []
     t = int(start.timestamp())
     while t < int(end.timestamp()):
         for meter, kwh in per_interval.items():
             micro = int(Decimal(kwh) * 1_000_000)
-            out.append(IntervalRecord(meter, t, 900, {"energy_total": micro, "samples": 1, "good_samples": 1,
-                                                       "flag_gap": 0, "flag_reset": 0, "flag_first": 0}))
-        t += 900
+            out.append(IntervalRecord(meter, t, interval_s, {"energy_total": micro, "samples": 1, "good_samples": 1,
+                                                              "flag_gap": 0, "flag_reset": 0, "flag_first": 0}))
+        t += interval_s
     return out
 
 

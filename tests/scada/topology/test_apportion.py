@@ -1,0 +1,289 @@
+"""Apportionment by hand on a five-room case (a vacant room, a room closed mid-month), runs
+that post once, bill lines, and the refusals; on SQLite and PostgreSQL.
+
+November 2026 has 30 days, 720 intervals of an hour (the historian of these tests keeps hourly
+intervals). The common meter C uses 300.00 kWh in the month; it is shared among A1..A5 at 0.85 a
+kWh (255.00 in all):
+
+====  ======  ===========================  ==================
+room  area    account                      days open (of 30)
+====  ======  ===========================  ==================
+A1    30 m²   open since October           30
+A2    20 m²   open since October           30
+A3    50 m²   none: vacant                 0 (shares nothing)
+A4    40 m²   closed 16 Nov 10:00          15 (the 1st to the 15th)
+A5    10 m²   open since October           30
+====  ======  ===========================  ==================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from scada.config import parse_config
+from scada.db import Database
+from scada.history.service import HistoryService
+from scada.prepaid.engine import PrepaidEngine
+from scada.prepaid.models import Account, LedgerEntry
+from scada.prepaid.reconcile import reconcile
+from scada.prepaid.tariff_definition import TariffDefinition
+from scada.site.assets import AssetRegistry
+from scada.site.importer import apply_site, parse_toml
+from scada.topology.apportion import ApportionmentError, RuleSpec
+from scada.topology.models import ApportionmentShare
+from scada.topology.service import Topology
+from scada.users.audit import Actor
+from scada.users.models import AuditEntry
+from tags import TagDB
+
+from .conftest import TZ
+from .history import constant_records, open_history, store
+
+NOV = dt.datetime(2026, 11, 1, tzinfo=TZ)
+DEC = dt.datetime(2026, 12, 1, tzinfo=TZ)
+NOW = dt.datetime(2026, 12, 2, 9, 0, tzinfo=TZ)
+CLOSED = dt.datetime(2026, 11, 16, 10, 0, tzinfo=TZ)
+ENGINEER = Actor("eng", "api", "engineer")
+CASHIER = Actor("cash", "api", "cashier")
+AREAS = {"A1": "30", "A2": "20", "A3": "50", "A4": "40", "A5": "10"}
+# kWh per hour: the rooms' own meters, for the consumption key
+RATES = {"M1": "0.2", "M2": "0.1", "M3": "0.12", "M4": "0.08", "M5": "0.05"}
+C_UNTIL = NOV + dt.timedelta(days=25)  # C uses 0.5 kWh an hour for 25 days: 300.00 kWh
+HOUR = 3600
+
+
+def site_toml() -> str:
+    out = ['[site]\nid = "ap"\nname = "Ap"\ntimezone = "Asia/Shanghai"\n', '[[buildings]]\nid = "B"\nname = "B"\n',
+           '[[floors]]\nid = "F"\nbuilding = "B"\nlevel = 1\nname = "F"\n']
+    for i, (room, area) in enumerate(AREAS.items(), start=1):
+        out.append(f'[[rooms]]\nid = "{room}"\nfloor = "F"\nname = "{room}"\narea_m2 = "{area}"\n')
+        out.append(f'[[meters]]\nid = "M{i}"\nkind = "electricity"\nroom = "{room}"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = {i}\n')
+    out.append('[[meters]]\nid = "C"\nkind = "electricity"\nrole = "common"\nbuilding = "B"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 9\n')
+    return "\n".join(out)
+
+
+@dataclass
+class Plant:
+    db: Database
+    topology: Topology
+    engine: PrepaidEngine
+    history: HistoryService
+    accounts: dict[str, int]
+
+    async def rule(self, method: str, *, pricing: Any = Decimal("0.85"), settle: str = "balance", weights: Any = None,
+                   schedule: str = "monthly", targets: Any = None) -> int:
+        spec = RuleSpec(f"{method}-{next(_names)}", "C", method, targets or {"floor": "F"}, weights, pricing, settle, schedule)  # type: ignore[arg-type]
+        return (await self.topology.apportionment.create_rule(spec, ENGINEER)).id
+
+    async def preview(self, rule: int) -> dict[str, Any]:
+        result = await self.topology.apportionment.preview(rule, NOV, DEC)
+        return result.as_json(2, TZ)
+
+
+_names = itertools.count(1)
+
+
+def shares(preview: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {s["room"]: (s["quantity"], s["amount"]) for s in preview["shares"]}
+
+
+@pytest.fixture
+async def plant(tmp_path: Path, db: Database) -> AsyncIterator[Plant]:
+    config = parse_config('[site]\nname = "Ap"\ntimezone = "Asia/Shanghai"\n[prepaid.friendly_credit]\nwindows = []\nweekends = false\n',
+                          "<t>", tmp_path)
+    await apply_site(db, parse_toml(site_toml(), "<site>"), Actor.system("test"))
+    assets = AssetRegistry(db)
+    await assets.load()
+    tagdb = TagDB()
+    engine = PrepaidEngine(config, db, assets, tagdb)
+    for tariff, price in (("P60", "0.60"), ("P80", "0.80")):
+        await engine.tariffs.create(tariff, tariff, "electricity", TariffDefinition.model_validate({"price": price}), ENGINEER)
+    accounts: dict[str, int] = {}
+    opened = dt.datetime(2026, 10, 3, 9, 0, tzinfo=TZ)
+    async with db.transaction() as s:
+        for room in ("A1", "A2", "A4", "A5"):
+            closed = CLOSED if room == "A4" else None
+            a = Account(
+                room_id=room, open_room_id=None if closed else room, state="closed" if closed else "open", opened_at=opened,
+                opened_by="t", closed_at=closed, electricity_tariff_id="P60" if room == "A1" else "P80", thresholds=[],
+                balance_minor=50_000, remainder=Decimal(0), credit_limit_minor=0, emergency_credit_minor=0, updated_at=opened,
+                contact_name="", language="en", protected=False, friendly_credit=True, auto_reconnect=True, alarm_level=0,
+                supply_state="on", reconnect_pending=False,
+            )
+            s.add(a)
+            await s.flush()
+            s.add(LedgerEntry(account_id=a.id, ts=opened, kind="opening", amount_minor=50_000, balance_after_minor=50_000,
+                              actor="t", source="api", reason="opening"))
+            accounts[room] = a.id
+    await engine.load()
+    history = await open_history(tmp_path, assets, HOUR)
+    records = constant_records({m: r for m, r in RATES.items() if m != "M4"}, NOV, DEC, HOUR)
+    records += constant_records({"C": "0.5"}, NOV, C_UNTIL, HOUR) + constant_records({"C": "0"}, C_UNTIL, DEC, HOUR)
+    records += constant_records({"M4": RATES["M4"]}, NOV, CLOSED, HOUR) + constant_records({"M4": "2"}, CLOSED, DEC, HOUR)
+    await store(history, records)
+    topology = Topology(config, db, assets, tagdb, history=lambda: history, prepaid=lambda: engine, clock=lambda: NOW)
+    try:
+        yield Plant(db, topology, engine, history, accounts)
+    finally:
+        await history.historian.shutdown(1)
+        await engine.supply.idle()
+        engine.close()
+    report = await reconcile(db, 2)
+    assert report.ok, [str(m) for m in report.mismatches]
+
+
+async def test_golden_shares_by_each_method(plant: Plant) -> None:
+    """The source: C uses 600 × 0.5 = 300 kWh, every hour of the month stored; its register's
+    step is 0.01 kWh, so 30000 steps are shared.
+
+    **By area** — weights area × days open: A1 30 × 30 = 900, A2 20 × 30 = 600, A4 40 × 15 = 600,
+    A5 10 × 30 = 300; 2400 in all (A3 is vacant: its part goes to the others). Steps: A1 30000 ×
+    900/2400 = 11250, A2 7500, A4 7500, A5 3750 → 112.50, 75.00, 75.00, 37.50 kWh. At 0.85:
+    95.625, 63.75, 63.75, 31.875 = 255.00. Floors in fen 9562, 6375, 6375, 3187 (25499): A1 and A5
+    both have .5 left; the last fen goes to the first room, A1.
+
+    **Equally** — weights the days open: 30, 30, 15, 30 (105). Steps 8571.43, 8571.43, 4285.71,
+    8571.43 → 8571, 8571, 4285, 8571 (29998); two steps to the largest remainders: A4 (.71), then
+    A1 (.43, as A2 and A5, but first): 85.72, 85.71, 42.86, 85.71 kWh. At 0.85: 72.862, 72.8535,
+    36.431, 72.8535 = 255.00: floors 7286, 7285, 3643, 7285 (25499); the last fen to the largest
+    remainder (.35: A2 and A5, A2 first): 72.86, 72.86, 36.43, 72.85.
+
+    **By ratio** 1 : 2 : 3 : 2 : 1 × days open: A1 30, A2 60, (A3 vacant), A4 30, A5 30 (150):
+    60.00, 120.00, 60.00, 60.00 kWh; 51.00, 102.00, 51.00, 51.00.
+
+    **By consumption** — each account's own use while it was open: A1 720 × 0.2 = 144, A2 72,
+    A4 (until 16 Nov 10:00: 370 hours × 0.08) 29.6, A5 36; 281.6 in all (A3's meter and A4's use
+    after it closed do not count). Steps 15340.91, 7670.45, 3153.41, 3835.23 → 15340, 7670, 3153,
+    3835 (29998); two steps to the largest remainders (.91: A1, .45: A2): 153.41, 76.71, 31.53,
+    38.35 kWh. At 0.85: 130.3985, 65.2035, 26.8005, 32.5975 = 255.00; floors 13039, 6520, 2680,
+    3259 (25498); two fen to the largest remainders (.85: A1, .75: A5): 130.40, 65.20, 26.80, 32.60.
+
+    **Each at its own tariff** — by area (112.50, 75.00, 75.00, 37.50 kWh), A1 at 0.60, the
+    others at 0.80: 67.50 + 60.00 + 60.00 + 30.00 = 217.50.
+    """
+    usage = await plant.topology.usage("C", NOV, DEC)
+    assert usage.quantity == Decimal("300") and (usage.intervals, usage.expected) == (720, 720)
+    assert plant.topology.usage_source().resolution("C") == Decimal("0.01")
+
+    p = await plant.preview(await plant.rule("area"))
+    assert (p["quantity"], p["total"], p["unit"], p["days"], p["vacant"]) == ("300.00", "255.00", "kWh", 30, ["A3"])
+    assert shares(p) == {"A1": ("112.50", "95.63"), "A2": ("75.00", "63.75"), "A4": ("75.00", "63.75"), "A5": ("37.50", "31.87")}
+    assert [s["key"] for s in p["shares"]][2] == {"area_m2": "40", "days_open": 15, "days": 30}
+
+    p = await plant.preview(await plant.rule("equal"))
+    assert shares(p) == {"A1": ("85.72", "72.86"), "A2": ("85.71", "72.86"), "A4": ("42.86", "36.43"), "A5": ("85.71", "72.85")}
+    assert p["total"] == "255.00"
+
+    weights = {room: Decimal(w) for room, w in zip(AREAS, ("1", "2", "3", "2", "1"), strict=True)}
+    p = await plant.preview(await plant.rule("ratio", weights=weights))
+    assert shares(p) == {"A1": ("60.00", "51.00"), "A2": ("120.00", "102.00"), "A4": ("60.00", "51.00"), "A5": ("60.00", "51.00")}
+    assert p["shares"][1]["key"] == {"weight": "2", "days_open": 30, "days": 30}
+
+    p = await plant.preview(await plant.rule("consumption"))
+    assert {s["room"]: s["key"]["consumption"] for s in p["shares"]} == {"A1": "144", "A2": "72", "A4": "29.6", "A5": "36"}
+    assert shares(p) == {"A1": ("153.41", "130.40"), "A2": ("76.71", "65.20"), "A4": ("31.53", "26.80"), "A5": ("38.35", "32.60")}
+
+    p = await plant.preview(await plant.rule("area", pricing="tariff"))
+    assert shares(p) == {"A1": ("112.50", "67.50"), "A2": ("75.00", "60.00"), "A4": ("75.00", "60.00"), "A5": ("37.50", "30.00")}
+    assert p["total"] == "217.50" and p["pricing"] == "tariff"
+
+
+async def test_a_run_posts_once_and_settles_a_closed_account_at_its_bill(plant: Plant) -> None:
+    rule = await plant.rule("area")
+    apportionment = plant.topology.apportionment
+    with pytest.raises(ApportionmentError, match="has not ended yet"):
+        await apportionment.run(rule, "2026-12", CASHIER)
+    with pytest.raises(ApportionmentError, match="like 2026-11"):
+        await apportionment.run(rule, "2026-11-05", CASHIER)
+    first = await apportionment.run(rule, "2026-11", CASHIER)
+    assert not first.replayed and first.detail["total"] == "255.00"
+    async with plant.db.sessions() as s:
+        entries = (await s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "apportionment").order_by(LedgerEntry.account_id))).all()
+        pending = (await s.scalars(select(ApportionmentShare).where(ApportionmentShare.state == "pending"))).all()
+    # A4's account is closed: its share waits for a bill; the others are deducted from their balance
+    assert {e.account_id: e.amount_minor for e in entries} == {
+        plant.accounts["A1"]: -9563, plant.accounts["A2"]: -6375, plant.accounts["A5"]: -3187,
+    }
+    assert all(e.idem_key == f"apportionment:{rule}:2026-11:{e.account_id}" and e.actor == "cash" for e in entries)
+    assert [(p.room_id, p.amount_minor) for p in pending] == [("A4", 6375)]
+    assert plant.engine.views["A1"].balance_minor == 50_000 - 9563
+    again = await apportionment.run(rule, "2026-11", CASHIER)
+    assert again.replayed and again.run_id == first.run_id
+    async with plant.db.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 3
+        audit = (await s.scalars(select(AuditEntry).where(AuditEntry.action == "apportionment.run"))).all()
+    assert [(a.actor, a.reason) for a in audit] == [("cash", "period 2026-11")]
+    lines = await apportionment.pending_lines(plant.accounts["A4"], "2026-11")
+    assert [(ln.room_id, ln.amount_minor, ln.quantity, ln.unit) for ln in lines] == [("A4", 6375, Decimal("75"), "kWh")]
+    assert await apportionment.pending_lines(plant.accounts["A4"], "2026-10") == []
+    async with plant.db.transaction() as s:
+        assert await apportionment.claim_lines(s, [lines[0].id], "BILL-1") == 1
+    async with plant.db.transaction() as s:
+        assert await apportionment.claim_lines(s, [lines[0].id], "BILL-2") == 0  # taken already
+    assert await apportionment.pending_lines(plant.accounts["A4"]) == []
+
+
+async def test_settle_by_bill_posts_nothing_to_balances(plant: Plant) -> None:
+    rule = await plant.rule("equal", settle="bill")
+    await plant.topology.apportionment.run(rule, "2026-11", CASHIER)
+    async with plant.db.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 0
+    lines = await plant.topology.apportionment.pending_lines(plant.accounts["A1"], "2026-11")
+    assert [ln.amount_minor for ln in lines] == [7286] and lines[0].description.startswith("equal-")
+
+
+async def test_refusals(plant: Plant) -> None:
+    apportionment = plant.topology.apportionment
+    for spec, field in (
+        (RuleSpec("x", "NOPE", "area", {"floor": "F"}, None, Decimal(1), "balance", "monthly"), "source"),
+        (RuleSpec("x", "C", "area", {"rooms": ["A1", "ZZ"]}, None, Decimal(1), "balance", "monthly"), "targets.rooms"),
+        (RuleSpec("x", "C", "ratio", {"floor": "F"}, None, Decimal(1), "balance", "monthly"), "weights"),
+        (RuleSpec("x", "C", "ratio", {"floor": "F"}, {"A1": Decimal(1)}, Decimal(1), "balance", "monthly"), "weights"),
+        (RuleSpec("x", "C", "area", {"floor": "F"}, {"A1": Decimal(1)}, Decimal(1), "balance", "monthly"), "weights"),
+    ):
+        with pytest.raises(ApportionmentError) as err:
+            await apportionment.create_rule(spec, ENGINEER)
+        assert err.value.field == field
+    rule = await plant.rule("area", targets={"rooms": ["A3"]})
+    with pytest.raises(ApportionmentError, match="no target room had an open account"):
+        await apportionment.preview(rule, NOV, DEC)
+    with pytest.raises(ApportionmentError, match="no known quantity"):
+        await apportionment.preview(await plant.rule("area"), DEC, DEC + dt.timedelta(days=1))
+
+
+_days = itertools.count(0)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(method=st.sampled_from(["area", "equal", "consumption"]), price=st.decimals(min_value=Decimal("0.01"), max_value=5, places=4))
+async def test_a_second_run_posts_nothing(plant: Plant, method: str, price: Decimal) -> None:
+    rule = await plant.rule(method, pricing=price, schedule="daily")
+    period = (NOV.date() + dt.timedelta(days=next(_days) % 30)).isoformat()
+
+    async def posted() -> list[tuple[int, int]]:
+        async with plant.db.sessions() as s:
+            rows = (await s.execute(select(LedgerEntry.account_id, LedgerEntry.amount_minor).where(LedgerEntry.kind == "apportionment")
+                                    .order_by(LedgerEntry.id))).all()
+        return [(a, m) for a, m in rows]
+
+    first = await plant.topology.apportionment.run(rule, period, CASHIER)
+    after_first = await posted()
+    second = await plant.topology.apportionment.run(rule, period, CASHIER)
+    assert second.replayed and not first.replayed and await posted() == after_first
+    async with plant.db.sessions() as s:
+        rows = (await s.scalars(select(ApportionmentShare).where(ApportionmentShare.run_id == first.run_id))).all()
+        entries = (await s.scalars(select(LedgerEntry).where(LedgerEntry.idem_key.like(f"apportionment:{rule}:{period}:%")))).all()
+    # the shares add up to the priced total; those of open accounts are in the ledger, A4's (closed) waits for a bill
+    assert sum(r.amount_minor for r in rows) == int(Decimal(first.detail["total"]) * 100)
+    assert sorted(-e.amount_minor for e in entries) == sorted(r.amount_minor for r in rows if r.state == "posted")
