@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from scada.db import Database
+from scada.site.formula import FormulaError, expand, parse_formula
 from scada.site.models import Building, Floor, Meter, MeterParent, Room, Site
 from scada.site.tree import MeterTree, ParentChange
 from scada.users.audit import Actor, AuditLog
@@ -115,6 +116,19 @@ class AssetSnapshot:
     rooms: dict[str, RoomInfo] = field(default_factory=dict)
     meters: dict[str, MeterInfo] = field(default_factory=dict)  # active and inactive
     tree: MeterTree = field(default_factory=MeterTree)  # parents over time
+
+    def terms(self, meter_id: str) -> dict[str, Decimal]:
+        """The physical meters behind ``meter_id`` with their coefficients: the meter itself
+        × its multiplier, or a virtual meter's formula expanded (nested ones too). Raises
+        :class:`~scada.site.formula.FormulaError` on an unknown meter or a loop."""
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            raise FormulaError(f"unknown meter {meter_id!r}")
+        if meter.role != "virtual":
+            return {meter_id: meter.multiplier}
+        formulas = {m.id: parse_formula(m.formula) for m in self.meters.values() if m.role == "virtual" and m.formula}
+        multipliers = {m.id: m.multiplier for m in self.meters.values() if m.role != "virtual"}
+        return expand(meter_id, formulas, multipliers)
 
     def parent_of(self, meter_id: str, at: datetime | None = None) -> str | None:
         """The meter's parent at ``at`` (default: now)."""

@@ -2,8 +2,10 @@
 
 At start it registers the register tags of the meters read by hand and writes each one's newest
 reading to them (so the historian, the prepaid engine, OPC UA and the HMI have it after a
-restart), and follows the registry (meters added, turned manual). It is started after the
-historian and the prepaid engine when they run (it reads the one and posts through the other).
+restart), keeps the virtual meters' read-only register tags computed from their terms, and
+follows the registry (meters added, turned manual or virtual). It is started after the historian
+and the prepaid engine when they run (it reads the one and posts through the other), and before
+OPC UA (which then publishes its tags).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from scada.site.assets import AssetSnapshot, RegistryDiff
 from scada.site.component import ASSETS
 from scada.site.profiles import load_profiles
 from scada.topology.service import TOPOLOGY, Topology
+from scada.topology.virtual import VirtualMeters
 from tags.timers import run_every
 
 __all__ = ["TopologyComponent"]
@@ -52,11 +55,16 @@ class TopologyComponent(Component):
             prepaid=lambda: ctx.get(PREPAID),
         )
         topology.readings.register_tags(assets.snapshot)
+        tagdb = ctx[TAGDB]
+        virtual = VirtualMeters(tagdb)
+        virtual.plan(assets.snapshot)
 
         def follow(snapshot: AssetSnapshot, diff: RegistryDiff) -> None:
             topology.readings.register_tags(snapshot)
+            virtual.plan(snapshot)
 
         unsubscribe = assets.subscribe(follow)
+        terms = tagdb.subscribe(virtual.wants, maxsize=50_000, name="virtual-meters")
         try:
             await topology.readings.publish_latest()
             ctx[TOPOLOGY] = topology
@@ -64,6 +72,8 @@ class TopologyComponent(Component):
                 lambda: run_every(config.topology.tick_s, topology.tick, name="topology-ticks", first_delay_s=1.0),
                 "ticks", restart=Restart.ON_FAILURE,
             )
+            self.tasks.spawn(lambda: virtual.run(terms), "virtual-meters", restart=Restart.ON_FAILURE)
             yield
         finally:
+            terms.close()
             unsubscribe()

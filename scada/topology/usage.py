@@ -25,7 +25,7 @@ from sqlalchemy import select
 from scada.db import Database
 from scada.history.service import HistoryService
 from scada.site.assets import AssetSnapshot, MeterInfo
-from scada.site.formula import FormulaError, Term, expand, parse_formula
+from scada.site.formula import FormulaError
 from scada.topology.models import ManualReading
 
 __all__ = ["ChainPoint", "ReadingChain", "Span", "Usage", "UsageSource", "coefficients", "point_of", "to_decimal"]
@@ -147,19 +147,8 @@ def _micros(d: dt.timedelta) -> int:
 
 
 def coefficients(snapshot: AssetSnapshot, meter_id: str) -> dict[str, Decimal]:
-    """The physical meters behind ``meter_id`` with their coefficients: itself × its multiplier,
-    or a virtual meter's terms expanded."""
-    meter = snapshot.meters.get(meter_id)
-    if meter is None:
-        raise FormulaError(f"unknown meter {meter_id!r}")
-    if meter.role != "virtual":
-        return {meter_id: meter.multiplier}
-    formulas: dict[str, tuple[Term, ...]] = {}
-    for m in snapshot.meters.values():
-        if m.role == "virtual" and m.formula:
-            formulas[m.id] = parse_formula(m.formula)
-    multipliers = {m.id: m.multiplier for m in snapshot.meters.values() if m.role != "virtual"}
-    return expand(meter_id, formulas, multipliers)
+    """The physical meters behind ``meter_id`` with their coefficients (see :meth:`AssetSnapshot.terms`)."""
+    return snapshot.terms(meter_id)
 
 
 class UsageSource:
