@@ -52,6 +52,7 @@ from .pages import comms as comms_pages
 from .pages import overview as overview_pages
 from .pages import room as room_pages
 from .pages import tariffs as tariff_pages
+from .pages import topology as topology_pages
 from .pages import users as users_pages
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
 from .security import session_middleware, session_or_bearer_user
@@ -69,7 +70,7 @@ API_ROUTERS: list[ApiRouter] = [
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, users_pages.pages,
+    comms_pages.pages, tariff_pages.pages, users_pages.pages, topology_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)

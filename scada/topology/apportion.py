@@ -474,9 +474,11 @@ class Apportionment:
         """The last period of ``schedule`` that has ended and is due at ``now`` (after ``run_at``
         site time on the day after it)."""
         local = now.astimezone(self.tz)
+        # the last day whose run time has come; its previous day (daily) or month (monthly) is due
         day = local.date() if (local.hour, local.minute) >= run_at else local.date() - dt.timedelta(days=1)
-        last_day = day - dt.timedelta(days=1)  # the last day that has ended and is due
-        return period_of(last_day, schedule)
+        if schedule == "daily":
+            return period_of(day - dt.timedelta(days=1), schedule)
+        return period_of(day.replace(day=1) - dt.timedelta(days=1), schedule)
 
     async def run(self, rule_id: int, period: str, actor: Actor) -> RunResult:
         """Post the rule's shares for ``period`` once (a second run answers the first)."""

@@ -24,6 +24,7 @@ from scada.prepaid.engine import PREPAID
 from scada.site.assets import AssetSnapshot, RegistryDiff
 from scada.site.component import ASSETS
 from scada.site.profiles import load_profiles
+from scada.topology.demo import DemoOperator, seed_demo_rule
 from scada.topology.service import TOPOLOGY, Topology
 from scada.topology.virtual import VirtualMeters
 from tags.timers import run_every
@@ -73,6 +74,14 @@ class TopologyComponent(Component):
                 "ticks", restart=Restart.ON_FAILURE,
             )
             self.tasks.spawn(lambda: virtual.run(terms), "virtual-meters", restart=Restart.ON_FAILURE)
+            demo = config.topology.demo
+            if self.demo and demo.enabled:
+                await seed_demo_rule(topology, demo)
+                operator = DemoOperator(topology, demo)
+                self.tasks.spawn(
+                    lambda: run_every(demo.reading_every_s, operator.step, name="demo-operator", first_delay_s=5.0),
+                    "demo-operator", restart=Restart.ON_FAILURE,
+                )
             yield
         finally:
             terms.close()

@@ -128,9 +128,10 @@ class Topology:
         reading = None
         if meter.active:
             tv = self.tagdb.get(meter_tag(meter.id, point_of(meter.kind)))
-            if tv is not None and tv.value is not None:
+            if tv is not None and isinstance(tv.value, (int, float)) and not isinstance(tv.value, bool):
+                value = Decimal(str(tv.value)).normalize()  # the register as read: a decimal string
                 reading = {
-                    "value": tv.value, "ts": tv.source_ts.isoformat(), "quality": tv.quality.name.lower(),
+                    "value": format(value, "f") if value else "0", "ts": tv.source_ts.isoformat(), "quality": tv.quality.name.lower(),
                 }
         return {
             "id": meter.id,
