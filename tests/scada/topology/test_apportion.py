@@ -287,3 +287,22 @@ async def test_a_second_run_posts_nothing(plant: Plant, method: str, price: Deci
     # the shares add up to the priced total; those of open accounts are in the ledger, A4's (closed) waits for a bill
     assert sum(r.amount_minor for r in rows) == int(Decimal(first.detail["total"]) * 100)
     assert sorted(-e.amount_minor for e in entries) == sorted(r.amount_minor for r in rows if r.state == "posted")
+
+
+async def test_due_periods_run_by_themselves_once(plant: Plant) -> None:
+    topology = plant.topology
+    topology.clock = lambda: dt.datetime(2026, 11, 10, 12, 0, tzinfo=TZ)  # the rule is made in November
+    rule = await plant.rule("area")
+    apportionment = topology.apportionment
+    assert apportionment.due_period("monthly", dt.datetime(2026, 12, 1, 0, 30, tzinfo=TZ), (1, 0)) == "2026-10"
+    assert apportionment.due_period("monthly", dt.datetime(2026, 12, 1, 1, 0, tzinfo=TZ), (1, 0)) == "2026-11"
+    assert apportionment.due_period("daily", dt.datetime(2026, 12, 1, 1, 0, tzinfo=TZ), (1, 0)) == "2026-11-30"
+    assert apportionment.due_period("daily", dt.datetime(2026, 12, 1, 0, 59, tzinfo=TZ), (1, 0)) == "2026-11-29"
+    # on the 1st before 01:00 October is due, which ended before the rule was made: nothing runs
+    topology.clock = lambda: dt.datetime(2026, 12, 1, 0, 30, tzinfo=TZ)
+    assert await topology.run_due_apportionments() == 0
+    topology.clock = lambda: dt.datetime(2026, 12, 1, 1, 5, tzinfo=TZ)
+    assert await topology.run_due_apportionments() == 1
+    assert await topology.run_due_apportionments() == 0  # done already
+    runs = await apportionment.runs(rule)
+    assert [(r["period"], r["total"], r["created_by"]) for r in runs] == [("2026-11", "255.00", "system:apportionment")]
