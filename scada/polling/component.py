@@ -33,7 +33,7 @@ MODBUS: Key[ModbusPoller] = Key("modbus", ModbusPoller)
 def device_specs(snapshot: AssetSnapshot) -> list[DeviceSpec]:
     """What the poller polls: one spec per active meter of the registry."""
     return [
-        DeviceSpec(m.id, m.profile, m.link, m.unit_id, m.circuit, m.room_id, m.kind)
+        DeviceSpec(m.id, m.profile, m.link, m.unit_id, m.circuit, m.room_id, m.kind, m.address)
         for m in snapshot.active_meters
     ]
 

@@ -175,6 +175,8 @@ class SimMeter:
             return _floor_to(self.acc[_ACCUMULATORS[name]], point)
         if name in ("relay_closed", "valve_open"):
             return self.supply_on
+        if name in ("pt_ratio", "ct_ratio"):
+            return 1  # a simulated meter sits on no instrument transformers
         if name == "flow":
             return round(self.current_rate(now), 3)
         if name == "power":
