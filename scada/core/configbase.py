@@ -151,7 +151,9 @@ def _describe(value: Any) -> str:
 def _drop_union_noise(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     # pydantic puts the union member or validator name into loc for tagged/plain unions
     # (e.g. "function-after[...]" or "str"); they are not keys the user wrote
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int"))))
+    # (e.g. "function-after[...]" or "str", and the links' tags "link:<protocol>"); they are
+    # not keys the user wrote
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int") or p.startswith("link:"))))
 
 
 def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
