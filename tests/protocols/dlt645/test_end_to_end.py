@@ -128,3 +128,35 @@ async def test_broadcast_address_read_finds_a_meter_alone_on_its_port(site: Any)
             await crowded.read_address()
     finally:
         crowded.close()
+
+
+async def test_scada_simulate_serves_dlt645_meters() -> None:
+    import signal
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scada", "simulate", "--protocol", "dlt645", "--meters", "3", "--per-port", "2",
+        "--port", "0", "--control-port", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(3)]
+        assert lines[0].startswith("dlt645 port0 ") and lines[0].rstrip().endswith("addresses 000000000001-000000000002")
+        port = int(lines[1].split()[2].rsplit(":", 1)[1])
+        conn = Dlt645Connection(Dlt645LinkConfig(name="p", kind="dlt645", host="127.0.0.1", port=port, timeout_s=1.0))
+        await conn.connect()
+        try:
+            assert await conn.read_address() == "000000000003"  # alone on the second port
+            energy = load_library()["dlt645-single-phase"].points["energy_total"]
+            from protocols.dlt645.profile import DltBlock
+
+            assert energy.decode(await conn.read_block("000000000003", DltBlock(energy.di, ((energy, 0),)))) >= 0
+        finally:
+            conn.close()
+        async with aiohttp.ClientSession() as http:
+            control = lines[2].split()[1]
+            meters = await Control(http, control).call("GET", "/meters")
+            assert [m["address"] for m in meters] == ["000000000001", "000000000002", "000000000003"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
