@@ -99,7 +99,9 @@ class MeterRow(_Row):
     building: str | None = None
     profile: str | None = Field(default=None, min_length=1, max_length=64)
     link: str | None = Field(default=None, min_length=1, max_length=64)
-    unit_id: int | None = Field(default=None, ge=1, le=247)
+    unit_id: int | None = Field(default=None, ge=1, le=247)  # a polled meter without one: 1
+    # DL/T 645: the meter's 12-digit address; MQTT: the device id its gateway publishes under
+    address: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     circuit: int | None = Field(default=None, ge=1, le=64)
     multiplier: DecimalStr = Field(default=Decimal(1), gt=0, lt=100_000)
     install_date: date | None = None
@@ -222,7 +224,7 @@ def parse_toml(text: str, source: str) -> SiteSpec:
 _CSV_COLUMNS = {
     "site_id", "site_name", "timezone", "building_id", "building_name", "floor_id", "floor_name",
     "floor_level", "room_id", "room_name", "area_m2", "meter_id", "kind", "role", "profile", "link",
-    "unit_id", "circuit", "multiplier", "install_date", "initial_reading", "max_power_kw",
+    "unit_id", "address", "circuit", "multiplier", "install_date", "initial_reading", "max_power_kw",
     "parent", "manual", "formula",
 }
 
@@ -295,6 +297,7 @@ def parse_csv(text: str, source: str) -> SiteSpec:
                         "profile",
                         "link",
                         "unit_id",
+                        "address",
                         "circuit",
                         "multiplier",
                         "install_date",
@@ -379,11 +382,11 @@ async def apply_site(
         for r in spec.rooms:
             if r.floor not in floor_building:
                 problems.append(f"{where('rooms', r.id)}: floor: unknown floor {r.floor!r}")
-        addresses: dict[tuple[str, int, int | None], str] = {}
+        addresses: dict[tuple[str, int | str, int | None], str] = {}
         db_meters = {m.id: m for m in (await s.scalars(select(Meter))).all()}
         for m in db_meters.values():
             if m.active and not m.manual and m.role != "virtual":
-                addresses[(m.link, m.unit_id, m.circuit)] = m.id
+                addresses[(m.link, m.address if m.address is not None else m.unit_id, m.circuit)] = m.id
         kinds = {i: m.kind for i, m in db_meters.items()} | {m.id: m.kind for m in spec.meters}
         for m in spec.meters:
             place = where("meters", m.id)
@@ -413,11 +416,12 @@ async def apply_site(
                 problems.append(
                     f"{place}: profile: unknown device profile {m.profile!r} (known: {', '.join(sorted(known_profiles))})"
                 )
-            addr = (m.link or "", m.unit_id or 0, m.circuit)
+            addr: tuple[str, int | str, int | None] = (m.link or "", m.address if m.address is not None else (m.unit_id or 1), m.circuit)
             other = addresses.get(addr)
             if other is not None and other != m.id:
                 problems.append(
-                    f"{place}: unit_id: link {m.link} unit {m.unit_id}"
+                    (f"{place}: address: link {m.link} address {m.address}" if m.address is not None
+                     else f"{place}: unit_id: link {m.link} unit {m.unit_id or 1}")
                     + (f" circuit {m.circuit}" if m.circuit else "")
                     + f" is already used by meter {other}"
                 )
@@ -506,7 +510,8 @@ async def apply_site(
                     # meters that are not polled keep no link, profile or unit id
                     "profile": m.profile if m.polled else "",
                     "link": m.link if m.polled else "",
-                    "unit_id": m.unit_id if m.polled else 0,
+                    "unit_id": (m.unit_id or 1) if m.polled else 0,
+                    "address": m.address,
                     "circuit": m.circuit,
                     "multiplier": m.multiplier,
                     "install_date": m.install_date,
@@ -542,14 +547,14 @@ def _meter_source_problems(m: MeterRow) -> list[str]:
     elif m.formula:
         out.append("formula: only a virtual meter (role = \"virtual\") has a formula")
     if not m.polled:
-        for key in ("link", "profile", "unit_id", "circuit"):
+        for key in ("link", "profile", "unit_id", "address", "circuit"):
             if getattr(m, key) is not None:
                 why = "a manual meter has no communications" if m.manual else "a virtual meter is not polled"
                 out.append(f"{key}: {why}")
         return out
-    for key in ("profile", "link", "unit_id"):
+    for key in ("profile", "link"):
         if getattr(m, key) is None:
-            out.append(f"{key}: missing (a polled meter needs profile, link and unit_id; set manual = true for one read by hand)")
+            out.append(f"{key}: missing (a polled meter needs a profile and a link; set manual = true for one read by hand)")
     return out
 
 

@@ -46,7 +46,7 @@ async def test_import_builds_the_tree_and_reimport_changes_nothing(db: Database)
 
 
 @pytest.mark.parametrize(("old", "new", "problem"), [
-    ('unit_id = 1\nparent = "S1"', 'parent = "S1"', "meters[3]: unit_id: missing (a polled meter needs profile, link and unit_id"),
+    ('link = "gw"\nunit_id = 1\n', 'unit_id = 1\n', "meters[3]: link: missing (a polled meter needs a profile and a link"),
     ('manual = true\nmax_power_kw = "400"', 'manual = true\nlink = "gw"\nmax_power_kw = "400"', "meters[0]: link: a manual meter has no communications"),
     ('formula = "S1 + S2"', 'formula = "S1 + W1"', "meters[10]: formula: meter W1 measures water, this one electricity"),
     ('formula = "S1 + S2"', 'formula = "S1 + X9"', "meters[10]: formula: unknown meter 'X9'"),
