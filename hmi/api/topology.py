@@ -118,12 +118,11 @@ async def list_meters(call: ApiCall[Any]) -> dict[str, Any]:
     q = call.request[API_QUERY]
     assert isinstance(q, MetersQuery)
     state = _device_state(call)
-    meters = [
-        topology.meter_json(m, state)
-        for m in sorted(topology.snapshot.meters.values(), key=lambda m: (m.building_id, m.id))
+    meters = topology.meters_json([
+        m for m in sorted(topology.snapshot.meters.values(), key=lambda m: (m.building_id, m.id))
         if (q.building is None or m.building_id == q.building) and (q.role is None or m.role == q.role)
         and (q.kind is None or m.kind == q.kind)
-    ]
+    ], state)
     return {"meters": meters, "total": len(meters)}
 
 

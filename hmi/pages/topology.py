@@ -66,7 +66,7 @@ async def meter_tree(call: PageCall) -> web.StreamResponse:
         return stats[0].state if stats else None
 
     active = [m for m in snap.meters.values() if m.active]
-    meters = {m.id: topology.meter_json(m, device_state) for m in active}
+    meters = {m["id"]: m for m in topology.meters_json(active, device_state)}
     source = topology.usage_source()
     history_error = None
     try:

@@ -325,7 +325,7 @@ class AssetRegistry:
             if before == parent_id:
                 return None
             change = ParentChange(meter_id, parent_id, when)
-            loop = tree.with_change(change).loop()
+            loop = tree.with_change(change).loop(since=when)
             if loop is not None:
                 raise RegistryError(f"this would make a loop: {' → '.join(loop)}", field="parent")
             existing = next((r for r in rows if r.meter_id == meter_id and r.valid_from == when), None)

@@ -107,9 +107,10 @@ class MeterTree:
     def with_change(self, change: ParentChange) -> MeterTree:
         return MeterTree([*self.changes, change])
 
-    def loop(self) -> list[str] | None:
-        """A loop (``[a, b, ..., a]``) the tree has at any moment, or None."""
-        moments = sorted({c.valid_from for c in self.changes})
+    def loop(self, since: datetime | None = None) -> list[str] | None:
+        """A loop (``[a, b, ..., a]``) the tree has at any moment (from ``since`` on: a change
+        cannot make a loop before it takes effect), or None."""
+        moments = sorted({c.valid_from for c in self.changes if since is None or c.valid_from >= since})
         for t in moments:
             found = find_loop(self.parents_at(t))
             if found is not None:

@@ -514,13 +514,13 @@ class Apportionment:
             accounts = {
                 a.id: a for a in (await s.scalars(select(Account).where(Account.id.in_(ids)).order_by(Account.id).with_for_update())).all()
             }
+            rows: list[tuple[Any, str, str, Any]] = []  # (share, settle, state, ledger entry)
             for sh in preview.split.shares:
                 account = accounts[sh.party.account_id]
-                settle = spec.settle
-                entry_id = None
+                entry = None
                 if sh.amount_minor == 0:
-                    state = "nothing"
-                elif settle == "balance" and account.state == "open":
+                    rows.append((sh, spec.settle, "nothing", None))
+                elif spec.settle == "balance" and account.state == "open":
                     entry = post(
                         s, account, "apportionment", -sh.amount_minor, actor, now,
                         reason=f"{spec.name} {period}",
@@ -530,18 +530,19 @@ class Apportionment:
                         detail={"rule": rule_id, "rule_name": spec.name, "period": period, "source": spec.source,
                                 "method": spec.method, "key": sh.party.key},
                     )
-                    await s.flush()
-                    entry_id = entry.id
-                    state = "posted"
+                    rows.append((sh, "balance", "posted", entry))
                     touched.append(account)
                 else:
-                    settle = "bill"  # a closed account's share waits for its final bill
-                    state = "pending"
-                s.add(ApportionmentShare(
-                    run_id=run.id, rule_id=rule_id, period=period, room_id=sh.party.room_id, account_id=account.id,
+                    rows.append((sh, "bill", "pending", None))  # a closed account's share waits for its final bill
+            await s.flush()  # the ledger entries get their ids, in one go
+            s.add_all(
+                ApportionmentShare(
+                    run_id=run.id, rule_id=rule_id, period=period, room_id=sh.party.room_id, account_id=sh.party.account_id,
                     quantity=sh.quantity, amount_minor=sh.amount_minor, key=sh.party.key, days_open=sh.party.days_open,
-                    settle=settle, state=state, ledger_entry_id=entry_id,
-                ))
+                    settle=settle, state=state, ledger_entry_id=entry.id if entry is not None else None,
+                )
+                for sh, settle, state, entry in rows
+            )
             AuditLog.record(
                 s, actor, "apportionment.run", "apportionment_rule", str(rule_id), reason=f"period {period}",
                 after={"period": period, "quantity": preview.split.quantity, "total": format_minor(preview.split.total_minor, minor),

@@ -70,7 +70,7 @@ class TopologyComponent(Component):
             await topology.readings.publish_latest()
             ctx[TOPOLOGY] = topology
             self.tasks.spawn(
-                lambda: run_every(config.topology.tick_s, topology.tick, name="topology-ticks", first_delay_s=1.0),
+                lambda: run_every(config.topology.tick_s, topology.tick, name="topology-ticks"),
                 "ticks", restart=Restart.ON_FAILURE,
             )
             self.tasks.spawn(lambda: virtual.run(terms), "virtual-meters", restart=Restart.ON_FAILURE)

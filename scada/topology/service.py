@@ -119,38 +119,54 @@ class Topology:
     async def usage(self, meter_id: str, start: dt.datetime, end: dt.datetime) -> Usage:
         return (await self.usage_source().usage([Span(meter_id, start, end)]))[0]
 
-    def meter_json(self, meter: MeterInfo, device_state: Callable[[str], str | None] | None = None) -> dict[str, Any]:
-        """A meter as ``GET /api/v1/meters`` lists it."""
+    def meters_json(
+        self, meters: list[MeterInfo], device_state: Callable[[str], str | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Meters as ``GET /api/v1/meters`` lists them (the tree is read once for all)."""
         snap = self.snapshot
         now = self.clock()
-        timeline = snap.tree.timeline(meter.id)
-        current = [c for c in timeline if c.valid_from <= now]
-        reading = None
-        if meter.active:
-            tv = self.tagdb.get(meter_tag(meter.id, point_of(meter.kind)))
-            if tv is not None and isinstance(tv.value, (int, float)) and not isinstance(tv.value, bool):
-                value = Decimal(str(tv.value)).normalize()  # the register as read: a decimal string
-                reading = {
-                    "value": format(value, "f") if value else "0", "ts": tv.source_ts.isoformat(), "quality": tv.quality.name.lower(),
-                }
-        return {
-            "id": meter.id,
-            "kind": meter.kind,
-            "role": meter.role,
-            "room": meter.room_id,
-            "building": meter.building_id,
-            "parent": current[-1].parent_id if current else None,
-            "parent_since": current[-1].valid_from.isoformat() if current and current[-1].parent_id else None,
-            "children": snap.tree.children_at(meter.id, now),
-            "state": meter_state(meter, self.tagdb, device_state),
-            "manual": meter.manual,
-            "formula": meter.formula,
-            "multiplier": format(meter.multiplier, "f"),
-            "max_power_kw": format(meter.max_power_kw, "f") if meter.max_power_kw is not None else None,
-            "active": meter.active,
-            "replaced_by": meter.replaced_by,
-            "reading": reading,
-        }
+        parents = snap.tree.parents_at(now)
+        children: dict[str, list[str]] = {}
+        for child, parent in parents.items():
+            children.setdefault(parent, []).append(child)
+        out = []
+        for meter in meters:
+            since = None
+            if meter.id in parents:
+                current = [c for c in snap.tree.timeline(meter.id) if c.valid_from <= now]
+                since = current[-1].valid_from.isoformat() if current else None
+            reading = None
+            if meter.active:
+                tv = self.tagdb.get(meter_tag(meter.id, point_of(meter.kind)))
+                if tv is not None and isinstance(tv.value, (int, float)) and not isinstance(tv.value, bool):
+                    value = Decimal(str(tv.value)).normalize()  # the register as read: a decimal string
+                    reading = {
+                        "value": format(value, "f") if value else "0", "ts": tv.source_ts.isoformat(),
+                        "quality": tv.quality.name.lower(),
+                    }
+            out.append({
+                "id": meter.id,
+                "kind": meter.kind,
+                "role": meter.role,
+                "room": meter.room_id,
+                "building": meter.building_id,
+                "parent": parents.get(meter.id),
+                "parent_since": since,
+                "children": sorted(children.get(meter.id, [])),
+                "state": meter_state(meter, self.tagdb, device_state),
+                "manual": meter.manual,
+                "formula": meter.formula,
+                "multiplier": format(meter.multiplier, "f"),
+                "max_power_kw": format(meter.max_power_kw, "f") if meter.max_power_kw is not None else None,
+                "active": meter.active,
+                "replaced_by": meter.replaced_by,
+                "reading": reading,
+            })
+        return out
+
+    def meter_json(self, meter: MeterInfo, device_state: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+        """One meter as ``GET /api/v1/meters`` lists it."""
+        return self.meters_json([meter], device_state)[0]
 
     # -- losses ----------------------------------------------------------------------------------
     async def losses(self, start: dt.datetime, end: dt.datetime, meter: str | None = None) -> list[LossRow]:
