@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from scada.alarms.component import ALARMS, NOTIFIER
+from scada.approvals.component import APPROVALS
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER
 from scada.config import CONFIG
 from scada.core.context import Context, Key
@@ -18,6 +19,7 @@ from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
 from scada.polling.component import MODBUS
+from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
 from scada.users.component import AUDIT, USERS
@@ -39,7 +41,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

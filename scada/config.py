@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
+from scada.approvals.config import ApprovalsConfig
 from scada.commands.config import CommandsConfig
 from scada.core.configbase import (
     ConfigError,
@@ -159,6 +160,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

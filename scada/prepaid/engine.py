@@ -446,9 +446,10 @@ class PrepaidEngine:
             self._account_changed(result.account)
         return result
 
-    async def reverse(self, entry_id: int, *, actor: Actor, reason: str) -> PostResult:
-        result = await self.accounts.reverse(entry_id, actor=actor, reason=reason)
-        self._account_changed(result.account)
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str, reference: str | None = None) -> PostResult:
+        result = await self.accounts.reverse(entry_id, actor=actor, reason=reason, reference=reference)
+        if not result.replayed:
+            self._account_changed(result.account)
         return result
 
     async def update_settings(self, room_id: str, settings: AccountSettings, *, actor: Actor, reason: str = "") -> AccountView:

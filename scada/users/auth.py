@@ -26,6 +26,7 @@ from scada.users.models import ApiToken, User
 from tags import utcnow
 
 __all__ = [
+    "CONTACT_DETAILS",
     "AuthError",
     "Permission",
     "ROLE_PERMISSIONS",
@@ -41,6 +42,7 @@ class Role(str, enum.Enum):
     ADMIN = "admin"
     OPERATOR = "operator"
     CASHIER = "cashier"
+    SUPERVISOR = "supervisor"  # the second pair of eyes: approves what a cashier alone may not do
     ENGINEER = "engineer"
     MAINTENANCE = "maintenance"
     VIEWER = "viewer"
@@ -59,6 +61,7 @@ class Permission(str, enum.Enum):
     METER_SERVICE = "meter_service"  # out of service, replacement, register review
     SITE_MANAGE = "site_manage"  # import site, edit registry
     USER_MANAGE = "user_manage"
+    APPROVE = "approve"  # approve or reject another user's request (four-eyes rule)
 
 
 P = Permission
@@ -66,12 +69,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset({P.VIEW, P.RELAY_CONTROL, P.ALARM_ACK, P.HISTORY_EXPORT}),
     Role.CASHIER: frozenset({P.VIEW, P.RECHARGE, P.REFUND, P.ACCOUNT_MANAGE}),
+    Role.SUPERVISOR: frozenset({P.VIEW, P.RECHARGE, P.REFUND, P.ACCOUNT_MANAGE, P.HISTORY_EXPORT, P.APPROVE}),
     Role.ENGINEER: frozenset(
         {P.VIEW, P.TARIFF_MANAGE, P.HISTORY_EXPORT, P.SITE_MANAGE, P.METER_SERVICE, P.RELAY_CONTROL}
     ),
     Role.MAINTENANCE: frozenset({P.VIEW, P.ALARM_ACK, P.ALARM_SHELVE, P.METER_SERVICE, P.HISTORY_EXPORT}),
     Role.VIEWER: frozenset({P.VIEW}),
 }
+
+# who may see tenants' contact details (name, phone, e-mail): the roles that manage accounts
+CONTACT_DETAILS = Permission.ACCOUNT_MANAGE
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -132,6 +139,12 @@ class UserInfo:
 
     def can(self, permission: Permission) -> bool:
         return self.active and permission in ROLE_PERMISSIONS[self.role]
+
+    @property
+    def sees_contacts(self) -> bool:
+        """Whether tenants' contact details (name, phone, e-mail) are shown to this user: to
+        those who manage accounts (cashier, supervisor, admin), not to anyone else."""
+        return self.can(CONTACT_DETAILS)
 
     def actor(self, source: str) -> Actor:
         return Actor(self.name, source, self.role.value)  # type: ignore[arg-type]

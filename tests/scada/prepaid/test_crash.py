@@ -77,6 +77,9 @@ enabled = false
 [prepaid]
 jump_margin = "100000"   # simulated hours pass in real milliseconds here
 
+[approvals]
+opening_balance_above = "100000"   # the opening balances here need no second user
+
 [prepaid.friendly_credit]
 windows = []
 weekends = false

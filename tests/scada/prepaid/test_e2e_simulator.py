@@ -110,6 +110,12 @@ jump_margin = "100000"   # simulated hours pass in real milliseconds here
 [prepaid.friendly_credit]
 windows = [{{ start = "02:00", end = "03:00" }}]
 weekends = false
+
+# these tests are about supply: the cashier opens and protects alone (the four-eyes rule is
+# tested in tests/scada/prepaid/test_approvals.py and tests/hmi/test_api_approvals.py)
+[approvals]
+opening_balance_above = "100"
+protection = false
 """)
     return config.model_copy(update={"site": config.site.model_copy(update={"import_file": "site.toml"})})
 
