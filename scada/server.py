@@ -74,7 +74,7 @@ def build_components(
         HmiComponent(),
     ]
     if config.simulator.enabled:
-        components.append(SimulatorComponent())
+        components.append(SimulatorComponent(announce=announce if demo else None))
     if config.historian.enabled:
         components.append(HistorianComponent())
     if config.prepaid.enabled:

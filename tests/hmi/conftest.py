@@ -181,7 +181,7 @@ async def big_hmi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 async def sim(hmi: Hmi) -> AsyncIterator[Control]:
     """The simulator's control API of the ``hmi`` server."""
     async with aiohttp.ClientSession() as http:
-        yield Control(http, hmi.rt.ctx[SIMULATOR].control_url)
+        yield Control.of(http, hmi.rt.ctx[SIMULATOR])
 
 
 async def open_accounts(hmi: Hmi, rooms: dict[str, str]) -> None:

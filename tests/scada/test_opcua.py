@@ -21,6 +21,7 @@ from scada.core.tags import TAGDB
 from scada.prepaid.accounts import OpenRequest
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.tariff_definition import TariffDefinition
+from scada.simulator.component import SIMULATOR
 from scada.site.component import ASSETS
 from scada.users.audit import Actor
 from scada.users.component import AUDIT
@@ -57,7 +58,7 @@ async def change_where(c: NodeClient, predicate: Any, timeout: float = 10.0) -> 
 async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
         await meters_live(s.rt)
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         ns = s.server.ns
         async with NodeClient(tmp_path / "client-pki") as c:
             await c.connect(s.url)
@@ -114,7 +115,7 @@ async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tm
 async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
         await meters_live(s.rt)
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         set_relay = {"objectId": s.node("meter:E-101"), "methodId": s.node("meter:E-101/SetRelay")}
         open_relay = {**set_relay, "args": [{"dataType": "Boolean", "value": False}]}
         recharge = {"objectId": s.node("room:B1-R101"), "methodId": s.node("room:B1-R101/Recharge"),
@@ -176,7 +177,7 @@ async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path:
 
 async def test_recharge_through_the_ledger(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         await sim.load("E-101", kw=0)  # nothing consumed while the test runs: the balance moves only by recharges
         await sim.load("W-101", m3_per_h=0)
         engine = s.rt.ctx[PREPAID]

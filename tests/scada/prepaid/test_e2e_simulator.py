@@ -132,7 +132,7 @@ async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path
         engine.clock = lambda: local_today(2, 30)  # inside the friendly-credit window
         sim = rt.ctx[SIMULATOR]
         assert sim.control_url is not None
-        control = Control(http, sim.control_url)
+        control = Control.of(http, sim)
         await rt.ctx[USERS].add("cash", "cashier", "cashier-password", Actor("t", "cli"))
         await rt.ctx[USERS].add("eng", "engineer", "engineer-password", Actor("t", "cli"))
         base = rt.ctx[HMI_URL] + "/api/v1"
@@ -213,7 +213,7 @@ async def test_stuck_relay_operator_reconnect_protected_and_close(tmp_path: Path
     async with running_server(e2e_config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
         engine, tagdb = rt.ctx[PREPAID], rt.ctx[TAGDB]
         engine.clock = lambda: local_today(12, 0)  # outside the friendly-credit window
-        control = Control(http, rt.ctx[SIMULATOR].control_url)
+        control = Control.of(http, rt.ctx[SIMULATOR])
         users = rt.ctx[USERS]
         await users.add("cash", "cashier", "cashier-password", Actor("t", "cli"))
         await users.add("eng", "engineer", "engineer-password", Actor("t", "cli"))
