@@ -13,8 +13,10 @@ import enum
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -154,9 +156,40 @@ def _info(user: User) -> UserInfo:
     return UserInfo(user.id, user.name, Role(user.role), user.active, user.language, user.email)
 
 
+log = logging.getLogger(__name__)
+
+# ends a user's live sessions on one channel (OPC UA …): (user name, reason) -> how many
+SessionCloser = Callable[[str, str], Awaitable[int]]
+
+
 class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._closers: dict[str, SessionCloser] = {}
+
+    # -- live sessions on other channels --------------------------------------------------------------
+    def add_session_closer(self, channel: str, closer: SessionCloser) -> Callable[[], None]:
+        """A channel whose live sessions :meth:`end_live_sessions` ends (a component that serves
+        users registers itself at its start); returns the unregister callable."""
+        self._closers[channel] = closer
+
+        def remove() -> None:
+            if self._closers.get(channel) is closer:
+                del self._closers[channel]
+
+        return remove
+
+    async def end_live_sessions(self, name: str, reason: str) -> dict[str, int]:
+        """End the user's sessions on every registered channel at once (disabled, password reset,
+        signed out everywhere); returns how many per channel."""
+        ended: dict[str, int] = {}
+        for channel, closer in list(self._closers.items()):
+            try:
+                ended[channel] = await closer(name, reason)
+            except Exception:
+                log.exception("could not end a user's sessions", extra={"user": name, "channel": channel})
+                ended[channel] = 0
+        return ended
 
     @staticmethod
     def validate_name(name: str) -> None:
