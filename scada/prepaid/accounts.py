@@ -376,7 +376,8 @@ class AccountService:
         now = utcnow()
         async with self.db.transaction() as s:
             a = await self._open_account(s, room_id)
-            before = account_view(a).as_json(self.minor_units)
+            # the audit log keeps no contact details (they are erased when retention ends)
+            before = account_view(a).as_json(self.minor_units, contact=False)
             st = settings
             if st.credit_limit_minor is not None:
                 a.credit_limit_minor = st.credit_limit_minor
@@ -394,7 +395,10 @@ class AccountService:
             # thresholds may have moved either way: the level follows them
             self.biller.update_level(a, credited=True)
             view = account_view(a)
-            AuditLog.record(s, actor, "account.settings", "account", str(a.id), reason=reason, before=before, after=view.as_json(self.minor_units))
+            after = view.as_json(self.minor_units, contact=False)
+            if st.contact is not None:
+                after["contact_changed"] = True
+            AuditLog.record(s, actor, "account.settings", "account", str(a.id), reason=reason, before=before, after=after)
             return view
 
     async def take_emergency_credit(self, room_id: str, *, actor: Actor, reason: str = "") -> AccountView:
