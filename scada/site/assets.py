@@ -200,11 +200,7 @@ class AssetRegistry:
         registry and the audit log right.
         """
         async with self.db.transaction() as s:
-            old = await s.get(Meter, old_id)
-            if old is None or not old.active:
-                raise RegistryError(f"no active meter {old_id!r}")
-            if await s.get(Meter, new_id) is not None:
-                raise RegistryError(f"meter {new_id!r} exists already")
+            old = await self._replaceable(s, old_id, new_id, unit_id)
             new = Meter(
                 id=new_id, kind=old.kind, role=old.role, room_id=old.room_id, building_id=old.building_id,
                 profile=old.profile, link=old.link, unit_id=unit_id if unit_id is not None else old.unit_id,
@@ -221,6 +217,30 @@ class AssetRegistry:
             )
         await self.load()
         return self.snapshot.meters[new_id]
+
+    async def check_replace(self, old_id: str, new_id: str, unit_id: int | None = None) -> None:
+        """Raise :class:`RegistryError` when :meth:`replace_meter` would refuse (so a caller can
+        refuse before it does anything else)."""
+        async with self.db.sessions() as s:
+            await self._replaceable(s, old_id, new_id, unit_id)
+
+    @staticmethod
+    async def _replaceable(s: Any, old_id: str, new_id: str, unit_id: int | None) -> Meter:
+        old: Meter | None = await s.get(Meter, old_id)
+        if old is None or not old.active:
+            raise RegistryError(f"no active meter {old_id!r}")
+        if await s.get(Meter, new_id) is not None:
+            raise RegistryError(f"meter {new_id!r} exists already")
+        # the successor takes the old meter's address, or a free one: two active meters on one
+        # address would make the next start's site import (and the poller) refuse
+        unit = unit_id if unit_id is not None else old.unit_id
+        taken = await s.scalar(select(Meter.id).where(
+            Meter.active.is_(True), Meter.id != old_id, Meter.link == old.link, Meter.unit_id == unit,
+            Meter.circuit.is_(None) if old.circuit is None else Meter.circuit == old.circuit,
+        ))
+        if taken is not None:
+            raise RegistryError(f"unit_id: link {old.link} unit {unit} is already used by meter {taken}")
+        return old
 
     async def set_active(self, meter_id: str, active: bool, actor: Actor, *, reason: str) -> None:
         async with self.db.transaction() as s:
