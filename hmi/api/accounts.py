@@ -35,6 +35,9 @@ from ..keys import CONTEXT
 from .approvals import pending
 from .router import ApiCall, ApiError, ApiRouter
 
+# the answer of an action the four-eyes rule holds back, in the OpenAPI document
+SENT_FOR_APPROVAL = {202: "sent for approval: the pending approval request (Location: /api/v1/approvals/{id}); nothing happened yet"}
+
 __all__ = ["router"]
 
 router = ApiRouter("accounts")
@@ -209,7 +212,7 @@ async def get_account(call: ApiCall[Any]) -> dict[str, Any]:
     return account_json(call, engine, view)
 
 
-@router.post("/rooms/{room}/account/open", body=OpenIn, permission=Permission.ACCOUNT_MANAGE, status=201,
+@router.post("/rooms/{room}/account/open", body=OpenIn, responses=SENT_FOR_APPROVAL, permission=Permission.ACCOUNT_MANAGE, status=201,
              summary="Open a prepaid account for a room (tariffs, opening balance, credit limit, alarm thresholds, contact)")
 async def open_account(call: ApiCall[OpenIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
@@ -245,7 +248,7 @@ async def recharge(call: ApiCall[RechargeIn]) -> dict[str, Any]:
     return _posted(call, engine, result)
 
 
-@router.post("/rooms/{room}/account/refund", body=RefundIn, permission=Permission.REFUND,
+@router.post("/rooms/{room}/account/refund", body=RefundIn, responses=SENT_FOR_APPROVAL, permission=Permission.REFUND,
              summary="Refund part of the balance (never more than the balance)")
 async def refund(call: ApiCall[RefundIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
@@ -294,7 +297,7 @@ async def ledger(call: ApiCall[Any]) -> dict[str, Any]:
     return {"account": account_json(call, engine, view), "entries": [e.as_json(m) for e in entries]}
 
 
-@router.post("/ledger/{entry}/reverse", body=ReasonIn, permission=Permission.REFUND,
+@router.post("/ledger/{entry}/reverse", body=ReasonIn, responses=SENT_FOR_APPROVAL, permission=Permission.REFUND,
              summary="Reverse a wrong entry with a compensating entry (nothing is edited or deleted)")
 async def reverse(call: ApiCall[ReasonIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
@@ -311,7 +314,7 @@ async def reverse(call: ApiCall[ReasonIn]) -> dict[str, Any] | web.Response:
     return _posted(call, engine, result)
 
 
-@router.post("/rooms/{room}/account/settings", body=SettingsIn, permission=Permission.ACCOUNT_MANAGE,
+@router.post("/rooms/{room}/account/settings", body=SettingsIn, responses=SENT_FOR_APPROVAL, permission=Permission.ACCOUNT_MANAGE,
              summary="Change an account's credit limit, alarm thresholds, contact, protection, friendly credit, reconnect, emergency credit")
 async def settings(call: ApiCall[SettingsIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)

@@ -170,3 +170,14 @@ async def test_reject_expire_and_who_sees_what(api: Api) -> None:
     for bad_id in ("abc", "１", "99999999999999999999999"):
         status, err = await api.call("POST", f"/approvals/{bad_id}/approve", "supervisor", {})
         assert status == 404, (bad_id, err)
+
+
+async def test_the_openapi_document_names_the_202_answers(api: Api) -> None:
+    async with api.http.get(api.base + "/openapi.json") as r:
+        doc = await r.json()
+    for path in ("/api/v1/rooms/{room}/account/open", "/api/v1/rooms/{room}/account/refund", "/api/v1/ledger/{entry}/reverse",
+                 "/api/v1/rooms/{room}/account/settings"):
+        assert "sent for approval" in doc["paths"][path]["post"]["responses"]["202"]["description"], path
+    for path in ("/api/v1/approvals", "/api/v1/approvals/{id}", "/api/v1/approvals/{id}/approve", "/api/v1/approvals/{id}/reject"):
+        assert path in doc["paths"], path
+    assert "`approve`" in doc["paths"]["/api/v1/approvals/{id}/approve"]["post"]["description"]
