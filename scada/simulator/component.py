@@ -35,7 +35,7 @@ def _meter_specs(snapshot: AssetSnapshot, links: set[str]) -> list[MeterSpec]:
     return [
         MeterSpec(
             m.id, m.profile, m.link, m.unit_id, m.circuit,
-            float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading),
+            float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading), m.address,
         )
         for m in snapshot.active_meters
         if m.link in links
@@ -47,7 +47,8 @@ def build_simulator(config: ScadaConfig, token: str | None = None) -> Simulator:
     control API (when ``simulator.control_port`` is set) takes ``token``, by default the one of
     ``<runtime.data_dir>/simulator-control.token`` (created on first use)."""
     sim_cfg = config.simulator
-    links = [SimLink(link.name, link.port or 0, "rtu" if link.kind == "rtu_over_tcp" else "tcp") for link in config.simulated_links]
+    framings = {"rtu_over_tcp": "rtu", "dlt645": "dlt645"}
+    links = [SimLink(link.name, link.port or 0, framings.get(link.kind, "tcp")) for link in config.simulated_links]  # type: ignore[arg-type]
     tou = TouSchedule([(t.start, t.period) for t in sim_cfg.tou], timezone=config.site.timezone)
     if token is None and sim_cfg.control_port is not None:
         token = control_token(control_token_file(config))

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .clock import SimClock
 from .model import SimMeter
-from .server import Fault, ModbusSimServer
+from .server import Fault
 
 MAX_SPEED = 100_000.0  # simulated seconds per real second
 MAX_ADVANCE_S = 366 * 86_400.0  # one clock jump: at most a (leap) year
@@ -58,7 +58,7 @@ class ControlledSimulator(Protocol):
     """What the control API drives: the simulator of ``site.Simulator``, seen from here."""
 
     clock: SimClock
-    servers: dict[str, ModbusSimServer]
+    servers: dict[str, Any]
     meters: dict[str, SimMeter]
 
     def meter(self, meter_id: str) -> SimMeter: ...
@@ -239,7 +239,8 @@ def control_app(sim: ControlledSimulator, token: str) -> web.Application:
     async def meters(request: web.Request) -> web.Response:
         return web.json_response([
             {"id": m.spec.id, "profile": m.profile.name, "link": m.spec.link, "unit_id": m.spec.unit_id,
-             "circuit": m.spec.circuit, "supply_on": m.supply_on}
+             "circuit": m.spec.circuit, "supply_on": m.supply_on,
+             **({"address": m.spec.address} if m.spec.address is not None else {})}
             for m in sim.meters.values()
         ])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ...dlt645.sim import Dlt645SimServer
 from ..profile import ProfileLibrary
 from .clock import SimClock
 from .control import MAX_ADVANCE_S, is_loopback, start_control_api
@@ -27,11 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimLink:
-    """A simulated gateway: one port, Modbus TCP or RTU framing."""
+    """A simulated gateway: one port, Modbus TCP or RTU framing, or a DL/T 645 bus."""
 
     name: str
     port: int = 0
-    framing: Literal["tcp", "rtu"] = "tcp"
+    framing: Literal["tcp", "rtu", "dlt645"] = "tcp"
 
 
 class Simulator:
@@ -46,6 +47,7 @@ class Simulator:
         tou: TouSchedule | None = None,
         seed: int = 0,
         start_time: float | None = None,
+        dlt645_password: str | None = None,
         control_token: str | None = None,
     ) -> None:
         self.profiles = profiles
@@ -57,8 +59,12 @@ class Simulator:
         # requests to the control API carry this token (a fresh random one unless given)
         self.control_token = control_token or secrets.token_urlsafe(32)
         self._advancing = asyncio.Lock()
-        self.servers: dict[str, ModbusSimServer] = {
-            link.name: ModbusSimServer(link.name, self.clock, host=host, port=link.port, framing=link.framing)
+        self.servers: dict[str, Any] = {
+            link.name: (
+                Dlt645SimServer(link.name, self.clock, host=host, port=link.port, password=dlt645_password)
+                if link.framing == "dlt645"
+                else ModbusSimServer(link.name, self.clock, host=host, port=link.port, framing=link.framing)
+            )
             for link in links
         }
         self.meters: dict[str, SimMeter] = {}
@@ -102,10 +108,19 @@ class Simulator:
             profile.check_circuit(spec.circuit)
         except ValueError as exc:
             raise ValueError(f"meter {spec.id}: {exc}") from None
+        dlt645 = isinstance(server, Dlt645SimServer)
+        if dlt645 != (getattr(profile, "protocol", "modbus") == "dlt645"):
+            raise ValueError(f"meter {spec.id}: profile {profile.name} does not speak the protocol of link {spec.link}")
+        if dlt645 and not (spec.address and len(spec.address) == 12 and spec.address.isdigit()):
+            raise ValueError(f"meter {spec.id}: a DL/T 645 meter needs a 12-digit address, found {spec.address!r}")
         if spec.id in self.meters:
             self.remove_meter(spec.id)
         meter = SimMeter(spec, profile, self.tou, self.clock(), self.seed)
-        server.unit_for(spec.unit_id, profile).attach(meter)
+        if dlt645:
+            assert spec.address is not None
+            server.attach(spec.address, meter)
+        else:
+            server.unit_for(spec.unit_id, profile).attach(meter)
         self.meters[spec.id] = meter
         return meter
 
@@ -114,6 +129,9 @@ class Simulator:
         if meter is None:
             return
         server = self.servers[meter.spec.link]
+        if isinstance(server, Dlt645SimServer):
+            server.detach(meter_id)
+            return
         unit = server.units.get(meter.spec.unit_id)
         if unit is not None:
             unit.detach(meter_id)
@@ -143,7 +161,8 @@ class Simulator:
 
     def unit_of(self, meter_id: str) -> Any:
         meter = self.meter(meter_id)
-        return self.servers[meter.spec.link].units[meter.spec.unit_id]
+        server = self.servers[meter.spec.link]
+        return server.units[meter.spec.address if isinstance(server, Dlt645SimServer) else meter.spec.unit_id]
 
     # -- control -------------------------------------------------------------------------------------
     def set_fault(self, meter_id: str, fault: Fault) -> None:
