@@ -53,6 +53,7 @@ FINGERPRINT = {
     "manual_readings": "SELECT * FROM topology_readings ORDER BY id",
     "apportionment_rules": "SELECT * FROM topology_rules ORDER BY id",
     "apportionment_runs": "SELECT * FROM topology_runs ORDER BY id",
+    "approvals": "SELECT id, state, decided_by FROM approval_requests ORDER BY id",
 }
 
 

@@ -130,7 +130,7 @@ async def test_common_meter_month_apportioned_by_area(tmp_path: Path, db_url: st
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
     async with running_server(config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
         tagdb, topology = rt.ctx[TAGDB], rt.ctx[TOPOLOGY]
-        control = Control(http, rt.ctx[SIMULATOR].control_url)
+        control = Control.of(http, rt.ctx[SIMULATOR])
         for name, role in (("eng", "engineer"), ("cash", "cashier"), ("view", "viewer")):
             await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
         base = rt.ctx[HMI_URL] + "/api/v1"
