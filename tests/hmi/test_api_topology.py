@@ -196,8 +196,10 @@ async def test_manual_water_meter_is_billed_like_a_polled_one(api: Api) -> None:
                    {"id": "E", "name": "Power", "commodity": "electricity", "definition": {"price": "0.60"}}):
         status, body = await api.call("POST", "/tariffs", "engineer", tariff)
         assert status == 201, body
-    status, body = await api.call("POST", "/rooms/R1/account/open", "cashier", {"tariffs": {"water": "W", "electricity": "E"}, "opening_balance": "100.00"})
+    status, body = await api.call("POST", "/rooms/R1/account/open", "cashier", {"tariffs": {"water": "W", "electricity": "E"}})
     assert status == 201, body
+    status, body = await api.call("POST", "/rooms/R1/account/recharge", "cashier", {"amount": "100.00", "reference": "R1-1"})
+    assert status in (200, 201), body
     t0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
     for value, hours in (("12.50", 0), ("14.50", 1)):  # the first is the baseline; then 2 m³ at 3.50
         status, got = await api.call("POST", "/meters/W1/readings", "maint", {"value": value, "ts": iso(t0 + dt.timedelta(hours=hours)), "reason": "round"})

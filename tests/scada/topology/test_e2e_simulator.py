@@ -146,8 +146,11 @@ async def test_common_meter_month_apportioned_by_area(tmp_path: Path, db_url: st
         status, got = await call("POST", "/tariffs", "eng", {"id": "FLAT", "name": "Flat", "commodity": "electricity", "definition": {"price": "0.60"}})
         assert status == 201, got
         for room in ("R1", "R2", "R3"):
-            status, got = await call("POST", f"/rooms/{room}/account/open", "cash", {"tariffs": {"electricity": "FLAT"}, "opening_balance": "500.00"})
+            # opened without a balance (an opening balance waits for a second user), then recharged
+            status, got = await call("POST", f"/rooms/{room}/account/open", "cash", {"tariffs": {"electricity": "FLAT"}})
             assert status == 201, got
+            status, got = await call("POST", f"/rooms/{room}/account/recharge", "cash", {"amount": "500.00", "reference": f"OPEN-{room}"})
+            assert status in (200, 201), got
         rule_body = {"name": "Common area by area", "source": "C", "method": "area", "targets": {"floor": "F"},
                      "pricing": {"price": "0.85"}, "settle": "balance", "schedule": "monthly"}
         status, got = await call("POST", "/apportionment/rules", "cash", rule_body)
