@@ -14,6 +14,8 @@ __all__ = [
     "TagValue",
     "TagChange",
     "Value",
+    "EARLIEST",
+    "LATEST",
     "utcnow",
 ]
 
@@ -22,6 +24,13 @@ Value = bool | int | float | str | None
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The moments the system accepts from outside (query ranges, dates in requests, effective
+# times): wide enough for any meter's life, narrow enough that every date step (a day, a
+# month), epoch arithmetic and pandas' nanosecond timestamps (until 2262) stay valid.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)  # exclusive
 
 
 class Quality(enum.IntEnum):

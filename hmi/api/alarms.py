@@ -8,7 +8,7 @@ allows (``alarms.classes.<class>.ack_roles``); shelving ``alarm_shelve``; out-of
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +19,7 @@ from scada.alarms.engine import AlarmEngine
 from scada.alarms.lifecycle import IllegalTransition
 from scada.alarms.operations import AlarmNotFound, NotPermitted
 from scada.alarms.store import AlarmFilter
+from scada.core.inputs import AwareDateTime, Id64, InputError, parse_id, quote
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
@@ -38,7 +39,7 @@ class AcknowledgeIn(_Body):
 
 
 class AcknowledgeManyIn(_Body):
-    ids: list[int] = Field(min_length=1, max_length=500)
+    ids: list[Id64] = Field(min_length=1, max_length=500)
     reason: str = Field(default="", max_length=500)
 
 
@@ -70,8 +71,8 @@ class ListQuery(BaseModel):
 
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime | None = Field(default=None, description="raised at or after (ISO 8601 with offset)")
-    until: datetime | None = Field(default=None, description="raised before")
+    since: AwareDateTime | None = Field(default=None, description="raised at or after (ISO 8601 with offset)")
+    until: AwareDateTime | None = Field(default=None, description="raised before")
     classes: str | None = Field(default=None, description="alarm classes separated by commas")
     room: str | None = None
     meter: str | None = None
@@ -80,7 +81,7 @@ class HistoryQuery(BaseModel):
 
 class DeliveryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    alarm_id: int | None = None
+    alarm_id: Id64 | None = None
     status: Literal["pending", "held", "sent", "failed", "skipped", "cancelled"] | None = None
     limit: int = Field(default=200, ge=1, le=5000)
 
@@ -116,9 +117,10 @@ def _states(value: str) -> tuple[frozenset[AlarmState] | None, bool]:
 
 def _alarm_id(call: ApiCall[Any]) -> int:
     raw = call.params["alarm_id"]
-    if not raw.isdigit():
-        raise ApiError(404, f"no alarm {raw!r}")
-    return int(raw)
+    try:
+        return parse_id(raw, "alarm id")
+    except InputError:
+        raise ApiError(404, f"no alarm {quote(raw)}", field="alarm_id") from None
 
 
 # the engine names the duration it was given; the API's field is minutes

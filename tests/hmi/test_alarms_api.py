@@ -107,11 +107,12 @@ async def test_acknowledge_with_permissions_and_class_roles(api: dict[str, Any])
     assert [(t["event"], t["actor"], t["reason"]) for t in body["transitions"]] == [
         ("activate", "system:alarms", ""), ("acknowledge", "olga", "crew on the way"),
     ]
-    # the engine audited the acknowledgement; the API audited the calls, refusals included
+    # the engine audited the acknowledgement; the API audited the calls and the refusals of the
+    # engine (403, 409, 404), not the malformed body ({"reason": 5}), which wrote nothing
     audit = api["rt"].ctx[AUDIT]
     assert {e.actor for e in await audit.query(action="alarm.acknowledge")} == {"olga", "max"}
     outcomes = [e.outcome for e in await audit.query(action="api.alarms.acknowledge", actor="olga")]
-    assert sorted(outcomes) == ["denied", "ok", "rejected", "rejected", "rejected", "rejected"]
+    assert sorted(outcomes) == ["denied", "ok", "rejected", "rejected", "rejected"]
 
 
 async def test_shelve_and_unshelve(api: dict[str, Any]) -> None:
