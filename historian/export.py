@@ -7,11 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["to_csv", "to_rows"]
+__all__ = ["csv_chunks", "row_chunks", "to_csv", "to_rows"]
 
 
 def _number(value: Any) -> float | int | None:
@@ -42,10 +43,26 @@ def to_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _csv_row(row: dict[str, Any]) -> list[Any]:
+    return ["" if v is None else repr(v) if isinstance(v, float) else v for v in row.values()]
+
+
 def to_csv(frame: pd.DataFrame) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(list(frame.columns))
     for row in to_rows(frame):
-        writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row.values()])
+        writer.writerow(_csv_row(row))
     return buf.getvalue()
+
+
+def row_chunks(frame: pd.DataFrame, size: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+    """:func:`to_rows` a slice at a time (for streaming a large answer)."""
+    for i in range(0, len(frame), size):
+        yield to_rows(frame.iloc[i : i + size])
+
+
+def csv_chunks(frame: pd.DataFrame, size: int = 10_000) -> Iterator[list[list[Any]]]:
+    """The CSV rows of :func:`to_csv` (without the header) a slice at a time."""
+    for rows in row_chunks(frame, size):
+        yield [_csv_row(r) for r in rows]

@@ -15,8 +15,7 @@ from scada.alarms.component import ALARMS
 from scada.config import CONFIG
 from scada.core.context import Context
 from scada.db.component import DATABASE
-from scada.users.component import AUDIT
-from scada.users.ratelimit import LoginRateLimiter
+from scada.users.component import AUDIT, LOGINS
 from scada.users.sessions import SessionStore
 
 from .api import accounts as accounts_api
@@ -104,6 +103,11 @@ async def security_headers(request: web.Request, handler: Callable[[web.Request]
     return response
 
 
+async def _harden_prepared(_request: web.Request, response: web.StreamResponse) -> None:
+    # streamed answers are prepared inside their handler, before the middleware sees them
+    _harden(response)
+
+
 def _harden(response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -133,10 +137,11 @@ def create_app(
     """The application for a running server. ``live`` must be started (and run) by the caller."""
     config = ctx[CONFIG]
     app = web.Application(middlewares=[security_headers, api_errors, session_middleware], client_max_size=2 * 1024 * 1024)
+    app.on_response_prepare.append(_harden_prepared)
     app[CONTEXT] = ctx
     app[AUDIT_LOG] = ctx[AUDIT]
     app[USER_RESOLVER] = session_or_bearer_user
-    app[LOGIN_LIMITER] = LoginRateLimiter()
+    app[LOGIN_LIMITER] = ctx[LOGINS]  # the one limiter of the HMI, the API and OPC UA
     app[SESSIONS] = SessionStore(
         ctx[DATABASE],
         idle=timedelta(minutes=config.hmi.session_idle_minutes),

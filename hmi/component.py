@@ -20,7 +20,7 @@ from scada.history.service import HISTORY
 from scada.polling.component import MODBUS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
-from scada.users.component import AUDIT, USERS
+from scada.users.component import AUDIT, LOGINS, USERS
 
 from .app import create_app
 from .live import LiveRooms
@@ -37,7 +37,7 @@ class HmiComponent(Component):
     the optional parts (prepaid, alarms, history, commands) appear when those parts run."""
 
     name = "hmi"
-    requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
+    requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
     optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
     provides = (HMI_URL,)

@@ -42,6 +42,7 @@ __all__ = [
     "ScadaConfig",
     "SiteConfig",
     "HmiConfig",
+    "LoginConfig",
     "config_from_args",
     "load_config",
     "load_demo_config",
@@ -141,6 +142,22 @@ class HmiConfig(ConfigModel):
     # live pushes to one WebSocket client are coalesced to at most one per this interval
     push_interval_ms: int = Field(default=500, ge=100, le=10_000)
     default_language: Literal["en", "zh-CN"] = "en"
+    # live WebSocket connections (/ws): per user, and in all; past either the connection is
+    # closed at once with code 4429 and a reason naming the limit
+    ws_max_per_user: int = Field(default=20, ge=1, le=10_000)
+    ws_max_total: int = Field(default=1000, ge=1, le=100_000)
+
+
+class LoginConfig(ConfigModel):
+    """The ``[login]`` section: limits on failed sign-ins (HMI, API tokens, OPC UA), one limiter
+    for all three, and the periodic report of failures."""
+    max_failures: int = Field(default=5, ge=1, le=1000)  # one user name from one address, then waits
+    max_address_failures: int = Field(default=20, ge=1, le=100_000)  # one address, any names (a gateway: more)
+    max_user_failures: int = Field(default=50, ge=1, le=100_000)  # one name from all addresses that failed
+    lock_s: float = Field(default=30.0, gt=0, le=3600)  # the first wait; each further failure doubles it
+    max_lock_s: float = Field(default=900.0, gt=0, le=86_400)
+    window_s: float = Field(default=300.0, gt=0, le=86_400)  # failures are forgotten after this quiet time
+    summary_interval_s: float = Field(default=60.0, ge=1, le=86_400)  # log line and audit row of the failures
 
 
 class ScadaConfig(ConfigModel):
@@ -151,6 +168,7 @@ class ScadaConfig(ConfigModel):
     runtime: RuntimeConfig = RuntimeConfig()
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
+    login: LoginConfig = LoginConfig()
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     links: list[LinkConfig] = []

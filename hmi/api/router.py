@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from scada.core.configbase import key_path
 from scada.core.inputs import InputError, JsonInputError, has_control, parse_json, quote
+from scada.core.limits import AnswerTooLarge
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo
 
@@ -272,8 +273,10 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             if isinstance(result, web.StreamResponse):
                 return result
             return json_response(result, status=route.status)
-        except (ApiError, InputError) as exc:
-            if isinstance(exc, InputError):
+        except (ApiError, InputError, AnswerTooLarge) as exc:
+            if isinstance(exc, AnswerTooLarge):
+                exc = ApiError(422, str(exc), field=exc.field, rows=exc.rows, limit=exc.limit)
+            elif isinstance(exc, InputError):
                 exc = ApiError(422, str(exc))
             outcome = "denied" if exc.status in (401, 403) else "rejected"
             reason = exc.message

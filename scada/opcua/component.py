@@ -9,7 +9,8 @@ user store, the audit log, the command path and the prepaid engine's ledger.
 - Registry changes (meters added, replaced, removed) are applied without a restart.
 - Sessions authenticate against the user store; a method call is allowed when the user (read
   afresh at each call) has the method's permission, and every call, allowed or refused, is
-  written to the audit log, as are refused writes and failed logins.
+  written to the audit log, as are refused writes; failed logins are counted by the server's one
+  login limiter (``scada.users.ratelimit``) and reported in bulk.
 - SetRelay goes through the command path (which queues, audits, writes, confirms by reading the
   status back and retries) and answers once the meter followed or did not; meters the supply
   driver cannot switch have no SetRelay.
@@ -62,8 +63,7 @@ from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryD
 from scada.site.component import ASSETS
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo, UserStore
-from scada.users.component import AUDIT, USERS
-from scada.users.ratelimit import LoginRateLimiter
+from scada.users.component import AUDIT, LOGINS, USERS
 from tags import TagChange, TagDB, TagMeta, names
 
 __all__ = ["FREEZE_AFTER_NODES", "OPCUA", "OpcUaComponent", "opcua_pki_dir", "site_spec"]
@@ -158,7 +158,7 @@ class OpcUaComponent(Component):
     control and recharges when the command path and the prepaid engine run."""
 
     name = "opcua"
-    requires = (CONFIG, USERS, AUDIT, ASSETS, TAGDB)
+    requires = (CONFIG, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read when present (methods, switchable meters); started after the producers of tags
     # (the poller, the prepaid engine, the alarm engine) so it publishes their points
     optional = (SUPPLY_DRIVER, COMMANDS, PREPAID, MODBUS, ALARMS)
@@ -169,7 +169,6 @@ class OpcUaComponent(Component):
         self.server: OpcUaServer | None = None
         self._registry_changed = asyncio.Event()
         self._ignored: set[str] = set()
-        self._logins = LoginRateLimiter(max_address_failures=20)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
@@ -287,18 +286,16 @@ class OpcUaComponent(Component):
     # -- sessions and methods -----------------------------------------------------------------------
     async def _authenticate(self, username: str, password: str, peer: str) -> UserInfo | None:
         name = username[:64]
-        actor = Actor(name or "(empty)", "opcua")
         host = peer.rpartition(":")[0]
-        if self._logins.retry_after(host, name) > 0:
-            await self.audit.write(actor, "opcua.login", "user", name, outcome="denied", reason=f"too many failed logins; from {peer}")
-            return None
-        user = await self.users.authenticate(username, password)
-        if user is None or not user.can(Permission.VIEW):
-            self._logins.failed(host, name)
-            log.warning("OPC UA login refused", extra={"user": name, "peer": peer})
-            await self.audit.write(actor, "opcua.login", "user", name, outcome="denied", reason=f"bad credentials; from {peer}")
-            return None
-        self._logins.succeeded(host, name)
+        # the HMI's and the API's limiter: counted before the check, failures reported in bulk
+        with self.ctx[LOGINS].attempt(host, name) as attempt:
+            if attempt.refused:
+                return None
+            user = await self.users.authenticate(username, password)
+            if user is None or not user.can(Permission.VIEW):
+                log.debug("OPC UA login refused", extra={"user": name, "peer": peer})
+                return None
+            attempt.succeeded()
         await self.audit.write(user.actor("opcua"), "opcua.login", "user", name, reason=f"from {peer}")
         return user
 
