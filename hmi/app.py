@@ -151,7 +151,10 @@ def create_app(
     app[CATALOGS] = Catalogs.load()
     app[TEMPLATES] = make_environment()
     app[NAV] = []
-    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS))
+    feed = Feed(
+        live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS),
+        max_per_user=config.hmi.ws_max_per_user, max_total=config.hmi.ws_max_total,
+    )
     feed.start()
     app[FEED] = feed
 

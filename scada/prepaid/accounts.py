@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.core.inputs import InputError, e164
 from scada.db import Database
 from scada.prepaid.deduction import Biller, new_state, registers_json
 from scada.prepaid.errors import PrepaidError
@@ -62,6 +63,18 @@ class AccountSettings:
     emergency_credit_minor: int | None = None
     capacity_kva: Decimal | None = None
     demand_kw: Decimal | None = None
+
+
+def checked_contact(contact: Contact | None) -> Contact | None:
+    """The contact with its phone number in E.164 form (it goes into SMS gateway requests);
+    a number that is not one is refused, naming the field."""
+    if contact is None or not contact.phone:
+        return contact
+    try:
+        phone = e164(contact.phone)
+    except InputError as exc:
+        raise PrepaidError(f"contact.phone: {exc}", status=422, field="contact.phone") from None
+    return Contact(contact.name, phone, contact.email, contact.language)
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,7 @@ class AccountService:
             name = sorted(unknown)[0]
             raise PrepaidError(f"readings.{name}: not a meter of room {req.room_id}", status=422, field=f"readings.{name}")
         st = req.settings
-        contact = st.contact or Contact("", None, None, "en")
+        contact = checked_contact(st.contact) or Contact("", None, None, "en")
         now = utcnow()
         async with self.db.transaction() as s:
             if await s.scalar(select(Account.id).where(Account.open_room_id == req.room_id)) is not None:
@@ -338,8 +351,9 @@ class AccountService:
                 a.credit_limit_minor = st.credit_limit_minor
             if st.thresholds is not None:
                 a.thresholds = thresholds_column(st.thresholds)
-            if st.contact is not None:
-                a.contact_name, a.contact_phone, a.contact_email, a.language = st.contact.name, st.contact.phone, st.contact.email, st.contact.language
+            contact = checked_contact(st.contact)
+            if contact is not None:
+                a.contact_name, a.contact_phone, a.contact_email, a.language = contact.name, contact.phone, contact.email, contact.language
             for name in ("protected", "friendly_credit", "auto_reconnect", "capacity_kva", "demand_kw"):
                 value = getattr(st, name)
                 if value is not None:
