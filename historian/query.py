@@ -45,7 +45,7 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -185,7 +185,8 @@ def check_range(ts: datetime, param: str) -> None:
     except OverflowError:  # an offset that moves 0001-01-01 or 9999-12-31 off the calendar
         inside = False
     if not inside:
-        raise QueryError(param, f"{ts.isoformat()} is outside the supported range {EARLIEST.date()} to {LATEST.date()}")
+        shown = ts.astimezone(UTC).isoformat() if ts.year > 1 and ts.year < 9999 else ts.isoformat()
+        raise QueryError(param, f"{shown} is outside the supported range {EARLIEST.isoformat()} to {LATEST.isoformat()}")
 
 
 @dataclass(frozen=True)

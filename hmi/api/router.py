@@ -32,7 +32,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from scada.core.configbase import key_path
-from scada.core.inputs import InputError, JsonInputError, has_control, parse_json, quote
+from scada.core.inputs import InputError, JsonInputError, has_control, parse_id, parse_json, quote
 from scada.core.limits import AnswerTooLarge
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo
@@ -221,11 +221,20 @@ async def _parse_body(request: web.Request, model: type[B]) -> B:
         raise validation_error(exc) from None
 
 
+# path parameters that are database ids: ASCII digits, 1 .. 2**63-1, else 404 before any work
+ID_PARAMS = frozenset({"alarm_id", "entry"})
+
+
 def _check_params(request: web.Request) -> None:
     """Path parameters and query values: bounded, without control characters (before any lookup)."""
     for name, value in request.match_info.items():
         if len(value) > MAX_PARAM_CHARS or has_control(value):
             raise ApiError(404, f"{name}: no such {name} {quote(value)}", field=name)
+        if name in ID_PARAMS:
+            try:
+                parse_id(value, name)
+            except InputError:
+                raise ApiError(404, f"{name}: no such {name} {quote(value)}", field=name) from None
     for name, value in request.query.items():
         if len(name) > 64 or has_control(name):
             raise ApiError(422, f"unknown query parameter {quote(name)}", field=quote(name, 64))
@@ -282,6 +291,8 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             reason = exc.message
             if exc.status in (401, 429) or (user is None and AUDIT_ACTOR not in request):
                 audited = False
+            elif request.method in ("GET", "HEAD") and exc.status != 403:
+                audited = False  # a refused read changed and disclosed nothing
             return json_response(exc.body(), status=exc.status)
         except Exception:
             outcome = "failed"
@@ -321,7 +332,11 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
                     "4XX": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },
             }
-            params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(r.path)]
+            params = [
+                {"name": p, "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1} if p in ID_PARAMS else {"type": "string", "maxLength": MAX_PARAM_CHARS}}
+                for p in _PARAM.findall(r.path)
+            ]
             if r.query is not None:
                 for name, f in r.query.model_fields.items():
                     params.append({"name": name, "in": "query", "required": f.is_required(), "schema": {"type": "string"}, "description": f.description or ""})
