@@ -338,8 +338,14 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
                 for p in _PARAM.findall(r.path)
             ]
             if r.query is not None:
+                properties = r.query.model_json_schema().get("properties", {})
                 for name, f in r.query.model_fields.items():
-                    params.append({"name": name, "in": "query", "required": f.is_required(), "schema": {"type": "string"}, "description": f.description or ""})
+                    schema = {k: v for k, v in properties.get(name, {}).items() if k not in ("title", "description", "default")}
+                    branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+                    if len(branches) == 1:  # an optional parameter is absent, never null
+                        schema = branches[0]
+                    params.append({"name": name, "in": "query", "required": f.is_required(), "schema": schema or {"type": "string"},
+                                   "description": f.description or ""})
             if params:
                 op["parameters"] = params
             if r.permission is not None:

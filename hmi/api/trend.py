@@ -38,7 +38,7 @@ class TrendQuery(BaseModel):
     range: Literal["day", "week", "month"] = Field(
         default="day", description="day: hourly bars; week: the 7 days ending on date; month: date's month, daily bars"
     )
-    date: Date | None = Field(default=None, description="the day shown (site time; default today), 1970-01-07 to 2199-12-31")
+    date: Date | None = Field(default=None, description="the day shown (site time; default today), from 1970 to 2199")
 
 
 def trend_window(range_: str, day: dt.date, tz: Any) -> tuple[datetime, datetime, str]:
