@@ -66,6 +66,7 @@ __all__ = [
     "QueryError",
     "QueryTooLarge",
     "Resample",
+    "check_query",
     "check_range",
     "check_size",
     "count_buckets",
@@ -279,6 +280,12 @@ def check_size(query: HistoryQuery, grid: IntervalGrid, max_rows: int) -> int:
     return rows
 
 
+def check_query(query: HistoryQuery, grid: IntervalGrid, max_rows: int) -> int:
+    """Every check :func:`run_query` makes before any work: parameters, range, the answer's size."""
+    _check(query)
+    return check_size(query, grid, max_rows)
+
+
 def bucket_starts(query: HistoryQuery, grid: IntervalGrid) -> list[int]:
     start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
     r = query.resample
@@ -314,7 +321,6 @@ async def run_query(backend: Backend, query: HistoryQuery, grid: IntervalGrid, *
     _check(query)
     tz = grid.tz
     check_size(query, grid, max_rows)  # before the bucket list is built or the backend asked
-    starts = bucket_starts(query, grid)
     aggregates = _plan(query.points, query.agg)
     start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
     r = query.resample
@@ -327,9 +333,9 @@ async def run_query(backend: Backend, query: HistoryQuery, grid: IntervalGrid, *
         bucketing = Bucketing(r.seconds, tz, phase_for(tz, r.seconds))
         frame = await backend.fetch_buckets(query.meters, aggregates, start, end, bucketing)
 
-    def shape() -> pd.DataFrame:  # pandas work on a worker thread, not on the event loop
+    def shape() -> pd.DataFrame:  # pandas work (and the bucket list) on a worker thread, not on the event loop
         buckets = _as_aggregates(frame, aggregates) if r is None else frame
-        return _shape(buckets, query, aggregates, starts, tz)
+        return _shape(buckets, query, aggregates, bucket_starts(query, grid), tz)
 
     return await asyncio.to_thread(shape)
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from historian import BackendError, QueryError
 from historian.export import csv_chunks, row_chunks, to_csv, to_rows
 from historian.query import QueryTooLarge
-from scada.history.service import HISTORY
+from scada.history.service import HISTORY, HistoryBusy
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
@@ -80,11 +80,13 @@ async def history(call: ApiCall[Any]) -> Any:
         raise ApiError(422, str(exc), field=exc.param) from None
     except BackendError as exc:
         raise ApiError(503, f"historian backend unavailable: {exc}") from None
+    except HistoryBusy as exc:
+        raise ApiError(503, str(exc), retry_after_s=1) from None
     large = len(frame) > STREAM_ABOVE_ROWS  # streamed a slice at a time, never one string in memory
     if fmt == "csv":
         name = f"history-{request.selector}-{request.start.date()}-{request.end.date()}.csv"
         if large:
-            return await stream_csv(call.request, name, [str(c) for c in frame.columns], csv_chunks(frame))
+            return await stream_csv(call.request, name, [str(c) for c in frame.columns], csv_chunks(frame), turn=lambda: service.turn(patient=True))
         text = await asyncio.to_thread(to_csv, frame)
         return web.Response(
             text=text, content_type="text/csv", charset="utf-8",
@@ -100,7 +102,7 @@ async def history(call: ApiCall[Any]) -> Any:
         "agg": request.agg,
     }
     if large:
-        return await stream_json(call.request, payload, row_chunks(frame))
+        return await stream_json(call.request, payload, row_chunks(frame), turn=lambda: service.turn(patient=True))
 
     def render() -> str:
         return json.dumps({**payload, "rows": to_rows(frame)}, ensure_ascii=False, allow_nan=False)

@@ -12,7 +12,8 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from aiohttp import web
@@ -27,19 +28,32 @@ def _json_chunk(chunks: Iterator[Sequence[Any]], first: bool) -> str | None:
     rows = next(chunks, None)
     if rows is None:
         return None
-    text = ",".join(json.dumps(r, ensure_ascii=False, allow_nan=False) for r in rows)
-    return text if first or not text else "," + text
+    if not rows:
+        return ""
+    text = json.dumps(list(rows), ensure_ascii=False, allow_nan=False)[1:-1]  # one call per chunk
+    return text if first else "," + text
 
 
-async def stream_json(request: web.Request, head: dict[str, Any], chunks: Iterator[Sequence[Any]], *, key: str = "rows") -> web.StreamResponse:
-    """``head``'s keys, then ``key`` with every row of every chunk, as one JSON object."""
+Turn = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def _no_turn() -> AbstractAsyncContextManager[Any]:
+    return nullcontext()
+
+
+async def stream_json(
+    request: web.Request, head: dict[str, Any], chunks: Iterator[Sequence[Any]], *, key: str = "rows", turn: Turn = _no_turn,
+) -> web.StreamResponse:
+    """``head``'s keys, then ``key`` with every row of every chunk, as one JSON object. Each chunk
+    is rendered within ``turn()`` (a slot of the heavy work), never the writes to the client."""
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
     await response.prepare(request)
     opening = json.dumps(head, ensure_ascii=False)[:-1]
     await response.write(f"{opening}{', ' if head else ''}{json.dumps(key)}: [".encode())
     first = True
     while True:
-        text = await asyncio.to_thread(_json_chunk, chunks, first)
+        async with turn():
+            text = await asyncio.to_thread(_json_chunk, chunks, first)
         if text is None:
             break
         if text:
@@ -59,8 +73,10 @@ def _csv_chunk(chunks: Iterator[Sequence[Sequence[Any]]]) -> str | None:
     return buf.getvalue()
 
 
-async def stream_csv(request: web.Request, filename: str, header: Sequence[str], chunks: Iterator[Sequence[Sequence[Any]]]) -> web.StreamResponse:
-    """A CSV download: the header row, then every row of every chunk."""
+async def stream_csv(
+    request: web.Request, filename: str, header: Sequence[str], chunks: Iterator[Sequence[Sequence[Any]]], *, turn: Turn = _no_turn,
+) -> web.StreamResponse:
+    """A CSV download: the header row, then every row of every chunk (rendered within ``turn()``)."""
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{filename}"',
@@ -68,7 +84,8 @@ async def stream_csv(request: web.Request, filename: str, header: Sequence[str],
     await response.prepare(request)
     await response.write(_csv_chunk(iter([[header]])).encode())  # type: ignore[union-attr]
     while True:
-        text = await asyncio.to_thread(_csv_chunk, chunks)
+        async with turn():
+            text = await asyncio.to_thread(_csv_chunk, chunks)
         if text is None:
             break
         await response.write(text.encode())

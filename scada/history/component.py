@@ -72,7 +72,10 @@ class HistorianComponent(Component):
             self.tasks.spawn(historian.run_closer, "closer", restart=Restart.ON_FAILURE)
             self.tasks.spawn(historian.run_forwarder, "forwarder", restart=Restart.ON_FAILURE)
             self.tasks.spawn(historian.run_retention, "retention", restart=Restart.ON_FAILURE)
-            ctx[HISTORY] = HistoryService(historian, ctx[ASSETS], config.site.tz)
+            ctx[HISTORY] = HistoryService(
+                historian, ctx[ASSETS], config.site.tz,
+                max_concurrent=config.historian.max_concurrent_queries, wait_s=config.historian.query_wait_s,
+            )
             log.info(
                 "historian started",
                 extra={"backend": backend.name, "interval_min": settings.interval_s // 60, "buffered": historian.spool.points},

@@ -217,7 +217,7 @@ class UserStore:
             return _info(user)
 
     async def get(self, name: str) -> UserInfo | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             user = await s.scalar(select(User).where(User.name == name))
             return _info(user) if user else None
 
@@ -229,7 +229,7 @@ class UserStore:
         """The user when name and password match and the user is active, else None."""
         if not _NAME.fullmatch(name) or not password or len(password) > 1024:
             return None  # no such user can exist: refused before any database work
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             user = await s.scalar(select(User).where(User.name == name))
         stored = user.password_hash if user is not None else await asyncio.to_thread(_dummy_hash)
         ok = await asyncio.to_thread(verify_password, password, stored)
@@ -255,10 +255,10 @@ class UserStore:
         return token
 
     async def authenticate_token(self, token: str) -> UserInfo | None:
-        if not token.startswith("sct_"):
+        if not token.startswith("sct_") or len(token) > 100:
             return None
         now = utcnow()
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = (
                 await s.execute(
                     select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
