@@ -35,7 +35,7 @@ def by_row(frame: pd.DataFrame) -> list[dict[str, object]]:
 def test_rows_are_the_same_as_one_value_at_a_time(tz: str, freq: str) -> None:
     n = 3000
     frame = pd.DataFrame({
-        "time": pd.date_range("1970-01-01", periods=n, freq=freq, tz=tz),
+        "time": pd.date_range("1970-01-01", periods=n, freq=freq, tz="UTC").tz_convert(tz),
         "room": "B1-R101",
         "point": "energy_total",
         "value": np.where(np.arange(n) % 3 == 0, np.nan, np.arange(n) * 0.01),
