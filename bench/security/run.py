@@ -9,21 +9,24 @@ How it is measured:
   port a free one on loopback.
 - The hostile stream comes from another process: ``--concurrency`` connections (16 by default),
   each sending one request after another, round robin over these kinds:
-  ``quote``: a viewer's tariff quote with ``"quantity": 1E+200000000`` (a JSON number) and
-  ``"1E+50000000"`` (a string); ``money``: a cashier's recharge of ``1E+200000000``;
-  ``history``: 1970→2199 at 15 min for the whole building (281 M rows asked) and at 1 d;
+  ``quote``: a viewer's tariff quote with ``"quantity": 1E+200000000`` (a JSON number);
+  ``quote_text``: the same with ``"1E+50000000"`` (a string); ``money``: a cashier's recharge of
+  ``1E+200000000``; ``history``: the whole building 1970→2199 at 15 min (8 M rows asked);
   ``trend``: the week of 9999-12-31; ``login``: a wrong password for ``admin`` on the token
-  endpoint; ``post``: an anonymous POST to an 8 KB path; ``deep``: a body of JSON nested
-  100,000 deep. Every request has a 30 s timeout.
+  endpoint; ``post``: an anonymous POST to an 8 KB path; ``deep``: a body of JSON nested 100,000
+  deep. Every request has a 30 s timeout.
+- A second stream (``--large-concurrency`` connections, 2 by default) asks what is permitted but
+  large: the building's energy 1970→2199 by day (84,000 rows, streamed), to show what the query
+  turns (``historian.max_concurrent_queries``) leave to everyone else.
 - The ordinary request: one client in this process sends ``GET /api/v1/rooms`` (the overview's
   first page, with a valid token) every 20 ms, one at a time, and records each latency
-  (send to full body read). First without the hostile stream (baseline), then with it, for
-  ``--seconds`` each after a 2 s warm-up.
+  (send to full body read): alone (after a 2 s warm-up), then under each stream (2 s after it
+  started), ``--seconds`` each.
 - The audit log's growth: rows and bytes (the sum of the lengths of every text column and the
-  JSON snapshots) of ``audit_log`` in the server's SQLite file before and after the hostile
-  phase, divided by the refused requests of that phase. The periodic failed-login summary (one
-  row a minute at most) is part of it.
-- Server memory: the child's resident set (psutil) before and at the end of the hostile phase.
+  JSON snapshots) of ``audit_log`` in the server's SQLite file before and after each stream,
+  divided by the refused requests of that stream. The periodic failed-login summary (one row a
+  minute at most) is part of it.
+- Server memory: the child's resident set (psutil) before and at the end of each stream.
 
 Client and server share the machine's two cores. Figures are printed and written to
 ``build/bench/security.json``. Run: ``python bench/security/run.py`` (``--help``).
@@ -200,52 +203,66 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             asyncio.run(ordinary(base, admin, 2.0))  # warm-up
             baseline = asyncio.run(ordinary(base, admin, args.seconds))
-            rss_before = server.memory_info().rss
-            rows0, bytes0 = audit_size(db)
-            attacker = subprocess.Popen(
-                [sys.executable, __file__, "--hostile", base, "--seconds", str(args.seconds + 2), "--concurrency", str(args.concurrency),
-                 "--kinds", args.kinds],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            )
-            assert attacker.stdin is not None and attacker.stdout is not None
-            attacker.stdin.write(json.dumps(tokens) + "\n")
-            attacker.stdin.close()
-            time.sleep(2)  # the stream gets going
-            attacked = asyncio.run(ordinary(base, admin, args.seconds))
-            rss_peak = server.memory_info().rss
-            stream = json.loads(attacker.stdout.read())
-            attacker.wait(60)
-            time.sleep(1)
-            rows1, bytes1 = audit_size(db)
+            phases: list[dict[str, Any]] = []
+            for name, kinds, concurrency in (("hostile", args.kinds, args.concurrency), ("large_history", "history_days", args.large_concurrency)):
+                if not kinds or not concurrency:
+                    continue
+                rss_before = server.memory_info().rss
+                rows0, bytes0 = audit_size(db)
+                attacker = subprocess.Popen(
+                    [sys.executable, __file__, "--hostile", base, "--seconds", str(args.seconds + 2), "--concurrency", str(concurrency),
+                     "--kinds", kinds],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                )
+                assert attacker.stdin is not None and attacker.stdout is not None
+                attacker.stdin.write(json.dumps(tokens) + "\n")
+                attacker.stdin.close()
+                time.sleep(2)  # the stream gets going
+                attacked = asyncio.run(ordinary(base, admin, args.seconds))
+                rss_end = server.memory_info().rss
+                stream = json.loads(attacker.stdout.read())
+                attacker.wait(60)
+                time.sleep(1)
+                rows1, bytes1 = audit_size(db)
+                phases.append({"name": name, "kinds": kinds.split(","), "concurrency": concurrency, "attacked": attacked, "stream": stream,
+                               "audit": (rows1 - rows0, bytes1 - bytes0), "rss": (rss_before, rss_end)})
         finally:
             child.send_signal(signal.SIGTERM)
             try:
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
-    refused = sum(n for key, n in stream["statuses"].items() if key.split(":")[1] in ("400", "401", "404", "413", "415", "422", "429"))
-    others = {k: n for k, n in stream["statuses"].items() if k.split(":")[1] not in ("400", "401", "404", "413", "415", "422", "429")}
-    return {
-        "baseline": {"requests": len(baseline), "p50_ms": percentile(baseline, 50), "p99_ms": percentile(baseline, 99), "max_ms": max(baseline)},
-        "attacked": {"requests": len(attacked), "p50_ms": percentile(attacked, 50), "p99_ms": percentile(attacked, 99), "max_ms": max(attacked)},
-        "hostile": {
-            "requests": sum(stream["statuses"].values()), "refused": refused, "not_refused": others,
-            "per_s": sum(stream["statuses"].values()) / (args.seconds + 2), "statuses": stream["statuses"],
-            "p50_ms": stream["p50_ms"], "max_ms": stream["max_ms"], "concurrency": args.concurrency, "kinds": args.kinds.split(","),
-        },
-        "audit": {"rows": rows1 - rows0, "bytes": bytes1 - bytes0, "bytes_per_refused": (bytes1 - bytes0) / max(refused, 1)},
-        "server_rss_mb": {"before": rss_before / 2**20, "end": rss_peak / 2**20},
-        "seconds": args.seconds,
-        "python": platform.python_version(),
-        "cores": os.cpu_count(),
+    refusals = ("400", "401", "404", "413", "415", "422", "429")
+    out: dict[str, Any] = {
+        "baseline": _latency(baseline), "seconds": args.seconds, "python": platform.python_version(), "cores": os.cpu_count(),
     }
+    for phase in phases:
+        statuses = phase["stream"]["statuses"]
+        refused = sum(n for key, n in statuses.items() if key.split(":")[1] in refusals)
+        rows, size = phase["audit"]
+        out[phase["name"]] = {
+            "ordinary": _latency(phase["attacked"]),
+            "kinds": phase["kinds"], "concurrency": phase["concurrency"],
+            "requests": sum(statuses.values()), "refused": refused,
+            "not_refused": {k: n for k, n in statuses.items() if k.split(":")[1] not in refusals},
+            "per_s": sum(statuses.values()) / (args.seconds + 2), "statuses": statuses,
+            "p50_ms": phase["stream"]["p50_ms"], "max_ms": phase["stream"]["max_ms"],
+            "audit": {"rows": rows, "bytes": size, "bytes_per_refused": size / refused if refused else None},
+            "server_rss_mb": {"before": phase["rss"][0] / 2**20, "end": phase["rss"][1] / 2**20},
+        }
+    return out
+
+
+def _latency(values: list[float]) -> dict[str, float]:
+    return {"requests": len(values), "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99), "max_ms": max(values)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="hostile connections")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="hostile request kinds (default: all)")
+    parser.add_argument("--kinds", default=",".join(k for k in KINDS if k != "history_days"), help="hostile request kinds")
+    parser.add_argument("--large-concurrency", type=int, default=2, help="connections asking permitted large history queries (0: skip)")
     parser.add_argument("--server-log", help="write the server's log here")
     parser.add_argument("--hostile", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -255,17 +272,24 @@ def main() -> int:
         print(json.dumps(asyncio.run(hostile(args.hostile, tokens, args.seconds, args.concurrency, kinds))))
         return 0
     res = run(args)
-    b, a, h, au = res["baseline"], res["attacked"], res["hostile"], res["audit"]
-    print(f"security bench: GET /api/v1/rooms every 20 ms, {args.seconds:g} s without and with {h['concurrency']} hostile connections")
+    b = res["baseline"]
+    print(f"security bench: GET /api/v1/rooms every 20 ms for {args.seconds:g} s, alone and under each stream of requests")
     print(f"python {res['python']}, {res['cores']} cores; server = scada demo (SQLite) in its own process")
-    print(f"  baseline: {b['requests']} requests, p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms, max {b['max_ms']:.1f} ms")
-    print(f"  attacked: {a['requests']} requests, p50 {a['p50_ms']:.1f} ms, p99 {a['p99_ms']:.1f} ms, max {a['max_ms']:.1f} ms (goal p99 < 100 ms)")
-    print(f"  hostile: {h['requests']:,} requests ({h['per_s']:,.0f}/s), {h['refused']:,} refused; not refused: {h['not_refused'] or 'none'}")
-    for kind in h["kinds"]:
-        codes = {k.split(':')[1]: n for k, n in h["statuses"].items() if k.startswith(kind + ":")}
-        print(f"    {kind:<13} p50 {h['p50_ms'].get(kind, 0):7.1f} ms  max {h['max_ms'].get(kind, 0):7.1f} ms  {codes}")
-    print(f"  audit log: +{au['rows']} rows, +{au['bytes']:,} bytes = {au['bytes_per_refused']:.2f} bytes per refused request (goal < 1 KB)")
-    print(f"  server memory: {res['server_rss_mb']['before']:.0f} MB before, {res['server_rss_mb']['end']:.0f} MB at the end")
+    print(f"  alone: {b['requests']} requests, p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms, max {b['max_ms']:.1f} ms")
+    for name, title in (("hostile", "hostile stream"), ("large_history", "permitted large history queries (1970-2199 by day, 84,000 rows each)")):
+        h = res.get(name)
+        if h is None:
+            continue
+        o, au = h["ordinary"], h["audit"]
+        print(f"\n[{name}] {title}: {h['concurrency']} connections")
+        print(f"  GET /rooms: {o['requests']} requests, p50 {o['p50_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms, max {o['max_ms']:.1f} ms (goal p99 < 100 ms)")
+        print(f"  stream: {h['requests']:,} requests ({h['per_s']:,.0f}/s), {h['refused']:,} refused; not refused: {h['not_refused'] or 'none'}")
+        for kind in h["kinds"]:
+            codes = {k.split(':')[1]: n for k, n in h["statuses"].items() if k.startswith(kind + ":")}
+            print(f"    {kind:<13} p50 {h['p50_ms'].get(kind, 0):7.1f} ms  max {h['max_ms'].get(kind, 0):7.1f} ms  {codes}")
+        per = f"{au['bytes_per_refused']:.2f} bytes per refused request (goal < 1 KB)" if au["bytes_per_refused"] is not None else "no refusals"
+        print(f"  audit log: +{au['rows']} rows, +{au['bytes']:,} bytes = {per}")
+        print(f"  server memory: {h['server_rss_mb']['before']:.0f} MB before, {h['server_rss_mb']['end']:.0f} MB at the end")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(res, indent=2), encoding="utf-8")
     print(f"  written to {OUT.relative_to(OUT.parents[2])}")

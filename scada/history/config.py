@@ -99,7 +99,7 @@ class HistorianConfig(ConfigModel):
     max_query_rows: int = Field(default=_HISTORIAN.max_query_rows, ge=1000)
     # queries (and the rendering of their answers) computed at once; more wait for a turn, and
     # after query_wait_s are answered 503 (busy): a stream of large queries never starves the rest
-    max_concurrent_queries: int = Field(default=2, ge=1, le=32)
+    max_concurrent_queries: int = Field(default=1, ge=1, le=32)
     query_wait_s: float = Field(default=30.0, gt=0, le=600)
     sqlite: HistorianSqliteConfig = HistorianSqliteConfig()
     influx: HistorianInfluxConfig = HistorianInfluxConfig()
