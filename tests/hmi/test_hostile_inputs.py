@@ -22,7 +22,7 @@ from scada.users.audit import Actor
 from scada.users.component import USERS
 
 from ..harness import running_server
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, demo_site_config, open_accounts
+from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, browser_like, demo_site_config, login, open_accounts
 
 
 @pytest.fixture
@@ -133,10 +133,17 @@ async def test_odd_input_is_a_4xx_never_a_500(capped: Hmi) -> None:
         # phone numbers are E.164: no extra recipient smuggled in
         status, err, _ = await call("POST", "/rooms/B1-R101/account/settings", admin, {"contact": {"name": "X", "phone": "123&to=+19990000000"}})
         assert status == 422 and err["field"] == "contact.phone"
-        # malformed requests wrote nothing (the one row is the balance read above, audited as ever)
+        # the cashier's receipt page: a path id of odd digits is a 404 page, not a 500
+        async with browser_like() as web:
+            await login(web, hmi.url, "cashier1")
+            for entry in ("¹", "٣", "9223372036854775807", "99999999999999999999999"):
+                async with web.get(hmi.url + f"/cashier/receipt/B1-R101/{entry}") as r:
+                    assert r.status == 404, (entry, r.status)
+        # malformed requests wrote nothing (the rows are the balance read above and the cashier's
+        # sign-in, audited as ever)
         async with hmi.rt.ctx[DATABASE].sessions() as s:
             written = (await s.execute(text(f"SELECT action, outcome FROM audit_log ORDER BY id LIMIT 100 OFFSET {rows_before}"))).all()
-        assert [tuple(w) for w in written] == [("api.accounts.get_account", "ok")], written
+        assert [tuple(w) for w in written] == [("api.accounts.get_account", "ok"), ("session.login", "ok")], written
 
 
 async def test_refused_requests_write_nothing_and_rows_stay_small(capped: Hmi) -> None:
