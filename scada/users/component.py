@@ -4,6 +4,7 @@ administrator exists."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from scada.users.logins import LoginReporter
 from scada.users.ratelimit import LoginRateLimiter
 
 __all__ = ["AUDIT", "LOGINS", "USERS", "UsersComponent", "login_limiter"]
+
+log = logging.getLogger(__name__)
 
 AUDIT: Key[AuditLog] = Key("audit", AuditLog)
 USERS: Key[UserStore] = Key("users", UserStore)
@@ -66,7 +69,10 @@ class UsersComponent(Component):
         try:
             yield
         finally:
-            await reporter.close()
+            try:
+                await reporter.close()  # what was counted since the last report
+            except Exception:
+                log.exception("the last report of failed logins could not be written")
 
     async def _ensure_admin(self, config: ScadaConfig, users: UserStore, actor: Actor) -> None:
         name = config.admin.user
