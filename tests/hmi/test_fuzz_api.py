@@ -30,10 +30,8 @@ pytestmark = pytest.mark.slow
 PASSWORD = "fuzz-admin-password"
 POSITIVE = 6  # examples per operation
 NEGATIVE = 3
-# a meter replaced through the API breaks the next start (the site import sees the old unit id
-# used twice): that is another finding of the same review, fixed apart; until then the fuzzer
-# does not aim replacements at a real meter
-NO_KNOWN_IDS = frozenset({("POST", "/api/v1/meters/{meter}/replace")})
+# operations the fuzzer never aims at ids that exist (none: a replaced meter survives restarts)
+NO_KNOWN_IDS: frozenset[tuple[str, str]] = frozenset()
 
 
 def _token(base: str, user: str = "admin", password: str = PASSWORD) -> dict[str, str]:
