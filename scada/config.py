@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
+from scada.billing.config import BillingConfig
 from scada.commands.config import CommandsConfig
 from scada.core.configbase import (
     ConfigError,
@@ -153,6 +154,7 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
+    billing: BillingConfig = BillingConfig()
     links: list[LinkConfig] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()

@@ -66,6 +66,7 @@ class SettingsIn(_In):
     emergency_credit: Amount | None = None
     capacity_kva: Amount | None = None
     demand_kw: Amount | None = None
+    mode: Literal["prepaid", "postpaid"] | None = None
     reason: str = Field(default="", max_length=500)
 
 
@@ -168,6 +169,7 @@ def _settings(engine: PrepaidEngine, body: SettingsIn) -> AccountSettings:
         emergency_credit_minor=_money(engine, body.emergency_credit, "emergency_credit", allow_zero=True) if body.emergency_credit is not None else None,
         capacity_kva=_quantity(body.capacity_kva, "capacity_kva") if body.capacity_kva is not None else None,
         demand_kw=_quantity(body.demand_kw, "demand_kw") if body.demand_kw is not None else None,
+        mode=body.mode,
     )
 
 
