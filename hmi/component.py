@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from scada.alarms.component import ALARMS, NOTIFIER
+from scada.billing.service import BILLING_SERVICE
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER
 from scada.config import CONFIG
 from scada.core.context import Context, Key
@@ -39,7 +40,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
+    optional = (PREPAID, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

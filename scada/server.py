@@ -18,6 +18,7 @@ from scada.alarms.component import (
     ContactFileComponent,
     NotificationComponent,
 )
+from scada.billing.component import BillingComponent
 from scada.commands.component import CommandsComponent
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context
@@ -77,6 +78,8 @@ def build_components(
         components.append(HistorianComponent())
     if config.prepaid.enabled:
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
+        if config.billing.enabled:
+            components.append(BillingComponent(demo=demo))
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications

@@ -52,7 +52,7 @@ class TariffIn(_In):
 class VersionIn(_In):
     definition: dict[str, Any]
     effective_from: AwareDatetime | None = None
-    retroactive: bool = Field(default=False, description="the version takes effect in the past (电费退补); billed consumption is re-priced by an approved adjustment")
+    retroactive: bool = Field(default=False, description="takes effect in the past (电费退补); billed consumption is re-priced by an approved adjustment")
     reason: str = Field(default="", max_length=500)
 
 
