@@ -275,7 +275,7 @@ async def _run(ctx: BillingContext, s: AsyncSession, period: Period, named: list
             out_bills.append(bill_json(ctx, None, sections, customer=customer if kind == "customer" else None, preview=pb))
             continue
         assert run is not None
-        bill = Bill(number=f"tmp-{uuid.uuid4().hex}", period=period.key, run_id=run.id,
+        bill = Bill(number=f"tmp-{uuid.uuid4().hex[:24]}", period=period.key, run_id=run.id,
                     customer_id=customer.id if customer is not None else None, issued_at=now, due_date=due_date,
                     language=language, paid_minor=0, credited_minor=0, status=status, updated_at=now, **totals)
         s.add(bill)

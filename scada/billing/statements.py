@@ -143,6 +143,8 @@ def bill_lines(
     with exact():
         for e in rows:
             owed = -e.amount_minor
+            if owed == 0 and e.kind != "deduction":
+                continue  # an account opened with nothing, a zero adjustment: nothing to show
             if e.kind == "deduction":
                 commodity = commodity_of(e.meter_id, e.tariff_id)
                 energy_total += owed
@@ -167,8 +169,9 @@ def bill_lines(
             elif e.kind == "charge":
                 d = e.detail or {}
                 basis = d.get("basis", "charge")
-                key2 = (basis, e.tariff_id or "", d.get("value", ""), d.get("price", ""))
-                acc2 = two_part.setdefault(key2, {"kind": basis, "label": basis, "tariff": e.tariff_id, "quantity": d.get("value"),
+                value = plain(Decimal(d["value"])) if d.get("value") else None  # NUMERIC(12,3) on PostgreSQL: 50.000
+                key2 = (basis, e.tariff_id or "", value or "", d.get("price", ""))
+                acc2 = two_part.setdefault(key2, {"kind": basis, "label": basis, "tariff": e.tariff_id, "quantity": value,
                                                   "unit": d.get("unit", ""), "unit_price": d.get("price"), "amount_minor": 0})
                 acc2["amount_minor"] += owed
             else:
