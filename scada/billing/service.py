@@ -70,7 +70,7 @@ class BillingService:
         rooms = bills.check_rooms(self.ctx, body.get("rooms") or [])
         now = self.clock()
         async with self.db.transaction() as s:
-            c = Customer(created_at=now, created_by=actor.name, updated_at=now, address="", **fields)
+            c = Customer(created_at=now, created_by=actor.name, updated_at=now, **{"address": "", **fields})
             s.add(c)
             await s.flush()
             await self._link_rooms(s, c, rooms or [], now)
