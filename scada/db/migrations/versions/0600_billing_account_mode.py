@@ -17,10 +17,11 @@ depends_on = "0200"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("prepaid_accounts") as batch:
-        batch.add_column(sa.Column("mode", sa.String(16), nullable=False, server_default="prepaid"))
-        batch.add_column(sa.Column("dunning_level", sa.Integer, nullable=False, server_default="0"))
-        batch.add_column(sa.Column("dunning_cut", sa.Boolean, nullable=False, server_default=sa.false()))
+    # plain ADD COLUMN (with a default, so NOT NULL holds for the rows there): on SQLite a batch
+    # operation would copy and drop the table, which the ledger's foreign keys refuse
+    op.add_column("prepaid_accounts", sa.Column("mode", sa.String(16), nullable=False, server_default="prepaid"))
+    op.add_column("prepaid_accounts", sa.Column("dunning_level", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("prepaid_accounts", sa.Column("dunning_cut", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
