@@ -67,7 +67,7 @@ class DemoBillingConfig(ConfigModel):
     """What ``scada demo`` sets up for the back office when its database is new."""
 
     enabled: bool = True
-    property_fee_per_m2: DecimalStr = Decimal("3.50")  # a month, on every room
+    property_fee_per_m2: DecimalStr = Decimal("3.50")  # a month, on every room's bill
     postpaid_rooms: list[str] = ["B1-R101", "B1-R102", "B1-R103"]  # shops on contract
     shop_rent: DecimalStr = Decimal("1200.00")  # a month, billed on the postpaid shops' bills
 

@@ -1,6 +1,6 @@
-"""The demo's back office: a property fee per m² on every room (deducted from the balance each
-month), a few postpaid shops held by one company with a monthly rent on their bill, and one
-issued month of bills.
+"""The demo's back office: a property fee per m² on every room (on the bill, so that the demo's
+prepaid balances are not swept away at start), a few postpaid shops held by one company with a
+monthly rent on their bill, and one issued month of bills.
 
 Seeding happens once, when the database has no charge rule yet, after the prepaid demo opened
 its accounts. So that the demo has a closed month to bill, the shops are taken as moved in on
@@ -46,7 +46,7 @@ async def seed_billing_demo(service: BillingService, cfg: DemoBillingConfig) -> 
     snap = ctx.snapshot
     shops = [r for r in cfg.postpaid_rooms if r in snap.rooms and any(v.room_id == r and v.open for v in service.engine.views.values())]
     await service.create_rule({"name": "Property fee", "kind": "per_area", "amount": cfg.property_fee_per_m2, "period": "monthly",
-                               "targets": "all", "settle": "from_balance", "tax_rate": Decimal("0.06"), "start": last_month,
+                               "targets": "all", "settle": "on_bill", "tax_rate": Decimal("0.06"), "start": last_month,
                                "reason": "demo"}, DEMO)
     if not shops:
         return 0
