@@ -173,7 +173,7 @@ class BillingService:
             await s.flush()
             view = rule_view(row)
             AuditLog.record(s, actor, "charge_rule.create", "charge_rule", str(row.id), reason=r.reason, after=view.as_json())
-        log.info("charge rule created", extra={"rule": view.id, "name": view.name})
+        log.info("charge rule created", extra={"rule": view.id, "rule_name": view.name})
         return view
 
     async def rules(self) -> list[RuleView]:
