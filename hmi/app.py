@@ -46,6 +46,7 @@ from .pages import PageSet
 from .pages import accounts as account_pages
 from .pages import alarms as alarm_pages
 from .pages import auth as auth_pages
+from .pages import billing as billing_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
 from .pages import overview as overview_pages
@@ -67,7 +68,7 @@ API_ROUTERS: list[ApiRouter] = [
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, users_pages.pages,
+    comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
