@@ -11,6 +11,12 @@ posted as its own ledger line (kind ``late_fee``) for every day a bill is overdu
 (``late_fee:<bill>:<account>:<day>``), never more in total per bill than ``cap`` (money) and
 ``cap_rate`` × the overdue amount. A bill whose accounts owe nothing any more (paid by other
 credits, e.g. a recharge) is ``paid``.
+
+A bill's total due is everything the account owed at its close, so bills overlap; what each
+bill still has outstanding is therefore attributed first in, first out: what the account owes
+now is spread over its bills' own charges from the newest back (after what no bill shows yet),
+so credits pay the oldest bills first, and neither the dunning, the late fee nor the aging counts
+one amount twice.
 """
 
 from __future__ import annotations
@@ -43,6 +49,25 @@ class DunningResult:
     late_fees: int = 0
     levels: dict[int, tuple[int, bool]] = field(default_factory=dict)  # postpaid account → (level, cut)
     changed: list[AccountView] = field(default_factory=list)
+
+
+def attribute(balance_minor: int, sections: list[BillSection]) -> tuple[int, dict[int, int]]:
+    """What an account with ``balance_minor`` owes, spread over its bill ``sections`` (any
+    order): (the part no bill shows yet, {section id: the part attributed to it})."""
+    owed = max(0, -balance_minor)
+    newest = sorted(sections, key=lambda x: x.period, reverse=True)
+    out = {sec.id: 0 for sec in newest}
+    if not newest or owed == 0:
+        return owed, out
+    unbilled = min(owed, max(0, newest[0].closing_minor - balance_minor))
+    left = owed - unbilled
+    for sec in newest:
+        take = min(left, max(0, sec.total_minor))
+        out[sec.id] = take
+        left -= take
+    if left:  # owed from before the first bill: the oldest bill carries it
+        out[newest[-1].id] += left
+    return unbilled, out
 
 
 def late_fee_for_day(overdue_minor: int, rate: Decimal, charged_minor: int, cap_minor: int | None, minor_units: int, rounding: str) -> int:
@@ -86,14 +111,23 @@ async def dunning_pass(ctx: BillingContext, now: dt.datetime) -> DunningResult:
         settings = {b.account_id: b for b in (await s.scalars(select(AccountBilling).where(AccountBilling.account_id.in_(ids)))).all()} if ids else {}
         levels: dict[int, int] = {a.id: 0 for a in postpaid}
         changed: dict[int, Account] = {}
+        every = list(await s.scalars(select(BillSection).where(BillSection.account_id.in_(account_ids)))) if account_ids else []
+        owed: dict[int, int] = {}
+        for account_id in account_ids:
+            _, parts = attribute(accounts[account_id].balance_minor, [x for x in every if x.account_id == account_id])
+            owed.update(parts)
         for bill in bills:
             secs = sections.get(bill.id, [])
             first = settings.get(secs[0].account_id) if secs else None
             grace = first.grace_days if first is not None and first.grace_days is not None else ctx.cfg.dunning.grace_days
-            if secs and all(accounts[sec.account_id].balance_minor >= 0 for sec in secs):
-                bill.status, bill.updated_at = "paid", now  # the accounts owe nothing: settled by other credits
+            outstanding_bill = sum(owed.get(sec.id, 0) for sec in secs)
+            if outstanding_bill == 0:
+                if bill.status != "paid":
+                    bill.status, bill.updated_at = "paid", now  # nothing of it is owed any more
                 continue
             status = status_of(bill, today, grace)
+            if status == "paid":  # paid against its total due, yet the account owes this bill's charges
+                status = "partly_paid"
             if status != bill.status:
                 bill.status, bill.updated_at = status, now
             if status != "overdue":
@@ -102,7 +136,7 @@ async def dunning_pass(ctx: BillingContext, now: dt.datetime) -> DunningResult:
             days_over = (today - overdue_from).days
             for sec in secs:
                 a = accounts[sec.account_id]
-                outstanding = sec.due_minor - sec.paid_minor - sec.credited_minor
+                outstanding = owed.get(sec.id, 0)
                 if outstanding <= 0 or a.state != "open" or a.mode != "postpaid":
                     continue
                 levels[a.id] = max(levels.get(a.id, 0), _level(ctx, days_over))
@@ -155,20 +189,17 @@ async def arrears(ctx: BillingContext, now: dt.datetime) -> dict[str, Any]:
         totals = dict.fromkeys(BUCKETS, 0)
         rows = []
         for a in accounts:
-            owed = max(0, -a.balance_minor)
+            every = list((await s.scalars(select(BillSection).where(BillSection.account_id == a.id))).all())
+            due_of = {sec.id: bill.due_date for sec, bill in (await s.execute(
+                select(BillSection, Bill).join(Bill, Bill.id == BillSection.bill_id).where(BillSection.account_id == a.id))).all()}
+            unbilled, parts = attribute(a.balance_minor, every)
             buckets = dict.fromkeys(BUCKETS, 0)
-            mine = sorted(((sec, bill) for sec, bill in unpaid if sec.account_id == a.id), key=lambda x: x[1].due_date, reverse=True)
-            left = owed
-            outstanding = 0
-            for sec, bill in mine:
-                out = max(0, sec.due_minor - sec.paid_minor - sec.credited_minor)
-                outstanding += out
-                take = min(out, left)
-                age = max(0, (today - bill.due_date).days)
-                bucket = "0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"
-                buckets[bucket] += take
-                left -= take
-            buckets["0-30"] += left
+            buckets["0-30"] += unbilled
+            for sec_id, amount in parts.items():
+                age = max(0, (today - due_of[sec_id]).days)
+                buckets["0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"] += amount
+            mine = [sec for sec, _bill in unpaid if sec.account_id == a.id]
+            outstanding = sum(parts.get(sec.id, 0) for sec in mine)
             for k in BUCKETS:
                 totals[k] += buckets[k]
             st = settings.get(a.id)
