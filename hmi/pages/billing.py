@@ -1,6 +1,7 @@
 """Back-office pages: customers, charge rules, billing runs (preview, run), bills (list, print,
 pay, credit notes), statements, retroactive adjustments (draft, compare, approve) and arrears.
-Every write goes through the back-office API (``/api/v1/...``) with the session's CSRF token."""
+The pages are for account managers (cashiers, supervisors); every write goes through the
+back-office API (``/api/v1/...``) with the session's CSRF token, which checks each permission."""
 
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ def _last_month() -> str:
     return f"{(first - dt.timedelta(days=1)):%Y-%m}"
 
 
-@pages.get("/customers", permission=Permission.VIEW, nav=("nav.customers", 62))
+@pages.get("/customers", permission=Permission.ACCOUNT_MANAGE, nav=("nav.customers", 62))
 async def customers(call: PageCall) -> web.StreamResponse:
     items = [c.as_json() for c in await _svc(call).customers()]
     return render(call.request, "billing_customers.html", customers=items, can_edit=call.user.can(Permission.ACCOUNT_MANAGE))
 
 
-@pages.get("/charges", permission=Permission.VIEW, nav=("nav.charges", 63))
+@pages.get("/charges", permission=Permission.ACCOUNT_MANAGE, nav=("nav.charges", 63))
 async def charges(call: PageCall) -> web.StreamResponse:
     svc = _svc(call)
     snap = svc.ctx.snapshot
@@ -49,7 +50,7 @@ async def charges(call: PageCall) -> web.StreamResponse:
                   can_edit=call.user.can(Permission.ACCOUNT_MANAGE))
 
 
-@pages.get("/billing", permission=Permission.VIEW, nav=("nav.billing_runs", 64))
+@pages.get("/billing", permission=Permission.ACCOUNT_MANAGE, nav=("nav.billing_runs", 64))
 async def runs(call: PageCall) -> web.StreamResponse:
     svc = _svc(call)
     period = call.request.query.get("period", "")[:7] or _last_month()
@@ -57,7 +58,7 @@ async def runs(call: PageCall) -> web.StreamResponse:
     return render(call.request, "billing_runs.html", period=period, bills=bills, can_run=call.user.can(Permission.ACCOUNT_MANAGE))
 
 
-@pages.get("/bills", permission=Permission.VIEW, nav=("nav.bills", 65))
+@pages.get("/bills", permission=Permission.ACCOUNT_MANAGE, nav=("nav.bills", 65))
 async def bills(call: PageCall) -> web.StreamResponse:
     q = call.request.query
     room = q.get("room", "").strip()[:64] or None
@@ -68,7 +69,7 @@ async def bills(call: PageCall) -> web.StreamResponse:
                   statuses=STATUSES, channels=CHANNELS, can_pay=call.user.can(Permission.RECHARGE))
 
 
-@pages.get("/bills/{id}", permission=Permission.VIEW)
+@pages.get("/bills/{id}", permission=Permission.ACCOUNT_MANAGE)
 async def bill(call: PageCall) -> web.StreamResponse:
     raw = call.request.match_info["id"]
     try:
@@ -80,7 +81,7 @@ async def bill(call: PageCall) -> web.StreamResponse:
                   can_approve=call.user.can(Permission.APPROVE))
 
 
-@pages.get("/statements", permission=Permission.VIEW, nav=("nav.statements", 66))
+@pages.get("/statements", permission=Permission.ACCOUNT_MANAGE, nav=("nav.statements", 66))
 async def statements(call: PageCall) -> web.StreamResponse:
     svc = _svc(call)
     q = call.request.query
@@ -103,7 +104,7 @@ async def statements(call: PageCall) -> web.StreamResponse:
     return render(call.request, "billing_statements.html", room=room, start=start, end=end, statement=statement, error=error)
 
 
-@pages.get("/adjustments", permission=Permission.VIEW, nav=("nav.adjustments", 67))
+@pages.get("/adjustments", permission=Permission.ACCOUNT_MANAGE, nav=("nav.adjustments", 67))
 async def adjustments(call: PageCall) -> web.StreamResponse:
     svc = _svc(call)
     tariffs = [t.as_json(utcnow()) for t in await svc.engine.tariffs.list()]
@@ -111,6 +112,6 @@ async def adjustments(call: PageCall) -> web.StreamResponse:
                   can_draft=call.user.can(Permission.ACCOUNT_MANAGE), can_approve=call.user.can(Permission.APPROVE))
 
 
-@pages.get("/arrears", permission=Permission.VIEW, nav=("nav.arrears", 68))
+@pages.get("/arrears", permission=Permission.ACCOUNT_MANAGE, nav=("nav.arrears", 68))
 async def arrears(call: PageCall) -> web.StreamResponse:
     return render(call.request, "billing_arrears.html", arrears=await _svc(call).arrears())
