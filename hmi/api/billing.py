@@ -26,7 +26,7 @@ from scada.users.auth import Permission
 
 from ..keys import CONTEXT
 from ..printing import PrintTemplates, TemplateFailed, html_to_pdf
-from ..render import CATALOGS, _local
+from ..render import CATALOGS, local_time
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter
 
 __all__ = ["router"]
@@ -269,7 +269,7 @@ async def _document(call: ApiCall[Any], template: str, fmt: str, filename: str, 
     t = _translator(call, language)
     try:
         html = _templates(call).render(template, t, site=config.site.name, currency=config.site.currency,
-                                       local=lambda v: _local(v, config.site.tz), **context)
+                                       local=lambda v: local_time(v, config.site.tz), **context)
         if fmt == "html":
             return web.Response(text=html, content_type="text/html", charset="utf-8")
         pdf = await html_to_pdf(html, template)
@@ -428,6 +428,27 @@ async def statement(call: ApiCall[Any]) -> Any:
         return web.Response(body=body, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                             headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
     return await _document(call, "statement.html", "pdf", name, language, statement=data)
+
+
+@router.get("/customers/{id}/statement",
+            summary="A customer's statement over any range (?from=&to=): each of its accounts' statement and the totals")
+async def customer_statement(call: ApiCall[Any]) -> dict[str, Any]:
+    svc = service_of(call)
+    now = svc.clock()
+    start = _instant(call, "from", None)
+    end = _instant(call, "to", now)
+    try:
+        customer = await svc.customer(_int_id(call, "customer"))
+        parts = [await svc.statement_of_account(account_id, start, end) for account_id in customer.accounts]
+    except BillingError as exc:
+        raise _failed(exc) from None
+    m = svc.minor_units
+    return {
+        "customer": customer.id, "name": customer.name, "from": start.isoformat(), "to": end.isoformat(),
+        "accounts": [p.as_json(m) for p in parts],
+        "opening_balance": svc.ctx.fmt(sum(p.opening_minor for p in parts)),
+        "closing_balance": svc.ctx.fmt(sum(p.closing_minor for p in parts)),
+    }
 
 
 # -- adjustments --------------------------------------------------------------------------------

@@ -323,6 +323,15 @@ class BillingService:
                 raise BillingError(f"room {room} has no account", status=404)
             return await statement_of(s, a.id, a.room_id, start, end, self.minor_units, self.ctx.commodity_of)
 
+    async def statement_of_account(self, account_id: int, start: dt.datetime, end: dt.datetime) -> Statement:
+        if end <= start:
+            raise BillingError("to: must be after from", field="to")
+        async with self.db.sessions() as s:
+            a = await s.get(Account, account_id)
+            if a is None:
+                raise BillingError(f"no account {account_id}", status=404)
+            return await statement_of(s, a.id, a.room_id, start, end, self.minor_units, self.ctx.commodity_of)
+
     # -- adjustments -------------------------------------------------------------------------------
     async def draft_adjustment(self, *, tariff: str, version: int, start: Any, end: Any, rooms: Any, apply: str, reason: str,
                                actor: Actor) -> dict[str, Any]:

@@ -165,6 +165,8 @@ async def test_charges_run_bills_payments_statements(api: Api) -> None:
     assert status == 422 and err["field"] == "template" and "statement.html" in err["error"], err
     status, arrears = await api.call("GET", "/arrears", "viewer")
     assert status == 200 and arrears["totals"]["total"] == "0.00"
+    status, cst = await api.call("GET", f"/customers/{customer['id']}/statement?from={start.date().isoformat()}", "viewer")
+    assert status == 200 and [a["room"] for a in cst["accounts"]] == ["R1"] and cst["closing_balance"] == "0.00", cst
 
 
 async def test_adjustment_needs_a_second_user(api: Api) -> None:
