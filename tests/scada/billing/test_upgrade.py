@@ -13,6 +13,7 @@ from scada.db import Database, async_url
 from scada.db.engine import _run_alembic, alembic_config
 from scada.prepaid.reconcile import reconcile
 
+
 def heads_before_billing() -> list[str]:
     """Every branch's head but the billing branch's (the schema of the release before it)."""
     script = ScriptDirectory.from_config(alembic_config())
