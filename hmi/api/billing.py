@@ -271,7 +271,9 @@ async def _document(call: ApiCall[Any], template: str, fmt: str, filename: str, 
         html = _templates(call).render(template, t, site=config.site.name, currency=config.site.currency,
                                        local=lambda v: local_time(v, config.site.tz), **context)
         if fmt == "html":
-            return web.Response(text=html, content_type="text/html", charset="utf-8")
+            # a printable document: its own styles inline, nothing else (no script, no frame)
+            return web.Response(text=html, content_type="text/html", charset="utf-8", headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"})
         pdf = await html_to_pdf(html, template)
     except TemplateFailed as exc:
         raise ApiError(422, f"template: {exc}", field="template") from None

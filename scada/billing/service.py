@@ -366,10 +366,17 @@ class BillingService:
         return await dunning.arrears(self.ctx, self.clock())
 
     async def tick(self, now: dt.datetime | None = None) -> None:
-        """Periodic work: the period charges on a new day, statuses, late fees, dunning."""
+        """Periodic work, once a local day (and at start): the period charges that fall due,
+        bill statuses, late fees and dunning. Payments refresh the dunning at once; while an
+        account is in dunning it is looked at every tick (a recharge may have settled it)."""
         now = now or self.clock()
-        await self.post_period_charges(now)
-        await self.dunning(now)
+        today = self.ctx.today(now)
+        if today != self._last_tick_day:
+            await self.post_period_charges(now)
+            await self.dunning(now)
+            self._last_tick_day = today
+        elif any(v.open and v.postpaid and v.dunning_level for v in self.engine.views.values()):
+            await self.dunning(now)
 
 
 def _rate(value: Any, field: str) -> Decimal | None:

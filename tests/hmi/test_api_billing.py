@@ -127,6 +127,8 @@ async def test_charges_run_bills_payments_statements(api: Api) -> None:
     # printable: HTML and PDF in the bill's language (the customer's: zh-CN)
     status, html = await api.call("GET", f"/bills/{bill['id']}?format=html", "viewer")
     assert status == 200 and "账单" in html.decode() and "1,200.00" in html.decode()
+    async with api.http.get(api.base + f"/bills/{bill['id']}?format=html", headers={"Authorization": f"Bearer {api.tokens['viewer']}"}) as r:
+        assert "script-src" not in r.headers["Content-Security-Policy"] and "default-src 'none'" in r.headers["Content-Security-Policy"]
     status, pdf = await api.call("GET", f"/bills/{bill['id']}?format=pdf", "viewer")
     assert status == 200 and pdf[:5] == b"%PDF-"
     from pypdf import PdfReader

@@ -179,3 +179,23 @@ async def test_dunning_cuts_an_overdue_postpaid_account_unless_protected(billing
     await billing.svc.pay(bill["id"], 10_000, reference="late", channel="cash", actor=MANAGER)
     view = await billing.engine.account("R1")
     assert (view.dunning_level, view.dunning_cut, view.alarm_level) == (0, False, 0)
+
+
+async def test_ticks_do_the_days_work_once_and_follow_a_recharge(billing: Billing) -> None:
+    """The tick posts the period's charges on a new day only; an overdue postpaid account that
+    a recharge settled leaves its dunning at the next tick."""
+    await billing.site.flat_tariff()
+    await billing.site.open("R1", opening=0, mode="postpaid")
+    await billing.move_in("R1", local(2026, 10, 1))
+    await billing.svc.create_rule({"name": "Rent", "kind": "fixed", "amount": "100", "period": "monthly", "targets": {"rooms": ["R1"]},
+                                   "settle": "on_bill", "start": dt.date(2026, 10, 1)}, MANAGER)
+    billing.at(local(2026, 11, 1, 9))
+    await billing.svc.run("2026-10", actor=MANAGER)
+    await billing.svc.tick(local(2026, 12, 20, 9))
+    assert (await billing.engine.account("R1")).dunning_level == 3
+    await billing.engine.recharge("R1", 10_000, channel="cash", reference="walk-in", actor=CASHIER)
+    assert (await billing.engine.account("R1")).dunning_level == 3
+    await billing.svc.tick(local(2026, 12, 20, 9))
+    view = await billing.engine.account("R1")
+    assert view.dunning_level == 0 and view.alarm_level == 0
+    assert (await billing.svc.bills(room="R1"))[0]["status"] == "paid"
