@@ -13,6 +13,7 @@ from aiohttp import web
 
 from scada.alarms.component import ALARMS, NOTIFIER
 from scada.approvals.component import APPROVALS
+from scada.billing.service import BILLING_SERVICE
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
@@ -43,7 +44,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

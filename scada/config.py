@@ -25,6 +25,7 @@ from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
 from scada.approvals.config import ApprovalsConfig
+from scada.billing.config import BillingConfig
 from scada.commands.config import CommandsConfig
 from scada.core.configbase import (
     ConfigError,
@@ -216,6 +217,7 @@ class ScadaConfig(ConfigModel):
     login: LoginConfig = LoginConfig()
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
+    billing: BillingConfig = BillingConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()

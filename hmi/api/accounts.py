@@ -83,6 +83,7 @@ class SettingsIn(_In):
     emergency_credit: Amount | None = None
     capacity_kva: QuantityIn | None = None
     demand_kw: QuantityIn | None = None
+    mode: Literal["prepaid", "postpaid"] | None = None
     reason: str = Field(default="", max_length=500)
 
 
@@ -183,6 +184,7 @@ def _settings(engine: PrepaidEngine, body: SettingsIn) -> AccountSettings:
         emergency_credit_minor=_money(engine, body.emergency_credit, "emergency_credit", allow_zero=True) if body.emergency_credit is not None else None,
         capacity_kva=body.capacity_kva,
         demand_kw=body.demand_kw,
+        mode=body.mode,
     )
 
 

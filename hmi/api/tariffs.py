@@ -53,6 +53,7 @@ class TariffIn(_In):
 class VersionIn(_In):
     definition: dict[str, Any]
     effective_from: AwareDateTime | None = None
+    retroactive: bool = Field(default=False, description="takes effect in the past (电费退补); billed consumption is re-priced by an approved adjustment")
     reason: str = Field(default="", max_length=500)
 
 
@@ -107,13 +108,13 @@ async def create_tariff(call: ApiCall[TariffIn]) -> dict[str, Any]:
 
 
 @router.post("/tariffs/{id}/versions", body=VersionIn, permission=Permission.TARIFF_MANAGE, status=201,
-             summary="Add a version (a price change) taking effect at effective_from (default now; never in the past)")
+             summary="Add a version (a price change) taking effect at effective_from (default now; in the past only when retroactive)")
 async def add_version(call: ApiCall[VersionIn]) -> dict[str, Any]:
     engine = engine_of(call)
     b = call.body
     try:
         version = await engine.tariffs.add_version(call.params["id"], parse_definition(b.definition), call.actor,
-                                                   effective_from=b.effective_from, reason=b.reason)
+                                                   effective_from=b.effective_from, reason=b.reason, retroactive=b.retroactive)
     except TariffError as exc:
         raise _tariff_failed(exc) from None
     return {"tariff": version.tariff_id, "version": version.version, "effective_from": version.effective_from.isoformat(),

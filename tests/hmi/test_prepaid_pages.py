@@ -68,12 +68,15 @@ async def test_accounts_and_tariffs_pages(hmi: Hmi) -> None:
             assert r.status == 403
 
 
+BACK_OFFICE = ("/customers", "/charges", "/billing", "/bills", "/statements", "/adjustments", "/arrears")
+
+
 async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
     expected = {
-        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs"},
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", *BACK_OFFICE},
         "viewer1": {"/", "/alarms", "/comms", "/tariffs"},
-        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users"},
-        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs"},
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", *BACK_OFFICE},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", *BACK_OFFICE},
     }
     for user, paths in expected.items():
         async with browser_like() as http:

@@ -77,7 +77,10 @@ async def test_a_database_of_the_previous_release_upgrades_in_place_with_its_dat
 
         await db.upgrade()  # what the server does at start
         assert {name: await _rows(db, name) for name in KEPT} == before
-        assert await db.current_revisions() == set(script.get_heads())
+        # a head another branch depends on (0200, under billing's 0601) is not a head of the database
+        heads = set(script.get_heads())
+        under = {r.revision for h in heads for r in script.iterate_revisions(h, "base") if r.revision != h}
+        assert await db.current_revisions() == heads - under
         # the new table takes requests
         approvals = ApprovalService(db, expire_after=dt.timedelta(hours=1))
 
