@@ -94,7 +94,7 @@ confirm_interval_s = 0.1
         assert {s.name for s in rt.ctx[COMMS].link_stats()} >= {f"gw-{g}" for g in range(1, GATEWAYS + 1)}
 
         # data: every meter of every gateway
-        for g, gw in enumerate(gateways, 1):
+        for gw in gateways:
             for i in range(1, PER_GATEWAY + 1):
                 gw.read(f"m{i}", {"energy_total": 1000.5 + i, "power": 0.6})
             await gw.flush()
