@@ -17,7 +17,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from . import sparkplug
@@ -162,9 +162,10 @@ class SimGateway:
     def __init__(
         self, host: str, port: int, edge_node: str, devices: list[SimDevice], *, group: str = "site",
         format: str = "sparkplug", keepalive: int = 5, aliases: bool = True,
-        username: str | None = None, password: str | None = None,
+        username: str | None = None, password: str | None = None, clock: Callable[[], int] | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.clock = clock or _ms  # epoch ms of births, deaths and readings without a time
         self.group, self.edge_node, self.format = group, edge_node, format
         self.devices = {d.device_id: d for d in devices}
         self.keepalive = keepalive
@@ -176,6 +177,7 @@ class SimGateway:
         self.online = False
         self.buffer: list[tuple[str, dict[str, bool | float | str], int]] = []  # (device, values, ms)
         self.rebirths = 0
+        self.published = 0  # births and data messages sent
         self.commands: list[tuple[str, str, bool | float | str]] = []  # (device, metric, value)
         self._aliases: dict[tuple[str, str], int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -186,7 +188,7 @@ class SimGateway:
         self.bd_seq = (self.bd_seq + 1) % 256
         wire = MqttWire()
         if self.format == "sparkplug":
-            death = sparkplug.encode_payload([Metric(sparkplug.BDSEQ, self.bd_seq, DataType.UINT64)], None, _ms())
+            death = sparkplug.encode_payload([Metric(sparkplug.BDSEQ, self.bd_seq, DataType.UINT64)], None, self.clock())
             will = (sparkplug.topic(self.group, "NDEATH", self.edge_node), death, False)
         else:
             will = (f"meters/{self.edge_node}/status", b"offline", True)
@@ -208,11 +210,12 @@ class SimGateway:
     def birth(self) -> None:
         """NBIRTH (seq 0, bdSeq, rebirth control) and a DBIRTH per device with every metric."""
         assert self.wire is not None
-        now = _ms()
+        now = self.clock()
         self.seq = 0
         self._aliases = {}
         node = [Metric(sparkplug.BDSEQ, self.bd_seq, DataType.UINT64), Metric(sparkplug.REBIRTH, False, DataType.BOOLEAN)]
         self.wire.publish(sparkplug.topic(self.group, "NBIRTH", self.edge_node), sparkplug.encode_payload(node, 0, now))
+        self.published += 1 + len(self.devices)
         for dev in self.devices.values():
             metrics = []
             for name, value in dev.values.items():
@@ -253,7 +256,7 @@ class SimGateway:
     # -- data -------------------------------------------------------------------------------
     def read(self, device: str, values: Mapping[str, bool | float | str], ts_ms: int | None = None) -> None:
         """The meter's new values, published now (or buffered while the gateway is away)."""
-        ts = ts_ms if ts_ms is not None else _ms()
+        ts = ts_ms if ts_ms is not None else self.clock()
         self.devices[device].values.update(values)
         if not self.online:
             self.buffer.append((device, dict(values), ts))
@@ -267,6 +270,7 @@ class SimGateway:
 
     def _data(self, device: str, values: Mapping[str, bool | float | str], ts: int, *, historical: bool) -> None:
         assert self.wire is not None
+        self.published += 1
         if self.format == "json":
             self.wire.publish(f"meters/{self.edge_node}/{device}/data", json.dumps({"ts": ts, **values}).encode())
             return
