@@ -68,7 +68,7 @@ class _Meter:
         self.tags = {p.name: meter_tag(spec.meter_id, p.name) for p in profile.points.values()}
         self.comm_tag = meter_tag(spec.meter_id, "comm_ok")
         self.alive = False
-        self.stats = DeviceStats(meter_id=spec.meter_id, link=link, profile=spec.profile)
+        self.stats = DeviceStats(meter_id=spec.meter_id, link=link, profile=spec.profile, address=spec.address)
 
     @property
     def address(self) -> str:
@@ -102,7 +102,7 @@ class _Gateway:
 def _endpoint(c: MqttLinkConfig) -> str:
     scheme = "mqtts" if c.tls else "mqtt"
     where = f"{c.group_id}/{c.edge_node_id}" if c.format == "sparkplug" else c.topic.replace("{gateway}", c.gateway_id)
-    return f"{scheme}://{c.host}:{c.broker_port} {c.format} {where}"
+    return f"{scheme}://{c.host}:{c.broker_port} {where}"
 
 
 class _Broker:

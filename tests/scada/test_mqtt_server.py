@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from hmi.component import HMI_URL
 from protocols.mqtt.simgw import SimDevice, SimGateway
 from scada.alarms.component import ALARMS
 from scada.alarms.store import AlarmFilter
@@ -116,6 +118,19 @@ confirm_interval_s = 0.1
         assert [(a.alarm_class, a.object_id) for a in standing] == [("link_down", "gw-3")]
         suppressed = alarms.active(AlarmFilter(states=None, classes=frozenset({"comm_loss"})))
         assert all(a.state.value == "suppressed" for a in suppressed)
+
+        # the HMI's communications: the MQTT gateways with their state and their meters by device id
+        async with aiohttp.ClientSession() as http:
+            async with http.post(rt.ctx[HMI_URL] + "/api/v1/auth/token", json={"user": "admin", "password": "admin-password-1"}) as r:
+                token = (await r.json())["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(rt.ctx[HMI_URL] + "/api/v1/links", headers=headers) as r:
+                by_name = {link["name"]: link for link in (await r.json())["links"]}
+            assert (by_name["gw-3"]["state"], by_name["gw-3"]["devices_offline"]) == ("down", PER_GATEWAY)
+            assert by_name["gw-4"]["kind"] == "mqtt/sparkplug" and by_name["gw-4"]["state"] == "up"
+            async with http.get(rt.ctx[HMI_URL] + "/api/v1/links/gw-4/devices", headers=headers) as r:
+                devices = (await r.json())["devices"]
+            assert len(devices) == PER_GATEWAY and devices[0]["address"] == "m1" and devices[0]["state"] == "online"
 
         # a lost message of gateway 5: a rebirth request, and its birth follows
         gw5 = gateways[4]
