@@ -190,7 +190,14 @@ class ScadaConfig(ConfigModel):
             served = self.link(name)
             if served is None:
                 raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
-            if served.kind in ("rtu", "mqtt") or getattr(served, "transport", "tcp") != "tcp" or served.host not in _LOOPBACK:
+            if isinstance(served, MqttLinkConfig):
+                if served.host not in _LOOPBACK:
+                    raise ValueError(
+                        f"simulator.links[{i}]: MQTT link {name!r} names a broker that is not on loopback; "
+                        "the demo gateway publishes only to a local broker"
+                    )
+                continue
+            if served.kind == "rtu" or getattr(served, "transport", "tcp") != "tcp" or served.host not in _LOOPBACK:
                 raise ValueError(
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"

@@ -89,6 +89,13 @@ class MqttPoint:
     def text(self) -> bool:
         return self.type == "string"
 
+    # what the simulator's meter model reads of a point (a gateway reports values, not registers:
+    # cumulative ones to 0.01, as most meters count)
+    data_type = "f64"
+    decimals = 2
+    scale = 0.01
+    ratio: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class MqttCommand:

@@ -151,3 +151,67 @@ confirm_interval_s = 0.1
         # gateway 3 comes back: its meters good again, its alarm clears
         await gateways[2].start()
         await until(lambda: tagdb.read("E-3-50.energy_total").good and tagdb.read("link:gw-3.comm_ok").value is True, 10, "rebirth of 3")
+
+
+DEMO_SITE = """
+[site]
+id = "dm"
+name = "DM"
+timezone = "Asia/Shanghai"
+[[buildings]]
+id = "B"
+name = "B"
+[[floors]]
+id = "F"
+building = "B"
+level = 1
+name = "F1"
+""" + "".join(
+    f'[[rooms]]\nid = "R{i}"\nfloor = "F"\nname = "{i}"\n[[meters]]\nid = "E-{i}"\nkind = "electricity"\nroom = "R{i}"\n'
+    f'profile = "mqtt-electricity"\nlink = "mq"\naddress = "dev{i}"\ninitial_reading = "50"\n'
+    for i in range(1, 4)
+)
+
+
+@pytest.mark.parametrize("fmt", ["sparkplug", "json"])
+async def test_the_demo_gateway_publishes_the_simulated_meters_when_a_broker_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mqtt_broker: MosquittoServer, fmt: str
+) -> None:
+    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
+    (tmp_path / "site.toml").write_text(DEMO_SITE)
+    config = server_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", f"""
+[[links]]
+name = "mq"
+kind = "mqtt"
+format = "{fmt}"
+host = "127.0.0.1"
+port = {mqtt_broker.port}
+group_id = "demo-{fmt}"
+gateway = "demo-{fmt}"
+topic = "meters/{{gateway}}/{{meter}}/data"
+
+[simulator]
+enabled = true
+links = ["mq"]
+control_port = 0
+speed = 60
+
+[alarms]
+enabled = false
+
+[commands]
+retries = 0
+confirm_timeout_s = 15
+confirm_interval_s = 0.2
+""")
+    config = config.model_copy(update={"site": config.site.model_copy(update={"import_file": "site.toml"})})
+    async with running_server(config) as rt:
+        tagdb = rt.ctx[TAGDB]
+        await until(lambda: all(tagdb.read(f"E-{i}.energy_total").good for i in range(1, 4)), 20, "the demo gateway's meters")
+        assert tagdb.read("E-2.energy_total").value >= 50  # type: ignore[operator]
+        assert tagdb.read("link:mq.comm_ok").value is True
+        result = await rt.ctx[COMMANDS].execute(
+            CommandRequest("E-3", CommandKind.DISCONNECT, Actor.system("test"), "demo trip"), timeout=30
+        )
+        assert result.status == "confirmed", result.detail
+        assert tagdb.read("E-3.relay_closed").value is False
