@@ -252,7 +252,9 @@ class MosquittoServer:
     """A throw-away Mosquitto (Debian's ``mosquitto``) on a loopback port, anonymous, with its
     config and log under build/."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, users: dict[str, str] | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """``users``: name -> password (anonymous clients are then refused); ``tls``: (CA,
+        certificate, key) files for a TLS listener."""
         binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if binary is None:
             raise ServiceUnavailable("mosquitto not found (apt-get install mosquitto)")
@@ -263,10 +265,19 @@ class MosquittoServer:
         self.port = free_port()
         self.log = self.root / "mosquitto.log"
         self.config = self.root / "mosquitto.conf"
+        auth = "allow_anonymous true\n"
+        if users:
+            passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            pw_file = self.root / "passwd"
+            for i, (user, password) in enumerate(users.items()):
+                subprocess.run([passwd, "-b", *(["-c"] if i == 0 else []), str(pw_file), user, password], check=True, capture_output=True)
+            pw_file.chmod(0o644)
+            auth = f"allow_anonymous false\npassword_file {pw_file}\n"
+        if tls:
+            auth += f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n"
         self.config.write_text(
             f"""listener {self.port} 127.0.0.1
-allow_anonymous true
-persistence false
+{auth}persistence false
 log_dest file {self.log}
 log_type error
 log_type warning

@@ -37,9 +37,11 @@ async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 class Site:
-    def __init__(self, broker: MosquittoServer, links: list[MqttLinkConfig], meters: list[DeviceSpec]) -> None:
+    def __init__(
+        self, broker: MosquittoServer, links: list[MqttLinkConfig], meters: list[DeviceSpec], passwords: dict[str, str | None] | None = None
+    ) -> None:
         self.db = TagDB()
-        self.links = MqttLinks(self.db, links, LIBRARY)
+        self.links = MqttLinks(self.db, links, LIBRARY, passwords)
         self.links.set_devices(meters)
         self.broker = broker
 
