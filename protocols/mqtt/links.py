@@ -117,6 +117,13 @@ class _Broker:
         self.connected = False
         self.sparkplug = {(g.config.group_id, g.config.edge_node_id): g for g in gateways if g.config.format == "sparkplug"}
         self.json = [g for g in gateways if g.config.format == "json"]
+        # the JSON gateways by their topics' templates, then by their {gateway}
+        self.json_data: dict[str, tuple[jsonfmt.Template, dict[str, _Gateway]]] = {}
+        self.json_status: dict[str, tuple[jsonfmt.Template, dict[str, _Gateway]]] = {}
+        for g in self.json:
+            self.json_data.setdefault(g.config.topic, (g.data, {}))[1][g.config.gateway_id] = g
+            if g.status is not None:
+                self.json_status.setdefault(g.status.template, (g.status, {}))[1][g.config.gateway_id] = g
         self.received = 0
         # rebirth requests wait here for the connection's sender (a task of the connection)
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
@@ -380,6 +387,10 @@ class MqttLinks:
             g.seq = seq
         if t.type == "NDATA" or t.device is None:
             return
+        if t.type == "DBIRTH":  # aliases are the node's, whether or not the site has this device
+            for m in p.metrics:
+                if m.HasField("alias") and m.name:
+                    g.aliases[m.alias] = m.name
         meter = g.meters.get(t.device)
         if meter is None:
             self.unknown += 1
@@ -387,10 +398,6 @@ class MqttLinks:
         if t.type == "DDEATH":
             self._meter_down(meter, f"device {t.device} offline (DDEATH)", now)
             return
-        if t.type == "DBIRTH":
-            for m in p.metrics:
-                if m.HasField("alias") and m.name:
-                    g.aliases[m.alias] = m.name
         default_ms = p.timestamp
         by_metric = meter.profile.by_metric
         writes: list[TagWrite] = []
@@ -409,20 +416,25 @@ class MqttLinks:
 
     # JSON -----------------------------------------------------------------------------------
     def _json(self, broker: _Broker, topic: str, payload: bytes) -> None:
-        for g in broker.json:
-            if g.status is not None:
-                parts = g.status.match(topic)
-                if parts is not None and parts.get("gateway") in (None, g.config.gateway_id):
-                    text = payload.decode("utf-8", "replace").strip()
-                    g.stats.requests += 1
-                    if text == g.config.offline_payload:
-                        self.gateway_down(g, f"gateway {g.config.gateway_id} offline (status)")
-                    elif text == g.config.online_payload:
-                        self._gateway_up(g)
-                    return
-        for g in broker.json:
-            parts = g.data.match(topic)
-            if parts is None or parts.get("gateway", g.config.gateway_id) != g.config.gateway_id:
+        for template, by_id in broker.json_status.values():
+            parts = template.match(topic)
+            g = by_id.get(parts.get("gateway", "")) if parts is not None else None
+            if parts is not None and g is None and "gateway" not in parts and len(by_id) == 1:
+                g = next(iter(by_id.values()))  # a template without {gateway}: its one gateway
+            if g is not None:
+                text = payload.decode("utf-8", "replace").strip()
+                g.stats.requests += 1
+                if text == g.config.offline_payload:
+                    self.gateway_down(g, f"gateway {g.config.gateway_id} offline (status)")
+                elif text == g.config.online_payload:
+                    self._gateway_up(g)
+                return
+        for template, by_id in broker.json_data.values():
+            parts = template.match(topic)
+            if parts is None:
+                continue
+            g = by_id.get(parts["gateway"]) if "gateway" in parts else (next(iter(by_id.values())) if len(by_id) == 1 else None)
+            if g is None:
                 continue
             g.stats.requests += 1
             meter = g.meters.get(parts["meter"])

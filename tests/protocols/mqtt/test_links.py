@@ -200,3 +200,20 @@ async def test_json_gateway_data_status_commands_and_bad_payloads(mqtt_broker: M
         await gw.kill()
         await until(lambda: site.db.read("link:j-1.comm_ok").value is False)
         assert site.db.read("E-j-1-1.power").quality is Quality.BAD
+
+
+async def test_json_gateways_sharing_a_template_on_one_connection(mqtt_broker: MosquittoServer) -> None:
+    links = [MqttLinkConfig.model_validate({"name": n, "kind": "mqtt", "format": "json", "host": "127.0.0.1", "port": mqtt_broker.port})
+             for n in ("ja", "jb")]
+    site = Site(mqtt_broker, links, specs("ja", 1) + specs("jb", 1))
+    assert len(site.links.brokers) == 1  # one subscriber for both gateways
+    async with running(site):
+        wire = MqttWire()
+        await wire.connect("127.0.0.1", mqtt_broker.port, "pub")
+        wire.publish("meters/jb/m1/data", b'{"energy_total": 2.5}')
+        wire.publish("meters/ja/m1/data", b'{"energy_total": 1.5}')
+        wire.publish("meters/jb/status", b"offline")
+        await until(lambda: site.db.read("link:jb.comm_ok").value is False and site.value("E-ja-1", "energy_total") == 1.5)
+        assert site.value("E-jb-1", "energy_total") == 2.5 and site.db.read("E-jb-1.energy_total").quality is Quality.BAD
+        assert site.db.read("link:ja.comm_ok").value is True
+        await wire.close()
