@@ -15,7 +15,7 @@ from protocols.modbus.poller import DeviceSpec
 from protocols.mqtt.config import MqttLinkConfig
 from protocols.mqtt.links import MqttFailure, MqttLinks
 from protocols.mqtt.simgw import MqttWire, SimDevice, SimGateway
-from protocols.mqtt.sparkplug import DataType, Metric, encode_payload, topic
+from protocols.mqtt.sparkplug import DataType, Metric, Payload, encode_payload, metric_value, topic
 from tags import Quality, QualityReason, TagDB
 
 from ...services import MosquittoServer
@@ -118,7 +118,8 @@ async def test_sparkplug_birth_data_death_and_a_replay(mqtt_broker: MosquittoSer
 
 
 async def test_a_seq_gap_and_data_before_a_birth_request_a_rebirth(mqtt_broker: MosquittoServer) -> None:
-    site = Site(mqtt_broker, [sparkplug_link(mqtt_broker, "gw-2")], specs("gw-2", 1))
+    site = Site(mqtt_broker, [sparkplug_link(mqtt_broker, "gw-2"), sparkplug_link(mqtt_broker, "gw-2b")],
+                specs("gw-2", 1) + specs("gw-2b", 1))
     gw = SimGateway("127.0.0.1", mqtt_broker.port, "gw-2", [device(1)], group="t", keepalive=5)
     async with running(site), stopped(gw):
         await gw.start()
@@ -129,17 +130,18 @@ async def test_a_seq_gap_and_data_before_a_birth_request_a_rebirth(mqtt_broker: 
         await until(lambda: gw.rebirths == before + 1)
         assert site.value("E-gw-2-1", "energy_total") == 150.0  # the data still counts
         assert site.links.gateways["gw-2"].seq_gaps == 1
-        # a node whose birth the host never saw (data first): a rebirth request, no data taken
+        # a node whose birth the host never saw sends data: a rebirth request, no data taken
         wire = MqttWire()
-        await wire.connect("127.0.0.1", mqtt_broker.port, "rogue")
-        site.links.gateways["gw-2"].born = False
-        count = gw.rebirths
-        wire.publish(topic("t", "DDATA", "gw-2", "m1"), encode_payload([Metric("energy_total", 1.0, DataType.DOUBLE)], 9, 1))
-        await until(lambda: gw.rebirths == count + 1)
+        await wire.connect("127.0.0.1", mqtt_broker.port, "gw-2b")
+        wire.subscribe(topic("t", "NCMD", "gw-2b"))
+        await asyncio.sleep(0.2)  # the subscription is in place
+        wire.publish(topic("t", "DDATA", "gw-2b", "m1"), encode_payload([Metric("energy_total", 1.0, DataType.DOUBLE)], 9, 1))
+        ncmd_topic, payload = await asyncio.wait_for(wire.messages.get(), 10)
+        assert ncmd_topic == topic("t", "NCMD", "gw-2b")
+        request = Payload.FromString(payload).metrics[0]
+        assert (request.name, metric_value(request)) == ("Node Control/Rebirth", True)
+        assert site.db.read("E-gw-2b-1.energy_total").value is None
         await wire.close()
-        await until(lambda: site.links.gateways["gw-2"].born)  # the rebirth
-        assert site.value("E-gw-2-1", "energy_total") == 150.0
-        await gw.stop()
 
 
 async def test_relay_command_as_dcmd_with_read_back(mqtt_broker: MosquittoServer) -> None:
