@@ -21,7 +21,7 @@ from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
-from scada.polling.component import MODBUS
+from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
@@ -44,7 +44,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

@@ -22,6 +22,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 
 from protocols.dlt645.config import Dlt645LinkConfig
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
+from protocols.mqtt.config import MqttLinkConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
 from scada.approvals.config import ApprovalsConfig
@@ -196,12 +197,14 @@ class LoginConfig(ConfigModel):
 
 def _link_protocol(value: Any) -> str:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return "link:dlt645" if kind == "dlt645" else "link:modbus"
+    return "link:dlt645" if kind == "dlt645" else "link:mqtt" if kind == "mqtt" else "link:modbus"
 
 
-# a [[links]] entry: its kind says the protocol (tcp, rtu_over_tcp, rtu: Modbus; dlt645)
+# a [[links]] entry: its kind says the protocol (tcp, rtu_over_tcp, rtu: Modbus; dlt645; mqtt)
 AnyLink = Annotated[
-    Annotated[LinkConfig, Tag("link:modbus")] | Annotated[Dlt645LinkConfig, Tag("link:dlt645")],
+    Annotated[LinkConfig, Tag("link:modbus")]
+    | Annotated[Dlt645LinkConfig, Tag("link:dlt645")]
+    | Annotated[MqttLinkConfig, Tag("link:mqtt")],
     Discriminator(_link_protocol),
 ]
 
@@ -240,6 +243,13 @@ class ScadaConfig(ConfigModel):
             served = self.link(name)
             if served is None:
                 raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
+            if isinstance(served, MqttLinkConfig):
+                if served.host not in _LOOPBACK:
+                    raise ValueError(
+                        f"simulator.links[{i}]: MQTT link {name!r} names a broker that is not on loopback; "
+                        "the demo gateway publishes only to a local broker"
+                    )
+                continue
             if served.kind == "rtu" or getattr(served, "transport", "tcp") != "tcp" or served.host not in _LOOPBACK:
                 raise ValueError(
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
@@ -251,10 +261,11 @@ class ScadaConfig(ConfigModel):
     def simulated_links(self) -> list[LinkConfig | Dlt645LinkConfig]:
         """The links the simulator serves: ``simulator.links``, or every loopback TCP one."""
         if self.simulator.links:
-            return [link for link in self.links if link.name in self.simulator.links]
+            return [link for link in self.links if link.name in self.simulator.links and not isinstance(link, MqttLinkConfig)]
         return [
             link for link in self.links
-            if link.kind != "rtu" and getattr(link, "transport", "tcp") == "tcp" and link.host in _LOOPBACK
+            if isinstance(link, (LinkConfig, Dlt645LinkConfig)) and link.kind != "rtu"
+            and getattr(link, "transport", "tcp") == "tcp" and link.host in _LOOPBACK
         ]
 
     def path(self, value: str) -> Path:
@@ -266,7 +277,7 @@ class ScadaConfig(ConfigModel):
     def data_dir(self) -> Path:
         return self.path(self.runtime.data_dir)
 
-    def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | None:
+    def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | MqttLinkConfig | None:
         return next((link for link in self.links if link.name == name), None)
 
 

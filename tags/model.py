@@ -108,9 +108,16 @@ class TagValue:
 
 @dataclass(frozen=True, slots=True)
 class TagChange:
-    """An event from the TagDB: ``changed`` is False for a fresh report of the same state."""
+    """An event from the TagDB: ``changed`` is False for a fresh report of the same state.
+
+    ``late`` marks an observation older than the tag's current value (a reading a gateway
+    replays after an outage): ``new`` is that observation, ``old`` the current value, which it
+    did not replace. Only subscriptions that ask for late observations get them (history,
+    billing); displays see the newest value only.
+    """
 
     name: str
     old: TagValue | None
     new: TagValue
     changed: bool = field(default=True)
+    late: bool = field(default=False)

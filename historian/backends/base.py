@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from ..records import IntervalRecord, RawPoint
+from ..records import INT_FIELDS, IntervalRecord, RawPoint
+from ..rollup import ROLLUP_SOURCES, fold_day
 
 __all__ = [
     "Aggregate",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 DAY = 86_400
+_INT = frozenset(INT_FIELDS)
 
 
 class BackendError(Exception):
@@ -100,6 +102,28 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def write_raw(self, points: Sequence[RawPoint]) -> None: ...
+
+    async def rebuild_days(self, days: Sequence[tuple[str, int, int]]) -> None:
+        """Rewrite the day rollups of ``(meter, day start, day end)`` from the stored intervals
+        (after late readings revised some of them)."""
+        by_span: dict[tuple[int, int], list[str]] = {}
+        for meter, start, end in days:
+            by_span.setdefault((start, end), []).append(meter)
+        out: list[IntervalRecord] = []
+        for (start, end), meters in sorted(by_span.items()):
+            frame = await self.fetch_intervals(sorted(set(meters)), list(ROLLUP_SOURCES), start, end)
+            rows: dict[str, list[dict[str, int | float]]] = {}
+            for row in frame.sort_values("time").to_dict("records"):
+                values: dict[str, int | float] = {}
+                for f in ROLLUP_SOURCES:
+                    v = row.get(f)
+                    if v is None or pd.isna(v):
+                        continue
+                    values[f] = int(v) if f in _INT else float(v)
+                rows.setdefault(str(row["meter"]), []).append(values)
+            out += [fold_day(meter, start, end, intervals) for meter, intervals in rows.items()]
+        if out:
+            await self.write_days(out)
 
     @abc.abstractmethod
     async def fetch_intervals(self, meters: Sequence[str], fields: Sequence[str], start: int, end: int) -> pd.DataFrame:

@@ -157,6 +157,7 @@ class AlarmEngine:
                 if batch:
                     self._apply_changes(batch)
                     await self._reconcile()
+                    self._poke()  # a condition may now wait for its delay: the timer loop must know
 
     async def run_timers(self) -> None:
         """Settle delays, expire shelving and retry failed writes when they are due."""

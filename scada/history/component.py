@@ -66,7 +66,9 @@ class HistorianComponent(Component):
         historian = Historian(settings, backend, grid, publish_fill=publish_fill, known_meters=lambda: _meter_ids(tagdb))
         await historian.open()
         flush_timeout_s = min(5.0, config.runtime.stop_timeout_s / 2)
-        sub = tagdb.subscribe(historian.wants, include_reported=True, maxsize=200_000, name="historian")
+        sub = tagdb.subscribe(
+            historian.wants, include_reported=True, include_late=True, maxsize=200_000, name="historian"
+        )
         try:
             self.tasks.spawn(lambda: historian.run_intake(sub), "intake", restart=Restart.ON_FAILURE)
             self.tasks.spawn(historian.run_closer, "closer", restart=Restart.ON_FAILURE)

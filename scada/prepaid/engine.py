@@ -10,6 +10,9 @@ TOU registers, ``volume_total``) including unchanged reports, groups a meter's v
 timestamp — and bills whatever is pending in one transaction per batch (up to
 ``batch_limit`` readings). Bad or uncertain values are ignored. If the database fails, the
 newest reading of each meter is kept and retried: consumption is cumulative, nothing is lost.
+Late readings (a gateway's replay after an outage, older than the tag's current value) are
+taken too: one newer than the meter's last billed reading is billed in time order (a fairer
+split across tariff periods); one older is history only, never billed again.
 """
 
 from __future__ import annotations
@@ -233,7 +236,9 @@ class PrepaidEngine:
 
     async def run_billing(self) -> None:
         """The billing loop (a supervised task)."""
-        sub = self.tagdb.subscribe(by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, name="prepaid")
+        sub = self.tagdb.subscribe(
+            by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, include_late=True, name="prepaid"
+        )
         try:
             seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
             self.ingest(seed)
