@@ -1,4 +1,5 @@
-"""OPC UA server: every meter and room as nodes, live values, secure methods (asyncua).
+"""OPC UA server: every meter and room as nodes, live values, secure methods, history from the
+historian, alarms as conditions (asyncua).
 
 The runtime (``scada.opcua.component``) builds :class:`SiteSpec` from the asset registry and the tag
 database, feeds tag changes to :meth:`OpcUaServer.push` and plugs users, commands and the ledger
@@ -15,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from .config import OpcUaConfig, SecurityMode
+    from .history import HistoryAccess, HistoryPage, HistorySource
     from .model import (
         BuildingSpec,
         FloorSpec,
+        LinkSpec,
         MeterSpec,
         PointSpec,
         RoomSpec,
+        SeriesKind,
         SiteSpec,
         browse_name,
     )
@@ -33,11 +37,16 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
 _EXPORTS = {
     "OpcUaConfig": "config",
     "SecurityMode": "config",
+    "HistoryAccess": "history",
+    "HistoryPage": "history",
+    "HistorySource": "history",
     "BuildingSpec": "model",
     "FloorSpec": "model",
+    "LinkSpec": "model",
     "MeterSpec": "model",
     "PointSpec": "model",
     "RoomSpec": "model",
+    "SeriesKind": "model",
     "SiteSpec": "model",
     "browse_name": "model",
     "CertInfo": "pki",

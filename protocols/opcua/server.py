@@ -27,6 +27,7 @@ from asyncua.server.internal_server import ServerDesc
 from tags import TagChange
 
 from .config import OpcUaConfig
+from .history import HistoryAccess, HistorySource, define_history_nodes
 from .model import PointSpec, SiteSpec
 from .nodes import NodeWriter
 from .pki import Pki
@@ -60,12 +61,14 @@ class ServerHooks:
     """What the runtime plugs in. ``authenticate(user, password, peer)`` returns an opaque
     principal or None; ``set_relay(caller, meter_id, closed)`` returns the result text;
     ``recharge(caller, room_id, amount, reference)`` the new balance; both raise
-    :class:`MethodRefused`. ``refused(caller, service)`` hears of refused writes."""
+    :class:`MethodRefused`. ``refused(caller, service)`` hears of refused writes.
+    ``history`` serves HistoryRead (None: no variable is historized)."""
 
     authenticate: Callable[[str, str, str], Awaitable[Any | None]]
     set_relay: Callable[[Caller, str, bool], Awaitable[str]]
     recharge: Callable[[Caller, str, float, str], Awaitable[float]]
     refused: Callable[[Caller, str], Awaitable[None]]
+    history: HistorySource | None = None
 
 
 class _ServiceFaults(logging.Filter):
@@ -159,6 +162,7 @@ class OpcUaServer:
         self.gate = Gate(hooks.authenticate, hooks.refused, allow_anonymous=config.allow_anonymous)
         self._server: _Server | None = None
         self._site: SiteNodes | None = None
+        self.history: HistoryAccess | None = None
         self.types: TypeIds | None = None
         self.ns = 0
         self.build_s = 0.0
@@ -192,10 +196,23 @@ class OpcUaServer:
         server.set_certificate_validator(self._validate_client)
         self.ns = await server.register_namespace(cfg.namespace_uri)
         self.types = await define_types(server, self.ns, set_relay=self._call_set_relay, recharge=self._call_recharge)
-        self._site = SiteNodes(
+        configs = await define_history_nodes(server, self.ns, max_values=cfg.history_max_values) if self.hooks.history else {}
+        self._site = site = SiteNodes(
             NodeWriter(server.iserver.aspace), self.ns, self.types, cfg.namespace_uri,
-            set_relay=self._call_set_relay, recharge=self._call_recharge,
+            set_relay=self._call_set_relay, recharge=self._call_recharge, history_configs=configs,
         )
+        aspace = server.iserver.aspace
+        ns = self.ns
+
+        def tag_of(nodeid: ua.NodeId) -> str | None:
+            ident = nodeid.Identifier
+            return ident if nodeid.NamespaceIndex == ns and isinstance(ident, str) and site.has_tag(ident) else None
+
+        # HistoryRead is served from the historian, not from asyncua's own history storage
+        self.history = HistoryAccess(
+            self.hooks.history, tag_of=tag_of, exists=lambda nodeid: nodeid in aspace, max_values=cfg.history_max_values,
+        )
+        server.iserver.history_manager = self.history  # type: ignore[assignment]
         await server.start()
         self._server = server
         if cfg.none_allowed and not cfg.loopback:

@@ -7,8 +7,8 @@ asyncua's user manager is synchronous and its method callbacks are not told who 
   asynchronous ``authenticate`` (scrypt runs off the event loop); asyncua's synchronous
   ``get_user`` then only looks the verdict up. A password sent in clear over a channel that is
   not encrypted is refused.
-- a Call runs with :data:`CALLER` set to the session's :class:`Caller`, so method handlers know
-  the user;
+- a Call or a HistoryRead runs with :data:`CALLER` set to the session's :class:`Caller`, so
+  method handlers and the history source know the user;
 - Write, node management and history updates are refused with ``Bad_UserAccessDenied`` for every
   client session (nothing here is writable through them) and reported to ``on_refused``.
 
@@ -85,6 +85,7 @@ _O = ua.ObjectIds
 _ACTIVATE = _id(_O.ActivateSessionRequest_Encoding_DefaultBinary)
 _CREATE = _id(_O.CreateSessionRequest_Encoding_DefaultBinary)
 _CALL = _id(_O.CallRequest_Encoding_DefaultBinary)
+_HISTORY_READ = _id(_O.HistoryReadRequest_Encoding_DefaultBinary)
 _REFUSED: dict[ua.NodeId, str] = {
     _id(_O.WriteRequest_Encoding_DefaultBinary): "Write",
     _id(_O.AddNodesRequest_Encoding_DefaultBinary): "AddNodes",
@@ -184,7 +185,7 @@ class GatedProcessor(UaProcessor):
             return await super().process_message(seqhdr, body)  # let asyncua report it
         if typeid == _ACTIVATE:
             return await self._activate(seqhdr, body, peek, requesthdr)
-        if typeid == _CALL:
+        if typeid in (_CALL, _HISTORY_READ):
             token = CALLER.set(self.caller())
             try:
                 return await super().process_message(seqhdr, body)
