@@ -49,6 +49,8 @@ FINGERPRINT = {
     "out_of_service": "SELECT * FROM alarm_out_of_service ORDER BY 1",
     "acknowledged": "SELECT id, acked_by FROM alarms WHERE acked_by IS NOT NULL ORDER BY id",
     "shelved": "SELECT id, shelved_by FROM alarms WHERE shelved_by IS NOT NULL ORDER BY id",
+    "confirmed": "SELECT id, confirmed_by FROM alarms WHERE confirmed_by IS NOT NULL ORDER BY id",
+    "commented": "SELECT id, comment_by, comment FROM alarms WHERE comment_by IS NOT NULL ORDER BY id",
 }
 
 
