@@ -15,8 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
+    from .conditions import ConditionActions, ConditionClass, ConditionKind, ConditionManager, ConditionState
     from .config import OpcUaConfig, SecurityMode
     from .history import HistoryAccess, HistoryPage, HistorySource
+    from .methods import MethodRefused
     from .model import (
         BuildingSpec,
         FloorSpec,
@@ -29,12 +31,17 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
         browse_name,
     )
     from .pki import CertInfo, Pki, PkiError
-    from .server import MethodRefused, OpcUaServer, ServerHooks, default_application_uri
+    from .server import OpcUaServer, ServerHooks, default_application_uri
     from .sessions import Caller
     from .site import SyncResult
     from .status import STATUS_TABLE, data_value, status_code, status_name
 
 _EXPORTS = {
+    "ConditionActions": "conditions",
+    "ConditionClass": "conditions",
+    "ConditionKind": "conditions",
+    "ConditionManager": "conditions",
+    "ConditionState": "conditions",
     "OpcUaConfig": "config",
     "SecurityMode": "config",
     "HistoryAccess": "history",
@@ -52,7 +59,7 @@ _EXPORTS = {
     "CertInfo": "pki",
     "Pki": "pki",
     "PkiError": "pki",
-    "MethodRefused": "server",
+    "MethodRefused": "methods",
     "OpcUaServer": "server",
     "ServerHooks": "server",
     "default_application_uri": "server",

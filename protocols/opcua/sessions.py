@@ -39,6 +39,7 @@ from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 __all__ = [
     "CALLER",
     "CHANNEL_SECURE",
+    "SESSION_ID",
     "Caller",
     "Gate",
     "GatedProcessor",
@@ -67,6 +68,8 @@ class Caller:
 
 
 CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("opcua_caller", default=None)
+# the session of the Call being processed (ConditionRefresh may only name its own subscriptions)
+SESSION_ID: contextvars.ContextVar[ua.NodeId | None] = contextvars.ContextVar("opcua_session_id", default=None)
 # whether the channel of the CreateSession being processed is signed (the client certificate
 # matters then; on a channel without security it is not used and not checked)
 CHANNEL_SECURE: contextvars.ContextVar[bool] = contextvars.ContextVar("opcua_channel_secure", default=False)
@@ -187,9 +190,11 @@ class GatedProcessor(UaProcessor):
             return await self._activate(seqhdr, body, peek, requesthdr)
         if typeid in (_CALL, _HISTORY_READ):
             token = CALLER.set(self.caller())
+            session = SESSION_ID.set(self.session.session_id if self.session is not None else None)
             try:
                 return await super().process_message(seqhdr, body)
             finally:
+                SESSION_ID.reset(session)
                 CALLER.reset(token)
         refused = _REFUSED.get(typeid)
         if refused is not None and self.session is not None:

@@ -18,6 +18,8 @@ user store, the audit log, the command path and the prepaid engine's ledger.
   it idempotent; the new balance is returned.
 - HistoryRead is served from the historian when it runs (:mod:`scada.opcua.history`); the
   variables it keeps are historized.
+- The alarm engine's alarms are conditions, their methods the engine's operator actions
+  (:mod:`scada.opcua.alarms`).
 - The poller's links are objects under ``Site/Links`` (the sources of their alarms).
 """
 
@@ -60,6 +62,7 @@ from scada.core.context import Context, Key
 from scada.core.runtime import Component
 from scada.core.tags import TAGDB
 from scada.history.service import HISTORY
+from scada.opcua.alarms import AlarmConditions
 from scada.opcua.history import HistorianSource
 from scada.polling.component import MODBUS
 from scada.prepaid.engine import PREPAID
@@ -195,6 +198,7 @@ class OpcUaComponent(Component):
         super().__init__()
         self.server: OpcUaServer | None = None
         self.history: HistorianSource | None = None
+        self.conditions: AlarmConditions | None = None
         self._registry_changed = asyncio.Event()
         self._ignored: set[str] = set()
         self._logins = LoginRateLimiter(max_address_failures=20)
@@ -213,9 +217,11 @@ class OpcUaComponent(Component):
         self.tagdb: TagDB = ctx[TAGDB]
         history = ctx.get(HISTORY)
         self.history = HistorianSource(history.historian, self.tagdb, self.users) if history is not None else None
+        engine = ctx.get(ALARMS)
+        self.conditions = AlarmConditions(engine, self.assets, self.audit, self._authorise) if engine is not None else None
         hooks = ServerHooks(
             authenticate=self._authenticate, set_relay=self._set_relay, recharge=self._recharge, refused=self._refused,
-            history=self.history,
+            history=self.history, conditions=self.conditions,
         )
         server = OpcUaServer(opcua, pki_dir=opcua_pki_dir(config, opcua), hooks=hooks, software_version=scada.__version__)
         self.server = server
@@ -242,6 +248,9 @@ class OpcUaComponent(Component):
                 try:
                     self.tasks.spawn(self._feed, "feed")
                     self.tasks.spawn(self._follow_registry, "registry")
+                    if self.conditions is not None:
+                        conditions = self.conditions
+                        self.tasks.spawn(lambda: conditions.run(server), "conditions")
                     ctx[OPCUA] = server
                     yield
                 finally:
