@@ -14,11 +14,12 @@ import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from protocols.dlt645.config import Dlt645LinkConfig
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
@@ -143,6 +144,18 @@ class HmiConfig(ConfigModel):
     default_language: Literal["en", "zh-CN"] = "en"
 
 
+def _link_protocol(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "link:dlt645" if kind == "dlt645" else "link:modbus"
+
+
+# a [[links]] entry: its kind says the protocol (tcp, rtu_over_tcp, rtu: Modbus; dlt645)
+AnyLink = Annotated[
+    Annotated[LinkConfig, Tag("link:modbus")] | Annotated[Dlt645LinkConfig, Tag("link:dlt645")],
+    Discriminator(_link_protocol),
+]
+
+
 class ScadaConfig(ConfigModel):
     """The whole configuration, frozen and cross-checked: every section of the server."""
     site: SiteConfig
@@ -153,7 +166,7 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
-    links: list[LinkConfig] = []
+    links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
     modbus: ModbusConfig = ModbusConfig()
@@ -174,7 +187,7 @@ class ScadaConfig(ConfigModel):
             served = self.link(name)
             if served is None:
                 raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
-            if served.kind == "rtu" or served.host not in _LOOPBACK:
+            if served.kind == "rtu" or getattr(served, "transport", "tcp") != "tcp" or served.host not in _LOOPBACK:
                 raise ValueError(
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"
@@ -182,11 +195,14 @@ class ScadaConfig(ConfigModel):
         return self
 
     @property
-    def simulated_links(self) -> list[LinkConfig]:
+    def simulated_links(self) -> list[LinkConfig | Dlt645LinkConfig]:
         """The links the simulator serves: ``simulator.links``, or every loopback TCP one."""
         if self.simulator.links:
             return [link for link in self.links if link.name in self.simulator.links]
-        return [link for link in self.links if link.kind != "rtu" and link.host in _LOOPBACK]
+        return [
+            link for link in self.links
+            if link.kind != "rtu" and getattr(link, "transport", "tcp") == "tcp" and link.host in _LOOPBACK
+        ]
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config against the config file's directory."""
@@ -197,7 +213,7 @@ class ScadaConfig(ConfigModel):
     def data_dir(self) -> Path:
         return self.path(self.runtime.data_dir)
 
-    def link(self, name: str) -> LinkConfig | None:
+    def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | None:
         return next((link for link in self.links if link.name == name), None)
 
 

@@ -34,7 +34,7 @@ def _meter_specs(snapshot: AssetSnapshot, links: set[str]) -> list[MeterSpec]:
     return [
         MeterSpec(
             m.id, m.profile, m.link, m.unit_id, m.circuit,
-            float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading),
+            float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading), m.address,
         )
         for m in snapshot.active_meters
         if m.link in links
@@ -44,7 +44,8 @@ def _meter_specs(snapshot: AssetSnapshot, links: set[str]) -> list[MeterSpec]:
 def build_simulator(config: ScadaConfig) -> Simulator:
     """The simulator of the config's simulated links (not yet started, no meters yet)."""
     sim_cfg = config.simulator
-    links = [SimLink(link.name, link.port or 0, "rtu" if link.kind == "rtu_over_tcp" else "tcp") for link in config.simulated_links]
+    framings = {"rtu_over_tcp": "rtu", "dlt645": "dlt645"}
+    links = [SimLink(link.name, link.port or 0, framings.get(link.kind, "tcp")) for link in config.simulated_links]  # type: ignore[arg-type]
     tou = TouSchedule([(t.start, t.period) for t in sim_cfg.tou], timezone=config.site.timezone)
     return Simulator(
         load_profiles(config), links, host=sim_cfg.host, control_port=sim_cfg.control_port,

@@ -87,6 +87,7 @@ class MeterInfo:
     max_power_kw: Decimal | None
     replaced_by: str | None
     active: bool
+    address: str | None = None  # DL/T 645 address, MQTT device id; None on Modbus
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class AssetRegistry:
         initial_reading: Decimal = Decimal(0),
         install_date: date | None = None,
         unit_id: int | None = None,
+        address: str | None = None,
     ) -> MeterInfo:
         """Record that ``new_id`` replaced ``old_id`` (same room, profile and link).
 
@@ -208,7 +210,8 @@ class AssetRegistry:
             new = Meter(
                 id=new_id, kind=old.kind, role=old.role, room_id=old.room_id, building_id=old.building_id,
                 profile=old.profile, link=old.link, unit_id=unit_id if unit_id is not None else old.unit_id,
-                circuit=old.circuit, multiplier=old.multiplier, install_date=install_date,
+                circuit=old.circuit, address=address if address is not None else old.address,
+                multiplier=old.multiplier, install_date=install_date,
                 initial_reading=initial_reading, max_power_kw=old.max_power_kw, active=True,
             )
             s.add(new)
@@ -240,5 +243,5 @@ class AssetRegistry:
 def _meter_info(m: Meter) -> MeterInfo:
     return MeterInfo(
         m.id, m.kind, m.role, m.room_id, m.building_id, m.profile, m.link, m.unit_id, m.circuit,
-        m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active,
+        m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active, m.address,
     )

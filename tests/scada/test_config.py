@@ -152,3 +152,18 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
         parse_config(text, "x", tmp_path, ["links[5].port=1"])
     with pytest.raises(ConfigError, match="expected key.path=value"):
         parse_config(text, "x", tmp_path, ["hmi.port"])
+
+
+def test_dlt645_links_are_parsed_and_their_problems_named(tmp_path: Path) -> None:
+    from protocols.dlt645.config import Dlt645LinkConfig
+
+    base = '[site]\nname = "x"\n[[links]]\nname = "gw"\nhost = "127.0.0.1"\nport = 5020\n'
+    dlt = '[[links]]\nname = "bus"\nkind = "dlt645"\nhost = "127.0.0.1"\nport = 5021\n'
+    config = parse_config(base + dlt + 'password = { env = "P" }\noperator_code = { env = "O" }\n', "t.toml", tmp_path)
+    assert isinstance(config.links[1], Dlt645LinkConfig) and config.links[1].baudrate == 2400
+    assert [link.name for link in config.simulated_links] == ["gw", "bus"]
+    found = problems_of(base + dlt + 'password = "02123456"\nbogus = 1\n', tmp_path)
+    assert any(p.endswith("links[1].password: expected a table, found '02123456'") for p in found), found
+    assert any("links[1].bogus: unknown key (allowed here:" in p and "operator_code" in p for p in found), found
+    found = problems_of(base + '[[links]]\nname = "bus"\nkind = "dlt645"\ntransport = "serial"\n', tmp_path)
+    assert any("links[1]: a dlt645 link over serial needs 'serial_port'" in p for p in found), found

@@ -71,3 +71,32 @@ async def test_alarms_written_before_0700_upgrade_in_place(db_url: str) -> None:
         assert (alarm.confirmed_at, alarm.comment, alarm.shelve_one_shot) == (None, None, False)
     finally:
         await db.dispose()
+
+
+async def test_meter_address_upgrade_keeps_the_meters_written_before(db_url: str) -> None:
+    """A database of the release before the meter address column (0800) upgrades in place."""
+    from sqlalchemy import text
+
+    from scada.db import async_url
+    from scada.db.engine import _run_alembic
+
+    database = Database(async_url(db_url))
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(_run_alembic, "upgrade", "heads")
+            await conn.run_sync(_run_alembic, "downgrade", "0800-1")
+        assert "0800" not in await database.current_revisions()
+        async with database.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO sites (id, name, timezone) VALUES ('S', 'Site', 'UTC')"))
+            await conn.execute(text("INSERT INTO buildings (id, site_id, name) VALUES ('B1', 'S', 'B')"))
+            await conn.execute(text(
+                "INSERT INTO meters (id, kind, role, building_id, profile, link, unit_id, multiplier, initial_reading, active) "
+                "VALUES ('E-1', 'electricity', 'common', 'B1', 'acrel-ddsy1352', 'gw-1', 7, 40, 12.5, true)"
+            ))
+        await database.upgrade()
+        assert "0800" in await database.current_revisions()
+        async with database.engine.connect() as conn:
+            row = (await conn.execute(text("SELECT id, unit_id, address, multiplier FROM meters"))).one()
+        assert (row.id, row.unit_id, row.address, float(row.multiplier)) == ("E-1", 7, None, 40.0)
+    finally:
+        await database.dispose()

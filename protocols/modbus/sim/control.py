@@ -30,14 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .clock import SimClock
 from .model import SimMeter
-from .server import Fault, ModbusSimServer
+from .server import Fault
 
 
 class ControlledSimulator(Protocol):
     """What the control API drives: the simulator of ``site.Simulator``, seen from here."""
 
     clock: SimClock
-    servers: dict[str, ModbusSimServer]
+    servers: dict[str, Any]
     meters: dict[str, SimMeter]
 
     def meter(self, meter_id: str) -> SimMeter: ...
@@ -145,7 +145,8 @@ def control_app(sim: ControlledSimulator) -> web.Application:
     async def meters(request: web.Request) -> web.Response:
         return web.json_response([
             {"id": m.spec.id, "profile": m.profile.name, "link": m.spec.link, "unit_id": m.spec.unit_id,
-             "circuit": m.spec.circuit, "supply_on": m.supply_on}
+             "circuit": m.spec.circuit, "supply_on": m.supply_on,
+             **({"address": m.spec.address} if m.spec.address is not None else {})}
             for m in sim.meters.values()
         ])
 

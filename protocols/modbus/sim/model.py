@@ -54,6 +54,7 @@ class MeterSpec:
     circuit: int | None = None
     max_power_kw: float | None = None
     initial_reading: float = 0.0
+    address: str | None = None  # a DL/T 645 meter's 12 digits
 
 
 def _hash01(*parts: int) -> float:
@@ -166,7 +167,7 @@ class SimMeter:
             self.pinned[point] = value
 
     # -- what the registers hold ------------------------------------------------------------------
-    def value(self, point: PointSpec, now: float) -> Value:
+    def value(self, point: Any, now: float) -> Value:
         """The true engineering value of ``point`` at ``now`` (after :meth:`advance`)."""
         name = point.name
         if name in self.pinned:
@@ -175,6 +176,12 @@ class SimMeter:
             return _floor_to(self.acc[_ACCUMULATORS[name]], point)
         if name in ("relay_closed", "valve_open"):
             return self.supply_on
+        if name in ("pt_ratio", "ct_ratio"):
+            return 1  # a simulated meter sits on no instrument transformers
+        kind = getattr(point, "type", "")
+        if kind in ("date", "time"):  # a DL/T 645 meter's clock, in the site's time
+            local = datetime.fromtimestamp(now, self.tou.tz)
+            return local.strftime("%Y-%m-%d" if kind == "date" else "%H:%M:%S")
         if name == "flow":
             return round(self.current_rate(now), 3)
         if name == "power":
@@ -197,6 +204,7 @@ class SimMeter:
             "profile": self.profile.name,
             "link": self.spec.link,
             "unit_id": self.spec.unit_id,
+            **({"address": self.spec.address, "protocol": "dlt645"} if self.spec.address is not None else {}),
             "circuit": self.spec.circuit,
             "kind": self.profile.kind,
             "supply_on": self.supply_on,

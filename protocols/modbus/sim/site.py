@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ...dlt645.sim import Dlt645SimServer
 from ..profile import ProfileLibrary
 from .clock import SimClock
 from .control import start_control_api
@@ -25,11 +26,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimLink:
-    """A simulated gateway: one port, Modbus TCP or RTU framing."""
+    """A simulated gateway: one port, Modbus TCP or RTU framing, or a DL/T 645 bus."""
 
     name: str
     port: int = 0
-    framing: Literal["tcp", "rtu"] = "tcp"
+    framing: Literal["tcp", "rtu", "dlt645"] = "tcp"
 
 
 class Simulator:
@@ -44,6 +45,7 @@ class Simulator:
         tou: TouSchedule | None = None,
         seed: int = 0,
         start_time: float | None = None,
+        dlt645_password: str | None = None,
     ) -> None:
         self.profiles = profiles
         self.host = host
@@ -51,8 +53,12 @@ class Simulator:
         self.tou = tou or TouSchedule()
         self.seed = seed
         self.control_port = control_port
-        self.servers: dict[str, ModbusSimServer] = {
-            link.name: ModbusSimServer(link.name, self.clock, host=host, port=link.port, framing=link.framing)
+        self.servers: dict[str, Any] = {
+            link.name: (
+                Dlt645SimServer(link.name, self.clock, host=host, port=link.port, password=dlt645_password)
+                if link.framing == "dlt645"
+                else ModbusSimServer(link.name, self.clock, host=host, port=link.port, framing=link.framing)
+            )
             for link in links
         }
         self.meters: dict[str, SimMeter] = {}
@@ -94,10 +100,19 @@ class Simulator:
             profile.check_circuit(spec.circuit)
         except ValueError as exc:
             raise ValueError(f"meter {spec.id}: {exc}") from None
+        dlt645 = isinstance(server, Dlt645SimServer)
+        if dlt645 != (getattr(profile, "protocol", "modbus") == "dlt645"):
+            raise ValueError(f"meter {spec.id}: profile {profile.name} does not speak the protocol of link {spec.link}")
+        if dlt645 and not (spec.address and len(spec.address) == 12 and spec.address.isdigit()):
+            raise ValueError(f"meter {spec.id}: a DL/T 645 meter needs a 12-digit address, found {spec.address!r}")
         if spec.id in self.meters:
             self.remove_meter(spec.id)
         meter = SimMeter(spec, profile, self.tou, self.clock(), self.seed)
-        server.unit_for(spec.unit_id, profile).attach(meter)
+        if dlt645:
+            assert spec.address is not None
+            server.attach(spec.address, meter)
+        else:
+            server.unit_for(spec.unit_id, profile).attach(meter)
         self.meters[spec.id] = meter
         return meter
 
@@ -106,6 +121,9 @@ class Simulator:
         if meter is None:
             return
         server = self.servers[meter.spec.link]
+        if isinstance(server, Dlt645SimServer):
+            server.detach(meter_id)
+            return
         unit = server.units.get(meter.spec.unit_id)
         if unit is not None:
             unit.detach(meter_id)
@@ -135,7 +153,8 @@ class Simulator:
 
     def unit_of(self, meter_id: str) -> Any:
         meter = self.meter(meter_id)
-        return self.servers[meter.spec.link].units[meter.spec.unit_id]
+        server = self.servers[meter.spec.link]
+        return server.units[meter.spec.address if isinstance(server, Dlt645SimServer) else meter.spec.unit_id]
 
     # -- control -------------------------------------------------------------------------------------
     def set_fault(self, meter_id: str, fault: Fault) -> None:
