@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytest_asyncio
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
@@ -19,6 +20,9 @@ from protocols.opcua import Caller, OpcUaConfig, OpcUaServer, SeriesKind, SiteSp
 from protocols.opcua.history import encode_history_data
 
 from .conftest import Recorder, small_site
+
+# one server for the module: the reads change nothing (a test that denies access undoes it)
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 S = ua.StatusCodes
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -90,7 +94,7 @@ def historized_site() -> SiteSpec:
     return site
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def source() -> MemorySource:
     src = MemorySource()
     # 15-minute consumption, one per interval for 2 hours; the 5th interval has a gap flag
@@ -105,8 +109,9 @@ def source() -> MemorySource:
     return src
 
 
-@pytest.fixture
-async def hserver(tmp_path: Path, source: MemorySource) -> AsyncIterator[OpcUaServer]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hserver(tmp_path_factory: pytest.TempPathFactory, source: MemorySource) -> AsyncIterator[OpcUaServer]:
+    tmp_path: Path = tmp_path_factory.mktemp("history")
     config = OpcUaConfig(port=0, security=["None", "Basic256Sha256_SignAndEncrypt"], allow_anonymous=True,
                          application_uri="urn:test:scada", history_max_values=100)
     hooks = replace(Recorder().hooks(), history=source)
@@ -309,12 +314,15 @@ async def test_processed_intervals_page_through_continuation_points(hserver: Opc
 
 async def test_a_user_without_history_rights_is_refused(hserver: OpcUaServer, source: MemorySource) -> None:
     source.deny.add("anonymous")
-    async with Client(hserver.url) as client:
-        result = await read(client, hserver.ns, ENERGY, raw(T0, T0 + timedelta(hours=1)))
-        assert result.StatusCode.value == S.BadUserAccessDenied
+    try:
+        async with Client(hserver.url) as client:
+            result = await read(client, hserver.ns, ENERGY, raw(T0, T0 + timedelta(hours=1)))
+            assert result.StatusCode.value == S.BadUserAccessDenied
+    finally:
+        source.deny.discard("anonymous")
 
 
-def test_bulk_encoding_decodes_as_the_data_values_it_stands_for() -> None:
+async def test_bulk_encoding_decodes_as_the_data_values_it_stands_for() -> None:
     from asyncua.ua import ua_binary  # noqa: PLC0415 - the reference decoder, only here
 
     times = np.array([us(T0), us(T0) + 1_500_000, us(T0) + 3_000_000], dtype=np.int64)
