@@ -205,3 +205,25 @@ async def test_condition_refresh_resends_the_retained_conditions(cserver: tuple[
         with pytest.raises(ua.uaerrors.BadSubscriptionIdInvalid):
             await types.call_method(ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh), ua.Variant(999_999, ua.VariantType.UInt32))
     assert [s.key for s in server.conditions.retained] == [KEY]
+
+
+async def test_where_clause_of_type_matches_supertypes(cserver: tuple[OpcUaServer, Actions]) -> None:
+    """A client's ``OfType`` where clause names a supertype (``AlarmConditionType``); asyncua's
+    evaluator compares for equality, so the event's type must equal its supertypes too."""
+    import logging  # noqa: PLC0415 - the evaluator's logger, only here
+
+    from asyncua.server.monitored_item_service import WhereClauseEvaluator  # noqa: PLC0415 - asyncua's own evaluator
+
+    server, _ = cserver
+    await server.update_condition(comm_loss())
+    event = server.conditions._conditions[KEY].event
+
+    def of_type(type_id: int) -> bool:
+        element = ua.ContentFilterElement(FilterOperator=ua.FilterOperator.OfType,
+                                          FilterOperands=[ua.LiteralOperand(Value=ua.Variant(ua.NodeId(type_id)))])
+        evaluator = WhereClauseEvaluator(logging.getLogger("test"), server.asyncua.iserver.aspace, ua.ContentFilter(Elements=[element]))
+        return evaluator.eval(event)
+
+    assert of_type(ua.ObjectIds.InstrumentDiagnosticAlarmType) and of_type(ua.ObjectIds.OffNormalAlarmType)
+    assert of_type(ua.ObjectIds.AlarmConditionType) and of_type(ua.ObjectIds.BaseEventType)
+    assert not of_type(ua.ObjectIds.ExclusiveLevelAlarmType) and not of_type(ua.ObjectIds.SystemDiagnosticAlarmType)
