@@ -9,6 +9,7 @@ embedded demo defaults: against the current directory).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from protocols.dlt645.config import Dlt645LinkConfig
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
+from scada.approvals.config import ApprovalsConfig
 from scada.commands.config import CommandsConfig
 from scada.core.configbase import (
     ConfigError,
@@ -36,6 +38,8 @@ from scada.prepaid.config import PrepaidConfig
 
 __all__ = [
     "CONFIG",
+    "is_loopback",
+    "security_problems",
     "AdminConfig",
     "DatabaseConfig",
     "LoggingConfig",
@@ -50,6 +54,16 @@ __all__ = [
 ]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 # ISO 4217 minor units of the currencies we expect; others must set minor_units explicitly
 _MINOR_UNITS = {"CNY": 2, "EUR": 2, "USD": 2, "GBP": 2, "ZAR": 2, "HKD": 2, "JPY": 0, "KRW": 0, "KWD": 3}
@@ -142,6 +156,24 @@ class HmiConfig(ConfigModel):
     # live pushes to one WebSocket client are coalesced to at most one per this interval
     push_interval_ms: int = Field(default=500, ge=100, le=10_000)
     default_language: Literal["en", "zh-CN"] = "en"
+    # HTTPS: a PEM certificate (chain) and its key; off a loopback address the HMI needs them,
+    # unless insecure_ok says (with a reason) why not, e.g. TLS ends at a proxy in front
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_ok: bool = False
+    insecure_reason: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _tls_and_reason(self) -> HmiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key (PEM files), or neither")
+        if self.insecure_ok and not self.insecure_reason.strip():
+            raise ValueError("insecure_reason: say why this site serves the HMI without TLS off loopback (insecure_ok = true)")
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
 
 
 def _link_protocol(value: Any) -> str:
@@ -172,6 +204,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."
@@ -215,6 +248,28 @@ class ScadaConfig(ConfigModel):
 
     def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | None:
         return next((link for link in self.links if link.name == name), None)
+
+
+def security_problems(config: ScadaConfig) -> list[str]:
+    """What makes ``config`` unfit for production, each naming its key: OPC UA security mode
+    ``None`` or anonymous sessions, and the HMI or OPC UA reachable off loopback without TLS or
+    security — unless the section's ``insecure_ok = true`` gives (in ``insecure_reason``) why
+    this site accepts it. ``scada check-config``, ``scada run`` and ``scada demo`` refuse these."""
+    problems: list[str] = []
+    opcua, hmi = config.opcua, config.hmi
+    if opcua is not None and not opcua.insecure_ok:
+        where = "on loopback" if opcua.loopback else f"on {opcua.host}, reachable from the network"
+        if opcua.none_allowed:
+            problems.append(f'opcua.security: security mode "None" ({where}) lets anyone read and send in clear; remove it,'
+                            ' or set opcua.insecure_ok = true with opcua.insecure_reason saying why')
+        if opcua.allow_anonymous:
+            problems.append(f"opcua.allow_anonymous: sessions without a user ({where}) read every meter and tenant balance;"
+                            " set it to false, or set opcua.insecure_ok = true with opcua.insecure_reason saying why")
+    if not hmi.loopback and hmi.tls_cert is None and not hmi.insecure_ok:
+        problems.append(f"hmi.host: the HMI on {hmi.host} is reachable from the network without TLS (passwords and"
+                        " session cookies in clear); set hmi.tls_cert and hmi.tls_key, or set hmi.insecure_ok = true with"
+                        " hmi.insecure_reason saying why (e.g. TLS ends at a proxy in front)")
+    return problems
 
 
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*)=(.*)$", re.S)

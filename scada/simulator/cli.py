@@ -4,18 +4,23 @@
 ``SIM-<i+1:05d>``, on port ``P + i // per_port`` (all on free ports with ``--port 0``), unit id
 ``1 + i % per_port``, profiles taken in turn from ``--profile``. With ``--protocol dlt645`` the
 ports are DL/T 645 buses and meter ``i`` has the 12-digit address ``i + 1``
-(``000000000001``…; default profile ``dlt645-single-phase``).
+(``000000000001``…; default profile ``dlt645-single-phase``). The HTTP control API is off
+unless ``--control-port`` is given; it listens on loopback and takes the token kept in
+``<--data-dir>/simulator-control.token`` (the line ``control URL token-file PATH`` says where).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
+from pathlib import Path
 from typing import Any, Literal
 
 from protocols.library import load_library
 from protocols.modbus.sim import MeterSpec, Simulator, TouSchedule
+from protocols.modbus.sim.control import MAX_SPEED, TOKEN_FILE, control_token
 from protocols.modbus.sim.site import SimLink
 from scada.core.console import out
 
@@ -35,9 +40,11 @@ async def _simulate(args: argparse.Namespace) -> int:
     n_ports = (args.meters + per_port - 1) // per_port
     framing: Literal["tcp", "rtu", "dlt645"] = "dlt645" if dlt645 else "rtu" if args.rtu else "tcp"
     links = [SimLink(f"port{k}", (args.port + k) if args.port else 0, framing) for k in range(n_ports)]
+    token_file = Path(args.data_dir) / TOKEN_FILE
+    token = await asyncio.to_thread(control_token, token_file) if args.control_port is not None else None
     sim = Simulator(
         profiles, links, host=args.host, control_port=args.control_port, speed=args.speed,
-        tou=TouSchedule(timezone=args.timezone), seed=args.seed,
+        tou=TouSchedule(timezone=args.timezone), seed=args.seed, control_token=token,
     )
     for i in range(args.meters):
         profile = profiles[names[i % len(names)]]
@@ -55,7 +62,7 @@ async def _simulate(args: argparse.Namespace) -> int:
             else:
                 out(f"modbus {link.name} {args.host}:{sim.ports[link.name]} ({framing}) units 1-{count}")
         if sim.control_url:
-            out(f"control {sim.control_url}")
+            out(f"control {sim.control_url} token-file {token_file}")
         out(f"simulating {args.meters} meters at speed {args.speed:g}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -72,6 +79,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise SystemExit("--meters: at least 1")
     if not 1 <= args.per_port <= (10**6 if args.protocol == "dlt645" else 247):
         raise SystemExit("--per-port: 1 to 247 unit ids per port")
+    if not (math.isfinite(args.speed) and 0 <= args.speed <= MAX_SPEED):
+        raise SystemExit(f"--speed: 0 to {MAX_SPEED:g} simulated seconds per second")
     return asyncio.run(_simulate(args))
 
 
@@ -85,7 +94,9 @@ def register(sub: Any) -> None:
     p.add_argument("--per-port", type=int, default=247, help="meters (unit ids) per port (default 247)")
     p.add_argument("--profile", action="append", help="device profile, repeatable to mix (default acrel-ddsy1352)")
     p.add_argument("--rtu", action="store_true", help="RTU framing over TCP instead of Modbus TCP")
-    p.add_argument("--control-port", type=int, default=8090, help="HTTP control API port; 0 binds a free one (default 8090)")
+    p.add_argument("--control-port", type=int, default=None,
+                   help="serve the HTTP control API on this loopback port (0: a free one); off by default")
+    p.add_argument("--data-dir", default="var/simulate", help="where the control API's token is kept (default var/simulate)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timezone", default="UTC", help="time zone of the TOU schedule (default UTC)")

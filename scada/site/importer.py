@@ -1,7 +1,10 @@
 """Import a site (buildings, floors, rooms, meters) from TOML or CSV, idempotently and atomically.
 
 Re-importing the same file changes nothing; a changed row is updated and audited with its
-before and after; rows missing from the file are left alone. Every problem is reported with its
+before and after; rows missing from the file are left alone. A meter the database holds as
+replaced or taken out of service is history: the file neither changes it nor counts its address
+(its successor may have taken over its unit id), so a site file written before a replacement
+still imports after it. Every problem is reported with its
 file, line and key, and if there is any, nothing of the import is committed.
 
 TOML::
@@ -355,11 +358,18 @@ async def apply_site(
             if r.floor not in floor_building:
                 problems.append(f"{where('rooms', r.id)}: floor: unknown floor {r.floor!r}")
         addresses: dict[tuple[str, int | str, int | None], str] = {}
+        # a meter the database holds as replaced (or taken out) is history: it keeps no address
+        # (its successor may use its unit id) and the file does not bring it back or change it
+        history: set[str] = set()
         for m in (await s.scalars(select(Meter))).all():
             if m.active:
                 addresses[(m.link, m.address if m.address is not None else m.unit_id, m.circuit)] = m.id
+            else:
+                history.add(m.id)
         for m in spec.meters:
             place = where("meters", m.id)
+            if m.id in history:
+                continue
             if m.role == "tenant" and not m.room:
                 problems.append(f"{place}: room: a tenant meter needs a room")
             if m.room and m.room not in room_floor:
@@ -439,6 +449,9 @@ async def apply_site(
             upsert(Room, "room", r.id, {"floor_id": r.floor, "name": r.name, "area_m2": r.area_m2})
         await s.flush()
         for m in spec.meters:
+            if m.id in history:
+                result.count("unchanged", "meter")
+                continue
             building = m.building or floor_building[room_floor[m.room]]  # type: ignore[index]
             upsert(
                 Meter,

@@ -51,6 +51,7 @@ FINGERPRINT = {
     "shelved": "SELECT id, shelved_by FROM alarms WHERE shelved_by IS NOT NULL ORDER BY id",
     "confirmed": "SELECT id, confirmed_by FROM alarms WHERE confirmed_by IS NOT NULL ORDER BY id",
     "commented": "SELECT id, comment_by, comment FROM alarms WHERE comment_by IS NOT NULL ORDER BY id",
+    "approvals": "SELECT id, state, decided_by FROM approval_requests ORDER BY id",
 }
 
 

@@ -117,7 +117,7 @@ jump_margin = "100000"
     async with running_server(config) as rt, aiohttp.ClientSession() as http:
         engine, tagdb, sim = rt.ctx[PREPAID], rt.ctx[TAGDB], rt.ctx[SIMULATOR]
         assert sim.control_url is not None
-        control = Control(http, sim.control_url)
+        control = Control.of(http, sim)
         assert (await control.meter("E-DLT"))["protocol"] == "dlt645"
         await engine.tariffs.create("FLAT", "Flat", "electricity", TariffDefinition.model_validate({"price": "0.5683"}), Actor("t", "cli"))
         for room in ("R1", "R2"):

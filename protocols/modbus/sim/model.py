@@ -121,7 +121,10 @@ class SimMeter:
         self.t = now
         if not self.supply_on:
             return
-        max_step = 60.0 if now - t <= 2 * 86_400 else 900.0
+        # minute by minute; a long catch-up (a clock jump, a restart after days) in coarser
+        # slices: the load curve is smooth over an hour, and TOU boundaries still split
+        gap = now - t
+        max_step = 60.0 if gap <= 2 * 86_400 else 900.0 if gap <= 14 * 86_400 else 3600.0
         while t < now:
             period, boundary = self.tou.period_at(t)
             # split at the TOU boundary and at the next whole minute (noise changes there)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -61,7 +62,7 @@ async def site() -> AsyncIterator[tuple[Simulator, Control, TagDB, ModbusPoller]
     try:
         async with aiohttp.ClientSession() as session:
             assert sim.control_url is not None
-            yield sim, Control(session, sim.control_url), tagdb, poller
+            yield sim, Control.of(session, sim), tagdb, poller
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -130,13 +131,13 @@ async def test_broadcast_address_read_finds_a_meter_alone_on_its_port(site: Any)
         crowded.close()
 
 
-async def test_scada_simulate_serves_dlt645_meters() -> None:
+async def test_scada_simulate_serves_dlt645_meters(tmp_path: Path) -> None:
     import signal
     import sys
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "scada", "simulate", "--protocol", "dlt645", "--meters", "3", "--per-port", "2",
-        "--port", "0", "--control-port", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "--port", "0", "--control-port", "0", "--data-dir", str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -154,8 +155,7 @@ async def test_scada_simulate_serves_dlt645_meters() -> None:
         finally:
             conn.close()
         async with aiohttp.ClientSession() as http:
-            control = lines[2].split()[1]
-            meters = await Control(http, control).call("GET", "/meters")
+            meters = await Control.from_line(http, lines[2], tmp_path).call("GET", "/meters")
             assert [m["address"] for m in meters] == ["000000000001", "000000000002", "000000000003"]
     finally:
         proc.send_signal(signal.SIGTERM)
