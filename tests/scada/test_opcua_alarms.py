@@ -22,6 +22,7 @@ import pytest
 from asyncua import ua
 
 from hmi.component import HMI_URL
+from scada.simulator.component import SIMULATOR
 from scada.users.audit import Actor
 from scada.users.component import AUDIT, USERS
 
@@ -69,7 +70,7 @@ delay_off_s = 0
     link_extra = "retries = 0\noffline_after_failures = 1"
     async with opcua_site(tmp_path, extra=extra, link_extra=link_extra) as s, aiohttp.ClientSession() as http:
         await meters_live(s.rt)
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         users = s.rt.ctx[USERS]
         await users.add("maint1", "maintenance", "maintenance-password", Actor("test", "cli"))
         token = await users.issue_token(await users.get("op1"))  # type: ignore[arg-type]
