@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from historian import QueryError, parse_time
+from scada.core.inputs import Id64
 from scada.prepaid.tariff_definition import decimal_input
 from scada.topology.apportion import ApportionmentError, RuleSpec
 from scada.users.auth import Permission
@@ -97,18 +98,18 @@ class RuleUpdateIn(_In):
 
 
 class PreviewIn(_In):
-    rule: int = Field(ge=1)
+    rule: Id64
     from_: str = Field(alias="from", max_length=64, description="ISO 8601 with an offset, or a date (local midnight)")
     to: str = Field(max_length=64, description="exclusive; ISO 8601 with an offset, or a date (local midnight)")
 
 
 class RunIn(_In):
-    rule: int = Field(ge=1)
+    rule: Id64
     period: str = Field(max_length=16, description='"2026-11" (monthly rule) or "2026-11-05" (daily rule)')
 
 
 class RunsQuery(_In):
-    rule: int | None = Field(default=None, ge=1)
+    rule: Id64 | None = None
     limit: int = Field(default=50, ge=1, le=500)
 
 

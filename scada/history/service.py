@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from historian import (
     parse_time,
     run_query,
 )
+from historian.query import check_query
 from scada.config import ScadaConfig
 from scada.core.context import Key
 from scada.history.settings import backend_settings
@@ -41,6 +43,7 @@ from tags import names
 __all__ = [
     "BUFFER_FILL_TAG",
     "HISTORY",
+    "HistoryBusy",
     "HistoryRequest",
     "HistoryService",
     "RegisterSum",
@@ -155,13 +158,43 @@ class RegisterSum:
     expected: int
 
 
-class HistoryService:
-    """History queries for the API: a request in, a DataFrame out (see :mod:`historian.query`)."""
 
-    def __init__(self, historian: Historian, assets: AssetRegistry, tz: ZoneInfo) -> None:
+class HistoryBusy(Exception):
+    """Every query slot stayed taken for ``wait_s``: the caller may retry later."""
+
+    def __init__(self, slots: int, wait_s: float) -> None:
+        super().__init__(f"history is busy: {slots} queries run at once and none finished within {wait_s:g} s; retry later")
+        self.slots = slots
+        self.wait_s = wait_s
+
+
+class HistoryService:
+    """History queries for the API: a request in, a DataFrame out (see :mod:`historian.query`).
+
+    At most ``max_concurrent`` queries compute at once (:meth:`turn`, also taken by the API while
+    it renders a large answer), so that a stream of large queries queues behind each other
+    instead of taking every core from the rest of the server."""
+
+    def __init__(self, historian: Historian, assets: AssetRegistry, tz: ZoneInfo, *, max_concurrent: int = 2, wait_s: float = 30.0) -> None:
         self.historian = historian
         self.assets = assets
         self.tz = tz
+        self.max_concurrent = max_concurrent
+        self.wait_s = wait_s
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    @asynccontextmanager
+    async def turn(self, *, patient: bool = False) -> AsyncIterator[None]:
+        """One of the ``max_concurrent`` slots of heavy work; :class:`HistoryBusy` after ``wait_s``
+        (``patient``: no time limit, for an answer already being streamed)."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), None if patient else self.wait_s)
+        except TimeoutError:
+            raise HistoryBusy(self.max_concurrent, self.wait_s) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     @property
     def interval_s(self) -> int:
@@ -177,7 +210,11 @@ class HistoryService:
             if request.selector == "meter" and (m := snap.meters.get(i)) is not None and m.role == "virtual"
         ]
         if not virtual:
-            return await self.historian.query(history_query(request, snap))
+            query = history_query(request, snap)
+            # refused at once (too large, out of range) rather than after waiting for a turn
+            check_query(query, self.historian.grid, self.historian.settings.max_query_rows)
+            async with self.turn():
+                return await self.historian.query(query)
         return await self._query_virtual(request, snap, virtual)
 
     async def _query_virtual(self, request: HistoryRequest, snap: AssetSnapshot, virtual: list[str]) -> pd.DataFrame:
@@ -198,10 +235,11 @@ class HistoryService:
         groups = resolve_groups(snap, "meter", plain) if plain else {}
         for coefs in terms.values():
             groups.update({leaf: [leaf] for leaf in coefs})
-        frame = await self.historian.query(
-            HistoryQuery(groups, request.points, request.start, request.end, request.resample, "sum", "meter")
-        )
-        return await asyncio.to_thread(_combine_virtual, frame, terms, plain)
+        query = HistoryQuery(groups, request.points, request.start, request.end, request.resample, "sum", "meter")
+        check_query(query, self.historian.grid, self.historian.settings.max_query_rows)
+        async with self.turn():
+            frame = await self.historian.query(query)
+            return await asyncio.to_thread(_combine_virtual, frame, terms, plain)
 
     async def register_sums(self, meters: Mapping[str, str], start: datetime, end: datetime) -> dict[str, RegisterSum]:
         """Each meter's register (``meters``: meter → point, e.g. ``energy_total``) summed over
@@ -218,9 +256,11 @@ class HistoryService:
         out: dict[str, RegisterSum] = {}
         day = parse_interval("1d", self.interval_s)
         for point, ids in sorted(by_point.items()):
-            frame = await self.historian.query(
-                HistoryQuery({m: [m] for m in ids}, [point], start, end, day, "sum", "meter")
-            )
+            # background work (losses, apportionment) waits its turn behind the API's queries
+            async with self.turn(patient=True):
+                frame = await self.historian.query(
+                    HistoryQuery({m: [m] for m in ids}, [point], start, end, day, "sum", "meter")
+                )
 
             def fold(frame: pd.DataFrame = frame) -> dict[str, tuple[int | None, int]]:
                 sums: dict[str, tuple[int | None, int]] = {}

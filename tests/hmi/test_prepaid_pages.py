@@ -68,13 +68,16 @@ async def test_accounts_and_tariffs_pages(hmi: Hmi) -> None:
             assert r.status == 403
 
 
+BACK_OFFICE = ("/customers", "/charges", "/billing", "/bills", "/statements", "/adjustments", "/arrears")
+
+
 async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
     topology = {"/meters", "/losses", "/apportionment"}  # every role may look at the meter tree
     expected = {
-        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", *topology},
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", *BACK_OFFICE, *topology},
         "viewer1": {"/", "/alarms", "/comms", "/tariffs", *topology},
-        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", *topology},
-        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", *topology},
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", *BACK_OFFICE, *topology},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", *BACK_OFFICE, *topology},
     }
     for user, paths in expected.items():
         async with browser_like() as http:

@@ -45,6 +45,7 @@ CLASS_TITLES: dict[str, dict[str, str]] = {
         "reverse_energy": "Reverse energy",
         "over_power": "Power above the limit",
         "historian_buffer": "Historian buffer filling up",
+        "login_burst": "Burst of failed logins",
         "loss_high": "Loss above its limit",
     },
     "zh-CN": {
@@ -59,6 +60,7 @@ CLASS_TITLES: dict[str, dict[str, str]] = {
         "reverse_energy": "反向电能",
         "over_power": "功率超限",
         "historian_buffer": "历史数据缓存即将占满",
+        "login_burst": "登录失败次数激增",
         "loss_high": "线损/变损超限",
     },
 }
