@@ -17,11 +17,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from historian import QueryError, parse_time
-from scada.core.inputs import Id64
-from scada.prepaid.tariff_definition import decimal_input
+from scada.core.inputs import BoundedDecimal, Id64, InputError, Text, parse_id, quote
 from scada.topology.apportion import ApportionmentError, RuleSpec
 from scada.users.auth import Permission
 
@@ -33,14 +32,8 @@ __all__ = ["router"]
 router = ApiRouter("apportionment")
 
 _ROOM = r"^[A-Za-z0-9_-]{1,64}$"
-Price = Annotated[
-    Any, BeforeValidator(lambda v: decimal_input(v, decimals=6, what="price")),
-    Field(description='a price per kWh or m³ as a decimal string, e.g. "0.85"', json_schema_extra={"type": "string"}),
-]
-Weight = Annotated[
-    Any, BeforeValidator(lambda v: decimal_input(v, decimals=6, what="weight")),
-    Field(description='a weight as a decimal string, e.g. "2.5"', json_schema_extra={"type": "string"}),
-]
+Price = Annotated[Decimal, BoundedDecimal(18, 6, what="price", description='a price per kWh or m³ as a decimal string, e.g. "0.85"')]
+Weight = Annotated[Decimal, BoundedDecimal(18, 6, what="weight", description='a weight as a decimal string, e.g. "2.5"')]
 
 
 class _In(BaseModel):
@@ -70,7 +63,7 @@ class PriceIn(_In):
 
 
 class RuleIn(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     source: str = Field(pattern=r"^(loss:)?[A-Za-z0-9_-]{1,64}$", description="a meter id, or loss:<meter id>")
     method: Literal["consumption", "area", "equal", "ratio"]
     targets: TargetsIn
@@ -94,7 +87,7 @@ class RuleIn(_In):
 
 class RuleUpdateIn(_In):
     active: bool
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=500)
 
 
 class PreviewIn(_In):
@@ -105,7 +98,7 @@ class PreviewIn(_In):
 
 class RunIn(_In):
     rule: Id64
-    period: str = Field(max_length=16, description='"2026-11" (monthly rule) or "2026-11-05" (daily rule)')
+    period: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$", description='"2026-11" (monthly rule) or "2026-11-05" (daily rule)')
 
 
 class RunsQuery(_In):
@@ -124,7 +117,7 @@ async def create_rule(call: ApiCall[RuleIn]) -> dict[str, Any]:
     b = call.body
     spec = RuleSpec(
         b.name, b.source, b.method, b.targets.as_dict(),
-        {k: Decimal(v) for k, v in b.weights.items()} if b.weights else None,
+        dict(b.weights) if b.weights else None,
         "tariff" if b.pricing == "tariff" else b.pricing.price,
         b.settle, b.schedule,
     )
@@ -146,9 +139,9 @@ async def list_rules(call: ApiCall[Any]) -> dict[str, Any]:
 async def update_rule(call: ApiCall[RuleUpdateIn]) -> dict[str, Any]:
     topology = topology_of(call)
     try:
-        rule_id = int(call.params["rule"])
-    except ValueError:
-        raise ApiError(404, f"unknown rule {call.params['rule']!r}", field="rule") from None
+        rule_id = parse_id(call.params["rule"], "rule")
+    except InputError:
+        raise ApiError(404, f"unknown rule {quote(call.params['rule'])}", field="rule") from None
     try:
         view = await topology.apportionment.set_active(rule_id, call.body.active, call.actor, call.body.reason)
     except ApportionmentError as exc:

@@ -19,16 +19,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from historian import BackendError, QueryError, parse_time
+from scada.core.inputs import AwareDateTime, BoundedDecimal, Text
 from scada.polling.component import MODBUS
-from scada.prepaid.tariff_definition import decimal_input
+from scada.prepaid.tariff_definition import MAX_WHOLE_DIGITS
 from scada.site.assets import RegistryError
-from scada.topology.readings import ReadingError, ReadingInput, parse_reading_time
+from scada.topology.readings import READING_DECIMALS, REASON_MAX, ReadingError, ReadingInput, parse_reading_time
 from scada.topology.service import TOPOLOGY, Topology
 from scada.users.auth import Permission
 
@@ -39,11 +41,11 @@ __all__ = ["router", "topology_of"]
 
 router = ApiRouter("topology")
 
-ReadingValue = Annotated[
-    Any,
-    BeforeValidator(lambda v: decimal_input(v, decimals=8, what="reading")),
-    Field(description='a register reading as a decimal string, e.g. "1234.56"', json_schema_extra={"type": "string"}),
-]
+ReadingValue = Annotated[Decimal, BoundedDecimal(
+    MAX_WHOLE_DIGITS + READING_DECIMALS, READING_DECIMALS, what="reading",
+    description='a register reading as a decimal string, e.g. "1234.56"',
+)]
+MeterId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class _In(BaseModel):
@@ -51,30 +53,30 @@ class _In(BaseModel):
 
 
 class MetersQuery(_In):
-    building: str | None = Field(default=None, max_length=64, description="building id")
+    building: MeterId | None = Field(default=None, description="building id")
     role: Literal["tenant", "common", "utility", "virtual"] | None = Field(default=None, description="meter role")
     kind: Literal["electricity", "water"] | None = Field(default=None, description="meter kind")
 
 
 class ParentIn(_In):
-    parent: str | None = Field(max_length=64, description="the parent meter's id, or null for none")
-    from_: dt.datetime | None = Field(default=None, alias="from", description="when it takes effect (default now)")
-    reason: str = Field(default="", max_length=500)
+    parent: MeterId | None = Field(description="the parent meter's id, or null for none")
+    from_: AwareDateTime | None = Field(default=None, alias="from", description="when it takes effect (default now)")
+    reason: Text = Field(default="", max_length=REASON_MAX)
 
 
 class ReadingIn(_In):
     value: ReadingValue
-    ts: str = Field(min_length=1, max_length=64, description="ISO 8601 with an offset; without one: site time")
-    reason: str = Field(min_length=1, max_length=500)
+    ts: str = Field(min_length=1, max_length=64, description="ISO 8601 with an offset; without one: site time (1970 to 2200)")
+    reason: Text = Field(min_length=1, max_length=REASON_MAX)
     reset: bool = False
     final: ReadingValue | None = None
     initial: ReadingValue | None = None
 
 
 class ImportIn(_In):
-    csv: str = Field(min_length=1, max_length=900_000, description="meter,ts,value[,reason,reset,final,initial]")
+    csv: Text = Field(min_length=1, max_length=900_000, description="meter,ts,value[,reason,reset,final,initial]")
     dry_run: bool = False
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=REASON_MAX)
 
 
 class ReadingsQuery(_In):
@@ -84,7 +86,7 @@ class ReadingsQuery(_In):
 class LossesQuery(_In):
     from_: str = Field(alias="from", max_length=64, description="ISO 8601 with an offset, or a date (local midnight)")
     to: str = Field(max_length=64, description="exclusive; ISO 8601 with an offset, or a date (local midnight)")
-    meter: str | None = Field(default=None, max_length=64, description="one parent meter (default: every meter with children)")
+    meter: MeterId | None = Field(default=None, description="one parent meter (default: every meter with children)")
     by: Literal["period", "day"] = Field(default="period", description="one row per meter for the period, or per day")
     format: Literal["json", "csv"] = "json"
 

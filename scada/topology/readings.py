@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from scada.core.inputs import check_time, quote
 from scada.db import Database
 from scada.prepaid.tariff_definition import decimal_input
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo
@@ -206,19 +207,24 @@ _NAIVE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 
 
 def parse_reading_time(text: str, tz: ZoneInfo) -> dt.datetime:
-    """ISO 8601 with an offset; a time without one (``2026-11-01 08:00``) or a date is site time."""
+    """ISO 8601 with an offset; a time without one (``2026-11-01 08:00``) or a date is site time.
+    Within 1970 to 2200 (:func:`scada.core.inputs.check_time`)."""
     raw = text.strip()
+    if len(raw) > 40 or not raw.isascii():
+        raise ValueError(f"{quote(raw)} is not a time (ISO 8601, e.g. 2026-11-01T08:00:00+08:00 or 2026-11-01 08:00)")
     try:
         if _NAIVE.match(raw):
             if len(raw) == 10:
-                return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), tz)
-            return dt.datetime.fromisoformat(raw).replace(tzinfo=tz)
-        ts = dt.datetime.fromisoformat(raw)
+                ts = dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), tz)
+            else:
+                ts = dt.datetime.fromisoformat(raw).replace(tzinfo=tz)
+        else:
+            ts = dt.datetime.fromisoformat(raw)
     except ValueError:
-        raise ValueError(f"{raw!r} is not a time (ISO 8601, e.g. 2026-11-01T08:00:00+08:00 or 2026-11-01 08:00)") from None
+        raise ValueError(f"{quote(raw)} is not a time (ISO 8601, e.g. 2026-11-01T08:00:00+08:00 or 2026-11-01 08:00)") from None
     if ts.tzinfo is None:
-        raise ValueError(f"{raw!r} has no UTC offset")
-    return ts
+        raise ValueError(f"{quote(raw)} has no UTC offset")
+    return check_time(ts)
 
 
 class ManualReadings:

@@ -211,3 +211,45 @@ async def test_manual_water_meter_is_billed_like_a_polled_one(api: Api) -> None:
     assert [(e.meter_id, e.amount_minor, e.quantity) for e in entries] == [("W1", -700, entries[0].quantity)]
     assert entries[0].quantity == 2 and entries[0].reading_ts == t0 + dt.timedelta(hours=1)
     await asyncio.sleep(0)
+
+
+async def test_odd_input_is_refused_naming_the_field_and_stores_nothing(api: Api) -> None:
+    """The topology's bodies take the API's bounded inputs: control characters in free text,
+    non-ASCII or oversized decimals, times outside 1970–2200 or without an offset, ids beyond
+    64 bits and malformed periods are 4xx naming the field, and nothing is stored."""
+    from scada.site.models import MeterParent
+    from scada.topology.models import ApportionmentRule, ApportionmentRun
+
+    async def counts() -> tuple[int, ...]:
+        async with api.rt.ctx[DATABASE].sessions() as s:
+            return tuple([len((await s.scalars(select(t))).all()) for t in (ManualReading, MeterParent, ApportionmentRule, ApportionmentRun)])
+
+    before = await counts()
+    ts = iso(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1))
+    rule = {"name": "common", "source": "C1", "method": "area", "targets": {"floor": "F1"}, "pricing": {"price": "0.85"},
+            "settle": "balance", "schedule": "monthly"}
+    cases: list[tuple[str, str, str, Any, int, str, str]] = [
+        ("POST", "/meters/U/readings", "maint", {"value": "1000", "ts": ts, "reason": "round\x00"}, 422, "reason", "control character"),
+        ("POST", "/meters/U/readings", "maint", {"value": "１０００", "ts": ts, "reason": "round"}, 422, "value", "ASCII digits"),
+        ("POST", "/meters/U/readings", "maint", {"value": "1" * 30, "ts": ts, "reason": "round"}, 422, "value", "too large"),
+        ("POST", "/meters/U/readings", "maint", {"value": "NaN", "ts": ts, "reason": "round"}, 422, "value", "finite"),
+        ("POST", "/meters/U/readings", "maint", {"value": "1000", "ts": "0001-01-01T00:00:00+14:00", "reason": "r"}, 422, "ts", "1970"),
+        ("POST", "/meters/U/readings", "maint", {"value": "1000", "ts": "2999-01-01 00:00", "reason": "r"}, 422, "ts", "2200"),
+        ("PUT", "/meters/E5", "engineer", {"parent": "S1", "from": "2026-11-01T00:00:00"}, 422, "from", "timezone"),
+        ("PUT", "/meters/E5", "engineer", {"parent": "S1", "from": "1900-01-01T00:00:00+08:00"}, 422, "from", "1970"),
+        ("PUT", "/meters/E5", "engineer", {"parent": "S1", "reason": "\x1b[31mred"}, 422, "reason", "control character"),
+        ("PUT", "/meters/E5", "engineer", {"parent": "../S1"}, 422, "parent", "pattern"),
+        ("POST", "/readings/import", "maint", {"csv": f"meter,ts,value\nU,{ts},1000\x07\n"}, 422, "csv", "control character"),
+        ("POST", "/apportionment/rules", "engineer", {**rule, "name": "bell\x07"}, 422, "name", "control character"),
+        ("POST", "/apportionment/rules", "engineer", {**rule, "pricing": {"price": "1e999"}}, 422, "pricing", "price"),
+        ("POST", "/apportionment/rules", "engineer", {**rule, "method": "ratio", "weights": {"R1": "Infinity", "R2": "1"}}, 422, "weights.R1", "finite"),
+        ("PUT", "/apportionment/rules/99999999999999999999", "engineer", {"active": False}, 404, "rule", "unknown rule"),
+        ("PUT", "/apportionment/rules/1x", "engineer", {"active": False}, 404, "rule", "unknown rule"),
+        ("POST", "/apportionment/runs", "cashier", {"rule": 2**70, "period": "2026-11"}, 422, "rule", "less than or equal"),
+        ("POST", "/apportionment/runs", "cashier", {"rule": 1, "period": "2026-11; x"}, 422, "period", "pattern"),
+        ("POST", "/apportionment/preview", "viewer", {"rule": 1, "from": "0001-01-01", "to": "2026-11-01"}, 422, "from", "1970"),
+    ]
+    for method, path, user, body, status_wanted, field, why in cases:
+        status, got = await api.call(method, path, user, body)
+        assert status == status_wanted and got.get("field") == field and why in got["error"], (path, body, got)
+    assert await counts() == before
