@@ -4,7 +4,10 @@ A rule names its ``source`` (a meter id, or ``loss:<meter>``), its ``method`` (b
 own ``consumption`` in the period, by ``area``, ``equal``\\ ly, or by fixed ``ratio`` weights),
 its targets (rooms, a floor or a building), its ``pricing`` (each target's own tariff, or one
 price) and how shares are settled: ``balance`` (a ledger entry of kind ``apportionment``) or
-``bill`` (a pending bill line that the billing run takes, see :meth:`Apportionment.pending_lines`).
+``bill`` (a share pending until the back office's billing run of its month, or a later one,
+posts it as the same kind of entry on the bill: :meth:`Apportionment.post_pending`, registered
+with the billing service as a :class:`scada.billing.context.PendingLines`). A share of an
+account closed before the run waits for its bill the same way.
 
 Who shares is an account: a room shares through the account(s) it had during the period, each
 pro rata to the days it was open (a vacant room, or one closed mid-period, shares less; a room
@@ -29,14 +32,14 @@ from fractions import Fraction
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.db import Database
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.ledger import post
-from scada.prepaid.models import Account
+from scada.prepaid.models import Account, LedgerEntry
 from scada.prepaid.money import Rounding, format_minor
 from scada.prepaid.pricing import TariffTimeline, price_consumption
 from scada.prepaid.tariff_store import TariffStore
@@ -210,7 +213,7 @@ class RunResult:
 @dataclass(frozen=True)
 class PendingLine:
     """A share waiting for a bill (``settle = "bill"``, or a share of an account closed before
-    the run): the billing run takes it with :meth:`Apportionment.claim_lines`."""
+    the run): the billing run posts it with :meth:`Apportionment.post_pending`."""
 
     id: int
     rule_id: int
@@ -527,8 +530,8 @@ class Apportionment:
                         idem_key=f"apportionment:{rule_id}:{period}:{account.id}",
                         meter_id=spec.source if not spec.source.startswith(LOSS_PREFIX) else None,
                         quantity=sh.quantity, cost=sh.cost, from_ts=start, reading_ts=end,
-                        detail={"rule": rule_id, "rule_name": spec.name, "period": period, "source": spec.source,
-                                "method": spec.method, "key": sh.party.key},
+                        detail=_entry_detail(rule_id, spec.name, period, spec.source, spec.method, sh.party.key, preview.unit,
+                                             None if spec.pricing == "tariff" else spec.pricing, "balance"),
                     )
                     rows.append((sh, "balance", "posted", entry))
                     touched.append(account)
@@ -607,16 +610,56 @@ class Apportionment:
             ))
         return out
 
-    @staticmethod
-    async def claim_lines(session: AsyncSession, line_ids: Sequence[int], bill_ref: str) -> int:
-        """Mark pending lines as taken by the bill ``bill_ref``, in the billing run's own
-        transaction; returns how many were still pending (fewer: another bill took some)."""
-        if not line_ids:
-            return 0
-        result = await session.execute(
-            update(ApportionmentShare)
-            .where(ApportionmentShare.id.in_(list(line_ids)), ApportionmentShare.state == "pending")
-            .values(state="billed", bill_ref=bill_ref)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    async def post_pending(self, s: AsyncSession, account: Account, period: str, at: dt.datetime, actor: Actor) -> list[LedgerEntry]:
+        """The billing run's call (:class:`scada.billing.context.PendingLines`): post the shares of
+        ``account`` that wait for a bill, of periods up to the billed month ``period`` (``YYYY-MM``:
+        its monthly period, its days, and any earlier one still waiting), as ledger entries of
+        kind ``apportionment`` dated ``at``, in the billing run's session; each share is marked
+        ``billed`` with its entry and the billed month. A share is posted once: its state, and
+        its entry's key ``apportionment:<rule>:<period>:<account>``, which a balance-settled
+        share would have had."""
+        rows = (await s.execute(
+            select(ApportionmentShare, ApportionmentRule, ApportionmentRun)
+            .join(ApportionmentRule, ApportionmentRule.id == ApportionmentShare.rule_id)
+            .join(ApportionmentRun, ApportionmentRun.id == ApportionmentShare.run_id)
+            .where(ApportionmentShare.account_id == account.id, ApportionmentShare.state == "pending")
+            .order_by(ApportionmentShare.period, ApportionmentShare.id)
+            .with_for_update(of=ApportionmentShare)
+        )).all()
+        snap = self.snapshot
+        taken: list[tuple[ApportionmentShare, LedgerEntry]] = []
+        for share, rule, run in rows:
+            if share.period[:7] > period:  # a later month's share waits for that month's bill
+                continue
+            source_id = rule.source[len(LOSS_PREFIX):] if rule.source.startswith(LOSS_PREFIX) else rule.source
+            meter = snap.meters.get(source_id)
+            price = None if rule.pricing == "tariff" else Decimal(rule.pricing["price"])
+            entry = post(
+                s, account, "apportionment", -share.amount_minor, actor, at,
+                reason=f"{rule.name} {share.period}",
+                idem_key=f"apportionment:{rule.id}:{share.period}:{account.id}",
+                meter_id=rule.source if not rule.source.startswith(LOSS_PREFIX) else None,
+                quantity=share.quantity, from_ts=run.start, reading_ts=run.end,
+                detail=_entry_detail(rule.id, rule.name, share.period, rule.source, rule.method, dict(share.key),
+                                     UNIT_OF_KIND.get(meter.kind, "") if meter is not None else "", price, "bill"),
+            )
+            taken.append((share, entry))
+        if not taken:
+            return []
+        await s.flush()  # the entries' ids
+        for share, entry in taken:
+            share.state, share.ledger_entry_id, share.bill_ref = "billed", entry.id, period
+        log.info("apportioned shares billed", extra={"account": account.id, "room": account.room_id, "period": period,
+                                                     "shares": len(taken), "amount_minor": -sum(e.amount_minor for _s, e in taken)})
+        return [e for _s, e in taken]
 
+
+def _entry_detail(
+    rule_id: int, name: str, period: str, source: str, method: str, key: dict[str, Any], unit: str, price: Decimal | None, settle: str,
+) -> dict[str, Any]:
+    """What an ``apportionment`` ledger entry says of its share (bills and statements show it)."""
+    detail: dict[str, Any] = {"rule": rule_id, "rule_name": name, "period": period, "source": source, "method": method,
+                              "key": key, "unit": unit, "settle": settle}
+    if price is not None:
+        detail["price"] = format(price, "f")
+    return detail

@@ -3,9 +3,10 @@
 At start it registers the register tags of the meters read by hand and writes each one's newest
 reading to them (so the historian, the prepaid engine, OPC UA and the HMI have it after a
 restart), keeps the virtual meters' read-only register tags computed from their terms, and
-follows the registry (meters added, turned manual or virtual). It is started after the historian
-and the prepaid engine when they run (it reads the one and posts through the other), and before
-OPC UA (which then publishes its tags).
+follows the registry (meters added, turned manual or virtual). It is started after the historian,
+the prepaid engine and the back office when they run (it reads the first, posts through the
+second, and hands the third the shares settled on the bill), and before OPC UA (which then
+publishes its tags).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from scada.billing.service import BILLING_SERVICE
 from scada.config import CONFIG
 from scada.core.context import Context
 from scada.core.runtime import Component, Restart
@@ -40,7 +42,7 @@ class TopologyComponent(Component):
 
     name = "topology"
     requires = (CONFIG, DATABASE, ASSETS, TAGDB)
-    optional = (HISTORY, PREPAID)
+    optional = (HISTORY, PREPAID, BILLING_SERVICE)
     provides = (TOPOLOGY,)
 
     def __init__(self, *, demo: bool = False) -> None:
@@ -65,6 +67,10 @@ class TopologyComponent(Component):
             virtual.plan(snapshot)
 
         unsubscribe = assets.subscribe(follow)
+        # shares settled on the bill are posted by the back office's billing runs
+        billing = ctx.get(BILLING_SERVICE)
+        if billing is not None:
+            billing.add_pending(topology.apportionment)
         terms = tagdb.subscribe(virtual.wants, maxsize=50_000, name="virtual-meters")
         try:
             await topology.readings.publish_latest()
@@ -84,5 +90,7 @@ class TopologyComponent(Component):
                 )
             yield
         finally:
+            if billing is not None:
+                billing.remove_pending(topology.apportionment)
             terms.close()
             unsubscribe()

@@ -7,7 +7,8 @@
   price, settled how, how often).
 - ``topology_runs``: one posted run per rule and period (unique: a run is done once).
 - ``topology_shares``: each run's shares, one per target account: posted to the balance (the
-  ledger entry's id) or waiting for a bill (``state = "pending"`` until a billing run claims it).
+  ledger entry's id) or waiting for a bill (``state = "pending"`` until a billing run posts it:
+  then ``billed``, with its ledger entry and the billed month in ``bill_ref``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class ApportionmentShare(Base):
     settle: Mapped[str] = mapped_column(String(16))  # balance | bill
     state: Mapped[str] = mapped_column(String(16))  # posted | pending | billed | nothing
     ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("prepaid_ledger.id"), nullable=True)
-    bill_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the bill that took it
+    bill_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the billed month (YYYY-MM) whose bill took it
 
     __table_args__ = (
         UniqueConstraint("rule_id", "period", "account_id", name="uq_topology_shares_rule_period_account"),

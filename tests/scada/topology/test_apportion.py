@@ -31,6 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from scada.billing.config import BillingConfig
+from scada.billing.service import BillingService
 from scada.config import parse_config
 from scada.db import Database
 from scada.history.service import HistoryService
@@ -86,12 +88,24 @@ class Plant:
         spec = RuleSpec(f"{method}-{next(_names)}", "C", method, targets or {"floor": "F"}, weights, pricing, settle, schedule)  # type: ignore[arg-type]
         return (await self.topology.apportionment.create_rule(spec, ENGINEER)).id
 
+    def billing(self) -> BillingService:
+        """The back office over the same database, taking the topology's shares settled on the bill."""
+        svc = BillingService(BillingConfig.model_validate({"dunning": {"grace_days": 0}}), self.db, self.engine, self.topology.assets)
+        svc.clock = lambda: NOW
+        svc.add_pending(self.topology.apportionment)
+        return svc
+
     async def preview(self, rule: int) -> dict[str, Any]:
         result = await self.topology.apportionment.preview(rule, NOV, DEC)
         return result.as_json(2, TZ)
 
 
 _names = itertools.count(1)
+
+
+def _share_lines(bill: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A bill's apportionment lines: (amount, quantity, period)."""
+    return [(ln["amount"], ln["quantity"], ln["period"]) for ln in bill["lines"] if ln["kind"] == "apportionment"]
 
 
 def shares(preview: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -227,11 +241,12 @@ async def test_a_run_posts_once_and_settles_a_closed_account_at_its_bill(plant: 
     lines = await apportionment.pending_lines(plant.accounts["A4"], "2026-11")
     assert [(ln.room_id, ln.amount_minor, ln.quantity, ln.unit) for ln in lines] == [("A4", 6375, Decimal("75"), "kWh")]
     assert await apportionment.pending_lines(plant.accounts["A4"], "2026-10") == []
-    async with plant.db.transaction() as s:
-        assert await apportionment.claim_lines(s, [lines[0].id], "BILL-1") == 1
-    async with plant.db.transaction() as s:
-        assert await apportionment.claim_lines(s, [lines[0].id], "BILL-2") == 0  # taken already
+    # the closed account's final bill of November takes it, once
+    billing = plant.billing()
+    result = await billing.run("2026-11", ["A4"], actor=CASHIER)
+    assert result.posted == 1 and [_share_lines(b) for b in result.bills] == [[("63.75", "75", "2026-11")]]
     assert await apportionment.pending_lines(plant.accounts["A4"]) == []
+    assert (await billing.run("2026-11", ["A4"], actor=CASHIER)).posted == 0
 
 
 async def test_settle_by_bill_posts_nothing_to_balances(plant: Plant) -> None:
@@ -241,6 +256,62 @@ async def test_settle_by_bill_posts_nothing_to_balances(plant: Plant) -> None:
         assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 0
     lines = await plant.topology.apportionment.pending_lines(plant.accounts["A1"], "2026-11")
     assert [ln.amount_minor for ln in lines] == [7286] and lines[0].description.startswith("equal-")
+
+
+async def test_shares_settled_on_the_bill_go_on_the_months_bill_once(plant: Plant) -> None:
+    """A rule settled on the bill: its run posts nothing; the billing run of November posts each
+    share as an ``apportionment`` entry on the month's last instant and shows it as a line of the
+    bill (rule, period, quantity, unit, price); the bill's total is the share; a second billing
+    run, and December's, post nothing; the ledger reconciles and statements list the shares."""
+    billing = plant.billing()
+    rule = await plant.rule("equal", settle="bill")
+    run = await plant.topology.apportionment.run(rule, "2026-11", CASHIER)
+    # 255.00 by days open: 30 : 30 : 15 : 30 (A3 vacant); the last fen to A1 and A2 (ties to the first)
+    want = {"A1": "72.86", "A2": "72.86", "A4": "36.43", "A5": "72.85"}
+    assert {s["room"]: s["amount"] for s in run.detail["shares"]} == want
+    quantities = {s["room"]: s["quantity"] for s in run.detail["shares"]}
+    preview = await billing.run("2026-11", preview=True, actor=CASHIER)
+    assert {b["room"]: _share_lines(b) for b in preview.bills} == {r: [(a, quantities[r], "2026-11")] for r, a in want.items()}
+    async with plant.db.sessions() as s:  # a preview posts nothing and takes nothing
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 0
+        assert {sh.state for sh in (await s.scalars(select(ApportionmentShare))).all()} == {"pending"}
+
+    result = await billing.run("2026-11", actor=CASHIER)
+    assert result.issued == 4 and result.posted == 4
+    bills = {b["room"]: b for b in result.bills}
+    assert {r: _share_lines(b) for r, b in bills.items()} == {r: [(a, quantities[r], "2026-11")] for r, a in want.items()}
+    for room, amount in want.items():
+        bill = bills[room]
+        [line] = [ln for ln in bill["lines"] if ln["kind"] == "apportionment"]
+        assert (line["rule"], line["unit"], line["unit_price"], line["method"], line["source"]) == (rule, "kWh", "0.85", "equal", "C")
+        assert line["label"].startswith("equal-")
+        # the only entry of November: the bill's total is the share, taken from the opening 500.00
+        assert (bill["total"], bill["opening_balance"], bill["closing_balance"]) == (amount, "500.00", format(Decimal("500.00") - Decimal(amount), "f"))
+    assert sum(Decimal(b["total"]) for b in bills.values()) == Decimal("255.00")
+    async with plant.db.sessions() as s:
+        shares = (await s.scalars(select(ApportionmentShare).order_by(ApportionmentShare.room_id))).all()
+        entries = {e.id: e for e in (await s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "apportionment"))).all()}
+    assert [(sh.room_id, sh.state, sh.bill_ref) for sh in shares] == [(r, "billed", "2026-11") for r in want]
+    for sh in shares:
+        e = entries[sh.ledger_entry_id]
+        assert (e.account_id, -e.amount_minor, e.ts, e.idem_key, e.actor) == (
+            sh.account_id, sh.amount_minor, DEC - dt.timedelta(microseconds=1), f"apportionment:{rule}:2026-11:{sh.account_id}", "system:billing")
+    assert plant.engine.views["A1"].balance_minor == 50_000 - 7286
+
+    again = await billing.run("2026-11", actor=CASHIER)
+    assert (again.issued, again.posted) == (0, 0) and len(again.bills) == 4
+    billing.clock = lambda: dt.datetime(2027, 1, 2, 9, 0, tzinfo=TZ)
+    december = await billing.run("2026-12", actor=CASHIER)
+    assert december.posted == 0 and all(_share_lines(b) == [] for b in december.bills)
+    async with plant.db.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 4
+    report = await reconcile(plant.db, 2)
+    assert report.ok, [str(m) for m in report.mismatches]
+    assert report.by_kind["apportionment"] == -25500
+    statement = (await billing.statement("A1", NOV, DEC)).as_json(2)
+    [item] = [e for e in statement["entries"] if e["kind"] == "apportionment"]
+    assert (item["amount"], item["quantity"], item["unit"]) == ("-72.86", quantities["A1"], "kWh")
+    assert statement["totals"]["apportionment"] == "-72.86" and statement["closing_balance"] == "427.14"
 
 
 async def test_refusals(plant: Plant) -> None:

@@ -1,11 +1,14 @@
 """End to end on the simulator, through the whole server and the API: the common meter's
 consumption over a simulated month is apportioned by area; the sum posted to the rooms equals
-the common meter's consumption times its price. On SQLite and PostgreSQL."""
+the common meter's consumption times its price. A second rule settled on the bill: the month's
+billing run posts its shares once, as lines of each room's bill, printed in zh-CN and en. On
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from hmi.component import HMI_URL
+from scada.billing.service import BILLING_SERVICE
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
@@ -220,5 +224,49 @@ async def test_common_meter_month_apportioned_by_area(tmp_path: Path, db_url: st
         status, got = await call("GET", "/rooms/R1/account/ledger", "view")
         [share] = [e for e in got["entries"] if e["kind"] == "apportionment"]
         assert share["reason"] == f"Common area by area {month}" and Decimal(share["quantity"]) == quantities["R1"]
+
+        # the same month shared equally on the bill: the run posts nothing, the billing run posts each share once
+        status, on_bill = await call("POST", "/apportionment/rules", "eng", {**rule_body, "name": "Common area on the bill", "method": "equal",
+                                                                            "settle": "bill"})
+        assert status == 201, on_bill
+        status, run2 = await call("POST", "/apportionment/runs", "cash", {"rule": on_bill["id"], "period": month})
+        assert status == 201, run2
+        due = {s["room"]: s["amount"] for s in run2["shares"]}
+        by_area = {s["room"]: Decimal(s["amount"]) for s in run["shares"]}
+        assert sum(Decimal(a) for a in due.values()) == price_total
+        async with rt.ctx[DATABASE].sessions() as s:
+            assert len((await s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "apportionment"))).all()) == 3
+        rt.ctx[BILLING_SERVICE].clock = lambda: following + dt.timedelta(hours=3)
+        status, billing = await call("POST", "/billing/runs", "cash", {"period": month})
+        assert status == 200 and (billing["issued"], billing["posted"]) == (3, 3), billing
+        for bill in billing["bills"]:
+            [line] = [ln for ln in bill["lines"] if ln["kind"] == "apportionment" and ln["label"] == "Common area on the bill"]
+            assert (line["amount"], line["period"], line["unit"], line["unit_price"]) == (due[bill["room"]], month, "kWh", "0.85")
+            # the total is its lines and leaves the closing balance; the share settled on the balance was
+            # posted when its run ran (in the following month): the account's balance is the closing one less it
+            assert Decimal(bill["total"]) == sum(Decimal(ln["amount"]) for ln in bill["lines"])
+            assert Decimal(bill["closing_balance"]) == Decimal(bill["opening_balance"]) - Decimal(bill["total"])
+            status, account = await call("GET", f"/rooms/{bill['room']}/account", "view")
+            assert Decimal(account["balance"]) == Decimal(bill["closing_balance"]) - by_area[bill["room"]]
+        status, again = await call("POST", "/billing/runs", "cash", {"period": month})
+        assert status == 200 and (again["issued"], again["posted"]) == (0, 0)
+        async with rt.ctx[DATABASE].sessions() as s:
+            entries = (await s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "apportionment"))).all()
+        assert -sum(e.amount_minor for e in entries) == 2 * int(price_total * 100)
+        # the printed bill shows the line, in each language
+        from pypdf import PdfReader
+
+        bill = next(b for b in billing["bills"] if b["room"] == "R3")
+        amount = f"{Decimal(due['R3']):,.2f}"
+        for lang, heading in (("en", "Shares from common-area apportionment"), ("zh-CN", "公摊分摊费用")):
+            async with http.get(base + f"/bills/{bill['id']}?format=html&lang={lang}", headers=headers["view"]) as r:
+                html = await r.text()
+            assert r.status == 200, html
+            assert f"{heading} · Common area on the bill {month}" in html and amount in html
+            async with http.get(base + f"/bills/{bill['id']}?format=pdf&lang={lang}", headers=headers["view"]) as r:
+                pdf = await r.read()
+            assert r.status == 200 and pdf[:5] == b"%PDF-"
+            text = "".join("".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+            assert "".join(heading.split()) in text and amount in text, (lang, text)
         report = await reconcile(rt.ctx[DATABASE], 2)
         assert report.ok, [str(m) for m in report.mismatches]
