@@ -62,6 +62,7 @@ AREAS = {"A1": "30", "A2": "20", "A3": "50", "A4": "40", "A5": "10"}
 # kWh per hour: the rooms' own meters, for the consumption key
 RATES = {"M1": "0.2", "M2": "0.1", "M3": "0.12", "M4": "0.08", "M5": "0.05"}
 C_UNTIL = NOV + dt.timedelta(days=25)  # C uses 0.5 kWh an hour for 25 days: 300.00 kWh
+S_FROM = NOV + dt.timedelta(days=1)  # S, over C, uses 0.4 kWh an hour on the 1st (less than C), then 0.6
 HOUR = 3600
 
 
@@ -71,7 +72,10 @@ def site_toml() -> str:
     for i, (room, area) in enumerate(AREAS.items(), start=1):
         out.append(f'[[rooms]]\nid = "{room}"\nfloor = "F"\nname = "{room}"\narea_m2 = "{area}"\n')
         out.append(f'[[meters]]\nid = "M{i}"\nkind = "electricity"\nroom = "{room}"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = {i}\n')
-    out.append('[[meters]]\nid = "C"\nkind = "electricity"\nrole = "common"\nbuilding = "B"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 9\n')
+    # the feeder S over the common meter C, for a loss shared as a source (loss:S)
+    out.append('[[meters]]\nid = "S"\nkind = "electricity"\nrole = "common"\nbuilding = "B"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 8\n')
+    out.append('[[meters]]\nid = "C"\nkind = "electricity"\nrole = "common"\nbuilding = "B"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 9\n'
+               'parent = "S"\n')
     return "\n".join(out)
 
 
@@ -84,8 +88,8 @@ class Plant:
     accounts: dict[str, int]
 
     async def rule(self, method: str, *, pricing: Any = Decimal("0.85"), settle: str = "balance", weights: Any = None,
-                   schedule: str = "monthly", targets: Any = None) -> int:
-        spec = RuleSpec(f"{method}-{next(_names)}", "C", method, targets or {"floor": "F"}, weights, pricing, settle, schedule)  # type: ignore[arg-type]
+                   schedule: str = "monthly", targets: Any = None, source: str = "C") -> int:
+        spec = RuleSpec(f"{method}-{next(_names)}", source, method, targets or {"floor": "F"}, weights, pricing, settle, schedule)  # type: ignore[arg-type]
         return (await self.topology.apportionment.create_rule(spec, ENGINEER)).id
 
     def billing(self) -> BillingService:
@@ -143,6 +147,7 @@ async def plant(tmp_path: Path, db: Database) -> AsyncIterator[Plant]:
     await engine.load()
     history = await open_history(tmp_path, assets, HOUR)
     records = constant_records({m: r for m, r in RATES.items() if m != "M4"}, NOV, DEC, HOUR)
+    records += constant_records({"S": "0.4"}, NOV, S_FROM, HOUR) + constant_records({"S": "0.6"}, S_FROM, DEC, HOUR)
     records += constant_records({"C": "0.5"}, NOV, C_UNTIL, HOUR) + constant_records({"C": "0"}, C_UNTIL, DEC, HOUR)
     records += constant_records({"M4": RATES["M4"]}, NOV, CLOSED, HOUR) + constant_records({"M4": "2"}, CLOSED, DEC, HOUR)
     await store(history, records)
@@ -211,6 +216,25 @@ async def test_golden_shares_by_each_method(plant: Plant) -> None:
     p = await plant.preview(await plant.rule("area", pricing="tariff"))
     assert shares(p) == {"A1": ("112.50", "67.50"), "A2": ("75.00", "60.00"), "A4": ("75.00", "60.00"), "A5": ("37.50", "30.00")}
     assert p["total"] == "217.50" and p["pricing"] == "tariff"
+
+
+async def test_a_loss_shared_by_area(plant: Plant) -> None:
+    """The loss of the feeder S over the common meter C (``loss:S``) shared by area.
+
+    S uses 24 × 0.4 + 696 × 0.6 = 9.6 + 417.6 = 427.20 kWh in November, C 300.00: loss 127.20 kWh,
+    12720 steps. By area × days open (900 : 600 : 600 : 300 of 2400; A3 vacant): 4770, 3180, 3180,
+    1590 → 47.70, 31.80, 31.80, 15.90 kWh. At 0.85: 40.545, 27.03, 27.03, 13.515 = 108.12; floors
+    4054, 2703, 2703, 1351 (10811): A1 and A5 both have .5 left, the last fen to the first, A1.
+    On the 1st alone S used less than C (9.6 − 12.0 = −2.4 kWh): a negative loss is not shared."""
+    rule = await plant.rule("area", source="loss:S")
+    p = await plant.preview(rule)
+    assert (p["quantity"], p["total"], p["unit"], p["vacant"]) == ("127.20", "108.12", "kWh", ["A3"])
+    assert shares(p) == {"A1": ("47.70", "40.55"), "A2": ("31.80", "27.03"), "A4": ("31.80", "27.03"), "A5": ("15.90", "13.51")}
+    with pytest.raises(ApportionmentError, match=r"the source loss:S is negative \(-2.4") as err:
+        await plant.topology.apportionment.preview(rule, NOV, S_FROM)
+    assert err.value.status == 409
+    async with plant.db.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 0
 
 
 async def test_a_run_posts_once_and_settles_a_closed_account_at_its_bill(plant: Plant) -> None:
