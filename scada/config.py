@@ -37,6 +37,7 @@ from scada.core.configbase import (
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
 from scada.prepaid.config import PrepaidConfig
+from scada.reports.config import ReportsConfig
 
 __all__ = [
     "CONFIG",
@@ -221,6 +222,7 @@ class ScadaConfig(ConfigModel):
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     billing: BillingConfig = BillingConfig()
+    reports: ReportsConfig = ReportsConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()

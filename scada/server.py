@@ -34,6 +34,7 @@ from scada.opcua.component import OpcUaComponent
 from scada.polling.component import ModbusComponent
 from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
+from scada.reports.component import ReportsComponent
 from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
 from scada.site import cli as site_cli
@@ -82,6 +83,8 @@ def build_components(
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
         if config.billing.enabled:
             components.append(BillingComponent(demo=demo))
+    if config.reports.enabled:
+        components.append(ReportsComponent())
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications
