@@ -18,13 +18,13 @@ balances, + a credit):
 - by room, floor, building or customer also ``opening_balance`` and ``closing_balance`` of the
   group's accounts; by channel or cashier those are per interval (``balances``) and overall.
 
-An entry's channel is its ``channel`` (``null`` for entries that have none: the engine's
-deductions, charges); its cashier is the user or process that posted it (``actor``).
+An entry's channel is its ``channel`` (a reversal's: the channel of the entry it undoes;
+``null`` for entries that have none: the engine's deductions, charges); its cashier is the user or process that posted it (``actor``).
 
 Reconciliation: the balance of all accounts at ``from`` plus every entry of the range must be
-their balance at ``to`` (both summed by the database, independently of the grouping), each
-account's balance at ``to`` must be the running balance of its last entry before ``to``, and —
-when nothing was posted at or after ``to`` — its balance now. Otherwise :class:`LedgerMismatch`
+their balance at ``to`` (both summed by the database, independently of the grouping); each
+account's entries must add up to the running balance of its last entry and to its balance; and
+when nothing was posted at or after ``to``, each account's balance at ``to`` must be its balance now. Otherwise :class:`LedgerMismatch`
 is raised and nothing is answered: the report says ``"reconciled": true`` or fails loudly.
 """
 
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Text, case, cast, func, select
+from sqlalchemy.orm import aliased
 
 from scada.core.limits import check_answer_size
 from scada.prepaid.models import Account, LedgerEntry
@@ -81,26 +82,33 @@ def _slot(kind: str, detail: str | None) -> tuple[str, int]:
 
 async def _entries(src: Sources, request: ReportRequest) -> pd.DataFrame:
     e = LedgerEntry
-    stmt = select(e.ts, e.account_id, e.kind, e.amount_minor, e.channel, e.actor,
-                  case((e.kind == "charge", cast(e.detail, Text)), else_=None)).where(e.ts >= request.start, e.ts < request.end)
+    orig = aliased(LedgerEntry)
+    # a reversal counts in the channel of the entry it undoes (a reversed WeChat recharge nets WeChat)
+    stmt = select(e.ts, e.account_id, e.kind, e.amount_minor, func.coalesce(e.channel, orig.channel), e.actor,
+                  case((e.kind == "charge", cast(e.detail, Text)), else_=None)).outerjoin(
+        orig, e.reverses_id == orig.id).where(e.ts >= request.start, e.ts < request.end)
     async with src.db.sessions() as s:
         rows = (await s.execute(stmt)).all()
     return pd.DataFrame(rows, columns=["ts", "account", "kind", "amount", "channel", "actor", "detail"])
 
 
-async def _balances(src: Sources, request: ReportRequest) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int], bool]:
+Balances = dict[int, int]
+
+
+async def _balances(src: Sources, request: ReportRequest) -> tuple[Balances, Balances, Balances, Balances, Balances, bool]:
     """Per account: the balance at ``from`` and at ``to`` (sums), the running balance of its last
-    entry before ``to``, its balance now; and whether anything was posted at or after ``to``."""
+    entry, the sum of all its entries, its balance now; and whether nothing was posted at or after ``to``."""
     e = LedgerEntry
     async with src.db.sessions() as s:
         before = dict((await s.execute(select(e.account_id, func.sum(e.amount_minor)).where(e.ts < request.start).group_by(e.account_id))).all())
         upto = dict((await s.execute(select(e.account_id, func.sum(e.amount_minor)).where(e.ts < request.end).group_by(e.account_id))).all())
-        last_ids = select(func.max(e.id)).where(e.ts < request.end).group_by(e.account_id).scalar_subquery()
+        last_ids = select(func.max(e.id)).group_by(e.account_id).scalar_subquery()
         running = dict((await s.execute(select(e.account_id, e.balance_after_minor).where(e.id.in_(last_ids)))).all())
+        every = dict((await s.execute(select(e.account_id, func.sum(e.amount_minor)).group_by(e.account_id))).all())
         now = dict((await s.execute(select(Account.id, Account.balance_minor))).all())
         later = await s.scalar(select(func.count()).select_from(e).where(e.ts >= request.end))
     as_int = lambda d: {int(k): int(v or 0) for k, v in d.items()}  # noqa: E731 - NUMERIC sums on PostgreSQL
-    return as_int(before), as_int(upto), as_int(running), as_int(now), not later
+    return as_int(before), as_int(upto), as_int(running), as_int(every), as_int(now), not later
 
 
 def _flows(entries: pd.DataFrame, request: ReportRequest, key: pd.Series) -> pd.DataFrame:
@@ -168,7 +176,7 @@ def _build(request: ReportRequest, entries: pd.DataFrame, grouping: Grouping | N
     return rows, balances
 
 
-def _check(entries: pd.DataFrame, before: dict[int, int], upto: dict[int, int], running: dict[int, int], now: dict[int, int],
+def _check(entries: pd.DataFrame, before: Balances, upto: Balances, running: Balances, every: Balances, now: Balances,
            current: bool, minor_units: int) -> dict[str, Any]:
     f = lambda v: format_minor(v, minor_units)  # noqa: E731
     problems: list[str] = []
@@ -177,9 +185,11 @@ def _check(entries: pd.DataFrame, before: dict[int, int], upto: dict[int, int], 
     if opening + flows != closing:
         problems.append(f"all accounts: {f(opening)} at from plus the range's entries {f(flows)} is {f(opening + flows)}, "
                         f"but the ledger sums to {f(closing)} at to")
+    for account, total in sorted(every.items()):
+        if running.get(account, 0) != total or now.get(account, 0) != total:
+            problems.append(f"account {account}: its entries add up to {f(total)}, its last entry's running balance is "
+                            f"{f(running.get(account, 0))}, its balance is {f(now.get(account, 0))}")
     for account, balance in sorted(upto.items()):
-        if running.get(account, 0) != balance:
-            problems.append(f"account {account}: its entries add up to {f(balance)} at to, its last entry's running balance is {f(running.get(account, 0))}")
         if current and now.get(account, 0) != balance:
             problems.append(f"account {account}: its entries add up to {f(balance)}, its balance is {f(now.get(account, 0))}")
     if current:
@@ -204,12 +214,12 @@ async def finance_report(src: Sources, request: ReportRequest) -> Report:
         check_answer_size(buckets, src.row_limit(request), field="to", hint="narrow the range or use a longer interval")
     src.started += 1
     entries = await _entries(src, request)
-    before, upto, running, now, current = await _balances(src, request)
+    before, upto, running, every, now, current = await _balances(src, request)
     labels = list(dict.fromkeys(bucket_label(d, request.interval) for d in bucket_starts(request)))
     rows, balances = await asyncio.to_thread(_build, request, entries, grouping, before, labels)
     # channels × cashiers are known only now: the rows are checked again before they are shaped
     check_answer_size(len(rows), src.row_limit(request), field="to", hint="narrow the range or use a longer interval")
-    reconciliation = _check(entries, before, upto, running, now, current, src.minor_units)
+    reconciliation = _check(entries, before, upto, running, every, now, current, src.minor_units)
     rows = rows.rename(columns={"label": request.interval, "group": request.group})
     values = [Column(c, "money") for c in FLOWS]
     if grouping is not None:
@@ -223,6 +233,9 @@ async def finance_report(src: Sources, request: ReportRequest) -> Report:
     rows = rows[[k.name for k in keys] + [c.name for c in values]]
     report = Report(request, keys, values, rows, src.minor_units, src.currency, interval_key=request.interval, group_key=request.group)
     report.finish()
+    for name in FLOWS:  # nothing moved: 0.00, not "no data"
+        if report.totals.get(name) is None:
+            report.totals[name] = 0
     report.totals["opening_balance"] = sum(before.values())
     report.totals["closing_balance"] = sum(upto.values())
     fmt = lambda v: format_minor(int(v), src.minor_units)  # noqa: E731

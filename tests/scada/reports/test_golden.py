@@ -86,3 +86,81 @@ async def test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(r
     # money is the ledger's: the deductions of the range less the reversal add up to it
     entries = [e for room in ("R1", "R2") for e in (await site.engine.ledger(room))[1] if e.kind in ("deduction", "reversal")]
     assert -sum(e.amount_minor for e in entries) == 1720
+
+
+async def test_year_on_year_by_month_with_a_missing_month(reports: Reports) -> None:
+    """R1's electricity by month, January to April 2026, against 2025 (March 2025 has no data)
+    and against September to December 2025 (the previous four months):
+
+      month  2026  2025 (yoy)                 previous (pop)
+      Jan    100    80  +20, 20/80  = 25.00 %   Sep  50  +50, 100.00 %
+      Feb    110    90  +20, 20/90  = 22.22 %   Oct 100  +10,  10.00 %
+      Mar    120     —  missing: no change      Nov 100  +20,  20.00 %
+      Apr     90   120  −30, −30/120 = −25.00 % Dec   0  +90, no per cent (from zero)
+
+    R1 over the range: 420 kWh; a year earlier 80 + 90 + 120 = 290 with one month missing, so no
+    year-on-year change; the previous range 50 + 100 + 100 + 0 = 250: +170, 170/250 = 68.00 %.
+    R2 and R3 have no data in any range: marked current, year_ago and previous."""
+    for (y, m), kwh in {(2026, 1): 100, (2026, 2): 110, (2026, 3): 120, (2026, 4): 90, (2025, 1): 80, (2025, 2): 90, (2025, 4): 120,
+                        (2025, 9): 50, (2025, 10): 100, (2025, 11): 100, (2025, 12): 0}.items():
+        await reports.intervals("E1", local(y, m, 15, 12), [{"energy_total": kwh}])
+    out = await reports.report("compare", **{"from": "2026-01-01", "to": "2026-04-30", "interval": "month", "group": "room"})
+    assert out["year_ago"]["from"].startswith("2025-01-01") and out["previous"]["from"].startswith("2025-09-01")
+    rows = {(r["month"], r["room"]): r for r in out["rows"]}
+    got = [(m, rows[(m, "R1")]["consumption"], rows[(m, "R1")]["year_ago"], rows[(m, "R1")]["yoy_change"], rows[(m, "R1")]["yoy_pct"],
+            rows[(m, "R1")]["previous"], rows[(m, "R1")]["pop_change"], rows[(m, "R1")]["pop_pct"], rows[(m, "R1")]["missing"])
+           for m in ("2026-01", "2026-02", "2026-03", "2026-04")]
+    assert got == [
+        ("2026-01", "100", "80", "20", "25.00", "50", "50", "100.00", ""),
+        ("2026-02", "110", "90", "20", "22.22", "100", "10", "10.00", ""),
+        ("2026-03", "120", None, None, None, "100", "20", "20.00", "year_ago"),
+        ("2026-04", "90", "120", "-30", "-25.00", "0", "90", None, ""),
+    ]
+    assert rows[("2026-02", "R2")]["missing"] == "current,year_ago,previous"
+    report = await reports.service.report("compare", {"from": "2026-01-01", "to": "2026-04-30", "interval": "month"})
+    r1 = {c.name: report.text(c, v) for c, v in zip(report.values, report.aggregate(["room"]).set_index("room").loc["R1"], strict=True)}
+    assert (r1["consumption"], r1["year_ago"], r1["yoy_change"], r1["yoy_pct"], r1["year_ago_missing"], r1["missing"]) == (
+        "420", "290", None, None, "1", "year_ago")
+    assert (r1["previous"], r1["pop_change"], r1["pop_pct"]) == ("250", "170", "68.00")
+
+
+async def test_finance_day_with_three_channels_a_refund_and_a_reversal(reports: Reports) -> None:
+    """Today, three accounts opened with nothing, then:
+      cashier1: R1 100.00 cash, R2 50.00 WeChat, a refund of 10.00 cash to R2;
+      cashier2: R1 20.00 cash, R3 30.00 Alipay, which cashier2 then reverses (−30.00).
+    By channel: cash recharges 100 + 20 = 120.00, refunds 10.00, net 110.00; WeChat 50.00;
+    Alipay 30.00 recharged and −30.00 reversed (the reversal counts in the channel it undoes): net 0.00.
+    By cashier: cashier1 recharges 150.00, refunds 10.00, net 140.00; cashier2 recharges 50.00,
+    reversals −30.00, net 20.00.
+    Totals: recharges 200.00, refunds 10.00, reversals −30.00, net 160.00; the accounts held 0.00
+    before and 160.00 after (R1 120.00, R2 40.00, R3 0.00): reconciled with the ledger."""
+    from scada.users.audit import Actor
+
+    site = reports.site
+    c1, c2 = Actor("cashier1", "api", "cashier"), Actor("cashier2", "api", "cashier")
+    await site.flat_tariff()
+    await site.flat_tariff("FLAT_W", "3.5", "water")
+    for room in ("R1", "R2", "R3"):
+        await site.open(room, opening=0, water="FLAT_W" if room == "R2" else None)
+    await site.engine.recharge("R1", 10_000, channel="cash", reference="c-1", actor=c1)
+    await site.engine.recharge("R2", 5_000, channel="wechat", reference="w-1", actor=c1)
+    await site.engine.refund("R2", 1_000, actor=c1, reason="overpaid", channel="cash")
+    await site.engine.recharge("R1", 2_000, channel="cash", reference="c-2", actor=c2)
+    ali = await site.engine.recharge("R3", 3_000, channel="alipay", reference="a-1", actor=c2)
+    await site.engine.reverse(ali.entry.id, actor=c2, reason="wrong room")
+    today = dt.datetime.now(dt.UTC).astimezone(reports.sources.tz).date()
+    span = {"from": (today - dt.timedelta(days=1)).isoformat(), "to": (today + dt.timedelta(days=1)).isoformat(), "interval": "year"}
+    out = await reports.report("finance", group="channel", **span)
+    by = {r["channel"]: r for r in out["rows"]}
+    assert {k: (v["recharges"], v["refunds"], v["reversals"], v["net"]) for k, v in by.items() if v["net"] != "0.00" or k} == {
+        "cash": ("120.00", "10.00", "0.00", "110.00"), "wechat": ("50.00", "0.00", "0.00", "50.00"),
+        "alipay": ("30.00", "0.00", "-30.00", "0.00")}
+    t = out["totals"]
+    assert (t["recharges"], t["refunds"], t["reversals"], t["deductions"], t["net"]) == ("200.00", "10.00", "-30.00", "0.00", "160.00")
+    assert (t["opening_balance"], t["closing_balance"], out["reconciled"]) == ("0.00", "160.00", True)
+    cashiers = {r["cashier"]: r for r in (await reports.report("finance", group="cashier", **span))["rows"]}
+    assert (cashiers["cashier1"]["recharges"], cashiers["cashier1"]["refunds"], cashiers["cashier1"]["net"]) == ("150.00", "10.00", "140.00")
+    assert (cashiers["cashier2"]["recharges"], cashiers["cashier2"]["reversals"], cashiers["cashier2"]["net"]) == ("50.00", "-30.00", "20.00")
+    rooms = {r["room"]: r for r in (await reports.report("finance", group="room", **span))["rows"]}
+    assert {k: (v["opening_balance"], v["closing_balance"]) for k, v in rooms.items()} == {
+        "R1": ("0.00", "120.00"), "R2": ("0.00", "40.00"), "R3": ("0.00", "0.00")}
