@@ -259,6 +259,18 @@ class ScadaConfig(ConfigModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _report_channels(self) -> ScadaConfig:
+        channels = {c.name: c.kind for c in self.alarms.notifications.channels}
+        for i, sched in enumerate(self.reports.schedules):
+            kind = channels.get(sched.channel)
+            if kind != "email":
+                found = "not an e-mail channel" if kind else "unknown"
+                email = ", ".join(n for n, k in channels.items() if k == "email") or "none configured"
+                raise ValueError(f"reports.schedules[{i}].channel: {found} {sched.channel!r} "
+                                 f"(e-mail channels of [alarms.notifications]: {email})")
+        return self
+
     @property
     def simulated_links(self) -> list[LinkConfig | Dlt645LinkConfig]:
         """The links the simulator serves: ``simulator.links``, or every loopback TCP one."""

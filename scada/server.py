@@ -12,6 +12,7 @@ from typing import Any
 
 from hmi import watch
 from hmi.component import HmiComponent
+from hmi.reports import labels_for as report_labels_for
 from scada.alarms import cli as alarms_cli
 from scada.alarms.component import (
     AlarmComponent,
@@ -84,7 +85,7 @@ def build_components(
         if config.billing.enabled:
             components.append(BillingComponent(demo=demo))
     if config.reports.enabled:
-        components.append(ReportsComponent())
+        components.append(ReportsComponent(labels=report_labels_for))
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications

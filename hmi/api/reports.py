@@ -34,8 +34,8 @@ from scada.reports.table import Report
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
-from ..render import CATALOGS
 from ..printing import TemplateFailed
+from ..render import CATALOGS
 from ..reports import MAX_PDF_GROUPS, report_pdf, report_xlsx
 from .router import ApiCall, ApiError, ApiRouter
 from .stream import stream_csv, stream_json

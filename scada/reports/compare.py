@@ -65,7 +65,11 @@ def previous_range(request: ReportRequest) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
-    yoy_c, yoy_p, pop_c, pop_p, missing = [], [], [], [], []
+    yoy_c: list[Any] = []
+    yoy_p: list[Any] = []
+    pop_c: list[Any] = []
+    pop_p: list[Any] = []
+    missing: list[str] = []
     cols = zip(frame["consumption"], frame["year_ago"], frame["previous"], frame["current_missing"], frame["year_ago_missing"],
                frame["previous_missing"], strict=True)
     for cur, ya, prev, m_cur, m_ya, m_prev in cols:

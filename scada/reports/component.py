@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pandas as pd
 
-from historian import HistoryQuery
-from historian.query import run_query
+from historian.query import HistoryQuery, run_query
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context
 from scada.core.runtime import Component, Restart
@@ -47,6 +46,11 @@ class ReportsComponent(Component):
     optional = (HISTORY,)
     provides = (REPORTS,)
 
+    def __init__(self, *, labels: Callable[[str], Mapping[str, str]] | None = None) -> None:
+        """``labels(language)``: the columns' labels for scheduled workbooks (the HMI's catalogs)."""
+        super().__init__()
+        self.labels = labels
+
     @contextlib.asynccontextmanager
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
         config = ctx[CONFIG]
@@ -56,6 +60,6 @@ class ReportsComponent(Component):
         if config.reports.schedules:
             from scada.reports.schedule import ReportScheduler  # noqa: PLC0415 - only with schedules (loads the e-mail channel)
 
-            scheduler = ReportScheduler(service, config)
+            scheduler = ReportScheduler(service, config, labels=self.labels)
             self.tasks.spawn(scheduler.run, "schedules", restart=Restart.ON_FAILURE)
         yield

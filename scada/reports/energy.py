@@ -28,8 +28,8 @@ import pandas as pd
 from sqlalchemy import Text, cast, literal, select, union_all
 from sqlalchemy.orm import aliased
 
-from historian import HistoryQuery, Resample
 from historian.backends.base import DAY
+from historian.query import HistoryQuery, Resample
 from scada.core.limits import check_answer_size
 from scada.prepaid.models import LedgerEntry
 from scada.reports.params import ReportError, ReportRequest, bucket_label, bucket_of, bucket_starts, count_buckets

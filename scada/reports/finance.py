@@ -95,6 +95,10 @@ async def _entries(src: Sources, request: ReportRequest) -> pd.DataFrame:
 Balances = dict[int, int]
 
 
+def _as_int(d: dict[Any, Any]) -> Balances:
+    return {int(k): int(v or 0) for k, v in d.items()}  # NUMERIC sums on PostgreSQL
+
+
 async def _balances(src: Sources, request: ReportRequest) -> tuple[Balances, Balances, Balances, Balances, Balances, bool]:
     """Per account: the balance at ``from`` and at ``to`` (sums), the running balance of its last
     entry, the sum of all its entries, its balance now; and whether nothing was posted at or after ``to``."""
@@ -107,8 +111,7 @@ async def _balances(src: Sources, request: ReportRequest) -> tuple[Balances, Bal
         every = dict((await s.execute(select(e.account_id, func.sum(e.amount_minor)).group_by(e.account_id))).all())
         now = dict((await s.execute(select(Account.id, Account.balance_minor))).all())
         later = await s.scalar(select(func.count()).select_from(e).where(e.ts >= request.end))
-    as_int = lambda d: {int(k): int(v or 0) for k, v in d.items()}  # noqa: E731 - NUMERIC sums on PostgreSQL
-    return as_int(before), as_int(upto), as_int(running), as_int(every), as_int(now), not later
+    return _as_int(before), _as_int(upto), _as_int(running), _as_int(every), _as_int(now), not later
 
 
 def _flows(entries: pd.DataFrame, request: ReportRequest, key: pd.Series) -> pd.DataFrame:
@@ -178,7 +181,9 @@ def _build(request: ReportRequest, entries: pd.DataFrame, grouping: Grouping | N
 
 def _check(entries: pd.DataFrame, before: Balances, upto: Balances, running: Balances, every: Balances, now: Balances,
            current: bool, minor_units: int) -> dict[str, Any]:
-    f = lambda v: format_minor(v, minor_units)  # noqa: E731
+    def f(v: int) -> str:
+        return format_minor(v, minor_units)
+
     problems: list[str] = []
     opening, closing = sum(before.values()), sum(upto.values())
     flows = int(entries["amount"].sum()) if len(entries) else 0
@@ -238,7 +243,9 @@ async def finance_report(src: Sources, request: ReportRequest) -> Report:
             report.totals[name] = 0
     report.totals["opening_balance"] = sum(before.values())
     report.totals["closing_balance"] = sum(upto.values())
-    fmt = lambda v: format_minor(int(v), src.minor_units)  # noqa: E731
+    def fmt(v: Any) -> str:
+        return format_minor(int(v), src.minor_units)
+
     report.meta["reconciled"] = True
     report.meta["reconciliation"] = reconciliation
     report.meta["balances"] = [{request.interval: lab, "opening_balance": fmt(o), "closing_balance": fmt(c)}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from historian import HistoryQuery
+from historian.query import HistoryQuery
 from scada.billing.models import AccountBilling, Customer
 from scada.db import Database
 from scada.prepaid.models import Account

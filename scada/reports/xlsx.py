@@ -68,7 +68,7 @@ def write_xlsx(report: Report, *, labels: Mapping[str, str] | None = None, energ
             return int(v)
         if col.kind == "percent":
             return int(v) / 10_000  # hundredths of a per cent → a fraction
-        return int(v) / 10 ** report.scale(col)
+        return float(int(v) / 10 ** report.scale(col))
 
     def sheet(title: str, columns: list[Column], rows: Any) -> None:
         ws = book.add_worksheet(_sheet_name(title, taken))
