@@ -39,6 +39,7 @@ from .api.router import (
     json_response,
     openapi_document,
 )
+from . import vendor
 from .feed import FEED, Feed
 from .i18n import Catalogs
 from .keys import CONTEXT, LIVE, LOGIN_LIMITER, SESSIONS
@@ -52,6 +53,7 @@ from .pages import billing as billing_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
 from .pages import overview as overview_pages
+from .pages import reports as report_pages
 from .pages import room as room_pages
 from .pages import tariffs as tariff_pages
 from .pages import users as users_pages
@@ -71,7 +73,7 @@ API_ROUTERS: list[ApiRouter] = [
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages,
+    comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, report_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -178,6 +180,7 @@ def create_app(
     for page_set in page_sets if page_sets is not None else PAGE_SETS:
         page_set.install(app)
     app.router.add_get("/ws", feed.handle, name="feed")
+    vendor.install(app)  # before /static/: uPlot from its pinned package
     app.router.add_static("/static/", _static_dir(), name="static", append_version=False)
     app.router.add_get("/favicon.ico", favicon)
     return app
