@@ -18,6 +18,7 @@ from scada.db.component import DATABASE
 from scada.users.component import AUDIT, LOGINS
 from scada.users.sessions import SessionStore
 
+from . import vendor
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
 from .api import approvals as approvals_api
@@ -39,7 +40,6 @@ from .api.router import (
     json_response,
     openapi_document,
 )
-from . import vendor
 from .feed import FEED, Feed
 from .i18n import Catalogs
 from .keys import CONTEXT, LIVE, LOGIN_LIMITER, SESSIONS

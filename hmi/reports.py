@@ -75,6 +75,13 @@ def report_html(report: Report, t: Translator, templates: PrintTemplates, *, sit
     )
 
 
+async def pdf_for_command_line(report: Report, config: Any) -> bytes:
+    """The printable report for ``scada report --format pdf`` (the shipped catalogs, the configured templates)."""
+    folder = config.reports.templates_dir
+    t = Catalogs.load().translator(report.request.language)
+    return await report_pdf(report, t, site=config.site.name, tz=config.site.tz, templates_dir=config.path(folder) if folder else None)
+
+
 async def report_pdf(report: Report, t: Translator, *, site: str, tz: Any, templates_dir: Path | None = None) -> bytes:
     loop = asyncio.get_running_loop()
     html = await loop.run_in_executor(None, lambda: report_html(report, t, PrintTemplates(templates_dir), site=site, tz=tz))

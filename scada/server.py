@@ -8,11 +8,13 @@ from what each declares it requires and provides, so the list's order here carri
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from hmi import watch
 from hmi.component import HmiComponent
 from hmi.reports import labels_for as report_labels_for
+from hmi.reports import pdf_for_command_line
 from scada.alarms import cli as alarms_cli
 from scada.alarms.component import (
     AlarmComponent,
@@ -35,6 +37,7 @@ from scada.opcua.component import OpcUaComponent
 from scada.polling.component import ModbusComponent
 from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
+from scada.reports import cli as reports_cli
 from scada.reports.component import ReportsComponent
 from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
@@ -56,6 +59,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     simulator_cli.register,
     history_cli.register,
     opcua_cli.register,
+    partial(reports_cli.register, pdf=pdf_for_command_line, labels=report_labels_for),
 )
 
 

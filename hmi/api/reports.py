@@ -30,7 +30,6 @@ from scada.reports.charts import chart_data
 from scada.reports.finance import LedgerMismatch
 from scada.reports.params import ReportError
 from scada.reports.service import REPORTS, ReportService
-from scada.reports.table import Report
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
@@ -69,22 +68,6 @@ def _service(call: ApiCall[Any]) -> ReportService:
     return svc
 
 
-def _csv_rows(report: Report) -> Any:
-    """The rows, then a total per group (interval ``total``) and the overall total."""
-    yield from report.csv_chunks()
-    width = len(report.keys)
-    for level, keys, frame in report.levels()[1:]:
-        if level == report.interval_key:
-            continue
-        names = [k.name for k in keys]
-        out = []
-        for row in frame.astype(object).where(frame.notna(), None).to_dict("records"):
-            head = ["total" if k.name not in names else ("" if row[k.name] is None else str(row[k.name])) for k in report.keys]
-            out.append(head + ["" if (v := report.text(c, row[c.name])) is None else v for c in report.values])
-        yield out
-    yield [["total"] * width + ["" if (v := report.text(c, report.totals.get(c.name))) is None else v for c in report.values]]
-
-
 @router.get(
     "/reports/{kind}",
     query=ReportQuery,
@@ -117,7 +100,7 @@ async def report(call: ApiCall[Any]) -> Any:
     name = f"report-{request.kind}-{request.group}-{request.local(request.start).date()}-{request.local(request.end).date()}"
     cfg = svc.cfg
     if request.format == "csv":
-        return await stream_csv(call.request, f"{name}.csv", result.csv_header(), _csv_rows(result))
+        return await stream_csv(call.request, f"{name}.csv", result.csv_header(), result.csv_chunks_with_totals())
     if request.format == "xlsx":
         body = await report_xlsx(result, t, energy_decimals=cfg.energy_decimals, volume_decimals=cfg.volume_decimals)
         return web.Response(body=body, content_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})

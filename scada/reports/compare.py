@@ -103,7 +103,11 @@ async def compare_report(src: Sources, request: ReportRequest) -> Report:
     ya_start, ya_end = year_earlier(request.start, request.tz), year_earlier(request.end, request.tz)
     pv_start, pv_end = previous_range(request)
     ranges = [request, request.with_range(ya_start, ya_end), request.with_range(pv_start, pv_end)]
-    frames = [await history_frame(src, r, grouping) for r in ranges]
+    frames = []
+    for i, r in enumerate(ranges):
+        src.step("history", i * 0.25)
+        frames.append(await history_frame(src, r, grouping))
+    src.step("grouping", 0.75)
 
     def build() -> pd.DataFrame:
         starts = bucket_starts(request)

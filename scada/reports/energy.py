@@ -214,8 +214,11 @@ async def energy_report(src: Sources, request: ReportRequest) -> Report:
     check_answer_size(count_buckets(request) * len(grouping.groups), src.row_limit(request), field="to",
                       hint="narrow the range, use a longer interval or a coarser group")
     src.started += 1
+    src.step("history", 0.0)
     history = await history_frame(src, request, grouping)
+    src.step("ledger", 0.4)
     money = await money_frame(src, request, grouping)
+    src.step("grouping", 0.7)
     frame = await asyncio.to_thread(assemble, request, grouping, history, money)
     keys = keys_for(request, grouping, frame)
     report = Report(request, keys, list(ENERGY_VALUES), frame, src.minor_units, src.currency,

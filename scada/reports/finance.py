@@ -218,8 +218,11 @@ async def finance_report(src: Sources, request: ReportRequest) -> Report:
     else:
         check_answer_size(buckets, src.row_limit(request), field="to", hint="narrow the range or use a longer interval")
     src.started += 1
+    src.step("ledger", 0.0)
     entries = await _entries(src, request)
+    src.step("balances", 0.4)
     before, upto, running, every, now, current = await _balances(src, request)
+    src.step("grouping", 0.6)
     labels = list(dict.fromkeys(bucket_label(d, request.interval) for d in bucket_starts(request)))
     rows, balances = await asyncio.to_thread(_build, request, entries, grouping, before, labels)
     # channels × cashiers are known only now: the rows are checked again before they are shaped

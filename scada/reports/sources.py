@@ -40,6 +40,12 @@ class Sources:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     # reports begun (past every check of the request): tests see that bad input did no work
     started: int = 0
+    # told each step of the work as it begins (the command line's progress bar): (step, share done)
+    progress: Callable[[str, float], None] | None = None
+
+    def step(self, name: str, done: float) -> None:
+        if self.progress is not None:
+            self.progress(name, done)
 
     def row_limit(self, request: Any) -> int:
         """The most rows a report may have: documents (XLSX, PDF) are built whole, so fewer."""

@@ -177,6 +177,22 @@ class Report:
             yield [["" if (t := self.text(c, v)) is None else t for c, v in zip(cols, row, strict=True)]
                    for row in self._tuples(start, start + size)]
 
+    def csv_chunks_with_totals(self) -> Iterator[list[list[str]]]:
+        """The CSV rows, then a total per group (its interval column ``total``) and the overall
+        total (every key column ``total``)."""
+        yield from self.csv_chunks()
+        for level, keys, frame in self.levels()[1:]:
+            if level == self.interval_key:
+                continue
+            names = [k.name for k in keys]
+            out = []
+            for row in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+                head = ["total" if k.name not in names else ("" if row[k.name] is None else str(row[k.name])) for k in self.keys]
+                out.append(head + ["" if (v := self.text(c, row[c.name])) is None else v for c in self.values])
+            yield out
+        if self.interval_key is not None:
+            yield [["total"] * len(self.keys) + ["" if (v := self.text(c, self.totals.get(c.name))) is None else v for c in self.values]]
+
     def rows_json(self) -> list[dict[str, Any]]:
         return [row for chunk in self.json_chunks() for row in chunk]
 
