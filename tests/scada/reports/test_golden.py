@@ -163,3 +163,30 @@ async def test_finance_day_with_three_channels_a_refund_and_a_reversal(reports: 
     rooms = {r["room"]: r for r in (await reports.report("finance", group="room", **span))["rows"]}
     assert {k: (v["opening_balance"], v["closing_balance"]) for k, v in rooms.items()} == {
         "R1": ("0.00", "120.00"), "R2": ("0.00", "40.00"), "R3": ("0.00", "0.00")}
+
+
+async def test_finance_fails_loudly_when_the_ledger_does_not_reconcile(reports: Reports) -> None:
+    """An account whose balance is one fen off its entries (a write outside the ledger): the report
+    is refused naming the account, not answered with totals that do not add up."""
+    import pytest
+    from sqlalchemy import update
+
+    from scada.prepaid.models import Account
+    from scada.reports.finance import LedgerMismatch
+
+    site = reports.site
+    await site.flat_tariff()
+    await site.open("R1", opening=0)
+    await site.engine.recharge("R1", 5_000, channel="cash", reference="c-9", actor=CASHIER)
+    today = dt.datetime.now(dt.UTC).astimezone(reports.sources.tz).date()
+    span = {"from": (today - dt.timedelta(days=1)).isoformat(), "to": (today + dt.timedelta(days=1)).isoformat()}
+    assert (await reports.report("finance", **span))["reconciled"] is True
+    async with site.db.transaction() as s:
+        await s.execute(update(Account).where(Account.room_id == "R1").values(balance_minor=Account.balance_minor + 1))
+    try:
+        with pytest.raises(LedgerMismatch) as err:
+            await reports.report("finance", **span)
+        assert "account 1: its entries add up to 50.00, its last entry's running balance is 50.00, its balance is 50.01" in str(err.value)
+    finally:
+        async with site.db.transaction() as s:
+            await s.execute(update(Account).where(Account.room_id == "R1").values(balance_minor=Account.balance_minor - 1))
