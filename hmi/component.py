@@ -24,6 +24,7 @@ from scada.history.service import HISTORY
 from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
+from scada.reports.service import REPORTS
 from scada.site.component import ASSETS
 from scada.topology.service import TOPOLOGY
 from scada.users.component import AUDIT, LOGINS, USERS
@@ -47,7 +48,7 @@ class HmiComponent(Component):
     # read by pages and endpoints when present; the HMI starts after them
     optional = (
         PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS,
-        TOPOLOGY,
+        REPORTS, TOPOLOGY,
     )
     provides = (HMI_URL,)
 
