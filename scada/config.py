@@ -38,6 +38,7 @@ from scada.core.context import Key
 from scada.history.config import HistorianConfig
 from scada.prepaid.config import PrepaidConfig
 from scada.reports.config import ReportsConfig
+from scada.topology.config import TopologyConfig
 
 __all__ = [
     "CONFIG",
@@ -229,6 +230,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    topology: TopologyConfig = TopologyConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved

@@ -12,9 +12,10 @@ from scada.commands import models as command_models
 from scada.db.models import Base
 from scada.prepaid import models as prepaid_models
 from scada.site import models as site_models
+from scada.topology import models as topology_models
 from scada.users import models as user_models
 
 __all__ = [
     "Base", "alarm_models", "approval_models", "billing_models", "command_models", "notification_models", "prepaid_models", "site_models",
-    "user_models",
+    "topology_models", "user_models",
 ]
