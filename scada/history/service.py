@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -46,10 +47,13 @@ __all__ = [
     "HistoryBusy",
     "HistoryRequest",
     "HistoryService",
+    "QueryRegisters",
+    "RegisterSource",
     "RegisterSum",
     "SELECTORS",
     "parse_request",
     "query_history",
+    "register_sums",
     "resolve_groups",
 ]
 
@@ -243,40 +247,14 @@ class HistoryService:
 
     async def register_sums(self, meters: Mapping[str, str], start: datetime, end: datetime) -> dict[str, RegisterSum]:
         """Each meter's register (``meters``: meter → point, e.g. ``energy_total``) summed over
-        ``[start, end)``: whole days from the day rollups, the ends from the intervals. Exact:
-        each day's value is an integer of millionths."""
-        grid = self.historian.grid
-        first = grid.start_of(start.timestamp())
-        if first < start.timestamp():
-            first += grid.length
-        expected = max(0, math.ceil((end.timestamp() - first) / grid.length))
-        by_point: dict[str, list[str]] = {}
-        for meter, point in meters.items():
-            by_point.setdefault(point, []).append(meter)
-        out: dict[str, RegisterSum] = {}
-        day = parse_interval("1d", self.interval_s)
-        for point, ids in sorted(by_point.items()):
-            # background work (losses, apportionment) waits its turn behind the API's queries
+        ``[start, end)`` (see :func:`register_sums`); background work (losses, apportionment)
+        waits its turn behind the API's queries."""
+
+        async def run(query: HistoryQuery) -> pd.DataFrame:
             async with self.turn(patient=True):
-                frame = await self.historian.query(
-                    HistoryQuery({m: [m] for m in ids}, [point], start, end, day, "sum", "meter")
-                )
+                return await self.historian.query(query)
 
-            def fold(frame: pd.DataFrame = frame) -> dict[str, tuple[int | None, int]]:
-                sums: dict[str, tuple[int | None, int]] = {}
-                for meter, value, intervals in frame[["meter", "value", "intervals"]].itertuples(index=False, name=None):
-                    micro, count = sums.get(meter, (None, 0))
-                    if not pd.isna(value):
-                        # a day's value is its integer of millionths divided once: rounding back is exact
-                        micro = (micro or 0) + round(float(value) * 1_000_000)
-                    sums[meter] = (micro, count + int(intervals))
-                return sums
-
-            for meter, (micro, count) in (await asyncio.to_thread(fold)).items():
-                out[meter] = RegisterSum(micro, count, expected)
-        for meter in meters:
-            out.setdefault(meter, RegisterSum(None, 0, expected))
-        return out
+        return await register_sums(run, self.historian.grid, meters, start, end)
 
     async def query_by(
         self,
@@ -295,6 +273,59 @@ class HistoryService:
             selector, tuple(ids), tuple(points), start, end, parse_interval(interval, self.interval_s), agg
         )
         return await self.query(request)
+
+
+async def register_sums(
+    run: Callable[[HistoryQuery], Awaitable[pd.DataFrame]], grid: IntervalGrid, meters: Mapping[str, str], start: datetime, end: datetime
+) -> dict[str, RegisterSum]:
+    """Each meter's register (``meters``: meter → point) summed over ``[start, end)`` through
+    ``run`` (a history query): whole days from the day rollups, the ends from the intervals.
+    Exact: each day's value is an integer of millionths."""
+    first = grid.start_of(start.timestamp())
+    if first < start.timestamp():
+        first += grid.length
+    expected = max(0, math.ceil((end.timestamp() - first) / grid.length))
+    by_point: dict[str, list[str]] = {}
+    for meter, point in meters.items():
+        by_point.setdefault(point, []).append(meter)
+    out: dict[str, RegisterSum] = {}
+    day = parse_interval("1d", grid.length)
+    for point, ids in sorted(by_point.items()):
+        frame = await run(HistoryQuery({m: [m] for m in ids}, [point], start, end, day, "sum", "meter"))
+
+        def fold(frame: pd.DataFrame = frame) -> dict[str, tuple[int | None, int]]:
+            sums: dict[str, tuple[int | None, int]] = {}
+            for meter, value, intervals in frame[["meter", "value", "intervals"]].itertuples(index=False, name=None):
+                micro, count = sums.get(meter, (None, 0))
+                if not pd.isna(value):
+                    # a day's value is its integer of millionths divided once: rounding back is exact
+                    micro = (micro or 0) + round(float(value) * 1_000_000)
+                sums[meter] = (micro, count + int(intervals))
+            return sums
+
+        for meter, (micro, count) in (await asyncio.to_thread(fold)).items():
+            out[meter] = RegisterSum(micro, count, expected)
+    for meter in meters:
+        out.setdefault(meter, RegisterSum(None, 0, expected))
+    return out
+
+
+class RegisterSource(Protocol):
+    """What sums meters' registers over a range: the running :class:`HistoryService`, or
+    :class:`QueryRegisters` over a backend (the command line)."""
+
+    async def register_sums(self, meters: Mapping[str, str], start: datetime, end: datetime) -> dict[str, RegisterSum]: ...
+
+
+@dataclass(frozen=True)
+class QueryRegisters:
+    """Register sums straight through a history query function (no running historian)."""
+
+    run: Callable[[HistoryQuery], Awaitable[pd.DataFrame]]
+    grid: IntervalGrid
+
+    async def register_sums(self, meters: Mapping[str, str], start: datetime, end: datetime) -> dict[str, RegisterSum]:
+        return await register_sums(self.run, self.grid, meters, start, end)
 
 
 def _combine_virtual(frame: pd.DataFrame, terms: Mapping[str, Mapping[str, float]], plain: Sequence[str]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from historian.query import HistoryQuery, run_query
 from scada.config import ScadaConfig, config_from_args
 from scada.core.limits import AnswerTooLarge
 from scada.db.component import open_database
+from scada.history.service import QueryRegisters
 from scada.history.settings import backend_settings
 from scada.reports.finance import LedgerMismatch
 from scada.reports.params import FORMATS, GROUPS, INTERVALS, KINDS, ReportError
@@ -31,6 +32,7 @@ from scada.reports.sources import Sources
 from scada.reports.table import Report
 from scada.reports.xlsx import write_xlsx
 from scada.site.assets import AssetRegistry
+from scada.topology.usage import UsageSource
 
 __all__ = ["Progress", "register"]
 
@@ -61,14 +63,14 @@ class Progress:
 
 def register(sub: Any, *, pdf: PdfRenderer | None = None, labels: Labels | None = None) -> None:
     """Add ``scada report`` (``pdf`` renders the printable report; ``labels`` names the columns)."""
-    p = sub.add_parser("report", help="write a report (energy, compare, finance, arrears) to a file",
+    p = sub.add_parser("report", help="write a report (energy, compare, finance, arrears, losses) to a file",
                        description="Dates are YYYY-MM-DD (site time; --to includes that day) or ISO 8601 times with an offset.")
-    p.add_argument("kind", choices=[k for k in KINDS if k != "losses"])
+    p.add_argument("kind", choices=KINDS)
     p.add_argument("--from", dest="start", metavar="FROM", help="first day (not needed for arrears)")
     p.add_argument("--to", dest="end", metavar="TO", help="last day (arrears: the day it is taken at; default now)")
     p.add_argument("--interval", choices=INTERVALS, default="day")
-    p.add_argument("--group", help=f"energy/compare: {', '.join(GROUPS['energy'])}; finance also channel, cashier")
-    p.add_argument("--commodity", choices=["electricity", "water"], help="compare: what is compared")
+    p.add_argument("--group", help=f"energy/compare: {', '.join(GROUPS['energy'])}; finance also channel, cashier; losses: meter")
+    p.add_argument("--commodity", choices=["electricity", "water"], help="compare: what is compared; losses: which meters")
     p.add_argument("--format", choices=[f for f in FORMATS if f != "json"], default="csv")
     p.add_argument("--lang", choices=["en", "zh-CN"], default="en")
     p.add_argument("--out", required=True, metavar="FILE")
@@ -113,8 +115,14 @@ async def _report(config: ScadaConfig, kind: str, params: dict[str, str], out: P
             assert backend is not None
             return await run_query(backend, query, grid, max_rows=50_000_000)
 
+        def usage() -> UsageSource:
+            # the meter topology's consumption source, its register sums straight from the backend
+            sums = QueryRegisters(history, grid) if backend is not None else None
+            return UsageSource(db, registry.snapshot, sums, manual_resolution=config.topology.manual_resolution)
+
         sources = Sources(db, lambda: registry.snapshot, history if backend is not None else None, config.site.tz,
-                          config.site.currency_minor_units, config.site.currency, config.reports, progress=progress)
+                          config.site.currency_minor_units, config.site.currency, config.reports, progress=progress,
+                          usage=usage if config.topology.enabled else None)
         service = ReportService(sources)
         request = service.parse(kind, params)  # every option checked before anything is opened
         await db.upgrade()

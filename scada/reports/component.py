@@ -14,12 +14,15 @@ from scada.core.runtime import Component, Restart
 from scada.db import Database
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY, HistoryService
+from scada.reports.params import ReportError
 from scada.reports.service import REPORTS, ReportService
 from scada.reports.sources import HistoryRunner, Sources
 from scada.site.assets import AssetRegistry
 from scada.site.component import ASSETS
+from scada.topology.service import TOPOLOGY
+from scada.topology.usage import UsageSource
 
-__all__ = ["ReportsComponent", "history_runner", "sources_for"]
+__all__ = ["ReportsComponent", "history_runner", "sources_for", "topology_usage"]
 
 
 def history_runner(service: HistoryService) -> HistoryRunner:
@@ -34,16 +37,32 @@ def history_runner(service: HistoryService) -> HistoryRunner:
     return run
 
 
-def sources_for(config: ScadaConfig, db: Database, assets: AssetRegistry, history: HistoryRunner | None) -> Sources:
-    return Sources(db, lambda: assets.snapshot, history, config.site.tz, config.site.currency_minor_units, config.site.currency, config.reports)
+def sources_for(config: ScadaConfig, db: Database, assets: AssetRegistry, history: HistoryRunner | None,
+                usage: Callable[[], UsageSource] | None = None) -> Sources:
+    return Sources(db, lambda: assets.snapshot, history, config.site.tz, config.site.currency_minor_units, config.site.currency,
+                   config.reports, usage=usage)
+
+
+def topology_usage(ctx: Context) -> Callable[[], UsageSource]:
+    """The running topology's consumption source (looked up at each report: the topology
+    component may have been restarted since)."""
+
+    def usage() -> UsageSource:
+        topology = ctx.get(TOPOLOGY)
+        if topology is None:
+            raise ReportError("kind", "the meter topology is not running; retry shortly", 503)
+        return topology.usage_source()
+
+    return usage
 
 
 class ReportsComponent(Component):
-    """Provides :class:`ReportService`; runs the configured scheduled reports."""
+    """Provides :class:`ReportService` (with the losses report when the meter topology runs);
+    runs the configured scheduled reports."""
 
     name = "reports"
     requires = (CONFIG, DATABASE, ASSETS)
-    optional = (HISTORY,)
+    optional = (HISTORY, TOPOLOGY)
     provides = (REPORTS,)
 
     def __init__(self, *, labels: Callable[[str], Mapping[str, str]] | None = None) -> None:
@@ -55,7 +74,8 @@ class ReportsComponent(Component):
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
         config = ctx[CONFIG]
         history = ctx.get(HISTORY)
-        service = ReportService(sources_for(config, ctx[DATABASE], ctx[ASSETS], history_runner(history) if history else None))
+        usage = topology_usage(ctx) if ctx.get(TOPOLOGY) is not None else None
+        service = ReportService(sources_for(config, ctx[DATABASE], ctx[ASSETS], history_runner(history) if history else None, usage))
         ctx[REPORTS] = service
         if config.reports.schedules:
             from scada.reports.schedule import ReportScheduler  # noqa: PLC0415 - only with schedules (loads the e-mail channel)

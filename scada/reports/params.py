@@ -73,7 +73,7 @@ class ReportRequest:
     group: str
     format: str = "json"
     language: str = "en"
-    commodity: str = "electricity"  # compare: which consumption is compared
+    commodity: str = "electricity"  # compare: which consumption is compared; losses: which meters
     tz: Any = dt.UTC
 
     def local(self, t: dt.datetime) -> dt.datetime:
@@ -86,7 +86,7 @@ class ReportRequest:
         return {
             "kind": self.kind, "from": self.local(self.start).isoformat(), "to": self.local(self.end).isoformat(),
             "interval": self.interval, "group": self.group, "timezone": str(self.tz),
-            **({"commodity": self.commodity} if self.kind == "compare" else {}),
+            **({"commodity": self.commodity} if self.kind in ("compare", "losses") else {}),
         }
 
 

@@ -3,7 +3,8 @@ scheduled reports and the command line ask.
 
 ``parse`` checks a request (no work); ``run`` computes the report: its size is checked against
 ``[reports] max_rows`` from the request before anything is read, the database is read through
-SQL, history through the historian (within its query slots), and the grouping runs in pandas on a
+SQL, history through the historian (within its query slots), losses through the meter
+topology's loss computation, and the grouping runs in pandas on a
 worker thread, never on the event loop.
 """
 
@@ -17,14 +18,12 @@ from scada.reports.arrears import arrears_report
 from scada.reports.compare import compare_report
 from scada.reports.energy import energy_report
 from scada.reports.finance import finance_report
+from scada.reports.losses import losses_report
 from scada.reports.params import KINDS, ReportError, ReportRequest, parse_request
 from scada.reports.sources import Sources
 from scada.reports.table import Report
 
-__all__ = ["AVAILABLE", "REPORTS", "ReportService"]
-
-# ``losses`` needs the meter topology (losses down the meter tree), which this server does not have yet
-AVAILABLE = tuple(k for k in KINDS if k != "losses")
+__all__ = ["REPORTS", "ReportService"]
 
 
 class ReportService:
@@ -34,7 +33,8 @@ class ReportService:
 
     @property
     def available(self) -> tuple[str, ...]:
-        return AVAILABLE
+        """The kinds this server can compute: ``losses`` needs the meter topology."""
+        return KINDS if self.sources.usage is not None else tuple(k for k in KINDS if k != "losses")
 
     def parse(self, kind: str, params: Mapping[str, str]) -> ReportRequest:
         """The request checked; :class:`ReportError` names the wrong parameter. Reads nothing."""
@@ -49,6 +49,8 @@ class ReportService:
             return await finance_report(self.sources, request)
         if request.kind == "arrears":
             return await arrears_report(self.sources, request)
+        if request.kind == "losses":
+            return await losses_report(self.sources, request)
         raise ReportError("kind", f"the {request.kind} report is not available on this server", 404)
 
     async def report(self, kind: str, params: Mapping[str, str]) -> Report:

@@ -1,5 +1,5 @@
-"""What a report reads: the database (ledger, accounts, bills), the asset registry and interval
-history, and how meters and accounts fall into groups (meter, room, floor, building, customer).
+"""What a report reads: the database (ledger, accounts, bills), the asset registry, interval
+history and the meter topology's consumption source, and how meters and accounts fall into groups (meter, room, floor, building, customer).
 
 The same :class:`Sources` serves the running server (history through the historian component,
 within its query slots) and the command line (history straight from the configured backend).
@@ -21,6 +21,7 @@ from scada.db import Database
 from scada.prepaid.models import Account
 from scada.reports.config import ReportsConfig
 from scada.site.assets import AssetSnapshot
+from scada.topology.usage import UsageSource
 
 __all__ = ["Grouping", "HistoryRunner", "Sources", "account_grouping", "meter_grouping"]
 
@@ -42,6 +43,8 @@ class Sources:
     started: int = 0
     # told each step of the work as it begins (the command line's progress bar): (step, share done)
     progress: Callable[[str, float], None] | None = None
+    # a consumption source over the meter tree, one per report (the losses report); None: no topology
+    usage: Callable[[], UsageSource] | None = None
 
     def step(self, name: str, done: float) -> None:
         if self.progress is not None:

@@ -23,7 +23,7 @@ from fractions import Fraction
 from sqlalchemy import select
 
 from scada.db import Database
-from scada.history.service import HistoryService
+from scada.history.service import RegisterSource
 from scada.site.assets import AssetSnapshot, MeterInfo
 from scada.site.formula import FormulaError
 from scada.topology.models import ManualReading
@@ -158,7 +158,7 @@ class UsageSource:
         self,
         db: Database,
         snapshot: AssetSnapshot,
-        history: HistoryService | None,
+        history: RegisterSource | None,
         *,
         resolution: dict[str, Decimal] | None = None,
         manual_resolution: Decimal = Decimal("0.01"),
