@@ -6,7 +6,8 @@ HMI), and the same as an SVG bar chart (:func:`bar_svg`) for printed reports, dr
   the total register when the meters have no period registers;
 - ``compare``: per interval the consumption beside the year before and the previous range;
 - ``finance``: per interval recharges, payments, deductions and refunds (money);
-- ``arrears``: what is owed per aging bucket.
+- ``arrears``: what is owed per aging bucket;
+- ``losses``: per interval the losses of all parent meters together (kWh or m³).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def chart_data(report: Report) -> dict[str, Any]:
         unit = str(report.meta.get("unit", "kWh"))
         return {"type": "grouped", "unit": unit, "categories": categories,
                 "series": _series(report, frame, ["consumption", "year_ago", "previous"])}
+    if kind == "losses":
+        # the parents' consumptions nest (a feeder is also its utility meter's child): only losses add up
+        return {"type": "grouped", "unit": str(report.meta.get("unit", "kWh")), "categories": categories,
+                "series": _series(report, frame, ["loss"])}
     return {"type": "grouped", "unit": report.currency, "categories": categories,
             "series": _series(report, frame, ["recharges", "payments", "deductions", "refunds"])}
 

@@ -21,7 +21,7 @@ function params(format) {
   const kind = data.get("kind");
   const q = new URLSearchParams();
   for (const name of ["from", "to", "interval", "group"]) if (data.get(name)) q.set(name, data.get(name));
-  if (kind === "compare") q.set("commodity", data.get("commodity"));
+  if (kind === "compare" || kind === "losses") q.set("commodity", data.get("commodity"));
   if (format !== "json") q.set("format", format);
   q.set("lang", document.documentElement.lang || "en");
   return `/api/v1/reports/${encodeURIComponent(kind)}?${q}`;
@@ -38,7 +38,7 @@ function fillGroups() {
     return o;
   }));
   select.value = (config.groups[kind] || []).includes(current) ? current : config.defaults[kind];
-  section.querySelector("[data-commodity]").hidden = kind !== "compare";
+  section.querySelector("[data-commodity]").hidden = kind !== "compare" && kind !== "losses";
   form.elements.interval.disabled = kind === "arrears";
   form.elements.from.disabled = kind === "arrears";
   updateLinks();
