@@ -1,7 +1,8 @@
 """Reports through the JSON API, end to end on a running server: the energy report as JSON, CSV,
 XLSX (read back with openpyxl: the same numbers as the JSON) and PDF (a page per group, the chart
-on the first), finance and arrears with their permissions, streaming, the row limit, and bad
-input answered with a 4xx naming the parameter before any work."""
+on the first), finance and arrears with their permissions, the losses report (the same numbers as
+the topology's loss API, and as XLSX), streaming, the row limit, and bad input answered with a
+4xx naming the parameter before any work."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from scada.prepaid.accounts import OpenRequest
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.tariff_definition import TariffDefinition
 from scada.reports.service import REPORTS
+from scada.site.component import ASSETS
 from scada.users.audit import Actor
 from scada.users.component import USERS
 
@@ -196,9 +198,73 @@ async def test_finance_arrears_permissions_streaming_limits_and_bad_input(api: A
         assert status == 422 and body["field"] == field, (params, body)
     status, body, _ = await api.get("/reports/weather", **{"from": "2026-11-01", "to": "2026-11-05"})
     assert status == 404 and body["field"] == "kind"
-    status, body, _ = await api.get("/reports/losses", **{"from": "2026-11-01", "to": "2026-11-05"})
-    assert status == 404 and body["field"] == "kind" and "losses" in body["error"]
     # 2 years by day for 3 meters: 2,190 rows > max_rows 2,000, refused naming the limit
     status, body, _ = await api.get("/reports/energy", **{"from": "2024-11-01", "to": "2026-10-31", "group": "meter"})
     assert status == 422 and body["field"] == "to" and body["limit"] == 2000 and body["rows"] == 2190
     assert api.started == before  # none of them began any work
+
+
+async def test_losses_report_as_json_and_xlsx_with_the_topology_s_numbers(api: Api) -> None:
+    """E1 stands over E2 from 1 November. 2 November: E1 4 + 6 = 10 kWh, E2 3.5 + 5.5 = 9: loss 1 =
+    10.00 %; 3 November: E1 3 + 5 = 8, E2 2.5 + 5 = 7.5: loss 0.5 = 6.25 %. Together 18 − 16.5 =
+    1.5 = 8.333…% → 8.33 %."""
+    await api.rt.ctx[ASSETS].set_parent("E2", "E1", Actor("t", "api", "engineer"), valid_from=dt.datetime(2026, 11, 1, tzinfo=TZ8))
+    backend = api.rt.ctx[HISTORY].historian.backend
+    records = []
+    for day, e1, e2 in ((2, (4.0, 6.0), (3.5, 5.5)), (3, (3.0, 5.0), (2.5, 5.0))):
+        for meter, (morning, noon) in (("E1", e1), ("E2", e2)):
+            for hour, kwh in ((6, morning), (12, noon)):
+                t = int(dt.datetime(2026, 11, day, hour, tzinfo=TZ8).timestamp())
+                records.append(IntervalRecord(meter, t, 900, {"energy_total": round(kwh * 1e6)}))
+    await backend.write_intervals(records)
+    await backend.rebuild_days(sorted({(r.meter, *day_bounds(r.start, TZ8)) for r in records}))
+
+    span = {"from": "2026-11-02", "to": "2026-11-03"}
+    status, body, _ = await api.get("/reports/losses", **span)
+    assert status == 200, body
+    rows = body["rows"]
+    assert [(r["day"], r["meter"], r["consumption"], r["children_consumption"], r["loss"], r["loss_pct"], r["children"], r["missing"])
+            for r in rows] == [("2026-11-02", "E1", "10", "9", "1", "10.00", "1", ""), ("2026-11-03", "E1", "8", "7.5", "0.5", "6.25", "1", "")]
+    assert (body["totals"]["loss"], body["totals"]["loss_pct"], body["unit"]) == ("1.5", "8.33", "kWh")
+    assert body["chart"]["series"] == [{"name": "loss", "values": [1.0, 0.5]}]
+    # the topology's own loss API, day by day over the same days (its ``to`` is exclusive)
+    status, topo, _ = await api.get("/losses", **{"from": "2026-11-02", "to": "2026-11-04", "by": "day"})
+    assert status == 200, topo
+    assert [(item["from"][:10], item["meter"], Decimal(item["consumption"]), Decimal(item["children_consumption"]),
+             Decimal(item["loss"]), Decimal(item["loss_pct"])) for item in topo["losses"]] == [
+        (r["day"], r["meter"], Decimal(r["consumption"]), Decimal(r["children_consumption"]), Decimal(r["loss"]), Decimal(r["loss_pct"]))
+        for r in rows]
+
+    import openpyxl
+
+    status, raw, _ = await api.get("/reports/losses", format="xlsx", **span)
+    assert status == 200
+    book = openpyxl.load_workbook(io.BytesIO(raw))
+    assert book.sheetnames == ["Rows", "Meter", "Day", "Totals", "Parameters"]
+    ws = book["Rows"]
+    header = [c.value for c in ws[1]]
+    assert header[:6] == ["Day", "Meter", "Consumption", "Children's consumption", "Loss", "Loss %"]
+    names = [c["name"] for c in body["columns"]]
+    for i, row in enumerate(ws.iter_rows(min_row=2, values_only=True)):
+        for name, value in zip(names, row, strict=True):
+            expected = rows[i][name]
+            if name in ("day", "meter"):
+                assert value == expected
+            elif name == "missing":
+                assert value in (None, "")
+            elif name == "loss_pct":  # a per cent cell holds the fraction
+                assert Decimal(str(value)) * 100 == Decimal(expected), (i, value, expected)
+            else:
+                assert isinstance(value, (int, float)) and Decimal(str(value)) == Decimal(expected), (i, name, value, expected)
+    per_meter = dict(zip([c.value for c in book["Meter"][1]], [c.value for c in book["Meter"][2]], strict=True))
+    assert per_meter["Meter"] == "E1" and Decimal(str(per_meter["Loss"])) == Decimal("1.5")
+
+    # bad input: answered before any work, naming the parameter; a viewer may not read it
+    before = api.started
+    for params, field in (({**span, "group": "room"}, "group"), ({**span, "commodity": "gas"}, "commodity"),
+                          ({"from": "2026-11-03", "to": "2026-11-01"}, "to"), ({**span, "interval": "hour"}, "interval")):
+        status, body, _ = await api.get("/reports/losses", **params)
+        assert status == 422 and body["field"] == field, (params, body)
+    status, body, _ = await api.get("/reports/losses", user="viewer", **span)
+    assert status == 403
+    assert api.started == before
