@@ -16,7 +16,11 @@ from pypdf import PdfReader
 from historian import IntervalRecord, SqliteSettings, make_backend
 from historian.rollup import day_bounds
 from scada.cli.main import main
+from scada.config import load_config
+from scada.db.component import open_database
 from scada.reports.cli import Progress
+from scada.site.assets import AssetRegistry
+from scada.users.audit import Actor
 
 from ...hmi.prepaid_site import SITE
 from .conftest import TZ, local
@@ -77,6 +81,34 @@ def test_report_files_from_the_command_line(tmp_path: Path, capsys: pytest.Captu
     assert "error: --group: the energy report groups by meter, room, floor, building, customer, found 'galaxy'" in capsys.readouterr().err
     assert main(["report", "finance", "--from", "2026-11-05", "--to", "2026-11-04", "--out", str(bad), "--config", str(config)]) == 2
     assert "error: --to: must be after from" in capsys.readouterr().err
+    assert not bad.exists()
+
+
+def test_a_losses_report_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """E1 hangs below E2 from 1 November: each day E2 3 kWh, E1 2: loss 1 = 33.33 %."""
+    config = setup(tmp_path)
+
+    async def hang() -> None:
+        db = open_database(load_config(config))
+        try:
+            registry = AssetRegistry(db)
+            await registry.load()
+            await registry.set_parent("E1", "E2", Actor.system("test"), valid_from=local(2026, 11, 1))
+        finally:
+            await db.dispose()
+
+    asyncio.run(hang())
+    out = tmp_path / "losses.csv"
+    assert main(["report", "losses", "--from", "2026-11-03", "--to", "2026-11-04", "--out", str(out), "--config", str(config)]) == 0
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0][:7] == ["day", "meter", "consumption", "children_consumption", "loss", "loss_pct", "children"]
+    assert [r[:7] for r in rows[1:]] == [
+        ["2026-11-03", "E2", "3", "2", "1", "33.33", "1"], ["2026-11-04", "E2", "3", "2", "1", "33.33", "1"],
+        ["total", "E2", "6", "4", "2", "33.33", "1"], ["total", "total", "6", "4", "2", "33.33", "1"]]
+    assert "losses.csv: 2 rows" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    assert main(["report", "losses", "--from", "2026-11-03", "--to", "2026-11-04", "--group", "room", "--out", str(bad), "--config", str(config)]) == 2
+    assert "error: --group: the losses report groups by meter, found 'room'" in capsys.readouterr().err
     assert not bad.exists()
 
 
