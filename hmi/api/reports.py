@@ -1,16 +1,16 @@
-"""``GET /api/v1/reports/{kind}``: energy, compare, finance and arrears reports as JSON, CSV, XLSX
-or PDF (see :mod:`scada.reports`).
+"""``GET /api/v1/reports/{kind}``: energy, compare, finance, arrears and losses reports as JSON,
+CSV, XLSX or PDF (see :mod:`scada.reports`).
 
 Parameters: ``from``, ``to`` (dates, ``to`` inclusive, or times with an offset, ``to``
 exclusive), ``interval`` (``day``, ``week``, ``month``, ``year``), ``group`` (per kind: ``meter``,
 ``room``, ``floor``, ``building``, ``customer``; finance also ``channel`` and ``cashier``),
 ``format`` (``json``, ``csv``, ``xlsx``, ``pdf``), ``lang`` (``en``, ``zh-CN``: XLSX headers and
-the PDF), ``commodity`` (compare: ``electricity`` or ``water``).
+the PDF), ``commodity`` (compare and losses: ``electricity`` or ``water``).
 
 A wrong parameter is a 4xx naming it, answered before anything is read; a report whose rows
 (computed from the request) exceed ``[reports] max_rows`` (``max_document_rows`` for XLSX and PDF)
-is a 422 naming the limit. Large JSON and CSV answers are streamed. The energy and compare reports
-need ``history_export``; finance and arrears ``account_manage``. A finance report whose totals do
+is a 422 naming the limit. Large JSON and CSV answers are streamed. The energy, compare and losses
+reports need ``history_export``; finance and arrears ``account_manage``. A finance report whose totals do
 not reconcile with the ledger is a 500 saying where, never an answer.
 """
 
@@ -55,10 +55,10 @@ class ReportQuery(BaseModel):
     from_: str | None = Field(default=None, alias="from", description="a date (local midnight) or a time with an offset")
     to: str | None = Field(default=None, description="a date (to the end of that day) or a time with an offset (exclusive)")
     interval: str | None = Field(default=None, description="day (default), week, month or year")
-    group: str | None = Field(default=None, description="meter, room, floor, building, customer; finance also channel, cashier")
+    group: str | None = Field(default=None, description="meter, room, floor, building, customer; finance also channel, cashier; losses meter")
     format: str | None = Field(default=None, description="json (default), csv, xlsx or pdf")
     lang: str | None = Field(default=None, description="en or zh-CN (XLSX headers, PDF)")
-    commodity: str | None = Field(default=None, description="compare: electricity (default) or water")
+    commodity: str | None = Field(default=None, description="compare and losses: electricity (default) or water")
 
 
 def _service(call: ApiCall[Any]) -> ReportService:
@@ -72,7 +72,7 @@ def _service(call: ApiCall[Any]) -> ReportService:
     "/reports/{kind}",
     query=ReportQuery,
     permission=Permission.VIEW,
-    summary="A report (energy, compare, finance, arrears) by interval and group, as JSON, CSV, XLSX or PDF",
+    summary="A report (energy, compare, finance, arrears, losses) by interval and group, as JSON, CSV, XLSX or PDF",
 )
 async def report(call: ApiCall[Any]) -> Any:
     svc = _service(call)

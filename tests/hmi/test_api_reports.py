@@ -259,6 +259,14 @@ async def test_losses_report_as_json_and_xlsx_with_the_topology_s_numbers(api: A
     per_meter = dict(zip([c.value for c in book["Meter"][1]], [c.value for c in book["Meter"][2]], strict=True))
     assert per_meter["Meter"] == "E1" and Decimal(str(per_meter["Loss"])) == Decimal("1.5")
 
+    # PDF: the chart and the totals, then a page for E1
+    from pypdf import PdfReader
+
+    status, raw, r = await api.get("/reports/losses", format="pdf", lang="zh-CN", **span)
+    assert status == 200 and r.headers["Content-Type"] == "application/pdf"
+    pdf = PdfReader(io.BytesIO(raw))
+    assert len(pdf.pages) == 2 and "损耗率" in pdf.pages[0].extract_text() and "E1" in pdf.pages[1].extract_text()
+
     # bad input: answered before any work, naming the parameter; a viewer may not read it
     before = api.started
     for params, field in (({**span, "group": "room"}, "group"), ({**span, "commodity": "gas"}, "commodity"),
