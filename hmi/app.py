@@ -25,6 +25,7 @@ from .api import auth as auth_api
 from .api import billing as billing_api
 from .api import history as history_api
 from .api import links as links_api
+from .api import payments as payments_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
 from .api import tariffs as tariffs_api
@@ -52,6 +53,7 @@ from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
 from .pages import overview as overview_pages
 from .pages import room as room_pages
+from .pages import sandbox as sandbox_pages
 from .pages import tariffs as tariff_pages
 from .pages import users as users_pages
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
@@ -65,7 +67,7 @@ log = logging.getLogger(__name__)
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
-    billing_api.router,
+    billing_api.router, payments_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
@@ -174,6 +176,7 @@ def create_app(
     app[OPENAPI] = openapi_document(routers, title="Prepaid-metering SCADA API", version=scada.__version__)
     app.router.add_get(PREFIX + "/openapi.json", openapi_json)
     auth_pages.install(app)
+    sandbox_pages.install(app)
     for page_set in page_sets if page_sets is not None else PAGE_SETS:
         page_set.install(app)
     app.router.add_get("/ws", feed.handle, name="feed")

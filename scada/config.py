@@ -36,6 +36,7 @@ from scada.core.configbase import (
 )
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
+from scada.payments.config import PaymentsConfig
 from scada.prepaid.config import PrepaidConfig
 
 __all__ = [
@@ -221,6 +222,7 @@ class ScadaConfig(ConfigModel):
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     billing: BillingConfig = BillingConfig()
+    payments: PaymentsConfig = PaymentsConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
@@ -255,6 +257,15 @@ class ScadaConfig(ConfigModel):
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _message_channels(self) -> ScadaConfig:
+        channels = {c.name for c in self.alarms.notifications.channels}
+        for i, name in enumerate(self.payments.message_channels):
+            if name not in channels:
+                known = ", ".join(sorted(channels)) or "none configured"
+                raise ValueError(f"payments.message_channels[{i}]: unknown channel {name!r} (alarms.notifications.channels: {known})")
         return self
 
     @property

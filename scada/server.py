@@ -31,6 +31,8 @@ from scada.history import cli as history_cli
 from scada.history.component import HistorianComponent
 from scada.opcua import cli as opcua_cli
 from scada.opcua.component import OpcUaComponent
+from scada.payments import cli as payments_cli
+from scada.payments.component import PaymentsComponent
 from scada.polling.component import ModbusComponent
 from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
@@ -50,6 +52,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     site_cli.register,
     alarms_cli.register,
     prepaid_cli.register,
+    payments_cli.register,
     watch.register,
     simulator_cli.register,
     history_cli.register,
@@ -82,6 +85,8 @@ def build_components(
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
         if config.billing.enabled:
             components.append(BillingComponent(demo=demo))
+        if config.payments.enabled:
+            components.append(PaymentsComponent())
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications

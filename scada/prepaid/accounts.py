@@ -42,7 +42,7 @@ from scada.site.assets import AssetSnapshot
 from scada.users.audit import Actor, AuditLog
 from tags import utcnow
 
-__all__ = ["AccountService", "AccountSettings", "CloseHook", "OpenRequest", "PostResult", "CurrentReading"]
+__all__ = ["AccountService", "AccountSettings", "CloseHook", "OpenRequest", "PostResult", "CurrentReading", "Within"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class AccountSettings:
     demand_kw: Decimal | None = None
     mode: str | None = None  # prepaid | postpaid
 
+
+# work another part does inside a recharge's transaction (the payments feature marks its order
+# credited there): (session, the recharge's result)
+Within = Callable[[AsyncSession, "PostResult"], Awaitable[None]]
 
 # work another part does inside an account's closing transaction, before the balance is settled
 # (the back office posts the part-period charges of a move-out): (session, account, now, actor)
@@ -272,25 +276,36 @@ class AccountService:
         return st
 
     # -- money in and out -----------------------------------------------------------------------
-    async def recharge(self, room_id: str, amount_minor: int, *, channel: str, reference: str, actor: Actor, reason: str = "") -> PostResult:
+    async def recharge(
+        self, room_id: str, amount_minor: int, *, channel: str, reference: str, actor: Actor, reason: str = "",
+        within: Within | None = None,
+    ) -> PostResult:
+        """Credit the room's open account once per (channel, reference); a repeated request
+        answers the first result. ``within`` runs inside the recharge's transaction (also for a
+        replay), so that what another part records about the credit commits with it."""
         if amount_minor <= 0:
             raise PrepaidError("amount: must be greater than zero", status=422, field="amount")
         key = f"recharge:{channel}:{reference}"
         for attempt in (1, 2):
             try:
-                return await self._recharge(room_id, amount_minor, channel, reference, key, actor, reason)
+                return await self._recharge(room_id, amount_minor, channel, reference, key, actor, reason, within)
             except IntegrityError:
                 # a concurrent request with the same reference committed first: answer as a replay
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def _recharge(self, room_id: str, amount_minor: int, channel: str, reference: str, key: str, actor: Actor, reason: str) -> PostResult:
+    async def _recharge(
+        self, room_id: str, amount_minor: int, channel: str, reference: str, key: str, actor: Actor, reason: str, within: Within | None,
+    ) -> PostResult:
         now = utcnow()
         async with self.db.transaction() as s:
             first = await s.scalar(select(LedgerEntry).where(LedgerEntry.idem_key == key))
             if first is not None:
-                return await self._replay(s, first, room_id, amount_minor, "reference", f"{channel}/{reference}")
+                replayed = await self._replay(s, first, room_id, amount_minor, "reference", f"{channel}/{reference}")
+                if within is not None:
+                    await within(s, replayed)
+                return replayed
             a = await self._open_account(s, room_id)
             e = post(s, a, "recharge", amount_minor, actor, now, reason=reason or "recharge", channel=channel, reference=reference, idem_key=key)
             self._credited(a, actor, s, now)
@@ -299,7 +314,10 @@ class AccountService:
                 after={"room": room_id, "amount": self._fmt(amount_minor), "channel": channel, "reference": reference, "balance": self._fmt(a.balance_minor)},
             )
             await s.flush()
-            return PostResult(entry_view(e), account_view(a))
+            result = PostResult(entry_view(e), account_view(a))
+            if within is not None:
+                await within(s, result)
+            return result
 
     async def _replay(self, s: AsyncSession, first: LedgerEntry, room_id: str, amount_minor: int, field_name: str, label: str) -> PostResult:
         account = await s.get(Account, first.account_id)
