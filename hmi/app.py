@@ -29,11 +29,13 @@ from .api import payments as payments_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
 from .api import tariffs as tariffs_api
+from .api import tenant as tenant_api
 from .api import trend as trend_api
 from .api import users as users_api
 from .api.router import (
     AUDIT_LOG,
     PREFIX,
+    TENANT_RESOLVER,
     USER_RESOLVER,
     ApiRouter,
     json_response,
@@ -55,9 +57,10 @@ from .pages import overview as overview_pages
 from .pages import room as room_pages
 from .pages import sandbox as sandbox_pages
 from .pages import tariffs as tariff_pages
+from .pages import tenant as tenant_pages
 from .pages import users as users_pages
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
-from .security import session_middleware, session_or_bearer_user
+from .security import session_middleware, session_or_bearer_user, tenant_caller
 
 __all__ = ["API_ROUTERS", "OPENAPI", "PAGE_SETS", "create_app"]
 
@@ -67,7 +70,7 @@ log = logging.getLogger(__name__)
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
-    billing_api.router, payments_api.router,
+    billing_api.router, payments_api.router, tenant_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
@@ -148,6 +151,7 @@ def create_app(
     app[CONTEXT] = ctx
     app[AUDIT_LOG] = ctx[AUDIT]
     app[USER_RESOLVER] = session_or_bearer_user
+    app[TENANT_RESOLVER] = tenant_caller
     app[LOGIN_LIMITER] = ctx[LOGINS]  # the one limiter of the HMI, the API and OPC UA
     app[SESSIONS] = SessionStore(
         ctx[DATABASE],
@@ -177,6 +181,7 @@ def create_app(
     app.router.add_get(PREFIX + "/openapi.json", openapi_json)
     auth_pages.install(app)
     sandbox_pages.install(app)
+    tenant_pages.install(app)
     for page_set in page_sets if page_sets is not None else PAGE_SETS:
         page_set.install(app)
     app.router.add_get("/ws", feed.handle, name="feed")

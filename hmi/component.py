@@ -26,6 +26,7 @@ from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
+from scada.tenants.component import TENANTS
 from scada.users.component import AUDIT, LOGINS, USERS
 
 from .app import create_app
@@ -45,7 +46,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, PAYMENTS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS,
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, PAYMENTS, TENANTS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS,
                 COMMS)
     provides = (HMI_URL,)
 

@@ -38,6 +38,7 @@ from scada.core.context import Key
 from scada.history.config import HistorianConfig
 from scada.payments.config import PaymentsConfig
 from scada.prepaid.config import PrepaidConfig
+from scada.tenants.config import TenantsConfig
 
 __all__ = [
     "CONFIG",
@@ -223,6 +224,7 @@ class ScadaConfig(ConfigModel):
     prepaid: PrepaidConfig = PrepaidConfig()
     billing: BillingConfig = BillingConfig()
     payments: PaymentsConfig = PaymentsConfig()
+    tenants: TenantsConfig = TenantsConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
@@ -266,6 +268,10 @@ class ScadaConfig(ConfigModel):
             if name not in channels:
                 known = ", ".join(sorted(channels)) or "none configured"
                 raise ValueError(f"payments.message_channels[{i}]: unknown channel {name!r} (alarms.notifications.channels: {known})")
+        code = self.tenants.code_channel
+        if code and self.alarms.notifications.channels and not any(c.name == code and c.kind == "sms" for c in self.alarms.notifications.channels):
+            sms = ", ".join(c.name for c in self.alarms.notifications.channels if c.kind == "sms") or "none configured"
+            raise ValueError(f"tenants.code_channel: {code!r} is not an SMS channel of alarms.notifications.channels (SMS channels: {sms})")
         return self
 
     @property

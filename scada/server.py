@@ -40,6 +40,7 @@ from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
 from scada.site import cli as site_cli
 from scada.site.component import SiteComponent
+from scada.tenants.component import TenantsComponent
 from scada.users import cli as users_cli
 from scada.users.component import UsersComponent
 
@@ -87,6 +88,8 @@ def build_components(
             components.append(BillingComponent(demo=demo))
         if config.payments.enabled:
             components.append(PaymentsComponent())
+        if config.tenants.enabled:
+            components.append(TenantsComponent())
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications

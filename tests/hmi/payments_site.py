@@ -145,6 +145,10 @@ reconcile_at = ""
 [payments.sandbox]
 notify_delay_s = 0
 retry_delays_s = [0.2]
+
+[tenants]
+code_resend_s = 0
+code_sends_per_hour = 100
 {prepaid_extra(tmp)}
 {extra}
 """
@@ -202,7 +206,7 @@ async def _open_accounts(site: Site) -> None:
         for room, language in (("R1", "zh-CN"), ("R2", "en")):
             tariffs = {"electricity": "FLAT"} | ({"water": "WATER"} if room == "R2" else {})
             status, body = await site.call(http, "POST", f"/rooms/{room}/account/open", "cashier", {
-                "tariffs": tariffs, "opening_balance": "100.00",
+                "tariffs": tariffs, "opening_balance": "100.00", "pin": PINS[room],
                 "contact": {"name": f"Tenant {room}", "phone": PHONES[room], "language": language},
             })
             assert status == 201, body
