@@ -26,15 +26,16 @@ T = TypeVar("T")
 
 
 class ThreadedServer:
-    def __init__(self, config: ScadaConfig) -> None:
+    def __init__(self, config: ScadaConfig, *, demo: bool = False) -> None:
         self.config = config
+        self.demo = demo
         self.loop = asyncio.new_event_loop()
         self.rt: Runtime | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
 
     def start(self) -> Runtime:
         self._thread.start()
-        self.rt = build_runtime(self.config, announce=lambda _m: None)
+        self.rt = build_runtime(self.config, demo=self.demo, announce=lambda _m: None)
         rt = self.rt
         self.call(rt.start)
         return rt
@@ -43,10 +44,20 @@ class ThreadedServer:
         try:
             if self.rt is not None:
                 self.call(self.rt.stop)
+            self.call(self._drain)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+    @staticmethod
+    async def _drain() -> None:
+        """End what the stopped server left on its loop (handlers of connections still closing)."""
+        me = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def call(self, factory: Callable[[], Awaitable[T]], timeout: float = 120) -> T:
         """Run ``factory()`` on the server's loop, from plain (non-async) code."""
@@ -64,11 +75,11 @@ class ThreadedServer:
 
 
 @contextmanager
-def threaded_server(config: ScadaConfig, env: dict[str, str] | None = None) -> Iterator[ThreadedServer]:
+def threaded_server(config: ScadaConfig, env: dict[str, str] | None = None, *, demo: bool = False) -> Iterator[ThreadedServer]:
     """A started :class:`ThreadedServer` (with ``env`` set for its start), stopped at the end."""
     saved = {k: os.environ.get(k) for k in env or {}}
     os.environ.update(env or {})
-    server = ThreadedServer(config)
+    server = ThreadedServer(config, demo=demo)
     try:
         server.start()
         yield server

@@ -387,8 +387,12 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
             if params:
                 op["parameters"] = params
             if r.permission is not None:
-                op["security"] = [{"bearer": []}]
-                op["description"] = f"Requires the permission `{r.permission.value}`."
+                op["security"] = [{"bearer": []}, {"tenant": []}] if r.tenant else [{"bearer": []}]
+                op["description"] = f"Requires the permission `{r.permission.value}`." + (
+                    " A signed-in tenant may call it for their own accounts." if r.tenant else "")
+            elif r.tenant:
+                op["security"] = [{"tenant": []}]
+                op["description"] = "Only for a signed-in tenant (the tenant portal's session), for their own accounts."
             if r.body is not None:
                 schema = r.body.model_json_schema(ref_template="#/components/schemas/{model}")
                 for name, sub in schema.pop("$defs", {}).items():
@@ -408,5 +412,8 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": schemas, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "tenant": {"type": "apiKey", "in": "cookie", "name": "scada_tenant", "description": "the tenant portal's session (/tenant/login)"},
+        }},
     }
