@@ -10,11 +10,13 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from scada.alarms.component import NOTIFIER
 from scada.approvals.component import APPROVALS
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
 from scada.db.component import DATABASE
+from scada.payments.messages import PaymentMessenger
 from scada.payments.orders import KIND_REFUND, PaymentService
 from scada.payments.provider import PaymentProvider
 from scada.payments.reconcile import reconcile_day
@@ -42,6 +44,7 @@ class PaymentsComponent(Component):
 
     name = "payments"
     requires = (CONFIG, DATABASE, PREPAID, PREPAID_APPROVALS, APPROVALS)
+    optional = (NOTIFIER,)  # the payment message goes through its channels
     provides = (PAYMENTS,)
 
     def __init__(self, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
@@ -68,6 +71,12 @@ class PaymentsComponent(Component):
         service = PaymentService(cfg, ctx[DATABASE], engine, providers, site_name=config.site.name, refund_rule=rule.refund,
                                  approvals=ctx[APPROVALS], spawn=spawn, clock=self.clock)
         service_ref.append(service)
+        notifier = ctx.get(NOTIFIER)
+        if notifier is not None and cfg.message_channels:
+            messenger = PaymentMessenger(notifier, engine, cfg.message_channels, site_name=config.site.name, spawn=spawn)  # type: ignore[arg-type]
+            service.credited_listeners.append(messenger.on_credited)
+        elif cfg.message_channels:
+            log.warning("payment messages are off: the notifier does not run (alarms.notifications)")
         try:
             await ctx[APPROVALS].resume([KIND_REFUND])
             credited = await service.recover()  # what a crash left between paid and credited

@@ -99,7 +99,7 @@ async def account_summary(engine: PrepaidEngine, account: AccountView, *, now: d
         if not 0 <= d < n:
             continue
         usage = per_day[d]
-        usage.cost_minor += int(cost or 0)
+        usage.cost_minor -= int(cost or 0)  # deductions are debits: a cost is their negative
         meter = snapshot.meters.get(meter_id) if meter_id else None
         commodity = meter.kind if meter is not None else "electricity"
         commodities.add(commodity)

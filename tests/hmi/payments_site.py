@@ -141,6 +141,7 @@ opening_balance_above = "100000"
 
 [payments]
 reconcile_at = ""
+message_channels = ["sms"]
 
 [payments.sandbox]
 notify_delay_s = 0

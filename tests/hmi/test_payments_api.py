@@ -24,7 +24,7 @@ from scada.payments.sandbox import SandboxKeys, SandboxProvider, signed_headers
 from scada.prepaid.models import LedgerEntry
 from tags import utcnow
 
-from .payments_site import Site, payment_site
+from .payments_site import PHONES, Site, payment_site
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +295,27 @@ async def test_sandbox_pay_from_the_command_line(site: Site, http: aiohttp.Clien
     assert re.search(r"-> 200", result.stdout), result.stdout
     done = await wait_state(site, http, created["id"], "credited")
     assert len(await ledger_recharges(site, done["transaction_id"])) == 1
+
+
+async def test_a_credited_payment_sends_the_tenant_a_message_in_their_language(site: Site, http: aiohttp.ClientSession) -> None:
+    bank = sandbox(site).bank
+    url = site.api + "/payments/notify/sandbox"
+    for room, amount in (("R1", "25.00"), ("R2", "26.00")):
+        created = await order(site, http, room=room, amount=amount)
+        paid = await site.srv.run(lambda c=created: bank.pay(c["pay_url"].rsplit("/", 1)[1], send=False))
+        for _ in range(3):  # duplicates: still one credit, one message
+            assert await site.srv.run(lambda p=paid: bank.deliver(url, bank.event(p, "payment.succeeded"))) == 200
+        await wait_state(site, http, created["id"], "credited")
+        balance = await site.balance(http, room)
+        for _ in range(100):
+            texts = [t for t in site.sms.texts_to(PHONES[room]) if created["order_no"] in t]
+            if texts:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        texts = [t for t in site.sms.texts_to(PHONES[room]) if created["order_no"] in t]
+        assert len(texts) == 1, texts
+        if room == "R1":  # R1's tenant reads Chinese
+            assert f"在线充值 {amount} CNY 已到账" in texts[0] and f"当前余额 {balance} CNY" in texts[0], texts[0]
+        else:
+            assert f"payment of {amount} CNY" in texts[0] and f"New balance: {balance} CNY" in texts[0], texts[0]
