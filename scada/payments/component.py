@@ -73,7 +73,7 @@ class PaymentsComponent(Component):
         service_ref.append(service)
         notifier = ctx.get(NOTIFIER)
         if notifier is not None and cfg.message_channels:
-            messenger = PaymentMessenger(notifier, engine, cfg.message_channels, site_name=config.site.name, spawn=spawn)  # type: ignore[arg-type]
+            messenger = PaymentMessenger(notifier, engine, cfg.message_channels, site_name=config.site.name, spawn=spawn)
             service.credited_listeners.append(messenger.on_credited)
         elif cfg.message_channels:
             log.warning("payment messages are off: the notifier does not run (alarms.notifications)")
