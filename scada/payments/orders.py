@@ -26,10 +26,10 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,7 @@ from scada.payments.config import PaymentsConfig
 from scada.payments.errors import PaymentError
 from scada.payments.models import PaymentNonce, PaymentOrder
 from scada.payments.provider import Notification, OrderRequest, PaymentProvider
-from scada.prepaid.accounts import PostResult
+from scada.prepaid.accounts import PostResult, RechargeItem
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.money import format_minor, parse_money
@@ -52,11 +52,14 @@ __all__ = ["KIND_REFUND", "OrderView", "PaymentService", "order_no", "parse_orde
 log = logging.getLogger(__name__)
 
 KIND_REFUND = "payments.refund"
+ORDERS = cast(Table, PaymentOrder.__table__)  # Core, for the executemany of a batch; __table__ is typed FromClause
 _ORDER_NO = re.compile(r"P([0-9]{1,18})", re.ASCII)
 
 # called after an order was credited (not for a replay): (the order, the recharge's result)
 CreditedListener = Callable[["OrderView", PostResult], None]
 RefundRule = Callable[[int], list[str]]
+
+
 
 
 def order_no(order_id: int) -> str:
@@ -118,6 +121,11 @@ def _view(o: PaymentOrder, now: dt.datetime | None = None) -> OrderView:
                      o.refunded_at, o.refund_entry_id, o.detail)
 
 
+# a notification waiting for the next batch: (provider, the verified notification, its answer:
+# (the order as accepted, whether it changed, the order after crediting) or the refusal)
+_Pending = tuple[str, Notification, asyncio.Future[tuple[OrderView, bool, OrderView]]]
+
+
 class PaymentService:
     """Orders, notifications, crediting and refunds of online payment (see the module docstring)."""
 
@@ -148,6 +156,11 @@ class PaymentService:
         self.min_minor = parse_money(config.min_amount, "payments.min_amount", self.minor_units)
         self.max_minor = parse_money(config.max_amount, "payments.max_amount", self.minor_units)
         self._bound_url = ""
+        # SQLite takes one writer at a time: queued here, concurrent notifications wait their turn in
+        # order instead of in the database's busy handler (whose sleeps grow to 100 ms)
+        self._writes = asyncio.Lock()
+        self._pending: list[_Pending] = []
+        self._turn: asyncio.Future[None] | None = None  # while a batch runs: answered when it is done
         self.credited_listeners: list[CreditedListener] = []
         self.refused = 0  # notifications refused since start
         self._unregister: Callable[[], None] | None = None
@@ -235,7 +248,7 @@ class PaymentService:
             return _view(row)
 
     async def order(self, order_id: int) -> OrderView | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = await s.get(PaymentOrder, order_id)
             return _view(row, self.clock()) if row is not None else None
 
@@ -246,31 +259,121 @@ class PaymentService:
         if state is not None:
             stmt = stmt.where(PaymentOrder.state == state)
         now = self.clock()
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [_view(r, now) for r in (await s.scalars(stmt)).all()]
 
     # -- notifications -------------------------------------------------------------------------------
     async def notify(self, provider_name: str, headers: Mapping[str, str], body: bytes, *, address: str = "?") -> OrderView:
         """Take one notification; a refusal raises :class:`PaymentError` (and is logged), having
-        written nothing."""
+        written nothing. Answers once the order's state, and its crediting, are committed."""
         try:
             provider = self.providers.get(provider_name)
             if provider is None:
                 raise PaymentError(f"no payment provider {provider_name[:32]!r}", status=404, reason="unknown_provider")
             n = provider.verify_notification(headers, body, self.clock())
-            view, changed = await self._accept(provider.name, n)
+            done: asyncio.Future[tuple[OrderView, bool, OrderView]] = asyncio.get_running_loop().create_future()
+            self._pending.append((provider.name, n, done))
+            await self._run_batches(done)
+            accepted, changed, view = await done
         except PaymentError as exc:
             self.refused += 1
             log.warning("payment notification refused", extra={"provider": provider_name[:32], "reason": exc.reason or "refused",
                                                                 "status": exc.status, "error": exc.message, "address": address})
             raise
         if changed:
-            log.info("payment notification", extra={"order": view.id, "provider": view.provider, "state": view.state,
-                                                    "transaction": view.transaction_id})
-        if view.state == "paid":
-            crash_point("payments.after_paid")
-            view = await self.credit(view.id)
+            log.info("payment notification", extra={"order": accepted.id, "provider": accepted.provider, "state": accepted.state,
+                                                    "transaction": accepted.transaction_id})
         return view
+
+    async def _run_batches(self, done: asyncio.Future[Any]) -> None:
+        """Group commit: while one caller runs a batch, the notifications arriving wait; when it is
+        done, one of them runs the next batch with every notification waiting (its own among them):
+        it accepts them in one transaction and credits them in a second one. Two commits per batch
+        instead of two per notification is what lets a burst of notifications through on SQLite.
+        Returns when ``done`` is answered."""
+        while not done.done():
+            if self._turn is not None:  # a batch is running: wait for the answer, or for the next turn
+                await asyncio.wait([done, self._turn], return_when=asyncio.FIRST_COMPLETED)
+                continue
+            turn = self._turn = asyncio.get_running_loop().create_future()
+            try:
+                async with self._writes:
+                    batch, self._pending = self._pending, []
+                    await self._batch_answered(batch)
+            finally:
+                self._turn = None
+                turn.set_result(None)
+
+    async def _batch_answered(self, batch: list[_Pending]) -> None:
+        """:meth:`_batch`, with every notification of the batch answered whatever happens."""
+        try:
+            await self._batch(batch)
+        except BaseException as exc:
+            # not answered (a database error, or cancelled): the provider retries, the recovery credits what was paid
+            for *_, done in batch:
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else
+                                       PaymentError("the notification was not processed; send it again", status=503, reason="aborted"))
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("a batch of payment notifications failed", extra={"notifications": len(batch)})
+
+    async def _batch(self, batch: list[_Pending]) -> None:
+        try:
+            accepted = await self._accept_many([(provider, n) for provider, n, _ in batch])
+        except IntegrityError:
+            # a transaction id another order holds, committed concurrently: one at a time, so that only that one is refused
+            accepted = []
+            for provider, n, _ in batch:
+                try:
+                    accepted.append(await self._accept(provider, n))
+                except PaymentError as exc:
+                    accepted.append(exc)
+        paid = {r[0].id: r[0] for r in accepted if not isinstance(r, PaymentError) and r[0].state == "paid"}
+        if paid:
+            crash_point("payments.after_paid")
+        credited = await self._credit_many(list(paid.values()))
+        for (*_, done), r in zip(batch, accepted, strict=True):
+            if isinstance(r, PaymentError):
+                done.set_exception(r)
+            else:
+                done.set_result((r[0], r[1], credited.get(r[0].id, r[0])))
+
+    async def _accept_many(self, items: list[tuple[str, Notification]]) -> list[tuple[OrderView, bool] | PaymentError]:
+        """Each notification checked and applied as :meth:`_accept` does, all in one transaction:
+        a refused one writes nothing, the others commit together."""
+        now = self.clock()
+        ids = {i for i in (parse_order_no(n.order_no) for _, n in items) if i is not None}
+        out: list[tuple[OrderView, bool] | PaymentError] = []
+        async with self.db.transaction() as s:
+            rows = {r.id: r for r in (await s.scalars(select(PaymentOrder).where(PaymentOrder.id.in_(ids)).with_for_update())).all()}
+            seen: set[tuple[str, str]] = set()
+            for provider in {p for p, _ in items}:
+                nonces = [n.nonce for p, n in items if p == provider]
+                seen.update((provider, x) for x in (await s.scalars(select(PaymentNonce.nonce).where(
+                    PaymentNonce.provider == provider, PaymentNonce.nonce.in_(nonces)))).all())
+            paid_by = {(r.provider, r.transaction_id): r.id for r in rows.values() if r.transaction_id is not None}
+            for provider, n in items:
+                try:
+                    order_id = parse_order_no(n.order_no)
+                    row = rows.get(order_id) if order_id is not None else None
+                    self._check(provider, n, row)
+                    assert row is not None
+                    if (provider, n.nonce) in seen:
+                        raise PaymentError(f"nonce {n.nonce[:16]}… was used before: a replayed notification", status=409, reason="replayed")
+                    if n.status == "paid" and paid_by.get((provider, n.transaction_id), row.id) != row.id:
+                        raise PaymentError("a replayed notification (nonce or transaction used before)", status=409, reason="replayed")
+                    changed = self._apply(row, n, now)
+                except PaymentError as exc:
+                    out.append(exc)
+                    continue
+                seen.add((provider, n.nonce))
+                s.add(PaymentNonce(provider=provider, nonce=n.nonce, seen_at=now))
+                if row.transaction_id is not None:
+                    paid_by[(provider, row.transaction_id)] = row.id
+                out.append((_view(row), changed))
+            await s.flush()
+        return out
 
     async def _accept(self, provider: str, n: Notification) -> tuple[OrderView, bool]:
         order_id = parse_order_no(n.order_no)
@@ -278,12 +381,8 @@ class PaymentService:
         try:
             async with self.db.transaction() as s:
                 row = await s.get(PaymentOrder, order_id, with_for_update=True) if order_id is not None else None
-                if row is None or row.provider != provider:
-                    raise PaymentError(f"unknown order {n.order_no!r}", status=404, reason="unknown_order")
-                if n.currency != row.currency or n.amount_minor != row.amount_minor:
-                    raise PaymentError(
-                        f"order {n.order_no}: the notification says {self.fmt(n.amount_minor)} {n.currency}, the order is"
-                        f" {self.fmt(row.amount_minor)} {row.currency}", status=422, reason="mismatch", field="amount")
+                self._check(provider, n, row)
+                assert row is not None
                 if await s.get(PaymentNonce, (provider, n.nonce)) is not None:
                     raise PaymentError(f"nonce {n.nonce[:16]}… was used before: a replayed notification", status=409, reason="replayed")
                 s.add(PaymentNonce(provider=provider, nonce=n.nonce, seen_at=now))
@@ -293,6 +392,14 @@ class PaymentService:
         except IntegrityError:
             # the same nonce committed concurrently (or the transaction id belongs to another order)
             raise PaymentError("a replayed notification (nonce or transaction used before)", status=409, reason="replayed") from None
+
+    def _check(self, provider: str, n: Notification, row: PaymentOrder | None) -> None:
+        if row is None or row.provider != provider:
+            raise PaymentError(f"unknown order {n.order_no!r}", status=404, reason="unknown_order")
+        if n.currency != row.currency or n.amount_minor != row.amount_minor:
+            raise PaymentError(
+                f"order {n.order_no}: the notification says {self.fmt(n.amount_minor)} {n.currency}, the order is"
+                f" {self.fmt(row.amount_minor)} {row.currency}", status=422, reason="mismatch", field="amount")
 
     def _apply(self, row: PaymentOrder, n: Notification, now: dt.datetime) -> bool:
         """The order's new state after the notification; False when it changes nothing
@@ -316,43 +423,62 @@ class PaymentService:
     # -- crediting -----------------------------------------------------------------------------------
     async def credit(self, order_id: int) -> OrderView:
         """Credit a ``paid`` order once (see the module docstring); any other state is answered as it is."""
-        view = await self.order(order_id)
-        assert view is not None
-        if view.state != "paid":
-            return view
-        actor = Actor.system(f"payments.{view.provider}")
-        if view.late and self.config.late_payment == "refund":
-            return await self._refund_at_provider(view, "paid after the order had expired: refunded (payments.late_payment = refund)")
-        account = await self.engine.account(view.room_id)
-        if account is None or not account.open or account.id != view.account_id:
-            return await self._refund_at_provider(view, f"account {view.account_id} was closed before the payment could be credited: refunded")
+        async with self._writes:
+            view = await self.order(order_id)
+            assert view is not None
+            return (await self._credit_many([view])).get(view.id, view)
+
+    async def _credit_many(self, views: list[OrderView]) -> dict[int, OrderView]:
+        """Credit the ``paid`` orders, all recharges in one transaction; the caller holds the write lock."""
+        done: dict[int, OrderView] = {}
+        todo: list[OrderView] = []
+        for view in views:
+            if view.state != "paid":
+                done[view.id] = view
+            elif view.late and self.config.late_payment == "refund":
+                done[view.id] = await self._refund_at_provider(view, "paid after the order had expired: refunded (payments.late_payment = refund)")
+            else:
+                todo.append(view)
+        if not todo:
+            return done
         now = self.clock()
 
-        async def mark_credited(s: AsyncSession, result: PostResult) -> None:
-            await s.execute(update(PaymentOrder).where(PaymentOrder.id == order_id, PaymentOrder.state == "paid").values(
-                state="credited", credited_at=now, entry_id=result.entry.id, updated_at=now))
+        async def mark_credited(s: AsyncSession, results: list[PostResult | PrepaidError]) -> None:
+            rows = [{"order": view.id, "entry": result.entry.id} for view, result in zip(todo, results, strict=True)
+                    if isinstance(result, PostResult)]
+            if rows:  # one statement executed for every row
+                await s.execute(update(ORDERS).where(ORDERS.c.id == bindparam("order"), ORDERS.c.state == "paid").values(
+                    state="credited", credited_at=now, entry_id=bindparam("entry"), updated_at=now), rows)
 
-        assert view.transaction_id is not None
-        try:
-            result = await self.engine.accounts.recharge(
-                view.room_id, view.amount_minor, channel=view.provider, reference=view.transaction_id, actor=actor,
-                reason=f"online payment, order {view.order_no}", within=mark_credited,
-            )
-        except PrepaidError as exc:
-            log.error("a paid order could not be credited", extra={"order": order_id, "room": view.room_id, "error": exc.message})
-            return await self._set(order_id, detail=f"not credited yet: {exc.message}"[:500])
-        credited = await self.order(order_id)
-        assert credited is not None
-        if not result.replayed:
+        items = []
+        for view in todo:
+            assert view.transaction_id is not None
+            items.append(RechargeItem(view.room_id, view.amount_minor, channel=view.provider, reference=view.transaction_id,
+                                      reason=f"online payment, order {view.order_no}", account_id=view.account_id))
+        # one actor per provider; a batch is almost always of one provider
+        actor = Actor.system(f"payments.{todo[0].provider}" if len({v.provider for v in todo}) == 1 else "payments")
+        results = await self.engine.accounts.recharge_many(items, actor=actor, within=mark_credited)
+        for view, result in zip(todo, results, strict=True):
+            if isinstance(result, PrepaidError):
+                if result.status == 404:  # the room has no open account, or another tenant's: not theirs
+                    done[view.id] = await self._refund_at_provider(
+                        view, f"account {view.account_id} was closed before the payment could be credited: refunded")
+                else:
+                    log.error("a paid order could not be credited", extra={"order": view.id, "room": view.room_id, "error": result.message})
+                    done[view.id] = await self._set(view.id, detail=f"not credited yet: {result.message}"[:500])
+                continue
+            credited = done[view.id] = replace(view, state="credited", credited_at=now, entry_id=result.entry.id)
+            if result.replayed:
+                continue
             self.engine.account_changed(result.account)
-            log.info("payment credited", extra={"order": order_id, "room": view.room_id, "account": view.account_id,
+            log.info("payment credited", extra={"order": view.id, "room": view.room_id, "account": view.account_id,
                                                  "amount": self.fmt(view.amount_minor), "entry": result.entry.id})
             for listener in list(self.credited_listeners):
                 try:
                     listener(credited, result)
                 except Exception:
-                    log.exception("a listener of credited payments failed", extra={"order": order_id})
-        return credited
+                    log.exception("a listener of credited payments failed", extra={"order": view.id})
+        return done
 
     async def _refund_at_provider(self, view: OrderView, detail: str) -> OrderView:
         provider = self.provider(view.provider)
@@ -460,3 +586,4 @@ class PaymentService:
                 if view is not None and view.state not in ("created", "paid"):
                     return view
                 await asyncio.sleep(0.05)
+
