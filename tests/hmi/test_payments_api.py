@@ -163,6 +163,30 @@ async def test_refused_notifications_credit_nothing_and_are_logged(site: Site, h
     assert await site.srv.run(nonces) == 1
 
 
+async def test_a_burst_of_notifications_is_taken_together_and_each_answered_on_its_own(site: Site, http: aiohttp.ClientSession) -> None:
+    """Notifications arriving together are accepted and credited in batches: a refused one in a
+    batch refuses only itself, a duplicate in the same batch credits once."""
+    bank = sandbox(site).bank
+    url = site.api + "/payments/notify/sandbox"
+    orders = [await order(site, http, amount=f"{3 + k}.00") for k in range(6)]
+    paid = [await site.srv.run(lambda o=o: bank.pay(o["pay_url"].rsplit("/", 1)[1], send=False)) for o in orders]
+    bodies = [json.dumps(bank.event(p, "payment.succeeded")).encode() for p in paid]
+    replay_headers = signed_headers(bank.keys, bodies[1], utcnow())
+    burst = [(b, None) for b in bodies[:5]]  # orders 0-4 paid; order 5's notification says the wrong amount
+    burst += [(bodies[0], None), (bodies[1], replay_headers), (bodies[1], replay_headers)]  # a duplicate; one nonce twice
+    burst += [(json.dumps(json.loads(bodies[5]) | {"amount": "1.00"}).encode(), None)]
+    before = float(await site.balance(http, "R1"))
+    statuses = await asyncio.gather(*(site.srv.run(lambda b=b, h=h: bank.post(url, b, h or signed_headers(bank.keys, b, utcnow())))
+                                      for b, h in burst))
+    assert statuses[:6] == [200] * 6 and sorted(statuses[6:8]) == [200, 409] and statuses[8] == 422, statuses
+    for o in orders[:5]:
+        done = await wait_state(site, http, o["id"], "credited")
+        assert len(await ledger_recharges(site, done["transaction_id"])) == 1
+    status, body = await site.call(http, "GET", f"/payments/orders/{orders[5]['id']}")
+    assert status == 200 and body["state"] == "created"
+    assert float(await site.balance(http, "R1")) == pytest.approx(before + 3 + 4 + 5 + 6 + 7)
+
+
 async def test_events_out_of_order_change_nothing(site: Site, http: aiohttp.ClientSession) -> None:
     created = await order(site, http, amount="5.00")
     bank = sandbox(site).bank
