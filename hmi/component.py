@@ -25,6 +25,7 @@ from scada.payments.component import PAYMENTS
 from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
+from scada.reports.service import REPORTS
 from scada.site.component import ASSETS
 from scada.tenants.component import TENANTS
 from scada.users.component import AUDIT, LOGINS, USERS
@@ -47,7 +48,7 @@ class HmiComponent(Component):
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
     optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, PAYMENTS, TENANTS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS,
-                COMMS)
+                COMMS, REPORTS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

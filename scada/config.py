@@ -38,6 +38,7 @@ from scada.core.context import Key
 from scada.history.config import HistorianConfig
 from scada.payments.config import PaymentsConfig
 from scada.prepaid.config import PrepaidConfig
+from scada.reports.config import ReportsConfig
 from scada.tenants.config import TenantsConfig
 
 __all__ = [
@@ -225,6 +226,7 @@ class ScadaConfig(ConfigModel):
     billing: BillingConfig = BillingConfig()
     payments: PaymentsConfig = PaymentsConfig()
     tenants: TenantsConfig = TenantsConfig()
+    reports: ReportsConfig = ReportsConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
@@ -272,6 +274,18 @@ class ScadaConfig(ConfigModel):
         if code and self.alarms.notifications.channels and not any(c.name == code and c.kind == "sms" for c in self.alarms.notifications.channels):
             sms = ", ".join(c.name for c in self.alarms.notifications.channels if c.kind == "sms") or "none configured"
             raise ValueError(f"tenants.code_channel: {code!r} is not an SMS channel of alarms.notifications.channels (SMS channels: {sms})")
+        return self
+
+    @model_validator(mode="after")
+    def _report_channels(self) -> ScadaConfig:
+        channels = {c.name: c.kind for c in self.alarms.notifications.channels}
+        for i, sched in enumerate(self.reports.schedules):
+            kind = channels.get(sched.channel)
+            if kind != "email":
+                found = "not an e-mail channel" if kind else "unknown"
+                email = ", ".join(n for n, k in channels.items() if k == "email") or "none configured"
+                raise ValueError(f"reports.schedules[{i}].channel: {found} {sched.channel!r} "
+                                 f"(e-mail channels of [alarms.notifications]: {email})")
         return self
 
     @property

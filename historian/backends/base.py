@@ -147,6 +147,27 @@ class Backend(abc.ABC):
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
         """Raw points: columns ``time`` (epoch µs), ``tag``, ``value``, ``quality``."""
 
+    async def fetch_interval_page(
+        self, meter: str, fields: Sequence[str], start: int, end: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        """One page of one meter's stored intervals with ``start <= interval start < end``
+        (epoch s), oldest first (``descending``: newest first), at most ``limit`` rows: columns
+        ``time`` and ``fields``. A backend that can sort and limit on the server overrides this
+        general version, which reads the whole range."""
+        frame = await self.fetch_intervals([meter], fields, start, end)
+        frame = frame.sort_values("time", ascending=not descending, kind="stable")
+        return frame.head(limit)[["time", *fields]].reset_index(drop=True)
+
+    async def fetch_raw_page(
+        self, tag: str, start_us: int, end_us: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        """One page of one tag's raw points with ``start_us <= time < end_us``, oldest first
+        (``descending``: newest first), at most ``limit`` rows: columns ``time`` (epoch µs),
+        ``value``, ``quality``. Overridden where the server sorts and limits."""
+        frame = await self.fetch_raw([tag], start_us, end_us)
+        frame = frame.sort_values("time", ascending=not descending, kind="stable")
+        return frame.head(limit)[["time", "value", "quality"]].reset_index(drop=True)
+
     async def apply_retention(self, now_s: float) -> None:
         """Delete what is older than the configured retention (backends whose server does not)."""
         return None  # a hook: a server that applies retention itself needs nothing here

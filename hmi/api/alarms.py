@@ -1,11 +1,12 @@
-"""``/api/v1/alarms``: the alarm console's backend (list, history, acknowledge, shelve,
-out-of-service) and the notification delivery log.
+"""``/api/v1/alarms``: the alarm console's backend (list, history, acknowledge, confirm, comment,
+shelve, out-of-service) and the notification delivery log.
 
-Permissions: listing needs ``view``; acknowledging ``alarm_ack`` *and* a role the alarm's class
-allows (``alarms.classes.<class>.ack_roles``); shelving ``alarm_shelve``; out-of-service
-``meter_service``; the delivery log ``alarm_ack`` — its recipients (tenants' phone numbers and
-e-mail addresses) and message texts (they greet the tenant by name) only for users who may see
-tenants' contact details; for the others the recipient is masked and the text left out.
+Permissions: listing needs ``view``; acknowledging and confirming ``alarm_ack`` *and* a role the
+alarm's class allows (``alarms.classes.<class>.ack_roles``); commenting ``alarm_ack``; shelving
+``alarm_shelve``; out-of-service ``meter_service``; the delivery log ``alarm_ack`` — its recipients
+(tenants' phone numbers and e-mail addresses) and message texts (they greet the tenant by name)
+only for users who may see tenants' contact details; for the others the recipient is masked and
+the text left out. OPC UA clients act through the conditions' methods with the same checks.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class _Body(BaseModel):
 
 class AcknowledgeIn(_Body):
     reason: str = Field(default="", max_length=500)
+
+
+class ConfirmIn(_Body):
+    reason: str = Field(default="", max_length=500)
+
+
+class CommentIn(_Body):
+    comment: str = Field(min_length=1, max_length=500)
 
 
 class AcknowledgeManyIn(_Body):
@@ -256,6 +265,20 @@ async def get_alarm(call: ApiCall[Any]) -> dict[str, Any]:
              summary="Acknowledge an alarm (the class decides which roles may)")
 async def acknowledge(call: ApiCall[AcknowledgeIn]) -> dict[str, Any]:
     alarm = await _guard(_engine(call).acknowledge(_alarm_id(call), call.actor, call.body.reason))
+    return {"alarm": alarm_document(alarm)}
+
+
+@router.post("/alarms/{alarm_id}/confirm", body=ConfirmIn, permission=Permission.ALARM_ACK,
+             summary="Confirm an acknowledged alarm: it was dealt with (the roles that may acknowledge it)")
+async def confirm(call: ApiCall[ConfirmIn]) -> dict[str, Any]:
+    alarm = await _guard(_engine(call).confirm(_alarm_id(call), call.actor, call.body.reason))
+    return {"alarm": alarm_document(alarm)}
+
+
+@router.post("/alarms/{alarm_id}/comment", body=CommentIn, permission=Permission.ALARM_ACK,
+             summary="Add a comment to an open alarm")
+async def comment(call: ApiCall[CommentIn]) -> dict[str, Any]:
+    alarm = await _guard(_engine(call).comment(_alarm_id(call), call.actor, call.body.comment))
     return {"alarm": alarm_document(alarm)}
 
 

@@ -56,6 +56,8 @@ FINGERPRINT = {
     "payments": "SELECT * FROM billing_payments ORDER BY id",
     "credit_notes": "SELECT id, state FROM billing_credit_notes ORDER BY id",
     "adjustments": "SELECT id, state FROM billing_adjustments ORDER BY id",
+    "confirmed": "SELECT id, confirmed_by FROM alarms WHERE confirmed_by IS NOT NULL ORDER BY id",
+    "commented": "SELECT id, comment_by, comment FROM alarms WHERE comment_by IS NOT NULL ORDER BY id",
     "approvals": "SELECT id, state, decided_by FROM approval_requests ORDER BY id",
     "payment_orders": "SELECT id, state, transaction_id FROM payment_orders ORDER BY id",
     "reconciliations": "SELECT id FROM payment_reconciliations ORDER BY id",
