@@ -40,6 +40,7 @@ from scada.payments.config import PaymentsConfig
 from scada.prepaid.config import PrepaidConfig
 from scada.reports.config import ReportsConfig
 from scada.tenants.config import TenantsConfig
+from scada.topology.config import TopologyConfig
 
 __all__ = [
     "CONFIG",
@@ -233,6 +234,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    topology: TopologyConfig = TopologyConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved

@@ -46,6 +46,7 @@ from scada.simulator.component import SimulatorComponent
 from scada.site import cli as site_cli
 from scada.site.component import SiteComponent
 from scada.tenants.component import TenantsComponent
+from scada.topology.component import TopologyComponent
 from scada.users import cli as users_cli
 from scada.users.component import UsersComponent
 
@@ -105,6 +106,8 @@ def build_components(
             components.append(NotificationComponent())
             if notifications.contacts_file:
                 components.append(ContactFileComponent())
+    if config.topology.enabled:
+        components.append(TopologyComponent(demo=demo))
     if config.opcua is not None:
         components.append(OpcUaComponent())
     return components
