@@ -56,6 +56,7 @@ from .client import ModbusConnection, ModbusFailure
 from .codec import CodecError
 from .config import LinkConfig, ModbusConfig
 from .link import Link
+from .params import BlockError, BlockSpec
 from .plan import Block, plan_device
 from .profile import PointSpec, Profile, ProfileLibrary
 from .stats import DeviceStats, LinkStats
@@ -465,6 +466,63 @@ class ModbusPoller:
         if not dev.removed:
             self.tagdb.write(dev.tags[name], value)
         return bool(value)
+
+    # -- parameter blocks (see .params) ----------------------------------------------------------------
+    def block_spec(self, meter: MeterRef, block: str) -> BlockSpec | None:
+        """The meter's parameter block ``block`` from its profile, or None."""
+        dev = self.devices.get(meter.id)
+        if dev is None or dev.profile is None or dev.state == CONFIG_ERROR:
+            return None
+        return dev.profile.blocks.get(block)
+
+    def _block(self, meter: MeterRef, block: str) -> tuple[_Device, BlockSpec]:
+        dev = self._device(meter.id)
+        assert dev.profile is not None
+        spec = dev.profile.blocks.get(block)
+        if spec is None:
+            raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no {block} block")
+        return dev, spec
+
+    async def write_block(self, meter: MeterRef, block: str, value: object) -> None:
+        """Write a parameter block (fc 16; fc 6 for a one-register value). Raises
+        :class:`BlockError` for a value the block cannot hold, :class:`ModbusFailure` when the
+        meter does not take it."""
+        dev, spec = self._block(meter, block)
+        registers = spec.encode(value)  # type: ignore[arg-type]
+        link, unit = dev.link, dev.spec.unit_id
+        assert link is not None
+        fc = 6 if len(registers) == 1 else 16
+        values = registers
+
+        async def op(conn: ModbusConnection) -> None:
+            await link.call(conn, dev.stats, lambda c: c.write(unit, fc, spec.address, values))
+
+        await link.urgent(op)
+
+    async def read_block(self, meter: MeterRef, block: str) -> object:
+        """Read a parameter block back (fc 3) and decode it."""
+        dev, spec = self._block(meter, block)
+        link, unit = dev.link, dev.spec.unit_id
+        assert link is not None
+
+        async def op(conn: ModbusConnection) -> list[int]:
+            return await link.call(conn, dev.stats, lambda c: c.read(unit, 3, spec.address, spec.words))
+
+        registers = await link.urgent(op)
+        try:
+            return spec.decode(registers)
+        except BlockError as exc:
+            raise ModbusFailure(QualityReason.BAD_FRAME, str(exc)) from None
+
+    def link_of(self, meter_id: str) -> str | None:
+        """The link a polled meter is on."""
+        dev = self.devices.get(meter_id)
+        return dev.spec.link if dev is not None else None
+
+    def link_backlog(self, link: str) -> int:
+        """Polls and operations due on ``link`` and waiting for a connection now."""
+        lk = self.links.get(link)
+        return lk.queued() if lk is not None else 0
 
     # -- statistics ---------------------------------------------------------------------------------------
     def link_stats(self) -> list[LinkStats]:
