@@ -31,6 +31,7 @@ from scada.core.configbase import (
 )
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
+from scada.operations.config import OperationsConfig
 from scada.prepaid.config import PrepaidConfig
 
 __all__ = [
@@ -159,6 +160,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    operations: OperationsConfig = OperationsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."

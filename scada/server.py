@@ -29,6 +29,7 @@ from scada.history import cli as history_cli
 from scada.history.component import HistorianComponent
 from scada.opcua import cli as opcua_cli
 from scada.opcua.component import OpcUaComponent
+from scada.operations.component import OperationsComponent
 from scada.polling.component import ModbusComponent
 from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
@@ -86,6 +87,8 @@ def build_components(
                 components.append(ContactFileComponent())
     if config.opcua is not None:
         components.append(OpcUaComponent())
+    if config.operations.enabled:
+        components.append(OperationsComponent())
     return components
 
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from protocols.modbus.poller import DeviceSpec, ModbusPoller
-from scada.commands.service import SUPPLY_DRIVER
+from scada.commands.service import METER_ACCESS, PARAMETER_DRIVER, SUPPLY_DRIVER
 from scada.config import CONFIG
 from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
@@ -46,7 +46,7 @@ class ModbusComponent(Component):
     # started after the simulator (so the first connect succeeds) and the historian (so it sees
     # the first readings); neither is read
     optional = (SIMULATOR, HISTORY)
-    provides = (MODBUS, SUPPLY_DRIVER)
+    provides = (MODBUS, SUPPLY_DRIVER, PARAMETER_DRIVER, METER_ACCESS)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
@@ -64,6 +64,8 @@ class ModbusComponent(Component):
             log.info("polling", extra={"meters": len(poller.devices), "links": len(poller.links)})
             ctx[MODBUS] = poller
             ctx[SUPPLY_DRIVER] = poller
+            ctx[PARAMETER_DRIVER] = poller
+            ctx[METER_ACCESS] = poller
             yield
         finally:
             unsubscribe()

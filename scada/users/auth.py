@@ -44,6 +44,7 @@ class Role(str, enum.Enum):
     ENGINEER = "engineer"
     MAINTENANCE = "maintenance"
     VIEWER = "viewer"
+    SUPERVISOR = "supervisor"  # the second pair of eyes: approves what another user asked for
 
 
 class Permission(str, enum.Enum):
@@ -59,6 +60,7 @@ class Permission(str, enum.Enum):
     METER_SERVICE = "meter_service"  # out of service, replacement, register review
     SITE_MANAGE = "site_manage"  # import site, edit registry
     USER_MANAGE = "user_manage"
+    APPROVE = "approve"  # four-eyes: approve another user's job (money above a limit, many relays)
 
 
 P = Permission
@@ -71,6 +73,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.MAINTENANCE: frozenset({P.VIEW, P.ALARM_ACK, P.ALARM_SHELVE, P.METER_SERVICE, P.HISTORY_EXPORT}),
     Role.VIEWER: frozenset({P.VIEW}),
+    Role.SUPERVISOR: frozenset({P.VIEW, P.APPROVE, P.HISTORY_EXPORT}),
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
