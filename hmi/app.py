@@ -23,6 +23,7 @@ from .api import accounts as accounts_api
 from .api import alarms as alarms_api
 from .api import auth as auth_api
 from .api import history as history_api
+from .api import jobs as jobs_api
 from .api import links as links_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 # every part's API router; a part adds its own here
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
-    rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router,
+    rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, jobs_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [

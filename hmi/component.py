@@ -17,6 +17,7 @@ from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
+from scada.operations.component import JOBS
 from scada.polling.component import MODBUS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
@@ -39,7 +40,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS)
+    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, JOBS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:
