@@ -94,7 +94,14 @@ class RelayBody(_Body):
 
 
 class TouBody(_Body):
-    table: dict[str, list[tuple[str, str]]]
+    table: dict[str, list[list[str]]]
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TouBody:
+        for day_type, entries in self.table.items():
+            if any(len(e) != 2 for e in entries):
+                raise ValueError(f"table.{day_type}: expected [\"HH:MM\", \"period\"] pairs")
+        return self
 
 
 class MeterClockBody(_Body):
@@ -210,7 +217,8 @@ def control_app(sim: ControlledSimulator) -> web.Application:
     @routes.put("/meters/{id}/tou")
     async def tou(request: web.Request) -> web.Response:
         body: TouBody = await _body(request, TouBody)
-        sim.meter(request.match_info["id"]).set_tou(body.table, sim.clock())
+        table = {d: [(e[0], e[1]) for e in entries] for d, entries in body.table.items()}
+        sim.meter(request.match_info["id"]).set_tou(table, sim.clock())
         return web.json_response({"ok": True})
 
     @routes.put("/meters/{id}/clock")
