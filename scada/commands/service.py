@@ -94,6 +94,7 @@ class CommandRequest:
     value: Any = None  # WRITE: what to write (the block's value type; "now" for a clock)
     reference: str | None = None  # who asked, to find the outcome later (a job item)
     check_first: bool = False  # confirm without writing when the meter already shows it
+    bulk: bool = False  # a batch job's command: the driver sends it when no poll is due
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,11 @@ class SupplyDriver(Protocol):
 
     def supports_supply(self, meter: MeterInfo) -> bool: ...
 
-    async def set_supply(self, meter: MeterInfo, on: bool) -> None: ...
+    async def set_supply(self, meter: MeterInfo, on: bool, *, bulk: bool = False) -> None:
+        """``bulk``: a batch job's command, sent in the link's spare time (after due polls)."""
+        ...
 
-    async def read_supply(self, meter: MeterInfo) -> bool: ...
+    async def read_supply(self, meter: MeterInfo, *, bulk: bool = False) -> bool: ...
 
 
 SUPPLY_DRIVER: Key[SupplyDriver] = Key("supply_driver", SupplyDriver)
@@ -143,9 +146,9 @@ class ParameterDriver(Protocol):
         """The block's spec (``encode``, ``same``, ``as_json``, ``kind``), or None."""
         ...
 
-    async def write_block(self, meter: MeterInfo, block: str, value: object) -> None: ...
+    async def write_block(self, meter: MeterInfo, block: str, value: object, *, bulk: bool = False) -> None: ...
 
-    async def read_block(self, meter: MeterInfo, block: str) -> object: ...
+    async def read_block(self, meter: MeterInfo, block: str, *, bulk: bool = False) -> object: ...
 
 
 PARAMETER_DRIVER: Key[ParameterDriver] = Key("parameter_driver", ParameterDriver)
@@ -155,7 +158,7 @@ class MeterAccess(Protocol):
     """Reads on demand and the load of links (the Modbus poller), for batch work that must not
     starve polling."""
 
-    async def poll_now(self, meter_id: str) -> dict[str, Any]:
+    async def poll_now(self, meter_id: str, *, bulk: bool = False) -> dict[str, Any]:
         """Poll every class of one meter now; its values (``TagValue``) by point."""
         ...
 
@@ -414,7 +417,7 @@ class CommandService:
         on = item.req.kind is CommandKind.CONNECT
         if item.req.check_first:
             try:
-                state = await self.driver.read_supply(item.meter)
+                state = await self.driver.read_supply(item.meter, **_bulk(item.req))
             except Exception:
                 state = None  # unknown: write as usual
             if state == on:
@@ -431,19 +434,19 @@ class CommandService:
                 backoff = min(backoff * 2, cfg.backoff_max_s)
             attempts += 1
             try:
-                await self.driver.set_supply(item.meter, on)
+                await self.driver.set_supply(item.meter, on, **_bulk(item.req))
             except Exception as exc:  # the driver's failure is the command's reason
                 detail = f"write failed: {exc}"
                 not_followed = False
                 continue
-            confirmed, detail = await self._confirm(item.meter, on)
+            confirmed, detail = await self._confirm(item.meter, on, item.req)
             if confirmed:
                 await self._finish(item, "confirmed", detail, attempts, False)
                 return
             not_followed = detail.startswith("not followed")
         await self._finish(item, "failed", f"{detail} (after {attempts} attempt{'s' if attempts > 1 else ''})", attempts, True if not_followed else None)
 
-    async def _confirm(self, meter: MeterInfo, on: bool) -> tuple[bool, str]:
+    async def _confirm(self, meter: MeterInfo, on: bool, req: CommandRequest | None = None) -> tuple[bool, str]:
         """Read the status back until it shows ``on`` or the confirm timeout passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.confirm_timeout_s
@@ -451,7 +454,7 @@ class CommandService:
         detail = f"not followed: still not {wanted}"
         while True:
             try:
-                state = await self.driver.read_supply(meter)
+                state = await self.driver.read_supply(meter, **(_bulk(req) if req is not None else {}))
             except Exception as exc:
                 detail = f"status not readable: {exc}"
             else:
@@ -479,7 +482,7 @@ class CommandService:
         backoff = cfg.backoff_s
         if item.req.check_first:
             try:
-                current = await self.params.read_block(item.meter, block)
+                current = await self.params.read_block(item.meter, block, **_bulk(item.req))
             except Exception:
                 current = None
             if current is not None and item.req.value != "now" and spec.same(item.req.value, current):
@@ -496,12 +499,12 @@ class CommandService:
                 value = utcnow().astimezone(self.tz).replace(tzinfo=None, microsecond=0)
             written_at = loop.time()
             try:
-                await self.params.write_block(item.meter, block, value)
+                await self.params.write_block(item.meter, block, value, **_bulk(item.req))
             except Exception as exc:  # the driver's failure is the command's reason
                 detail = f"write failed: {exc}"
                 continue
             try:
-                readback = await self.params.read_block(item.meter, block)
+                readback = await self.params.read_block(item.meter, block, **_bulk(item.req))
             except Exception as exc:
                 detail = f"{block} not readable: {exc}"
                 continue
@@ -596,6 +599,11 @@ def _action(kind: str, meter: MeterInfo | None, block: str | None = None) -> str
         return f"meter.write.{block}"
     device = "valve" if meter is not None and meter.kind == "water" else "relay"
     return f"{device}.{kind}"
+
+
+def _bulk(req: CommandRequest) -> dict[str, Any]:
+    # only a bulk request passes the keyword: a driver that has no bulk lane keeps working
+    return {"bulk": True} if req.bulk else {}
 
 
 def _json_value(value: Any) -> Any:

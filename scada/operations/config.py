@@ -64,11 +64,12 @@ class OperationsConfig(ConfigModel):
     item_retries: int = Field(default=2, ge=0, le=10)  # further tries of a failed item
     item_backoff_s: float = Field(default=5.0, ge=0, le=3600)  # before the first retry; doubles
     item_backoff_max_s: float = Field(default=60.0, ge=0, le=86400)
-    # pacing: items of jobs that talk to meters are run per link, this many at once, with this
-    # gap between two; and never while the link has polls waiting longer than max_defer_s
-    link_in_flight: int = Field(default=1, ge=1, le=32)
-    link_gap_s: float = Field(default=0.02, ge=0, le=60)
-    max_defer_s: float = Field(default=2.0, ge=0, le=600)
+    # pacing: items of jobs that talk to meters run per link, this many at once, this far apart;
+    # their requests are the link's bulk work, sent only when no poll is due on it; with
+    # max_defer_s an item also waits (up to that long) while the link has anything queued
+    link_in_flight: int = Field(default=2, ge=1, le=32)
+    link_gap_s: float = Field(default=0.0, ge=0, le=60)
+    max_defer_s: float = Field(default=0.0, ge=0, le=600)
     workers: int = Field(default=4, ge=1, le=64)  # items at once of jobs that do not talk to meters
     clock_drift_s: float = Field(default=30.0, gt=0, le=86400)  # clock_sync sets clocks further off
     tou_check_every_s: float = Field(default=86400.0, gt=0, le=30 * 86400)  # and on every (re)connect

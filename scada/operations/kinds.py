@@ -63,7 +63,7 @@ class JobContext:
     commands: CommandService | None = None
     supply: SupplyDriver | None = None
     params: ParameterDriver | None = None
-    reader: Callable[[str], Awaitable[dict[str, Any]]] | None = None  # poll one meter now
+    reader: Callable[..., Awaitable[dict[str, Any]]] | None = None  # poll one meter now: (meter_id, *, bulk)
     prepaid: PrepaidEngine | None = None
     messenger: TenantMessenger | None = None
     meters: MeterSettings | None = None
@@ -161,7 +161,7 @@ async def _command(call: ItemCall, ctx: JobContext, kind: CommandKind, *, block:
                 return _command_outcome(earlier)
     result = await ctx.commands.execute(
         CommandRequest(call.target, kind, call.actor, call.reason, user=call.user, block=block, value=value,
-                       reference=call.reference, check_first=call.resumed)
+                       reference=call.reference, check_first=call.resumed, bulk=True)
     )
     return _command_outcome(result)
 
@@ -354,7 +354,7 @@ class ReadNowKind(Kind):
     async def run(self, call: ItemCall, ctx: JobContext) -> Outcome:
         assert ctx.reader is not None
         try:
-            values = await ctx.reader(call.target)
+            values = await ctx.reader(call.target, bulk=True)
         except LookupError as exc:
             return _failed(str(exc))
         except Exception as exc:
@@ -524,7 +524,7 @@ class OpenKind(Kind):
             if ctx.reader is None:
                 break
             try:
-                values = await ctx.reader(m.id)
+                values = await ctx.reader(m.id, bulk=True)
             except LookupError:
                 continue  # not polled here: the newest reading will do
             except Exception as exc:

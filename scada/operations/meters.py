@@ -183,7 +183,7 @@ class MeterSettings:
         today = dt.datetime.now(self.tz).date()
         expected = await self.expected_table(meter, block, today)
         try:
-            table = await self.driver.read_block(meter, block.name)
+            table = await self.driver.read_block(meter, block.name, bulk=True)
         except Exception as exc:
             result = TouCheck(meter.id, None, f"not readable: {exc}")
             self.checks[meter.id] = result
@@ -230,7 +230,7 @@ class MeterSettings:
             raise LookupError(f"meter {meter.id} has no clock")
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        value = await self.driver.read_block(meter, block.name)
+        value = await self.driver.read_block(meter, block.name, bulk=True)
         assert isinstance(value, dt.datetime)
         now = dt.datetime.now(self.tz).replace(tzinfo=None)
         # the answer left the meter about half-way through the request

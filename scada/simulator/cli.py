@@ -27,23 +27,28 @@ async def _simulate(args: argparse.Namespace) -> int:
         if name not in profiles:
             raise SystemExit(f"--profile: unknown device profile {name!r} (known: {', '.join(profiles.names())})")
     per_port = args.per_port
-    n_ports = (args.meters + per_port - 1) // per_port
+    units = -(-args.meters // (max(profiles[n].circuits for n in names) if args.fill_circuits else 1))
+    n_ports = (units + per_port - 1) // per_port
     framing: Literal["tcp", "rtu"] = "rtu" if args.rtu else "tcp"
     links = [SimLink(f"port{k}", (args.port + k) if args.port else 0, framing) for k in range(n_ports)]
     sim = Simulator(
         profiles, links, host=args.host, control_port=args.control_port, speed=args.speed,
         tou=TouSchedule(timezone=args.timezone), seed=args.seed,
     )
+    circuits = max(profiles[n].circuits for n in names) if args.fill_circuits else 1
+    if circuits > 1 and len(names) > 1:
+        raise SystemExit("--fill-circuits: give one multi-circuit --profile")
     for i in range(args.meters):
         profile = profiles[names[i % len(names)]]
+        unit = i // circuits  # with --fill-circuits, every circuit of a unit is a meter
         sim.add_meter(MeterSpec(
-            f"SIM-{i + 1:05d}", profile.name, f"port{i // per_port}", 1 + i % per_port,
-            1 if profile.circuits > 1 else None, args.max_power_kw,
+            f"SIM-{i + 1:05d}", profile.name, f"port{unit // per_port}", 1 + unit % per_port,
+            (i % circuits) + 1 if profile.circuits > 1 else None, args.max_power_kw,
         ))
     await sim.start()
     try:
         for k, link in enumerate(links):
-            count = min(per_port, args.meters - k * per_port)
+            count = min(per_port, units - k * per_port)
             out(f"modbus {link.name} {args.host}:{sim.ports[link.name]} ({framing}) units 1-{count}")
         if sim.control_url:
             out(f"control {sim.control_url}")
@@ -75,6 +80,8 @@ def register(sub: Any) -> None:
     p.add_argument("--per-port", type=int, default=247, help="meters (unit ids) per port (default 247)")
     p.add_argument("--profile", action="append", help="device profile, repeatable to mix (default acrel-ddsy1352)")
     p.add_argument("--rtu", action="store_true", help="RTU framing over TCP instead of Modbus TCP")
+    p.add_argument("--fill-circuits", action="store_true",
+                   help="with a multi-circuit --profile, a meter on every circuit of a unit (default: circuit 1 only)")
     p.add_argument("--control-port", type=int, default=8090, help="HTTP control API port; 0 binds a free one (default 8090)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
     p.add_argument("--seed", type=int, default=0)
