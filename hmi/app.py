@@ -15,6 +15,7 @@ from scada.alarms.component import ALARMS
 from scada.config import CONFIG
 from scada.core.context import Context
 from scada.db.component import DATABASE
+from scada.operations.component import JOBS
 from scada.users.component import AUDIT
 from scada.users.ratelimit import LoginRateLimiter
 from scada.users.sessions import SessionStore
@@ -48,6 +49,7 @@ from .pages import alarms as alarm_pages
 from .pages import auth as auth_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
+from .pages import jobs as job_pages
 from .pages import overview as overview_pages
 from .pages import room as room_pages
 from .pages import tariffs as tariff_pages
@@ -67,7 +69,7 @@ API_ROUTERS: list[ApiRouter] = [
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, users_pages.pages,
+    comms_pages.pages, tariff_pages.pages, users_pages.pages, job_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -147,7 +149,7 @@ def create_app(
     app[CATALOGS] = Catalogs.load()
     app[TEMPLATES] = make_environment()
     app[NAV] = []
-    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS))
+    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS), jobs=ctx.get(JOBS))
     feed.start()
     app[FEED] = feed
 
