@@ -34,6 +34,7 @@ each finished item (the HMI pushes them over its WebSocket).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -385,7 +386,7 @@ class JobService:
             if row is None:
                 raise JobError(404, f"no job {job_id}")
             counts = (await self._counts(s, [job_id], {job_id: row.run}))[job_id]
-            item_rows = []
+            item_rows: Sequence[JobItemRow] = []
             if items:
                 item_rows = (await s.scalars(
                     select(JobItemRow).where(JobItemRow.job_id == job_id, JobItemRow.run == row.run).order_by(JobItemRow.id).limit(item_limit)
@@ -534,7 +535,9 @@ class JobService:
         detail = f"{c.done} of {c.total} done" + (f", {c.failed} failed" if c.failed else "")
         await self._end(job_id, state, detail, repeat=True)
 
-    async def _worker(self, run: _Run, kind: Kind, queue: list[JobItemRow], calls: dict[int, ItemCall], link: str | None) -> None:
+    async def _worker(
+        self, run: _Run, kind: Kind, queue: builtins.list[JobItemRow], calls: dict[int, ItemCall], link: str | None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         while queue and not run.cancel.is_set():
             item = queue.pop()

@@ -27,7 +27,7 @@ from scada.core.context import Context
 from scada.core.runtime import Runtime
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
-from scada.operations.component import JOBS, OperationsComponent
+from scada.operations.component import OperationsComponent
 from scada.prepaid.models import MeterSegment
 from scada.server import build_components
 from scada.simulator.component import SIMULATOR
