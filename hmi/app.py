@@ -22,6 +22,7 @@ from scada.users.sessions import SessionStore
 
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
+from .api import approvals as approvals_api
 from .api import auth as auth_api
 from .api import history as history_api
 from .api import jobs as jobs_api
@@ -46,6 +47,7 @@ from .live import LiveRooms
 from .pages import PageSet
 from .pages import accounts as account_pages
 from .pages import alarms as alarm_pages
+from .pages import approvals as approval_pages
 from .pages import auth as auth_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
@@ -64,12 +66,12 @@ log = logging.getLogger(__name__)
 # every part's API router; a part adds its own here
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
-    rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, jobs_api.router,
+    rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router, jobs_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, users_pages.pages, job_pages.pages,
+    comms_pages.pages, tariff_pages.pages, users_pages.pages, approval_pages.pages, job_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from scada.alarms.component import ALARMS, NOTIFIER
+from scada.approvals.component import APPROVALS
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER
-from scada.config import CONFIG
+from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
@@ -19,6 +22,7 @@ from scada.db.component import DATABASE
 from scada.history.service import HISTORY
 from scada.operations.component import JOBS
 from scada.polling.component import MODBUS
+from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
 from scada.users.component import AUDIT, USERS
@@ -40,7 +44,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, JOBS)
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, JOBS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:
@@ -56,13 +60,15 @@ class HmiComponent(Component):
         try:
             self.tasks.spawn(live.run, "live-rooms", restart=Restart.ON_FAILURE)
             self.app = app = create_app(ctx, live=live)
+            tls = await asyncio.to_thread(_tls_context, config) if config.hmi.tls_cert else None
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
             await runner.setup()
             try:
-                site = web.TCPSite(runner, config.hmi.host, config.hmi.port)
+                site = web.TCPSite(runner, config.hmi.host, config.hmi.port, ssl_context=tls)
                 await site.start()
                 port = runner.addresses[0][1]  # the real port when configured as 0
-                url = f"http://{config.hmi.host}:{port}"
+                host = f"[{config.hmi.host}]" if ":" in config.hmi.host else config.hmi.host
+                url = f"{'https' if tls else 'http'}://{host}:{port}"
                 ctx[HMI_URL] = url
                 log.info("HMI listening", extra={"url": url})
                 yield
@@ -70,3 +76,16 @@ class HmiComponent(Component):
                 await runner.cleanup()
         finally:
             live.close()
+
+
+def _tls_context(config: ScadaConfig) -> ssl.SSLContext:
+    """The HMI's HTTPS context from ``hmi.tls_cert`` and ``hmi.tls_key`` (PEM; TLS 1.2 at least)."""
+    hmi = config.hmi
+    assert hmi.tls_cert is not None and hmi.tls_key is not None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(config.path(hmi.tls_cert), config.path(hmi.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise RuntimeError(f"hmi.tls_cert / hmi.tls_key: cannot load {hmi.tls_cert} with {hmi.tls_key}: {exc}") from None
+    return ctx

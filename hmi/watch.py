@@ -130,7 +130,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         base = args.url.rstrip("/")
     else:
         config = config_from_args(args)
-        base = f"http://{config.hmi.host}:{config.hmi.port}"
+        scheme = "https" if config.hmi.tls_cert else "http"
+        base = f"{scheme}://{config.hmi.host}:{config.hmi.port}"
     if args.room:
         subscription: dict[str, Any] = {"view": "room", "room": args.room}
     else:

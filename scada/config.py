@@ -9,19 +9,22 @@ embedded demo defaults: against the current directory).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from protocols.dlt645.config import Dlt645LinkConfig
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
+from scada.approvals.config import ApprovalsConfig
 from scada.commands.config import CommandsConfig
 from scada.core.configbase import (
     ConfigError,
@@ -36,6 +39,8 @@ from scada.prepaid.config import PrepaidConfig
 
 __all__ = [
     "CONFIG",
+    "is_loopback",
+    "security_problems",
     "AdminConfig",
     "DatabaseConfig",
     "LoggingConfig",
@@ -50,6 +55,16 @@ __all__ = [
 ]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 # ISO 4217 minor units of the currencies we expect; others must set minor_units explicitly
 _MINOR_UNITS = {"CNY": 2, "EUR": 2, "USD": 2, "GBP": 2, "ZAR": 2, "HKD": 2, "JPY": 0, "KRW": 0, "KWD": 3}
@@ -142,6 +157,36 @@ class HmiConfig(ConfigModel):
     # live pushes to one WebSocket client are coalesced to at most one per this interval
     push_interval_ms: int = Field(default=500, ge=100, le=10_000)
     default_language: Literal["en", "zh-CN"] = "en"
+    # HTTPS: a PEM certificate (chain) and its key; off a loopback address the HMI needs them,
+    # unless insecure_ok says (with a reason) why not, e.g. TLS ends at a proxy in front
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_ok: bool = False
+    insecure_reason: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _tls_and_reason(self) -> HmiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key (PEM files), or neither")
+        if self.insecure_ok and not self.insecure_reason.strip():
+            raise ValueError("insecure_reason: say why this site serves the HMI without TLS off loopback (insecure_ok = true)")
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def _link_protocol(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "link:dlt645" if kind == "dlt645" else "link:modbus"
+
+
+# a [[links]] entry: its kind says the protocol (tcp, rtu_over_tcp, rtu: Modbus; dlt645)
+AnyLink = Annotated[
+    Annotated[LinkConfig, Tag("link:modbus")] | Annotated[Dlt645LinkConfig, Tag("link:dlt645")],
+    Discriminator(_link_protocol),
+]
 
 
 class ScadaConfig(ConfigModel):
@@ -154,13 +199,14 @@ class ScadaConfig(ConfigModel):
     hmi: HmiConfig = HmiConfig()
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
-    links: list[LinkConfig] = []
+    links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
     operations: OperationsConfig = OperationsConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved
     base_dir: str = "."
@@ -176,7 +222,7 @@ class ScadaConfig(ConfigModel):
             served = self.link(name)
             if served is None:
                 raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
-            if served.kind == "rtu" or served.host not in _LOOPBACK:
+            if served.kind == "rtu" or getattr(served, "transport", "tcp") != "tcp" or served.host not in _LOOPBACK:
                 raise ValueError(
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"
@@ -184,11 +230,14 @@ class ScadaConfig(ConfigModel):
         return self
 
     @property
-    def simulated_links(self) -> list[LinkConfig]:
+    def simulated_links(self) -> list[LinkConfig | Dlt645LinkConfig]:
         """The links the simulator serves: ``simulator.links``, or every loopback TCP one."""
         if self.simulator.links:
             return [link for link in self.links if link.name in self.simulator.links]
-        return [link for link in self.links if link.kind != "rtu" and link.host in _LOOPBACK]
+        return [
+            link for link in self.links
+            if link.kind != "rtu" and getattr(link, "transport", "tcp") == "tcp" and link.host in _LOOPBACK
+        ]
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config against the config file's directory."""
@@ -199,8 +248,30 @@ class ScadaConfig(ConfigModel):
     def data_dir(self) -> Path:
         return self.path(self.runtime.data_dir)
 
-    def link(self, name: str) -> LinkConfig | None:
+    def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | None:
         return next((link for link in self.links if link.name == name), None)
+
+
+def security_problems(config: ScadaConfig) -> list[str]:
+    """What makes ``config`` unfit for production, each naming its key: OPC UA security mode
+    ``None`` or anonymous sessions, and the HMI or OPC UA reachable off loopback without TLS or
+    security — unless the section's ``insecure_ok = true`` gives (in ``insecure_reason``) why
+    this site accepts it. ``scada check-config``, ``scada run`` and ``scada demo`` refuse these."""
+    problems: list[str] = []
+    opcua, hmi = config.opcua, config.hmi
+    if opcua is not None and not opcua.insecure_ok:
+        where = "on loopback" if opcua.loopback else f"on {opcua.host}, reachable from the network"
+        if opcua.none_allowed:
+            problems.append(f'opcua.security: security mode "None" ({where}) lets anyone read and send in clear; remove it,'
+                            ' or set opcua.insecure_ok = true with opcua.insecure_reason saying why')
+        if opcua.allow_anonymous:
+            problems.append(f"opcua.allow_anonymous: sessions without a user ({where}) read every meter and tenant balance;"
+                            " set it to false, or set opcua.insecure_ok = true with opcua.insecure_reason saying why")
+    if not hmi.loopback and hmi.tls_cert is None and not hmi.insecure_ok:
+        problems.append(f"hmi.host: the HMI on {hmi.host} is reachable from the network without TLS (passwords and"
+                        " session cookies in clear); set hmi.tls_cert and hmi.tls_key, or set hmi.insecure_ok = true with"
+                        " hmi.insecure_reason saying why (e.g. TLS ends at a proxy in front)")
+    return problems
 
 
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*)=(.*)$", re.S)

@@ -18,6 +18,7 @@ from scada.alarms.component import (
     ContactFileComponent,
     NotificationComponent,
 )
+from scada.approvals.component import ApprovalsComponent
 from scada.commands.component import CommandsComponent
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context
@@ -66,6 +67,7 @@ def build_components(
     components: list[Component] = [
         DatabaseComponent(),
         UsersComponent(reset_admin=demo, announce=announce),
+        ApprovalsComponent(),
         SiteComponent(),
         TagComponent(),
         ModbusComponent(),
@@ -73,7 +75,7 @@ def build_components(
         HmiComponent(),
     ]
     if config.simulator.enabled:
-        components.append(SimulatorComponent())
+        components.append(SimulatorComponent(announce=announce if demo else None))
     if config.historian.enabled:
         components.append(HistorianComponent())
     if config.prepaid.enabled:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,14 +13,30 @@ __all__ = ["Control", "until"]
 
 
 class Control:
-    """The simulator's HTTP control API, as a test drives it."""
+    """The simulator's HTTP control API, as a test drives it (with the simulator's token)."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
         self.session = session
         self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    def of(cls, session: aiohttp.ClientSession, sim: Any) -> Control:
+        """The control API of a running ``Simulator``."""
+        assert sim.control_url is not None, "the simulator runs without its control API"
+        return cls(session, sim.control_url, sim.control_token)
+
+    @classmethod
+    def from_line(cls, session: aiohttp.ClientSession, line: str, cwd: Path) -> Control:
+        """The control API ``scada simulate`` announced (``control URL token-file PATH``)."""
+        _, url, _, path = line.split()
+        token = (cwd / path).read_text(encoding="utf-8").strip()
+        return cls(session, url, token)
 
     async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        async with self.session.request(method, self.url + path, json=body) as resp:
+        if body is None and method != "GET":
+            body = {}
+        async with self.session.request(method, self.url + path, json=body, headers=self.headers) as resp:
             data = await resp.json()
             assert resp.status == expect, (resp.status, data)
             return data

@@ -53,7 +53,7 @@ class Simulate:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scada", "--log-level", "warning", "simulate", "--meters", str(meters), "--port", "0",
-             "--control-port", "0", "--per-port", str(PER_PORT), "--profile", PROFILE],
+             "--per-port", str(PER_PORT), "--profile", PROFILE],  # no control API: not used here
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         self.ports: list[int] = []

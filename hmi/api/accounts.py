@@ -4,6 +4,11 @@ emergency credit, operator reconnect, register review and meter replacement.
 Amounts are decimal strings (``"100.00"``); JSON numbers are read exactly (never as binary
 floats). Negative, zero where not allowed, NaN, infinite, more decimals than the currency has,
 or larger than ``prepaid.max_amount`` is a 422 naming the field.
+
+Four eyes (``[approvals]``): a refund above a limit, a reversal that credits an account, an
+opening balance, a credit limit or emergency credit above a limit, and protection answer
+``202 Accepted`` with the pending approval request instead of acting (see ``approvals``).
+Tenants' contact details are in an account's JSON only for users who manage accounts.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from scada.approvals.service import ApprovalView
 from scada.prepaid.accounts import AccountSettings, OpenRequest, PostResult
+from scada.prepaid.approvals import PREPAID_APPROVALS, PrepaidApprovals
 from scada.prepaid.engine import PREPAID, PrepaidEngine
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.ledger import Contact
@@ -24,7 +32,11 @@ from scada.site.assets import RegistryError
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
+from .approvals import pending
 from .router import ApiCall, ApiError, ApiRouter
+
+# the answer of an action the four-eyes rule holds back, in the OpenAPI document
+SENT_FOR_APPROVAL = {202: "sent for approval: the pending approval request (Location: /api/v1/approvals/{id}); nothing happened yet"}
 
 __all__ = ["router"]
 
@@ -126,6 +138,18 @@ def engine_of(call: ApiCall[Any]) -> PrepaidEngine:
     return engine
 
 
+def gate_of(call: ApiCall[Any]) -> PrepaidApprovals:
+    gate = call.request.app[CONTEXT].get(PREPAID_APPROVALS)
+    if gate is None:
+        raise ApiError(503, "the prepaid engine is not running")
+    return gate
+
+
+def account_json(call: ApiCall[Any], engine: PrepaidEngine, view: Any) -> dict[str, Any]:
+    """An account as the caller may see it (contact details only for those who manage accounts)."""
+    return view.as_json(engine.minor_units, contact=call.user.sees_contacts)  # type: ignore[no-any-return]
+
+
 def _money(engine: PrepaidEngine, value: Any, field: str, *, allow_zero: bool = False) -> int:
     try:
         return parse_money(value, field, engine.minor_units, allow_zero=allow_zero, maximum=engine.cfg.max_amount)
@@ -171,9 +195,9 @@ def _settings(engine: PrepaidEngine, body: SettingsIn) -> AccountSettings:
     )
 
 
-def _posted(engine: PrepaidEngine, result: PostResult) -> dict[str, Any]:
+def _posted(call: ApiCall[Any], engine: PrepaidEngine, result: PostResult) -> dict[str, Any]:
     m = engine.minor_units
-    return {"entry": result.entry.as_json(m), "account": result.account.as_json(m), "replayed": result.replayed}
+    return {"entry": result.entry.as_json(m), "account": account_json(call, engine, result.account), "replayed": result.replayed}
 
 
 @router.get("/rooms/{room}/account", summary="A room's prepaid account (its open one, else its last closed one)")
@@ -185,12 +209,12 @@ async def get_account(call: ApiCall[Any]) -> dict[str, Any]:
         if room not in engine.assets.snapshot.rooms:
             raise ApiError(404, f"no room {room!r}")
         raise ApiError(404, f"room {room} has no account")
-    return view.as_json(engine.minor_units)
+    return account_json(call, engine, view)
 
 
-@router.post("/rooms/{room}/account/open", body=OpenIn, permission=Permission.ACCOUNT_MANAGE, status=201,
+@router.post("/rooms/{room}/account/open", body=OpenIn, responses=SENT_FOR_APPROVAL, permission=Permission.ACCOUNT_MANAGE, status=201,
              summary="Open a prepaid account for a room (tariffs, opening balance, credit limit, alarm thresholds, contact)")
-async def open_account(call: ApiCall[OpenIn]) -> dict[str, Any]:
+async def open_account(call: ApiCall[OpenIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
     body = call.body
     settings = _settings(engine, body)
@@ -203,10 +227,12 @@ async def open_account(call: ApiCall[OpenIn]) -> dict[str, Any]:
         opening_minor=_money(engine, body.opening_balance, "opening_balance", allow_zero=True), readings=readings, reason=body.reason,
     )
     try:
-        view = await engine.open_account(req, call.actor)
+        view = await gate_of(call).open_account(req, settings, call.actor)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return view.as_json(engine.minor_units)
+    if isinstance(view, ApprovalView):
+        return pending(view)
+    return account_json(call, engine, view)
 
 
 @router.post("/rooms/{room}/account/recharge", body=RechargeIn, permission=Permission.RECHARGE,
@@ -219,20 +245,23 @@ async def recharge(call: ApiCall[RechargeIn]) -> dict[str, Any]:
         result = await engine.recharge(call.params["room"], amount, channel=b.channel, reference=b.reference, actor=call.actor, reason=b.reason)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return _posted(engine, result)
+    return _posted(call, engine, result)
 
 
-@router.post("/rooms/{room}/account/refund", body=RefundIn, permission=Permission.REFUND,
+@router.post("/rooms/{room}/account/refund", body=RefundIn, responses=SENT_FOR_APPROVAL, permission=Permission.REFUND,
              summary="Refund part of the balance (never more than the balance)")
-async def refund(call: ApiCall[RefundIn]) -> dict[str, Any]:
+async def refund(call: ApiCall[RefundIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
     b = call.body
     amount = _money(engine, b.amount, "amount")
     try:
-        result = await engine.refund(call.params["room"], amount, actor=call.actor, reason=b.reason, channel=b.channel, reference=b.reference)
+        result = await gate_of(call).refund(call.params["room"], amount, actor=call.actor, reason=b.reason, channel=b.channel,
+                                            reference=b.reference)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return _posted(engine, result)
+    if isinstance(result, ApprovalView):
+        return pending(result)
+    return _posted(call, engine, result)
 
 
 @router.post("/rooms/{room}/account/close", body=CloseIn, permission=Permission.ACCOUNT_MANAGE,
@@ -246,7 +275,7 @@ async def close_account(call: ApiCall[CloseIn]) -> dict[str, Any]:
     except PrepaidError as exc:
         raise _failed(exc) from None
     m = engine.minor_units
-    return {"account": view.as_json(m), "settlement": settlement.as_json(m) if settlement else None}
+    return {"account": account_json(call, engine, view), "settlement": settlement.as_json(m) if settlement else None}
 
 
 @router.get("/rooms/{room}/account/ledger", summary="Ledger entries of a room's account, newest first (?limit=, ?before=<entry id>)")
@@ -265,33 +294,38 @@ async def ledger(call: ApiCall[Any]) -> dict[str, Any]:
     except PrepaidError as exc:
         raise _failed(exc) from None
     m = engine.minor_units
-    return {"account": view.as_json(m), "entries": [e.as_json(m) for e in entries]}
+    return {"account": account_json(call, engine, view), "entries": [e.as_json(m) for e in entries]}
 
 
-@router.post("/ledger/{entry}/reverse", body=ReasonIn, permission=Permission.REFUND,
+@router.post("/ledger/{entry}/reverse", body=ReasonIn, responses=SENT_FOR_APPROVAL, permission=Permission.REFUND,
              summary="Reverse a wrong entry with a compensating entry (nothing is edited or deleted)")
-async def reverse(call: ApiCall[ReasonIn]) -> dict[str, Any]:
+async def reverse(call: ApiCall[ReasonIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
     try:
         entry_id = int(call.params["entry"])
     except ValueError:
         raise ApiError(404, f"no ledger entry {call.params['entry']!r}") from None
     try:
-        result = await engine.reverse(entry_id, actor=call.actor, reason=call.body.reason)
+        result = await gate_of(call).reverse(entry_id, actor=call.actor, reason=call.body.reason)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return _posted(engine, result)
+    if isinstance(result, ApprovalView):
+        return pending(result)
+    return _posted(call, engine, result)
 
 
-@router.post("/rooms/{room}/account/settings", body=SettingsIn, permission=Permission.ACCOUNT_MANAGE,
+@router.post("/rooms/{room}/account/settings", body=SettingsIn, responses=SENT_FOR_APPROVAL, permission=Permission.ACCOUNT_MANAGE,
              summary="Change an account's credit limit, alarm thresholds, contact, protection, friendly credit, reconnect, emergency credit")
-async def settings(call: ApiCall[SettingsIn]) -> dict[str, Any]:
+async def settings(call: ApiCall[SettingsIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
     try:
-        view = await engine.update_settings(call.params["room"], _settings(engine, call.body), actor=call.actor, reason=call.body.reason)
+        view = await gate_of(call).update_settings(call.params["room"], _settings(engine, call.body), actor=call.actor,
+                                                   reason=call.body.reason)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return view.as_json(engine.minor_units)
+    if isinstance(view, ApprovalView):
+        return pending(view)
+    return account_json(call, engine, view)
 
 
 @router.post("/rooms/{room}/account/emergency-credit", body=OptionalReasonIn, permission=Permission.RECHARGE,
@@ -302,7 +336,7 @@ async def emergency_credit(call: ApiCall[OptionalReasonIn]) -> dict[str, Any]:
         view = await engine.take_emergency_credit(call.params["room"], actor=call.actor, reason=call.body.reason)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return view.as_json(engine.minor_units)
+    return account_json(call, engine, view)
 
 
 @router.post("/rooms/{room}/account/reconnect", body=ReasonIn, permission=Permission.RELAY_CONTROL,
@@ -313,7 +347,7 @@ async def reconnect(call: ApiCall[ReasonIn]) -> dict[str, Any]:
         view = await engine.release_reconnect(call.params["room"], call.actor, call.body.reason)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return view.as_json(engine.minor_units)
+    return account_json(call, engine, view)
 
 
 @router.get("/prepaid/review-holds", summary="Meter readings held for review (register went back, rolled over or jumped)")
@@ -334,7 +368,7 @@ async def review(call: ApiCall[ReviewIn]) -> dict[str, Any]:
                                          final_reading=final, new_baseline=baseline)
     except PrepaidError as exc:
         raise _failed(exc) from None
-    return {"meter": call.params["meter"], "account": view.as_json(engine.minor_units) if view else None}
+    return {"meter": call.params["meter"], "account": account_json(call, engine, view) if view else None}
 
 
 @router.post("/meters/{meter}/replace", body=ReplaceIn, permission=Permission.METER_SERVICE,
@@ -352,4 +386,4 @@ async def replace_meter(call: ApiCall[ReplaceIn]) -> dict[str, Any]:
         raise _failed(exc) from None
     except RegistryError as exc:  # the registry's refusals (the new meter exists already …)
         raise ApiError(409, str(exc)) from None
-    return {"meter": call.params["meter"], "new_meter": b.new_meter, "account": view.as_json(engine.minor_units) if view else None}
+    return {"meter": call.params["meter"], "new_meter": b.new_meter, "account": account_json(call, engine, view) if view else None}

@@ -3,11 +3,14 @@ out-of-service) and the notification delivery log.
 
 Permissions: listing needs ``view``; acknowledging ``alarm_ack`` *and* a role the alarm's class
 allows (``alarms.classes.<class>.ack_roles``); shelving ``alarm_shelve``; out-of-service
-``meter_service``; the delivery log (it holds tenants' phone numbers) ``alarm_ack``.
+``meter_service``; the delivery log ``alarm_ack`` — its recipients (tenants' phone numbers and
+e-mail addresses) and message texts (they greet the tenant by name) only for users who may see
+tenants' contact details; for the others the recipient is masked and the text left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -222,7 +225,19 @@ async def deliveries(call: ApiCall[Any]) -> dict[str, Any]:
         raise ApiError(503, "notifications are not running on this server")
     q: DeliveryQuery = call.request[API_QUERY]
     rows = await notifier.deliveries(alarm_id=q.alarm_id, status=q.status, limit=q.limit)
+    if not call.user.sees_contacts:
+        rows = [dataclasses.replace(r, recipient=mask_recipient(r.recipient), body="") for r in rows]
     return {"deliveries": rows, "count": len(rows)}
+
+
+def mask_recipient(value: str) -> str:
+    """A recipient as users who may not see contact details get it: ``+86…0000``, ``l…@example.com``."""
+    if "@" in value:
+        local, _, domain = value.rpartition("@")
+        return f"{local[:1]}…@{domain}"
+    if value.startswith("room:"):  # a placeholder, not an address
+        return value
+    return f"{value[:3]}…{value[-4:]}" if len(value) > 8 else "…"
 
 
 @router.get("/alarms/{alarm_id}", audit=False, summary="One alarm occurrence with its transitions")

@@ -152,11 +152,14 @@ class ApiRouter:
         query: type[BaseModel] | None = None,
         status: int = 200,
         audit: bool = True,
+        responses: dict[int, str] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """``permission=None`` makes the route public (only the token endpoint is)."""
+        """``permission=None`` makes the route public (only the token endpoint is);
+        ``responses`` documents other successful answers (e.g. ``202``) in the OpenAPI document."""
 
         def decorate(handler: Handler) -> Handler:
-            self.routes.append(Route(method, path, handler, summary, permission, body, query, self.tag, status, audit=audit))
+            self.routes.append(Route(method, path, handler, summary, permission, body, query, self.tag, status,
+                                     responses=dict(responses or {}), audit=audit))
             return handler
 
         return decorate
@@ -291,6 +294,7 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
                 "operationId": f"{r.tag}_{r.handler.__name__}",
                 "responses": {
                     str(r.status): {"description": "success"},
+                    **{str(code): {"description": text} for code, text in r.responses.items()},
                     "4XX": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },
             }

@@ -134,7 +134,7 @@ async def assign(call: ApiCall[AssignIn]) -> dict[str, Any]:
         views = await engine.assign_tariff(call.params["id"], call.body.rooms, actor=call.actor, reason=call.body.reason)
     except PrepaidError as exc:
         raise ApiError(exc.status, exc.message, field=exc.field) from None
-    return {"tariff": call.params["id"], "accounts": [v.as_json(engine.minor_units) for v in views]}
+    return {"tariff": call.params["id"], "accounts": [v.as_json(engine.minor_units, contact=call.user.sees_contacts) for v in views]}
 
 
 @router.post("/tariffs/{id}/quote", body=QuoteIn, summary="Price a consumption with the tariff, without touching any account")

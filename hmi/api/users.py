@@ -1,7 +1,7 @@
 """Users administration (``/users``, admin only) and the caller's own settings (``/me``).
 
-Disabling a user, resetting a password or "sign out everywhere" ends the user's web sessions
-and revokes their API tokens at once. An administrator cannot lock the site out: the last
+Disabling a user, resetting a password or "sign out everywhere" ends the user's web sessions,
+revokes their API tokens and ends their OPC UA sessions at once. An administrator cannot lock the site out: the last
 active administrator can be neither disabled nor demoted.
 """
 
@@ -86,9 +86,14 @@ async def _existing(call: ApiCall[Any]) -> UserInfo:
 
 
 async def _end_sessions(call: ApiCall[Any], name: str, reason: str) -> dict[str, int]:
-    sessions = await call.request.app[SESSIONS].revoke_user(name, call.actor, reason=reason)
+    """End every way the user is signed in: web sessions, API tokens, OPC UA sessions."""
+    web_sessions = await call.request.app[SESSIONS].revoke_user(name, call.actor, reason=reason)
     tokens = await _store(call).revoke_tokens(name, call.actor)
-    return {"sessions_ended": sessions, "tokens_revoked": tokens}
+    others = await _store(call).end_live_sessions(name, reason)
+    return {
+        "sessions_ended": web_sessions + sum(others.values()), "web_sessions_ended": web_sessions,
+        **{f"{channel}_sessions_ended": n for channel, n in others.items()}, "tokens_revoked": tokens,
+    }
 
 
 async def _other_active_admins(call: ApiCall[Any], name: str) -> int:

@@ -73,6 +73,7 @@ class _Page:
     handler: PageHandler
     permission: Permission
     nav: tuple[str, int] | None
+    nav_permission: Permission | None = None  # who sees it in the navigation (default: ``permission``)
 
 
 def error_page(request: web.Request, status: int, message: str) -> web.Response:
@@ -87,15 +88,19 @@ class PageSet:
         self.requires = requires
         self.pages: list[_Page] = []
 
-    def get(self, path: str, *, permission: Permission, nav: tuple[str, int] | None = None) -> Callable[[PageHandler], PageHandler]:
-        return self._add("GET", path, permission, nav)
+    def get(
+        self, path: str, *, permission: Permission, nav: tuple[str, int] | None = None, nav_permission: Permission | None = None
+    ) -> Callable[[PageHandler], PageHandler]:
+        return self._add("GET", path, permission, nav, nav_permission)
 
     def post(self, path: str, *, permission: Permission) -> Callable[[PageHandler], PageHandler]:
         return self._add("POST", path, permission, None)
 
-    def _add(self, method: str, path: str, permission: Permission, nav: tuple[str, int] | None) -> Callable[[PageHandler], PageHandler]:
+    def _add(
+        self, method: str, path: str, permission: Permission, nav: tuple[str, int] | None, nav_permission: Permission | None = None
+    ) -> Callable[[PageHandler], PageHandler]:
         def decorate(handler: PageHandler) -> PageHandler:
-            self.pages.append(_Page(method, path, handler, permission, nav))
+            self.pages.append(_Page(method, path, handler, permission, nav, nav_permission))
             return handler
 
         return decorate
@@ -109,7 +114,7 @@ class PageSet:
         for page in self.pages:
             app.router.add_route(page.method, page.path, _wrap(self.name, page), name=f"page.{self.name}.{page.handler.__name__}")
             if page.nav is not None:
-                app[NAV].append(NavItem(page.path, page.nav[0], page.permission, page.nav[1]))
+                app[NAV].append(NavItem(page.path, page.nav[0], page.nav_permission or page.permission, page.nav[1]))
         app[NAV].sort(key=lambda n: n.order)
 
 

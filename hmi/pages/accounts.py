@@ -32,7 +32,7 @@ async def accounts(call: PageCall) -> web.StreamResponse:
         if room is None:
             return error_page(call.request, 404, call.t("room.unknown", room=room_id))
         view = await engine.account(room_id)
-        account = view.as_json(engine.minor_units) if view is not None else None
+        account = view.as_json(engine.minor_units, contact=call.user.sees_contacts) if view is not None else None
         now = utcnow()
         tariffs = [t.as_json(now) for t in await engine.tariffs.list()]
         kinds = {m["kind"] for m in live.room_detail(room_id)["meters"]}  # type: ignore[index]

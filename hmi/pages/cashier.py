@@ -49,7 +49,7 @@ async def cashier(call: PageCall) -> web.StreamResponse:
     if room is not None:
         try:
             view, ledger = await engine.ledger(room_id, limit=20)
-            account, entries = view.as_json(engine.minor_units), [e.as_json(engine.minor_units) for e in ledger]
+            account, entries = view.as_json(engine.minor_units, contact=call.user.sees_contacts), [e.as_json(engine.minor_units) for e in ledger]
         except PrepaidError:
             account = entries = None  # no account: the page says so
     now = datetime.now(call.ctx[CONFIG].site.tz)
@@ -77,4 +77,4 @@ async def receipt(call: PageCall) -> web.StreamResponse:
     if entry is None:
         return error_page(call.request, 404, call.t("receipt.unknown", entry=entry_id, room=room_id))
     m = engine.minor_units
-    return render(call.request, "receipt.html", room=room, entry=entry.as_json(m), account=view.as_json(m))
+    return render(call.request, "receipt.html", room=room, entry=entry.as_json(m), account=view.as_json(m, contact=call.user.sees_contacts))

@@ -43,7 +43,7 @@ async def room_detail(call: PageCall) -> web.StreamResponse:
     if engine is not None:
         try:
             view, ledger = await engine.ledger(room_id, limit=LEDGER_ROWS)
-            account, entries = view.as_json(engine.minor_units), [e.as_json(engine.minor_units) for e in ledger]
+            account, entries = view.as_json(engine.minor_units, contact=call.user.sees_contacts), [e.as_json(engine.minor_units) for e in ledger]
         except PrepaidError:
             pass  # no account yet: the page offers to open one
     return render(

@@ -173,6 +173,10 @@ class ModbusConnection:
             raise ModbusFailure(QualityReason.BAD_FRAME, f"asked for {count} registers, the answer holds {len(registers)}")
         return registers
 
+    async def read_block(self, unit: int, block: Any) -> list[int]:
+        """The registers of a planned block read (:class:`~protocols.modbus.plan.Block`)."""
+        return await self.read(unit, block.fc, block.address, block.count)
+
     async def write(self, unit: int, fc: int, address: int, values: Sequence[int]) -> None:
         if fc == 6:
             await self._call(self.client.write_register, address, values[0], device_id=unit)

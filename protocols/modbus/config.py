@@ -89,8 +89,10 @@ class SimulatorConfig(_Section):
     """``[simulator]``: serve simulated meters on the configured links (``scada demo``)."""
 
     enabled: bool = False
-    host: str = "127.0.0.1"
-    control_port: int = Field(default=8090, ge=0, le=65535)  # 0: any free port
+    host: str = "127.0.0.1"  # loopback only: the simulator and its control API are for this machine
+    # the HTTP control API (faults, loads, registers, clock): off unless a port is given (the demo
+    # gives 8090; 0: any free port); it needs the token kept in <runtime.data_dir>
+    control_port: int | None = Field(default=None, ge=0, le=65535)
     # links to simulate (their host must be loopback); empty: every tcp/rtu_over_tcp link on
     # a loopback address
     links: list[str] = []
@@ -100,3 +102,10 @@ class SimulatorConfig(_Section):
     # where the meters' registers and relay states are kept across restarts (none: start fresh)
     state_file: str | None = None
     save_every_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _loopback(self) -> SimulatorConfig:
+        host = self.host.strip("[]")
+        if host != "localhost" and not (host.startswith("127.") or host == "::1"):
+            raise ValueError(f"host: the simulator listens on loopback only (127.0.0.1, ::1, localhost), not {self.host!r}")
+        return self

@@ -38,7 +38,7 @@ import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tags import (
     DataType,
@@ -61,7 +61,7 @@ from .plan import Block, plan_device
 from .profile import PointSpec, Profile, ProfileLibrary
 from .stats import DeviceStats, LinkStats
 
-__all__ = ["DeviceSpec", "MeterRef", "ModbusPoller"]
+__all__ = ["DeviceSpec", "Driver", "MODBUS_DRIVER", "MeterRef", "ModbusPoller"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,44 @@ class DeviceSpec:
     circuit: int | None = None
     room_id: str | None = None
     kind: str | None = None  # electricity | water; checked against the profile's kind
+    address: str | None = None  # where a unit id does not do (a DL/T 645 meter's 12 digits)
+
+
+class Driver:
+    """What the poller needs of a wire protocol: its profile type, how a device's points are
+    planned into reads, the connection of a link, how a command is sent.
+
+    The poller's scheduling, health, offline probing and tag writes are the same for every
+    request/response protocol; a driver supplies the rest. A planned read ("block") has
+    ``points`` (point, index into the answer) and ``count`` (its size: the smallest is the probe);
+    ``conn.read_block(address, block)`` returns what ``point.decode(answer, index, ratio)`` takes.
+    """
+
+    name = "modbus"
+    profile_type: type = Profile
+
+    def plan(self, profile: Any, circuit: int | None, link: Any) -> dict[str, list[Any]]:
+        return plan_device(profile, circuit, link.max_block_registers, link.max_gap_registers)
+
+    def point_block(self, profile: Any, point: Any, circuit: int | None) -> Any:
+        """A read of one point (the supply status read back after a command)."""
+        return Block(point.fc, profile.address(point, circuit), point.words, ((point, 0),))
+
+    def connection(self, link: Any) -> Any:
+        return ModbusConnection(link)
+
+    def device_address(self, spec: DeviceSpec) -> Any:
+        return spec.unit_id
+
+    async def command(self, conn: Any, address: Any, profile: Any, command: Any, circuit: int | None) -> None:
+        await conn.write(address, command.fc, profile.address(command, circuit), command.values)
+
+    def check(self, spec: DeviceSpec, profile: Any) -> str | None:
+        """A problem of this device's addressing, or None."""
+        return None
+
+
+MODBUS_DRIVER = Driver()
 
 
 class MeterRef(Protocol):
@@ -89,13 +127,19 @@ class MeterRef(Protocol):
 
 
 class _Device:
-    def __init__(self, spec: DeviceSpec, profile: Profile | None, link: Link | None) -> None:
+    def __init__(self, spec: DeviceSpec, profile: Any, link: Link | None, address: Any = None) -> None:
         self.spec = spec
+        self.address = address
         self.profile = profile
         self.link = link
         self.blocks: dict[str, list[Block]] = {}
         self.intervals: dict[str, float] = {}
         self.tags: dict[str, str] = {}  # point -> tag name
+        # points other points are multiplied by (PT, CT) and their last good values
+        self.ratio_points: frozenset[str] = frozenset(
+            n for p in (profile.points.values() if profile is not None else ()) for n in p.ratio
+        )
+        self.ratios: dict[str, float] = {}
         self.comm_tag = meter_tag(spec.meter_id, "comm_ok")
         self.state = UNKNOWN
         self.generation = 0
@@ -165,15 +209,19 @@ class ModbusPoller:
         options: ModbusConfig | None = None,
         *,
         rng: random.Random | None = None,
+        driver: Driver = MODBUS_DRIVER,
     ) -> None:
         self.tagdb = tagdb
         self.profiles = profiles
         self.options = options or ModbusConfig()
         self.rng = rng or random.Random()
-        self.links: dict[str, Link] = {cfg.name: Link(cfg, self.options, self) for cfg in links}
+        self.driver = driver
+        self.links: dict[str, Link] = {
+            cfg.name: Link(cfg, self.options, self, connection_factory=driver.connection) for cfg in links
+        }
         self.devices: dict[str, _Device] = {}
         # plans depend only on (profile, circuit, link limits): 10,000 meters share a handful
-        self._plans: dict[tuple[str, int | None, int, int], dict[str, list[Block]]] = {}
+        self._plans: dict[tuple[str, int | None, str], dict[str, list[Any]]] = {}
         for name in self.links:
             tagdb.register(TagMeta(link_tag(name, "comm_ok"), DataType.BOOL, description=f"link {name} connected"))
 
@@ -195,9 +243,10 @@ class ModbusPoller:
                 self._add(spec)
 
     def _add(self, spec: DeviceSpec) -> None:
-        profile = self.profiles.get(spec.profile)
+        found = self.profiles.get(spec.profile)
+        profile = found if isinstance(found, self.driver.profile_type) else None
         link = self.links.get(spec.link)
-        dev = _Device(spec, profile, link)
+        dev = _Device(spec, profile, link, self.driver.device_address(spec))
         self.devices[spec.meter_id] = dev
         problem = self._config_problem(spec, profile, link)
         if problem is not None:
@@ -208,10 +257,10 @@ class ModbusPoller:
             log.error("meter not polled", extra={"meter": spec.meter_id, "error": problem})
             return
         assert profile is not None and link is not None
-        key = (profile.name, spec.circuit, link.config.max_block_registers, link.config.max_gap_registers)
+        key = (profile.name, spec.circuit, link.name)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = plan_device(profile, spec.circuit, key[2], key[3])
+            plan = self._plans[key] = self.driver.plan(profile, spec.circuit, link.config)
         dev.blocks = plan
         dev.intervals = {cls: self.options.poll_intervals.get(cls, profile.poll_classes[cls]) for cls in dev.blocks}
         for point in profile.points.values():
@@ -219,7 +268,9 @@ class ModbusPoller:
             dev.tags[point.name] = name
             self.tagdb.register(
                 TagMeta(
-                    name, DataType.BOOL if point.is_bool else DataType.FLOAT, unit=point.unit,
+                    name,
+                    DataType.BOOL if point.is_bool else DataType.STRING if getattr(point, "text", False) else DataType.FLOAT,
+                    unit=point.unit,
                     description=point.description, meter_id=spec.meter_id, room_id=spec.room_id,
                     point=point.name, deadband=point.deadband,
                 )
@@ -232,11 +283,18 @@ class ModbusPoller:
         if link.stats.state == "down":
             self._go_offline(dev, f"link {link.name} is down: {link.stats.last_error}", probe_in=0.0, writes=[])
             return
-        for cls, interval in dev.intervals.items():
-            self._schedule(dev, cls, now + self.rng.uniform(0, interval * self.options.start_spread))
+        first = {p.poll for p in profile.points.values() if p.name in dev.ratio_points}
+        for cls in sorted(dev.intervals, key=lambda c: c not in first):
+            # the class holding ratio points (PT, CT) first: the points they scale need them
+            delay = 0.0 if cls in first else self.rng.uniform(0, dev.intervals[cls] * self.options.start_spread)
+            self._schedule(dev, cls, now + delay)
 
-    def _config_problem(self, spec: DeviceSpec, profile: Profile | None, link: Link | None) -> str | None:
+    def _config_problem(self, spec: DeviceSpec, profile: Any, link: Link | None) -> str | None:
         if profile is None:
+            other = self.profiles.get(spec.profile)
+            if other is not None:
+                protocol = getattr(other, "protocol", "modbus")
+                return f"device profile {spec.profile!r} is a {protocol} profile; link {spec.link!r} speaks {self.driver.name}"
             return f"unknown device profile {spec.profile!r} (known: {', '.join(self.profiles.names())})"
         if link is None:
             return f"unknown link {spec.link!r} (configured: {', '.join(self.links) or 'none'})"
@@ -246,7 +304,7 @@ class ModbusPoller:
             profile.check_circuit(spec.circuit)
         except ValueError as exc:
             return str(exc)
-        return None
+        return self.driver.check(spec, profile)
 
     def _remove(self, meter_id: str) -> None:
         dev = self.devices.pop(meter_id)
@@ -266,15 +324,16 @@ class ModbusPoller:
         problem, not the device's: nothing is published)."""
         assert dev.link is not None
         link = dev.link
-        unit = dev.spec.unit_id
+        unit = dev.address
         blocks = dev.blocks[cls]
         generation = dev.generation
         writes: list[TagWrite] = []
         failure: ModbusFailure | None = None
+        answers: list[tuple[Block, list[int]]] = []
         for i, block in enumerate(blocks):
             try:
                 registers = await link.call(
-                    conn, dev.stats, lambda c, b=block: c.read(unit, b.fc, b.address, b.count)  # type: ignore[misc]
+                    conn, dev.stats, lambda c, b=block: c.read_block(unit, b)  # type: ignore[misc]
                 )
             except ModbusFailure as exc:
                 if not conn.connected and exc.reason is QualityReason.COMM_FAILURE:
@@ -286,6 +345,11 @@ class ModbusPoller:
                 for rest in blocks[i:]:
                     writes += self._bad(dev, rest.points, exc.reason, exc.detail)
                 break
+            answers.append((block, registers))
+        if dev.ratio_points:  # ratios first: the points they multiply may come in an earlier block
+            for block, registers in answers:
+                self._take_ratios(dev, block, registers)
+        for block, registers in answers:
             writes += self._decode(dev, block, registers)
         dev.stats.polls += 1
         dev.stats.last_poll_at = utcnow()
@@ -303,8 +367,9 @@ class ModbusPoller:
         failure: ModbusFailure | None = None
         try:
             registers = await dev.link.call(
-                conn, dev.stats, lambda c: c.read(dev.spec.unit_id, block.fc, block.address, block.count)
+                conn, dev.stats, lambda c: c.read_block(dev.address, block)
             )
+            self._take_ratios(dev, block, registers)
             writes = self._decode(dev, block, registers)
         except ModbusFailure as exc:
             if not conn.connected and exc.reason is QualityReason.COMM_FAILURE:
@@ -322,13 +387,35 @@ class ModbusPoller:
         dev.stats.consecutive_failures += 1
         dev.link.schedule(_ProbeJob(self, dev), asyncio.get_running_loop().time() + dev.probe_backoff)
 
-    def _decode(self, dev: _Device, block: Block, registers: list[int]) -> list[TagWrite]:
+    def _take_ratios(self, dev: _Device, block: Any, registers: Any) -> None:
+        for point, index in block.points:
+            if point.name in dev.ratio_points:
+                try:
+                    value = point.decode(registers, index)
+                except CodecError:
+                    dev.ratios.pop(point.name, None)
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    dev.ratios[point.name] = float(value)
+                else:
+                    dev.ratios.pop(point.name, None)
+
+    def _decode(self, dev: _Device, block: Any, registers: Any) -> list[TagWrite]:
         ts = utcnow()
         writes = []
         for point, index in block.points:
             name = dev.tags[point.name]
+            ratio = 1.0
+            if point.ratio:
+                missing = [r for r in point.ratio if r not in dev.ratios]
+                if missing:
+                    detail = f"{point.name}: ratio {', '.join(missing)} not known (unreadable or not positive)"
+                    writes.append(TagWrite(name, None, Quality.BAD, QualityReason.CONFIG_ERROR, detail, ts))
+                    continue
+                for r in point.ratio:
+                    ratio *= dev.ratios[r]
             try:
-                value = point.decode(registers, index)
+                value = point.decode(registers, index, ratio)
             except CodecError as exc:
                 writes.append(TagWrite(name, None, Quality.BAD, QualityReason.BAD_FRAME, str(exc), ts))
                 continue
@@ -438,11 +525,10 @@ class ModbusPoller:
         command = dev.profile.commands.get("connect" if on else "disconnect")
         if command is None:
             raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no supply control")
-        address = dev.profile.address(command, dev.spec.circuit)
-        link, unit = dev.link, dev.spec.unit_id
+        link, unit, profile, circuit, driver = dev.link, dev.address, dev.profile, dev.spec.circuit, self.driver
 
         async def op(conn: ModbusConnection) -> None:
-            await link.call(conn, dev.stats, lambda c: c.write(unit, command.fc, address, command.values))
+            await link.call(conn, dev.stats, lambda c: driver.command(c, unit, profile, command, circuit))
 
         await link.urgent(op, bulk=bulk)
 
@@ -454,11 +540,11 @@ class ModbusPoller:
         if name is None:
             raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no supply control")
         point = dev.profile.points[name]
-        address = dev.profile.address(point, dev.spec.circuit)
-        link, unit = dev.link, dev.spec.unit_id
+        block = self.driver.point_block(dev.profile, point, dev.spec.circuit)
+        link, unit = dev.link, dev.address
 
-        async def op(conn: ModbusConnection) -> list[int]:
-            return await link.call(conn, dev.stats, lambda c: c.read(unit, point.fc, address, point.words))
+        async def op(conn: ModbusConnection) -> Any:
+            return await link.call(conn, dev.stats, lambda c: c.read_block(unit, block))
 
         registers = await link.urgent(op, bulk=bulk)
         try:

@@ -13,6 +13,7 @@ register written, the value and the status point that confirms them. The file fo
     byte_order = "big"
     circuits = 1                      # >1: several meters behind one unit id (meter.circuit)
     circuit_stride = 0                # registers between circuit n and n+1
+    protocol = "modbus"               # the default; "dlt645" files have their own format
 
     [poll_classes]                    # seconds between polls of each class
     fast = 5
@@ -27,6 +28,8 @@ register written, the value and the status point that confirms them. The file fo
     poll = "energy"
     group = "energy"                  # a group is always read in one request
     deadband = 0.5                    # optional, absolute
+    ratio = ["pt_ratio", "ct_ratio"]  # optional: multiplied by these points' values (a meter
+                                      # on instrument transformers reports secondary values)
 
     [points.relay_closed]             # a boolean point: true_value = N or bit = B
     address = 0x0051
@@ -56,7 +59,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
@@ -79,6 +82,7 @@ __all__ = [
     "ProfileLibrary",
     "load_profile",
     "parse_profile",
+    "read_profile_file",
     "shipped_profiles_dir",
 ]
 
@@ -106,6 +110,7 @@ class _Strict(BaseModel):
 
 class _ProfileHead(_Strict):
     name: str
+    protocol: Literal["modbus"] = "modbus"
     kind: Literal["electricity", "water"]
     description: str = ""
     source: str = ""
@@ -132,6 +137,7 @@ class _PointModel(_Strict):
     true_value: int | None = None
     false_value: int | None = None
     bit: int | None = Field(default=None, ge=0, le=63)
+    ratio: list[str] = []
     description: str = ""
 
 
@@ -174,13 +180,15 @@ class PointSpec:
     false_value: int | None
     bit: int | None
     description: str = ""
+    ratio: tuple[str, ...] = ()  # points whose values multiply this one (PT, CT)
 
     @property
     def is_bool(self) -> bool:
         return self.true_value is not None or self.bit is not None
 
-    def decode(self, registers: Sequence[int], index: int = 0) -> Value:
-        """The engineering value held at ``registers[index:index + words]``.
+    def decode(self, registers: Sequence[int], index: int = 0, ratio: float = 1.0) -> Value:
+        """The engineering value held at ``registers[index:index + words]`` (times ``ratio``,
+        the product of the point's ratio points, for a point with ``ratio``).
 
         Raises :class:`CodecError` when the registers do not hold a valid value of the type.
         """
@@ -192,17 +200,21 @@ class PointSpec:
         if isinstance(raw, float):
             if raw != raw or raw in (float("inf"), float("-inf")):
                 raise CodecError(f"{self.name}: not a finite number ({raw})")
-            if self.scale == 1.0 and self.offset == 0.0:
+            if self.scale == 1.0 and self.offset == 0.0 and ratio == 1.0:
                 return raw if self.decimals is None else round(raw, self.decimals)
             # exact decimal arithmetic, so 0.1 * 3 is 0.3 and not 0.30000000000000004
-            exact = Decimal(repr(raw)) * Decimal(repr(self.scale)) + Decimal(repr(self.offset))
+            exact = (Decimal(repr(raw)) * Decimal(repr(self.scale)) + Decimal(repr(self.offset))) * Decimal(repr(ratio))
             value = float(exact)
             return value if self.decimals is None else round(value, self.decimals)
+        if ratio != 1.0:
+            exact = (Decimal(raw) * Decimal(repr(self.scale)) + Decimal(repr(self.offset))) * Decimal(repr(ratio))
+            return round(float(exact), self.decimals if self.decimals is not None else 0)
         value = raw * self.scale + self.offset
         return round(value, self.decimals if self.decimals is not None else 0)
 
-    def encode(self, value: Value) -> list[int]:
-        """``value`` (engineering units) as registers: what a device holding it returns."""
+    def encode(self, value: Value, ratio: float = 1.0) -> list[int]:
+        """``value`` (engineering units) as registers: what a device holding it returns (a point
+        with ``ratio`` holds ``value / ratio``)."""
         if self.is_bool:
             if self.bit is not None:
                 raw: int | float = (1 << self.bit) if value else 0
@@ -211,7 +223,7 @@ class PointSpec:
                 raw = self.true_value if value else (self.false_value if self.false_value is not None else 0)
         else:
             assert isinstance(value, (int, float)) and not isinstance(value, bool)
-            raw = (value - self.offset) / self.scale
+            raw = (value / ratio - self.offset) / self.scale
             if self.data_type not in ("f32", "f64"):
                 raw = round(raw)
         return encode_raw(raw, self.data_type, self.words, self.word_order, self.byte_order)
@@ -357,15 +369,18 @@ def parse_profile(data: dict[str, Any], source: str, expected_name: str | None =
         decimals = p.decimals
         if decimals is None and not is_bool and p.type not in ("f32", "f64"):
             decimals = _decimals_of(p.scale, p.offset)
+        if p.ratio and is_bool:
+            problems.append(f"{where}.ratio: a boolean point takes no ratio")
         points[name] = PointSpec(
             name=name, fc=p.fc, address=p.address, data_type=p.type, words=words,
             word_order=p.word_order or head.word_order, byte_order=p.byte_order or head.byte_order,
             scale=p.scale, offset=p.offset, decimals=decimals, unit=p.unit, poll=p.poll,
             group=p.group, deadband=p.deadband, true_value=p.true_value, false_value=p.false_value,
-            bit=p.bit, description=p.description,
+            bit=p.bit, description=p.description, ratio=tuple(p.ratio),
         )
 
     problems += _overlaps(points.values())
+    problems += _check_ratios(points)
     if head.circuits > 1 and head.circuit_stride:
         lowest = min((spec.address for spec in points.values()), default=0)
         for spec in points.values():
@@ -467,6 +482,21 @@ def _overlaps(points: Iterable[PointSpec]) -> list[str]:
     return problems
 
 
+def _check_ratios(points: dict[str, PointSpec]) -> list[str]:
+    """A ratio point is a plain number without a ratio of its own (the poller keeps its last good
+    value and reads its poll class first)."""
+    problems = []
+    for p in points.values():
+        for i, name in enumerate(p.ratio):
+            where = f"points.{p.name}.ratio[{i}]"
+            other = points.get(name)
+            if other is None:
+                problems.append(f"{where}: no point {name!r} in this profile")
+            elif other.is_bool or other.ratio:
+                problems.append(f"{where}: point {name!r} is boolean or has a ratio itself")
+    return problems
+
+
 def _check_groups(points: dict[str, PointSpec]) -> list[str]:
     problems = []
     groups: dict[str, list[PointSpec]] = {}
@@ -489,7 +519,11 @@ def _check_groups(points: dict[str, PointSpec]) -> list[str]:
     return problems
 
 
-def load_profile(path: str | Path) -> Profile:
+ProfileParser = Callable[[dict[str, Any], str, str | None], Any]
+
+
+def read_profile_file(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The TOML of a profile file and its protocol (``[profile] protocol``, default modbus)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -497,23 +531,40 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(str(path), [f"cannot read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(str(path), [f"not valid TOML: {exc}"]) from None
+    head = data.get("profile")
+    protocol = head.get("protocol", "modbus") if isinstance(head, dict) else "modbus"
+    return str(protocol), data
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    protocol, data = read_profile_file(path)
+    if protocol != "modbus":
+        raise ProfileError(str(path), [f"profile.protocol: a {protocol!r} profile, not a Modbus one"])
     return parse_profile(data, str(path), expected_name=path.stem)
 
 
 def shipped_profiles_dir() -> Path:
-    return Path(str(resources.files("protocols.modbus").joinpath("profiles")))
+    """The profiles shipped with the server (every protocol's; ``config/profiles`` links here)."""
+    return Path(str(resources.files("protocols").joinpath("profiles")))
 
 
 class ProfileLibrary:
-    """The profiles of one or more folders; a later folder overrides a profile of the same name."""
+    """The profiles of one or more folders; a later folder overrides a profile of the same name.
 
-    def __init__(self, profiles: dict[str, Profile]) -> None:
+    Profiles of each protocol are parsed by that protocol's parser (``parsers``: protocol ->
+    ``parse(data, source, expected_name)``); by default only Modbus ones are read and files of
+    other protocols are left out. :func:`protocols.library.load_library` reads every protocol.
+    """
+
+    def __init__(self, profiles: dict[str, Any]) -> None:
         self._profiles = dict(profiles)
 
     @classmethod
-    def load(cls, *folders: str | Path) -> ProfileLibrary:
+    def load(cls, *folders: str | Path, parsers: dict[str, ProfileParser] | None = None) -> ProfileLibrary:
         """Load every ``*.toml`` of ``folders``; raises :class:`ProfileError` naming every problem."""
-        profiles: dict[str, Profile] = {}
+        known: dict[str, ProfileParser] = parsers if parsers is not None else {"modbus": parse_profile}
+        profiles: dict[str, Any] = {}
         errors: list[ProfileError] = []
         for folder in folders or (shipped_profiles_dir(),):
             folder = Path(folder)
@@ -521,7 +572,13 @@ class ProfileLibrary:
                 raise ProfileError(str(folder), ["not a folder of device profiles"])
             for path in sorted(folder.glob("*.toml")):
                 try:
-                    profiles[path.stem] = load_profile(path)
+                    protocol, data = read_profile_file(path)
+                    parser = known.get(protocol)
+                    if parser is None:
+                        if parsers is None:
+                            continue  # a Modbus-only library leaves other protocols' profiles out
+                        raise ProfileError(str(path), [f"profile.protocol: unknown protocol {protocol!r} (known: {', '.join(known)})"])
+                    profiles[path.stem] = parser(data, str(path), path.stem)
                 except ProfileError as exc:
                     errors.append(exc)
         if errors:
@@ -531,10 +588,11 @@ class ProfileLibrary:
             )
         return cls(profiles)
 
-    def get(self, name: str) -> Profile | None:
+    def get(self, name: str) -> Any:
+        """The profile named ``name`` (a :class:`Profile` for Modbus), or None."""
         return self._profiles.get(name)
 
-    def __getitem__(self, name: str) -> Profile:
+    def __getitem__(self, name: str) -> Any:
         try:
             return self._profiles[name]
         except KeyError:
@@ -545,3 +603,6 @@ class ProfileLibrary:
 
     def names(self) -> list[str]:
         return sorted(self._profiles)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return sorted(self._profiles.items())

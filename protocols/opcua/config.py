@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["OpcUaConfig", "SecurityMode"]
 
@@ -27,6 +27,10 @@ class OpcUaConfig(BaseModel):
     certificate_hosts: list[str] = []  # extra DNS names / addresses for the server certificate
     publish_batch: int = Field(default=5_000, ge=1, le=1_000_000)  # tag changes taken per update round
     queue_size: int = Field(default=100_000, ge=100)  # the tag subscription's queue (it coalesces beyond)
+    # security mode None and anonymous sessions are refused by `scada check-config` and `scada run`
+    # unless this says, with a reason, why this site allows them
+    insecure_ok: bool = False
+    insecure_reason: str = Field(default="", max_length=500)
 
     @field_validator("security")
     @classmethod
@@ -39,6 +43,12 @@ class OpcUaConfig(BaseModel):
             # without a signing policy a user name's password would cross the network in clear
             raise ValueError('add "Basic256Sha256_SignAndEncrypt": user passwords are encrypted with it')
         return value
+
+    @model_validator(mode="after")
+    def _reasoned(self) -> OpcUaConfig:
+        if self.insecure_ok and not self.insecure_reason.strip():
+            raise ValueError("insecure_reason: say why this site accepts an insecure OPC UA server (insecure_ok = true)")
+        return self
 
     @field_validator("application_uri", "namespace_uri")
     @classmethod

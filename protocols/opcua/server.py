@@ -232,6 +232,42 @@ class OpcUaServer:
             raise RuntimeError("the OPC UA server is not running")
         return self._server
 
+    # -- sessions --------------------------------------------------------------------------------
+    def _sessions(self) -> dict[int, tuple[Any, Any]]:
+        """Every live client session (by id): the session and the connection it is on (None for a
+        session waiting for its client to reconnect)."""
+        server = self._server
+        if server is None:
+            return {}
+        found: dict[int, tuple[Any, Any]] = {}
+        for protocol in list(server.bserver.clients if server.bserver is not None else []):
+            processor = protocol.processor
+            session = processor.session if processor is not None else None
+            if session is not None:
+                found[id(session)] = (session, protocol.transport)
+        for session in list(server.iserver._external_sessions.values()):
+            found.setdefault(id(session), (session, None))
+        return found
+
+    def principals(self) -> list[Any]:
+        """What ``authenticate`` returned for each live session with a user (anonymous ones
+        are left out)."""
+        return [p for session, _ in self._sessions().values() if (p := getattr(session.user, "principal", None)) is not None]
+
+    async def end_sessions(self, which: Callable[[Any], bool]) -> int:
+        """End at once every session whose principal ``which`` selects: its subscriptions are
+        deleted, the session closed and its connection dropped. Returns how many."""
+        ended = 0
+        for session, transport in self._sessions().values():
+            principal = getattr(session.user, "principal", None)
+            if principal is None or not which(principal):
+                continue
+            await session.close_session(True)
+            if transport is not None:
+                transport.close()
+            ended += 1
+        return ended
+
     # -- content ---------------------------------------------------------------------------------
     async def sync(self, site: SiteSpec, current: LookupValue) -> SyncResult:
         return await self.site.sync(site, current)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 
-from scada.config import ConfigError, ScadaConfig, config_from_args, load_config
+from scada.config import ConfigError, ScadaConfig, config_from_args, load_config, security_problems
 from scada.core.console import out
 from scada.core.logs import configure_logging
 from scada.server import COMMANDS, build_runtime
@@ -28,21 +28,38 @@ async def _serve(config: ScadaConfig, *, demo: bool) -> int:
     return await runtime.run(ready=lambda: log.info("ready", extra={"site": config.site.name}))
 
 
+def _secure(config: ScadaConfig, source: str) -> ScadaConfig:
+    """``config``, unless it would serve insecurely without saying why (``security_problems``)."""
+    problems = security_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _source(args: argparse.Namespace) -> str:
+    return getattr(args, "config", None) or getattr(args, "file", None) or "<embedded demo.toml>"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _secure(config_from_args(args), _source(args))
     _setup_logging(args, config)
     return asyncio.run(_serve(config, demo=False))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = _secure(config_from_args(args), _source(args))
     _setup_logging(args, config)
     return asyncio.run(_serve(config, demo=True))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file, args.set or [])
+    """Parse the file (every problem listed) and refuse insecure settings nobody justified."""
+    config = _secure(load_config(args.file, args.set or []), args.file)
     out(f"{args.file}: OK (site {config.site.name!r}, {len(config.links)} link(s))")
+    for section in (config.opcua, config.hmi):
+        if section is not None and section.insecure_ok:
+            name = "opcua" if section is config.opcua else "hmi"
+            out(f"{args.file}: note: {name} accepts insecure settings because: {section.insecure_reason}")
     return 0
 
 

@@ -151,7 +151,9 @@ def _describe(value: Any) -> str:
 def _drop_union_noise(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     # pydantic puts the union member or validator name into loc for tagged/plain unions
     # (e.g. "function-after[...]" or "str"); they are not keys the user wrote
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int"))))
+    # (e.g. "function-after[...]" or "str", and the links' tags "link:<protocol>"); they are
+    # not keys the user wrote
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int") or p.startswith("link:"))))
 
 
 def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
@@ -162,7 +164,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
         kind = err["type"]
         found = err.get("input")
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1]) if model is not None else None
+            allowed = _allowed_keys(model, tuple(err["loc"])[:-1]) if model is not None else None
             hint = f" (allowed here: {', '.join(sorted(allowed))})" if allowed else ""
             problems.append(f"{path}: unknown key{hint}")
         elif kind == "missing":
@@ -192,6 +194,13 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[st
     """The keys allowed in the table at ``loc`` (walking fields, list items and dict values)."""
     annotation: Any = model
     for part in loc:
+        if isinstance(part, str) and part.startswith("link:"):  # a tagged union's member
+            tagged = _tagged(annotation, part)
+            if tagged is not None:
+                annotation = tagged
+            continue
+        if isinstance(part, str) and ("[" in part or part in ("str", "int")):
+            continue
         target = _first_model(annotation) if isinstance(part, str) else None
         if isinstance(part, str) and target is not None and part in target.model_fields:
             annotation = target.model_fields[part].annotation
@@ -202,6 +211,18 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[st
             annotation = args[-1]  # list[X] -> X, dict[K, X] -> X
     target = _first_model(annotation)
     return list(target.model_fields) if target is not None else None
+
+
+def _tagged(annotation: Any, tag: str) -> Any:
+    """The member of a tagged union (at any depth of ``annotation``) whose Tag is ``tag``."""
+    for meta in getattr(annotation, "__metadata__", ()):
+        if getattr(meta, "tag", None) == tag:
+            return annotation
+    for arg in typing.get_args(annotation):
+        found = _tagged(arg, tag)
+        if found is not None:
+            return found
+    return None
 
 
 def _first_model(annotation: Any) -> type[BaseModel] | None:

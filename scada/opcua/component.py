@@ -52,7 +52,7 @@ from scada.alarms.component import ALARMS
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER, CommandKind, CommandRequest
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
-from scada.core.runtime import Component
+from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.polling.component import MODBUS
 from scada.prepaid.engine import PREPAID
@@ -65,6 +65,7 @@ from scada.users.auth import Permission, UserInfo, UserStore
 from scada.users.component import AUDIT, USERS
 from scada.users.ratelimit import LoginRateLimiter
 from tags import TagChange, TagDB, TagMeta, names
+from tags.timers import run_every
 
 __all__ = ["FREEZE_AFTER_NODES", "OPCUA", "OpcUaComponent", "opcua_pki_dir", "site_spec"]
 
@@ -74,6 +75,7 @@ OPCUA: Key[OpcUaServer] = Key("opcua", OpcUaServer)
 
 _SWITCH_POINTS = ("relay_closed", "valve_open")
 FREEZE_AFTER_NODES = 50_000  # ~1,500 meters
+SESSION_SWEEP_S = 30.0  # how often sessions of users disabled elsewhere are looked for
 
 
 def opcua_pki_dir(config: ScadaConfig, opcua: OpcUaConfig) -> Path:
@@ -208,12 +210,18 @@ class OpcUaComponent(Component):
                     gc.freeze()
                     log.info("long-lived objects moved out of the garbage collector's scans", extra={"objects": gc.get_freeze_count()})
                 unsubscribe = self.assets.subscribe(self._on_registry)
+                no_closer = self.users.add_session_closer("opcua", self.end_user_sessions)
                 try:
                     self.tasks.spawn(self._feed, "feed")
                     self.tasks.spawn(self._follow_registry, "registry")
+                    # a user disabled where no closer is told (another process) loses OPC UA soon
+                    self.tasks.spawn(
+                        lambda: run_every(SESSION_SWEEP_S, self.sweep_sessions, name="opcua-sessions"), "sessions", Restart.ON_FAILURE,
+                    )
                     ctx[OPCUA] = server
                     yield
                 finally:
+                    no_closer()
                     unsubscribe()
             finally:
                 sub.close()
@@ -285,6 +293,28 @@ class OpcUaComponent(Component):
                 )
 
     # -- sessions and methods -----------------------------------------------------------------------
+    async def end_user_sessions(self, name: str, reason: str) -> int:
+        """End ``name``'s OPC UA sessions at once (subscriptions deleted, connections dropped)."""
+        if self.server is None:
+            return 0
+        ended = await self.server.end_sessions(lambda p: isinstance(p, UserInfo) and p.name == name)
+        if ended:
+            log.info("OPC UA sessions ended", extra={"user": name, "sessions": ended, "reason": reason})
+            await self.audit.write(Actor.system("opcua"), "opcua.session.end", "user", name, reason=reason, after={"sessions": ended})
+        return ended
+
+    async def sweep_sessions(self) -> int:
+        """End the sessions of users who are no longer active (or no longer exist)."""
+        if self.server is None:
+            return 0
+        names = {p.name for p in self.server.principals() if isinstance(p, UserInfo)}
+        ended = 0
+        for name in sorted(names):
+            user = await self.users.get(name)
+            if user is None or not user.active:
+                ended += await self.end_user_sessions(name, "user disabled")
+        return ended
+
     async def _authenticate(self, username: str, password: str, peer: str) -> UserInfo | None:
         name = username[:64]
         actor = Actor(name or "(empty)", "opcua")

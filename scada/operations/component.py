@@ -12,6 +12,7 @@ from typing import Any
 from protocols.modbus.params import TouTableBlock
 from scada.alarms.clock import Clock, SystemClock
 from scada.alarms.component import NOTIFIER
+from scada.approvals.component import APPROVALS
 from scada.commands.service import COMMANDS, METER_ACCESS, PARAMETER_DRIVER, SUPPLY_DRIVER
 from scada.config import CONFIG
 from scada.core.context import Context, Key
@@ -43,7 +44,7 @@ class OperationsComponent(Component):
 
     name = "operations"
     requires = (CONFIG, DATABASE, USERS, ASSETS, TAGDB)
-    optional = (COMMANDS, SUPPLY_DRIVER, PARAMETER_DRIVER, METER_ACCESS, PREPAID, NOTIFIER)
+    optional = (COMMANDS, SUPPLY_DRIVER, PARAMETER_DRIVER, METER_ACCESS, PREPAID, NOTIFIER, APPROVALS)
     provides = (JOBS,)
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -117,7 +118,8 @@ class OperationsComponent(Component):
             arrears=arrears, alarm_level=level,
             prepared=jobs_ctx.prepared.rooms if jobs_ctx.prepared is not None else set,
         )
-        service = JobService(db, jobs_ctx, ctx[USERS], self.tasks, clock=self.clock, link_backlog=backlog, selection=selection)
+        service = JobService(db, jobs_ctx, ctx[USERS], self.tasks, clock=self.clock, link_backlog=backlog, selection=selection,
+                             approvals=ctx.get(APPROVALS))
         try:
             await service.start()
             self.tasks.spawn(service.run_scheduler, "scheduler", Restart.ON_FAILURE)

@@ -20,7 +20,10 @@ cron expression in the site's time zone). Its life::
   goes through the command path as that user.
 * **Four eyes.** A job that creates money above ``approval_money_above`` or switches more than
   ``approval_relay_rooms_above`` rooms waits (``scheduled``, approval ``required``) until a
-  user with the ``approve`` permission other than its creator approves it.
+  user with the ``approve`` permission other than its creator approves it. Where the approvals
+  service runs (:mod:`scada.approvals`), the job asks it (an approval request of kind ``job``,
+  on the Approvals page with the others) and the approved request marks the job approved,
+  once; ``POST /jobs/{id}/approve`` decides that same request.
 * **Pacing.** Items of kinds that talk to meters run per link, ``link_in_flight`` at a time,
   ``link_gap_s`` apart, and each waits (up to ``max_defer_s``) while the link has polls due:
   a batch takes the link's spare time and never starves polling.
@@ -60,6 +63,7 @@ __all__ = ["JobError", "JobEvent", "JobService", "JobView"]
 log = logging.getLogger(__name__)
 
 OPEN_STATES = ("scheduled", "running")
+APPROVAL_KIND = "job"  # the kind of the approval requests jobs ask for
 
 
 class JobError(Exception):
@@ -154,7 +158,12 @@ class JobService:
         clock: Clock | None = None,
         link_backlog: Callable[[str], int] | None = None,
         selection: Selection | None = None,
+        approvals: Any = None,
     ) -> None:
+        self.approvals = approvals  # scada.approvals.service.ApprovalService, when it runs
+        self._unregister: Callable[[], None] | None = None
+        if approvals is not None:
+            self._unregister = approvals.register(APPROVAL_KIND, self._approved)
         self.db = db
         self.ctx = ctx
         self.config = ctx.config
@@ -300,6 +309,17 @@ class JobService:
                 "count": len(resolved), "approval": row.approval, "approval_why": why,
             })
             view = _view(row, _Counts(len(resolved)))
+        if why and self.approvals is not None:
+            request = await self.approvals.request(
+                APPROVAL_KIND, str(view.id), {"job": view.id, "kind": kind.name, "targets": parsed.as_json(), "params": normalised,
+                                              "count": len(resolved)},
+                actor, reason=reason, rule=[why], summary=f"job {view.id}: {kind.name} of {len(resolved)} {kind.target_type}s",
+            )
+            async with self.db.transaction() as s:
+                stored = await s.get(JobRow, view.id)
+                assert stored is not None
+                stored.detail = f"waits for approval request {request.id}"
+            view = await self.get(view.id, items=False)
         log.info("job created", extra={"job": view.id, "kind": kind.name, "targets": len(resolved), "user": user.name,
                                        "run_at": view.run_at.isoformat() if view.run_at else "now", "approval": view.approval})
         self._emit(JobEvent(view.id, view.state, len(resolved), 0, 0, 0))
@@ -307,9 +327,27 @@ class JobService:
         return view
 
     # -- approval and cancel --------------------------------------------------------------------
+    async def _approved(self, request: Any, approver: Actor) -> dict[str, Any]:
+        """The approvals service's executor: an approved request lets its job run (once)."""
+        job_id = int(request.payload["job"])
+        async with self.db.transaction() as s:
+            row = await s.get(JobRow, job_id, with_for_update=True)
+            if row is None:
+                raise JobError(404, f"no job {job_id}")
+            if row.state != "scheduled" or row.approval != "required":
+                return {"job": job_id, "state": row.state, "approval": row.approval}
+            row.approval, row.approved_by, row.approved_at = "approved", approver.name, self.clock.now()
+            row.detail, row.updated_at = f"approved by {approver.name} (approval request {request.id})", self.clock.now()
+            AuditLog.record(s, approver, "job.approve", "job", str(job_id), reason=f"approval request {request.id}",
+                            after={"kind": row.kind, "created_by": row.created_by, "why": row.approval_why})
+        self._wake.set()
+        return {"job": job_id, "state": "scheduled", "approval": "approved"}
+
     async def approve(self, job_id: int, user: UserInfo, actor: Actor, reason: str = "") -> JobView:
         if not user.can(Permission.APPROVE):
             raise JobError(403, f"role {user.role.value} may not approve jobs (it needs the approve permission)")
+        if self.approvals is not None:
+            return await self._approve_request(job_id, user, actor, reason)
         async with self.db.transaction() as s:
             row = await s.get(JobRow, job_id, with_for_update=True)
             if row is None:
@@ -324,6 +362,21 @@ class JobService:
             AuditLog.record(s, actor, "job.approve", "job", str(job_id), reason=reason,
                             after={"kind": row.kind, "created_by": row.created_by, "why": row.approval_why})
         self._wake.set()
+        return await self.get(job_id)
+
+    async def _approve_request(self, job_id: int, user: UserInfo, actor: Actor, reason: str) -> JobView:
+        from scada.approvals.service import ApprovalError  # noqa: PLC0415 - only where the approvals service runs
+
+        view = await self.get(job_id, items=False)
+        if view.approval != "required" or view.state != "scheduled":
+            raise JobError(409, f"job {job_id} does not wait for an approval (approval: {view.approval}, state: {view.state})")
+        pending = [r for r in await self.approvals.list(state="pending", kind=APPROVAL_KIND) if r.target == str(job_id)]
+        if not pending:
+            raise JobError(409, f"job {job_id} has no pending approval request (it may have expired: create the job again)")
+        try:
+            await self.approvals.approve(pending[0].id, user, source=actor.source, reason=reason)
+        except ApprovalError as exc:
+            raise JobError(exc.status, exc.message, field=exc.field) from None
         return await self.get(job_id)
 
     async def cancel(self, job_id: int, user: UserInfo, actor: Actor, reason: str = "") -> JobView:
@@ -395,7 +448,10 @@ class JobService:
 
     # -- running -----------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Resume the jobs a crash left running (the scheduler starts the due ones)."""
+        """Resume the jobs a crash left running (the scheduler starts the due ones), and the
+        approvals of jobs granted just before a crash."""
+        if self.approvals is not None:
+            await self.approvals.resume([APPROVAL_KIND])
         async with self.db.sessions() as s:
             running = (await s.scalars(select(JobRow.id).where(JobRow.state == "running"))).all()
         for job_id in running:
@@ -403,6 +459,9 @@ class JobService:
             self._start(job_id)
 
     async def stop(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
         for run in self._runs.values():
             run.cancel.set()  # not a cancel of the job: the task is cancelled by its owner next
 

@@ -73,6 +73,7 @@ class OpenRequest:
     opening_minor: int = 0
     readings: dict[str, Decimal] = field(default_factory=dict)  # baselines given by the opener
     reason: str = ""
+    reference: str | None = None  # on the opening entry; makes a repeated opening answer the first
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,15 @@ class AccountService:
             raise PrepaidError(f"{field_name}: tariff {tariff_id} is for {info.commodity}, not {commodity}", status=422, field=field_name)
 
     # -- open ----------------------------------------------------------------------------------
-    async def open(self, req: OpenRequest, actor: Actor) -> AccountView:
+    async def check_open(self, req: OpenRequest) -> None:
+        """Raise what :meth:`open` would refuse before its transaction (room, tariffs, readings,
+        an account already open): a request for approval is checked the same way."""
+        await self._tenant_meters(req)
+        async with self.db.sessions() as s:
+            if await s.scalar(select(Account.id).where(Account.open_room_id == req.room_id)) is not None:
+                raise PrepaidError(f"room {req.room_id} already has an open account")
+
+    async def _tenant_meters(self, req: OpenRequest) -> list[Any]:
         snapshot = self.assets()
         if req.room_id not in snapshot.rooms:
             raise PrepaidError(f"no room {req.room_id!r}", status=404)
@@ -163,6 +172,19 @@ class AccountService:
         if unknown:
             name = sorted(unknown)[0]
             raise PrepaidError(f"readings.{name}: not a meter of room {req.room_id}", status=422, field=f"readings.{name}")
+        return meters
+
+    async def open(self, req: OpenRequest, actor: Actor) -> AccountView:
+        """Open the room's account. With a ``reference`` (an approved request's), opening again
+        answers the account that reference opened."""
+        if req.reference is not None:
+            async with self.db.sessions() as s:
+                first = await s.scalar(select(LedgerEntry).where(LedgerEntry.kind == "opening", LedgerEntry.reference == req.reference))
+                if first is not None:
+                    opened = await s.get(Account, first.account_id)
+                    assert opened is not None
+                    return account_view(opened)
+        meters = await self._tenant_meters(req)
         st = req.settings
         contact = st.contact or Contact("", None, None, "en")
         now = utcnow()
@@ -183,7 +205,7 @@ class AccountService:
             )
             s.add(a)
             await s.flush()
-            post(s, a, "opening", req.opening_minor, actor, now, reason=req.reason or "account opened")
+            post(s, a, "opening", req.opening_minor, actor, now, reason=req.reason or "account opened", reference=req.reference)
             baselines: dict[str, Any] = {}
             for m in meters:
                 given = req.readings.get(m.id)
@@ -298,25 +320,47 @@ class AccountService:
             await s.flush()
             return PostResult(entry_view(e), account_view(a))
 
-    async def reverse(self, entry_id: int, *, actor: Actor, reason: str) -> PostResult:
+    async def check_reverse(self, entry_id: int) -> EntryView:
+        """The entry, when :meth:`reverse` would reverse it now; else raise why not."""
+        async with self.db.sessions() as s:
+            original, _ = await self._reversible(s, entry_id, None)
+            a = await s.get(Account, original.account_id)
+            if a is None or a.state != "open":
+                raise PrepaidError(f"account {original.account_id} is closed")
+            return entry_view(original)
+
+    async def _reversible(self, s: AsyncSession, entry_id: int, reference: str | None) -> tuple[LedgerEntry, LedgerEntry | None]:
+        """The entry to reverse and, when ``reference`` already reversed it, that reversal."""
+        original = await s.get(LedgerEntry, entry_id)
+        if original is None:
+            raise PrepaidError(f"no ledger entry {entry_id}", status=404)
+        if original.kind not in REVERSIBLE:
+            raise PrepaidError(f"a {original.kind} entry cannot be reversed")
+        done = await s.scalar(select(LedgerEntry).where(LedgerEntry.reverses_id == entry_id))
+        if done is not None:
+            if reference is not None and done.reference == reference:
+                return original, done
+            raise PrepaidError(f"entry {entry_id} was already reversed by entry {done.id}")
+        return original, None
+
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str, reference: str | None = None) -> PostResult:
+        """Post the compensating entry. With a ``reference`` (an approved request's), reversing
+        again answers the first reversal."""
         if not reason.strip():
             raise PrepaidError("reason: a reversal needs a reason", status=422, field="reason")
         now = utcnow()
         async with self.db.transaction() as s:
-            original = await s.get(LedgerEntry, entry_id)
-            if original is None:
-                raise PrepaidError(f"no ledger entry {entry_id}", status=404)
-            if original.kind not in REVERSIBLE:
-                raise PrepaidError(f"a {original.kind} entry cannot be reversed")
-            done = await s.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == entry_id))
+            original, done = await self._reversible(s, entry_id, reference)
             if done is not None:
-                raise PrepaidError(f"entry {entry_id} was already reversed by entry {done}")
+                account = await s.get(Account, done.account_id)
+                assert account is not None
+                return PostResult(entry_view(done), account_view(account), replayed=True)
             a = await s.scalar(select(Account).where(Account.id == original.account_id).with_for_update())
             assert a is not None
             if a.state != "open":
                 raise PrepaidError(f"account {a.id} is closed")
             e = post(s, a, "reversal", -original.amount_minor, actor, now, reason=reason, reverses_id=entry_id,
-                     meter_id=original.meter_id, idem_key=f"reversal:{entry_id}")
+                     meter_id=original.meter_id, idem_key=f"reversal:{entry_id}", reference=reference)
             if -original.amount_minor > 0:
                 self._credited(a, actor, s, now)
             else:
@@ -332,7 +376,8 @@ class AccountService:
         now = utcnow()
         async with self.db.transaction() as s:
             a = await self._open_account(s, room_id)
-            before = account_view(a).as_json(self.minor_units)
+            # the audit log keeps no contact details (they are erased when retention ends)
+            before = account_view(a).as_json(self.minor_units, contact=False)
             st = settings
             if st.credit_limit_minor is not None:
                 a.credit_limit_minor = st.credit_limit_minor
@@ -350,7 +395,10 @@ class AccountService:
             # thresholds may have moved either way: the level follows them
             self.biller.update_level(a, credited=True)
             view = account_view(a)
-            AuditLog.record(s, actor, "account.settings", "account", str(a.id), reason=reason, before=before, after=view.as_json(self.minor_units))
+            after = view.as_json(self.minor_units, contact=False)
+            if st.contact is not None:
+                after["contact_changed"] = True
+            AuditLog.record(s, actor, "account.settings", "account", str(a.id), reason=reason, before=before, after=after)
             return view
 
     async def take_emergency_credit(self, room_id: str, *, actor: Actor, reason: str = "") -> AccountView:

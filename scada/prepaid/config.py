@@ -101,6 +101,9 @@ class PrepaidConfig(ConfigModel):
     tick_s: float = Field(default=15.0, gt=0, le=3600)  # waiting cuts, retries, daily charges
     command_retry_s: float = Field(default=60.0, gt=0, le=86_400)
     daily_cost_window_days: int = Field(default=7, ge=1, le=90)
+    # a closed account's tenant contact details (and their traces in approval requests and the
+    # notification log) are erased this many days after it closed; none: kept
+    personal_data_retention_days: int | None = Field(default=None, ge=0, le=36_500)
     defaults: PrepaidDefaults = PrepaidDefaults()
     friendly_credit: FriendlyCreditConfig = FriendlyCreditConfig()
     demo: DemoAccountsConfig = DemoAccountsConfig()

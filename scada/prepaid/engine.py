@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,7 @@ from scada.prepaid.money import Rounding, parse_money
 from scada.prepaid.policy import FriendlyCalendar, FriendlyWindow
 from scada.prepaid.publisher import RoomPublisher
 from scada.prepaid.readings import ENERGY_REGISTERS, Reading, parse_reading
+from scada.prepaid.retention import erase_personal_data
 from scada.prepaid.review import HoldView, MeterReview
 from scada.prepaid.supply import SupplyController, SupplySwitch
 from scada.prepaid.tariff_store import TariffStore
@@ -360,14 +362,32 @@ class PrepaidEngine:
         last_costs = 0.0
         loop = asyncio.get_running_loop()
 
+        last_retention = -1e9
+
         async def step() -> None:
-            nonlocal last_costs
+            nonlocal last_costs, last_retention
             if loop.time() - last_costs > 900:
                 last_costs = loop.time()
                 await self.refresh_daily_costs()
+            if self.cfg.personal_data_retention_days is not None and loop.time() - last_retention > 3600:
+                last_retention = loop.time()
+                await self.erase_personal_data()
             await self.tick()
 
         await run_every(self.cfg.tick_s, step, name="prepaid-ticks", log_failures=False)
+
+    async def erase_personal_data(self, now: dt.datetime | None = None) -> int:
+        """Erase the contact details of accounts closed longer than the retention setting
+        (``prepaid.personal_data_retention_days``; unset: nothing); returns how many accounts."""
+        days = self.cfg.personal_data_retention_days
+        if days is None:
+            return 0
+        erased = await erase_personal_data(self.db, retention_days=days, now=now or self.clock())
+        for e in erased:
+            view = self.views.get(e.room_id)
+            if view is not None and view.id == e.account_id:
+                self.views[e.room_id] = replace(view, contact=Contact("", None, None, view.contact.language))
+        return len(erased)
 
     async def refresh_daily_costs(self, now: dt.datetime | None = None) -> None:
         """Average daily cost per account over the configured window (for days-based levels)."""
@@ -463,9 +483,10 @@ class PrepaidEngine:
             self._account_changed(result.account)
         return result
 
-    async def reverse(self, entry_id: int, *, actor: Actor, reason: str) -> PostResult:
-        result = await self.accounts.reverse(entry_id, actor=actor, reason=reason)
-        self._account_changed(result.account)
+    async def reverse(self, entry_id: int, *, actor: Actor, reason: str, reference: str | None = None) -> PostResult:
+        result = await self.accounts.reverse(entry_id, actor=actor, reason=reason, reference=reference)
+        if not result.replayed:
+            self._account_changed(result.account)
         return result
 
     async def update_settings(self, room_id: str, settings: AccountSettings, *, actor: Actor, reason: str = "") -> AccountView:

@@ -31,6 +31,8 @@ __all__ = [
     "entry_row",
     "entry_view",
     "post",
+    "thresholds_column",
+    "thresholds_from_column",
     "thresholds_of",
 ]
 
@@ -71,7 +73,9 @@ class AccountView:
     def emergency_active_minor(self) -> int:
         return self.emergency_credit_minor if self.emergency_taken_at is not None else 0
 
-    def as_json(self, minor_units: int) -> dict[str, Any]:
+    def as_json(self, minor_units: int, *, contact: bool = True) -> dict[str, Any]:
+        """The account as JSON; ``contact=False`` leaves the tenant's contact details out
+        (``"contact": null``) for users who may not see them."""
         m = minor_units
         return {
             "id": self.id, "room": self.room_id, "state": self.state,
@@ -83,7 +87,8 @@ class AccountView:
             "supply_state": self.supply_state, "reconnect_pending": self.reconnect_pending,
             "protected": self.protected, "friendly_credit": self.friendly_credit, "auto_reconnect": self.auto_reconnect,
             "thresholds": thresholds_json(self.thresholds, m),
-            "contact": {"name": self.contact.name, "phone": self.contact.phone, "email": self.contact.email, "language": self.contact.language},
+            "contact": {"name": self.contact.name, "phone": self.contact.phone, "email": self.contact.email,
+                        "language": self.contact.language} if contact else None,
             "tariffs": {"electricity": self.electricity_tariff_id, "water": self.water_tariff_id},
             "capacity_kva": format(self.capacity_kva, "f") if self.capacity_kva is not None else None,
             "demand_kw": format(self.demand_kw, "f") if self.demand_kw is not None else None,
@@ -134,8 +139,13 @@ class EntryView:
 
 
 def thresholds_of(account: Account) -> tuple[Threshold, ...]:
+    return thresholds_from_column(account.thresholds)
+
+
+def thresholds_from_column(column: list[dict[str, Any]] | None) -> tuple[Threshold, ...]:
+    """The thresholds stored by :func:`thresholds_column`."""
     out = []
-    for t in account.thresholds or []:
+    for t in column or []:
         if "money_minor" in t:
             out.append(Threshold(int(t["level"]), money_minor=int(t["money_minor"])))
         else:

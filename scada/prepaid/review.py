@@ -210,6 +210,8 @@ class MeterReview:
         old = snap.meters.get(old_id)
         if old is None:
             raise PrepaidError(f"no meter {old_id!r}", status=404)
+        if old.active:  # what the registry would refuse is refused before anything is billed
+            await self.assets.check_replace(old_id, new_id, unit_id)
         now = utcnow()
         view: AccountView | None = None
         async with self.lock:

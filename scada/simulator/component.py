@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from protocols.modbus.sim import MeterSpec, Simulator, TouSchedule
+from protocols.modbus.sim.control import TOKEN_FILE, control_token
 from protocols.modbus.sim.site import SimLink
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
@@ -34,22 +35,32 @@ def _meter_specs(snapshot: AssetSnapshot, links: set[str]) -> list[MeterSpec]:
     return [
         MeterSpec(
             m.id, m.profile, m.link, m.unit_id, m.circuit,
-            float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading),
+            float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading), m.address,
         )
         for m in snapshot.active_meters
         if m.link in links
     ]
 
 
-def build_simulator(config: ScadaConfig) -> Simulator:
-    """The simulator of the config's simulated links (not yet started, no meters yet)."""
+def build_simulator(config: ScadaConfig, token: str | None = None) -> Simulator:
+    """The simulator of the config's simulated links (not yet started, no meters yet). Its
+    control API (when ``simulator.control_port`` is set) takes ``token``, by default the one of
+    ``<runtime.data_dir>/simulator-control.token`` (created on first use)."""
     sim_cfg = config.simulator
-    links = [SimLink(link.name, link.port or 0, "rtu" if link.kind == "rtu_over_tcp" else "tcp") for link in config.simulated_links]
+    framings = {"rtu_over_tcp": "rtu", "dlt645": "dlt645"}
+    links = [SimLink(link.name, link.port or 0, framings.get(link.kind, "tcp")) for link in config.simulated_links]  # type: ignore[arg-type]
     tou = TouSchedule([(t.start, t.period) for t in sim_cfg.tou], timezone=config.site.timezone)
+    if token is None and sim_cfg.control_port is not None:
+        token = control_token(control_token_file(config))
     return Simulator(
         load_profiles(config), links, host=sim_cfg.host, control_port=sim_cfg.control_port,
-        speed=sim_cfg.speed, tou=tou, seed=sim_cfg.seed,
+        speed=sim_cfg.speed, tou=tou, seed=sim_cfg.seed, control_token=token,
     )
+
+
+def control_token_file(config: ScadaConfig) -> str:
+    """Where the control API's token is kept: in the data directory."""
+    return str(config.data_dir / TOKEN_FILE)
 
 
 class SimulatorComponent(Component):
@@ -59,11 +70,18 @@ class SimulatorComponent(Component):
     requires = (CONFIG, ASSETS)
     provides = (SIMULATOR,)
 
+    def __init__(self, *, announce: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.announce = announce or (lambda _msg: None)  # the demo says where the control token is
+
     @contextlib.asynccontextmanager
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
         config = ctx[CONFIG]
         assets = ctx[ASSETS]
-        sim = build_simulator(config)
+        token = None
+        if config.simulator.control_port is not None:  # a file read (or written): off the loop
+            token = await asyncio.to_thread(control_token, control_token_file(config))
+        sim = build_simulator(config, token)
         served = set(sim.servers)
         for problem in sim.set_meters(_meter_specs(assets.snapshot, served)):
             log.warning("meter not simulated", extra={"error": problem})
@@ -93,6 +111,9 @@ class SimulatorComponent(Component):
                 )
             ports = " ".join(f"{name}={sim.host}:{port}" for name, port in sim.ports.items())
             log.info("simulator listening", extra={"modbus": ports, "control": sim.control_url, "meters": len(sim.meters)})
+            if sim.control_url:
+                self.announce(f"Simulator control API at {sim.control_url}; send the token of {control_token_file(config)}"
+                              " as 'Authorization: Bearer <token>'")
             ctx[SIMULATOR] = sim
             yield
         finally:

@@ -87,6 +87,7 @@ class MeterInfo:
     max_power_kw: Decimal | None
     replaced_by: str | None
     active: bool
+    address: str | None = None  # DL/T 645 address, MQTT device id; None on Modbus
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class AssetRegistry:
         initial_reading: Decimal = Decimal(0),
         install_date: date | None = None,
         unit_id: int | None = None,
+        address: str | None = None,
     ) -> MeterInfo:
         """Record that ``new_id`` replaced ``old_id`` (same room, profile and link).
 
@@ -200,15 +202,12 @@ class AssetRegistry:
         registry and the audit log right.
         """
         async with self.db.transaction() as s:
-            old = await s.get(Meter, old_id)
-            if old is None or not old.active:
-                raise RegistryError(f"no active meter {old_id!r}")
-            if await s.get(Meter, new_id) is not None:
-                raise RegistryError(f"meter {new_id!r} exists already")
+            old = await self._replaceable(s, old_id, new_id, unit_id, address)
             new = Meter(
                 id=new_id, kind=old.kind, role=old.role, room_id=old.room_id, building_id=old.building_id,
                 profile=old.profile, link=old.link, unit_id=unit_id if unit_id is not None else old.unit_id,
-                circuit=old.circuit, multiplier=old.multiplier, install_date=install_date,
+                circuit=old.circuit, address=address if address is not None else old.address,
+                multiplier=old.multiplier, install_date=install_date,
                 initial_reading=initial_reading, max_power_kw=old.max_power_kw, active=True,
             )
             s.add(new)
@@ -221,6 +220,36 @@ class AssetRegistry:
             )
         await self.load()
         return self.snapshot.meters[new_id]
+
+    async def check_replace(self, old_id: str, new_id: str, unit_id: int | None = None, address: str | None = None) -> None:
+        """Raise :class:`RegistryError` when :meth:`replace_meter` would refuse (so a caller can
+        refuse before it does anything else)."""
+        async with self.db.sessions() as s:
+            await self._replaceable(s, old_id, new_id, unit_id, address)
+
+    @staticmethod
+    async def _replaceable(s: Any, old_id: str, new_id: str, unit_id: int | None, address: str | None) -> Meter:
+        old: Meter | None = await s.get(Meter, old_id)
+        if old is None or not old.active:
+            raise RegistryError(f"no active meter {old_id!r}")
+        if await s.get(Meter, new_id) is not None:
+            raise RegistryError(f"meter {new_id!r} exists already")
+        # the successor takes the old meter's address, or a free one: two active meters on one
+        # address would make the next start's site import (and the poller) refuse. The address is
+        # the protocol address where there is one (DL/T 645, MQTT), else the unit id.
+        same_circuit = Meter.circuit.is_(None) if old.circuit is None else Meter.circuit == old.circuit
+        others = select(Meter.id).where(Meter.active.is_(True), Meter.id != old_id, Meter.link == old.link, same_circuit)
+        new_address = address if address is not None else old.address
+        if new_address is not None:
+            taken = await s.scalar(others.where(Meter.address == new_address))
+            if taken is not None:
+                raise RegistryError(f"address: link {old.link} address {new_address} is already used by meter {taken}")
+            return old
+        unit = unit_id if unit_id is not None else old.unit_id
+        taken = await s.scalar(others.where(Meter.address.is_(None), Meter.unit_id == unit))
+        if taken is not None:
+            raise RegistryError(f"unit_id: link {old.link} unit {unit} is already used by meter {taken}")
+        return old
 
     async def set_active(self, meter_id: str, active: bool, actor: Actor, *, reason: str) -> None:
         async with self.db.transaction() as s:
@@ -240,5 +269,5 @@ class AssetRegistry:
 def _meter_info(m: Meter) -> MeterInfo:
     return MeterInfo(
         m.id, m.kind, m.role, m.room_id, m.building_id, m.profile, m.link, m.unit_id, m.circuit,
-        m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active,
+        m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active, m.address,
     )

@@ -1,7 +1,10 @@
 """Import a site (buildings, floors, rooms, meters) from TOML or CSV, idempotently and atomically.
 
 Re-importing the same file changes nothing; a changed row is updated and audited with its
-before and after; rows missing from the file are left alone. Every problem is reported with its
+before and after; rows missing from the file are left alone. A meter the database holds as
+replaced or taken out of service is history: the file neither changes it nor counts its address
+(its successor may have taken over its unit id), so a site file written before a replacement
+still imports after it. Every problem is reported with its
 file, line and key, and if there is any, nothing of the import is committed.
 
 TOML::
@@ -89,7 +92,9 @@ class MeterRow(_Row):
     building: str | None = None
     profile: str = Field(min_length=1, max_length=64)
     link: str = Field(min_length=1, max_length=64)
-    unit_id: int = Field(ge=1, le=247)
+    unit_id: int = Field(default=1, ge=1, le=247)
+    # DL/T 645: the meter's 12-digit address; MQTT: the device id its gateway publishes under
+    address: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     circuit: int | None = Field(default=None, ge=1, le=64)
     multiplier: DecimalStr = Field(default=Decimal(1), gt=0, lt=100_000)
     install_date: date | None = None
@@ -198,7 +203,7 @@ def parse_toml(text: str, source: str) -> SiteSpec:
 _CSV_COLUMNS = {
     "site_id", "site_name", "timezone", "building_id", "building_name", "floor_id", "floor_name",
     "floor_level", "room_id", "room_name", "area_m2", "meter_id", "kind", "role", "profile", "link",
-    "unit_id", "circuit", "multiplier", "install_date", "initial_reading", "max_power_kw",
+    "unit_id", "address", "circuit", "multiplier", "install_date", "initial_reading", "max_power_kw",
 }
 
 
@@ -270,6 +275,7 @@ def parse_csv(text: str, source: str) -> SiteSpec:
                         "profile",
                         "link",
                         "unit_id",
+                        "address",
                         "circuit",
                         "multiplier",
                         "install_date",
@@ -351,12 +357,19 @@ async def apply_site(
         for r in spec.rooms:
             if r.floor not in floor_building:
                 problems.append(f"{where('rooms', r.id)}: floor: unknown floor {r.floor!r}")
-        addresses: dict[tuple[str, int, int | None], str] = {}
+        addresses: dict[tuple[str, int | str, int | None], str] = {}
+        # a meter the database holds as replaced (or taken out) is history: it keeps no address
+        # (its successor may use its unit id) and the file does not bring it back or change it
+        history: set[str] = set()
         for m in (await s.scalars(select(Meter))).all():
             if m.active:
-                addresses[(m.link, m.unit_id, m.circuit)] = m.id
+                addresses[(m.link, m.address if m.address is not None else m.unit_id, m.circuit)] = m.id
+            else:
+                history.add(m.id)
         for m in spec.meters:
             place = where("meters", m.id)
+            if m.id in history:
+                continue
             if m.role == "tenant" and not m.room:
                 problems.append(f"{place}: room: a tenant meter needs a room")
             if m.room and m.room not in room_floor:
@@ -373,11 +386,12 @@ async def apply_site(
                 problems.append(
                     f"{place}: profile: unknown device profile {m.profile!r} (known: {', '.join(sorted(known_profiles))})"
                 )
-            addr = (m.link, m.unit_id, m.circuit)
+            addr = (m.link, m.address if m.address is not None else m.unit_id, m.circuit)
             other = addresses.get(addr)
             if other is not None and other != m.id:
                 problems.append(
-                    f"{place}: unit_id: link {m.link} unit {m.unit_id}"
+                    (f"{place}: address: link {m.link} address {m.address}" if m.address is not None
+                     else f"{place}: unit_id: link {m.link} unit {m.unit_id}")
                     + (f" circuit {m.circuit}" if m.circuit else "")
                     + f" is already used by meter {other}"
                 )
@@ -435,6 +449,9 @@ async def apply_site(
             upsert(Room, "room", r.id, {"floor_id": r.floor, "name": r.name, "area_m2": r.area_m2})
         await s.flush()
         for m in spec.meters:
+            if m.id in history:
+                result.count("unchanged", "meter")
+                continue
             building = m.building or floor_building[room_floor[m.room]]  # type: ignore[index]
             upsert(
                 Meter,
@@ -448,6 +465,7 @@ async def apply_site(
                     "profile": m.profile,
                     "link": m.link,
                     "unit_id": m.unit_id,
+                    "address": m.address,
                     "circuit": m.circuit,
                     "multiplier": m.multiplier,
                     "install_date": m.install_date,

@@ -59,6 +59,9 @@ class Meter(Base):
     profile: Mapped[str] = mapped_column(String(64))
     link: Mapped[str] = mapped_column(String(64))
     unit_id: Mapped[int] = mapped_column(Integer)
+    # a protocol address where a unit id does not do: a DL/T 645 meter's 12 digits, an MQTT
+    # gateway's device id (None for Modbus meters)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     circuit: Mapped[int | None] = mapped_column(Integer, nullable=True)  # multi-circuit devices
     multiplier: Mapped[Decimal] = mapped_column(ExactDecimal(12, 4), default=Decimal(1))
     install_date: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -13,8 +13,10 @@ import enum
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +28,7 @@ from scada.users.models import ApiToken, User
 from tags import utcnow
 
 __all__ = [
+    "CONTACT_DETAILS",
     "AuthError",
     "Permission",
     "ROLE_PERMISSIONS",
@@ -41,10 +44,10 @@ class Role(str, enum.Enum):
     ADMIN = "admin"
     OPERATOR = "operator"
     CASHIER = "cashier"
+    SUPERVISOR = "supervisor"  # the second pair of eyes: approves what a cashier alone may not do
     ENGINEER = "engineer"
     MAINTENANCE = "maintenance"
     VIEWER = "viewer"
-    SUPERVISOR = "supervisor"  # the second pair of eyes: approves what another user asked for
 
 
 class Permission(str, enum.Enum):
@@ -60,7 +63,7 @@ class Permission(str, enum.Enum):
     METER_SERVICE = "meter_service"  # out of service, replacement, register review
     SITE_MANAGE = "site_manage"  # import site, edit registry
     USER_MANAGE = "user_manage"
-    APPROVE = "approve"  # four-eyes: approve another user's job (money above a limit, many relays)
+    APPROVE = "approve"  # approve or reject another user's request (four-eyes rule)
 
 
 P = Permission
@@ -68,13 +71,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset({P.VIEW, P.RELAY_CONTROL, P.ALARM_ACK, P.HISTORY_EXPORT}),
     Role.CASHIER: frozenset({P.VIEW, P.RECHARGE, P.REFUND, P.ACCOUNT_MANAGE}),
+    Role.SUPERVISOR: frozenset({P.VIEW, P.RECHARGE, P.REFUND, P.ACCOUNT_MANAGE, P.HISTORY_EXPORT, P.APPROVE}),
     Role.ENGINEER: frozenset(
         {P.VIEW, P.TARIFF_MANAGE, P.HISTORY_EXPORT, P.SITE_MANAGE, P.METER_SERVICE, P.RELAY_CONTROL}
     ),
     Role.MAINTENANCE: frozenset({P.VIEW, P.ALARM_ACK, P.ALARM_SHELVE, P.METER_SERVICE, P.HISTORY_EXPORT}),
     Role.VIEWER: frozenset({P.VIEW}),
-    Role.SUPERVISOR: frozenset({P.VIEW, P.APPROVE, P.HISTORY_EXPORT}),
 }
+
+# who may see tenants' contact details (name, phone, e-mail): the roles that manage accounts
+CONTACT_DETAILS = Permission.ACCOUNT_MANAGE
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -136,6 +142,12 @@ class UserInfo:
     def can(self, permission: Permission) -> bool:
         return self.active and permission in ROLE_PERMISSIONS[self.role]
 
+    @property
+    def sees_contacts(self) -> bool:
+        """Whether tenants' contact details (name, phone, e-mail) are shown to this user: to
+        those who manage accounts (cashier, supervisor, admin), not to anyone else."""
+        return self.can(CONTACT_DETAILS)
+
     def actor(self, source: str) -> Actor:
         return Actor(self.name, source, self.role.value)  # type: ignore[arg-type]
 
@@ -144,9 +156,40 @@ def _info(user: User) -> UserInfo:
     return UserInfo(user.id, user.name, Role(user.role), user.active, user.language, user.email)
 
 
+log = logging.getLogger(__name__)
+
+# ends a user's live sessions on one channel (OPC UA …): (user name, reason) -> how many
+SessionCloser = Callable[[str, str], Awaitable[int]]
+
+
 class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._closers: dict[str, SessionCloser] = {}
+
+    # -- live sessions on other channels --------------------------------------------------------------
+    def add_session_closer(self, channel: str, closer: SessionCloser) -> Callable[[], None]:
+        """A channel whose live sessions :meth:`end_live_sessions` ends (a component that serves
+        users registers itself at its start); returns the unregister callable."""
+        self._closers[channel] = closer
+
+        def remove() -> None:
+            if self._closers.get(channel) is closer:
+                del self._closers[channel]
+
+        return remove
+
+    async def end_live_sessions(self, name: str, reason: str) -> dict[str, int]:
+        """End the user's sessions on every registered channel at once (disabled, password reset,
+        signed out everywhere); returns how many per channel."""
+        ended: dict[str, int] = {}
+        for channel, closer in list(self._closers.items()):
+            try:
+                ended[channel] = await closer(name, reason)
+            except Exception:
+                log.exception("could not end a user's sessions", extra={"user": name, "channel": channel})
+                ended[channel] = 0
+        return ended
 
     @staticmethod
     def validate_name(name: str) -> None:

@@ -31,8 +31,10 @@ PASSWORDS = {
     "viewer1": "viewer-password",
     "maint1": "maintenance-password",
     "engineer1": "engineer-password",
+    "super1": "supervisor-password",
 }
-ROLES = {"operator1": "operator", "cashier1": "cashier", "viewer1": "viewer", "maint1": "maintenance", "engineer1": "engineer"}
+ROLES = {"operator1": "operator", "cashier1": "cashier", "viewer1": "viewer", "maint1": "maintenance", "engineer1": "engineer",
+         "super1": "supervisor"}
 
 
 def _without_tables(text: str, name: str) -> str:
@@ -179,15 +181,17 @@ async def big_hmi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 async def sim(hmi: Hmi) -> AsyncIterator[Control]:
     """The simulator's control API of the ``hmi`` server."""
     async with aiohttp.ClientSession() as http:
-        yield Control(http, hmi.rt.ctx[SIMULATOR].control_url)
+        yield Control.of(http, hmi.rt.ctx[SIMULATOR])
 
 
 async def open_accounts(hmi: Hmi, rooms: dict[str, str]) -> None:
     """Create flat tariffs and open an account with the given opening balance in each room,
-    through the prepaid API as an administrator."""
+    through the prepaid API as an administrator (a supervisor approves the opening balances)."""
     async with aiohttp.ClientSession() as http:
         async with http.post(hmi.api + "/auth/token", json={"user": "admin", "password": ADMIN_PASSWORD}) as r:
             headers = {"Authorization": f"Bearer {(await r.json())['token']}"}
+        async with http.post(hmi.api + "/auth/token", json={"user": "super1", "password": PASSWORDS["super1"]}) as r:
+            supervisor = {"Authorization": f"Bearer {(await r.json())['token']}"}
         for body in ({"id": "flat-e", "name": "Flat electricity", "commodity": "electricity", "definition": {"price": "0.60"}},
                      {"id": "flat-w", "name": "Flat water", "commodity": "water", "definition": {"price": "3.50"}}):
             async with http.post(hmi.api + "/tariffs", json=body, headers=headers) as r:
@@ -198,4 +202,8 @@ async def open_accounts(hmi: Hmi, rooms: dict[str, str]) -> None:
             tariffs = {"electricity": "flat-e"} | ({"water": "flat-w"} if "water" in kinds else {})
             body = {"tariffs": tariffs, "opening_balance": balance, "contact": {"name": f"Tenant {room}"}}
             async with http.post(hmi.api + f"/rooms/{room}/account/open", json=body, headers=headers) as r:
-                assert r.status == 201, await r.text()
+                assert r.status in (201, 202), await r.text()
+                request = await r.json()
+            if r.status == 202:  # an opening balance: a second user approves (four eyes)
+                async with http.post(hmi.api + f"/approvals/{request['id']}/approve", json={}, headers=supervisor) as r:
+                    assert r.status == 200 and (await r.json())["state"] == "executed", await r.text()

@@ -3,80 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
-from hmi.component import HMI_URL
-from scada.core.runtime import Runtime
-from scada.prepaid.engine import PREPAID
-from scada.users.audit import Actor
-from scada.users.component import AUDIT, USERS
+from scada.users.component import AUDIT
 
-from ..harness import running_server, server_config
-from .prepaid_site import prepaid_extra, with_site
-
-FLAT = {"id": "FLAT", "name": "Flat", "commodity": "electricity", "definition": {"price": "0.5"}}
-WATER = {"id": "WATER", "name": "Water", "commodity": "water", "definition": {"price": "3.5"}}
-
-
-@dataclass
-class Api:
-    base: str
-    rt: Runtime
-    http: aiohttp.ClientSession
-    tokens: dict[str, str]
-
-    async def call(self, method: str, path: str, user: str = "cashier", body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
-        kwargs: dict[str, Any] = {"headers": headers}
-        if raw is not None:
-            kwargs["data"] = raw
-            headers["Content-Type"] = "application/json"
-        elif body is not None:
-            kwargs["json"] = body
-        async with self.http.request(method, self.base + path, **kwargs) as r:
-            return r.status, await r.json()
+from .prepaid_api import FLAT, Api, approved, open_r1, prepaid_api
 
 
 @pytest.fixture
 async def api(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    config = with_site(server_config(tmp_path, db_url, prepaid_extra(tmp_path)))
-    async with running_server(config) as rt:
-        users = rt.ctx[USERS]
-        for name, role in (("cashier", "cashier"), ("engineer", "engineer"), ("viewer", "viewer"), ("operator", "operator")):
-            await users.add(name, role, f"{name}-password", Actor("t", "cli"))
-        async with aiohttp.ClientSession() as http:
-            base = rt.ctx[HMI_URL] + "/api/v1"
-            tokens = {}
-            for name in ("cashier", "engineer", "viewer", "operator"):
-                async with http.post(base + "/auth/token", json={"user": name, "password": f"{name}-password"}) as r:
-                    tokens[name] = (await r.json())["token"]
-            yield Api(base, rt, http, tokens)
-        await rt.ctx[PREPAID].supply.idle()
-
-
-async def open_r1(api: Api, opening: str = "100.00") -> dict[str, Any]:
-    status, body = await api.call("POST", "/tariffs", "engineer", FLAT)
-    assert status == 201, body
-    status, body = await api.call("POST", "/rooms/R1/account/open", "cashier", {
-        "tariffs": {"electricity": "FLAT"}, "opening_balance": opening,
-        "contact": {"name": "Han Meimei", "phone": "+8613900000000", "language": "zh-CN"},
-        "thresholds": [{"level": 1, "money": "20"}, {"level": 2, "money": "5"}, {"level": 3, "money": "0"}],
-    })
-    assert status == 201, body
-    return body
+    async with prepaid_api(tmp_path, db_url) as api:
+        yield api
 
 
 async def test_open_and_read_account(api: Api) -> None:
     body = await open_r1(api)
     assert body["balance"] == "100.00" and body["state"] == "open" and body["tariffs"]["electricity"] == "FLAT"
     assert body["thresholds"] == [{"level": 1, "money": "20.00"}, {"level": 2, "money": "5.00"}, {"level": 3, "money": "0.00"}]
-    status, got = await api.call("GET", "/rooms/R1/account", "viewer")
+    status, got = await api.call("GET", "/rooms/R1/account", "cashier")
     assert status == 200 and got["contact"]["name"] == "Han Meimei"
     status, err = await api.call("GET", "/rooms/R2/account", "viewer")
     assert status == 404 and "no account" in err["error"]
@@ -206,6 +153,8 @@ async def test_settings_thresholds_and_emergency_credit(api: Api) -> None:
     status, body = await api.call("POST", "/rooms/R1/account/settings", "cashier", {
         "credit_limit": "10", "emergency_credit": "5", "protected": True, "contact": {"name": "X", "email": "x@example.com"},
         "reason": "vulnerable tenant"})
+    await approved(api, status, body)  # credit limit, emergency credit and protection: four eyes
+    status, body = await api.call("GET", "/rooms/R1/account", "cashier")
     assert status == 200 and body["credit_limit"] == "10.00" and body["protected"] and body["contact"]["email"] == "x@example.com"
     status, body = await api.call("POST", "/rooms/R1/account/emergency-credit", "cashier", {})
     assert status == 200 and body["emergency_taken_at"]

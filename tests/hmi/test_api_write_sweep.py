@@ -49,6 +49,7 @@ FINGERPRINT = {
     "out_of_service": "SELECT * FROM alarm_out_of_service ORDER BY 1",
     "acknowledged": "SELECT id, acked_by FROM alarms WHERE acked_by IS NOT NULL ORDER BY id",
     "shelved": "SELECT id, shelved_by FROM alarms WHERE shelved_by IS NOT NULL ORDER BY id",
+    "approvals": "SELECT id, state, decided_by FROM approval_requests ORDER BY id",
 }
 
 

@@ -72,7 +72,8 @@ async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
     expected = {
         "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs"},
         "viewer1": {"/", "/alarms", "/comms", "/tariffs"},
-        "admin": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/users"},
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users"},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs"},
     }
     for user, paths in expected.items():
         async with browser_like() as http:
@@ -81,3 +82,36 @@ async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
                 html = await r.text()
         nav = html[html.index('<nav class="mainnav"'):html.index("</nav>")]
         assert set(re.findall(r'href="([^"]+)"', nav)) == paths, user
+
+
+async def test_approvals_page(hmi: Hmi) -> None:
+    await open_accounts(hmi, {"B1-R101": "700.00"})  # request #1, approved by super1
+    async with browser_like() as cashier:
+        csrf = await login(cashier, hmi.url, "cashier1")
+        headers = {"X-CSRF-Token": csrf}
+        async with cashier.post(hmi.api + "/rooms/B1-R101/account/refund", json={"amount": "600", "reason": "leaves"}, headers=headers) as r:
+            assert r.status == 202
+            pending = await r.json()
+        # meanwhile the balance drops below the refund: approved, it fails and says why
+        async with cashier.post(hmi.api + "/rooms/B1-R101/account/refund", json={"amount": "200", "reason": "part"}, headers=headers) as r:
+            assert r.status == 200
+        async with cashier.get(hmi.url + "/approvals?state=all") as r:
+            html = await r.text()
+        assert f'data-approval="{pending["id"]}"' in html and "data-approve=" not in html and "another user decides" in html
+        assert 'data-approval="1"' not in html  # not the cashier's request
+    async with browser_like() as viewer:
+        await login(viewer, hmi.url, "viewer1")
+        async with viewer.get(hmi.url + "/approvals") as r:
+            assert r.status == 200 and "No requests." in await r.text()
+    async with browser_like() as supervisor:
+        csrf = await login(supervisor, hmi.url, "super1")
+        async with supervisor.get(hmi.url + "/approvals") as r:
+            html = await r.text()
+        assert f'data-approve="{pending["id"]}"' in html and "refund 600.00 above 500.00" in html
+        async with supervisor.post(hmi.api + f"/approvals/{pending['id']}/approve", json={}, headers={"X-CSRF-Token": csrf}) as r:
+            assert r.status == 200 and (await r.json())["state"] == "failed"
+        async with supervisor.get(hmi.url + "/approvals?state=failed") as r:
+            html = await r.text()
+        assert r.status == 200 and "more than the balance" in html
+        async with supervisor.get(hmi.url + "/approvals?state=nonsense") as r:
+            assert r.status == 200  # an unknown filter shows the pending ones

@@ -15,7 +15,7 @@ from scada.site.component import ASSETS
 from scada.users.audit import Actor
 from scada.users.component import AUDIT
 
-from ..simulation import until
+from ..simulation import Control, until
 from .conftest import PASSWORDS, Hmi, browser_like, login
 from .test_api_users import bearer
 
@@ -57,8 +57,7 @@ async def test_operator_cuts_and_restores_supply(hmi: Hmi) -> None:
 
 async def hmi_sim_relay_stuck(hmi: Hmi, meter: str) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.put(f"{hmi.rt.ctx[SIMULATOR].control_url}/meters/{meter}/relay", json={"stuck": True}) as r:
-            assert r.status == 200
+        await Control.of(http, hmi.rt.ctx[SIMULATOR]).relay(meter, stuck=True)
 
 
 async def _nothing_happened(hmi: Hmi, meter: str = "E-B1-108") -> None:

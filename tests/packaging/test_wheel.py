@@ -71,7 +71,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     files = run(py, "-c", (
         "from importlib import resources as r; "
         "print(r.files('hmi').joinpath('templates/base.html').is_file(), "
-        "r.files('protocols.modbus').joinpath('profiles/acrel-ddsy1352.toml').is_file(), "
+        "r.files('protocols').joinpath('profiles/dlt645-single-phase.toml').is_file(), "
         "r.files('scada.defaults').joinpath('site-demo.toml').is_file())"
     ), cwd=work, env=env)
     assert files.split() == ["True", "True", "True"]

@@ -128,7 +128,7 @@ async def rig(db: Database, tmp_path: Path) -> AsyncIterator[Rig]:
             await service.start()
             service.subscribe(results.append)
             try:
-                yield Rig(db, assets, tagdb, poller, sim, Control(http, sim.control_url), service, results)
+                yield Rig(db, assets, tagdb, poller, sim, Control.of(http, sim), service, results)
             finally:
                 await service.stop()
                 await owner.cancel_all()

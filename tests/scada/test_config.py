@@ -50,7 +50,7 @@ def test_embedded_demo_config_is_valid_and_same_as_example() -> None:
         # 3 an unknown top-level key, with the allowed ones listed
         (MINIMAL + "colour = 'red'\n", "colour: unknown key (allowed here:"),
         # 4 an unknown nested key
-        (MINIMAL + "[hmi]\nprot = 8080\n", "hmi.prot: unknown key (allowed here: default_language, host, port, push_interval_ms, secure_cookies, session_idle_minutes, session_max_hours)"),
+        (MINIMAL + "[hmi]\nprot = 8080\n", "hmi.prot: unknown key (allowed here: default_language, host, insecure_ok, insecure_reason, port, push_interval_ms, secure_cookies, session_idle_minutes, session_max_hours, tls_cert, tls_key)"),
         # 5 a wrong type, no silent coercion of strings
         (MINIMAL + "[hmi]\nport = '8080'\n", "hmi.port: expected an integer, found '8080'"),
         # 6 out of range
@@ -152,3 +152,70 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
         parse_config(text, "x", tmp_path, ["links[5].port=1"])
     with pytest.raises(ConfigError, match="expected key.path=value"):
         parse_config(text, "x", tmp_path, ["hmi.port"])
+
+
+PRODUCTION_OPCUA = '[opcua]\nhost = "0.0.0.0"\nsecurity = ["Basic256Sha256_SignAndEncrypt", "None"]\nallow_anonymous = true\n'
+
+
+def test_check_config_refuses_insecure_servers_unless_a_reason_is_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "insecure.toml"
+    bad.write_text(MINIMAL + PRODUCTION_OPCUA + '[hmi]\nhost = "0.0.0.0"\n')
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f'{bad}: opcua.security: security mode "None"' in err and "reachable from the network" in err
+    assert f"{bad}: opcua.allow_anonymous:" in err and f"{bad}: hmi.host: the HMI on 0.0.0.0" in err
+    # scada run refuses to start it too (before anything listens)
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "opcua.security" in capsys.readouterr().err
+    # anonymous access alone, even on loopback, is refused
+    loop = tmp_path / "loopback.toml"
+    loop.write_text(MINIMAL + "[opcua]\nallow_anonymous = true\n")
+    assert main(["check-config", str(loop)]) == 2
+    assert "opcua.allow_anonymous" in capsys.readouterr().err
+    # a reason makes it a deliberate choice, reported as such
+    ok = tmp_path / "reasoned.toml"
+    ok.write_text(MINIMAL + PRODUCTION_OPCUA + 'insecure_ok = true\ninsecure_reason = "a closed plant network"\n'
+                  '[hmi]\nhost = "0.0.0.0"\ninsecure_ok = true\ninsecure_reason = "TLS ends at the proxy"\n')
+    assert main(["check-config", str(ok)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "because: a closed plant network" in out and "because: TLS ends at the proxy" in out
+    # insecure_ok without a reason is itself an error
+    unreasoned = tmp_path / "unreasoned.toml"
+    unreasoned.write_text(MINIMAL + PRODUCTION_OPCUA + "insecure_ok = true\n")
+    assert main(["check-config", str(unreasoned)]) == 2
+    assert "opcua: insecure_reason: say why" in capsys.readouterr().err
+    # TLS on the HMI is the other way; half of it is an error
+    tls = tmp_path / "tls.toml"
+    tls.write_text(MINIMAL + '[hmi]\nhost = "0.0.0.0"\ntls_cert = "hmi.pem"\ntls_key = "hmi.key"\n')
+    assert main(["check-config", str(tls)]) == 0
+    half = tmp_path / "half.toml"
+    half.write_text(MINIMAL + '[hmi]\nhost = "0.0.0.0"\ntls_cert = "hmi.pem"\n')
+    assert main(["check-config", str(half)]) == 2
+    assert "tls_key" in capsys.readouterr().err
+
+
+def test_the_demo_config_says_why_it_allows_insecure_opcua(capsys: pytest.CaptureFixture[str]) -> None:
+    from scada.config import security_problems
+
+    config = load_demo_config()
+    assert config.opcua is not None and config.opcua.none_allowed and config.opcua.allow_anonymous
+    assert config.opcua.insecure_ok and "demo" in config.opcua.insecure_reason
+    assert security_problems(config) == []
+    # the same demo on a network address is refused
+    exposed = load_demo_config(["hmi.host=0.0.0.0"])
+    assert [p.split(":")[0] for p in security_problems(exposed)] == ["hmi.host"]
+
+
+def test_dlt645_links_are_parsed_and_their_problems_named(tmp_path: Path) -> None:
+    from protocols.dlt645.config import Dlt645LinkConfig
+
+    base = '[site]\nname = "x"\n[[links]]\nname = "gw"\nhost = "127.0.0.1"\nport = 5020\n'
+    dlt = '[[links]]\nname = "bus"\nkind = "dlt645"\nhost = "127.0.0.1"\nport = 5021\n'
+    config = parse_config(base + dlt + 'password = { env = "P" }\noperator_code = { env = "O" }\n', "t.toml", tmp_path)
+    assert isinstance(config.links[1], Dlt645LinkConfig) and config.links[1].baudrate == 2400
+    assert [link.name for link in config.simulated_links] == ["gw", "bus"]
+    found = problems_of(base + dlt + 'password = "02123456"\nbogus = 1\n', tmp_path)
+    assert any(p.endswith("links[1].password: expected a table, found '02123456'") for p in found), found
+    assert any("links[1].bogus: unknown key (allowed here:" in p and "operator_code" in p for p in found), found
+    found = problems_of(base + '[[links]]\nname = "bus"\nkind = "dlt645"\ntransport = "serial"\n', tmp_path)
+    assert any("links[1]: a dlt645 link over serial needs 'serial_port'" in p for p in found), found

@@ -7,7 +7,9 @@ certificate accepted through the trust list, and the address space following the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -21,9 +23,10 @@ from scada.core.tags import TAGDB
 from scada.prepaid.accounts import OpenRequest
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.tariff_definition import TariffDefinition
+from scada.simulator.component import SIMULATOR
 from scada.site.component import ASSETS
 from scada.users.audit import Actor
-from scada.users.component import AUDIT
+from scada.users.component import AUDIT, USERS
 
 from ..protocols.opcua.nodeclient import NodeClient
 from ..simulation import Control
@@ -57,7 +60,7 @@ async def change_where(c: NodeClient, predicate: Any, timeout: float = 10.0) -> 
 async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
         await meters_live(s.rt)
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         ns = s.server.ns
         async with NodeClient(tmp_path / "client-pki") as c:
             await c.connect(s.url)
@@ -114,7 +117,7 @@ async def test_browse_find_meters_by_type_read_and_subscribe_to_the_simulator(tm
 async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
         await meters_live(s.rt)
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         set_relay = {"objectId": s.node("meter:E-101"), "methodId": s.node("meter:E-101/SetRelay")}
         open_relay = {**set_relay, "args": [{"dataType": "Boolean", "value": False}]}
         recharge = {"objectId": s.node("room:B1-R101"), "methodId": s.node("room:B1-R101/Recharge"),
@@ -176,7 +179,7 @@ async def test_set_relay_through_the_command_path_and_refusals_by_role(tmp_path:
 
 async def test_recharge_through_the_ledger(tmp_path: Path) -> None:
     async with opcua_site(tmp_path) as s, aiohttp.ClientSession() as http:
-        sim = Control(http, s.control_url)
+        sim = Control.of(http, s.rt.ctx[SIMULATOR])
         await sim.load("E-101", kw=0)  # nothing consumed while the test runs: the balance moves only by recharges
         await sim.load("W-101", m3_per_h=0)
         engine = s.rt.ctx[PREPAID]
@@ -300,3 +303,94 @@ def test_cli_needs_an_opcua_section(tmp_path: Path) -> None:
     junk.write_text("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
     result = cli("opcua", "trust", str(junk), "--config", str(cfg), cwd=tmp_path)
     assert result.returncode != 0 and "not a DER or PEM X.509 certificate" in result.stderr
+
+
+async def test_disabling_a_user_ends_web_sessions_api_tokens_and_opcua_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user signed in three ways (a page session, an API token, an asyncua client reading and
+    subscribing) is disabled by an administrator: each way stops at once; another user's OPC UA
+    session goes on."""
+    import asyncio
+
+    from asyncua import Client, ua
+
+    from hmi.component import HMI_URL
+    from scada.opcua.component import OpcUaComponent
+
+    monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
+    async with opcua_site(tmp_path) as s, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await meters_live(s.rt)
+        api = s.rt.ctx[HMI_URL] + "/api/v1"
+
+        async def token(user: str, password: str) -> dict[str, str]:
+            async with http.post(api + "/auth/token", json={"user": user, "password": password}) as r:
+                assert r.status == 200, await r.text()
+                return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+        admin, viewer = await token("admin", "admin-password-1"), await token("view1", PASSWORDS["view1"])
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as web:
+            async with web.get(s.rt.ctx[HMI_URL] + "/login") as r:
+                csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text()).group(1)  # type: ignore[union-attr]
+            async with web.post(s.rt.ctx[HMI_URL] + "/login", data={"user": "view1", "password": PASSWORDS["view1"], "csrf": csrf, "next": "/"}) as r:
+                assert r.status == 200 and r.url.path == "/"
+
+            victim, bystander = Client(s.url), Client(s.url)
+            victim.set_user("view1")
+            victim.set_password(PASSWORDS["view1"])
+            bystander.set_user("op1")
+            bystander.set_password(PASSWORDS["op1"])
+            await victim.connect()
+            await bystander.connect()
+            try:
+                power = ua.NodeId("E-101.power", s.server.ns)
+                assert (await victim.get_node(power).read_data_value()).StatusCode.is_good()
+                changes: list[Any] = []
+
+                class Handler:
+                    def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+                        changes.append(value)
+
+                subscription = await victim.create_subscription(50, Handler())
+                await subscription.subscribe_data_change(victim.get_node(power))
+                await wait_until(lambda: bool(changes), what="the victim's first notification")
+
+                async with http.put(api + "/users/view1", json={"active": False, "reason": "left the company"}, headers=admin) as r:
+                    assert r.status == 200, await r.text()
+                    ended = await r.json()
+                assert ended["opcua_sessions_ended"] == 1 and ended["web_sessions_ended"] == 1 and ended["tokens_revoked"] == 1
+                assert ended["sessions_ended"] == 2
+
+                # the page session and the API token are refused at once
+                async with web.get(s.rt.ctx[HMI_URL] + "/", allow_redirects=False) as r:
+                    assert r.status == 303
+                async with http.get(api + "/me", headers=viewer) as r:
+                    assert r.status == 401
+                # the OPC UA session can neither read nor receive
+                with pytest.raises((ua.UaError, ConnectionError, asyncio.TimeoutError, OSError)):
+                    await asyncio.wait_for(victim.get_node(power).read_data_value(), 5)
+                seen = len(changes)
+                await s.rt.ctx[SIMULATOR].advance_clock(60)
+                await asyncio.sleep(1.0)
+                assert len(changes) == seen
+                assert s.server.principals() and all(p.name != "view1" for p in s.server.principals())
+                # the other user's session goes on
+                assert (await bystander.get_node(power).read_data_value()).StatusCode.is_good()
+            finally:
+                for client in (victim, bystander):
+                    with contextlib.suppress(Exception):
+                        await client.disconnect()
+        entries = await s.rt.ctx[AUDIT].query(action="opcua.session.end")
+        assert entries and entries[0].target_id == "view1" and entries[0].after == {"sessions": 1}
+
+        # a user disabled where the OPC UA server is not told (another process) is found by the sweep
+        again = Client(s.url)
+        again.set_user("op1")
+        again.set_password(PASSWORDS["op1"])
+        await again.connect()
+        try:
+            component = next(c for c in s.rt.components if isinstance(c, OpcUaComponent))
+            assert await component.sweep_sessions() == 0
+            await s.rt.ctx[USERS].update("op1", Actor("test", "cli"), active=False, reason="elsewhere")
+            assert await component.sweep_sessions() == 1
+        finally:
+            with contextlib.suppress(Exception):
+                await again.disconnect()

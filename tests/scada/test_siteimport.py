@@ -184,3 +184,41 @@ async def test_demo_site_imports(db: Database) -> None:
     assert sum(1 for m in snap.meters.values() if m.kind == "electricity" and m.role == "tenant") == 60
     assert sum(1 for m in snap.meters.values() if m.kind == "water") >= 10
     assert [m.id for m in snap.meters.values() if m.role == "common"] == ["C-B1-01"]
+
+
+async def test_replaced_meters_are_history_to_the_import(db: Database, tmp_path: Path) -> None:
+    """The site file still lists a meter the database holds as replaced: re-importing it keeps
+    the successor on the old meter's unit id and leaves the history as it is."""
+    from scada.site.assets import RegistryError
+
+    f = tmp_path / "site.toml"
+    f.write_text(SMALL)
+    await import_site_file(db, f, ME)
+    reg = AssetRegistry(db)
+    await reg.load()
+    await reg.replace_meter("E-101", "E-101b", ME, reason="broken display")  # takes unit 1
+    before = await counts(db)
+    again = await import_site_file(db, f, ME)  # E-101 on unit 1 in the file: history
+    assert not again.changed and await counts(db) == before
+    await reg.replace_meter("E-101b", "E-101c", ME, reason="again", unit_id=7)  # moves to unit 7
+    await reg.set_active("C-1", False, ME, reason="removed")
+    before = await counts(db)
+    again = await import_site_file(db, f, ME)  # E-101 (unit 1) and C-1 are history now
+    assert not again.changed and again.unchanged["meter"] == 2
+    assert await counts(db) == before
+    await reg.load()
+    meters = reg.snapshot.meters
+    assert [m.id for m in reg.snapshot.active_meters] == ["E-101c"]
+    assert meters["E-101"].replaced_by == "E-101b" and meters["E-101b"].replaced_by == "E-101c" and meters["E-101c"].unit_id == 7
+    # a new meter in the file may use a unit id the history left free, not one a successor holds
+    f.write_text(SMALL + '\n[[meters]]\nid = "E-102"\nkind = "electricity"\nroom = "B1-R102"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 1\n')
+    assert (await import_site_file(db, f, ME)).created == {"meter": 1}
+    f.write_text(SMALL + '\n[[meters]]\nid = "E-103"\nkind = "electricity"\nroom = "B1-R102"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 7\n')
+    with pytest.raises(SiteImportError, match="unit 7 is already used by meter E-101c"):
+        await import_site_file(db, f, ME)
+    # a replacement onto another active meter's unit id is refused: it would break the next start
+    await reg.load()
+    with pytest.raises(RegistryError, match="unit 1 is already used by meter E-102"):
+        await reg.replace_meter("E-101c", "E-101d", ME, reason="x", unit_id=1)
+    with pytest.raises(RegistryError, match="unit 1 is already used by meter E-102"):
+        await reg.check_replace("E-101c", "E-101d", 1)

@@ -32,7 +32,16 @@ export class ApiError extends Error {
   }
 }
 
-/** Call the JSON API with the session cookie and the CSRF header. */
+/** The answer of an action that waits for a second user's approval (HTTP 202): `request` is
+ * the pending approval request; nothing has happened yet. */
+export class PendingApproval {
+  constructor(request) {
+    this.request = request;
+  }
+}
+
+/** Call the JSON API with the session cookie and the CSRF header. A 202 answer (sent for
+ * approval) comes back as a PendingApproval. */
 export async function api(method, path, body) {
   const init = { method, headers: { "X-CSRF-Token": csrfToken(), Accept: "application/json" }, credentials: "same-origin" };
   if (body !== undefined) {
@@ -47,6 +56,7 @@ export async function api(method, path, body) {
     data = null;
   }
   if (!response.ok) throw new ApiError(response.status, data);
+  if (response.status === 202) return new PendingApproval(data);
   return data;
 }
 
@@ -100,7 +110,34 @@ function showFormError(form, err) {
   toast(message, "error");
 }
 
-/** Submit <form data-api="METHOD /path"> to the API; on success reload, follow data-next, or call the form's onApiSuccess. */
+/** Say in the form (and a toast) that its action was sent for approval and has not happened yet. */
+function showPending(form, request) {
+  const text = t("js.sent_for_approval", { id: request.id });
+  let note = form.querySelector(".form-pending");
+  if (!note) {
+    note = document.createElement("p");
+    note.className = "form-pending";
+    note.setAttribute("role", "status");
+    (form.querySelector(".form-error") || form.lastElementChild).before(note);
+  }
+  note.replaceChildren(text, " ");
+  const link = document.createElement("a");
+  link.href = "/approvals";
+  link.textContent = t("js.approvals_link");
+  note.append(link);
+  note.hidden = false;
+  note.dataset.approval = request.id;
+  const pending = document.getElementById("pending-approval");
+  if (pending) {
+    pending.textContent = text;
+    pending.dataset.approval = request.id;
+    pending.hidden = false;
+  }
+  toast(text, "pending");
+}
+
+/** Submit <form data-api="METHOD /path"> to the API; on success reload, follow data-next, or call
+ * the form's onApiSuccess; when the action was sent for approval, say so (and call onApiPending). */
 export function bindApiForms(root = document) {
   for (const form of root.querySelectorAll("form[data-api]")) {
     if (form.dataset.bound) continue;
@@ -115,6 +152,11 @@ export function bindApiForms(root = document) {
         const result = await api(method, path, form.onApiBody ? form.onApiBody(formBody(form)) : formBody(form));
         const box = form.querySelector(".form-error");
         if (box) box.hidden = true;
+        if (result instanceof PendingApproval) {
+          showPending(form, result.request);
+          if (form.onApiPending) form.onApiPending(result.request);
+          return;
+        }
         toast(form.dataset.done || t("js.saved"));
         if (form.onApiSuccess) form.onApiSuccess(result);
         else if (form.dataset.next) window.location.assign(form.dataset.next.replace("{id}", encodeURIComponent(result?.id ?? "")));

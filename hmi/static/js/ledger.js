@@ -71,6 +71,8 @@ export function bindLedger(onReversed) {
     dialog.close();
     onReversed();
   };
+  // a reversal that credits the account waits for a second user: the page says so (common.js)
+  form.onApiPending = () => dialog.close();
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-reverse]");
     if (!button) return;

@@ -25,10 +25,26 @@
 =========================================  ===========================================================
 
 Errors are JSON ``{"error": "..."}``: 404 for an unknown meter, 422 naming the bad field.
+
+The API drives a process that may run inside the server, so only its owner may reach it: it
+listens on loopback only; every request needs ``Authorization: Bearer <token>`` (the token the
+simulator was given: ``scada demo`` keeps it in ``<runtime.data_dir>/simulator-control.token``),
+a ``Host`` naming the loopback address and port it listens on, and no ``Origin`` other than that
+(a web page in a browser cannot drive it); a request with a body must be ``application/json``
+(JSON constants ``NaN``/``Infinity`` are refused). Numbers are finite and bounded: ``speed``
+0 to :data:`MAX_SPEED`, ``advance_s`` above 0 up to :data:`MAX_ADVANCE_S` (366 days), loads up to
+:data:`MAX_LOAD`. A large clock jump runs in steps that yield to the event loop, so the Modbus
+servers (and the server the simulator runs in) go on answering meanwhile.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aiohttp import web
@@ -36,14 +52,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .clock import SimClock
 from .model import SimMeter
-from .server import Fault, ModbusSimServer
+from .server import Fault
+
+MAX_SPEED = 100_000.0  # simulated seconds per real second
+MAX_ADVANCE_S = 366 * 86_400.0  # one clock jump: at most a (leap) year
+MAX_LOAD = 100_000.0  # kW, or m3/h
+MAX_REGISTER = 1e15  # a value written into a register
 
 
 class ControlledSimulator(Protocol):
     """What the control API drives: the simulator of ``site.Simulator``, seen from here."""
 
     clock: SimClock
-    servers: dict[str, ModbusSimServer]
+    servers: dict[str, Any]
     meters: dict[str, SimMeter]
 
     def meter(self, meter_id: str) -> SimMeter: ...
@@ -54,10 +75,46 @@ class ControlledSimulator(Protocol):
     def set_relay(self, meter_id: str, *, closed: bool | None = None, stuck: bool | None = None) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     def reset_stats(self) -> None: ...
+    async def advance_clock(self, seconds: float) -> None: ...
 
-__all__ = ["control_app", "start_control_api"]
+
+__all__ = ["MAX_ADVANCE_S", "MAX_LOAD", "MAX_SPEED", "TOKEN_FILE", "control_app", "control_token", "is_loopback", "start_control_api"]
+
+TOKEN_FILE = "simulator-control.token"  # in the data directory
 
 _SIM: web.AppKey[ControlledSimulator] = web.AppKey("simulator", object)  # type: ignore[arg-type]
+_TOKEN: web.AppKey[str] = web.AppKey("control_token", str)
+# the Host values (and so the Origins) this API answers to, known once it is bound
+_HOSTS: web.AppKey[set[str]] = web.AppKey("control_hosts", set)
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def control_token(path: str | Path) -> str:
+    """The control token kept in ``path``: read, or created (random, readable by the owner only)."""
+    path = Path(path)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= 16:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class _Body(BaseModel):
@@ -71,8 +128,8 @@ class FaultBody(_Body):
 
 
 class LoadBody(_Body):
-    kw: float | None = Field(default=None, ge=0)
-    m3_per_h: float | None = Field(default=None, ge=0)
+    kw: float | None = Field(default=None, ge=0, le=MAX_LOAD, allow_inf_nan=False)
+    m3_per_h: float | None = Field(default=None, ge=0, le=MAX_LOAD, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one(self) -> LoadBody:
@@ -84,8 +141,15 @@ class LoadBody(_Body):
 
 
 class RegisterBody(_Body):
-    point: str
+    point: str = Field(max_length=64)
     value: float | bool | None
+
+    @model_validator(mode="after")
+    def _finite(self) -> RegisterBody:
+        v = self.value
+        if isinstance(v, float | int) and not isinstance(v, bool) and not -MAX_REGISTER <= v <= MAX_REGISTER:
+            raise ValueError(f"value: a finite number within ±{MAX_REGISTER:g}")
+        return self
 
 
 class RelayBody(_Body):
@@ -113,19 +177,26 @@ class ParamsBody(_Body):
 
 
 class ClockBody(_Body):
-    advance_s: float | None = Field(default=None, ge=0)
-    speed: float | None = Field(default=None, ge=0)
+    advance_s: float | None = Field(default=None, gt=0, le=MAX_ADVANCE_S, allow_inf_nan=False)
+    speed: float | None = Field(default=None, ge=0, le=MAX_SPEED, allow_inf_nan=False)
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
 async def _body(request: web.Request, model: type[_Body]) -> Any:
+    raw = await request.read()
+    if len(raw) > 64 * 1024:
+        raise _Unprocessable("body: too large")
     try:
-        data = await request.json()
-    except ValueError:
-        raise _Unprocessable("body: not JSON") from None
+        data = json.loads(raw or b"null", parse_constant=_no_constant)
+    except ValueError as exc:
+        raise _Unprocessable(f"body: not JSON ({exc})") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -141,6 +212,24 @@ class _Unprocessable(Exception):
 
 
 @web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Only the simulator's owner, from this machine, not through a browser's page."""
+    hosts = request.app[_HOSTS]
+    if request.host not in hosts:
+        return _error(403, f"Host {request.host[:64]!r} is not this control API's address")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in {f"http://{h}" for h in hosts}:
+        return _error(403, f"Origin {origin[:64]!r} may not drive the simulator")
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.startswith("Bearer ") else ""
+    if not token or not hmac.compare_digest(token.encode(), request.app[_TOKEN].encode()):
+        return _error(401, "send the control token: 'Authorization: Bearer <token>'")
+    if request.method in _WRITES and request.content_type != "application/json":
+        return _error(415, f"expected Content-Type: application/json, got {request.content_type or 'none'}")
+    return await handler(request)
+
+
+@web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -152,9 +241,14 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(422, str(exc))
 
 
-def control_app(sim: ControlledSimulator) -> web.Application:
-    app = web.Application(middlewares=[_errors])
+def control_app(sim: ControlledSimulator, token: str) -> web.Application:
+    """The control API of ``sim``; requests must carry ``token``."""
+    if len(token) < 16:
+        raise ValueError("the control token must have at least 16 characters")
+    app = web.Application(middlewares=[_guard, _errors], client_max_size=64 * 1024)
     app[_SIM] = sim
+    app[_TOKEN] = token
+    app[_HOSTS] = set()
     routes = web.RouteTableDef()
 
     @routes.get("/")
@@ -170,7 +264,8 @@ def control_app(sim: ControlledSimulator) -> web.Application:
     async def meters(request: web.Request) -> web.Response:
         return web.json_response([
             {"id": m.spec.id, "profile": m.profile.name, "link": m.spec.link, "unit_id": m.spec.unit_id,
-             "circuit": m.spec.circuit, "supply_on": m.supply_on}
+             "circuit": m.spec.circuit, "supply_on": m.supply_on,
+             **({"address": m.spec.address} if m.spec.address is not None else {})}
             for m in sim.meters.values()
         ])
 
@@ -239,6 +334,7 @@ def control_app(sim: ControlledSimulator) -> web.Application:
 
     @routes.post("/stats/reset")
     async def reset_stats(request: web.Request) -> web.Response:
+        await request.read()  # a body, if any, is ignored
         sim.reset_stats()
         return web.json_response({"ok": True})
 
@@ -251,16 +347,20 @@ def control_app(sim: ControlledSimulator) -> web.Application:
         body: ClockBody = await _body(request, ClockBody)
         if body.speed is not None:
             sim.clock.set_speed(body.speed)
-        if body.advance_s:
-            sim.clock.advance(body.advance_s)
+        if body.advance_s is not None:
+            await sim.advance_clock(body.advance_s)
         return web.json_response({"now": sim.clock(), "speed": sim.clock.speed})
 
     app.add_routes(routes)
     return app
 
 
-async def start_control_api(sim: ControlledSimulator, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(control_app(sim), access_log=None, shutdown_timeout=2)
+async def start_control_api(sim: ControlledSimulator, host: str, port: int, token: str) -> tuple[web.AppRunner, str]:
+    """Serve the control API on ``host`` (a loopback address) and ``port`` (0: a free one)."""
+    if not is_loopback(host):
+        raise ValueError(f"the simulator's control API listens on loopback only, not {host!r}")
+    app = control_app(sim, token)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -269,4 +369,6 @@ async def start_control_api(sim: ControlledSimulator, host: str, port: int) -> t
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
-    return runner, f"http://{host}:{bound}"
+    url_host = f"[{host}]" if ":" in host else host
+    app[_HOSTS].update({f"{url_host}:{bound}", f"localhost:{bound}"} if host != "localhost" else {f"localhost:{bound}", f"127.0.0.1:{bound}"})
+    return runner, f"http://{url_host}:{bound}"

@@ -3,17 +3,20 @@ HTTP control API, and the meters' state (saved and restored so a restart continu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ...dlt645.sim import Dlt645SimServer
 from ..profile import ProfileLibrary
 from .clock import SimClock
-from .control import start_control_api
+from .control import MAX_ADVANCE_S, is_loopback, start_control_api
 from .model import MeterSpec, SimMeter
 from .server import Fault, ModbusSimServer, ServerStats
 from .tou import TouSchedule
@@ -25,11 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimLink:
-    """A simulated gateway: one port, Modbus TCP or RTU framing."""
+    """A simulated gateway: one port, Modbus TCP or RTU framing, or a DL/T 645 bus."""
 
     name: str
     port: int = 0
-    framing: Literal["tcp", "rtu"] = "tcp"
+    framing: Literal["tcp", "rtu", "dlt645"] = "tcp"
 
 
 class Simulator:
@@ -44,6 +47,8 @@ class Simulator:
         tou: TouSchedule | None = None,
         seed: int = 0,
         start_time: float | None = None,
+        dlt645_password: str | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.profiles = profiles
         self.host = host
@@ -51,8 +56,15 @@ class Simulator:
         self.tou = tou or TouSchedule()
         self.seed = seed
         self.control_port = control_port
-        self.servers: dict[str, ModbusSimServer] = {
-            link.name: ModbusSimServer(link.name, self.clock, host=host, port=link.port, framing=link.framing)
+        # requests to the control API carry this token (a fresh random one unless given)
+        self.control_token = control_token or secrets.token_urlsafe(32)
+        self._advancing = asyncio.Lock()
+        self.servers: dict[str, Any] = {
+            link.name: (
+                Dlt645SimServer(link.name, self.clock, host=host, port=link.port, password=dlt645_password)
+                if link.framing == "dlt645"
+                else ModbusSimServer(link.name, self.clock, host=host, port=link.port, framing=link.framing)
+            )
             for link in links
         }
         self.meters: dict[str, SimMeter] = {}
@@ -65,7 +77,9 @@ class Simulator:
             for server in self.servers.values():
                 await server.start()
             if self.control_port is not None:
-                self._control, self.control_url = await start_control_api(self, self.host, self.control_port)
+                # the Modbus side may listen elsewhere (``scada simulate --host``); control: loopback only
+                control_host = self.host if is_loopback(self.host) else "127.0.0.1"
+                self._control, self.control_url = await start_control_api(self, control_host, self.control_port, self.control_token)
         except BaseException:
             await self.stop()
             raise
@@ -94,10 +108,19 @@ class Simulator:
             profile.check_circuit(spec.circuit)
         except ValueError as exc:
             raise ValueError(f"meter {spec.id}: {exc}") from None
+        dlt645 = isinstance(server, Dlt645SimServer)
+        if dlt645 != (getattr(profile, "protocol", "modbus") == "dlt645"):
+            raise ValueError(f"meter {spec.id}: profile {profile.name} does not speak the protocol of link {spec.link}")
+        if dlt645 and not (spec.address and len(spec.address) == 12 and spec.address.isdigit()):
+            raise ValueError(f"meter {spec.id}: a DL/T 645 meter needs a 12-digit address, found {spec.address!r}")
         if spec.id in self.meters:
             self.remove_meter(spec.id)
         meter = SimMeter(spec, profile, self.tou, self.clock(), self.seed)
-        server.unit_for(spec.unit_id, profile).attach(meter)
+        if dlt645:
+            assert spec.address is not None
+            server.attach(spec.address, meter)
+        else:
+            server.unit_for(spec.unit_id, profile).attach(meter)
         self.meters[spec.id] = meter
         return meter
 
@@ -106,6 +129,9 @@ class Simulator:
         if meter is None:
             return
         server = self.servers[meter.spec.link]
+        if isinstance(server, Dlt645SimServer):
+            server.detach(meter_id)
+            return
         unit = server.units.get(meter.spec.unit_id)
         if unit is not None:
             unit.detach(meter_id)
@@ -135,7 +161,8 @@ class Simulator:
 
     def unit_of(self, meter_id: str) -> Any:
         meter = self.meter(meter_id)
-        return self.servers[meter.spec.link].units[meter.spec.unit_id]
+        server = self.servers[meter.spec.link]
+        return server.units[meter.spec.address if isinstance(server, Dlt645SimServer) else meter.spec.unit_id]
 
     # -- control -------------------------------------------------------------------------------------
     def set_fault(self, meter_id: str, fault: Fault) -> None:
@@ -160,6 +187,27 @@ class Simulator:
             meter.stuck = stuck
         if closed is not None:
             meter.supply_on = closed  # a local, manual switch: works even when stuck
+
+    async def advance_clock(self, seconds: float, *, step_s: float = 30 * 86_400.0, meters_per_yield: int = 1) -> None:
+        """Move simulated time on by ``seconds`` (> 0, at most :data:`MAX_ADVANCE_S`), in steps
+        of ``step_s`` after each of which every meter has caught up, yielding to the event loop
+        every ``meters_per_yield`` meters: a jump of a year takes a while (each meter integrates
+        its load over it, in hourly slices: see ``SimMeter.advance``), but nothing else stalls
+        meanwhile. Jumps run one at a time."""
+        if not 0 < seconds <= MAX_ADVANCE_S:  # also refuses NaN
+            raise ValueError(f"advance_s: expected a number of seconds in (0, {MAX_ADVANCE_S:g}], found {seconds!r}")
+        async with self._advancing:
+            left = seconds
+            while left > 0:
+                step = min(step_s, left)
+                self.clock.advance(step)
+                left -= step
+                now = self.clock()
+                for i, meter in enumerate(list(self.meters.values()), 1):
+                    meter.advance(now)
+                    if i % meters_per_yield == 0:
+                        await asyncio.sleep(0)
+                await asyncio.sleep(0)
 
     def stats(self) -> dict[str, Any]:
         return {name: {"port": s.port, "framing": s.framing, **s.stats.as_dict()} for name, s in self.servers.items()}

@@ -51,7 +51,7 @@ async def sim(profiles: ProfileLibrary) -> AsyncIterator[Simulator]:
 async def control(sim: Simulator) -> AsyncIterator[Control]:
     async with aiohttp.ClientSession() as session:
         assert sim.control_url is not None
-        yield Control(session, sim.control_url)
+        yield Control.of(session, sim)
 
 
 def link_config(sim: Simulator, name: str, **kw: Any) -> LinkConfig:

@@ -19,6 +19,7 @@ from tags import TagDB
 
 from ...procs import ScadaProcess
 from ...services import require_services
+from ...simulation import Control
 from .conftest import until
 
 _LINE = re.compile(r"^\[(\d+)\]:\s+(-?[\d.eE+-]+)")
@@ -58,7 +59,7 @@ async def test_mbpoll_reads_what_the_poller_decodes(tmp_path: Path, mbpoll_avail
     with ScadaProcess(args, cwd=tmp_path) as proc:
         line = await asyncio.to_thread(proc.wait_for, r"^modbus port0 ")
         port = int(re.search(r":(\d+) \(tcp\) units 1-3", line).group(1))  # type: ignore[union-attr]
-        control = (await asyncio.to_thread(proc.wait_for, r"^control ")).split()[1]
+        control_line = await asyncio.to_thread(proc.wait_for, r"^control ")
         await asyncio.to_thread(proc.wait_for, r"^simulating 3 meters")
         # give the registers distinctive values (the clock is frozen: they stay put)
         settings: list[tuple[str, str, Any]] = [
@@ -68,9 +69,9 @@ async def test_mbpoll_reads_what_the_poller_decodes(tmp_path: Path, mbpoll_avail
             ("SIM-00003", "energy_total", 98765.4), ("SIM-00003", "power", -12.345),
         ]
         async with aiohttp.ClientSession() as http:
+            control = Control.from_line(http, control_line, tmp_path)
             for meter, point, value in settings:
-                async with http.post(f"{control}/meters/{meter}/registers", json={"point": point, "value": value}) as r:
-                    assert r.status == 200, await r.text()
+                await control.register(meter, point, value)
 
         theirs_energy = await mbpoll(port, 1, 0x0000, 5, "4:int", "-B")  # u32, high word first
         theirs_meas = await mbpoll(port, 1, 0x000B, 6, "4")

@@ -21,6 +21,9 @@ from protocols.modbus.profile import (
 POINTS = {
     "energy_total", "energy_sharp", "energy_peak", "energy_flat", "energy_valley", "energy_reverse", "power",
     "voltage", "current", "power_factor", "relay_closed", "volume_total", "volume_reverse", "flow", "valve_open",
+    # the wider device library: phases, frequency, combined registers, instrument transformers
+    "voltage_l2", "voltage_l3", "current_l2", "current_l3", "power_l1", "power_l2", "power_l3", "frequency",
+    "energy_absolute", "energy_combined", "pt_ratio", "ct_ratio",
 }
 
 
@@ -47,12 +50,19 @@ def problems(data: dict[str, Any]) -> list[str]:
 
 def test_shipped_profiles_load_and_use_tag_point_names() -> None:
     lib = ProfileLibrary.load()
-    assert lib.names() == ["acrel-adf400l", "acrel-ddsy1352", "acrel-dtsy1352", "water-valve"]
+    assert lib.names() == [
+        "acrel-adf400l", "acrel-adl400", "acrel-adw300", "acrel-ddsy1352", "acrel-dtsy1352", "chint-dtsu666",
+        "eastron-sdm120", "eastron-sdm630", "water-valve",
+    ]
     for name in lib.names():
         profile = lib[name]
         assert set(profile.points) <= POINTS, name
-        assert set(profile.commands) == {"connect", "disconnect"}
-        assert profile.supply_point == ("valve_open" if profile.kind == "water" else "relay_closed")
+        if name in ("acrel-adl400", "acrel-adw300", "chint-dtsu666", "eastron-sdm120", "eastron-sdm630"):
+            assert profile.commands == {}, name  # meters without a relay are read only
+            assert profile.supply_point is None
+        else:
+            assert set(profile.commands) == {"connect", "disconnect"}
+            assert profile.supply_point == ("valve_open" if profile.kind == "water" else "relay_closed")
         # the cumulative registers come in one request, in one poll class
         billing = [p for n, p in profile.points.items() if n in BILLING_POINTS]
         blocks = plan_device(profile, 1 if profile.circuits > 1 else None, 8, 0)
@@ -64,14 +74,15 @@ def test_the_config_folder_links_to_the_shipped_profiles() -> None:
     root = Path(__file__).resolve().parents[3]
     link = root / "config" / "profiles"
     assert link.is_symlink() and not Path(link.readlink()).is_absolute()
-    assert (link / "acrel-ddsy1352.toml").read_text() == (root / "protocols/modbus/profiles/acrel-ddsy1352.toml").read_text()
+    assert (link / "acrel-ddsy1352.toml").read_text() == (root / "protocols/profiles/acrel-ddsy1352.toml").read_text()
 
 
 def test_each_profile_says_what_it_is_modelled_on() -> None:
     for path in Path(ProfileLibrary.load()["water-valve"].path).parent.glob("*.toml"):
         text = path.read_text()
         header = text.split("[profile]")[0]
-        assert "simulator's" in header, path.name  # registers that are not public say so
+        if "[commands." in text and "protocol = \"dlt645\"" not in text:
+            assert "simulator's" in header, path.name  # relay registers that are not public say so
         assert tomllib.loads(text)["profile"]["source"], path.name
 
 

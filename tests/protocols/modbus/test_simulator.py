@@ -163,3 +163,94 @@ async def test_state_survives_a_restart(profiles: ProfileLibrary, tmp_path: Path
     assert second.load_state(tmp_path / "state.json") == 1
     meter = second.meter("E1")
     assert meter.acc["total"] == 2_000_000 and meter.supply_on is False
+
+
+async def test_control_api_answers_only_its_owner(sim: Simulator, control: Control) -> None:
+    """No token, a wrong one, another Host (DNS rebinding), another Origin (a web page), a body
+    that is not JSON: each refused, and nothing changes."""
+    sim.add_meter(MeterSpec("E1", "acrel-ddsy1352", "tcp", 1))
+    url = control.url + "/meters/E1/fault"
+    body = b'{"kind": "timeout"}'
+    port = sim.control_url.rsplit(":", 1)[1]  # type: ignore[union-attr]
+    good = {**control.headers, "Content-Type": "application/json"}
+    http = control.session
+    for headers, status, message in (
+        ({"Content-Type": "application/json"}, 401, "token"),
+        ({"Content-Type": "application/json", "Authorization": "Bearer not-the-token-at-all"}, 401, "token"),
+        ({**good, "Host": f"attacker.example:{port}"}, 403, "Host"),
+        ({**good, "Host": "127.0.0.1:1"}, 403, "Host"),
+        ({**good, "Origin": "http://evil.example"}, 403, "Origin"),
+        ({**good, "Origin": "http://127.0.0.1:8080"}, 403, "Origin"),  # the HMI is another origin
+        ({**control.headers, "Content-Type": "text/plain"}, 415, "application/json"),
+        ({**control.headers, "Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+    ):
+        async with http.put(url, data=body, headers=headers) as r:
+            assert r.status == status, (headers, await r.text())
+            assert message in (await r.json())["error"]
+    async with http.get(control.url + "/meters") as r:
+        assert r.status == 401  # reads too
+    assert sim.unit_of("E1").fault.kind == "none"
+    async with http.put(url, data=body, headers={**good, "Origin": control.url}) as r:
+        assert r.status == 200  # its own origin, and no origin, are fine
+    assert sim.unit_of("E1").fault.kind == "timeout"
+
+
+async def test_clock_and_loads_are_bounded(sim: Simulator, control: Control) -> None:
+    sim.add_meter(MeterSpec("E1", "acrel-ddsy1352", "tcp", 1))
+    before = sim.clock()
+    headers = {**control.headers, "Content-Type": "application/json"}
+    for raw in (b'{"advance_s": Infinity}', b'{"advance_s": NaN}', b'{"advance_s": 1e400}', b'{"advance_s": -1}',
+                b'{"advance_s": 0}', b'{"advance_s": 31622401}', b'{"speed": Infinity}', b'{"speed": 1e400}',
+                b'{"speed": -1}', b'{"speed": 100001}', b'{"advance_s": "3600"}'):
+        async with control.session.post(control.url + "/clock", data=raw, headers=headers) as r:
+            assert r.status == 422, (raw, await r.text())
+    for raw in (b'{"kw": Infinity}', b'{"kw": 1e400}', b'{"kw": 100001}'):
+        async with control.session.put(control.url + "/meters/E1/load", data=raw, headers=headers) as r:
+            assert r.status == 422, (raw, await r.text())
+    async with control.session.post(control.url + "/meters/E1/registers", data=b'{"point": "energy_total", "value": 1e400}', headers=headers) as r:
+        assert r.status == 422
+    assert sim.clock() == before and sim.clock.speed == 0 and sim.meter("E1").override is None
+    with pytest.raises(ValueError, match="advance_s"):
+        await sim.advance_clock(float("inf"))
+
+
+async def test_a_year_long_clock_jump_yields_to_the_loop(sim: Simulator, control: Control) -> None:
+    """One simulated year at once: the meters catch up in steps, and meanwhile the loop runs
+    other work (another request is answered before the jump's own answer)."""
+    for unit in (1, 2):
+        sim.add_meter(MeterSpec(f"E{unit}", "acrel-ddsy1352", "tcp", unit))
+    start = sim.clock()
+    jump = asyncio.create_task(control.call("POST", "/clock", {"advance_s": 366 * 86400}))
+    answered_meanwhile = None
+    while not jump.done():
+        clock = await control.call("GET", "/clock")
+        if not jump.done():
+            answered_meanwhile = clock["now"]
+            break
+    result = await jump
+    assert result["now"] == pytest.approx(start + 366 * 86400)
+    # another request was served while the jump ran, from a clock part of the way on
+    assert answered_meanwhile is not None and start <= answered_meanwhile < start + 366 * 86400
+    # every meter has caught up: the next poll finds nothing left to integrate
+    assert all(m.t == pytest.approx(sim.clock()) for m in sim.meters.values())
+
+
+async def test_control_api_is_on_loopback_only_and_off_unless_enabled(profiles: ProfileLibrary, tmp_path: Path) -> None:
+    from protocols.modbus.config import SimulatorConfig
+    from protocols.modbus.sim.control import control_token, start_control_api
+
+    assert SimulatorConfig().control_port is None  # off unless the demo or a test sets a port
+    with pytest.raises(ValueError, match="loopback"):
+        SimulatorConfig(host="0.0.0.0")
+    s = Simulator(profiles, [SimLink("tcp")], control_port=None, speed=0)
+    await s.start()
+    try:
+        assert s.control_url is None
+    finally:
+        await s.stop()
+    with pytest.raises(ValueError, match="loopback"):
+        await start_control_api(s, "0.0.0.0", 0, "x" * 32)
+    # the token file: created for its owner only, the same token after a restart
+    token = control_token(tmp_path / "data" / "simulator-control.token")
+    assert len(token) >= 32 and (tmp_path / "data" / "simulator-control.token").stat().st_mode & 0o077 == 0
+    assert control_token(tmp_path / "data" / "simulator-control.token") == token

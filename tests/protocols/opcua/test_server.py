@@ -322,3 +322,32 @@ async def test_a_taken_port_fails_the_start_cleanly(server: OpcUaServer, tmp_pat
     with pytest.raises(OSError):
         await second.start()
     await second.stop()  # nothing to stop; conftest checks that nothing was left running
+
+
+async def test_sessions_of_a_principal_end_at_once(server: OpcUaServer) -> None:
+    import asyncio
+    import contextlib
+
+    node = ua.NodeId("E-B1-R101.power", server.ns)
+    clients = {}
+    for user in ("alice", "bob"):
+        client = Client(server.url)
+        client.set_user(user)
+        client.set_password(f"{user}-password")
+        await client.connect()
+        clients[user] = client
+    anonymous = Client(server.url)
+    await anonymous.connect()
+    try:
+        assert sorted(p["user"] for p in server.principals()) == ["alice", "bob"]
+        assert await server.end_sessions(lambda p: p["user"] == "alice") == 1
+        with pytest.raises((ua.UaError, ConnectionError, asyncio.TimeoutError, OSError)):
+            await asyncio.wait_for(clients["alice"].get_node(node).read_browse_name(), 5)
+        assert [p["user"] for p in server.principals()] == ["bob"]
+        assert (await clients["bob"].get_node(node).read_browse_name()).Name == "Power"  # the others go on
+        await anonymous.get_node(node).read_browse_name()
+        assert await server.end_sessions(lambda p: p["user"] == "alice") == 0
+    finally:
+        for client in (*clients.values(), anonymous):
+            with contextlib.suppress(Exception):
+                await client.disconnect()

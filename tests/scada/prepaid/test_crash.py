@@ -77,6 +77,9 @@ enabled = false
 [prepaid]
 jump_margin = "100000"   # simulated hours pass in real milliseconds here
 
+[approvals]
+opening_balance_above = "100000"   # the opening balances here need no second user
+
 [prepaid.friendly_credit]
 windows = []
 weekends = false
@@ -104,7 +107,7 @@ async def test_kill_9_during_billing_and_recharges(tmp_path: Path, db_url: str) 
         (tmp_path / "scada.toml").write_text(server_toml(db_url, modbus_port))
         server, base = await start_server(tmp_path)
         async with aiohttp.ClientSession() as http:
-            control = Control(http, control_line.split()[1])
+            control = Control.from_line(http, control_line, tmp_path)
 
             async def api(method: str, path: str, body: Any, token: str) -> tuple[int, Any]:
                 async with http.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:

@@ -110,6 +110,12 @@ jump_margin = "100000"   # simulated hours pass in real milliseconds here
 [prepaid.friendly_credit]
 windows = [{{ start = "02:00", end = "03:00" }}]
 weekends = false
+
+# these tests are about supply: the cashier opens and protects alone (the four-eyes rule is
+# tested in tests/scada/prepaid/test_approvals.py and tests/hmi/test_api_approvals.py)
+[approvals]
+opening_balance_above = "100"
+protection = false
 """)
     return config.model_copy(update={"site": config.site.model_copy(update={"import_file": "site.toml"})})
 
@@ -126,7 +132,7 @@ async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path
         engine.clock = lambda: local_today(2, 30)  # inside the friendly-credit window
         sim = rt.ctx[SIMULATOR]
         assert sim.control_url is not None
-        control = Control(http, sim.control_url)
+        control = Control.of(http, sim)
         await rt.ctx[USERS].add("cash", "cashier", "cashier-password", Actor("t", "cli"))
         await rt.ctx[USERS].add("eng", "engineer", "engineer-password", Actor("t", "cli"))
         base = rt.ctx[HMI_URL] + "/api/v1"
@@ -207,7 +213,7 @@ async def test_stuck_relay_operator_reconnect_protected_and_close(tmp_path: Path
     async with running_server(e2e_config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
         engine, tagdb = rt.ctx[PREPAID], rt.ctx[TAGDB]
         engine.clock = lambda: local_today(12, 0)  # outside the friendly-credit window
-        control = Control(http, rt.ctx[SIMULATOR].control_url)
+        control = Control.of(http, rt.ctx[SIMULATOR])
         users = rt.ctx[USERS]
         await users.add("cash", "cashier", "cashier-password", Actor("t", "cli"))
         await users.add("eng", "engineer", "engineer-password", Actor("t", "cli"))
