@@ -67,6 +67,12 @@ class OperationsComponent(Component):
             reader=access.poll_now if access is not None else None, prepaid=engine,
             max_amount=config.prepaid.max_amount,
         )
+        if ctx.get(APPROVALS) is not None:
+            minor = config.site.currency_minor_units
+            rules = config.approvals
+            jobs_ctx.approval_limits = {
+                "open": int(rules.opening_balance_above.scaleb(minor)), "set_credit": int(rules.credit_limit_above.scaleb(minor)),
+            }
         cleanups: list[Any] = []
         if params is not None:
             async def expected(meter: MeterInfo, block: TouTableBlock, day: dt.date) -> dict[str, list[tuple[str, str]]] | None:

@@ -69,6 +69,9 @@ class JobContext:
     meters: MeterSettings | None = None
     prepared: PreparedAccounts | None = None
     max_amount: Decimal = Decimal("1000000")
+    # the four-eyes limits of [approvals] (minor units) that a job's items would otherwise pass by:
+    # an opening balance or a credit limit above them needs a supervisor, in a job as at the cashier
+    approval_limits: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ class Kind:
 
     def money_minor(self, params: dict[str, Any], rooms: list[str], ctx: JobContext) -> int:
         """The money the job creates (four-eyes above ``approval_money_above``)."""
+        return 0
+
+    def item_money_minor(self, params: dict[str, Any], rooms: list[str], ctx: JobContext) -> int:
+        """The most money one item creates (four-eyes above the ``[approvals]`` limit of the kind)."""
         return 0
 
     async def run(self, call: ItemCall, ctx: JobContext) -> Outcome:
@@ -454,6 +461,9 @@ class SetCreditKind(Kind):
     def money_minor(self, params: dict[str, Any], rooms: list[str], ctx: JobContext) -> int:
         return parse_money(params["credit_limit"], "params.credit_limit", ctx.minor_units, allow_zero=True) * len(rooms)
 
+    def item_money_minor(self, params: dict[str, Any], rooms: list[str], ctx: JobContext) -> int:
+        return parse_money(params["credit_limit"], "params.credit_limit", ctx.minor_units, allow_zero=True)
+
     async def run(self, call: ItemCall, ctx: JobContext) -> Outcome:
         assert ctx.prepaid is not None
         minor = parse_money(call.params["credit_limit"], "params.credit_limit", ctx.minor_units, allow_zero=True)
@@ -501,6 +511,10 @@ class OpenKind(Kind):
     def money_minor(self, params: dict[str, Any], rooms: list[str], ctx: JobContext) -> int:
         assert ctx.prepared is not None
         return ctx.prepared.opening_total(rooms)
+
+    def item_money_minor(self, params: dict[str, Any], rooms: list[str], ctx: JobContext) -> int:
+        assert ctx.prepared is not None
+        return max((ctx.prepared.opening_total([r]) for r in rooms), default=0)
 
     async def run(self, call: ItemCall, ctx: JobContext) -> Outcome:
         assert ctx.prepaid is not None and ctx.prepared is not None

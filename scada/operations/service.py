@@ -226,6 +226,10 @@ class JobService:
         if money > limit:
             m = self.ctx.minor_units
             return f"it creates {format_minor(money, m)} (more than {format_minor(limit, m)})"
+        limit_item = (self.ctx.approval_limits or {}).get(kind.name)
+        if limit_item is not None and (most := kind.item_money_minor(params, rooms, self.ctx)) > limit_item:
+            m = self.ctx.minor_units
+            return f"an item creates {format_minor(most, m)} (more than the approvals limit {format_minor(limit_item, m)})"
         if kind.name == "relay" and len(rooms) > cfg.approval_relay_rooms_above:
             return f"it switches the supply of {len(rooms)} rooms (more than {cfg.approval_relay_rooms_above})"
         return ""

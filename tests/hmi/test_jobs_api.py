@@ -15,8 +15,7 @@ from scada.commands.models import CommandRow
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.simulator.component import SIMULATOR
-from scada.users.audit import Actor
-from scada.users.component import AUDIT, USERS
+from scada.users.component import AUDIT
 
 from ..simulation import until
 from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi
@@ -77,12 +76,10 @@ async def test_relay_job_over_20_rooms_confirmed_by_read_back(hmi: Hmi) -> None:
 
 
 async def test_permissions_approvals_and_bad_requests(hmi: Hmi) -> None:
-    users = hmi.rt.ctx[USERS]
-    await users.add("super1", "supervisor", "supervisor-password", Actor("test", "cli"))
     cashier = await bearer(hmi, "cashier1", PASSWORDS["cashier1"])
     operator = await bearer(hmi, "operator1", PASSWORDS["operator1"])
     admin = await bearer(hmi, "admin", ADMIN_PASSWORD)
-    supervisor = await bearer(hmi, "super1", "supervisor-password")
+    supervisor = await bearer(hmi, "super1", PASSWORDS["super1"])
     async with aiohttp.ClientSession() as http:
         async def post(path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
             async with http.post(hmi.api + path, json=body, headers=headers) as r:

@@ -44,13 +44,14 @@ async def test_reminders_to_arrears_rooms_rate_limits_and_payment_messages(tmp_p
         config = demo_site_config(
             tmp_path, f"alarms.notifications.channels={channel}", f"alarms.notifications.quiet_hours={quiet}",
             "alarms.notifications.rate_limit={ messages = 2, window_s = 3 }", 'operations.messages.channels=["sms"]',
+            'approvals.opening_balance_above="100000"',
         )
         async with site(config, ManualClock(dt.datetime.now(dt.UTC))) as hmi:
             tagdb = hmi.rt.ctx[TAGDB]
             await until(lambda: all(tagdb.read(f"E-B1-{r[-3:]}.comm_ok").value is True for r in ARREARS + OTHERS), timeout=20, what="polled")
             headers = await bearer(hmi, "admin", ADMIN_PASSWORD)
             async with aiohttp.ClientSession(headers=headers) as http, aiohttp.ClientSession() as plain:
-                control = Control(plain, hmi.rt.ctx[SIMULATOR].control_url or "")
+                control = Control.of(plain, hmi.rt.ctx[SIMULATOR])
                 for tariff, price in (("DEAR", "200"), ("FLAT", "0.60"), ("W", "3")):
                     await api(http, "POST", hmi.api + "/tariffs", {"id": tariff, "name": tariff, "commodity": "water" if tariff == "W" else
                                                                     "electricity", "definition": {"price": price}}, 201)
@@ -77,8 +78,12 @@ async def test_reminders_to_arrears_rooms_rate_limits_and_payment_messages(tmp_p
                 assert sorted(m["to"] for m in gateway.received) == sorted(phone(r) for r in ARREARS)
                 assert gateway.refused > 0
                 assert all("recharge" in m["text"] for m in gateway.received)
-                log = (await api(http, "GET", hmi.api + "/messages"))["messages"]
-                reminders = [m for m in log if m["route"] == f"job:{job['id']}"]
+                for _ in range(100):  # the log records the gateway's answer right after it
+                    log = (await api(http, "GET", hmi.api + "/messages"))["messages"]
+                    reminders = [m for m in log if m["route"] == f"job:{job['id']}"]
+                    if {m["status"] for m in reminders} == {"sent"}:
+                        break
+                    await asyncio.sleep(0.05)
                 assert len(reminders) == 6 and {m["status"] for m in reminders} == {"sent"}, reminders
                 assert {m["room"] for m in reminders} == set(ARREARS)
                 # past the per-recipient limit (2 in 3 s) a message is held, not dropped
@@ -95,4 +100,3 @@ async def test_reminders_to_arrears_rooms_rate_limits_and_payment_messages(tmp_p
                 await api(http, "POST", f"{hmi.api}/rooms/B1-R308/account/recharge", {"amount": "20.00", "reference": "pay-1"})
                 await until(lambda: any(m["to"] == phone("B1-R308") and "20.00" in m["text"] for m in gateway.received), timeout=10,
                             what="payment message")
-                await asyncio.sleep(0)

@@ -52,6 +52,7 @@ TOU_NEW = {  # next year's hours: not the simulator's default table
 EXTRA = (
     "commands.retries=1", "commands.backoff_s=0.1", "commands.confirm_interval_s=0.05",
     "operations.item_retries=1", "operations.item_backoff_s=0.2", "operations.link_gap_s=0",
+    'approvals.opening_balance_above="100000"',  # accounts opened with a balance by one user here
 )
 
 
@@ -137,7 +138,7 @@ async def test_tou_download_mismatch_and_a_refusing_meter(ops: tuple[Hmi, Manual
     await until(lambda: all(tagdb.read(f"{m}.comm_ok").value is True for m in meters), timeout=20, what="polled")
     headers = await bearer(hmi, "admin", ADMIN_PASSWORD)
     async with aiohttp.ClientSession(headers=headers) as http, aiohttp.ClientSession() as plain:
-        control = Control(plain, sim.control_url or "")
+        control = Control.of(plain, sim)
         await api(http, "POST", hmi.api + "/tariffs", {"id": "TOU-NEW", "name": "TOU 2027", "commodity": "electricity",
                                                         "definition": TOU_NEW}, 201)
         await api(http, "POST", hmi.api + "/tariffs", {"id": "W", "name": "Water", "commodity": "water", "definition": {"price": "3"}}, 201)

@@ -77,7 +77,10 @@ async def test_a_database_of_the_previous_release_upgrades_in_place_with_its_dat
 
         await db.upgrade()  # what the server does at start
         assert {name: await _rows(db, name) for name in KEPT} == before
-        assert await db.current_revisions() == set(script.get_heads())
+        # every head reached: a head another branch's revision depends on (depends_on) is reached
+        # through that revision, and alembic then keeps only the dependent one in its table
+        reached = {r.revision for r in script.iterate_revisions(list(await db.current_revisions()), "base")}
+        assert set(script.get_heads()) <= reached
         # the new table takes requests
         approvals = ApprovalService(db, expire_after=dt.timedelta(hours=1))
 

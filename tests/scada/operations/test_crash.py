@@ -103,7 +103,7 @@ async def test_kill_9_in_the_middle_of_a_200_item_job(tmp_path: Path) -> None:
         (tmp_path / "scada.toml").write_text(server_toml(db_url, int(modbus_line.split()[2].rsplit(":", 1)[1])))
         server, base = await start_server(tmp_path)
         async with aiohttp.ClientSession() as http:
-            control = Control(http, control_line.split()[1])
+            control = Control.from_line(http, control_line, tmp_path)
 
             async def login() -> dict[str, str]:
                 async with http.post(base + "/auth/token", json={"user": "admin", "password": ADMIN_PASSWORD}) as r:

@@ -110,7 +110,7 @@ async def test_a_500_item_job_does_not_starve_polling(tmp_path: Path, monkeypatc
         port = int(modbus_line.split()[2].rsplit(":", 1)[1])
         config = parse_config(config_text(tmp_path, port), "<pacing>", tmp_path)  # the default pacing
         async with aiohttp.ClientSession() as http:
-            await run(config, Control(http, control_line.split()[1]))
+            await run(config, Control.from_line(http, control_line, tmp_path))
     finally:
         sim.stop()
 
