@@ -2,7 +2,7 @@
 
 A block is a run of holding registers the meter stores a setting in, written in one request
 (function code 16, or 6 for a one-register value) and read back with function code 3 to verify
-it. What the registers mean is data in the profile (``[blocks.<name>]``), so a meter with
+it. What the registers mean is data in the profile (``[parameters.<name>]``), so a meter with
 another layout needs a profile, not code. Three kinds:
 
 ``tou_table``
@@ -12,7 +12,7 @@ another layout needs a profile, not code. Three kinds:
     three registers. ``rates`` maps the period names of a tariff to the meter's rate codes
     (and so to its energy registers)::
 
-        [blocks.tou_table]
+        [parameters.tou_table]
         kind = "tou_table"
         address = 0x0100
         day_types = ["workday", "weekend", "holiday"]
@@ -275,10 +275,10 @@ def _decimal(text: str | None, where: str, problems: list[str]) -> Decimal | Non
 
 
 def parse_block(name: str, data: Any, problems: list[str]) -> BlockSpec | None:
-    """The block ``[blocks.<name>]``; adds what is wrong to ``problems`` and returns None then."""
+    """The block ``[parameters.<name>]``; adds what is wrong to ``problems`` and returns None then."""
     from pydantic import ValidationError  # noqa: PLC0415 - only the profile parser needs it here
 
-    where = f"blocks.{name}"
+    where = f"parameters.{name}"
     try:
         b = _BlockModel.model_validate(data)
     except ValidationError as exc:

@@ -561,12 +561,12 @@ class ModbusPoller:
         dev = self.devices.get(meter.id)
         if dev is None or dev.profile is None or dev.state == CONFIG_ERROR:
             return None
-        return dev.profile.blocks.get(block)
+        return dev.profile.parameters.get(block)
 
     def _block(self, meter: MeterRef, block: str) -> tuple[_Device, BlockSpec]:
         dev = self._device(meter.id)
         assert dev.profile is not None
-        spec = dev.profile.blocks.get(block)
+        spec = dev.profile.parameters.get(block)
         if spec is None:
             raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no {block} block")
         return dev, spec

@@ -44,7 +44,7 @@ register written, the value and the status point that confirms them. The file fo
     confirm = "relay_closed"          # connect is confirmed when it reads true,
                                       # disconnect when it reads false
 
-    [blocks.tou_table]                # writable parameter blocks (see .params): the
+    [parameters.tou_table]            # writable parameter blocks (see .params): the
     kind = "tou_table"                # time-of-use table, the clock, displayed values
     address = 0x0100
     day_types = ["workday", "weekend", "holiday"]
@@ -154,7 +154,7 @@ class _ProfileFile(_Strict):
     poll_classes: dict[str, float]
     points: dict[str, _PointModel]
     commands: dict[str, _CommandModel] = {}
-    blocks: dict[str, dict[str, Any]] = {}
+    parameters: dict[str, dict[str, Any]] = {}
 
 
 # -- the compiled form -----------------------------------------------------------------------------
@@ -259,7 +259,7 @@ class Profile:
     points: dict[str, PointSpec]
     commands: dict[str, CommandSpec] = field(default_factory=dict)
     path: str = ""
-    blocks: dict[str, BlockSpec] = field(default_factory=dict)  # writable parameter blocks
+    parameters: dict[str, BlockSpec] = field(default_factory=dict)  # writable parameter blocks
 
     def address(self, point: PointSpec | CommandSpec, circuit: int | None) -> int:
         """The address of ``point`` for the meter on ``circuit`` (1-based; None means 1)."""
@@ -423,17 +423,17 @@ def parse_profile(data: dict[str, Any], source: str, expected_name: str | None =
         problems.append("commands: connect and disconnect must be confirmed by the same status point")
 
     blocks: dict[str, BlockSpec] = {}
-    for name, data in parsed.blocks.items():
+    for name, data in parsed.parameters.items():
         if not _NAME.match(name):
-            problems.append(f"blocks.{name}: {name!r} is not a block name (snake_case)")
+            problems.append(f"parameters.{name}: {name!r} is not a block name (snake_case)")
             continue
         if head.circuits > 1:
-            problems.append(f"blocks.{name}: parameter blocks are not supported on multi-circuit profiles")
+            problems.append(f"parameters.{name}: parameter blocks are not supported on multi-circuit profiles")
             continue
         block = parse_block(name, data, problems)
         if block is not None:
             if block.address + block.words - 1 > 0xFFFF:
-                problems.append(f"blocks.{name}.address: {_span(block.address, block.words)} runs past register 0xFFFF")
+                problems.append(f"parameters.{name}.address: {_span(block.address, block.words)} runs past register 0xFFFF")
                 continue
             blocks[name] = block
     problems += _block_overlaps(blocks, points, commands)
@@ -443,7 +443,7 @@ def parse_profile(data: dict[str, Any], source: str, expected_name: str | None =
     return Profile(
         name=head.name, kind=head.kind, description=head.description, source=head.source,
         circuits=head.circuits, circuit_stride=head.circuit_stride,
-        poll_classes=dict(parsed.poll_classes), points=points, commands=commands, path=source, blocks=blocks,
+        poll_classes=dict(parsed.poll_classes), points=points, commands=commands, path=source, parameters=blocks,
     )
 
 
@@ -457,9 +457,9 @@ def _block_overlaps(blocks: dict[str, BlockSpec], points: dict[str, PointSpec], 
         lo, hi = b.address, b.address + b.words - 1
         for other, start, end in spans + taken:
             if lo <= end and start <= hi:
-                problems.append(f"blocks.{name}: registers {_span(lo, b.words)} overlap {other} (0x{start:04X}-0x{end:04X})")
+                problems.append(f"parameters.{name}: registers {_span(lo, b.words)} overlap {other} (0x{start:04X}-0x{end:04X})")
                 break
-        taken.append((f"blocks.{name}", lo, hi))
+        taken.append((f"parameters.{name}", lo, hi))
     return problems
 
 

@@ -244,7 +244,7 @@ class MeterSettings:
     # -- what the HMI shows ----------------------------------------------------------------------------
     async def settings(self, meter: MeterInfo, *, read: bool = False) -> dict[str, Any]:
         """The meter's settings as last read back (``read``: read them now)."""
-        out: dict[str, Any] = {"meter": meter.id, "tou_table": None, "tou": None, "clock": None, "blocks": {}}
+        out: dict[str, Any] = {"meter": meter.id, "tou_table": None, "tou": None, "clock": None, "parameters": {}}
         block = self.tou_block(meter)
         if block is not None:
             if read:
@@ -274,5 +274,5 @@ class MeterSettings:
                     value = spec.as_json(await self.driver.read_block(meter, name))  # type: ignore[arg-type]
                 except Exception as exc:
                     value = {"error": str(exc)}
-            out["blocks"][name] = {"value": value, "unit": spec.unit}
+            out["parameters"][name] = {"value": value, "unit": spec.unit}
         return out

@@ -186,7 +186,7 @@ async def test_tou_download_mismatch_and_a_refusing_meter(ops: tuple[Hmi, Manual
                                                           "params": {"load_limit": "5.5"}}, 201)
         done = await wait_job(http, hmi, job["id"], timeout=30)
         assert done["state"] == "done", done
-        assert (await control.meter("E-B1-101"))["blocks"]["load_limit"] == "5.5"
+        assert (await control.meter("E-B1-101"))["parameters"]["load_limit"] == "5.5"
         job = await api(http, "POST", hmi.api + "/jobs", {"kind": "meter_params", "targets": {"meters": ["E-B1-101"]},
                                                           "params": {"load_limit": "5.5555"}}, 201)
         done = await wait_job(http, hmi, job["id"], timeout=30)

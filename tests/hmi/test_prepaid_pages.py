@@ -70,10 +70,10 @@ async def test_accounts_and_tariffs_pages(hmi: Hmi) -> None:
 
 async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
     expected = {
-        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs"},
-        "viewer1": {"/", "/alarms", "/comms", "/tariffs"},
-        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users"},
-        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs"},
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/jobs"},
+        "viewer1": {"/", "/alarms", "/comms", "/tariffs", "/jobs"},
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", "/jobs"},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/jobs"},
     }
     for user, paths in expected.items():
         async with browser_like() as http:

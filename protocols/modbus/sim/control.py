@@ -4,7 +4,7 @@
 ``GET  /``                                   links with their ports, meter count, clock
 ``GET  /meters``                             every meter: id, link, unit, circuit, supply state
 ``GET  /meters/{id}``                        true point values, registers, relay/valve, load, fault,
-                                             ``tou_table``, ``clock`` (time, drift_s), other ``blocks``
+                                             ``tou_table``, ``clock`` (time, drift_s), other ``parameters``
 ``PUT  /meters/{id}/fault``                  ``{"kind": "none|timeout|exception|garbage|slow",
                                              "exception_code": 2, "delay_ms": 3000}`` (per unit id)
 ``PUT  /meters/{id}/load``                   ``{"kw": 2.5}`` or ``{"m3_per_h": 0.4}``; ``null`` returns

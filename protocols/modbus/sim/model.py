@@ -103,7 +103,7 @@ class SimMeter:
         self.blocks: dict[str, list[int]] = {}
         self.clock_offset = 0.0  # seconds the meter's clock is ahead of true time
         self.refuse_writes = False  # answers parameter writes with an exception (control API)
-        for name, block in profile.blocks.items():
+        for name, block in profile.parameters.items():
             if isinstance(block, TouTableBlock):
                 self.blocks[name] = block.encode(tou.table(block.day_types))
             elif not isinstance(block, ClockBlock):
@@ -111,21 +111,21 @@ class SimMeter:
 
     # -- parameter blocks ----------------------------------------------------------------------
     def _tou_block(self) -> TouTableBlock | None:
-        return next((b for b in self.profile.blocks.values() if isinstance(b, TouTableBlock)), None)
+        return next((b for b in self.profile.parameters.values() if isinstance(b, TouTableBlock)), None)
 
     def meter_time(self, now: float) -> datetime:
         """The meter's own clock: local time, off by ``clock_offset``."""
         return datetime.fromtimestamp(now + self.clock_offset, self.tou.tz).replace(tzinfo=None, microsecond=0)
 
     def read_block(self, name: str, now: float) -> list[int]:
-        block = self.profile.blocks[name]
+        block = self.profile.parameters[name]
         if isinstance(block, ClockBlock):
             return block.encode(self.meter_time(now))
         return list(self.blocks[name])
 
     def write_block(self, name: str, registers: list[int], now: float) -> None:
         """Store a written block. Raises :class:`BlockError` for registers the meter refuses."""
-        block = self.profile.blocks[name]
+        block = self.profile.parameters[name]
         value = block.decode(registers)  # refuses what does not decode
         if isinstance(block, ClockBlock):
             assert isinstance(value, datetime)
@@ -154,13 +154,13 @@ class SimMeter:
         self.write_block(block.name, registers, now)
 
     def drift(self, seconds: float, now: float) -> None:
-        if not any(isinstance(b, ClockBlock) for b in self.profile.blocks.values()):
+        if not any(isinstance(b, ClockBlock) for b in self.profile.parameters.values()):
             raise KeyError(f"profile {self.profile.name} has no clock")
         self.clock_offset = float(seconds)
 
     def blocks_json(self, now: float) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, block in self.profile.blocks.items():
+        for name, block in self.profile.parameters.items():
             if isinstance(block, ClockBlock):
                 continue
             try:
@@ -292,8 +292,8 @@ class SimMeter:
             "sim_time": now,
             "tou_table": self._tou_json(),
             "clock": ({"time": self.meter_time(now).isoformat(), "drift_s": self.clock_offset}
-                      if any(isinstance(b, ClockBlock) for b in self.profile.blocks.values()) else None),
-            "blocks": self.blocks_json(now),
+                      if any(isinstance(b, ClockBlock) for b in self.profile.parameters.values()) else None),
+            "parameters": self.blocks_json(now),
             "refuse_writes": self.refuse_writes,
         }
 
@@ -316,7 +316,7 @@ class SimMeter:
         self.t = float(state.get("t", self.t))
         self.clock_offset = float(state.get("clock_offset", 0.0))
         for name, registers in state.get("blocks", {}).items():
-            block = self.profile.blocks.get(name)
+            block = self.profile.parameters.get(name)
             if block is None or len(registers) != block.words:
                 continue
             try:

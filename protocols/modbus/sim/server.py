@@ -99,7 +99,7 @@ class SimUnit:
         meter = self.meters.get(1)
         if meter is None:
             return None
-        for name, block in self.profile.blocks.items():
+        for name, block in self.profile.parameters.items():
             if block.address <= address and address + count <= block.address + block.words:
                 return meter, name, address - block.address
         return None
@@ -139,7 +139,7 @@ class SimUnit:
         found = self._block_at(address, len(values))
         if found is not None:
             meter, name, offset = found
-            if offset != 0 or len(values) != self.profile.blocks[name].words:
+            if offset != 0 or len(values) != self.profile.parameters[name].words:
                 return ILLEGAL_ADDRESS  # a block is written whole
             if meter.refuse_writes:
                 return DEVICE_FAILURE
