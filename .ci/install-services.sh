@@ -6,7 +6,7 @@ set -euo pipefail
 build=${1:-build}
 mkdir -p "$build"
 
-packages=(postgresql influxdb mbpoll chromium)
+packages=(postgresql influxdb mbpoll chromium mosquitto)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
             || { tail -n 30 "$build/apt.log" >&2; exit 1; }
     fi
     # the packages start system-wide services where an init system runs; the suite uses its own
-    for svc in postgresql influxdb; do
+    for svc in postgresql influxdb mosquitto; do
         $sudo service "$svc" stop >/dev/null 2>&1 || true
     done
 fi

@@ -120,6 +120,9 @@ class Forwarder:
         elif kind == "day":
             days = [IntervalRecord.from_json(item) for b in group for item in b.items]
             await asyncio.wait_for(self.backend.write_days(days), self.timeout_s)
+        elif kind == "rebuild_day":
+            keys = [(str(m), int(s), int(e)) for b in group for m, s, e in b.items]
+            await asyncio.wait_for(self.backend.rebuild_days(keys), self.timeout_s)
         elif kind == "raw":
             points = [RawPoint.from_json(item) for b in group for item in b.items]
             await asyncio.wait_for(self.backend.write_raw(points), self.timeout_s)

@@ -31,6 +31,11 @@ weeks and months follow the site's calendar (midnight local time, DST included).
 each stored interval is a row. Buckets start at ``start`` rounded down to a bucket boundary and
 hold the intervals that start in ``[start, end)``.
 
+Work is bounded before it is done: times lie in :data:`tags.EARLIEST` .. :data:`tags.LATEST`,
+and :func:`count_buckets` computes the answer's size from the request alone, so that a query
+over too many rows is refused (:class:`QueryTooLarge`, naming the limit) before a bucket list
+is built or a backend is asked.
+
 Heavy pandas work runs in a worker thread.
 """
 
@@ -40,12 +45,14 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+
+from tags import EARLIEST, LATEST
 
 from .backends.base import DAY, Aggregate, Backend, Bucketing
 from .grid import IntervalGrid, local_midnight, phase_for
@@ -57,7 +64,12 @@ __all__ = [
     "HistoryQuery",
     "QUERY_POINTS",
     "QueryError",
+    "QueryTooLarge",
     "Resample",
+    "check_query",
+    "check_range",
+    "check_size",
+    "count_buckets",
     "default_agg",
     "parse_interval",
     "parse_time",
@@ -87,6 +99,23 @@ class QueryError(ValueError):
         self.message = message
 
 
+class QueryTooLarge(QueryError):
+    """The answer would have more rows than allowed (``rows`` > ``limit``)."""
+
+    def __init__(self, param: str, rows: int, limit: int) -> None:
+        super().__init__(
+            param,
+            f"the answer would have {rows:,} rows (more than {limit:,}): narrow the time range or the meters, "
+            "or use a longer interval",
+        )
+        self.rows = rows
+        self.limit = limit
+
+
+def _shown(text: str) -> str:
+    return repr(text[:40]) + ("…" if len(text) > 40 else "")
+
+
 def default_agg(point: str) -> str:
     return "sum" if point in _REGISTERS or point == "samples" else "mean"
 
@@ -98,7 +127,8 @@ class Resample:
     calendar: str | None = None  # "week" | "month"
 
 
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(min|m|h|d|w|mo)\s*$")
+# ASCII digits (\d would take "１５"), at most four of them: "15min" .. "1440min"
+_INTERVAL = re.compile(r"^\s*([0-9]{1,4})\s*(min|m|h|d|w|mo)\s*$", re.ASCII)
 
 
 def parse_interval(text: str | None, stored_s: int) -> Resample | None:
@@ -107,7 +137,7 @@ def parse_interval(text: str | None, stored_s: int) -> Resample | None:
         return None
     m = _INTERVAL.match(text.lower())
     if not m:
-        raise QueryError("interval", f"expected e.g. 15min, 1h, 1d, 1w or 1mo, found {text!r}")
+        raise QueryError("interval", f"expected e.g. 15min, 1h, 1d, 1w or 1mo, found {_shown(text)}")
     n, unit = int(m.group(1)), m.group(2)
     if n < 1:
         raise QueryError("interval", f"must be at least 1, found {text!r}")
@@ -129,11 +159,15 @@ def parse_time(text: str | None, tz: ZoneInfo, param: str) -> datetime:
     if text is None or not text.strip():
         raise QueryError(param, "missing (ISO 8601 with an offset, e.g. 2024-05-01T00:00:00+08:00, or a date)")
     raw = text.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+    if len(raw) > 40 or not raw.isascii():
+        raise QueryError(param, f"{_shown(raw)} is not an ISO 8601 date-time")
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
         try:
             day = date.fromisoformat(raw)
         except ValueError as exc:
             raise QueryError(param, f"{raw!r} is not a date: {exc}") from None
+        if not EARLIEST.date() <= day < LATEST.date():
+            raise QueryError(param, f"{raw} is outside the supported range {EARLIEST.date()} to {LATEST.date()}")
         return datetime.combine(day, time(0), tzinfo=tz)
     try:
         ts = datetime.fromisoformat(raw)
@@ -141,7 +175,19 @@ def parse_time(text: str | None, tz: ZoneInfo, param: str) -> datetime:
         raise QueryError(param, f"{raw!r} is not an ISO 8601 date-time") from None
     if ts.tzinfo is None:
         raise QueryError(param, f"{raw!r} has no UTC offset: add one (e.g. +08:00 or Z) or give a plain date")
+    check_range(ts, param)
     return ts
+
+
+def check_range(ts: datetime, param: str) -> None:
+    """``ts`` within the supported range (:data:`tags.EARLIEST` .. :data:`tags.LATEST`)."""
+    try:
+        inside = EARLIEST <= ts <= LATEST
+    except OverflowError:  # an offset that moves 0001-01-01 or 9999-12-31 off the calendar
+        inside = False
+    if not inside:
+        shown = ts.astimezone(UTC).isoformat() if ts.year > 1 and ts.year < 9999 else ts.isoformat()
+        raise QueryError(param, f"{shown} is outside the supported range {EARLIEST.isoformat()} to {LATEST.isoformat()}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +218,7 @@ def _check(query: HistoryQuery) -> None:
     for name, value in (("start", query.start), ("end", query.end)):
         if value.tzinfo is None:
             raise QueryError(name, "needs a UTC offset")
+        check_range(value, name)
     if query.end <= query.start:
         raise QueryError("end", "must be after start")
     if not query.groups:
@@ -198,6 +245,45 @@ def _plan(points: Sequence[str], agg: str | None) -> list[Aggregate]:
             wanted[("samples", "sum")] = None
             wanted[("samples", "count")] = None
     return [Aggregate(f, fn) for f, fn in wanted]  # type: ignore[arg-type]
+
+
+def count_buckets(query: HistoryQuery, grid: IntervalGrid) -> int:
+    """How many buckets (rows per group and point) :func:`bucket_starts` would list, computed
+    from the request alone (no list is built)."""
+    start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
+    r = query.resample
+    if r is None or r.seconds < DAY:
+        length = grid.length if r is None else r.seconds
+        if r is None:
+            first = grid.start_of(start)
+            if first < start:
+                first += grid.length
+        else:
+            first = start - (start + phase_for(grid.tz, r.seconds)) % r.seconds
+        return max(0, -(-(end - first) // length))
+    day = datetime.fromtimestamp(start, grid.tz).date()
+    last = datetime.fromtimestamp(end - 1, grid.tz).date()
+    if last < day:
+        return 0
+    if r.calendar == "week":
+        return (last - (day - timedelta(days=day.weekday()))).days // 7 + 1
+    if r.calendar == "month":
+        return (last.year - day.year) * 12 + last.month - day.month + 1
+    return (last - day).days + 1
+
+
+def check_size(query: HistoryQuery, grid: IntervalGrid, max_rows: int) -> int:
+    """The answer's rows; :class:`QueryTooLarge` when more than ``max_rows``."""
+    rows = count_buckets(query, grid) * len(query.groups) * len(query.points)
+    if rows > max_rows:
+        raise QueryTooLarge("interval", rows, max_rows)
+    return rows
+
+
+def check_query(query: HistoryQuery, grid: IntervalGrid, max_rows: int) -> int:
+    """Every check :func:`run_query` makes before any work: parameters, range, the answer's size."""
+    _check(query)
+    return check_size(query, grid, max_rows)
 
 
 def bucket_starts(query: HistoryQuery, grid: IntervalGrid) -> list[int]:
@@ -234,14 +320,7 @@ async def run_query(backend: Backend, query: HistoryQuery, grid: IntervalGrid, *
     """Answer ``query`` from ``backend`` (see the module docstring for the shape)."""
     _check(query)
     tz = grid.tz
-    starts = bucket_starts(query, grid)
-    rows = len(starts) * len(query.groups) * len(query.points)
-    if rows > max_rows:
-        raise QueryError(
-            "interval",
-            f"the answer would have {rows:,} rows (more than {max_rows:,}): narrow the time range or the meters, "
-            "or use a longer interval",
-        )
+    check_size(query, grid, max_rows)  # before the bucket list is built or the backend asked
     aggregates = _plan(query.points, query.agg)
     start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
     r = query.resample
@@ -254,9 +333,9 @@ async def run_query(backend: Backend, query: HistoryQuery, grid: IntervalGrid, *
         bucketing = Bucketing(r.seconds, tz, phase_for(tz, r.seconds))
         frame = await backend.fetch_buckets(query.meters, aggregates, start, end, bucketing)
 
-    def shape() -> pd.DataFrame:  # pandas work on a worker thread, not on the event loop
+    def shape() -> pd.DataFrame:  # pandas work (and the bucket list) on a worker thread, not on the event loop
         buckets = _as_aggregates(frame, aggregates) if r is None else frame
-        return _shape(buckets, query, aggregates, starts, tz)
+        return _shape(buckets, query, aggregates, bucket_starts(query, grid), tz)
 
     return await asyncio.to_thread(shape)
 

@@ -11,6 +11,11 @@ day's energy is exactly the sum of its intervals' deltas.
 The running rollup of a day is re-emitted after every interval close (the newest replaces the
 previous one: same key (meter, day)) and forgotten once the day's last interval is closed. Its
 state is saved with the aggregator's, so a restart continues the same day.
+
+When late readings revise intervals of a day (a gateway's replay, see
+:mod:`historian.aggregate`), the day is rebuilt from the stored intervals instead
+(:meth:`DayRollup.rebuild`, :func:`fold_day`): a running total cannot take a value back out of
+a minimum or a maximum. A running day once revised is rebuilt that way at every later change.
 """
 
 from __future__ import annotations
@@ -23,7 +28,17 @@ from zoneinfo import ZoneInfo
 from .grid import local_midnight
 from .records import ANALOGS, REGISTERS, IntervalRecord
 
-__all__ = ["DAY_FIELDS", "DAY_FLOAT_FIELDS", "DAY_INT_FIELDS", "ROLLUP", "DayRollup", "day_bounds", "day_rollups"]
+__all__ = [
+    "DAY_FIELDS",
+    "DAY_FLOAT_FIELDS",
+    "DAY_INT_FIELDS",
+    "ROLLUP",
+    "ROLLUP_SOURCES",
+    "DayRollup",
+    "day_bounds",
+    "day_rollups",
+    "fold_day",
+]
 
 # (interval field, aggregate, is integer)
 ROLLUP: tuple[tuple[str, str, bool], ...] = (
@@ -49,6 +64,8 @@ ROLLUP: tuple[tuple[str, str, bool], ...] = (
 DAY_INT_FIELDS: tuple[str, ...] = tuple(f"{f}__{a}" for f, a, is_int in ROLLUP if is_int)
 DAY_FLOAT_FIELDS: tuple[str, ...] = tuple(f"{f}__{a}" for f, a, is_int in ROLLUP if not is_int)
 DAY_FIELDS: frozenset[str] = frozenset(DAY_INT_FIELDS + DAY_FLOAT_FIELDS)
+# the interval fields a day rollup is made of
+ROLLUP_SOURCES: tuple[str, ...] = tuple(dict.fromkeys(f for f, _, _ in ROLLUP))
 
 
 def day_bounds(t: int, tz: ZoneInfo | timezone) -> tuple[int, int]:
@@ -74,6 +91,14 @@ def _fold(acc: dict[str, int | float], values: Mapping[str, int | float]) -> Non
             acc[col] = v if old is None or v > old else old
 
 
+def fold_day(meter: str, start: int, end: int, intervals: Iterable[Mapping[str, int | float]]) -> IntervalRecord:
+    """The rollup of one meter's day from its stored intervals (absent values left out)."""
+    acc: dict[str, int | float] = {}
+    for values in intervals:
+        _fold(acc, values)
+    return IntervalRecord(meter, start, end - start, acc)
+
+
 class DayRollup:
     """Running rollups of the days whose intervals are being closed."""
 
@@ -81,6 +106,21 @@ class DayRollup:
         self.tz = tz
         self._days: dict[tuple[str, int], tuple[int, dict[str, int | float]]] = {}  # (meter, start) -> (end, acc)
         self._touched: dict[tuple[str, int], None] = {}
+        self._stale: set[tuple[str, int]] = set()  # running days revised: rebuilt, never re-emitted
+        self._rebuild: dict[tuple[str, int], int] = {}  # days to rebuild from the stored intervals -> end
+
+    def rebuild(self, meter: str, t: int) -> None:
+        """A record of the day holding ``t`` was revised: rebuild that day from the stored intervals."""
+        start, end = day_bounds(t, self.tz)
+        key = (meter, start)
+        self._rebuild[key] = end
+        if key in self._days:
+            self._stale.add(key)
+
+    def take_rebuilds(self) -> list[tuple[str, int, int]]:
+        out = [(m, s, end) for (m, s), end in self._rebuild.items()]
+        self._rebuild.clear()
+        return out
 
     def add(self, record: IntervalRecord) -> None:
         start, end = day_bounds(record.start, self.tz)
@@ -96,17 +136,32 @@ class DayRollup:
         out = []
         for key in self._touched:
             end, acc = self._days[key]
+            if key in self._stale:
+                self._rebuild[key] = end
+                continue
             out.append(IntervalRecord(key[0], key[1], end - key[1], dict(acc)))
         self._touched.clear()
         for key in [k for k, (end, _) in self._days.items() if end <= closed_until]:
             del self._days[key]
+            self._stale.discard(key)
         return out
 
     def state(self) -> list[Any]:
-        return [[m, s, end, acc] for (m, s), (end, acc) in self._days.items()]
+        rows: list[Any] = [[m, s, end, acc] for (m, s), (end, acc) in self._days.items()]
+        rows += [[m, s, end, None, (m, s) in self._stale] for (m, s), end in self._rebuild.items()]
+        rows += [[m, s, None, None, True] for (m, s) in self._stale if (m, s) not in self._rebuild]
+        return rows
 
     def load(self, data: Iterable[Any]) -> None:
-        self._days = {(str(m), int(s)): (int(end), dict(acc)) for m, s, end, acc in data}
+        self._days, self._rebuild, self._stale = {}, {}, set()
+        for row in data:
+            m, s = str(row[0]), int(row[1])
+            if row[3] is not None:
+                self._days[(m, s)] = (int(row[2]), dict(row[3]))
+            elif row[2] is not None:
+                self._rebuild[(m, s)] = int(row[2])
+            if len(row) > 4 and row[4]:
+                self._stale.add((m, s))
         self._touched.clear()
 
 

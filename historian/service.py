@@ -66,7 +66,9 @@ class Historian:
         self.publish_fill = publish_fill
         self.known_meters = known_meters
         self.spool = Spool(settings.spool_path, settings.max_buffer_points, chunk_points=settings.batch_points)
-        self.aggregator = IntervalAggregator(grid, clock(), delay_s=settings.close_delay_s)
+        self.aggregator = IntervalAggregator(
+            grid, clock(), delay_s=settings.close_delay_s, late_window_s=settings.late_window_h * 3600
+        )
         self.raw = RawLogger(settings.raw_rules)
         self.forwarder = Forwarder(
             self.spool,
@@ -78,6 +80,7 @@ class Historian:
         )
         self._unspooled: list[IntervalRecord] = []
         self._unspooled_days: list[IntervalRecord] = []
+        self._unspooled_rebuilds: list[tuple[str, int, int]] = []
         self._close_lock = asyncio.Lock()
         self._last_checkpoint = clock()
         self._fill_warned = False
@@ -178,14 +181,22 @@ class Historian:
             closed = self.aggregator.close_due(self.clock() if now is None else now, meters)
             records = self._unspooled + closed
             days = self._unspooled_days + self.aggregator.take_days()
+            rebuilds = self._unspooled_rebuilds + self.aggregator.take_rebuilds()
             if not records:
                 return 0
             state = json.dumps(self.aggregator.state(), separators=(",", ":"))
-            self._unspooled, self._unspooled_days = records, days  # kept until the spool has them
+            # kept until the spool has them
+            self._unspooled, self._unspooled_days, self._unspooled_rebuilds = records, days, rebuilds
+            # in this order: the days are rebuilt from the intervals written before them
             dropped = await self.spool.append_many(
-                [("interval", [r.to_json() for r in records]), ("day", [d.to_json() for d in days])], state=state
+                [
+                    ("interval", [r.to_json() for r in records]),
+                    ("day", [d.to_json() for d in days]),
+                    ("rebuild_day", [list(k) for k in rebuilds]),
+                ],
+                state=state,
             )
-            self._unspooled, self._unspooled_days = [], []
+            self._unspooled, self._unspooled_days, self._unspooled_rebuilds = [], [], []
             self._last_checkpoint = self.clock()
             self.closed_intervals += len({r.start for r in closed})
         self._spooled(dropped)
@@ -245,6 +256,8 @@ class Historian:
             "interval_s": self.grid.length,
             "closed_intervals": self.closed_intervals,
             "fed": self.aggregator.fed,
+            "late": self.aggregator.late,
+            "revised": self.aggregator.revised,
             "buffer": self.spool.stats(),
             "forwarder": self.forwarder.stats(),
         }

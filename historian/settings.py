@@ -52,6 +52,7 @@ class InfluxSettings:
 class HistorianSettings:
     interval_s: int = 900
     close_delay_s: float = 10.0
+    late_window_h: float = 48.0  # a gap's intervals take a gateway's replayed readings this long
     spool_path: Path = Path("var/historian-spool.db")
     max_buffer_points: int = 1_000_000
     warn_fill: float = 0.8

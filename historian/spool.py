@@ -61,7 +61,7 @@ class SpoolInUse(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class SpoolBatch:
     seq: int
-    kind: str  # "interval" | "raw"
+    kind: str  # "interval" | "day" | "rebuild_day" | "raw"
     items: list[Any]  # JSON forms of IntervalRecord / RawPoint
 
 

@@ -16,14 +16,14 @@ from scada.config import CONFIG
 from scada.core.context import Context
 from scada.db.component import DATABASE
 from scada.operations.component import JOBS
-from scada.users.component import AUDIT
-from scada.users.ratelimit import LoginRateLimiter
+from scada.users.component import AUDIT, LOGINS
 from scada.users.sessions import SessionStore
 
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
 from .api import approvals as approvals_api
 from .api import auth as auth_api
+from .api import billing as billing_api
 from .api import history as history_api
 from .api import jobs as jobs_api
 from .api import links as links_api
@@ -49,6 +49,7 @@ from .pages import accounts as account_pages
 from .pages import alarms as alarm_pages
 from .pages import approvals as approval_pages
 from .pages import auth as auth_pages
+from .pages import billing as billing_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
 from .pages import jobs as job_pages
@@ -66,12 +67,13 @@ log = logging.getLogger(__name__)
 # every part's API router; a part adds its own here
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
-    rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router, jobs_api.router,
+    rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
+    billing_api.router, jobs_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, users_pages.pages, approval_pages.pages, job_pages.pages,
+    comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, job_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -109,6 +111,11 @@ async def security_headers(request: web.Request, handler: Callable[[web.Request]
     return response
 
 
+async def _harden_prepared(_request: web.Request, response: web.StreamResponse) -> None:
+    # streamed answers are prepared inside their handler, before the middleware sees them
+    _harden(response)
+
+
 def _harden(response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -138,10 +145,11 @@ def create_app(
     """The application for a running server. ``live`` must be started (and run) by the caller."""
     config = ctx[CONFIG]
     app = web.Application(middlewares=[security_headers, api_errors, session_middleware], client_max_size=2 * 1024 * 1024)
+    app.on_response_prepare.append(_harden_prepared)
     app[CONTEXT] = ctx
     app[AUDIT_LOG] = ctx[AUDIT]
     app[USER_RESOLVER] = session_or_bearer_user
-    app[LOGIN_LIMITER] = LoginRateLimiter()
+    app[LOGIN_LIMITER] = ctx[LOGINS]  # the one limiter of the HMI, the API and OPC UA
     app[SESSIONS] = SessionStore(
         ctx[DATABASE],
         idle=timedelta(minutes=config.hmi.session_idle_minutes),
@@ -151,7 +159,10 @@ def create_app(
     app[CATALOGS] = Catalogs.load()
     app[TEMPLATES] = make_environment()
     app[NAV] = []
-    feed = Feed(live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS), jobs=ctx.get(JOBS))
+    feed = Feed(
+        live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS), jobs=ctx.get(JOBS),
+        max_per_user=config.hmi.ws_max_per_user, max_total=config.hmi.ws_max_total,
+    )
     feed.start()
     app[FEED] = feed
 

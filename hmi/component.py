@@ -13,6 +13,7 @@ from aiohttp import web
 
 from scada.alarms.component import ALARMS, NOTIFIER
 from scada.approvals.component import APPROVALS
+from scada.billing.service import BILLING_SERVICE
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
@@ -21,11 +22,11 @@ from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
 from scada.operations.component import JOBS
-from scada.polling.component import MODBUS
+from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.site.component import ASSETS
-from scada.users.component import AUDIT, USERS
+from scada.users.component import AUDIT, LOGINS, USERS
 
 from .app import create_app
 from .live import LiveRooms
@@ -42,9 +43,10 @@ class HmiComponent(Component):
     the optional parts (prepaid, alarms, history, commands) appear when those parts run."""
 
     name = "hmi"
-    requires = (CONFIG, DATABASE, USERS, AUDIT, ASSETS, TAGDB)
+    requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, JOBS)
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS,
+                JOBS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

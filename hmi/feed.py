@@ -22,6 +22,10 @@ reconnects).
 Authentication: the page's session cookie (the ``Origin`` must then be this server) or
 ``Authorization: Bearer <token>``; the caller is re-checked every minute, so a revoked session
 or a disabled user loses the feed.
+
+Limits: at most ``hmi.ws_max_per_user`` connections per user and ``hmi.ws_max_total`` in all;
+one more is accepted and closed at once with code :data:`CLOSE_TOO_MANY` (4429) and a reason
+naming the limit. Messages are at most 64 KiB, JSON nested at most a few levels.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -41,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scada.alarms.alarm import AlarmEvent, AlarmState, alarm_document
 from scada.alarms.engine import AlarmEngine
 from scada.alarms.store import AlarmFilter
+from scada.core.inputs import JsonInputError, parse_json
 from scada.users.auth import Permission, UserInfo
 from scada.users.component import USERS
 
@@ -49,11 +55,12 @@ from .keys import CONTEXT, SESSION, SESSIONS
 from .live import CATEGORIES, FilterError, LiveRooms, LiveUpdate, RoomFilter, tag_json
 from .security import SESSION_COOKIE
 
-__all__ = ["Feed", "FEED", "SEND_TIMEOUT_S"]
+__all__ = ["CLOSE_TOO_MANY", "Feed", "FEED", "SEND_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
+CLOSE_TOO_MANY = 4429  # like HTTP 429: too many live connections (per user or in all)
 CLOSE_TIMEOUT_S = 2.0  # at shutdown: for the peers' close frames, then for their handlers to end
 RECHECK_AUTH_S = 60.0
 MAX_PAGE_SIZE = 1000
@@ -152,14 +159,27 @@ MAX_JOB_ITEMS = 500  # item events kept per client between two pushes (the newes
 
 
 class Feed:
-    def __init__(self, live: LiveRooms, *, interval_s: float = 0.5, alarms: AlarmEngine | None = None, jobs: Any = None) -> None:
+    def __init__(
+        self,
+        live: LiveRooms,
+        *,
+        interval_s: float = 0.5,
+        alarms: AlarmEngine | None = None,
+        jobs: Any = None,
+        max_per_user: int = 20,
+        max_total: int = 1000,
+    ) -> None:
         self.live = live
         self.alarms = alarms
         self.jobs = jobs  # scada.operations.service.JobService, when it runs
         self._job_states: dict[int, dict[str, Any]] = {}
         self._remove_jobs_listener: Callable[[], None] | None = None
         self.interval_s = interval_s
+        self.max_per_user = max_per_user
+        self.max_total = max_total
         self.clients: set[_Client] = set()
+        # connections counted from before the upgrade to the end of their handler
+        self._open: Counter[str] = Counter()
         self.pushes = 0
         self.recheck_s = RECHECK_AUTH_S
         self._remove_listener: Callable[[], None] | None = None
@@ -239,20 +259,40 @@ class Feed:
             return auth
         user, recheck = auth
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
-        await ws.prepare(request)
-        client = _Client(ws, user)
-        client.handler = asyncio.current_task()
-        self.clients.add(client)
-        sender = asyncio.get_running_loop().create_task(self._sender(client), name=f"hmi:ws-sender:{user.name}")
+        refusal = self._refusal(user.name)
+        if refusal is not None:
+            await ws.prepare(request)
+            log.warning("WebSocket refused", extra={"user": user.name, "reason": refusal})
+            await ws.close(code=CLOSE_TOO_MANY, message=refusal.encode()[:120])
+            return ws
+        self._open[user.name] += 1
         try:
-            await self._receiver(client, recheck)
+            await ws.prepare(request)
+            client = _Client(ws, user)
+            client.handler = asyncio.current_task()
+            self.clients.add(client)
+            sender = asyncio.get_running_loop().create_task(self._sender(client), name=f"hmi:ws-sender:{user.name}")
+            try:
+                await self._receiver(client, recheck)
+            finally:
+                self.clients.discard(client)
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+                await ws.close()
         finally:
-            self.clients.discard(client)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
-            await ws.close()
+            self._open[user.name] -= 1
+            if self._open[user.name] <= 0:
+                del self._open[user.name]
         return ws
+
+    def _refusal(self, user: str) -> str | None:
+        """Why one more connection of ``user`` is refused, or None."""
+        if self._open[user] >= self.max_per_user:
+            return f"too many live connections for {user[:40]} (limit {self.max_per_user} per user)"
+        if self._open.total() >= self.max_total:
+            return f"too many live connections (limit {self.max_total})"
+        return None
 
     async def _receiver(self, client: _Client, recheck: Callable[[], Any]) -> None:
         ws = client.ws
@@ -286,9 +326,9 @@ class Feed:
 
     async def _on_message(self, client: _Client, text: str) -> None:
         try:
-            data = json.loads(text)
-        except ValueError:
-            await self._error(client, "message is not valid JSON")
+            data = parse_json(text, max_depth=8)
+        except JsonInputError as exc:
+            await self._error(client, f"message is not valid JSON: {exc.message}" if exc.path is None else str(exc), exc.path)
             return
         if not isinstance(data, dict):
             await self._error(client, "message must be a JSON object")

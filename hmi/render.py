@@ -21,7 +21,7 @@ from .i18n import LANGUAGES, Catalogs, Translator, negotiate
 from .keys import CONTEXT, SESSION
 from .security import LANG_COOKIE, anonymous_csrf_token, remember_anonymous_csrf
 
-__all__ = ["CATALOGS", "NAV", "NavItem", "TEMPLATES", "language_of", "make_environment", "render", "translator"]
+__all__ = ["CATALOGS", "NAV", "NavItem", "TEMPLATES", "language_of", "local_time", "make_environment", "render", "translator"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,9 @@ def _local(value: datetime | str | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.astimezone(tz).strftime(fmt)
+
+
+local_time = _local  # for documents rendered outside a page (print templates)
 
 
 def make_environment() -> jinja2.Environment:

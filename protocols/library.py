@@ -1,5 +1,5 @@
-"""The device-profile library of every protocol: Modbus register maps and DL/T 645 data
-identifier maps, side by side in one folder (``protocols/profiles``, linked from
+"""The device-profile library of every protocol: Modbus register maps, DL/T 645 data identifier
+maps and the metrics of meters behind MQTT gateways, side by side in one folder (``protocols/profiles``, linked from
 ``config/profiles``), told apart by ``[profile] protocol``."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from typing import Any
 from .dlt645.profile import parse_profile as parse_dlt645
 from .modbus.profile import ProfileError, ProfileLibrary, ProfileParser, read_profile_file, shipped_profiles_dir
 from .modbus.profile import parse_profile as parse_modbus
+from .mqtt.profile import parse_profile as parse_mqtt
 
 __all__ = ["PARSERS", "check_profile_file", "load_library", "profile_protocol"]
 
-PARSERS: dict[str, ProfileParser] = {"modbus": parse_modbus, "dlt645": parse_dlt645}
+PARSERS: dict[str, ProfileParser] = {"modbus": parse_modbus, "dlt645": parse_dlt645, "mqtt": parse_mqtt}
 
 
 def load_library(*folders: str | Path) -> ProfileLibrary:
@@ -32,5 +33,5 @@ def check_profile_file(path: str | Path) -> Any:
 
 
 def profile_protocol(profile: Any) -> str:
-    """``modbus`` or ``dlt645``: the protocol a parsed profile is for."""
+    """``modbus``, ``dlt645`` or ``mqtt``: the protocol a parsed profile is for."""
     return str(getattr(profile, "protocol", "modbus"))

@@ -22,9 +22,11 @@ from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 
 from protocols.dlt645.config import Dlt645LinkConfig
 from protocols.modbus.config import LinkConfig, ModbusConfig, SimulatorConfig
+from protocols.mqtt.config import MqttLinkConfig
 from protocols.opcua.config import OpcUaConfig
 from scada.alarms.config import AlarmsConfig
 from scada.approvals.config import ApprovalsConfig
+from scada.billing.config import BillingConfig
 from scada.commands.config import CommandsConfig
 from scada.core.configbase import (
     ConfigError,
@@ -48,6 +50,7 @@ __all__ = [
     "ScadaConfig",
     "SiteConfig",
     "HmiConfig",
+    "LoginConfig",
     "config_from_args",
     "load_config",
     "load_demo_config",
@@ -157,6 +160,10 @@ class HmiConfig(ConfigModel):
     # live pushes to one WebSocket client are coalesced to at most one per this interval
     push_interval_ms: int = Field(default=500, ge=100, le=10_000)
     default_language: Literal["en", "zh-CN"] = "en"
+    # live WebSocket connections (/ws): per user, and in all; past either the connection is
+    # closed at once with code 4429 and a reason naming the limit
+    ws_max_per_user: int = Field(default=20, ge=1, le=10_000)
+    ws_max_total: int = Field(default=1000, ge=1, le=100_000)
     # HTTPS: a PEM certificate (chain) and its key; off a loopback address the HMI needs them,
     # unless insecure_ok says (with a reason) why not, e.g. TLS ends at a proxy in front
     tls_cert: str | None = None
@@ -177,14 +184,28 @@ class HmiConfig(ConfigModel):
         return is_loopback(self.host)
 
 
+class LoginConfig(ConfigModel):
+    """The ``[login]`` section: limits on failed sign-ins (HMI, API tokens, OPC UA), one limiter
+    for all three, and the periodic report of failures."""
+    max_failures: int = Field(default=5, ge=1, le=1000)  # one user name from one address, then waits
+    max_address_failures: int = Field(default=20, ge=1, le=100_000)  # one address, any names (a gateway: more)
+    max_user_failures: int = Field(default=50, ge=1, le=100_000)  # one name from all addresses that failed
+    lock_s: float = Field(default=30.0, gt=0, le=3600)  # the first wait; each further failure doubles it
+    max_lock_s: float = Field(default=900.0, gt=0, le=86_400)
+    window_s: float = Field(default=300.0, gt=0, le=86_400)  # failures are forgotten after this quiet time
+    summary_interval_s: float = Field(default=60.0, ge=1, le=86_400)  # log line and audit row of the failures
+
+
 def _link_protocol(value: Any) -> str:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return "link:dlt645" if kind == "dlt645" else "link:modbus"
+    return "link:dlt645" if kind == "dlt645" else "link:mqtt" if kind == "mqtt" else "link:modbus"
 
 
-# a [[links]] entry: its kind says the protocol (tcp, rtu_over_tcp, rtu: Modbus; dlt645)
+# a [[links]] entry: its kind says the protocol (tcp, rtu_over_tcp, rtu: Modbus; dlt645; mqtt)
 AnyLink = Annotated[
-    Annotated[LinkConfig, Tag("link:modbus")] | Annotated[Dlt645LinkConfig, Tag("link:dlt645")],
+    Annotated[LinkConfig, Tag("link:modbus")]
+    | Annotated[Dlt645LinkConfig, Tag("link:dlt645")]
+    | Annotated[MqttLinkConfig, Tag("link:mqtt")],
     Discriminator(_link_protocol),
 ]
 
@@ -197,8 +218,10 @@ class ScadaConfig(ConfigModel):
     runtime: RuntimeConfig = RuntimeConfig()
     admin: AdminConfig = AdminConfig()
     hmi: HmiConfig = HmiConfig()
+    login: LoginConfig = LoginConfig()
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
+    billing: BillingConfig = BillingConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
@@ -222,6 +245,13 @@ class ScadaConfig(ConfigModel):
             served = self.link(name)
             if served is None:
                 raise ValueError(f"simulator.links[{i}]: unknown link {name!r} (configured: {', '.join(seen) or 'none'})")
+            if isinstance(served, MqttLinkConfig):
+                if served.host not in _LOOPBACK:
+                    raise ValueError(
+                        f"simulator.links[{i}]: MQTT link {name!r} names a broker that is not on loopback; "
+                        "the demo gateway publishes only to a local broker"
+                    )
+                continue
             if served.kind == "rtu" or getattr(served, "transport", "tcp") != "tcp" or served.host not in _LOOPBACK:
                 raise ValueError(
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
@@ -233,10 +263,11 @@ class ScadaConfig(ConfigModel):
     def simulated_links(self) -> list[LinkConfig | Dlt645LinkConfig]:
         """The links the simulator serves: ``simulator.links``, or every loopback TCP one."""
         if self.simulator.links:
-            return [link for link in self.links if link.name in self.simulator.links]
+            return [link for link in self.links if link.name in self.simulator.links and not isinstance(link, MqttLinkConfig)]
         return [
             link for link in self.links
-            if link.kind != "rtu" and getattr(link, "transport", "tcp") == "tcp" and link.host in _LOOPBACK
+            if isinstance(link, (LinkConfig, Dlt645LinkConfig)) and link.kind != "rtu"
+            and getattr(link, "transport", "tcp") == "tcp" and link.host in _LOOPBACK
         ]
 
     def path(self, value: str) -> Path:
@@ -248,7 +279,7 @@ class ScadaConfig(ConfigModel):
     def data_dir(self) -> Path:
         return self.path(self.runtime.data_dir)
 
-    def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | None:
+    def link(self, name: str) -> LinkConfig | Dlt645LinkConfig | MqttLinkConfig | None:
         return next((link for link in self.links if link.name == name), None)
 
 

@@ -7,6 +7,7 @@ A feature that adds tables adds its ``models`` module here (and a migration on i
 from scada.alarms import models as alarm_models
 from scada.alarms.notify import models as notification_models
 from scada.approvals import models as approval_models
+from scada.billing import models as billing_models
 from scada.commands import models as command_models
 from scada.db.models import Base
 from scada.operations import models as operations_models
@@ -15,6 +16,6 @@ from scada.site import models as site_models
 from scada.users import models as user_models
 
 __all__ = [
-    "Base", "alarm_models", "approval_models", "command_models", "notification_models", "operations_models", "prepaid_models",
-    "site_models", "user_models",
+    "Base", "alarm_models", "approval_models", "billing_models", "command_models", "notification_models", "operations_models",
+    "prepaid_models", "site_models", "user_models",
 ]

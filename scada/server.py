@@ -19,6 +19,7 @@ from scada.alarms.component import (
     NotificationComponent,
 )
 from scada.approvals.component import ApprovalsComponent
+from scada.billing.component import BillingComponent
 from scada.commands.component import CommandsComponent
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context
@@ -80,6 +81,8 @@ def build_components(
         components.append(HistorianComponent())
     if config.prepaid.enabled:
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
+        if config.billing.enabled:
+            components.append(BillingComponent(demo=demo))
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications

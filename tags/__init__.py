@@ -3,6 +3,8 @@
 from . import names
 from .db import TagDB, TagWrite, UnknownTagError
 from .model import (
+    EARLIEST,
+    LATEST,
     DataType,
     Quality,
     QualityReason,
@@ -23,6 +25,8 @@ from .subscription import (
 )
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "DataType",
     "Quality",
     "QualityReason",

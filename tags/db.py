@@ -3,6 +3,11 @@
 ``TagDB`` is the only place that replaces a tag's value. Each write builds a new frozen
 :class:`TagValue`, swaps it in and hands a :class:`TagChange` to every matching subscription's
 own queue; nothing here awaits a subscriber.
+
+Writes from a source that may deliver old observations after new ones (a gateway replaying
+its buffer after an outage) use ``keep_newest=True``: an observation whose source timestamp is
+older than the current value's does not replace it; it goes, as a change marked ``late``, only
+to the subscriptions that asked for late observations (``include_late``: history, billing).
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from .subscription import (
 __all__ = ["TagDB", "TagWrite", "UnknownTagError"]
 
 log = logging.getLogger(__name__)
+
+
+# a current value that is no observation of the source (registered, never written): anything
+# the source says is newer than that
+_NOT_OBSERVED = frozenset({QualityReason.NO_VALUE, QualityReason.NOT_FED})
 
 
 class UnknownTagError(KeyError):
@@ -61,10 +71,12 @@ class _Entry:
 class TagDB:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        # (subscription, its filter, whether it wants unchanged reports), in subscription order
-        self._subs: list[tuple[Subscription[TagChange], TagFilter, bool]] = []
+        # (subscription, its filter, whether it wants unchanged reports, whether it wants late
+        # observations), in subscription order
+        self._subs: list[tuple[Subscription[TagChange], TagFilter, bool, bool]] = []
         self.writes = 0
         self.changes = 0
+        self.late = 0
 
     # -- registration --------------------------------------------------------------------
     def register(self, meta: TagMeta, initial: TagValue | None = None) -> None:
@@ -120,21 +132,23 @@ class TagDB:
         *,
         detail: str = "",
         source_ts: datetime | None = None,
+        keep_newest: bool = False,
     ) -> bool:
         """Store a new observation. Returns True when it was published as a change.
 
         A non-good write with ``value=None`` keeps the last known value (so the HMI can show
-        it greyed out) and only changes quality.
+        it greyed out) and only changes quality. With ``keep_newest`` an observation older than
+        the current value is published as late only (see the module docstring).
         """
         now = utcnow()
-        return self._write(name, value, quality, reason, detail, source_ts or now, now)
+        return self._write(name, value, quality, reason, detail, source_ts or now, now, keep_newest)
 
-    def write_many(self, writes: Iterable[TagWrite]) -> int:
+    def write_many(self, writes: Iterable[TagWrite], *, keep_newest: bool = False) -> int:
         """Write a batch with one server timestamp. Returns the number of changes."""
         now = utcnow()
         n = 0
         for w in writes:
-            if self._write(w.name, w.value, w.quality, w.reason, w.detail, w.source_ts or now, now):
+            if self._write(w.name, w.value, w.quality, w.reason, w.detail, w.source_ts or now, now, keep_newest):
                 n += 1
         return n
 
@@ -163,12 +177,16 @@ class TagDB:
         detail: str,
         source_ts: datetime,
         server_ts: datetime,
+        keep_newest: bool = False,
     ) -> bool:
         entry = self._entries.get(name)
         if entry is None:
             raise UnknownTagError(name)
         self.writes += 1
         old = entry.current
+        if keep_newest and source_ts < old.source_ts and old.reason not in _NOT_OBSERVED:
+            self._late(name, old, value, quality, reason, detail, source_ts, server_ts)
+            return False
         if quality is Quality.GOOD:
             reason = QualityReason.NONE  # a good value has no quality problem; detail may
             # still say something about the value (e.g. why a meter is held for review)
@@ -188,10 +206,31 @@ class TagDB:
             event = TagChange(name, published, new, True)
         else:
             event = TagChange(name, published, new, False)
-        for sub, wants, include_reported in self._subs:
+        for sub, wants, include_reported, _late in self._subs:
             if (changed or include_reported) and wants(name):
                 sub.put(event)
         return changed
+
+    def _late(
+        self,
+        name: str,
+        current: TagValue,
+        value: Value,
+        quality: Quality,
+        reason: QualityReason,
+        detail: str,
+        source_ts: datetime,
+        server_ts: datetime,
+    ) -> None:
+        """An observation older than the current value: history and billing may take it; the
+        current value (what displays and OPC UA show) stays."""
+        self.late += 1
+        if quality is Quality.GOOD:
+            reason = QualityReason.NONE
+        event = TagChange(name, current, TagValue(value, quality, source_ts, server_ts, reason, detail), True, True)
+        for sub, wants, _reported, include_late in self._subs:
+            if include_late and wants(name):
+                sub.put(event)
 
     # -- subscriptions --------------------------------------------------------------------
     def subscribe(
@@ -200,18 +239,21 @@ class TagDB:
         *,
         maxsize: int = 10_000,
         include_reported: bool = False,
+        include_late: bool = False,
         name: str = "",
     ) -> Subscription[TagChange]:
         """A new subscription; close it (or leave its ``async with``) to unsubscribe.
 
         With ``include_reported`` the subscriber also gets writes that did not change the
-        value or quality (fresh timestamps), e.g. to count samples. Past ``maxsize`` pending
-        changes, a tag's undelivered changes coalesce into one spanning them all.
+        value or quality (fresh timestamps), e.g. to count samples; with ``include_late`` also
+        observations older than the current value (``TagChange.late``), which did not replace
+        it. Past ``maxsize`` pending changes, a tag's undelivered changes coalesce into one
+        spanning them all (late ones apart from current ones).
         """
         sub: Subscription[TagChange] = Subscription(
             self._unsubscribe, key=tag_change_key, merge=merge_tag_changes, maxsize=maxsize, name=name
         )
-        self._subs.append((sub, tag_filter, include_reported))
+        self._subs.append((sub, tag_filter, include_reported, include_late))
         return sub
 
     def _unsubscribe(self, sub: Subscription[TagChange]) -> None:
@@ -226,6 +268,7 @@ class TagDB:
             "tags": len(self._entries),
             "writes": self.writes,
             "changes": self.changes,
+            "late": self.late,
             "subscriptions": [route[0].stats() for route in self._subs],
         }
 

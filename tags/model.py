@@ -14,6 +14,8 @@ __all__ = [
     "TagValue",
     "TagChange",
     "Value",
+    "EARLIEST",
+    "LATEST",
     "utcnow",
 ]
 
@@ -22,6 +24,13 @@ Value = bool | int | float | str | None
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The moments the system accepts from outside (query ranges, dates in requests, effective
+# times): wide enough for any meter's life, narrow enough that every date step (a day, a
+# month), epoch arithmetic and pandas' nanosecond timestamps (until 2262) stay valid.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)  # exclusive
 
 
 class Quality(enum.IntEnum):
@@ -99,9 +108,16 @@ class TagValue:
 
 @dataclass(frozen=True, slots=True)
 class TagChange:
-    """An event from the TagDB: ``changed`` is False for a fresh report of the same state."""
+    """An event from the TagDB: ``changed`` is False for a fresh report of the same state.
+
+    ``late`` marks an observation older than the tag's current value (a reading a gateway
+    replays after an outage): ``new`` is that observation, ``old`` the current value, which it
+    did not replace. Only subscriptions that ask for late observations get them (history,
+    billing); displays see the newest value only.
+    """
 
     name: str
     old: TagValue | None
     new: TagValue
     changed: bool = field(default=True)
+    late: bool = field(default=False)

@@ -72,12 +72,13 @@ def by_glob(*patterns: str) -> TagFilter:
 
 
 def tag_change_key(change: TagChange) -> str:
-    return change.name
+    # a late observation never coalesces with a current one (it would hide the newest value)
+    return change.name + "\x00late" if change.late else change.name
 
 
 def merge_tag_changes(older: TagChange, newer: TagChange) -> TagChange:
     """The coalesced change spans from the oldest undelivered ``old`` to the newest ``new``."""
-    return TagChange(newer.name, older.old, newer.new, older.changed or newer.changed)
+    return TagChange(newer.name, older.old, newer.new, older.changed or newer.changed, newer.late)
 
 
 class Subscription(Generic[T]):

@@ -13,7 +13,7 @@ import pytest
 
 from scada.db import Database, async_url
 
-from .services import InfluxServer, PostgresServer, ServiceUnavailable, require_services
+from .services import InfluxServer, MosquittoServer, PostgresServer, ServiceUnavailable, require_services
 
 # -- hygiene -----------------------------------------------------------------------------------
 _real_connect = socket.socket.connect
@@ -107,6 +107,20 @@ def influx_server() -> Iterator[InfluxServer]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[MosquittoServer]:
+    """A private Mosquitto for the session (loopback, anonymous)."""
+    try:
+        server = MosquittoServer()
+        server.start()
+    except (ServiceUnavailable, OSError) as exc:
+        _unavailable(f"Mosquitto: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -23,7 +23,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InfluxServer", "PostgresServer", "ServiceUnavailable", "build_dir", "free_port", "require_services"]
+__all__ = [
+    "InfluxServer",
+    "MosquittoServer",
+    "PostgresServer",
+    "ServiceUnavailable",
+    "build_dir",
+    "free_port",
+    "require_services",
+]
 
 
 class ServiceUnavailable(Exception):
@@ -238,3 +246,69 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class MosquittoServer:
+    """A throw-away Mosquitto (Debian's ``mosquitto``) on a loopback port, anonymous, with its
+    config and log under build/."""
+
+    def __init__(self, *, users: dict[str, str] | None = None, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """``users``: name -> password (anonymous clients are then refused); ``tls``: (CA,
+        certificate, key) files for a TLS listener."""
+        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if binary is None:
+            raise ServiceUnavailable("mosquitto not found (apt-get install mosquitto)")
+        self.binary = binary
+        base = build_dir() / "mosquitto"
+        base.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix=f"mqtt-{os.getpid()}-", dir=base))
+        self.port = free_port()
+        self.log = self.root / "mosquitto.log"
+        self.config = self.root / "mosquitto.conf"
+        auth = "allow_anonymous true\n"
+        if users:
+            passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            pw_file = self.root / "passwd"
+            for i, (user, password) in enumerate(users.items()):
+                subprocess.run([passwd, "-b", *(["-c"] if i == 0 else []), str(pw_file), user, password], check=True, capture_output=True)
+            pw_file.chmod(0o644)
+            auth = f"allow_anonymous false\npassword_file {pw_file}\n"
+        if tls:
+            auth += f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n"
+        self.config.write_text(
+            f"""listener {self.port} 127.0.0.1
+{auth}persistence false
+log_dest file {self.log}
+log_type error
+log_type warning
+max_queued_messages 100000
+max_inflight_messages 0
+"""
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        run_as = ["runuser", "-u", "mosquitto", "--"] if os.geteuid() == 0 and _user_exists("mosquitto") else []
+        if run_as:
+            shutil.chown(self.root, "mosquitto")
+        with open(self.root / "stdout.log", "wb") as out:
+            self.proc = subprocess.Popen([*run_as, self.binary, "-c", str(self.config)], stdout=out, stderr=subprocess.STDOUT)
+        wait_port(self.port, 15, self.proc, self.root / "stdout.log")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from ..records import IntervalRecord, RawPoint
+from ..records import INT_FIELDS, IntervalRecord, RawPoint
+from ..rollup import ROLLUP_SOURCES, fold_day
 
 __all__ = [
     "Aggregate",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 DAY = 86_400
+_INT = frozenset(INT_FIELDS)
 
 
 class BackendError(Exception):
@@ -101,6 +103,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def write_raw(self, points: Sequence[RawPoint]) -> None: ...
 
+    async def rebuild_days(self, days: Sequence[tuple[str, int, int]]) -> None:
+        """Rewrite the day rollups of ``(meter, day start, day end)`` from the stored intervals
+        (after late readings revised some of them)."""
+        by_span: dict[tuple[int, int], list[str]] = {}
+        for meter, start, end in days:
+            by_span.setdefault((start, end), []).append(meter)
+        out: list[IntervalRecord] = []
+        for (start, end), meters in sorted(by_span.items()):
+            frame = await self.fetch_intervals(sorted(set(meters)), list(ROLLUP_SOURCES), start, end)
+            rows: dict[str, list[dict[str, int | float]]] = {}
+            for row in frame.sort_values("time").to_dict("records"):
+                values: dict[str, int | float] = {}
+                for f in ROLLUP_SOURCES:
+                    v = row.get(f)
+                    if v is None or pd.isna(v):
+                        continue
+                    values[f] = int(v) if f in _INT else float(v)
+                rows.setdefault(str(row["meter"]), []).append(values)
+            out += [fold_day(meter, start, end, intervals) for meter, intervals in rows.items()]
+        if out:
+            await self.write_days(out)
+
     @abc.abstractmethod
     async def fetch_intervals(self, meters: Sequence[str], fields: Sequence[str], start: int, end: int) -> pd.DataFrame:
         """Stored intervals with ``start <= interval start < end`` (epoch s): columns ``time``
@@ -122,6 +146,27 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
         """Raw points: columns ``time`` (epoch µs), ``tag``, ``value``, ``quality``."""
+
+    async def fetch_interval_page(
+        self, meter: str, fields: Sequence[str], start: int, end: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        """One page of one meter's stored intervals with ``start <= interval start < end``
+        (epoch s), oldest first (``descending``: newest first), at most ``limit`` rows: columns
+        ``time`` and ``fields``. A backend that can sort and limit on the server overrides this
+        general version, which reads the whole range."""
+        frame = await self.fetch_intervals([meter], fields, start, end)
+        frame = frame.sort_values("time", ascending=not descending, kind="stable")
+        return frame.head(limit)[["time", *fields]].reset_index(drop=True)
+
+    async def fetch_raw_page(
+        self, tag: str, start_us: int, end_us: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        """One page of one tag's raw points with ``start_us <= time < end_us``, oldest first
+        (``descending``: newest first), at most ``limit`` rows: columns ``time`` (epoch µs),
+        ``value``, ``quality``. Overridden where the server sorts and limits."""
+        frame = await self.fetch_raw([tag], start_us, end_us)
+        frame = frame.sort_values("time", ascending=not descending, kind="stable")
+        return frame.head(limit)[["time", "value", "quality"]].reset_index(drop=True)
 
     async def apply_retention(self, now_s: float) -> None:
         """Delete what is older than the configured retention (backends whose server does not)."""

@@ -278,6 +278,37 @@ class InfluxBackend(Backend):
         answer = await self._query(q, db=db, rp=rp, epoch="u")
         return await _to_frame(answer, "tag", cols)
 
+    async def fetch_interval_page(
+        self, meter: str, fields: Sequence[str], start: int, end: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        _check_fields(fields)
+        cols = ["time", "meter", *fields]
+        # ``samples`` is always written: selecting it keeps intervals whose other fields are null
+        select = list(dict.fromkeys([*fields, "samples"]))
+        q = (
+            f"SELECT {', '.join(quote_ident(f) for f in select)} FROM {quote_ident(INTERVAL_MEASUREMENT)} "
+            f"WHERE {quote_ident('meter')} = {quote_string(meter)} AND time >= {start}s AND time < {end}s "
+            f"ORDER BY time {'DESC' if descending else 'ASC'} LIMIT {int(limit)}"
+        )
+        db, rp = self._read_target(raw=False)
+        answer = await self._query(q, db=db, rp=rp, epoch="s")
+        frame = await _to_frame(answer, "meter", cols)
+        return frame[["time", *fields]]
+
+    async def fetch_raw_page(
+        self, tag: str, start_us: int, end_us: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        cols = ["time", "tag", "value", "quality"]
+        q = (
+            f"SELECT {quote_ident('value')}, {quote_ident('quality')} FROM {quote_ident(RAW_MEASUREMENT)} "
+            f"WHERE {quote_ident('tag')} = {quote_string(tag)} AND time >= {start_us}u AND time < {end_us}u "
+            f"ORDER BY time {'DESC' if descending else 'ASC'} LIMIT {int(limit)}"
+        )
+        db, rp = self._read_target(raw=True)
+        answer = await self._query(q, db=db, rp=rp, epoch="u")
+        frame = await _to_frame(answer, "tag", cols)
+        return frame[["time", "value", "quality"]]
+
     # -- HTTP --------------------------------------------------------------------------------
     async def _request(self, method: str, path: str, **kw: Any) -> tuple[int, str]:
         if self._http is None:

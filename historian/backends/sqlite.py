@@ -284,6 +284,31 @@ class SqliteBackend(Backend):
         rows = self._select(sql, (*tags, start_us, end_us))
         return _frame(rows, cols)
 
+    async def fetch_interval_page(
+        self, meter: str, fields: Sequence[str], start: int, end: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        _check_fields(fields)
+        return await self._read(self._interval_page_sync, meter, list(fields), start, end, limit, descending)
+
+    def _interval_page_sync(self, meter: str, fields: list[str], start: int, end: int, limit: int, descending: bool) -> pd.DataFrame:
+        # the primary key (meter, start) walks the range in either direction
+        order = "DESC" if descending else "ASC"
+        sql = (
+            f"SELECT start, {', '.join(fields)} FROM intervals WHERE meter = ? AND start >= ? AND start < ? "
+            f"ORDER BY start {order} LIMIT ?"
+        )
+        return _frame(self._select(sql, (meter, start, end, limit)), ["time", *fields])
+
+    async def fetch_raw_page(
+        self, tag: str, start_us: int, end_us: int, *, limit: int, descending: bool = False
+    ) -> pd.DataFrame:
+        return await self._read(self._raw_page_sync, tag, start_us, end_us, limit, descending)
+
+    def _raw_page_sync(self, tag: str, start_us: int, end_us: int, limit: int, descending: bool) -> pd.DataFrame:
+        order = "DESC" if descending else "ASC"
+        sql = f"SELECT ts, value, quality FROM raw WHERE tag = ? AND ts >= ? AND ts < ? ORDER BY ts {order} LIMIT ?"
+        return _frame(self._select(sql, (tag, start_us, end_us, limit)), ["time", "value", "quality"])
+
     # -- retention ---------------------------------------------------------------------------
     async def apply_retention(self, now_s: float) -> None:
         await self._write(self._retention_sync, now_s)

@@ -20,14 +20,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from scada.approvals.service import ApprovalView
+from scada.core.inputs import BoundedDecimal, InputError, Phone, Text, parse_id, quote
 from scada.prepaid.accounts import AccountSettings, OpenRequest, PostResult
 from scada.prepaid.approvals import PREPAID_APPROVALS, PrepaidApprovals
 from scada.prepaid.engine import PREPAID, PrepaidEngine
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.ledger import Contact
 from scada.prepaid.levels import parse_thresholds
-from scada.prepaid.money import MoneyError, parse_money
-from scada.prepaid.tariff_definition import decimal_input
+from scada.prepaid.money import MONEY_WHOLE_DIGITS, MoneyError, parse_money
 from scada.site.assets import RegistryError
 from scada.users.auth import Permission
 
@@ -42,8 +42,13 @@ __all__ = ["router"]
 
 router = ApiRouter("accounts")
 
-Amount = Annotated[Any, Field(description='an amount as a decimal string, e.g. "100.00"', json_schema_extra={"type": "string"})]
-ReadingIn = Annotated[Any, Field(description='a register reading as a decimal string, e.g. "1234.56"', json_schema_extra={"type": "string"})]
+# Syntax and size are checked by the model (bounded before anything is computed); the
+# currency's decimals, sign, zero and prepaid.max_amount by parse_money in the handler.
+Amount = Annotated[Decimal, BoundedDecimal(MONEY_WHOLE_DIGITS + 4, 4, what="amount", description='an amount as a decimal string, e.g. "100.00"')]
+SignedAmount = Annotated[Decimal, BoundedDecimal(MONEY_WHOLE_DIGITS + 4, 4, negative=True, what="amount")]
+ReadingIn = Annotated[Decimal, BoundedDecimal(24, 8, what="reading", description='a register reading as a decimal string, e.g. "1234.56"')]
+QuantityIn = Annotated[Decimal, BoundedDecimal(12, 3, what="quantity")]  # kVA, kW
+DaysIn = Annotated[Decimal, BoundedDecimal(8, 4, what="number of days")]
 
 
 class _In(BaseModel):
@@ -51,8 +56,8 @@ class _In(BaseModel):
 
 
 class ContactIn(_In):
-    name: str = Field(default="", max_length=200)
-    phone: str | None = Field(default=None, max_length=64)
+    name: Text = Field(default="", max_length=200)
+    phone: Phone | None = Field(default=None, max_length=64)
     email: str | None = Field(default=None, max_length=255)
     language: Literal["en", "zh-CN"] = "en"
 
@@ -63,9 +68,9 @@ class TariffsIn(_In):
 
 
 class ThresholdIn(_In):
-    level: int
-    money: Amount | None = None
-    days: Amount | None = None
+    level: int = Field(ge=1, le=3)
+    money: SignedAmount | None = None
+    days: DaysIn | None = None
 
 
 class SettingsIn(_In):
@@ -76,14 +81,15 @@ class SettingsIn(_In):
     friendly_credit: bool | None = None
     auto_reconnect: bool | None = None
     emergency_credit: Amount | None = None
-    capacity_kva: Amount | None = None
-    demand_kw: Amount | None = None
+    capacity_kva: QuantityIn | None = None
+    demand_kw: QuantityIn | None = None
+    mode: Literal["prepaid", "postpaid"] | None = None
     reason: str = Field(default="", max_length=500)
 
 
 class OpenIn(SettingsIn):
     tariffs: TariffsIn
-    opening_balance: Amount = "0"
+    opening_balance: Amount = Decimal(0)
     readings: dict[str, ReadingIn] | None = None
 
 
@@ -125,7 +131,7 @@ class ReviewIn(_In):
 class ReplaceIn(_In):
     new_meter: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     final_reading: ReadingIn
-    initial_reading: ReadingIn = "0"
+    initial_reading: ReadingIn = Decimal(0)
     unit_id: int | None = Field(default=None, ge=1, le=247)
     reason: str = Field(min_length=1, max_length=500)
 
@@ -150,25 +156,11 @@ def account_json(call: ApiCall[Any], engine: PrepaidEngine, view: Any) -> dict[s
     return view.as_json(engine.minor_units, contact=call.user.sees_contacts)  # type: ignore[no-any-return]
 
 
-def _money(engine: PrepaidEngine, value: Any, field: str, *, allow_zero: bool = False) -> int:
+def _money(engine: PrepaidEngine, value: Decimal, field: str, *, allow_zero: bool = False) -> int:
     try:
         return parse_money(value, field, engine.minor_units, allow_zero=allow_zero, maximum=engine.cfg.max_amount)
     except MoneyError as exc:
         raise ApiError(422, str(exc), field=exc.field) from None
-
-
-def _reading(value: Any, field: str) -> Decimal:
-    try:
-        return decimal_input(value, decimals=8, what="reading")
-    except ValueError as exc:
-        raise ApiError(422, f"{field}: {exc}", field=field) from None
-
-
-def _quantity(value: Any, field: str) -> Decimal:
-    try:
-        return decimal_input(value, decimals=3, what="quantity")
-    except ValueError as exc:
-        raise ApiError(422, f"{field}: {exc}", field=field) from None
 
 
 def _failed(exc: PrepaidError) -> ApiError:
@@ -190,8 +182,9 @@ def _settings(engine: PrepaidEngine, body: SettingsIn) -> AccountSettings:
         contact=Contact(c.name, c.phone, c.email, c.language) if c is not None else None,
         protected=body.protected, friendly_credit=body.friendly_credit, auto_reconnect=body.auto_reconnect,
         emergency_credit_minor=_money(engine, body.emergency_credit, "emergency_credit", allow_zero=True) if body.emergency_credit is not None else None,
-        capacity_kva=_quantity(body.capacity_kva, "capacity_kva") if body.capacity_kva is not None else None,
-        demand_kw=_quantity(body.demand_kw, "demand_kw") if body.demand_kw is not None else None,
+        capacity_kva=body.capacity_kva,
+        demand_kw=body.demand_kw,
+        mode=body.mode,
     )
 
 
@@ -221,7 +214,7 @@ async def open_account(call: ApiCall[OpenIn]) -> dict[str, Any] | web.Response:
     defaults = engine.defaults()
     merged = AccountSettings(**{f: getattr(settings, f) if getattr(settings, f) is not None else getattr(defaults, f)
                                 for f in AccountSettings.__dataclass_fields__})
-    readings = {k: _reading(v, f"readings.{k}") for k, v in (body.readings or {}).items()}
+    readings = dict(body.readings or {})
     req = OpenRequest(
         call.params["room"], merged, electricity_tariff_id=body.tariffs.electricity, water_tariff_id=body.tariffs.water,
         opening_minor=_money(engine, body.opening_balance, "opening_balance", allow_zero=True), readings=readings, reason=body.reason,
@@ -269,7 +262,7 @@ async def refund(call: ApiCall[RefundIn]) -> dict[str, Any] | web.Response:
 async def close_account(call: ApiCall[CloseIn]) -> dict[str, Any]:
     engine = engine_of(call)
     b = call.body
-    finals = {k: _reading(v, f"final_readings.{k}") for k, v in (b.final_readings or {}).items()}
+    finals = dict(b.final_readings or {})
     try:
         view, settlement = await engine.close_account(call.params["room"], actor=call.actor, reason=b.reason, final_readings=finals, channel=b.channel)
     except PrepaidError as exc:
@@ -281,14 +274,17 @@ async def close_account(call: ApiCall[CloseIn]) -> dict[str, Any]:
 @router.get("/rooms/{room}/account/ledger", summary="Ledger entries of a room's account, newest first (?limit=, ?before=<entry id>)")
 async def ledger(call: ApiCall[Any]) -> dict[str, Any]:
     engine = engine_of(call)
+    limit_text, before = call.query("limit"), call.query("before")
     try:
-        limit = int(call.query("limit") or 100)
-        before = call.query("before")
-        before_id = int(before) if before else None
-    except ValueError:
-        raise ApiError(422, "limit and before must be integers", field="limit") from None
+        limit = parse_id(limit_text, "limit") if limit_text else 100
+    except InputError:
+        raise ApiError(422, "limit: an integer 1..1000", field="limit") from None
     if not 1 <= limit <= 1000:
         raise ApiError(422, "limit: 1..1000", field="limit")
+    try:
+        before_id = parse_id(before, "before") if before else None
+    except InputError as exc:
+        raise ApiError(422, f"before: {exc}", field="before") from None
     try:
         view, entries = await engine.ledger(call.params["room"], limit=limit, before_id=before_id)
     except PrepaidError as exc:
@@ -302,9 +298,9 @@ async def ledger(call: ApiCall[Any]) -> dict[str, Any]:
 async def reverse(call: ApiCall[ReasonIn]) -> dict[str, Any] | web.Response:
     engine = engine_of(call)
     try:
-        entry_id = int(call.params["entry"])
-    except ValueError:
-        raise ApiError(404, f"no ledger entry {call.params['entry']!r}") from None
+        entry_id = parse_id(call.params["entry"], "entry")
+    except InputError:
+        raise ApiError(404, f"no ledger entry {quote(call.params['entry'])}", field="entry") from None
     try:
         result = await gate_of(call).reverse(entry_id, actor=call.actor, reason=call.body.reason)
     except PrepaidError as exc:
@@ -361,11 +357,9 @@ async def review_holds(call: ApiCall[Any]) -> dict[str, Any]:
 async def review(call: ApiCall[ReviewIn]) -> dict[str, Any]:
     engine = engine_of(call)
     b = call.body
-    final = _reading(b.final_reading, "final_reading") if b.final_reading is not None else None
-    baseline = _reading(b.new_baseline, "new_baseline") if b.new_baseline is not None else None
     try:
         view = await engine.resolve_hold(call.params["meter"], b.action, actor=call.actor, reason=b.reason,
-                                         final_reading=final, new_baseline=baseline)
+                                         final_reading=b.final_reading, new_baseline=b.new_baseline)
     except PrepaidError as exc:
         raise _failed(exc) from None
     return {"meter": call.params["meter"], "account": account_json(call, engine, view) if view else None}
@@ -379,7 +373,7 @@ async def replace_meter(call: ApiCall[ReplaceIn]) -> dict[str, Any]:
     try:
         view = await engine.replace_meter(
             call.params["meter"], b.new_meter, actor=call.actor, reason=b.reason,
-            final_reading=_reading(b.final_reading, "final_reading"), initial_reading=_reading(b.initial_reading, "initial_reading"),
+            final_reading=b.final_reading, initial_reading=b.initial_reading,
             unit_id=b.unit_id,
         )
     except PrepaidError as exc:

@@ -1,17 +1,18 @@
-"""``/api/v1/alarms``: the alarm console's backend (list, history, acknowledge, shelve,
-out-of-service) and the notification delivery log.
+"""``/api/v1/alarms``: the alarm console's backend (list, history, acknowledge, confirm, comment,
+shelve, out-of-service) and the notification delivery log.
 
-Permissions: listing needs ``view``; acknowledging ``alarm_ack`` *and* a role the alarm's class
-allows (``alarms.classes.<class>.ack_roles``); shelving ``alarm_shelve``; out-of-service
-``meter_service``; the delivery log ``alarm_ack`` — its recipients (tenants' phone numbers and
-e-mail addresses) and message texts (they greet the tenant by name) only for users who may see
-tenants' contact details; for the others the recipient is masked and the text left out.
+Permissions: listing needs ``view``; acknowledging and confirming ``alarm_ack`` *and* a role the
+alarm's class allows (``alarms.classes.<class>.ack_roles``); commenting ``alarm_ack``; shelving
+``alarm_shelve``; out-of-service ``meter_service``; the delivery log ``alarm_ack`` — its recipients
+(tenants' phone numbers and e-mail addresses) and message texts (they greet the tenant by name)
+only for users who may see tenants' contact details; for the others the recipient is masked and
+the text left out. OPC UA clients act through the conditions' methods with the same checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,7 @@ from scada.alarms.engine import AlarmEngine
 from scada.alarms.lifecycle import IllegalTransition
 from scada.alarms.operations import AlarmNotFound, NotPermitted
 from scada.alarms.store import AlarmFilter
+from scada.core.inputs import AwareDateTime, Id64, InputError, parse_id, quote
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
@@ -40,8 +42,16 @@ class AcknowledgeIn(_Body):
     reason: str = Field(default="", max_length=500)
 
 
+class ConfirmIn(_Body):
+    reason: str = Field(default="", max_length=500)
+
+
+class CommentIn(_Body):
+    comment: str = Field(min_length=1, max_length=500)
+
+
 class AcknowledgeManyIn(_Body):
-    ids: list[int] = Field(min_length=1, max_length=500)
+    ids: list[Id64] = Field(min_length=1, max_length=500)
     reason: str = Field(default="", max_length=500)
 
 
@@ -73,8 +83,8 @@ class ListQuery(BaseModel):
 
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime | None = Field(default=None, description="raised at or after (ISO 8601 with offset)")
-    until: datetime | None = Field(default=None, description="raised before")
+    since: AwareDateTime | None = Field(default=None, description="raised at or after (ISO 8601 with offset)")
+    until: AwareDateTime | None = Field(default=None, description="raised before")
     classes: str | None = Field(default=None, description="alarm classes separated by commas")
     room: str | None = None
     meter: str | None = None
@@ -83,7 +93,7 @@ class HistoryQuery(BaseModel):
 
 class DeliveryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    alarm_id: int | None = None
+    alarm_id: Id64 | None = None
     status: Literal["pending", "held", "sent", "failed", "skipped", "cancelled"] | None = None
     limit: int = Field(default=200, ge=1, le=5000)
 
@@ -119,9 +129,10 @@ def _states(value: str) -> tuple[frozenset[AlarmState] | None, bool]:
 
 def _alarm_id(call: ApiCall[Any]) -> int:
     raw = call.params["alarm_id"]
-    if not raw.isdigit():
-        raise ApiError(404, f"no alarm {raw!r}")
-    return int(raw)
+    try:
+        return parse_id(raw, "alarm id")
+    except InputError:
+        raise ApiError(404, f"no alarm {quote(raw)}", field="alarm_id") from None
 
 
 # the engine names the duration it was given; the API's field is minutes
@@ -254,6 +265,20 @@ async def get_alarm(call: ApiCall[Any]) -> dict[str, Any]:
              summary="Acknowledge an alarm (the class decides which roles may)")
 async def acknowledge(call: ApiCall[AcknowledgeIn]) -> dict[str, Any]:
     alarm = await _guard(_engine(call).acknowledge(_alarm_id(call), call.actor, call.body.reason))
+    return {"alarm": alarm_document(alarm)}
+
+
+@router.post("/alarms/{alarm_id}/confirm", body=ConfirmIn, permission=Permission.ALARM_ACK,
+             summary="Confirm an acknowledged alarm: it was dealt with (the roles that may acknowledge it)")
+async def confirm(call: ApiCall[ConfirmIn]) -> dict[str, Any]:
+    alarm = await _guard(_engine(call).confirm(_alarm_id(call), call.actor, call.body.reason))
+    return {"alarm": alarm_document(alarm)}
+
+
+@router.post("/alarms/{alarm_id}/comment", body=CommentIn, permission=Permission.ALARM_ACK,
+             summary="Add a comment to an open alarm")
+async def comment(call: ApiCall[CommentIn]) -> dict[str, Any]:
+    alarm = await _guard(_engine(call).comment(_alarm_id(call), call.actor, call.body.comment))
     return {"alarm": alarm_document(alarm)}
 
 

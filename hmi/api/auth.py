@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.users.audit import Actor
 from scada.users.component import USERS
 
 from ..keys import CONTEXT, LOGIN_LIMITER
@@ -30,18 +29,16 @@ async def issue_token(call: ApiCall[TokenIn]) -> dict[str, object]:
     request = call.request
     limiter = request.app[LOGIN_LIMITER]
     address = request.remote or "?"
-    wait = limiter.retry_after(address, call.body.user)
-    if wait > 0:
-        raise ApiError(429, f"too many failed logins: retry in {math.ceil(wait)} s", retry_after_s=math.ceil(wait))
-    users = request.app[CONTEXT][USERS]
-    user = await users.authenticate(call.body.user, call.body.password)
-    if user is None:
-        limiter.failed(address, call.body.user)
-        request[AUDIT_ACTOR] = Actor(call.body.user, "api")
-        raise ApiError(401, "unknown user or wrong password")
-    limiter.succeeded(address, call.body.user)
+    # counted before the password is checked: parallel attempts cannot pass the limit meanwhile
+    with limiter.attempt(address, call.body.user) as attempt:
+        if attempt.refused:
+            wait = math.ceil(attempt.wait)
+            raise ApiError(429, f"too many failed logins: retry in {wait} s", retry_after_s=wait)
+        users = request.app[CONTEXT][USERS]
+        user = await users.authenticate(call.body.user, call.body.password)
+        if user is None:
+            raise ApiError(401, "unknown user or wrong password")  # counted, not audited (scada.users.logins)
+        attempt.succeeded()
     request[AUDIT_ACTOR] = user.actor("api")
     token = await users.issue_token(user, "api", ttl=timedelta(hours=call.body.ttl_hours))
     return {"token": token, "user": user.name, "role": user.role.value, "expires_in_s": int(call.body.ttl_hours * 3600)}
-
-

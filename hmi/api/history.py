@@ -11,7 +11,9 @@ Parameters (query string; lists as repeated parameters or comma-separated):
 - ``agg``: ``sum``, ``mean``, ``min``, ``max`` (default per point);
 - ``format``: ``json`` (default) or ``csv``.
 
-Times in the answer are ISO 8601 in the site's time zone. A bad parameter is a 422 naming it.
+Times in the answer are ISO 8601 in the site's time zone. A bad parameter is a 422 naming it; so
+is a query whose answer would have more than ``historian.max_query_rows`` rows (with ``rows`` and
+``limit``), refused before anything is read. Large answers are streamed.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from historian import BackendError, QueryError
-from historian.export import to_csv, to_rows
-from scada.history.service import HISTORY
+from historian.export import csv_chunks, row_chunks, to_csv, to_rows
+from historian.query import QueryTooLarge
+from scada.history.service import HISTORY, HistoryBusy
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
 from .router import ApiCall, ApiError, ApiRouter
+from .stream import STREAM_ABOVE_ROWS, stream_csv, stream_json
 
 __all__ = ["router"]
 
@@ -70,13 +74,20 @@ async def history(call: ApiCall[Any]) -> Any:
     try:
         request = service.parse(params)
         frame = await service.query(request)
+    except QueryTooLarge as exc:
+        raise ApiError(422, str(exc), field=exc.param, rows=exc.rows, limit=exc.limit) from None
     except QueryError as exc:
         raise ApiError(422, str(exc), field=exc.param) from None
     except BackendError as exc:
         raise ApiError(503, f"historian backend unavailable: {exc}") from None
+    except HistoryBusy as exc:
+        raise ApiError(503, str(exc), retry_after_s=1) from None
+    large = len(frame) > STREAM_ABOVE_ROWS  # streamed a slice at a time, never one string in memory
     if fmt == "csv":
-        text = await asyncio.to_thread(to_csv, frame)
         name = f"history-{request.selector}-{request.start.date()}-{request.end.date()}.csv"
+        if large:
+            return await stream_csv(call.request, name, [str(c) for c in frame.columns], csv_chunks(frame), turn=lambda: service.turn(patient=True))
+        text = await asyncio.to_thread(to_csv, frame)
         return web.Response(
             text=text, content_type="text/csv", charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
@@ -90,8 +101,10 @@ async def history(call: ApiCall[Any]) -> Any:
         "interval": request.resample.text if request.resample else f"{service.interval_s // 60}min",
         "agg": request.agg,
     }
+    if large:
+        return await stream_json(call.request, payload, row_chunks(frame), turn=lambda: service.turn(patient=True))
 
-    def render() -> str:  # large answers: built off the event loop
+    def render() -> str:
         return json.dumps({**payload, "rows": to_rows(frame)}, ensure_ascii=False, allow_nan=False)
 
     return web.Response(text=await asyncio.to_thread(render), content_type="application/json")

@@ -1,6 +1,6 @@
-"""Communications: ``/links`` (each Modbus link's state and request statistics) and
-``/links/{link}/devices`` (its meters' statistics), read from the poller through
-``scada.polling.component``."""
+"""Communications: ``/links`` (each link's state and request statistics: Modbus, DL/T 645 and
+MQTT gateways) and ``/links/{link}/devices`` (its meters' statistics), read through
+``scada.polling.component`` (``COMMS``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scada.polling.component import MODBUS
+from scada.polling.component import COMMS
 
 from ..keys import CONTEXT
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter
@@ -33,9 +33,9 @@ def link_json(stats: Any) -> dict[str, Any]:
 
 
 def _poller(call: ApiCall[Any]) -> Any:
-    poller = call.request.app[CONTEXT].get(MODBUS)
+    poller = call.request.app[CONTEXT].get(COMMS)
     if poller is None:
-        raise ApiError(503, "the Modbus poller is not running on this server")
+        raise ApiError(503, "the meters' communications are not running on this server")
     return poller
 
 
@@ -54,5 +54,5 @@ async def link_devices(call: ApiCall[Any]) -> dict[str, Any]:
     q = call.request[API_QUERY]
     assert isinstance(q, DeviceQuery)
     devices = [d for d in poller.device_stats() if d.link == name and (q.state is None or d.state == q.state)]
-    devices.sort(key=lambda d: (d.unit_id, d.circuit or 0, d.meter_id))
+    devices.sort(key=lambda d: (d.unit_id, d.address or "", d.circuit or 0, d.meter_id))
     return {"link": link_json(link), "devices": [link_json(d) for d in devices]}

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from scada.commands.service import SUPPLY_DRIVER
-from scada.polling.component import MODBUS
+from scada.polling.component import COMMS
 
 from ..keys import CONTEXT, LIVE
 from ..live import CATEGORIES, FilterError, LiveRooms, RoomFilter, meter_json
@@ -74,7 +74,7 @@ async def get_meter(call: ApiCall[Any]) -> dict[str, Any]:
     ctx = call.request.app[CONTEXT]
     driver = ctx.get(SUPPLY_DRIVER)
     out["supply_control"] = bool(driver is not None and driver.supports_supply(meter))
-    poller = ctx.get(MODBUS)
+    poller = ctx.get(COMMS)
     stats = poller.device_stats(meter.id) if poller is not None else []
     out["comm"] = link_json(stats[0]) if stats else None
     return out

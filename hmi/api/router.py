@@ -32,6 +32,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from scada.core.configbase import key_path
+from scada.core.inputs import InputError, JsonInputError, has_control, parse_id, parse_json, quote
+from scada.core.limits import AnswerTooLarge
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo
 
@@ -71,7 +73,9 @@ class ApiError(Exception):
 
 def to_json(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value, "f")
+        exponent = value.as_tuple().exponent
+        # never expand a huge exponent into digits: "1E+200000000" stays as it is
+        return format(value, "f") if isinstance(exponent, int) and abs(exponent) <= 64 else str(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, date):
@@ -117,8 +121,6 @@ AUDIT_ACTOR: web.RequestKey[Actor] = web.RequestKey("api_audit_actor", Actor)
 API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 USER_RESOLVER: web.AppKey[UserResolver] = web.AppKey("api_user_resolver", object)  # type: ignore[arg-type]
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("api_audit", AuditLog)
-# the parsed query of a route declared with ``query=Model`` (a string key warns in aiohttp 3.14)
-API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 
 
 @dataclass
@@ -196,16 +198,24 @@ def validation_error(exc: ValidationError) -> ApiError:
     return ApiError(422, message, field=name)
 
 
+MAX_BODY_BYTES = 1_000_000
+MAX_PARAM_CHARS = 256  # a path parameter (room, meter, user name ...) or a query value
+
+
 async def _parse_body(request: web.Request, model: type[B]) -> B:
     if request.content_type != "application/json":
-        raise ApiError(415, f"expected a JSON body (Content-Type: application/json), got {request.content_type or 'none'}")
+        raise ApiError(415, f"expected a JSON body (Content-Type: application/json), got {quote(request.content_type or 'none', 40)}")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, f"body too large: at most {MAX_BODY_BYTES:,} bytes")
     raw = await request.read()
-    if len(raw) > 1_000_000:
-        raise ApiError(413, "body too large")
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body too large: at most {MAX_BODY_BYTES:,} bytes")
     try:
-        data = json.loads(raw or b"null", parse_float=Decimal, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+        data = parse_json(raw or b"null")
+    except JsonInputError as exc:
+        if exc.path is None:
+            raise ApiError(400, f"body: {exc.message}") from None
+        raise ApiError(422, str(exc), field=exc.path) from None
     if not isinstance(data, dict):
         raise ApiError(422, "body must be a JSON object")
     try:
@@ -214,8 +224,25 @@ async def _parse_body(request: web.Request, model: type[B]) -> B:
         raise validation_error(exc) from None
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+# path parameters that are database ids: ASCII digits, 1 .. 2**63-1, else 404 before any work
+ID_PARAMS = frozenset({"alarm_id", "entry"})
+
+
+def _check_params(request: web.Request) -> None:
+    """Path parameters and query values: bounded, without control characters (before any lookup)."""
+    for name, value in request.match_info.items():
+        if len(value) > MAX_PARAM_CHARS or has_control(value):
+            raise ApiError(404, f"{name}: no such {name} {quote(value)}", field=name)
+        if name in ID_PARAMS:
+            try:
+                parse_id(value, name)
+            except InputError:
+                raise ApiError(404, f"{name}: no such {name} {quote(value)}", field=name) from None
+    for name, value in request.query.items():
+        if len(name) > 64 or has_control(name):
+            raise ApiError(422, f"unknown query parameter {quote(name)}", field=quote(name, 64))
+        if len(value) > 4 * MAX_PARAM_CHARS or has_control(value):
+            raise ApiError(422, f"{name}: {quote(value)} is too long or contains control characters", field=name)
 
 
 class _NoBody(BaseModel):
@@ -224,13 +251,16 @@ class _NoBody(BaseModel):
 
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        audit = request.app[AUDIT_LOG]
         user: UserInfo | None = None
         source = "api"
-        target = request.path
         outcome = "ok"
         reason = ""
+        # Refusals write nothing: an anonymous caller (401), a malformed request (refused before
+        # the handler runs) and a rate-limited login are answered without any database write.
+        # What an authenticated caller was refused (403) or a handler refused is audited.
+        audited = route.audit
         try:
+            _check_params(request)
             resolved = await request.app[USER_RESOLVER](request)
             if resolved is not None:
                 user, source = resolved
@@ -239,25 +269,33 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                     raise ApiError(401, "authentication required: send 'Authorization: Bearer <token>'")
                 if not user.can(route.permission):
                     raise ApiError(403, f"role {user.role.value} may not {route.permission.value}")
-            if route.body is not None:
-                body: Any = await _parse_body(request, route.body)
-            else:
-                body = _NoBody()
-            if route.query is not None:
-                try:
-                    query = route.query.model_validate(dict(request.query))
-                except ValidationError as exc:
-                    raise validation_error(exc) from None
-                request[API_QUERY] = query
+            try:
+                body: Any = await _parse_body(request, route.body) if route.body is not None else _NoBody()
+                if route.query is not None:
+                    try:
+                        request[API_QUERY] = route.query.model_validate(dict(request.query))
+                    except ValidationError as exc:
+                        raise validation_error(exc) from None
+            except ApiError:
+                audited = False  # malformed: refused before any work
+                raise
             actor = user.actor(source) if user else Actor("anonymous", "api")  # type: ignore[arg-type]
             call = ApiCall(request, user, body, dict(request.match_info), actor)  # type: ignore[arg-type]
             result = await route.handler(call)
             if isinstance(result, web.StreamResponse):
                 return result
             return json_response(result, status=route.status)
-        except ApiError as exc:
+        except (ApiError, InputError, AnswerTooLarge) as exc:
+            if isinstance(exc, AnswerTooLarge):
+                exc = ApiError(422, str(exc), field=exc.field, rows=exc.rows, limit=exc.limit)
+            elif isinstance(exc, InputError):
+                exc = ApiError(422, str(exc))
             outcome = "denied" if exc.status in (401, 403) else "rejected"
             reason = exc.message
+            if exc.status in (401, 429) or (user is None and AUDIT_ACTOR not in request):
+                audited = False
+            elif request.method in ("GET", "HEAD") and exc.status != 403:
+                audited = False  # a refused read changed and disclosed nothing
             return json_response(exc.body(), status=exc.status)
         except Exception:
             outcome = "failed"
@@ -265,11 +303,11 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             log.exception("API handler failed", extra={"route": f"{route.method} {route.path}", "user": user.name if user else None})
             return json_response({"error": "internal error"}, status=500)
         finally:
-            if route.audit:
+            if audited:
                 actor = request.get(AUDIT_ACTOR) or (user.actor(source) if user else Actor("anonymous", "api"))  # type: ignore[arg-type]
                 try:
-                    await audit.write(
-                        actor, f"api.{route.tag}.{route.handler.__name__}", "api", target,
+                    await request.app[AUDIT_LOG].write(
+                        actor, f"api.{route.tag}.{route.handler.__name__}", "api", request.path,
                         reason=reason, outcome=outcome, after={"method": request.method},
                     )
                 except Exception:
@@ -298,10 +336,20 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
                     "4XX": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },
             }
-            params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(r.path)]
+            params = [
+                {"name": p, "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1} if p in ID_PARAMS else {"type": "string", "maxLength": MAX_PARAM_CHARS}}
+                for p in _PARAM.findall(r.path)
+            ]
             if r.query is not None:
+                properties = r.query.model_json_schema().get("properties", {})
                 for name, f in r.query.model_fields.items():
-                    params.append({"name": name, "in": "query", "required": f.is_required(), "schema": {"type": "string"}, "description": f.description or ""})
+                    schema = {k: v for k, v in properties.get(name, {}).items() if k not in ("title", "description", "default")}
+                    branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+                    if len(branches) == 1:  # an optional parameter is absent, never null
+                        schema = branches[0]
+                    params.append({"name": name, "in": "query", "required": f.is_required(), "schema": schema or {"type": "string"},
+                                   "description": f.description or ""})
             if params:
                 op["parameters"] = params
             if r.permission is not None:

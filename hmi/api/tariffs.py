@@ -8,8 +8,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from scada.core.inputs import AwareDateTime, BoundedDecimal
 from scada.prepaid.charges import days_in_month
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.money import format_minor
@@ -21,7 +22,7 @@ from scada.prepaid.pricing import (
     prorata_minor,
     round_fraction,
 )
-from scada.prepaid.tariff_definition import decimal_input
+from scada.prepaid.tariff_definition import MAX_WHOLE_DIGITS
 from scada.prepaid.tariff_store import TariffError, parse_definition
 from scada.users.auth import Permission
 from tags import utcnow
@@ -33,7 +34,7 @@ __all__ = ["router"]
 
 router = ApiRouter("tariffs")
 
-QuantityIn = Annotated[Any, Field(description='a quantity as a decimal string, e.g. "12.5"', json_schema_extra={"type": "string"})]
+QuantityIn = Annotated[Decimal, BoundedDecimal(MAX_WHOLE_DIGITS + 6, 6, what="quantity", description='a quantity as a decimal string, e.g. "12.5"')]
 
 
 class _In(BaseModel):
@@ -45,38 +46,32 @@ class TariffIn(_In):
     name: str = Field(min_length=1, max_length=200)
     commodity: Literal["electricity", "water"]
     definition: dict[str, Any] = Field(description="flat 'price' or 'tou', optional 'tiers' and 'two_part' (see config/README.md)")
-    effective_from: AwareDatetime | None = None
+    effective_from: AwareDateTime | None = None
     reason: str = Field(default="", max_length=500)
 
 
 class VersionIn(_In):
     definition: dict[str, Any]
-    effective_from: AwareDatetime | None = None
+    effective_from: AwareDateTime | None = None
+    retroactive: bool = Field(default=False, description="takes effect in the past (电费退补); billed consumption is re-priced by an approved adjustment")
     reason: str = Field(default="", max_length=500)
 
 
 class AssignIn(_In):
-    rooms: list[str] = Field(min_length=1, max_length=10_000)
+    rooms: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=10_000)
     reason: str = Field(default="", max_length=500)
 
 
 class QuoteIn(_In):
-    at: AwareDatetime | None = Field(default=None, description="the moment whose tariff version applies (default now)")
+    at: AwareDateTime | None = Field(default=None, description="the moment whose tariff version applies (default now)")
     consumption: dict[str, QuantityIn] | None = Field(default=None, description="quantity per TOU period, e.g. {\"peak\": \"10\"}")
     quantity: QuantityIn | None = Field(default=None, description="a total quantity, split by time between start and end")
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: AwareDateTime | None = None
+    end: AwareDateTime | None = None
     cycle_to_date: QuantityIn | None = Field(default=None, description="consumption already in the tier cycle")
     capacity_kva: QuantityIn | None = None
     demand_kw: QuantityIn | None = None
     days: int | None = Field(default=None, ge=1, le=31, description="charge the two-part charge for this many days (pro rata)")
-
-
-def _q(value: Any, field: str) -> Decimal:
-    try:
-        return decimal_input(value, decimals=6, what="quantity")
-    except ValueError as exc:
-        raise ApiError(422, f"{field}: {exc}", field=field) from None
 
 
 def _tariff_failed(exc: TariffError) -> ApiError:
@@ -113,13 +108,13 @@ async def create_tariff(call: ApiCall[TariffIn]) -> dict[str, Any]:
 
 
 @router.post("/tariffs/{id}/versions", body=VersionIn, permission=Permission.TARIFF_MANAGE, status=201,
-             summary="Add a version (a price change) taking effect at effective_from (default now; never in the past)")
+             summary="Add a version (a price change) taking effect at effective_from (default now; in the past only when retroactive)")
 async def add_version(call: ApiCall[VersionIn]) -> dict[str, Any]:
     engine = engine_of(call)
     b = call.body
     try:
         version = await engine.tariffs.add_version(call.params["id"], parse_definition(b.definition), call.actor,
-                                                   effective_from=b.effective_from, reason=b.reason)
+                                                   effective_from=b.effective_from, reason=b.reason, retroactive=b.retroactive)
     except TariffError as exc:
         raise _tariff_failed(exc) from None
     return {"tariff": version.tariff_id, "version": version.version, "effective_from": version.effective_from.isoformat(),
@@ -156,7 +151,7 @@ async def quote(call: ApiCall[QuoteIn]) -> dict[str, Any]:
     usage_key = None
     if b.consumption is not None or b.quantity is not None:
         if b.consumption is not None:
-            periods = {k: _q(v, f"consumption.{k}") for k, v in b.consumption.items()}
+            periods = dict(b.consumption)
             if not periods:
                 raise ApiError(422, "consumption: give at least one period", field="consumption")
             known = set(version.definition.periods)
@@ -169,7 +164,7 @@ async def quote(call: ApiCall[QuoteIn]) -> dict[str, Any]:
             start = end = at
             registers = periods if version.definition.tou is not None else None
         else:
-            quantity = _q(b.quantity, "quantity")
+            quantity = b.quantity
             start, end = b.start or at, b.end or at
             if end < start:
                 raise ApiError(422, "end: before start", field="end")
@@ -180,7 +175,7 @@ async def quote(call: ApiCall[QuoteIn]) -> dict[str, Any]:
         tiers = timeline.at(start).definition.tiers
         if tiers is not None and b.cycle_to_date is not None:
             usage_key = cycle_key(tiers.cycle, start.astimezone(engine.tz).date())
-            usage[usage_key] = _q(b.cycle_to_date, "cycle_to_date")
+            usage[usage_key] = b.cycle_to_date
         try:
             q = price_consumption(timeline, engine.tz, start, end, quantity, registers=registers, cycle_usage=usage)
         except PricingError as exc:
@@ -193,7 +188,7 @@ async def quote(call: ApiCall[QuoteIn]) -> dict[str, Any]:
     for field, value in (("capacity_kva", b.capacity_kva), ("demand_kw", b.demand_kw)):
         if value is None:
             continue
-        amount = _q(value, field)
+        amount = value
         basis = "capacity" if field == "capacity_kva" else "demand"
         if tp is None or tp.basis != basis:
             raise ApiError(422, f"{field}: this tariff has no {basis} charge", field=field)

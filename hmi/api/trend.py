@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from historian import BackendError, QueryError
 from scada.config import CONFIG
+from scada.core.inputs import Date
 from scada.history.service import HISTORY
+from tags import EARLIEST, LATEST
 
 from ..keys import CONTEXT, LIVE
 from .router import API_QUERY, ApiCall, ApiError, ApiRouter
@@ -36,7 +38,7 @@ class TrendQuery(BaseModel):
     range: Literal["day", "week", "month"] = Field(
         default="day", description="day: hourly bars; week: the 7 days ending on date; month: date's month, daily bars"
     )
-    date: dt.date | None = Field(default=None, description="the day shown (site time; default today)")
+    date: Date | None = Field(default=None, description="the day shown (site time; default today), from 1970 to 2199")
 
 
 def trend_window(range_: str, day: dt.date, tz: Any) -> tuple[datetime, datetime, str]:
@@ -86,6 +88,8 @@ async def room_trend(call: ApiCall[Any]) -> dict[str, Any]:
     tz = ctx[CONFIG].site.tz
     day = q.date or datetime.now(tz).date()
     start, end, interval = trend_window(q.range, day, tz)
+    if not (EARLIEST <= start and end <= LATEST):  # a week ending on 1970-01-01 starts before it
+        raise ApiError(422, f"date: the {q.range} of {day} reaches outside {EARLIEST.date()} to {LATEST.date()}", field="date")
     points = sorted({POINT_OF_KIND[m["kind"]] for m in detail["meters"] if m["kind"] in POINT_OF_KIND})
     series: dict[str, list[dict[str, Any]]] = {}
     if points:

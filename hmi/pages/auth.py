@@ -6,8 +6,7 @@ import math
 
 from aiohttp import web
 
-from scada.users.audit import Actor
-from scada.users.component import AUDIT, USERS
+from scada.users.component import USERS
 
 from ..i18n import LANGUAGES
 from ..keys import CONTEXT, LOGIN_LIMITER, SESSION, SESSIONS
@@ -47,16 +46,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     name = form.get("user")
     password = form.get("password")
     next_path = safe_next(form.get("next"))
-    audit = request.app[CONTEXT][AUDIT]
+    # refusals of anonymous callers write nothing: failed logins are counted by the limiter and
+    # reported in bulk (scada.users.logins)
     if not check_anonymous_csrf(request, form.get(CSRF_FIELD) if isinstance(form.get(CSRF_FIELD), str) else None):  # type: ignore[arg-type]
-        await audit.write(
-            Actor(str(name or "anonymous")[:64], "hmi"),
-            "session.login",
-            "user",
-            str(name or "")[:64],
-            outcome="denied",
-            reason="missing or wrong CSRF token",
-        )
         return render(request, "login.html", status=403, next=next_path, error=t("login.csrf"), name="")
     if (
         not isinstance(name, str)
@@ -76,25 +68,20 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     limiter = request.app[LOGIN_LIMITER]
     address = request.remote or "?"
-    wait = limiter.retry_after(address, name)
-    if wait > 0:
-        await audit.write(Actor(name, "hmi"), "session.login", "user", name, outcome="denied", reason="rate limited")
-        return render(
-            request,
-            "login.html",
-            status=429,
-            next=next_path,
-            error=t("login.rate_limited", seconds=math.ceil(wait)),
-            name=name,
-        )
-    user = await request.app[CONTEXT][USERS].authenticate(name, password)
-    if user is None:
-        limiter.failed(address, name)
-        await audit.write(
-            Actor(name, "hmi"), "session.login", "user", name, outcome="denied", reason="unknown user or wrong password"
-        )
-        return render(request, "login.html", status=401, next=next_path, error=t("login.failed"), name=name)
-    limiter.succeeded(address, name)
+    with limiter.attempt(address, name) as attempt:  # counted before the password is checked
+        if attempt.refused:
+            return render(
+                request,
+                "login.html",
+                status=429,
+                next=next_path,
+                error=t("login.rate_limited", seconds=math.ceil(attempt.wait)),
+                name=name,
+            )
+        user = await request.app[CONTEXT][USERS].authenticate(name, password)
+        if user is None:
+            return render(request, "login.html", status=401, next=next_path, error=t("login.failed"), name=name)
+        attempt.succeeded()
     token, _session = await request.app[SESSIONS].create(
         user, address=address, user_agent=request.headers.get("User-Agent", "")
     )

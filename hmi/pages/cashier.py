@@ -10,6 +10,7 @@ from datetime import datetime
 from aiohttp import web
 
 from scada.config import CONFIG
+from scada.core.inputs import MAX_ID, InputError, parse_id
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.errors import PrepaidError
 from scada.users.auth import Permission
@@ -24,7 +25,7 @@ __all__ = ["pages", "receipt_reference"]
 pages = PageSet("cashier", requires=(PREPAID,))
 
 CHANNELS = ("cash", "card", "transfer", "wechat", "alipay")
-REVERSIBLE = frozenset({"opening", "recharge", "refund", "deduction", "charge"})
+REVERSIBLE = frozenset({"opening", "recharge", "refund", "deduction", "charge", "late_fee"})
 MAX_RESULTS = 20
 
 
@@ -66,9 +67,14 @@ async def receipt(call: PageCall) -> web.StreamResponse:
     room_id = call.request.match_info["room"]
     raw = call.request.match_info["entry"]
     room = call.request.app[LIVE].summary(room_id)
-    if room is None or not raw.isdigit():
+    try:
+        entry_id = parse_id(raw, "entry")  # ASCII digits within 64 bits ("¹" is a digit to str.isdigit)
+    except InputError:
+        entry_id = None
+    if entry_id == MAX_ID:  # the lookup asks for the entries before entry_id + 1
+        entry_id = None
+    if room is None or entry_id is None:
         return error_page(call.request, 404, call.t("receipt.unknown", entry=raw[:20], room=room_id[:64]))
-    entry_id = int(raw)
     try:
         view, ledger = await engine.ledger(room_id, limit=1, before_id=entry_id + 1)
     except PrepaidError:

@@ -5,10 +5,10 @@ bus), each with its own connection (pymodbus serialises requests on a connection
 dispatcher hands the next job to an idle worker: urgent operations (commands, reads on demand)
 before polls, polls in order of their due time, and *bulk* operations (the commands of a batch
 job) only while no poll has waited ``BULK_SLACK_S`` past its due time: a batch takes the link's
-spare time, and delays a poll by at most that much (and one request), however long the batch. After each answer a worker keeps the link's
-inter-frame gap before its next request. A failed request is retried ``retries`` times with
-backoff; after a timeout on an RTU link the worker stays silent for one more timeout so that a
-late answer is not taken for the answer to the next request.
+spare time, and delays a poll by at most that much (and one request), however long the batch.
+After each answer a worker keeps the link's inter-frame gap before its next request. A failed
+request is retried ``retries`` times with backoff; after a timeout on an RTU link the worker
+stays silent for one more timeout so that a late answer is not taken for the answer to the next request.
 
 Nothing here knows about devices or tags: a job is any object with ``stale`` and
 ``run(connection)``; the poller supplies them.
@@ -200,7 +200,7 @@ class Link:
         while self._bulk:
             item = self._bulk.popleft()
             if not item.future.done():  # a caller that gave up waiting takes no turn
-                        return item
+                return item
         return None
 
     async def _dispatch(self) -> None:

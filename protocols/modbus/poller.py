@@ -146,7 +146,8 @@ class _Device:
         self.removed = False
         self.probe_backoff = 0.0
         self.stats = DeviceStats(
-            meter_id=spec.meter_id, link=spec.link, unit_id=spec.unit_id, circuit=spec.circuit, profile=spec.profile,
+            meter_id=spec.meter_id, link=spec.link, unit_id=spec.unit_id, address=spec.address, circuit=spec.circuit,
+            profile=spec.profile,
         )
 
     @property

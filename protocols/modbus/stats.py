@@ -73,6 +73,7 @@ class DeviceStats(Counters):
     meter_id: str = ""
     link: str = ""
     unit_id: int = 0
+    address: str | None = None  # a DL/T 645 address, an MQTT device id
     circuit: int | None = None
     profile: str = ""
     state: str = "unknown"  # unknown | online | offline | config_error

@@ -14,6 +14,7 @@ from tags import DataType
 __all__ = [
     "ELECTRICITY_POINTS",
     "KnownPoint",
+    "LINK_POINTS",
     "METER_POINTS",
     "ROOM_POINTS",
     "ROOM_REQUIRED",
@@ -66,6 +67,10 @@ ROOM_POINTS: dict[str, KnownPoint] = {
     "alarm_priority": KnownPoint(_I, "", "Highest priority of the room's active alarms, 0 none"),
 }
 
+LINK_POINTS: dict[str, KnownPoint] = {
+    "comm_ok": KnownPoint(_B, "", "The link (gateway, bus) is connected"),
+}
+
 # the room points every room object carries, fed or not
 ROOM_REQUIRED = ("balance", "supply_state", "alarm_level", "account_state")
 
@@ -73,6 +78,6 @@ _METER_ANY = {**ELECTRICITY_POINTS, **WATER_POINTS, **METER_POINTS}
 
 
 def known_point(owner: str, point: str) -> KnownPoint | None:
-    """``owner`` is ``"meter"`` or ``"room"``."""
-    table = ROOM_POINTS if owner == "room" else _METER_ANY
+    """``owner`` is ``"meter"``, ``"room"`` or ``"link"``."""
+    table = ROOM_POINTS if owner == "room" else LINK_POINTS if owner == "link" else _METER_ANY
     return table.get(point)

@@ -27,6 +27,7 @@ class OpcUaConfig(BaseModel):
     certificate_hosts: list[str] = []  # extra DNS names / addresses for the server certificate
     publish_batch: int = Field(default=5_000, ge=1, le=1_000_000)  # tag changes taken per update round
     queue_size: int = Field(default=100_000, ge=100)  # the tag subscription's queue (it coalesces beyond)
+    history_max_values: int = Field(default=10_000, ge=100, le=1_000_000)  # HistoryRead values per node and answer
     # security mode None and anonymous sessions are refused by `scada check-config` and `scada run`
     # unless this says, with a reason, why this site allows them
     insecure_ok: bool = False

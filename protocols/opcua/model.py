@@ -7,6 +7,7 @@ package never reads either. Ids are the registry's ids; browse names are the reg
 
 from __future__ import annotations
 
+import enum
 import functools
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,6 +16,8 @@ from tags import DataType
 
 __all__ = [
     "BuildingSpec",
+    "LinkSpec",
+    "SeriesKind",
     "FloorSpec",
     "MeterSpec",
     "PointSpec",
@@ -37,6 +40,14 @@ def browse_name(point: str) -> str:
     return "".join(_ACRONYMS.get(p, p[:1].upper() + p[1:]) for p in parts)
 
 
+class SeriesKind(str, enum.Enum):
+    """What a historized variable's history holds (it decides Delta, Minimum and Maximum)."""
+
+    INCREMENTS = "increments"  # consumption per stored interval (registers): Delta adds them up
+    INTERVALS = "intervals"  # an average per stored interval, with its minimum and maximum (analogs)
+    SAMPLES = "samples"  # logged samples (raw logging): Delta is last minus first
+
+
 @dataclass(frozen=True, slots=True)
 class PointSpec:
     """One variable: fed by the tag ``tag`` (its NodeId is ``ns=<ns>;s=<tag>``)."""
@@ -47,6 +58,7 @@ class PointSpec:
     unit: str = ""
     description: str = ""
     derived: bool = False  # computed by the server (uncertain until fed), not read from a device
+    history: SeriesKind | None = None  # historized: HistoryRead serves this kind of series
 
     @property
     def browse_name(self) -> str:
@@ -68,6 +80,15 @@ class MeterSpec:
 class RoomSpec:
     id: str
     floor_id: str
+    name: str
+    description: str = ""
+    points: tuple[PointSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """A link (gateway or bus) of the poller: ``Site/Links/<name>``, the source of its alarms."""
+
     name: str
     description: str = ""
     points: tuple[PointSpec, ...] = ()
@@ -96,6 +117,7 @@ class SiteSpec:
     floors: dict[str, FloorSpec] = field(default_factory=dict)
     rooms: dict[str, RoomSpec] = field(default_factory=dict)
     meters: dict[str, MeterSpec] = field(default_factory=dict)
+    links: dict[str, LinkSpec] = field(default_factory=dict)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first dangling reference."""

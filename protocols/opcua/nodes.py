@@ -37,6 +37,8 @@ class RefType:
     HAS_COMPONENT = ua.NodeId(ua.ObjectIds.HasComponent)
     HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
     HAS_TYPE_DEFINITION = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
+    HAS_NOTIFIER = ua.NodeId(ua.ObjectIds.HasNotifier)
+    HAS_HISTORICAL_CONFIGURATION = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +195,9 @@ def _shape(node_class: ua.NodeClass, extra: tuple[tuple[ua.AttributeIds, Attribu
     return shape
 
 
-def _object_shape() -> dict[ua.AttributeIds, AttributeValue]:
-    return _shape(ua.NodeClass.Object, ((A.EventNotifier, _static(0, ua.VariantType.Byte)),))
+def _object_shape(notifier: bool = False) -> dict[ua.AttributeIds, AttributeValue]:
+    events = ua.EventNotifier.SubscribeToEvents.mask if notifier else 0
+    return _shape(ua.NodeClass.Object, ((A.EventNotifier, _static(events, ua.VariantType.Byte)),))
 
 
 def _method_shape() -> dict[ua.AttributeIds, AttributeValue]:
@@ -205,15 +208,19 @@ def _method_shape() -> dict[ua.AttributeIds, AttributeValue]:
 
 
 @functools.cache
-def _variable_shape(data_type: ua.NodeId, value_rank: int, array_dimensions: tuple[int, ...] | None) -> dict[ua.AttributeIds, AttributeValue]:
+def _variable_shape(
+    data_type: ua.NodeId, value_rank: int, array_dimensions: tuple[int, ...] | None, historizing: bool = False
+) -> dict[ua.AttributeIds, AttributeValue]:
     read = ua.AccessLevel.CurrentRead.mask
+    if historizing:
+        read |= ua.AccessLevel.HistoryRead.mask
     extra = [
         (A.DataType, _static(data_type, ua.VariantType.NodeId)),
         (A.ValueRank, _static(value_rank, ua.VariantType.Int32)),
         (A.AccessLevel, _static(read, ua.VariantType.Byte)),
         (A.UserAccessLevel, _static(read, ua.VariantType.Byte)),
         (A.MinimumSamplingInterval, _static(0.0, ua.VariantType.Double)),
-        (A.Historizing, _static(False, ua.VariantType.Boolean)),
+        (A.Historizing, _static(historizing, ua.VariantType.Boolean)),
     ]
     if array_dimensions is not None:
         extra.append((A.ArrayDimensions, _static(array_dimensions, ua.VariantType.UInt32)))
@@ -228,6 +235,7 @@ class NodeWriter:
         self._texts: dict[str, AttributeValue] = {}
         self._back_refs: dict[ua.NodeId, dict[ua.NodeId, ua.ReferenceDescription]] = {}
         self._type_refs: dict[ua.NodeId, ua.ReferenceDescription] = {}
+        self._config_refs: dict[ua.NodeId, ua.ReferenceDescription] = {}
         self.added = 0
 
     # -- shared pieces -----------------------------------------------------------------------
@@ -270,6 +278,42 @@ class NodeWriter:
             )
             self._type_refs[type_id] = ref
         return ref
+
+    def _config_ref(self, config: ua.NodeId) -> ua.ReferenceDescription:
+        # one HasHistoricalConfiguration reference, shared by every variable of one history kind
+        ref = self._config_refs.get(config)
+        if ref is None:
+            cnode = self.aspace[config]
+            ref = ua.ReferenceDescription(
+                ReferenceTypeId=RefType.HAS_HISTORICAL_CONFIGURATION,
+                IsForward=True,
+                NodeId=config,
+                BrowseName=cnode.attributes[A.BrowseName].value.Value.Value,  # type: ignore[union-attr]
+                DisplayName=cnode.attributes[A.DisplayName].value.Value.Value,  # type: ignore[union-attr]
+                NodeClass=ua.NodeClass.Object,
+                TypeDefinition=ua.NodeId(ua.ObjectIds.HistoricalDataConfigurationType),
+            )
+            self._config_refs[config] = ref
+        return ref
+
+    def add_notifier_reference(self, parent: ObjectNode, child: ObjectNode) -> None:
+        """``parent`` HasNotifier ``child`` (both ways): the event notifier hierarchy."""
+        parent_data = parent.data if parent.data is not None else self.aspace.get(parent.nodeid)
+        child_data = child.data if child.data is not None else self.aspace.get(child.nodeid)
+        if parent_data is None or child_data is None:
+            raise ValueError(f"no node {parent.nodeid.to_string()} or {child.nodeid.to_string()}")
+        parent_data.references.append(
+            ua.ReferenceDescription(
+                ReferenceTypeId=RefType.HAS_NOTIFIER, IsForward=True, NodeId=child.nodeid, BrowseName=child.browse_name,
+                DisplayName=child.display_name, NodeClass=child.node_class, TypeDefinition=child.type_definition,
+            )
+        )
+        child_data.references.append(
+            ua.ReferenceDescription(
+                ReferenceTypeId=RefType.HAS_NOTIFIER, IsForward=False, NodeId=parent.nodeid, BrowseName=parent.browse_name,
+                DisplayName=parent.display_name, NodeClass=parent.node_class, TypeDefinition=parent.type_definition,
+            )
+        )
 
     def _back_ref(self, parent: ObjectNode, ref_type: ua.NodeId) -> ua.ReferenceDescription:
         # shared by the children of an object; a variable's or method's one or two properties
@@ -339,9 +383,11 @@ class NodeWriter:
         *,
         description: str = "",
         ref_type: ua.NodeId = RefType.ORGANIZES,
+        notifier: bool = False,
     ) -> ObjectNode:
+        """An object; ``notifier``: clients may subscribe to events at it (EventNotifier)."""
         node, qn, lt = self._new(
-            nodeid, ua.NodeClass.Object, name, description, parent, ref_type, type_definition, _object_shape()
+            nodeid, ua.NodeClass.Object, name, description, parent, ref_type, type_definition, _object_shape(notifier)
         )
         return ObjectNode(nodeid, qn, lt, ua.NodeClass.Object, type_definition, node)
 
@@ -359,16 +405,21 @@ class NodeWriter:
         value_rank: int = -1,
         array_dimensions: tuple[int, ...] | None = None,
         name_ns: int | None = None,
+        history_config: ua.NodeId | None = None,
     ) -> tuple[ObjectNode, ValueAttribute]:
         """A read-only variable; returns it (as a parent for properties) and its Value attribute.
 
         Pass a :class:`ValueAttribute` as ``value`` to share one constant value between many
-        nodes (the EngineeringUnits of every kWh variable)."""
+        nodes (the EngineeringUnits of every kWh variable). ``history_config``: the variable is
+        historized (Historizing, the HistoryRead access bit) and references this
+        HistoricalDataConfiguration."""
         value_attr = value if isinstance(value, ValueAttribute) else ValueAttribute(value)
         node, qn, lt = self._new(
             nodeid, ua.NodeClass.Variable, name, description, parent, ref_type, type_definition,
-            _variable_shape(data_type, value_rank, array_dimensions), value_attr, name_ns,
+            _variable_shape(data_type, value_rank, array_dimensions, history_config is not None), value_attr, name_ns,
         )
+        if history_config is not None:
+            node.references.append(self._config_ref(history_config))
         return ObjectNode(nodeid, qn, lt, ua.NodeClass.Variable, type_definition, node), value_attr
 
     def add_property(
@@ -413,7 +464,7 @@ class NodeWriter:
         return [
             r.NodeId
             for r in node.references
-            if r.IsForward and r.ReferenceTypeId in (RefType.ORGANIZES, RefType.HAS_COMPONENT, RefType.HAS_PROPERTY)
+            if r.IsForward and r.ReferenceTypeId in (RefType.ORGANIZES, RefType.HAS_COMPONENT, RefType.HAS_PROPERTY, RefType.HAS_NOTIFIER)
         ]
 
     def subtree(self, nodeid: ua.NodeId) -> list[ua.NodeId]:

@@ -26,7 +26,10 @@ from asyncua.server.internal_server import ServerDesc
 
 from tags import TagChange
 
+from .conditions import ConditionActions, ConditionManager, ConditionState
 from .config import OpcUaConfig
+from .history import HistoryAccess, HistorySource, define_history_nodes
+from .methods import MethodRefused, bad_args
 from .model import PointSpec, SiteSpec
 from .nodes import NodeWriter
 from .pki import Pki
@@ -46,26 +49,21 @@ _POLICIES = {
 }
 
 
-class MethodRefused(Exception):
-    """Raised by a method hook: the call ends with ``status`` (an ``ua.StatusCodes`` value)."""
-
-    def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(message or status_name(status))
-        self.status = status
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class ServerHooks:
     """What the runtime plugs in. ``authenticate(user, password, peer)`` returns an opaque
     principal or None; ``set_relay(caller, meter_id, closed)`` returns the result text;
     ``recharge(caller, room_id, amount, reference)`` the new balance; both raise
-    :class:`MethodRefused`. ``refused(caller, service)`` hears of refused writes."""
+    :class:`MethodRefused`. ``refused(caller, service)`` hears of refused writes.
+    ``history`` serves HistoryRead (None: no variable is historized); ``conditions`` acts on the
+    alarms behind conditions (None: their methods answer Bad_NotImplemented)."""
 
     authenticate: Callable[[str, str, str], Awaitable[Any | None]]
     set_relay: Callable[[Caller, str, bool], Awaitable[str]]
     recharge: Callable[[Caller, str, float, str], Awaitable[float]]
     refused: Callable[[Caller, str], Awaitable[None]]
+    history: HistorySource | None = None
+    conditions: ConditionActions | None = None
 
 
 class _ServiceFaults(logging.Filter):
@@ -159,6 +157,8 @@ class OpcUaServer:
         self.gate = Gate(hooks.authenticate, hooks.refused, allow_anonymous=config.allow_anonymous)
         self._server: _Server | None = None
         self._site: SiteNodes | None = None
+        self.history: HistoryAccess | None = None
+        self._conditions: ConditionManager | None = None
         self.types: TypeIds | None = None
         self.ns = 0
         self.build_s = 0.0
@@ -192,10 +192,25 @@ class OpcUaServer:
         server.set_certificate_validator(self._validate_client)
         self.ns = await server.register_namespace(cfg.namespace_uri)
         self.types = await define_types(server, self.ns, set_relay=self._call_set_relay, recharge=self._call_recharge)
-        self._site = SiteNodes(
+        configs = await define_history_nodes(server, self.ns, max_values=cfg.history_max_values) if self.hooks.history else {}
+        self._site = site = SiteNodes(
             NodeWriter(server.iserver.aspace), self.ns, self.types, cfg.namespace_uri,
-            set_relay=self._call_set_relay, recharge=self._call_recharge,
+            set_relay=self._call_set_relay, recharge=self._call_recharge, history_configs=configs,
         )
+        aspace = server.iserver.aspace
+        ns = self.ns
+
+        def tag_of(nodeid: ua.NodeId) -> str | None:
+            ident = nodeid.Identifier
+            return ident if nodeid.NamespaceIndex == ns and isinstance(ident, str) and site.has_tag(ident) else None
+
+        # HistoryRead is served from the historian, not from asyncua's own history storage
+        self.history = HistoryAccess(
+            self.hooks.history, tag_of=tag_of, exists=lambda nodeid: nodeid in aspace, max_values=cfg.history_max_values,
+        )
+        server.iserver.history_manager = self.history  # type: ignore[assignment]
+        self._conditions = ConditionManager(server.iserver, site, ns, self.hooks.conditions)
+        self._conditions.install()
         await server.start()
         self._server = server
         if cfg.none_allowed and not cfg.loopback:
@@ -224,6 +239,16 @@ class OpcUaServer:
         if self._site is None:
             raise RuntimeError("the OPC UA server is not started")
         return self._site
+
+    @property
+    def conditions(self) -> ConditionManager:
+        if self._conditions is None:
+            raise RuntimeError("the OPC UA server is not started")
+        return self._conditions
+
+    async def update_condition(self, state: ConditionState, *, emit: bool = True) -> None:
+        """A condition's new state; its event goes to the subscribers (``emit``)."""
+        await self.conditions.update(state, emit=emit)
 
     @property
     def asyncua(self) -> Server:
@@ -288,20 +313,7 @@ class OpcUaServer:
     def _caller() -> Caller:
         return CALLER.get() or Caller(None, "anonymous", "internal", "None")
 
-    @staticmethod
-    def _bad_args(args: tuple[Any, ...], expected: list[ua.VariantType | tuple[ua.VariantType, ...]]) -> ua.CallMethodResult | None:
-        if len(args) < len(expected):
-            return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadArgumentsMissing))
-        if len(args) > len(expected):
-            return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadTooManyArguments))
-        results = []
-        for arg, want in zip(args, expected, strict=False):
-            types = want if isinstance(want, tuple) else (want,)
-            ok = isinstance(arg, ua.Variant) and arg.VariantType in types and not arg.is_array
-            results.append(ua.StatusCode() if ok else ua.StatusCode(ua.StatusCodes.BadTypeMismatch))
-        if all(r.is_good() for r in results):
-            return None
-        return ua.CallMethodResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadInvalidArgument), InputArgumentResults=results)
+    _bad_args = staticmethod(bad_args)
 
     async def _run_hook(self, name: str, target: str, call: Awaitable[Any]) -> Any:
         try:

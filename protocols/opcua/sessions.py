@@ -7,8 +7,8 @@ asyncua's user manager is synchronous and its method callbacks are not told who 
   asynchronous ``authenticate`` (scrypt runs off the event loop); asyncua's synchronous
   ``get_user`` then only looks the verdict up. A password sent in clear over a channel that is
   not encrypted is refused.
-- a Call runs with :data:`CALLER` set to the session's :class:`Caller`, so method handlers know
-  the user;
+- a Call or a HistoryRead runs with :data:`CALLER` set to the session's :class:`Caller`, so
+  method handlers and the history source know the user;
 - Write, node management and history updates are refused with ``Bad_UserAccessDenied`` for every
   client session (nothing here is writable through them) and reported to ``on_refused``.
 
@@ -39,6 +39,7 @@ from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 __all__ = [
     "CALLER",
     "CHANNEL_SECURE",
+    "SESSION_ID",
     "Caller",
     "Gate",
     "GatedProcessor",
@@ -67,6 +68,8 @@ class Caller:
 
 
 CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("opcua_caller", default=None)
+# the session of the Call being processed (ConditionRefresh may only name its own subscriptions)
+SESSION_ID: contextvars.ContextVar[ua.NodeId | None] = contextvars.ContextVar("opcua_session_id", default=None)
 # whether the channel of the CreateSession being processed is signed (the client certificate
 # matters then; on a channel without security it is not used and not checked)
 CHANNEL_SECURE: contextvars.ContextVar[bool] = contextvars.ContextVar("opcua_channel_secure", default=False)
@@ -85,6 +88,7 @@ _O = ua.ObjectIds
 _ACTIVATE = _id(_O.ActivateSessionRequest_Encoding_DefaultBinary)
 _CREATE = _id(_O.CreateSessionRequest_Encoding_DefaultBinary)
 _CALL = _id(_O.CallRequest_Encoding_DefaultBinary)
+_HISTORY_READ = _id(_O.HistoryReadRequest_Encoding_DefaultBinary)
 _REFUSED: dict[ua.NodeId, str] = {
     _id(_O.WriteRequest_Encoding_DefaultBinary): "Write",
     _id(_O.AddNodesRequest_Encoding_DefaultBinary): "AddNodes",
@@ -184,11 +188,13 @@ class GatedProcessor(UaProcessor):
             return await super().process_message(seqhdr, body)  # let asyncua report it
         if typeid == _ACTIVATE:
             return await self._activate(seqhdr, body, peek, requesthdr)
-        if typeid == _CALL:
+        if typeid in (_CALL, _HISTORY_READ):
             token = CALLER.set(self.caller())
+            session = SESSION_ID.set(self.session.session_id if self.session is not None else None)
             try:
                 return await super().process_message(seqhdr, body)
             finally:
+                SESSION_ID.reset(session)
                 CALLER.reset(token)
         refused = _REFUSED.get(typeid)
         if refused is not None and self.session is not None:

@@ -2,10 +2,15 @@
 with a :class:`SiteSpec`, and the tag → node index that live values go through.
 
 Node ids are readable and stable: ``building:B1``, ``floor:B1-F1``, ``room:B1-R101``,
-``meter:E-B1-101``, and every variable's id is the name of the tag that feeds it
-(``E-B1-101.energy_total``, ``room:B1-R101.balance``). Common-area meters (no room) hang under
-their building. Browse names are the registry's names; where two siblings would share one, the
-later one is named by its id.
+``meter:E-B1-101``, ``links``/``link:gw-1``, and every variable's id is the name of the tag that
+feeds it (``E-B1-101.energy_total``, ``room:B1-R101.balance``). Common-area meters (no room) hang
+under their building; the poller's links under ``Site/Links``. Browse names are the registry's
+names; where two siblings would share one, the later one is named by its id.
+
+The folders (``Site``, buildings, floors, ``Links``) are event notifiers: ``Server`` HasNotifier
+``Site`` (which ``Objects`` organizes), and each folder hangs under its parent folder by
+HasNotifier. An alarm event of a meter reaches the subscribers of ``Server``, ``Site``, its
+building and its floor.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from asyncua import ua
 
 from tags import DataType, TagChange, TagValue
 
-from .model import MeterSpec, PointSpec, RoomSpec, SiteSpec
+from .model import LinkSpec, MeterSpec, PointSpec, RoomSpec, SeriesKind, SiteSpec
 from .nodes import NodeWriter, ObjectNode, RefType, ValueAttribute
 from .status import VARIANT_TYPES, data_value
 from .types import (
@@ -35,7 +40,7 @@ from .types import (
 )
 from .units import eu_information
 
-__all__ = ["SiteNodes", "SyncResult"]
+__all__ = ["SERVER_NODE", "SiteNodes", "SyncResult"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,15 @@ _OBJECTS = ObjectNode(
     ua.NodeId(ua.ObjectIds.ObjectsFolder), ua.QualifiedName("Objects", 0), ua.LocalizedText("Objects"),
     ua.NodeClass.Object, _FOLDER,
 )
+_SERVER = ObjectNode(
+    ua.NodeId(ua.ObjectIds.Server), ua.QualifiedName("Server", 0), ua.LocalizedText("Server"),
+    ua.NodeClass.Object, ua.NodeId(ua.ObjectIds.ServerType),
+)
+SERVER_NODE = _SERVER.nodeid
+_NOTIFIER_KINDS = ("site", "building", "floor", "links")
+# a notifier folder hangs under its notifier parent by HasNotifier (hierarchical, so it browses
+# like Organizes; both would show each folder twice in a hierarchical browse)
+_NOTIFIER: dict[str, Any] = {"notifier": True, "ref_type": RefType.HAS_NOTIFIER}
 _YIELD_EVERY = 2_000  # updates (or nodes) between returns to the event loop
 
 LookupValue = Callable[[str], TagValue | None]
@@ -78,7 +92,7 @@ class SyncResult:
 
 def _structure(spec: Any) -> Any:
     # what decides where and how an object is built; points are reconciled separately
-    if isinstance(spec, (MeterSpec, RoomSpec)):
+    if isinstance(spec, (MeterSpec, RoomSpec, LinkSpec)):
         return replace(spec, points=())
     return spec
 
@@ -93,8 +107,10 @@ class SiteNodes:
         *,
         set_relay: Callable[..., Any],
         recharge: Callable[..., Any],
+        history_configs: dict[SeriesKind, ua.NodeId] | None = None,
     ) -> None:
         self.writer = writer
+        self.history_configs = history_configs or {}
         self.ns = ns
         self.types = types
         self.namespace_uri = namespace_uri
@@ -129,6 +145,24 @@ class SiteNodes:
 
     def has_object(self, key: str) -> bool:
         return key in self._objects
+
+    def object_name(self, key: str) -> str | None:
+        """The browse name of one of our objects (``meter:E-1`` → ``E-1``)."""
+        node = self._objects.get(key)
+        return node.browse_name.Name if node is not None else None
+
+    def notifiers(self, key: str) -> list[ua.NodeId]:
+        """The event notifiers an event of the object ``key`` reaches: ``Server`` and the
+        folders above the object (itself included when it is a folder)."""
+        out = [SERVER_NODE]
+        current: str | None = key
+        chain: list[ua.NodeId] = []
+        while current is not None:
+            if current.partition(":")[0] in _NOTIFIER_KINDS and current in self._objects:
+                chain.append(self._objects[current].nodeid)
+            current = self._parent_key(current) if current in self._objects else None
+        out.extend(reversed(chain))
+        return out
 
     def has_node(self, key: str) -> bool:
         """Any node of ours by its id string (``meter:E-1/SetRelay``)."""
@@ -180,7 +214,7 @@ class SiteNodes:
                 added += self._add_object(key, structure, parent)
                 if key.startswith("meter:"):
                     meters_added.append(key[6:])
-            if isinstance(full, (MeterSpec, RoomSpec)):
+            if isinstance(full, (MeterSpec, RoomSpec, LinkSpec)):
                 for point in full.points:
                     if point.tag not in self._vars:
                         added += self.add_point(key, point, current(point.tag), now=now)
@@ -200,6 +234,10 @@ class SiteNodes:
         for m in site.meters.values():
             parent = f"room:{m.room_id}" if m.room_id is not None else f"building:{m.building_id}"
             out[f"meter:{m.id}"] = (_structure(m), parent, m)
+        if site.links:
+            out["links"] = (("links",), "site", None)
+            for link in site.links.values():
+                out[f"link:{link.name}"] = (_structure(link), "links", link)
         return out
 
     def _unique_name(self, parent_key: str, name: str, fallback: str) -> str:
@@ -214,16 +252,23 @@ class SiteNodes:
         w = self.writer
         before = w.added
         if key == "site":
-            node = w.add_object(nodeid, "Site", _OBJECTS, _FOLDER, description=f"Site: {spec[1]}")
+            node = w.add_object(nodeid, "Site", _OBJECTS, _FOLDER, description=f"Site: {spec[1]}", notifier=True)
+            w.add_notifier_reference(_SERVER, node)
         else:
             parent = self._objects[parent_key]
             kind, _, ident = key.partition(":")
             if kind == "building":
                 name = self._unique_name(parent_key, spec.name, ident)
-                node = w.add_object(nodeid, name, parent, _FOLDER, description=f"Building {spec.name} ({ident})")
+                node = w.add_object(nodeid, name, parent, _FOLDER, description=f"Building {spec.name} ({ident})", **_NOTIFIER)
             elif kind == "floor":
                 name = self._unique_name(parent_key, spec.name, ident)
-                node = w.add_object(nodeid, name, parent, _FOLDER, description=f"Floor {spec.name} ({ident})")
+                node = w.add_object(nodeid, name, parent, _FOLDER, description=f"Floor {spec.name} ({ident})", **_NOTIFIER)
+            elif kind == "links":
+                name = self._unique_name(parent_key, "Links", key)
+                node = w.add_object(nodeid, name, parent, _FOLDER, description="The poller's links (gateways, buses)", **_NOTIFIER)
+            elif kind == "link":
+                name = self._unique_name(parent_key, ident, ident)
+                node = w.add_object(nodeid, name, parent, self.types.link, description=spec.description or f"Link {ident}")
             elif kind == "room":
                 name = self._unique_name(parent_key, spec.name, ident)
                 node = w.add_object(
@@ -307,6 +352,7 @@ class SiteNodes:
             DATA_TYPES[point.data_type],
             type_definition=_ANALOG if analog else _DATA_VARIABLE,
             description=point.description,
+            history_config=self.history_configs.get(point.history) if point.history is not None else None,
         )
         if eu is not None:
             self.writer.add_property(self.nodeid(f"{point.tag}/EngineeringUnits"), "EngineeringUnits", var_node, eu, _EU_TYPE)
@@ -340,7 +386,7 @@ class SiteNodes:
         if node is None:
             return None
         for ref in node.references:
-            if not ref.IsForward and ref.ReferenceTypeId in (RefType.ORGANIZES, RefType.HAS_COMPONENT):
+            if not ref.IsForward and ref.ReferenceTypeId in (RefType.ORGANIZES, RefType.HAS_COMPONENT, RefType.HAS_NOTIFIER):
                 ident = ref.NodeId.Identifier
                 return ident if isinstance(ident, str) and ident in self._objects else None
         return None

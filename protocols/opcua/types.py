@@ -1,5 +1,5 @@
 """Our ObjectTypes: ``MeterType`` (abstract) with ``ElectricityMeterType`` and ``WaterMeterType``,
-and ``RoomType``. Instances reference them with HasTypeDefinition, so a client finds every meter
+``RoomType`` and ``LinkType``. Instances reference them with HasTypeDefinition, so a client finds every meter
 by browsing for objects of a type. The types are a handful of nodes, built once with asyncua's
 own node API (speed does not matter here; correctness of the type model does).
 """
@@ -17,6 +17,7 @@ from tags import DataType
 
 from .catalogue import (
     ELECTRICITY_POINTS,
+    LINK_POINTS,
     METER_POINTS,
     ROOM_POINTS,
     ROOM_REQUIRED,
@@ -73,6 +74,7 @@ class TypeIds:
     room: ua.NodeId
     set_relay: ua.NodeId  # the method declaration on MeterType
     recharge: ua.NodeId  # the method declaration on RoomType
+    link: ua.NodeId = ua.NodeId(ua.ObjectIds.BaseObjectType)
 
     def meter_type(self, kind: str) -> ua.NodeId:
         return self.water_meter if kind == "water" else self.electricity_meter
@@ -124,4 +126,7 @@ async def define_types(
         RECHARGE_INPUTS, RECHARGE_OUTPUTS,
     )
     await recharge_node.set_modelling_rule(True)
-    return TypeIds(meter.nodeid, electricity.nodeid, water.nodeid, room.nodeid, relay.nodeid, recharge_node.nodeid)
+
+    link = await base.add_object_type(*tid("LinkType"))
+    await _declare(link, ns, "type:LinkType", LINK_POINTS, mandatory=tuple(LINK_POINTS))
+    return TypeIds(meter.nodeid, electricity.nodeid, water.nodeid, room.nodeid, relay.nodeid, recharge_node.nodeid, link.nodeid)

@@ -134,6 +134,14 @@ class Alarm:
     activations: int
     updated_at: datetime
     version: int
+    # confirmation after acknowledgement (OPC UA Confirm), the last comment (acknowledge,
+    # confirm and comment carry one) and one-shot shelving (until the condition clears)
+    confirmed_at: datetime | None = None
+    confirmed_by: str | None = None
+    comment: str | None = None
+    comment_by: str | None = None
+    comment_at: datetime | None = None
+    shelve_one_shot: bool = False
 
     @property
     def standing(self) -> bool:
@@ -211,5 +219,11 @@ def alarm_document(alarm: Alarm) -> dict[str, object]:
         "shelve_reason": alarm.shelve_reason,
         "closed_at": ts(alarm.closed_at),
         "activations": alarm.activations,
+        "confirmed_at": ts(alarm.confirmed_at),
+        "confirmed_by": alarm.confirmed_by,
+        "comment": alarm.comment,
+        "comment_by": alarm.comment_by,
+        "comment_at": ts(alarm.comment_at),
+        "shelve_one_shot": alarm.shelve_one_shot,
         "version": alarm.version,
     }

@@ -52,6 +52,10 @@ BUILTIN: dict[str, AlarmClass] = {
             "historian_buffer", "system", P.HIGH, delay_off_s=60, limit=0.8, deadband_pct=10,
             title="Historian buffer filling",
         ),
+        AlarmClass(
+            "login_burst", "system", P.HIGH, delay_off_s=300, limit=30, deadband_pct=50,
+            title="Burst of failed logins",
+        ),
     )
 }
 CLASS_NAMES = tuple(BUILTIN)

@@ -1,4 +1,4 @@
-"""``scada alarms list|show|ack|shelve|unshelve``: the alarm console on the command line.
+"""``scada alarms list|show|ack|confirm|comment|shelve|unshelve``: the alarm console on the command line.
 
 The commands work on the database (``--config FILE``, the demo's otherwise), so they work
 whether or not a server runs. A running server's engine picks their changes up within
@@ -179,6 +179,27 @@ def cmd_ack(args: argparse.Namespace) -> int:
     return _apply(config, "acknowledged", ack, args.ids)
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    """scada alarms confirm ID: confirm acknowledged alarms (they were dealt with), audited."""
+    config = _config(args)
+    classes = config.alarms.resolved_classes()
+
+    async def confirm(db: Database, alarm_id: int) -> Alarm:
+        return (await operations.confirm(db, alarm_id, _actor(), args.reason or "", classes, _now()))[1]
+
+    return _apply(config, "confirmed", confirm, args.ids)
+
+
+def cmd_comment(args: argparse.Namespace) -> int:
+    """scada alarms comment ID TEXT: add a comment to an open alarm, audited."""
+    config = _config(args)
+
+    async def comment(db: Database, alarm_id: int) -> Alarm:
+        return (await operations.comment(db, alarm_id, _actor(), args.text, _now()))[1]
+
+    return _apply(config, "commented", comment, [args.id])
+
+
 def cmd_shelve(args: argparse.Namespace) -> int:
     """scada alarms shelve ID: shelve for a while with a reason, audited."""
     config = _config(args)
@@ -204,7 +225,7 @@ def cmd_unshelve(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``scada alarms`` to the command line."""
-    p = sub.add_parser("alarms", help="list, acknowledge and shelve alarms (works on the database)")
+    p = sub.add_parser("alarms", help="list, acknowledge, confirm, comment and shelve alarms (works on the database)")
     asub = p.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
 
     q = asub.add_parser("list", help="the standing alarms, most urgent first")
@@ -230,6 +251,18 @@ def register(sub: Any) -> None:
     q.add_argument("--reason", help="why (recorded with the acknowledgement)")
     q.add_argument("--config")
     q.set_defaults(handler=cmd_ack)
+
+    q = asub.add_parser("confirm", help="confirm acknowledged alarms: they were dealt with")
+    q.add_argument("ids", type=int, nargs="+", metavar="ID")
+    q.add_argument("--reason", help="a comment recorded with the confirmation")
+    q.add_argument("--config")
+    q.set_defaults(handler=cmd_confirm)
+
+    q = asub.add_parser("comment", help="add a comment to an open alarm")
+    q.add_argument("id", type=int)
+    q.add_argument("text")
+    q.add_argument("--config")
+    q.set_defaults(handler=cmd_comment)
 
     q = asub.add_parser("shelve", help="shelve an alarm for a while, with a reason")
     q.add_argument("id", type=int)

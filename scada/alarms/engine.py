@@ -157,6 +157,7 @@ class AlarmEngine:
                 if batch:
                     self._apply_changes(batch)
                     await self._reconcile()
+                    self._poke()  # a condition may now wait for its delay: the timer loop must know
 
     async def run_timers(self) -> None:
         """Settle delays, expire shelving and retry failed writes when they are due."""
@@ -337,7 +338,7 @@ class AlarmEngine:
                 alarm, transition = apply_event(
                     alarm, event, now,
                     actor=actor if by_operator else SYSTEM_ACTOR,
-                    reason=reason if by_operator else self._why(event, key, cond.detail if cond else ""),
+                    reason=reason if by_operator else self._why(event, key, cond.detail if cond else "", alarm),
                     value=cond.value if cond is not None and condition_event else None,
                     detail=cond.detail if cond is not None and condition_event else None,
                 )
@@ -351,7 +352,7 @@ class AlarmEngine:
             return None
         return _Change(key, old, alarm, transitions)
 
-    def _why(self, event: Event, key: AlarmKey, detail: str) -> str:
+    def _why(self, event: Event, key: AlarmKey, detail: str, alarm: Alarm) -> str:
         if event is Event.ACTIVATE:
             return detail
         if event in (Event.SUPPRESS, Event.UNSUPPRESS):
@@ -359,6 +360,8 @@ class AlarmEngine:
             link = meter.link if meter is not None else "?"
             return f"link {link} {'down' if event is Event.SUPPRESS else 'up'}"
         if event is Event.UNSHELVE:
+            if alarm.shelve_one_shot and not alarm.condition_active:
+                return "one-shot shelving ended: the condition cleared"
             return "shelving expired"
         return ""
 
@@ -520,15 +523,41 @@ class AlarmEngine:
             self._emit(events)
         return [(alarm_id, outcome) for alarm_id, outcome, _ in results]
 
-    async def shelve(self, alarm_id: int, actor: Actor, reason: str, duration: timedelta) -> Alarm:
-        """Shelve a standing alarm for ``duration`` (at most ``alarms.max_shelve_hours``)."""
+    async def confirm(self, alarm_id: int, actor: Actor, reason: str = "") -> Alarm:
+        """Confirm an acknowledged alarm (the roles that may acknowledge it may confirm it)."""
+        async with self._lock:
+            _, after, transition = await operations.confirm(self.db, alarm_id, actor, reason, self.classes, self.clock.now())
+            self._take(after, transition)
+        return after
+
+    async def comment(self, alarm_id: int, actor: Actor, text: str) -> Alarm:
+        """Add a comment to an open alarm (recorded as a transition, audited)."""
+        async with self._lock:
+            _, after, transition = await operations.comment(self.db, alarm_id, actor, text, self.clock.now())
+            self._take(after, transition)
+        return after
+
+    @property
+    def max_shelve(self) -> timedelta:
+        return timedelta(hours=self.config.max_shelve_hours)
+
+    async def shelve(self, alarm_id: int, actor: Actor, reason: str, duration: timedelta | None = None, *, one_shot: bool = False) -> Alarm:
+        """Shelve a standing alarm for ``duration`` (at most ``alarms.max_shelve_hours``);
+        ``one_shot``: until its condition clears (at most ``duration``, or the maximum)."""
+        if duration is None:
+            if not one_shot:
+                raise ValueError("duration: give how long to shelve the alarm")
+            duration = self.max_shelve
         async with self._lock:
             _, after, transition = await operations.shelve(
                 self.db, alarm_id, actor, reason, duration, self.classes, self.clock.now(),
-                max_duration=timedelta(hours=self.config.max_shelve_hours),
+                max_duration=self.max_shelve, one_shot=one_shot,
             )
             self._take(after, transition)
-        return after
+            if one_shot:
+                self._dirty.add(AlarmKey.parse(after.key))  # a condition already clear ends it at once
+                await self._reconcile()
+        return self.get(alarm_id) or after
 
     async def unshelve(self, alarm_id: int, actor: Actor, reason: str = "") -> Alarm:
         async with self._lock:
@@ -665,7 +694,8 @@ def _next_event(alarm: Alarm, active: bool | None, oos: bool, suppressed: bool, 
         return Event.RETURN_TO_SERVICE
     if s is AlarmState.SHELVED:
         expired = alarm.shelved_until is not None and alarm.shelved_until <= now
-        return Event.UNSHELVE if expired else None
+        cleared = alarm.shelve_one_shot and not alarm.condition_active  # one-shot shelving ends here
+        return Event.UNSHELVE if expired or cleared else None
     if suppressed:
         return Event.SUPPRESS if s.standing else None
     if s is AlarmState.SUPPRESSED:

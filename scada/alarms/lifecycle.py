@@ -11,12 +11,15 @@
     any standing state ──shelve──► SHELVED ──unshelve / expire──► ACTIVE_UNACK or NORMAL
     any standing state ──suppress─► SUPPRESSED ──unsuppress──────► ACTIVE_UNACK or NORMAL
     any open state ──remove_from_service─► OUT_OF_SERVICE ──return_to_service─► ACTIVE_UNACK or NORMAL
+    any open state ──comment──► (unchanged)    any acknowledged open state ──confirm──► (unchanged)
 
 Returning from shelving, suppression or out-of-service re-evaluates the condition: an alarm
 still active comes back unacknowledged (the operator has not seen this instance of it), one
 that has cleared meanwhile ends. A condition change while the alarm is shelved, suppressed or
-out of service changes no state but is still recorded. An event the current state does not
-accept raises :class:`IllegalTransition` with a message an operator can read.
+out of service changes no state but is still recorded. A comment, and a confirmation (the
+operator confirms an acknowledged alarm was dealt with: OPC UA's Confirm), change no state and
+are recorded too. An event the current state does not accept raises :class:`IllegalTransition`
+with a message an operator can read.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Event(str, enum.Enum):
     UNSUPPRESS = "unsuppress"
     REMOVE_FROM_SERVICE = "remove_from_service"
     RETURN_TO_SERVICE = "return_to_service"
+    CONFIRM = "confirm"
+    COMMENT = "comment"
 
 
 class IllegalTransition(ValueError):
@@ -109,4 +114,10 @@ def next_state(state: AlarmState, event: Event, *, condition_active: bool) -> Al
         if state is S.OUT_OF_SERVICE:
             return _reevaluate(condition_active)
         raise IllegalTransition(state, event, "the alarm is not out of service")
+    elif event is E.COMMENT:
+        return state
+    elif event is E.CONFIRM:
+        if state in (S.ACTIVE_UNACK, S.CLEARED_UNACK):
+            raise IllegalTransition(state, event, "the alarm is not acknowledged: acknowledge it before confirming")
+        return state
     raise IllegalTransition(state, event, f"{event.value} is not possible in state {state.value}")

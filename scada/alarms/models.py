@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scada.db.models import Base, BigId
@@ -49,6 +49,13 @@ class AlarmRow(Base):
     activations: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     version: Mapped[int] = mapped_column(Integer)
+    # migration 0700 (OPC UA Alarms & Conditions): Confirm, comments, one-shot shelving
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    comment_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    shelve_one_shot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_alarms_key", "key"),

@@ -15,6 +15,7 @@ from scada.alarms.lifecycle import Event, next_state
 __all__ = ["apply_event", "new_occurrence"]
 
 _UNACK = (AlarmState.ACTIVE_UNACK, AlarmState.CLEARED_UNACK)
+_COMMENTED = (Event.ACKNOWLEDGE, Event.CONFIRM, Event.COMMENT)
 
 
 def new_occurrence(
@@ -50,11 +51,14 @@ def apply_event(
     value: str | None = None,
     detail: str | None = None,
     shelved_until: datetime | None = None,
+    one_shot: bool = False,
 ) -> tuple[Alarm, Transition]:
     """The occurrence after ``event`` and the record of it. Raises ``IllegalTransition``.
 
     ``condition_active`` is the process condition after the event (defaults: True for
-    activate, False for clear, unchanged otherwise).
+    activate, False for clear, unchanged otherwise). ``reason`` of an acknowledgement, a
+    confirmation or a comment becomes the occurrence's last comment; ``one_shot`` shelving ends
+    when the condition clears.
     """
     if event is Event.ACTIVATE:
         condition = True
@@ -78,13 +82,17 @@ def apply_event(
         changes["cleared_at"] = now
     elif event is Event.ACKNOWLEDGE:
         changes.update(acked_at=now, acked_by=actor, ack_reason=reason)
+    elif event is Event.CONFIRM:
+        changes.update(confirmed_at=now, confirmed_by=actor)
     elif event is Event.SHELVE:
-        changes.update(shelved_at=now, shelved_until=shelved_until, shelved_by=actor, shelve_reason=reason)
+        changes.update(shelved_at=now, shelved_until=shelved_until, shelved_by=actor, shelve_reason=reason, shelve_one_shot=one_shot)
     elif event is Event.UNSHELVE:
-        changes["shelved_until"] = None
+        changes.update(shelved_until=None, shelve_one_shot=False)
+    if event in _COMMENTED and reason:
+        changes.update(comment=reason, comment_by=actor, comment_at=now)
     if state in _UNACK and alarm.state not in _UNACK:
-        # presented again as unacknowledged: an earlier acknowledgement no longer counts
-        changes.update(acked_at=None, acked_by=None, ack_reason=None)
+        # presented again as unacknowledged: an earlier acknowledgement (and confirmation) no longer counts
+        changes.update(acked_at=None, acked_by=None, ack_reason=None, confirmed_at=None, confirmed_by=None)
     if state is AlarmState.NORMAL:
         changes["closed_at"] = now
     new = dataclasses.replace(alarm, **changes)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Operator actions on one occurrence: acknowledge, shelve, unshelve.
+"""Operator actions on one occurrence: acknowledge, confirm, comment, shelve, unshelve.
 
 Each runs in one transaction on the database: read the occurrence, check who may do it,
 apply the lifecycle event, store it over the version read, record the transition and the
@@ -27,6 +27,8 @@ __all__ = [
     "acknowledge_many",
     "check_ack",
     "check_permission",
+    "comment",
+    "confirm",
     "shelve",
     "unshelve",
 ]
@@ -104,6 +106,37 @@ async def acknowledge(
     return await _apply(db, alarm_id, actor, "alarm.acknowledge", reason, make)
 
 
+async def confirm(
+    db: Database, alarm_id: int, actor: Actor, reason: str, classes: dict[str, AlarmClass], now: datetime
+) -> tuple[Alarm, Alarm, Transition]:
+    """Confirm an acknowledged alarm (the same roles as acknowledging it): the operator says it
+    was dealt with. Once per acknowledgement."""
+
+    def make(before: Alarm) -> tuple[Alarm, Transition]:
+        check_permission(actor, Permission.ALARM_ACK)
+        check_ack(actor, classes[before.alarm_class])
+        if before.confirmed_at is not None:
+            raise IllegalTransition(before.state, Event.CONFIRM, "the alarm is already confirmed")
+        return apply_event(before, Event.CONFIRM, now, actor=actor.name, reason=reason)
+
+    return await _apply(db, alarm_id, actor, "alarm.confirm", reason, make)
+
+
+async def comment(db: Database, alarm_id: int, actor: Actor, text: str, now: datetime) -> tuple[Alarm, Alarm, Transition]:
+    """Add a comment to an open alarm (``alarm_ack``: those who handle alarms)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("comment: write something")
+    if len(text) > 500:
+        raise ValueError("comment: at most 500 characters")
+
+    def make(before: Alarm) -> tuple[Alarm, Transition]:
+        check_permission(actor, Permission.ALARM_ACK)
+        return apply_event(before, Event.COMMENT, now, actor=actor.name, reason=text)
+
+    return await _apply(db, alarm_id, actor, "alarm.comment", text, make)
+
+
 async def acknowledge_many(
     db: Database, alarm_ids: list[int], actor: Actor, reason: str, classes: dict[str, AlarmClass], now: datetime
 ) -> list[tuple[int, Alarm | Exception, Transition | None]]:
@@ -153,7 +186,9 @@ async def shelve(
     now: datetime,
     *,
     max_duration: timedelta,
+    one_shot: bool = False,
 ) -> tuple[Alarm, Alarm, Transition]:
+    """Shelve for ``duration``; ``one_shot``: until the condition clears, at most ``duration``."""
     if not reason.strip():
         raise ValueError("reason: say why the alarm is shelved")
     if duration <= timedelta(0):
@@ -166,7 +201,9 @@ async def shelve(
         cls = classes[before.alarm_class]
         if not cls.shelvable:
             raise IllegalTransition(before.state, Event.SHELVE, f"{cls.name} alarms may not be shelved")
-        return apply_event(before, Event.SHELVE, now, actor=actor.name, reason=reason, shelved_until=now + duration)
+        return apply_event(
+            before, Event.SHELVE, now, actor=actor.name, reason=reason, shelved_until=now + duration, one_shot=one_shot
+        )
 
     return await _apply(db, alarm_id, actor, "alarm.shelve", reason, make)
 

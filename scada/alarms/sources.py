@@ -29,7 +29,7 @@ _BOOLEAN_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("meter", "reverse_energy"): ("reverse_energy", True),
     ("meter", "tou_mismatch"): ("tou_mismatch", True),  # scada.operations.meters
 }
-_POINTS = frozenset({p for _, p in _BOOLEAN_SOURCES} | {"alarm_level", "power", "buffer_fill"})
+_POINTS = frozenset({p for _, p in _BOOLEAN_SOURCES} | {"alarm_level", "power", "buffer_fill", "failures"})
 
 
 def is_source_tag(name: str) -> bool:
@@ -92,6 +92,14 @@ class SourceEvaluator:
             fill = float(v)  # type: ignore[arg-type]
             detail = f"buffer {fill:.0%} full (limit {cls.limit:.0%})"
             return [self._gate(Reading(key, _hysteresis(fill, cls.limit, cls.deadband_pct), _fmt(fill), detail))]
+        if tag.kind == "system" and tag.owner == "logins" and tag.point == "failures":
+            key = AlarmKey("login_burst", "system", "logins")
+            cls = self.classes["login_burst"]
+            if not good or not _is_number(v) or cls.limit is None:
+                return [Reading(key, None, str(v), "")]
+            count = float(v)  # type: ignore[arg-type]
+            detail = f"{count:.0f} failed logins in the last minute (limit {cls.limit:g})"
+            return [self._gate(Reading(key, _hysteresis(count, cls.limit, cls.deadband_pct), f"{count:.0f}", detail))]
         return []
 
     def _over_power(self, meter: str, value: TagValue, unit: str) -> Reading:

@@ -324,6 +324,9 @@ class CommandService:
         assert meter is not None
         row_id = await self._insert(req, meter, now)
         item = _Pending(row_id, req, meter, now)
+        if self._stopping:  # stop() ran while the row was written: it never saw this command
+            await self._finish(item, "failed", "the server stopped before the command completed", 0, None)
+            return await item.future
         queue = self._queues.setdefault(req.meter_id, _MeterQueue())
         if req.kind is CommandKind.WRITE:
             queue.writes.append(item)

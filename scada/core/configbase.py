@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import os
 import typing
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     ValidationError,
     model_validator,
 )
+
+from scada.core.inputs import BoundedDecimal
 
 __all__ = [
     "ConfigError",
@@ -49,29 +50,10 @@ class SecretError(Exception):
     pass
 
 
-def _parse_decimal(value: Any) -> Any:
-    # TOML floats are binary: 0.1 would arrive as 0.1000000000000000055…; money and prices
-    # must be written as strings ("0.56") or integers.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
-        try:
-            d = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"expected a decimal number as a string, found {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"expected a finite decimal number, found {value!r}")
-        return d
-    if isinstance(value, float):
-        raise ValueError(
-            f"expected a decimal written as a string (e.g. \"{value}\"), found the float {value!r}"
-        )
-    return value
-
-
-DecimalStr = Annotated[Decimal, BeforeValidator(_parse_decimal)]
+# TOML floats are binary: 0.1 would arrive as 0.1000000000000000055…; money and prices are
+# written as strings ("0.56") or integers. A field with tighter bounds declares its own
+# ``Annotated[Decimal, BoundedDecimal(...)]``.
+DecimalStr = Annotated[Decimal, BoundedDecimal(28, 10, negative=True, what="decimal number")]
 
 
 class SecretRef(ConfigModel):

@@ -3,6 +3,12 @@
 The same models and Alembic migrations serve both engines. SQLite runs in WAL mode with
 ``synchronous=FULL``, foreign keys on, and a busy timeout; every transaction that touches money
 goes through :meth:`Database.transaction`.
+
+On SQLite every transaction of :attr:`Database.sessions` takes the write lock up front (``BEGIN
+IMMEDIATE``, so that two writers never deadlock). Lookups that only read and come with every
+request (a token, a web session, a user) go through :meth:`Database.reads` instead: a read-only
+connection whose snapshot never waits for the write lock, so that a stream of requests does not
+contend with billing for it.
 """
 
 from __future__ import annotations
@@ -79,6 +85,20 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_no_autobegin, insert=True)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_engine: AsyncEngine | None = None
+        self._reads = self.sessions
+        if self.dialect == "sqlite" and (self.url.database or ":memory:") != ":memory:":
+            self._read_engine = create_async_engine(self.url, echo=echo)
+            event.listen(self._read_engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._read_engine.sync_engine, "connect", _sqlite_read_only)
+            event.listen(self._read_engine.sync_engine, "connect", _sqlite_no_autobegin, insert=True)
+            event.listen(self._read_engine.sync_engine, "begin", _sqlite_begin_deferred)
+            self._reads = async_sessionmaker(self._read_engine, expire_on_commit=False)
+
+    def reads(self) -> AsyncSession:
+        """A session for lookups that only read (``async with db.reads() as s:``): on SQLite a
+        read-only connection that never takes the write lock (WAL readers do not wait for writers)."""
+        return self._reads()
 
     @property
     def dialect(self) -> str:
@@ -107,11 +127,23 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._read_engine is not None:
+            await self._read_engine.dispose()
         await self.engine.dispose()
 
 
 def _sqlite_no_autobegin(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
+
+
+def _sqlite_read_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+def _sqlite_begin_deferred(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def _sqlite_begin_immediate(conn: Connection) -> None:

@@ -66,13 +66,18 @@ class HistorianComponent(Component):
         historian = Historian(settings, backend, grid, publish_fill=publish_fill, known_meters=lambda: _meter_ids(tagdb))
         await historian.open()
         flush_timeout_s = min(5.0, config.runtime.stop_timeout_s / 2)
-        sub = tagdb.subscribe(historian.wants, include_reported=True, maxsize=200_000, name="historian")
+        sub = tagdb.subscribe(
+            historian.wants, include_reported=True, include_late=True, maxsize=200_000, name="historian"
+        )
         try:
             self.tasks.spawn(lambda: historian.run_intake(sub), "intake", restart=Restart.ON_FAILURE)
             self.tasks.spawn(historian.run_closer, "closer", restart=Restart.ON_FAILURE)
             self.tasks.spawn(historian.run_forwarder, "forwarder", restart=Restart.ON_FAILURE)
             self.tasks.spawn(historian.run_retention, "retention", restart=Restart.ON_FAILURE)
-            ctx[HISTORY] = HistoryService(historian, ctx[ASSETS], config.site.tz)
+            ctx[HISTORY] = HistoryService(
+                historian, ctx[ASSETS], config.site.tz,
+                max_concurrent=config.historian.max_concurrent_queries, wait_s=config.historian.query_wait_s,
+            )
             log.info(
                 "historian started",
                 extra={"backend": backend.name, "interval_min": settings.interval_s // 60, "buffered": historian.spool.points},

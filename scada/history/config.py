@@ -96,7 +96,12 @@ class HistorianConfig(ConfigModel):
     backend: Literal["sqlite", "influx"] = "sqlite"
     interval_min: int = Field(default=_HISTORIAN.interval_s // 60, ge=1, le=60)
     close_delay_s: float = Field(default=_HISTORIAN.close_delay_s, ge=0, le=300)
+    late_window_h: float = Field(default=_HISTORIAN.late_window_h, ge=0, le=24 * 62)
     max_query_rows: int = Field(default=_HISTORIAN.max_query_rows, ge=1000)
+    # queries (and the rendering of their answers) computed at once; more wait for a turn, and
+    # after query_wait_s are answered 503 (busy): a stream of large queries never starves the rest
+    max_concurrent_queries: int = Field(default=1, ge=1, le=32)
+    query_wait_s: float = Field(default=30.0, gt=0, le=600)
     sqlite: HistorianSqliteConfig = HistorianSqliteConfig()
     influx: HistorianInfluxConfig = HistorianInfluxConfig()
     buffer: HistorianBufferConfig = HistorianBufferConfig()

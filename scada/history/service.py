@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -28,6 +30,7 @@ from historian import (
     parse_time,
     run_query,
 )
+from historian.query import check_query
 from scada.config import ScadaConfig
 from scada.core.context import Key
 from scada.history.settings import backend_settings
@@ -37,6 +40,7 @@ from tags import names
 __all__ = [
     "BUFFER_FILL_TAG",
     "HISTORY",
+    "HistoryBusy",
     "HistoryRequest",
     "HistoryService",
     "SELECTORS",
@@ -127,13 +131,42 @@ def history_query(request: HistoryRequest, snapshot: AssetSnapshot) -> HistoryQu
     return HistoryQuery(groups, request.points, request.start, request.end, request.resample, request.agg, request.selector)
 
 
-class HistoryService:
-    """History queries for the API: a request in, a DataFrame out (see :mod:`historian.query`)."""
+class HistoryBusy(Exception):
+    """Every query slot stayed taken for ``wait_s``: the caller may retry later."""
 
-    def __init__(self, historian: Historian, assets: AssetRegistry, tz: ZoneInfo) -> None:
+    def __init__(self, slots: int, wait_s: float) -> None:
+        super().__init__(f"history is busy: {slots} queries run at once and none finished within {wait_s:g} s; retry later")
+        self.slots = slots
+        self.wait_s = wait_s
+
+
+class HistoryService:
+    """History queries for the API: a request in, a DataFrame out (see :mod:`historian.query`).
+
+    At most ``max_concurrent`` queries compute at once (:meth:`turn`, also taken by the API while
+    it renders a large answer), so that a stream of large queries queues behind each other
+    instead of taking every core from the rest of the server."""
+
+    def __init__(self, historian: Historian, assets: AssetRegistry, tz: ZoneInfo, *, max_concurrent: int = 2, wait_s: float = 30.0) -> None:
         self.historian = historian
         self.assets = assets
         self.tz = tz
+        self.max_concurrent = max_concurrent
+        self.wait_s = wait_s
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    @asynccontextmanager
+    async def turn(self, *, patient: bool = False) -> AsyncIterator[None]:
+        """One of the ``max_concurrent`` slots of heavy work; :class:`HistoryBusy` after ``wait_s``
+        (``patient``: no time limit, for an answer already being streamed)."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), None if patient else self.wait_s)
+        except TimeoutError:
+            raise HistoryBusy(self.max_concurrent, self.wait_s) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     @property
     def interval_s(self) -> int:
@@ -143,7 +176,11 @@ class HistoryService:
         return parse_request(params, self.tz, self.interval_s)
 
     async def query(self, request: HistoryRequest) -> pd.DataFrame:
-        return await self.historian.query(history_query(request, self.assets.snapshot))
+        query = history_query(request, self.assets.snapshot)
+        # refused at once (too large, out of range) rather than after waiting for a turn
+        check_query(query, self.historian.grid, self.historian.settings.max_query_rows)
+        async with self.turn():
+            return await self.historian.query(query)
 
     async def query_by(
         self,

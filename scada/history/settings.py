@@ -51,6 +51,7 @@ def historian_settings(config: ScadaConfig) -> HistorianSettings:
     return HistorianSettings(
         interval_s=h.interval_min * 60,
         close_delay_s=h.close_delay_s,
+        late_window_h=h.late_window_h,
         spool_path=_file(config, h.buffer.path, "historian-buffer.db"),
         max_buffer_points=h.buffer.max_points,
         warn_fill=h.buffer.warn_fill,

@@ -9,13 +9,19 @@ user store, the audit log, the command path and the prepaid engine's ledger.
 - Registry changes (meters added, replaced, removed) are applied without a restart.
 - Sessions authenticate against the user store; a method call is allowed when the user (read
   afresh at each call) has the method's permission, and every call, allowed or refused, is
-  written to the audit log, as are refused writes and failed logins.
+  written to the audit log, as are refused writes; failed logins are counted by the server's one
+  login limiter (``scada.users.ratelimit``) and reported in bulk.
 - SetRelay goes through the command path (which queues, audits, writes, confirms by reading the
   status back and retries) and answers once the meter followed or did not; meters the supply
   driver cannot switch have no SetRelay.
 - Recharge credits the room's account through the prepaid engine: the Double amount becomes an
   exact Decimal (its shortest repr), checked for sign, decimals and maximum; the reference makes
   it idempotent; the new balance is returned.
+- HistoryRead is served from the historian when it runs (:mod:`scada.opcua.history`); the
+  variables it keeps are historized.
+- The alarm engine's alarms are conditions, their methods the engine's operator actions
+  (:mod:`scada.opcua.alarms`).
+- The poller's links are objects under ``Site/Links`` (the sources of their alarms).
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ from protocols.opcua import (
     BuildingSpec,
     Caller,
     FloorSpec,
+    LinkSpec,
     MeterSpec,
     MethodRefused,
     OpcUaConfig,
     OpcUaServer,
     PointSpec,
     RoomSpec,
+    SeriesKind,
     ServerHooks,
     SiteSpec,
 )
@@ -54,6 +62,9 @@ from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
+from scada.history.service import HISTORY
+from scada.opcua.alarms import AlarmConditions
+from scada.opcua.history import HistorianSource
 from scada.polling.component import MODBUS
 from scada.prepaid.engine import PREPAID
 from scada.prepaid.errors import PrepaidError
@@ -62,9 +73,8 @@ from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryD
 from scada.site.component import ASSETS
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo, UserStore
-from scada.users.component import AUDIT, USERS
-from scada.users.ratelimit import LoginRateLimiter
-from tags import TagChange, TagDB, TagMeta, names
+from scada.users.component import AUDIT, LOGINS, USERS
+from tags import DataType, TagChange, TagDB, TagMeta, names
 from tags.timers import run_every
 
 __all__ = ["FREEZE_AFTER_NODES", "OPCUA", "OpcUaComponent", "opcua_pki_dir", "site_spec"]
@@ -83,7 +93,14 @@ def opcua_pki_dir(config: ScadaConfig, opcua: OpcUaConfig) -> Path:
     return config.path(opcua.pki_dir) if opcua.pki_dir else config.data_dir / "pki"
 
 
-def _point(meta: TagMeta, owner_kind: str, point: str, *, currency: str) -> PointSpec:
+HistoryKind = Callable[[str], SeriesKind | None]
+
+
+def _no_history(_tag: str) -> SeriesKind | None:
+    return None
+
+
+def _point(meta: TagMeta, owner_kind: str, point: str, *, currency: str, history: HistoryKind = _no_history) -> PointSpec:
     known = known_point(owner_kind, point)
     unit = meta.unit or (known.unit if known else "")
     if owner_kind == "room" and point == "balance" and not unit:
@@ -95,19 +112,22 @@ def _point(meta: TagMeta, owner_kind: str, point: str, *, currency: str) -> Poin
         unit=unit,
         description=meta.description or (known.description if known else ""),
         derived=owner_kind == "room",
+        history=history(meta.name) if meta.data_type is not DataType.STRING else None,
     )
 
 
-def _required_room_point(room_id: str, point: str, *, currency: str) -> PointSpec:
+def _required_room_point(room_id: str, point: str, *, currency: str, history: HistoryKind = _no_history) -> PointSpec:
     known = known_point("room", point)
     assert known is not None
+    tag = names.room_tag(room_id, point)
     return PointSpec(
-        tag=names.room_tag(room_id, point),
+        tag=tag,
         point=point,
         data_type=known.data_type,
         unit=currency if point == "balance" else known.unit,
         description=known.description,
         derived=True,
+        history=history(tag) if known.data_type is not DataType.STRING else None,
     )
 
 
@@ -118,14 +138,18 @@ def site_spec(
     currency: str,
     site_name: str,
     switchable: Callable[[MeterInfo], bool] | None = None,
+    history: HistoryKind = _no_history,
 ) -> SiteSpec:
-    """The address space's content: the registry's hierarchy, active meters, and the points of
-    every meter and room as registered in ``tagdb``. ``switchable`` says which meters get
-    SetRelay (the supply driver knows); without it, meters with a relay or valve point do."""
+    """The address space's content: the registry's hierarchy, active meters, the poller's links,
+    and the points of every meter, room and link as registered in ``tagdb``. ``switchable`` says
+    which meters get SetRelay (the supply driver knows); without it, meters with a relay or valve
+    point do. ``history`` says which tags are historized, and how."""
     points: dict[tuple[str, str], list[PointSpec]] = defaultdict(list)
-    for name in tagdb.names(_meter_or_room):
+    for name in tagdb.names(_site_tag):
         parsed = names.parse(name)
-        points[(parsed.kind, parsed.owner)].append(_point(tagdb.meta(name), parsed.kind, parsed.point, currency=currency))
+        points[(parsed.kind, parsed.owner)].append(
+            _point(tagdb.meta(name), parsed.kind, parsed.point, currency=currency, history=history)
+        )
     site = SiteSpec(snapshot.site.name if snapshot.site else site_name)
     for b in snapshot.buildings.values():
         site.buildings[b.id] = BuildingSpec(b.id, b.name)
@@ -133,7 +157,9 @@ def site_spec(
         site.floors[f.id] = FloorSpec(f.id, f.building_id, f.name, f.level)
     for r in snapshot.rooms.values():
         registered = {p.point: p for p in points.get(("room", r.id), [])}
-        room_points = [registered.pop(p, None) or _required_room_point(r.id, p, currency=currency) for p in ROOM_REQUIRED]
+        room_points = [
+            registered.pop(p, None) or _required_room_point(r.id, p, currency=currency, history=history) for p in ROOM_REQUIRED
+        ]
         room_points.extend(registered.values())
         site.rooms[r.id] = RoomSpec(r.id, r.floor_id, r.name, f"Room {r.name} ({r.id})", tuple(room_points))
     for m in snapshot.meters.values():
@@ -148,11 +174,15 @@ def site_spec(
             points=meter_points,
             switchable=switchable(m) if switchable is not None else any(p.point in _SWITCH_POINTS for p in meter_points),
         )
+    links = {m.link for m in snapshot.meters.values() if m.active and m.link} | {o for k, o in points if k == "link"}
+    for link in sorted(links):
+        site.links[link] = LinkSpec(link, f"Link {link}", tuple(points.get(("link", link), ())))
     return site
 
 
-def _meter_or_room(name: str) -> bool:
-    return not name.startswith(("link:", "system:"))
+def _site_tag(name: str) -> bool:
+    """Tags of meters, rooms and links (system tags have no node)."""
+    return not name.startswith("system:")
 
 
 class OpcUaComponent(Component):
@@ -160,18 +190,19 @@ class OpcUaComponent(Component):
     control and recharges when the command path and the prepaid engine run."""
 
     name = "opcua"
-    requires = (CONFIG, USERS, AUDIT, ASSETS, TAGDB)
+    requires = (CONFIG, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read when present (methods, switchable meters); started after the producers of tags
     # (the poller, the prepaid engine, the alarm engine) so it publishes their points
-    optional = (SUPPLY_DRIVER, COMMANDS, PREPAID, MODBUS, ALARMS)
+    optional = (SUPPLY_DRIVER, COMMANDS, PREPAID, MODBUS, ALARMS, HISTORY)
     provides = (OPCUA,)
 
     def __init__(self) -> None:
         super().__init__()
         self.server: OpcUaServer | None = None
+        self.history: HistorianSource | None = None
+        self.conditions: AlarmConditions | None = None
         self._registry_changed = asyncio.Event()
         self._ignored: set[str] = set()
-        self._logins = LoginRateLimiter(max_address_failures=20)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
@@ -185,15 +216,20 @@ class OpcUaComponent(Component):
         self.audit: AuditLog = ctx[AUDIT]
         self.assets: AssetRegistry = ctx[ASSETS]
         self.tagdb: TagDB = ctx[TAGDB]
+        history = ctx.get(HISTORY)
+        self.history = HistorianSource(history.historian, self.tagdb, self.users) if history is not None else None
+        engine = ctx.get(ALARMS)
+        self.conditions = AlarmConditions(engine, self.assets, self.audit, self._authorise) if engine is not None else None
         hooks = ServerHooks(
             authenticate=self._authenticate, set_relay=self._set_relay, recharge=self._recharge, refused=self._refused,
+            history=self.history, conditions=self.conditions,
         )
         server = OpcUaServer(opcua, pki_dir=opcua_pki_dir(config, opcua), hooks=hooks, software_version=scada.__version__)
         self.server = server
         await server.start()
         try:
             # subscribe before the snapshot is taken: nothing that changes in between is lost
-            self.sub = sub = self.tagdb.subscribe(_meter_or_room, maxsize=opcua.queue_size, name="opcua")
+            self.sub = sub = self.tagdb.subscribe(_site_tag, maxsize=opcua.queue_size, name="opcua")
             try:
                 t0 = time.monotonic()
                 result = await server.sync(self._spec(), self.tagdb.get)
@@ -218,6 +254,9 @@ class OpcUaComponent(Component):
                     self.tasks.spawn(
                         lambda: run_every(SESSION_SWEEP_S, self.sweep_sessions, name="opcua-sessions"), "sessions", Restart.ON_FAILURE,
                     )
+                    if self.conditions is not None:
+                        conditions = self.conditions
+                        self.tasks.spawn(lambda: conditions.run(server), "conditions")
                     ctx[OPCUA] = server
                     yield
                 finally:
@@ -234,6 +273,7 @@ class OpcUaComponent(Component):
         return site_spec(
             self.assets.snapshot, self.tagdb, currency=self.config.site.currency, site_name=self.config.site.name,
             switchable=driver.supports_supply if driver is not None else None,
+            history=self.history.kind if self.history is not None else _no_history,
         )
 
     async def _feed(self) -> None:
@@ -261,7 +301,10 @@ class OpcUaComponent(Component):
             if not site.has_object(owner):
                 self._ignored.add(change.name)  # e.g. an inactive meter; reconsidered on registry change
                 continue
-            point = _point(self.tagdb.meta(change.name), parsed.kind, parsed.point, currency=self.config.site.currency)
+            point = _point(
+                self.tagdb.meta(change.name), parsed.kind, parsed.point, currency=self.config.site.currency,
+                history=self.history.kind if self.history is not None else _no_history,
+            )
             self.server.add_point(owner, point, self.tagdb.get)
             adopted.append(change)
         if adopted:
@@ -317,18 +360,16 @@ class OpcUaComponent(Component):
 
     async def _authenticate(self, username: str, password: str, peer: str) -> UserInfo | None:
         name = username[:64]
-        actor = Actor(name or "(empty)", "opcua")
         host = peer.rpartition(":")[0]
-        if self._logins.retry_after(host, name) > 0:
-            await self.audit.write(actor, "opcua.login", "user", name, outcome="denied", reason=f"too many failed logins; from {peer}")
-            return None
-        user = await self.users.authenticate(username, password)
-        if user is None or not user.can(Permission.VIEW):
-            self._logins.failed(host, name)
-            log.warning("OPC UA login refused", extra={"user": name, "peer": peer})
-            await self.audit.write(actor, "opcua.login", "user", name, outcome="denied", reason=f"bad credentials; from {peer}")
-            return None
-        self._logins.succeeded(host, name)
+        # the HMI's and the API's limiter: counted before the check, failures reported in bulk
+        with self.ctx[LOGINS].attempt(host, name) as attempt:
+            if attempt.refused:
+                return None
+            user = await self.users.authenticate(username, password)
+            if user is None or not user.can(Permission.VIEW):
+                log.debug("OPC UA login refused", extra={"user": name, "peer": peer})
+                return None
+            attempt.succeeded()
         await self.audit.write(user.actor("opcua"), "opcua.login", "user", name, reason=f"from {peer}")
         return user
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -19,10 +19,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.core.inputs import InputError, e164
 from scada.db import Database
 from scada.prepaid.deduction import Biller, new_state, registers_json
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.ledger import (
+    MODES,
     AccountView,
     Contact,
     EntryView,
@@ -40,13 +42,13 @@ from scada.site.assets import AssetSnapshot
 from scada.users.audit import Actor, AuditLog
 from tags import utcnow
 
-__all__ = ["AccountService", "AccountSettings", "OpenRequest", "PostResult", "CurrentReading"]
+__all__ = ["AccountService", "AccountSettings", "CloseHook", "OpenRequest", "PostResult", "CurrentReading"]
 
 log = logging.getLogger(__name__)
 
 # the newest good reading of a meter from the tag database, or None
 CurrentReading = Callable[[str], Reading | None]
-REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge")
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "late_fee")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,24 @@ class AccountSettings:
     emergency_credit_minor: int | None = None
     capacity_kva: Decimal | None = None
     demand_kw: Decimal | None = None
+    mode: str | None = None  # prepaid | postpaid
+
+
+# work another part does inside an account's closing transaction, before the balance is settled
+# (the back office posts the part-period charges of a move-out): (session, account, now, actor)
+CloseHook = Callable[[AsyncSession, Account, dt.datetime, Actor], Awaitable[None]]
+
+
+def checked_contact(contact: Contact | None) -> Contact | None:
+    """The contact with its phone number in E.164 form (it goes into SMS gateway requests);
+    a number that is not one is refused, naming the field."""
+    if contact is None or not contact.phone:
+        return contact
+    try:
+        phone = e164(contact.phone)
+    except InputError as exc:
+        raise PrepaidError(f"contact.phone: {exc}", status=422, field="contact.phone") from None
+    return Contact(contact.name, phone, contact.email, contact.language)
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,7 @@ class AccountService:
         self.assets = assets
         self.current_reading = current_reading
         self.minor_units = minor_units
+        self.close_hooks: list[CloseHook] = []
 
     def _fmt(self, minor: int) -> str:
         return format_minor(minor, self.minor_units)
@@ -186,7 +207,7 @@ class AccountService:
                     return account_view(opened)
         meters = await self._tenant_meters(req)
         st = req.settings
-        contact = st.contact or Contact("", None, None, "en")
+        contact = checked_contact(st.contact) or Contact("", None, None, "en")
         now = utcnow()
         async with self.db.transaction() as s:
             if await s.scalar(select(Account.id).where(Account.open_room_id == req.room_id)) is not None:
@@ -200,6 +221,7 @@ class AccountService:
                 auto_reconnect=st.auto_reconnect if st.auto_reconnect is not None else True,
                 emergency_credit_minor=st.emergency_credit_minor or 0, emergency_taken_at=None,
                 capacity_kva=st.capacity_kva, demand_kw=st.demand_kw, charges_through=None,
+                mode=_mode(st.mode or "prepaid"), dunning_level=0, dunning_cut=False,
                 balance_minor=0, remainder=Decimal(0), alarm_level=0, supply_state="on", reconnect_pending=False,
                 updated_at=now,
             )
@@ -221,7 +243,7 @@ class AccountService:
                 s, actor, "account.open", "account", str(a.id), reason=req.reason,
                 after={"room": req.room_id, "opening_balance": self._fmt(req.opening_minor), "tariffs": {
                     "electricity": req.electricity_tariff_id, "water": req.water_tariff_id}, "baselines": baselines,
-                    "credit_limit": self._fmt(a.credit_limit_minor), "protected": a.protected},
+                    "credit_limit": self._fmt(a.credit_limit_minor), "protected": a.protected, "mode": a.mode},
             )
             view = account_view(a)
         log.info("account opened", extra={"account": view.id, "room": req.room_id})
@@ -383,14 +405,18 @@ class AccountService:
                 a.credit_limit_minor = st.credit_limit_minor
             if st.thresholds is not None:
                 a.thresholds = thresholds_column(st.thresholds)
-            if st.contact is not None:
-                a.contact_name, a.contact_phone, a.contact_email, a.language = st.contact.name, st.contact.phone, st.contact.email, st.contact.language
+            contact = checked_contact(st.contact)
+            if contact is not None:
+                a.contact_name, a.contact_phone, a.contact_email, a.language = contact.name, contact.phone, contact.email, contact.language
             for name in ("protected", "friendly_credit", "auto_reconnect", "capacity_kva", "demand_kw"):
                 value = getattr(st, name)
                 if value is not None:
                     setattr(a, name, value)
             if st.emergency_credit_minor is not None:
                 a.emergency_credit_minor = st.emergency_credit_minor
+            if st.mode is not None and st.mode != a.mode:
+                a.mode = _mode(st.mode)
+                a.dunning_level, a.dunning_cut = 0, False
             a.updated_at = now
             # thresholds may have moved either way: the level follows them
             self.biller.update_level(a, credited=True)
@@ -490,6 +516,8 @@ class AccountService:
                             rows.append(row)
                 if rows:
                     await s.execute(insert(LedgerEntry), rows)
+            for hook in self.close_hooks:
+                await hook(s, a, now, actor)
             if a.balance_minor < 0:
                 raise PrepaidError(f"the account owes {self._fmt(-a.balance_minor)}: settle the arrears with a recharge first")
             settlement: LedgerEntry | None = None
@@ -515,6 +543,24 @@ class AccountService:
         log.info("account closed", extra={"account": view.id, "room": room_id})
         return view, entry
 
+    async def set_dunning(self, account_id: int, level: int, cut: bool, *, actor: Actor, reason: str) -> AccountView | None:
+        """Set a postpaid account's dunning: its alarm level (0..3) and whether its overdue bills
+        ask for a cut (the cutoff policy then applies its windows and protection)."""
+        if not 0 <= level <= 3:
+            raise ValueError(f"dunning level must be 0..3, found {level}")
+        now = utcnow()
+        async with self.db.transaction() as s:
+            a = await s.scalar(select(Account).where(Account.id == account_id).with_for_update())
+            if a is None or a.state != "open" or a.mode != "postpaid":
+                return None
+            if a.dunning_level == level and a.dunning_cut == cut:
+                return account_view(a)
+            before = {"level": a.dunning_level, "cut": a.dunning_cut}
+            a.dunning_level, a.dunning_cut, a.updated_at = level, cut, now
+            self.biller.update_level(a, credited=True)
+            AuditLog.record(s, actor, "account.dunning", "account", str(a.id), reason=reason, before=before, after={"level": level, "cut": cut})
+            return account_view(a)
+
     async def set_supply(self, account_id: int, state: str, *, reconnect_pending: bool, actor: Actor, reason: str) -> AccountView | None:
         """Record a supply state change of an account (the relay commands are the caller's)."""
         now = utcnow()
@@ -529,6 +575,12 @@ class AccountService:
             AuditLog.record(s, actor, "account.supply", "account", str(a.id), reason=reason, before=before,
                             after={"supply_state": state, "reconnect_pending": reconnect_pending})
             return account_view(a)
+
+
+def _mode(mode: str) -> str:
+    if mode not in MODES:
+        raise PrepaidError(f"mode: one of {', '.join(MODES)}, found {mode!r}", status=422, field="mode")
+    return mode
 
 
 def with_defaults(settings: AccountSettings, defaults: AccountSettings) -> AccountSettings:

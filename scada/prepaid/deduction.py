@@ -37,6 +37,7 @@ from scada.prepaid.pricing import (
     TariffTimeline,
     allocate,
     cycle_key,
+    plain,
     price_consumption,
 )
 from scada.prepaid.readings import Assessment, Reading, Verdict, assess
@@ -217,6 +218,10 @@ class Biller:
         info_detail: dict[str, Any] = {"lines": [ln.compact(version=several) for ln in quote.lines]}
         if quote.by_registers:
             info_detail["by_registers"] = True
+        elif periods is not None:
+            # the meter's period registers, kept so that a re-pricing under another (time-of-use)
+            # version starts from the same readings the live deduction had
+            info_detail["registers"] = {k: plain(v) for k, v in periods.items()}
         if multiplier != 1:
             info_detail["multiplier"] = format(multiplier, "f")
         if detail:
@@ -282,6 +287,10 @@ class Biller:
         log.warning("reading held for review", extra={"meter": st.meter_id, "kind": a.kind, "detail": a.detail})
 
     def update_level(self, account: Account, *, credited: bool) -> None:
+        if account.mode == "postpaid":
+            # a postpaid balance is arrears, not credit: its level is the dunning of its bills
+            account.alarm_level = account.dunning_level or 0
+            return
         computed = level_for(account.balance_minor, thresholds_of(account), self.daily_cost(account.id))
         account.alarm_level = next_level(account.alarm_level, computed, credited=credited)
 

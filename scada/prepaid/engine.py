@@ -10,6 +10,9 @@ TOU registers, ``volume_total``) including unchanged reports, groups a meter's v
 timestamp — and bills whatever is pending in one transaction per batch (up to
 ``batch_limit`` readings). Bad or uncertain values are ignored. If the database fails, the
 newest reading of each meter is kept and retried: consumption is cumulative, nothing is lost.
+Late readings (a gateway's replay after an outage, older than the tag's current value) are
+taken too: one newer than the meter's last billed reading is billed in time order (a fairer
+split across tariff periods); one older is history only, never billed again.
 """
 
 from __future__ import annotations
@@ -245,7 +248,9 @@ class PrepaidEngine:
 
     async def run_billing(self) -> None:
         """The billing loop (a supervised task)."""
-        sub = self.tagdb.subscribe(by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, name="prepaid")
+        sub = self.tagdb.subscribe(
+            by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, include_late=True, name="prepaid"
+        )
         try:
             seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
             self.ingest(seed)
@@ -341,7 +346,9 @@ class PrepaidEngine:
             raise PrepaidError(f"room {room_id} has no open account", status=404)
         if view.supply_state == "on":
             raise PrepaidError("the supply is on")
-        if view.balance_minor <= -(view.credit_limit_minor + view.emergency_active_minor):
+        if view.postpaid and view.dunning_cut:
+            raise PrepaidError("the account's overdue bills are still unpaid: pay them first")
+        if not view.postpaid and view.balance_minor <= -(view.credit_limit_minor + view.emergency_active_minor):
             raise PrepaidError("the credit is still exhausted: recharge first")
         await AuditLog(self.db).write(actor, "account.reconnect", "account", str(view.id), reason=reason)
         self.supply.release(room_id)
@@ -498,6 +505,18 @@ class PrepaidEngine:
         view = await self.accounts.take_emergency_credit(room_id, actor=actor, reason=reason)
         self._account_changed(view)
         return view
+
+    async def set_dunning(self, account_id: int, level: int, cut: bool, *, actor: Actor, reason: str) -> AccountView | None:
+        """A postpaid account's dunning level and cut request (from the back office's overdue bills)."""
+        view = await self.accounts.set_dunning(account_id, level, cut, actor=actor, reason=reason)
+        if view is not None:
+            self._account_changed(view)
+        return view
+
+    def account_changed(self, view: AccountView) -> None:
+        """Another part moved an account's balance (payments, charges, adjustments): republish
+        its room tags and re-evaluate its supply."""
+        self._account_changed(view)
 
     async def assign_tariff(self, tariff_id: str, room_ids: list[str], *, actor: Actor, reason: str = "") -> list[AccountView]:
         views = await self.accounts.assign_tariff(tariff_id, room_ids, actor=actor, reason=reason)

@@ -27,6 +27,7 @@ __all__ = [
     "Contact",
     "EntryView",
     "KINDS",
+    "MODES",
     "account_view",
     "entry_row",
     "entry_view",
@@ -36,8 +37,12 @@ __all__ = [
     "thresholds_of",
 ]
 
-# credit (+) or debit (−) kinds; a reversal has the opposite sign of the entry it reverses
-KINDS = ("opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement")
+# credit (+) or debit (−) kinds; a reversal has the opposite sign of the entry it reverses.
+# The back office (scada.billing) posts ``charge`` (custom charges, naming their rule),
+# ``payment`` (a bill paid, credit), ``adjustment`` (a retroactive re-pricing or a credit note,
+# either sign) and ``late_fee`` (debit).
+KINDS = ("opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement", "payment", "adjustment", "late_fee")
+MODES = ("prepaid", "postpaid")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class AccountView:
     opened_at: dt.datetime
     closed_at: dt.datetime | None
     remainder: Decimal
+    mode: str = "prepaid"
+    dunning_level: int = 0
+    dunning_cut: bool = False
 
     @property
     def open(self) -> bool:
@@ -94,7 +102,12 @@ class AccountView:
             "demand_kw": format(self.demand_kw, "f") if self.demand_kw is not None else None,
             "opened_at": self.opened_at.isoformat(),
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "mode": self.mode, "dunning": {"level": self.dunning_level, "cut": self.dunning_cut},
         }
+
+    @property
+    def postpaid(self) -> bool:
+        return self.mode == "postpaid"
 
 
 @dataclass(frozen=True)
@@ -167,7 +180,7 @@ def account_view(a: Account) -> AccountView:
         a.friendly_credit, a.auto_reconnect, thresholds_of(a),
         Contact(a.contact_name, a.contact_phone, a.contact_email, a.language),
         a.electricity_tariff_id, a.water_tariff_id, a.capacity_kva, a.demand_kw, a.opened_at, a.closed_at,
-        a.remainder,
+        a.remainder, a.mode or "prepaid", a.dunning_level or 0, bool(a.dunning_cut),
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from scada.core.inputs import InputError, parse_decimal, quote
 from scada.prepaid.money import MoneyError, parse_money
 
 __all__ = ["LEVEL_NAMES", "Threshold", "level_for", "next_level", "parse_thresholds", "thresholds_json"]
@@ -68,7 +69,7 @@ def parse_thresholds(items: Sequence[Any], minor_units: int, field: str = "thres
             raise MoneyError(where, 'expected {"level": 1..3, "money": "20.00"} or {"level": 1..3, "days": "3"}')
         level = item.get("level")
         if isinstance(level, bool) or level not in (1, 2, 3):
-            raise MoneyError(f"{where}.level", f"expected 1, 2 or 3, found {level!r}")
+            raise MoneyError(f"{where}.level", f"expected 1, 2 or 3, found {quote(level)}")
         if ("money" in item) == ("days" in item):
             raise MoneyError(where, "give exactly one of 'money' or 'days'")
         if "money" in item:
@@ -88,11 +89,11 @@ def parse_thresholds(items: Sequence[Any], minor_units: int, field: str = "thres
         else:
             days = item["days"]
             try:
-                d = Decimal(days) if isinstance(days, (str, int, Decimal)) and not isinstance(days, bool) else None
-            except ArithmeticError:
+                d: Decimal | None = parse_decimal(days, max_digits=8, decimal_places=4, what="number of days")
+            except InputError:
                 d = None
-            if d is None or not d.is_finite() or d < 0 or d > 3650:
-                raise MoneyError(f"{where}.days", f"expected a number of days 0..3650 as a string, found {days!r}")
+            if d is None or d > 3650:
+                raise MoneyError(f"{where}.days", f"expected a number of days 0..3650 as a string, found {quote(days)}")
             out.append(Threshold(level, days=d))
     levels = [t.level for t in out]
     if len(set(levels)) != len(levels):

@@ -9,7 +9,8 @@ deduction.
 
 Exactly once: a deduction carries ``idem_key`` = ``reading:<meter>:<segment>:<reading>`` (unique),
 and is committed in the same transaction as the meter's ``last_reading``; a recharge carries
-``recharge:<channel>:<reference>``; a periodic charge ``charge:<account>:<period>``.
+``recharge:<channel>:<reference>``; a periodic charge ``charge:<account>:<period>``; the back office
+(``scada.billing``) keys its charges, payments, adjustments and late fees likewise.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ class Account(Base):
     alarm_level: Mapped[int] = mapped_column(Integer, default=0)
     supply_state: Mapped[str] = mapped_column(String(16), default="on")  # on | cutting | off | restoring
     reconnect_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # waits for an operator
+    # prepaid: levels and cutoff follow the balance; postpaid: priced and posted alike (the
+    # balance goes negative: arrears), billed each period, never cut for a low balance; its
+    # alarm level is the dunning level of its overdue bills, and it is cut only when dunning
+    # says so (both set by the back office, scada.billing)
+    mode: Mapped[str] = mapped_column(String(16), default="prepaid")  # prepaid | postpaid
+    dunning_level: Mapped[int] = mapped_column(Integer, default=0)
+    dunning_cut: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -111,7 +119,7 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("prepaid_accounts.id"), index=True)
     ts: Mapped[datetime] = mapped_column(UtcDateTime())
-    kind: Mapped[str] = mapped_column(String(16))  # opening recharge refund deduction charge reversal settlement
+    kind: Mapped[str] = mapped_column(String(16))  # see ledger.KINDS
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     balance_after_minor: Mapped[int] = mapped_column(BigInteger)
     actor: Mapped[str] = mapped_column(String(64))

@@ -9,14 +9,16 @@ deductions of any period add up to the period's exact cost rounded once.
 from __future__ import annotations
 
 import decimal
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Literal
 
+from scada.core.inputs import InputError, parse_decimal, quote
+
 __all__ = [
     "EXACT",
+    "MONEY_WHOLE_DIGITS",
     "ROUNDING_MODES",
     "MoneyError",
     "Rounding",
@@ -28,7 +30,8 @@ __all__ = [
     "to_minor",
 ]
 
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# whole digits of an amount: 10**14 currency units in 10**4 minor units still fit a 64-bit integer
+MONEY_WHOLE_DIGITS = 14
 
 RoundingMode = Literal["half_up", "half_even", "half_down", "up", "down"]
 
@@ -128,37 +131,20 @@ def parse_money(
 ) -> int:
     """A money value from outside (decimal string, integer or Decimal) → minor units.
 
-    Refuses floats (binary, inexact), booleans, NaN, infinities, more decimals than the
-    currency has, zero or negative where not allowed, and amounts above ``maximum``.
+    The bounds of :func:`scada.core.inputs.parse_decimal` apply first (ASCII digits, at most
+    :data:`MONEY_WHOLE_DIGITS` digits before the point and no more decimals than the currency
+    has, checked before anything is computed), then sign, zero and ``maximum``.
     """
-    if isinstance(value, bool) or value is None:
-        raise MoneyError(field, f"expected an amount as a decimal string, found {value!r}")
-    if isinstance(value, float):
-        raise MoneyError(field, f"expected an amount as a decimal string (e.g. \"{value}\"), found a float")
-    if isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            d = Decimal(text)
-        except decimal.InvalidOperation:
-            raise MoneyError(field, f"not a decimal number: {value!r}") from None
-        if d.is_finite() and not _DECIMAL.match(text):  # Decimal also takes "1_000"
-            raise MoneyError(field, f"not a decimal number: {value!r}")
-    else:
-        raise MoneyError(field, f"expected an amount as a decimal string, found {type(value).__name__}")
-    if not d.is_finite():
-        raise MoneyError(field, f"must be a finite number, found {value!r}")
+    try:
+        d = parse_decimal(
+            value, max_digits=MONEY_WHOLE_DIGITS + minor_units, decimal_places=minor_units,
+            negative=allow_negative, what="amount",
+        )
+    except InputError as exc:
+        raise MoneyError(field, str(exc)) from None
     if maximum is not None and abs(d) > maximum:
-        raise MoneyError(field, f"{format(d, 'f')} is larger than the maximum {format(maximum, 'f')}")
-    if d < 0 and not allow_negative:
-        raise MoneyError(field, f"must not be negative, found {format(d, 'f')}")
+        raise MoneyError(field, f"{quote(value)} is larger than the maximum {format(maximum, 'f')}")
     if d == 0 and not allow_zero:
         raise MoneyError(field, "must be greater than zero")
     with decimal.localcontext(ROUNDING_CONTEXT):
-        scaled = d.scaleb(minor_units)
-        if scaled != scaled.to_integral_value():
-            raise MoneyError(field, f"has more than {minor_units} decimals: {format(d, 'f')}")
-        return int(scaled)
+        return int(d.scaleb(minor_units))  # exact: no more decimals than minor_units

@@ -7,6 +7,9 @@
 - After a credit lifts the balance above that threshold, reconnect at once when the account
   reconnects automatically, otherwise wait until an operator releases it.
 - A closed account's supply is cut.
+- A postpaid account is never cut for its balance (a negative balance is its arrears); it is cut
+  only when the dunning of its overdue bills asks for it (``overdue_cut``), and then with the
+  same friendly-credit windows and protection as any cut.
 
 The supply state follows a small state machine: ``on → cutting → off → restoring → on``
 (a cut may turn into a restore and back while commands are under way); an illegal transition
@@ -134,9 +137,13 @@ class SupplyFacts:
     auto_reconnect: bool
     state: SupplyState
     operator_release: bool = False  # an operator released a reconnect that waits for one
+    postpaid: bool = False  # never cut for its balance: only when its overdue bills say so
+    overdue_cut: bool = False  # a postpaid account's dunning asks for the cut
 
     @property
     def cut_due(self) -> bool:
+        if self.postpaid:
+            return self.overdue_cut
         return self.balance_minor <= cut_threshold_minor(self.credit_limit_minor, self.emergency_active_minor)
 
 

@@ -1,7 +1,7 @@
 """The ledger check behind ``scada reconcile``.
 
-For every account: opening + recharges − refunds − deductions − charges − settlements ±
-reversals = balance (the entries' signed sum), each entry's running balance follows from the
+For every account: opening + recharges + payments − refunds − deductions − charges − late fees −
+settlements ± adjustments ± reversals = balance (the entries' signed sum), each entry's running balance follows from the
 one before, each reversal undoes exactly one reversible entry of the same account, and the
 carried remainder equals the exact costs of the deductions minus what was deducted for them.
 For every meter: within a billing segment the billed readings form one unbroken chain from the
@@ -22,8 +22,9 @@ from scada.prepaid.money import exact, format_minor, minor_to_decimal
 
 __all__ = ["Mismatch", "ReconcileReport", "reconcile"]
 
-SIGNS = {"opening": (0, None), "recharge": (1, None), "refund": (None, -1), "deduction": (None, 0), "charge": (None, 0), "settlement": (None, -1)}
-REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge")
+SIGNS = {"opening": (0, None), "recharge": (1, None), "refund": (None, -1), "deduction": (None, 0), "charge": (None, 0), "settlement": (None, -1),
+         "payment": (1, None), "late_fee": (None, -1), "adjustment": (None, None)}
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "late_fee")
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ def facts_of(view: AccountView, *, operator_release: bool = False) -> SupplyFact
         emergency_active_minor=view.emergency_active_minor, protected=view.protected,
         friendly_credit=view.friendly_credit, auto_reconnect=view.auto_reconnect,
         state=SupplyState(view.supply_state), operator_release=operator_release,
+        postpaid=view.postpaid, overdue_cut=view.dunning_cut,
     )
 
 

@@ -19,19 +19,19 @@ Decimals are written as strings (``"0.5683"``) or, in JSON bodies, as numbers (r
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
+
+from scada.core.inputs import BoundedDecimal, parse_decimal
 
 __all__ = [
     "MAX_PERIODS",
@@ -54,38 +54,18 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 
+# the largest price or quantity a tariff holds: 12 digits before the point
+MAX_WHOLE_DIGITS = 12
+
+
 def decimal_input(value: Any, *, decimals: int, what: str = "number") -> Decimal:
-    """A finite, non-negative decimal from a string, an integer or a Decimal (never a float)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a decimal {what}, found {value!r}")
-    if isinstance(value, float):
-        raise ValueError(f"expected a decimal {what} written as a string (e.g. \"{value}\"), found a float")
-    if isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, str):
-        try:
-            d = Decimal(value.strip())
-        except decimal.InvalidOperation:
-            raise ValueError(f"expected a decimal {what}, found {value!r}") from None
-    else:
-        raise ValueError(f"expected a decimal {what}, found {type(value).__name__}")
-    if not d.is_finite():
-        raise ValueError(f"expected a finite {what}, found {value!r}")
-    if d < 0:
-        raise ValueError(f"must not be negative, found {format(d, 'f')}")
-    if d >= Decimal(10) ** 12:
-        raise ValueError(f"{format(d, 'f')} is too large")
-    exponent = d.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -decimals and d != d.quantize(Decimal(1).scaleb(-decimals), rounding=decimal.ROUND_DOWN):
-        raise ValueError(f"at most {decimals} decimals, found {format(d, 'f')}")
-    return d
+    """A finite, non-negative decimal from a string, an integer or a Decimal (never a float),
+    below 10**12 with at most ``decimals`` decimals: :func:`scada.core.inputs.parse_decimal`."""
+    return parse_decimal(value, max_digits=MAX_WHOLE_DIGITS + decimals, decimal_places=decimals, what=what)
 
 
-Price = Annotated[Decimal, BeforeValidator(lambda v: decimal_input(v, decimals=MAX_PRICE_DECIMALS, what="price"))]
-Quantity = Annotated[Decimal, BeforeValidator(lambda v: decimal_input(v, decimals=MAX_QUANTITY_DECIMALS, what="quantity"))]
+Price = Annotated[Decimal, BoundedDecimal(MAX_WHOLE_DIGITS + MAX_PRICE_DECIMALS, MAX_PRICE_DECIMALS, what="price")]
+Quantity = Annotated[Decimal, BoundedDecimal(MAX_WHOLE_DIGITS + MAX_QUANTITY_DECIMALS, MAX_QUANTITY_DECIMALS, what="quantity")]
 
 
 class _Model(BaseModel):

@@ -172,15 +172,20 @@ class TariffStore:
         *,
         effective_from: dt.datetime | None = None,
         reason: str = "",
+        retroactive: bool = False,
     ) -> TariffVersion:
-        """A price change from ``effective_from`` (default now); never before now."""
+        """A price change from ``effective_from`` (default now). Before now only when
+        ``retroactive``: the version then prices what is billed from now on, and consumption
+        already billed is re-priced only by an approved adjustment (``scada.billing``)."""
         now = utcnow()
         start = _aware(effective_from, "effective_from") if effective_from is not None else now
-        if start < now - PAST_TOLERANCE:
+        if start < now - PAST_TOLERANCE and not retroactive:
             raise TariffError(
-                f"effective_from: {start.isoformat()} is in the past; a new version applies from now on "
-                "(re-pricing billed consumption is a separate adjustment)", field="effective_from",
+                f"effective_from: {start.isoformat()} is in the past; a new version applies from now on, "
+                "unless it is created as retroactive (re-pricing billed consumption is then a separate adjustment)", field="effective_from",
             )
+        if retroactive and start >= now:
+            raise TariffError(f"effective_from: a retroactive version takes effect in the past, found {start.isoformat()}", field="effective_from")
         async with self.db.transaction() as s:
             tariff = await s.get(Tariff, tariff_id)
             if tariff is None:
@@ -194,7 +199,7 @@ class TariffStore:
             s.add(row)
             AuditLog.record(
                 s, actor, "tariff.version", "tariff", tariff_id, reason=reason,
-                after={"version": version, "effective_from": start, "definition": definition.to_json()},
+                after={"version": version, "effective_from": start, "definition": definition.to_json(), "retroactive": retroactive},
             )
         log.info("tariff version added", extra={"tariff": tariff_id, "version": version, "effective_from": start.isoformat()})
         return TariffVersion(tariff_id, version, start, definition)

@@ -3,7 +3,9 @@
 It serves the active meters of the asset registry that sit on simulated links
 (``[simulator] links``, or every loopback TCP link) on those links' ports, follows registry
 changes, and keeps the meters' state in ``[simulator] state_file`` so a restarted demo goes on
-where it stopped instead of showing every meter reset to zero.
+where it stopped instead of showing every meter reset to zero. An MQTT link named in
+``[simulator] links`` gets a gateway of its own publishing its meters to the link's broker
+(:mod:`scada.simulator.mqtt`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from protocols.modbus.sim import MeterSpec, Simulator, TouSchedule
 from protocols.modbus.sim.control import TOKEN_FILE, control_token
 from protocols.modbus.sim.site import SimLink
+from protocols.mqtt.config import MqttLinkConfig
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
+from scada.simulator.mqtt import DemoMqttGateway
 from scada.site.assets import AssetSnapshot, RegistryDiff
 from scada.site.component import ASSETS
 from scada.site.profiles import load_profiles
@@ -102,6 +106,12 @@ class SimulatorComponent(Component):
             await asyncio.to_thread(Simulator.write_state, state_file, sim.state())
 
         unsubscribe = assets.subscribe(follow)
+        profiles = load_profiles(config)
+        for link in config.links:
+            if isinstance(link, MqttLinkConfig) and link.name in config.simulator.links:
+                password = link.password.get(config.path(".")) if link.password else None
+                gateway = DemoMqttGateway(link, sim, profiles, lambda: assets.snapshot, password=password)
+                self.tasks.spawn(gateway.run, f"mqtt-gateway-{link.name}", Restart.ON_FAILURE)
         try:
             if state_file:
                 every = config.simulator.save_every_s

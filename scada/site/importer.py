@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 
-from scada.core.configbase import DecimalStr, format_validation_error
+from scada.core.configbase import format_validation_error
+from scada.core.inputs import BoundedDecimal
 from scada.db import Database
 from scada.site.models import Building, Floor, Meter, Room, Site
 from scada.users.audit import Actor, AuditLog
@@ -81,7 +82,7 @@ class RoomRow(_Row):
     id: str = Field(pattern=_ID)
     floor: str
     name: str = Field(min_length=1, max_length=200)
-    area_m2: DecimalStr | None = Field(default=None, gt=0, lt=1_000_000)
+    area_m2: Annotated[Decimal, BoundedDecimal(12, 3, negative=True)] | None = Field(default=None, gt=0, lt=1_000_000)
 
 
 class MeterRow(_Row):
@@ -96,10 +97,10 @@ class MeterRow(_Row):
     # DL/T 645: the meter's 12-digit address; MQTT: the device id its gateway publishes under
     address: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     circuit: int | None = Field(default=None, ge=1, le=64)
-    multiplier: DecimalStr = Field(default=Decimal(1), gt=0, lt=100_000)
+    multiplier: Annotated[Decimal, BoundedDecimal(12, 4, negative=True)] = Field(default=Decimal(1), gt=0, lt=100_000)
     install_date: date | None = None
-    initial_reading: DecimalStr = Field(default=Decimal(0), ge=0)
-    max_power_kw: DecimalStr | None = Field(default=None, gt=0)
+    initial_reading: Annotated[Decimal, BoundedDecimal(24, 8, negative=True)] = Field(default=Decimal(0), ge=0)
+    max_power_kw: Annotated[Decimal, BoundedDecimal(12, 3, negative=True)] | None = Field(default=None, gt=0)
 
     @field_validator("install_date", mode="before")
     @classmethod

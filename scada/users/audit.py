@@ -2,10 +2,17 @@
 
 ``record`` adds the entry to the caller's session, so it commits (or rolls back) together with
 the change it describes. Entries are never updated or deleted.
+
+Every entry has a bounded size whatever its callers pass: the text columns are cut to their
+column's length (:data:`LIMITS`, ``reason`` to :data:`MAX_REASON`), control characters (NUL
+breaks PostgreSQL's text) are replaced, and a ``before``/``after`` snapshot larger than
+:data:`MAX_SNAPSHOT` characters of JSON is kept as its size and a prefix.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,7 +25,13 @@ from scada.db import Database
 from scada.users.models import AuditEntry
 from tags import utcnow
 
-__all__ = ["Actor", "AuditLog", "SYSTEM", "jsonable"]
+__all__ = ["Actor", "AuditLog", "LIMITS", "MAX_REASON", "MAX_SNAPSHOT", "SYSTEM", "bounded", "jsonable"]
+
+# the column lengths of audit_log (scada/users/models.py)
+LIMITS = {"actor": 64, "source": 16, "action": 64, "target_type": 32, "target_id": 128, "outcome": 16}
+MAX_REASON = 500
+MAX_SNAPSHOT = 16_000  # characters of JSON: a tariff with its whole definition fits
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Source = Literal["cli", "api", "hmi", "opcua", "engine", "import"]
 
@@ -39,19 +52,41 @@ class Actor:
 SYSTEM = Actor("system", "engine", "system")
 
 
+def bounded(text: object, limit: int) -> str:
+    """``text`` as a string of at most ``limit`` characters, control characters replaced."""
+    value = text if isinstance(text, str) else str(text)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return _CONTROL.sub("\ufffd", value) if _CONTROL.search(value) else value
+
+
+def _snapshot(value: Any) -> Any:
+    data = jsonable(value)
+    if data is None:
+        return None
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    if len(text) <= MAX_SNAPSHOT:
+        return data
+    return {"truncated": True, "size": len(text), "prefix": bounded(text, 500)}
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON for before/after snapshots: Decimal and dates become strings."""
+    if isinstance(value, str):
+        return _CONTROL.sub("\ufffd", value) if _CONTROL.search(value) else value
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {jsonable(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [jsonable(v) for v in value]
     if isinstance(value, Decimal):
-        return format(value, "f")
+        exponent = value.as_tuple().exponent
+        # never expand a huge exponent into digits: "1E+200000000" stays as it is
+        return format(value, "f") if isinstance(exponent, int) and abs(exponent) <= 64 else str(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
-    return str(value)
+    return jsonable(str(value))
 
 
 class AuditLog:
@@ -73,15 +108,15 @@ class AuditLog:
     ) -> AuditEntry:
         entry = AuditEntry(
             ts=utcnow(),
-            actor=actor.name,
-            source=actor.source,
-            action=action,
-            target_type=target_type,
-            target_id=str(target_id),
-            reason=reason or "",
-            outcome=outcome,
-            before=jsonable(before),
-            after=jsonable(after),
+            actor=bounded(actor.name, LIMITS["actor"]),
+            source=bounded(actor.source, LIMITS["source"]),
+            action=bounded(action, LIMITS["action"]),
+            target_type=bounded(target_type, LIMITS["target_type"]),
+            target_id=bounded(target_id, LIMITS["target_id"]),
+            reason=bounded(reason or "", MAX_REASON),
+            outcome=bounded(outcome, LIMITS["outcome"]),
+            before=_snapshot(before),
+            after=_snapshot(after),
         )
         session.add(entry)
         return entry

@@ -82,7 +82,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 # who may see tenants' contact details (name, phone, e-mail): the roles that manage accounts
 CONTACT_DETAILS = Permission.ACCOUNT_MANAGE
 
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}", re.ASCII)
 
 # scrypt: N=2**15, r=8 → 32 MiB per hash, ~0.1 s on this class of machine
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
@@ -193,7 +193,7 @@ class UserStore:
 
     @staticmethod
     def validate_name(name: str) -> None:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise AuthError(f"invalid user name {name!r}: 1-64 letters, digits, or _ . @ -")
 
     async def add(
@@ -263,7 +263,7 @@ class UserStore:
             return _info(user)
 
     async def get(self, name: str) -> UserInfo | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             user = await s.scalar(select(User).where(User.name == name))
             return _info(user) if user else None
 
@@ -273,7 +273,9 @@ class UserStore:
 
     async def authenticate(self, name: str, password: str) -> UserInfo | None:
         """The user when name and password match and the user is active, else None."""
-        async with self.db.sessions() as s:
+        if not _NAME.fullmatch(name) or not password or len(password) > 1024:
+            return None  # no such user can exist: refused before any database work
+        async with self.db.reads() as s:
             user = await s.scalar(select(User).where(User.name == name))
         stored = user.password_hash if user is not None else await asyncio.to_thread(_dummy_hash)
         ok = await asyncio.to_thread(verify_password, password, stored)
@@ -281,7 +283,11 @@ class UserStore:
             return None
         return _info(user)
 
-    async def issue_token(self, user: UserInfo, name: str = "api", ttl: timedelta | None = timedelta(hours=12)) -> str:
+    async def issue_token(
+        self, user: UserInfo, name: str = "api", ttl: timedelta | None = timedelta(hours=12), *, actor: Actor | None = None,
+    ) -> str:
+        """A new API token of ``user`` (shown once; only its hash is kept), audited under ``actor``
+        (default: the user, through the API)."""
         token = "sct_" + secrets.token_urlsafe(32)
         now = utcnow()
         async with self.db.transaction() as s:
@@ -291,14 +297,14 @@ class UserStore:
                     expires_at=(now + ttl) if ttl else None,
                 )
             )
-            AuditLog.record(s, user.actor("api"), "token.issue", "user", user.name, after={"name": name})
+            AuditLog.record(s, actor or user.actor("api"), "token.issue", "user", user.name, after={"name": name})
         return token
 
     async def authenticate_token(self, token: str) -> UserInfo | None:
-        if not token.startswith("sct_"):
+        if not token.startswith("sct_") or len(token) > 100:
             return None
         now = utcnow()
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = (
                 await s.execute(
                     select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(

@@ -215,10 +215,11 @@ def test_late_and_out_of_order_readings() -> None:
     m = SyntheticMeter(rig.db, "E-1", start_kwh="10.00")
     m.poll(T0 + timedelta(minutes=14))
     rig.close(T0 + timedelta(minutes=15, seconds=11))
-    # a poll stamped in the closed interval arrives late: it counts in the open one
+    # a poll stamped in the closed interval arrives late: the newest closed interval takes it
+    # (it is revised at the next close)
     m.consume("0.40")
     m.poll(T0 + timedelta(minutes=14, seconds=30))
-    # an older reading arriving after a newer one is not used for deltas
+    # an older reading arriving after a newer one is placed by its time
     m.consume("0.10")
     m.poll(T0 + timedelta(minutes=20))
     stale = m.registers["energy_total"]
@@ -226,9 +227,12 @@ def test_late_and_out_of_order_readings() -> None:
     m.poll(T0 + timedelta(minutes=19))
     m.registers["energy_total"] = stale
     rig.close(T0 + timedelta(minutes=30, seconds=11))
-    rec = rig.of("E-1")[-1]
+    first, revised, rec = rig.of("E-1")
+    assert first.start == revised.start == int(T0.timestamp())
+    assert (first.values["energy_total"], revised.values["energy_total"]) == (0, 400_000)
+    assert revised.values["samples"] == 2
     assert rec.start == int((T0 + timedelta(minutes=15)).timestamp())
-    assert kwh(int(rec.values["energy_total"])) == Decimal("0.50")
+    assert kwh(int(rec.values["energy_total"])) == Decimal("0.10")
     assert rec.values["flag_reset"] == 0
 
 

@@ -107,11 +107,37 @@ async def test_acknowledge_with_permissions_and_class_roles(api: dict[str, Any])
     assert [(t["event"], t["actor"], t["reason"]) for t in body["transitions"]] == [
         ("activate", "system:alarms", ""), ("acknowledge", "olga", "crew on the way"),
     ]
-    # the engine audited the acknowledgement; the API audited the calls, refusals included
+    # the engine audited the acknowledgement; the API audited the calls and the refusals of the
+    # engine (403, 409, 404 for 99999), not the malformed requests (the id "abc", the body
+    # {"reason": 5}), which were refused before any work and wrote nothing
     audit = api["rt"].ctx[AUDIT]
     assert {e.actor for e in await audit.query(action="alarm.acknowledge")} == {"olga", "max"}
     outcomes = [e.outcome for e in await audit.query(action="api.alarms.acknowledge", actor="olga")]
-    assert sorted(outcomes) == ["denied", "ok", "rejected", "rejected", "rejected", "rejected"]
+    assert sorted(outcomes) == ["denied", "ok", "rejected", "rejected"]
+
+
+async def test_comment_and_confirm(api: dict[str, Any]) -> None:
+    call = api["call"]
+    ids = ids_by_class((await call("GET", "/alarms", "vic"))[1])
+    alarm = ids["comm_loss"]
+    status, body = await call("POST", f"/alarms/{alarm}/comment", "vic", {"comment": "x"})
+    assert status == 403 and "may not alarm_ack" in body["error"]
+    status, body = await call("POST", f"/alarms/{alarm}/comment", "olga", {"comment": ""})
+    assert status == 422 and body["field"] == "comment"
+    status, body = await call("POST", f"/alarms/{alarm}/comment", "olga", {"comment": "gateway cabinet opened"})
+    assert status == 200 and (body["alarm"]["comment"], body["alarm"]["comment_by"]) == ("gateway cabinet opened", "olga")
+    status, body = await call("POST", f"/alarms/{alarm}/confirm", "olga", {})
+    assert status == 409 and "acknowledge it before confirming" in body["error"]
+    await call("POST", f"/alarms/{alarm}/acknowledge", "olga", {})
+    status, body = await call("POST", f"/alarms/{alarm}/confirm", "olga", {"reason": "cable replaced"})
+    assert status == 200 and body["alarm"]["confirmed_by"] == "olga" and body["alarm"]["comment"] == "cable replaced"
+    status, body = await call("POST", f"/alarms/{alarm}/confirm", "olga", {})
+    assert status == 409 and body["error"] == "the alarm is already confirmed"
+    status, body = await call("GET", f"/alarms/{alarm}", "vic")
+    assert [t["event"] for t in body["transitions"]] == ["activate", "comment", "acknowledge", "confirm"]
+    audit = api["rt"].ctx[AUDIT]
+    assert [e.actor for e in await audit.query(action="alarm.confirm")] == ["olga"]
+    assert [e.actor for e in await audit.query(action="alarm.comment")] == ["olga"]
 
 
 async def test_shelve_and_unshelve(api: dict[str, Any]) -> None:

@@ -49,6 +49,15 @@ FINGERPRINT = {
     "out_of_service": "SELECT * FROM alarm_out_of_service ORDER BY 1",
     "acknowledged": "SELECT id, acked_by FROM alarms WHERE acked_by IS NOT NULL ORDER BY id",
     "shelved": "SELECT id, shelved_by FROM alarms WHERE shelved_by IS NOT NULL ORDER BY id",
+    "customers": "SELECT * FROM billing_customers ORDER BY id",
+    "account_billing": "SELECT * FROM billing_account_settings ORDER BY account_id",
+    "charge_rules": "SELECT * FROM billing_charge_rules ORDER BY id",
+    "bills": "SELECT id, status, paid_minor, credited_minor FROM billing_bills ORDER BY id",
+    "payments": "SELECT * FROM billing_payments ORDER BY id",
+    "credit_notes": "SELECT id, state FROM billing_credit_notes ORDER BY id",
+    "adjustments": "SELECT id, state FROM billing_adjustments ORDER BY id",
+    "confirmed": "SELECT id, confirmed_by FROM alarms WHERE confirmed_by IS NOT NULL ORDER BY id",
+    "commented": "SELECT id, comment_by, comment FROM alarms WHERE comment_by IS NOT NULL ORDER BY id",
     "approvals": "SELECT id, state, decided_by FROM approval_requests ORDER BY id",
 }
 

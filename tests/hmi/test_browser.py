@@ -141,9 +141,16 @@ async def test_alarm_acknowledged_and_shelved_in_the_console(hmi: Hmi, browser: 
         await expect(row.locator('[data-f="state"]')).to_have_text("Active, acknowledged", timeout=3000)
         await expect(page.locator("#unacked-count")).to_have_text("1")
         await shots(page, "acknowledged")
+        # confirm it (it was dealt with), then comment on it: the row shows the comment live
+        await row.get_by_role("button", name="Confirm").click()
+        await expect(row.get_by_role("button", name="Confirm")).to_be_hidden(timeout=3000)
+        await row.locator('details[data-action="comment"] summary').click()
+        await row.get_by_label("Comment", exact=True).fill("tenant called back")
+        await row.get_by_role("button", name="Add comment").click()
+        await expect(row.locator('[data-f="comment"]')).to_have_text("maint1: tenant called back", timeout=3000)
         # shelve the other one with a reason and an expiry
         other = page.locator('#alarms tr:has(a:text("B1-R202"))')
-        await other.locator("summary").click()
+        await other.locator('details[data-action="shelve"] summary').click()
         await other.get_by_label("Reason").fill("tenant away, landlord informed")
         await other.get_by_label("For (minutes)").fill("90")
         await shots(page, "shelve-form")
@@ -158,8 +165,9 @@ async def test_alarm_acknowledged_and_shelved_in_the_console(hmi: Hmi, browser: 
     engine = ctx[ALARMS]
     acked = [a for a in engine.active() if a.room_id == "B1-R101"]
     assert acked and acked[0].acked_by == "maint1"
+    assert (acked[0].confirmed_by, acked[0].comment) == ("maint1", "tenant called back")
     entries = await ctx[AUDIT].query(action="api.alarms.")
-    assert {e.action for e in entries} >= {"api.alarms.acknowledge", "api.alarms.shelve"}
+    assert {e.action for e in entries} >= {"api.alarms.acknowledge", "api.alarms.confirm", "api.alarms.comment", "api.alarms.shelve"}
     assert {e.actor for e in entries} == {"maint1"} and {e.source for e in entries} == {"hmi"}
 
 

@@ -36,7 +36,7 @@ def test_every_language_has_every_key_with_the_same_placeholders(catalogs: Catal
 
 def _static_keys() -> set[str]:
     keys: set[str] = set()
-    for path in (HMI / "templates").glob("*.html"):
+    for path in (HMI / "templates").rglob("*.html"):  # the print templates too
         keys |= set(re.findall(r"""\bt\(\s*'([a-z_.0-9-]+)'\s*[,)]""", path.read_text(encoding="utf-8")))
     for path in (HMI / "static" / "js").glob("*.js"):
         keys |= set(re.findall(r"""\bt\(\s*"([a-z_.0-9-]+)"\s*[,)]""", path.read_text(encoding="utf-8")))

@@ -7,7 +7,9 @@
 // node-opcua prints a NODE-OPCUA-W27 warning at load: readers skip lines that are not JSON.
 //
 // Ops: connect, client_certificate, browse, tree, translate, read, read_attributes, subscribe,
-// subscribe_many, call, write, close. Node ids are strings ("ns=2;s=E-B1-101.energy_total").
+// subscribe_many, call, write, history_raw, history_processed, subscribe_events,
+// condition_refresh, acknowledge, confirm, close. Node ids are strings
+// ("ns=2;s=E-B1-101.energy_total"); ByteStrings are hex; events arrive as {"event": "ev", ...}.
 "use strict";
 
 const readline = require("readline");
@@ -25,6 +27,15 @@ const {
     makeBrowsePath,
     NodeClass,
     UserTokenType,
+    HistoryReadRequest,
+    ReadRawModifiedDetails,
+    ReadProcessedDetails,
+    constructEventFilter,
+    callConditionRefresh,
+    acknowledgeCondition,
+    confirmCondition,
+    coerceLocalizedText,
+    resolveNodeId,
 } = require("node-opcua-client");
 const { OPCUACertificateManager } = require("node-opcua-certificate-manager");
 
@@ -61,6 +72,64 @@ function dataValue(dv) {
         sourceTimestamp: dv.sourceTimestamp ? dv.sourceTimestamp.toISOString() : null,
         serverTimestamp: dv.serverTimestamp ? dv.serverTimestamp.toISOString() : null,
     };
+}
+
+// a Variant's value as JSON: NodeIds as strings, ByteStrings as hex, texts as their text
+function variantValue(v) {
+    if (!v || v.value === null || v.value === undefined) return null;
+    if (v.dataType === DataType.ByteString) return Buffer.from(v.value).toString("hex");
+    if (v.dataType === DataType.NodeId || v.dataType === DataType.ExpandedNodeId) return v.value.toString();
+    if (v.dataType === DataType.LocalizedText) return v.value.text === undefined ? null : v.value.text;
+    if (v.dataType === DataType.StatusCode) return statusName(v.value);
+    if (v.dataType === DataType.QualifiedName) return v.value.toString();
+    return plain(v.value);
+}
+
+// one history value as [sourceTimestamp, value, status code (number), serverTimestamp]
+function historyValue(dv) {
+    return [
+        dv.sourceTimestamp ? dv.sourceTimestamp.toISOString() : null,
+        dv.value ? plain(dv.value.value) : null,
+        dv.statusCode ? dv.statusCode.value : 0,
+        dv.serverTimestamp ? dv.serverTimestamp.toISOString() : null,
+    ];
+}
+
+// HistoryRead of one node, following continuation points (unless cmd.maxPages stops it); with
+// cmd.countOnly the values are counted, not returned (for large reads)
+async function historyPages(cmd, details) {
+    const values = [];
+    let count = 0;
+    let first = null;
+    let last = null;
+    let cp = null;
+    let pages = 0;
+    const started = Date.now();
+    for (;;) {
+        const response = await session.historyRead(
+            new HistoryReadRequest({
+                historyReadDetails: details,
+                timestampsToReturn: TimestampsToReturn[cmd.timestamps || "Both"],
+                releaseContinuationPoints: false,
+                nodesToRead: [{ nodeId: cmd.nodeId, continuationPoint: cp }],
+            })
+        );
+        const r = response.results[0];
+        pages += 1;
+        if (r.statusCode.isNotGood()) {
+            return { status: statusName(r.statusCode), values, count, pages };
+        }
+        for (const dv of (r.historyData && r.historyData.dataValues) || []) {
+            const v = historyValue(dv);
+            count += 1;
+            if (first === null) first = v;
+            last = v;
+            if (!cmd.countOnly) values.push(v);
+        }
+        cp = r.continuationPoint && r.continuationPoint.length ? r.continuationPoint : null;
+        if (!cp || (cmd.maxPages && pages >= cmd.maxPages)) break;
+    }
+    return { status: "Good", values, count, pages, first, last, more: cp !== null, ms: Date.now() - started };
 }
 
 async function certificateManager(pkiDir) {
@@ -259,13 +328,94 @@ const ops = {
         const result = await session.call({
             objectId: cmd.objectId,
             methodId: cmd.methodId,
-            inputArguments: (cmd.args || []).map((a) => ({ dataType: DataType[a.dataType], value: a.value })),
+            inputArguments: (cmd.args || []).map((a) => {
+                let value = a.value;
+                if (a.dataType === "ByteString") value = Buffer.from(a.value, "hex");
+                if (a.dataType === "LocalizedText") value = coerceLocalizedText(a.value);
+                return { dataType: DataType[a.dataType], value };
+            }),
         });
         return {
             status: statusName(result.statusCode),
             outputs: (result.outputArguments || []).map((v) => plain(v.value)),
             inputArgumentResults: (result.inputArgumentResults || []).map(statusName),
         };
+    },
+
+    async history_raw(cmd) {
+        const details = new ReadRawModifiedDetails({
+            isReadModified: false,
+            startTime: new Date(cmd.start),
+            endTime: new Date(cmd.end),
+            numValuesPerNode: cmd.numValues || 0,
+            returnBounds: Boolean(cmd.returnBounds),
+        });
+        return historyPages(cmd, details);
+    },
+
+    async history_processed(cmd) {
+        const details = new ReadProcessedDetails({
+            startTime: new Date(cmd.start),
+            endTime: new Date(cmd.end),
+            processingInterval: cmd.intervalMs,
+            aggregateType: [resolveNodeId(cmd.aggregate)],
+            aggregateConfiguration: { useServerCapabilitiesDefaults: true },
+        });
+        return historyPages(cmd, details);
+    },
+
+    async subscribe_events(cmd) {
+        // an event monitored item at cmd.nodeId selecting cmd.fields ("AckedState.Id", "ConditionId" …);
+        // notifications arrive as {"event": "ev", "sub": id, "fields": {name: value}, "received": epoch ms}
+        const subscription = ClientSubscription.create(session, {
+            requestedPublishingInterval: cmd.publishingInterval || 100,
+            requestedLifetimeCount: 600,
+            requestedMaxKeepAliveCount: 20,
+            maxNotificationsPerPublish: 0,
+            publishingEnabled: true,
+            priority: 1,
+        });
+        const id = subscriptions.length;
+        subscriptions.push(subscription);
+        await new Promise((resolve, reject) => {
+            subscription.once("started", resolve);
+            subscription.once("internal_error", reject);
+        });
+        const fields = cmd.fields;
+        const item = ClientMonitoredItem.create(
+            subscription,
+            { nodeId: cmd.nodeId, attributeId: AttributeIds.EventNotifier },
+            { samplingInterval: 0, discardOldest: true, queueSize: 1000, filter: constructEventFilter(fields) },
+            TimestampsToReturn.Neither
+        );
+        item.on("changed", (variants) => {
+            const out = {};
+            fields.forEach((name, i) => {
+                out[name] = variantValue(variants[i]);
+            });
+            emit({ event: "ev", sub: id, nodeId: cmd.nodeId, received: Date.now(), fields: out });
+        });
+        await new Promise((resolve, reject) => {
+            item.once("initialized", resolve);
+            item.once("err", (msg) => reject(new Error(String(msg))));
+        });
+        return { sub: id, subscriptionId: subscription.subscriptionId };
+    },
+
+    async condition_refresh(cmd) {
+        const status = await callConditionRefresh(session, subscriptions[cmd.sub].subscriptionId);
+        return { status: statusName(status) };
+    },
+
+    async acknowledge(cmd) {
+        // node-opcua's own A&C helper: finds the method on the condition or its type
+        const status = await acknowledgeCondition(session, cmd.conditionId, Buffer.from(cmd.eventId, "hex"), cmd.comment || "");
+        return { status: statusName(status) };
+    },
+
+    async confirm(cmd) {
+        const status = await confirmCondition(session, cmd.conditionId, Buffer.from(cmd.eventId, "hex"), cmd.comment || "");
+        return { status: statusName(status) };
     },
 
     async write(cmd) {

@@ -104,7 +104,8 @@ PASSWORDS = {"op1": "operator-password", "view1": "viewer-password", "cash1": "c
 METERS = ("E-101", "W-101", "E-102", "E-201", "E-COMMON")
 
 
-def write_config(tmp_path: Path, *, security: str, anonymous: bool) -> Path:
+def write_config(tmp_path: Path, *, security: str, anonymous: bool, extra: str = "", link_extra: str = "") -> Path:
+    """The server's config; ``extra`` is appended (more sections), ``link_extra`` goes into the link."""
     (tmp_path / "site.toml").write_text(SITE)
     path = tmp_path / "scada.toml"
     path.write_text(f"""
@@ -130,6 +131,7 @@ name = "gw-1"
 host = "127.0.0.1"
 port = {free_port()}
 timeout_s = 0.5
+{link_extra}
 
 [simulator]
 enabled = true
@@ -148,6 +150,7 @@ port = 0
 application_uri = "urn:test:prepaid-scada"
 security = {security}
 allow_anonymous = {"true" if anonymous else "false"}
+{extra}
 """)
     return path
 
@@ -206,8 +209,11 @@ class OpcUaSite:
 
 
 @asynccontextmanager
-async def opcua_site(tmp_path: Path, *, security: str = '["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign", "None"]', anonymous: bool = True) -> AsyncIterator[OpcUaSite]:
-    config_file = write_config(tmp_path, security=security, anonymous=anonymous)
+async def opcua_site(
+    tmp_path: Path, *, security: str = '["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign", "None"]', anonymous: bool = True,
+    extra: str = "", link_extra: str = "",
+) -> AsyncIterator[OpcUaSite]:
+    config_file = write_config(tmp_path, security=security, anonymous=anonymous, extra=extra, link_extra=link_extra)
     config = load_config(config_file)
     async with running_server(config) as rt:
         users = rt.ctx[USERS]

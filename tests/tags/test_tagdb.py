@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,7 @@ from tags import (
     UnknownTagError,
     by_meters,
     by_points,
+    utcnow,
 )
 
 
@@ -280,3 +281,56 @@ async def test_unsubscribed_gets_nothing_more() -> None:
     assert sub.pending == 0
     with pytest.raises(StopAsyncIteration):
         await sub.get()
+
+
+# -- keep newest: observations a gateway replays after an outage --------------------------------
+async def test_keep_newest_an_older_observation_does_not_replace_the_current_value() -> None:
+    db = make_db("M1.energy_total")
+    t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    shown = db.subscribe(include_reported=True)  # a display: newest only
+    history = db.subscribe(include_reported=True, include_late=True)
+    db.write("M1.energy_total", 100.0, source_ts=t0, keep_newest=True)
+    db.write("M1.energy_total", 90.0, source_ts=t0 - timedelta(minutes=20), keep_newest=True)  # replayed
+    db.write("M1.energy_total", 95.0, source_ts=t0 - timedelta(minutes=10), keep_newest=True)  # replayed
+    current = db.read("M1.energy_total")
+    assert (current.value, current.source_ts) == (100.0, t0)
+    assert [(c.new.value, c.late) for c in shown.drain()] == [(100.0, False)]
+    got = [(c.new.value, c.new.source_ts, c.late) for c in history.drain()]
+    assert got == [
+        (100.0, t0, False),
+        (90.0, t0 - timedelta(minutes=20), True),
+        (95.0, t0 - timedelta(minutes=10), True),
+    ]
+    assert db.stats()["late"] == 2
+    # a newer observation replaces it as usual
+    db.write("M1.energy_total", 101.0, source_ts=t0 + timedelta(minutes=1), keep_newest=True)
+    assert db.read("M1.energy_total").value == 101.0
+    shown.close()
+    history.close()
+
+
+async def test_keep_newest_a_tag_never_written_takes_a_replayed_observation() -> None:
+    db = make_db("M1.energy_total")  # registered now: "no value" is no observation
+    old = utcnow() - timedelta(hours=1)
+    db.write("M1.energy_total", 5.0, source_ts=old, keep_newest=True)
+    assert db.read("M1.energy_total").value == 5.0
+
+
+async def test_without_keep_newest_the_last_write_wins() -> None:
+    db = make_db("M1.power")
+    t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    db.write("M1.power", 1.0, source_ts=t0)
+    db.write("M1.power", 2.0, source_ts=t0 - timedelta(minutes=1))
+    assert db.read("M1.power").value == 2.0
+
+
+async def test_late_observations_do_not_coalesce_with_current_ones() -> None:
+    db = make_db("M1.energy_total")
+    t0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    sub = db.subscribe(include_late=True, maxsize=1)
+    db.write("M1.energy_total", 1.0, source_ts=t0, keep_newest=True)  # fills the FIFO
+    db.write("M1.energy_total", 3.0, source_ts=t0 + timedelta(minutes=2), keep_newest=True)  # overflow
+    db.write("M1.energy_total", 2.0, source_ts=t0 + timedelta(minutes=1), keep_newest=True)  # late, overflow
+    got = [(c.new.value, c.late) for c in sub.drain()]
+    sub.close()
+    assert got == [(1.0, False), (3.0, False), (2.0, True)]

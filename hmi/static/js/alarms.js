@@ -1,5 +1,6 @@
 // The alarm console: standing alarms (unacknowledged first, by priority) and shelved ones,
-// kept live by the feed; acknowledge, shelve and unshelve go through the alarms API.
+// kept live by the feed; acknowledge, confirm, comment, shelve and unshelve go through the
+// alarms API (OPC UA clients act through the same engine: their actions show here at once).
 import { t, setText, bindApiForms, localTime } from "./common.js";
 import { Feed } from "./feed.js";
 
@@ -24,7 +25,10 @@ function rowFor(a, templateId) {
   const rest = [a.meter_id, a.link].filter(Boolean).join(" ");
   if (rest) where.append(` ${rest}`);
   if (!a.room_id && !rest) where.append(a.object_id);
+  const comment = f("comment");
   setText(f("detail"), a.detail || a.message);
+  comment.hidden = !a.comment;
+  setText(comment, a.comment ? t("alarm.comment_by", { who: a.comment_by, comment: a.comment }) : "");
   const time = f("raised").querySelector("time");
   time.dateTime = a.raised_at;
   setText(time, when(a.raised_at));
@@ -32,6 +36,8 @@ function rowFor(a, templateId) {
   for (const form of row.querySelectorAll("form[data-api]")) form.dataset.api = form.dataset.api.replace("{id}", a.id);
   const ack = row.querySelector('[data-action="ack"]');
   if (ack) ack.hidden = a.acknowledged;
+  const confirm = row.querySelector('[data-action="confirm"]');
+  if (confirm) confirm.hidden = !a.acknowledged || Boolean(a.confirmed_at);
   return row;
 }
 

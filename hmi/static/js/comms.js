@@ -50,7 +50,7 @@ async function refreshDevices() {
     tr.className = `device device-${d.state}`;
     tr.dataset.meter = d.meter_id;
     const texts = [
-      d.meter_id, d.circuit ? `${d.unit_id}/${d.circuit}` : String(d.unit_id), t(`comms.device.${d.state}`), d.polls, d.requests, d.errors,
+      d.meter_id, d.address ? d.address : d.circuit ? `${d.unit_id}/${d.circuit}` : String(d.unit_id), t(`comms.device.${d.state}`), d.polls, d.requests, d.errors,
       d.consecutive_failures, latency(d.latency_ms), localTime(d.last_ok_at), d.last_error ? `${d.last_error} ${localTime(d.last_error_at)}` : "",
     ];
     for (const text of texts) {

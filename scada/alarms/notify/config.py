@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from scada.alarms.alarm import PriorityName
 from scada.core.configbase import ConfigModel, SecretRef
+from scada.core.inputs import InputError, e164
 
 __all__ = [
     "ChannelConfig",
@@ -95,6 +96,9 @@ class ChannelConfig(ConfigModel):
             if self.kind == "sms":
                 if not re.match(r"^https?://", self.url):
                     raise ValueError(f"url: expected an http:// or https:// URL template, found {self.url!r}")
+                host = re.match(r"^https?://([^/?#]*)", self.url)
+                if host is not None and "{" in host.group(1):
+                    raise ValueError("url: template values may go in the path, query or fragment, not in the host")
                 if self.method == "POST" and not self.body:
                     raise ValueError("an sms channel using POST needs a 'body' template")
         return self
@@ -201,6 +205,12 @@ class NotificationsConfig(ConfigModel):
                 raise ValueError(f"routes[{i}]: a webhook route has no recipients ('to', 'to_room_contact'): the channel's url is the target")
             if kind != "webhook" and not route.to and not route.to_room_contact:
                 raise ValueError(f"routes[{i}]: name recipients with 'to' or set to_room_contact = true")
+            if kind == "sms":
+                for j, number in enumerate(route.to):
+                    try:
+                        e164(number)
+                    except InputError as exc:
+                        raise ValueError(f"routes[{i}].to[{j}]: {exc}") from None
         return self
 
     def channel(self, name: str) -> ChannelConfig:

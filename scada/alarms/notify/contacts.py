@@ -7,7 +7,7 @@ site without it (or one that keeps contacts elsewhere) can list them in a TOML f
     [[contacts]]
     room = "B1-R101"
     name = "Li Lei"
-    phone = "+8613800000000"
+    phone = "+8613800000000"   # E.164: +, country code, number
     email = "li.lei@example.com"
     language = "zh-CN"      # en | zh-CN
 
@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError
 from scada.alarms.notify.config import Language
 from scada.core.configbase import ConfigError, ConfigModel, format_validation_error
 from scada.core.context import Key
+from scada.core.inputs import Phone
 
 __all__ = ["CONTACTS", "Contact", "ContactDirectory", "StaticContactDirectory"]
 
@@ -53,7 +54,7 @@ CONTACTS: Key[ContactDirectory] = Key("contacts", ContactDirectory)
 class _ContactEntry(ConfigModel):
     room: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,30}$")
+    phone: Phone | None = None  # E.164 (spaces and hyphens between the digits are dropped)
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
     language: Language = "en"
 

@@ -46,6 +46,7 @@ from scada.alarms.notify.contacts import Contact, ContactDirectory
 from scada.alarms.notify.delivery import Channel, DeliveryError, OutgoingMessage
 from scada.alarms.notify.models import DeliveryAttemptRow, DeliveryRow, DeliveryStatus
 from scada.alarms.notify.templates import MessageTemplates, TemplateProblem
+from scada.core.inputs import InputError, e164, quote
 from scada.db import Database
 
 __all__ = ["Attempt", "Delivery", "Notifier", "QueuedMessage", "notification_event"]
@@ -251,6 +252,12 @@ class Notifier:
         if not address:
             what = "e-mail address" if channel.kind == "email" else "phone number"
             return _Target(route, channel, placeholder, contact.language, contact, skip=f"contact {contact.name} has no {what}")
+        if channel.kind == "sms":
+            try:
+                address = e164(address)  # a number stored before numbers were checked
+            except InputError:
+                return _Target(route, channel, placeholder, contact.language, contact,
+                               skip=f"contact {contact.name}: {quote(address)} is not a phone number in E.164 form")
         return _Target(route, channel, address, contact.language, contact)
 
     async def _plan(self, name: str, event: AlarmEvent) -> None:

@@ -46,6 +46,7 @@ CLASS_TITLES: dict[str, dict[str, str]] = {
         "tou_mismatch": "Time-of-use table differs from the tariff",
         "over_power": "Power above the limit",
         "historian_buffer": "Historian buffer filling up",
+        "login_burst": "Burst of failed logins",
     },
     "zh-CN": {
         "comm_loss": "通信中断",
@@ -60,6 +61,7 @@ CLASS_TITLES: dict[str, dict[str, str]] = {
         "tou_mismatch": "电表时段表与电价不符",
         "over_power": "功率超限",
         "historian_buffer": "历史数据缓存即将占满",
+        "login_burst": "登录失败次数激增",
     },
 }
 PRIORITY_NAMES = {

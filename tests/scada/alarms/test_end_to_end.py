@@ -140,6 +140,10 @@ async def test_cli_acts_on_alarms_while_the_server_runs(tmp_path: Path, db_url: 
         ev = await _next(sub, "acknowledge")  # the running engine picked it up from the database
         assert ev.alarm.id == first and ev.transition.reason == "seen on site"
         assert engine.get(first).state.value == "active_ack"  # type: ignore[union-attr]
+        code, out, err = await _scada("alarms", "confirm", str(first), "--reason", "cable fixed", "--config", str(path), cwd=tmp_path)
+        assert code == 0 and f"alarm {first} confirmed" in out, err
+        ev = await _next(sub, "confirm")
+        assert (ev.alarm.confirmed_at is not None, ev.alarm.comment) == (True, "cable fixed")
 
         code, out, err = await _scada(
             "alarms", "shelve", str(second), "--minutes", "30", "--reason", "known", "--config", str(path), cwd=tmp_path
@@ -157,7 +161,7 @@ async def test_cli_acts_on_alarms_while_the_server_runs(tmp_path: Path, db_url: 
         code, out, err = await _scada("alarms", "show", str(first), "--json", "--config", str(path), cwd=tmp_path)
         doc = json.loads(out)
         assert [(t["event"], t["actor"]) for t in doc["transitions"]] == [
-            ("activate", "system:alarms"), ("acknowledge", doc["acked_by"]), ("clear", "system:alarms"),
+            ("activate", "system:alarms"), ("acknowledge", doc["acked_by"]), ("confirm", doc["acked_by"]), ("clear", "system:alarms"),
         ]
         code, out, err = await _scada("alarms", "ack", str(first), "999", "--config", str(path), cwd=tmp_path)
         assert code == 1

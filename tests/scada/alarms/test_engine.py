@@ -287,3 +287,63 @@ async def test_meter_removed_from_the_registry_clears_its_alarms(db: Database) -
         [after] = engine.active()
         assert after.id == alarm.id and after.state is S.CLEARED_UNACK and after.detail == "meter no longer active"
         assert "E-R001b.active_alarms" in engine.tagdb and "E-R001.active_alarms" not in engine.tagdb
+
+
+async def test_confirm_and_comment_are_recorded_and_audited(db: Database) -> None:
+    assets = await build_site(db, site_toml(1))
+    async with engine_for(db, assets) as engine:
+        engine.tagdb.write("E-R001.relay_fault", True)
+        await engine.settle()
+        [alarm] = engine.active()
+        with pytest.raises(IllegalTransition, match="not acknowledged"):
+            await engine.confirm(alarm.id, OPERATOR)
+        acked = await engine.acknowledge(alarm.id, OPERATOR, "crew sent")
+        assert (acked.comment, acked.comment_by) == ("crew sent", "olga")
+        with pytest.raises(NotPermitted, match="role viewer may not alarm_ack"):
+            await engine.comment(alarm.id, VIEWER, "looks odd")
+        with pytest.raises(ValueError, match="comment"):
+            await engine.comment(alarm.id, OPERATOR, "  ")
+        commented = await engine.comment(alarm.id, MAINT, "relay replaced")
+        assert (commented.state, commented.comment, commented.comment_by) == (S.ACTIVE_ACK, "relay replaced", "max")
+        confirmed = await engine.confirm(alarm.id, OPERATOR, "works again")
+        assert (confirmed.confirmed_by, confirmed.comment) == ("olga", "works again") and confirmed.confirmed_at is not None
+        assert engine.get(alarm.id) == confirmed  # in memory at once (the console reads it there)
+        with pytest.raises(IllegalTransition, match="already confirmed"):
+            await engine.confirm(alarm.id, OPERATOR)
+        assert await states(engine, alarm.id) == [
+            ("activate", "normal", "active_unack"),
+            ("acknowledge", "active_unack", "active_ack"),
+            ("comment", "active_ack", "active_ack"),
+            ("confirm", "active_ack", "active_ack"),
+        ]
+        async with db.sessions() as s:
+            actions = [e.action for e in (await s.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()]
+        assert [a for a in actions if a.startswith("alarm.")] == ["alarm.acknowledge", "alarm.comment", "alarm.confirm"]
+        # presented again unacknowledged: the confirmation no longer counts
+        engine.tagdb.write("E-R001.relay_fault", False)
+        await engine.settle()
+        assert (await engine.find(alarm.id)).state is S.NORMAL  # type: ignore[union-attr]
+        engine.tagdb.write("E-R001.relay_fault", True)
+        await engine.settle()
+        [again] = engine.active()
+        assert again.id != alarm.id and again.confirmed_at is None
+
+
+async def test_one_shot_shelving_ends_when_the_condition_clears(db: Database) -> None:
+    assets = await build_site(db, site_toml(1))
+    async with engine_for(db, assets, no_delays(max_shelve_hours=4)) as engine:
+        tags, clock = engine.tagdb, engine.clock
+        tags.write("E-R001.comm_ok", False)
+        await engine.settle()
+        [alarm] = engine.active()
+        shelved = await engine.shelve(alarm.id, MAINT, "until it answers", one_shot=True)
+        assert shelved.state is S.SHELVED and shelved.shelve_one_shot
+        assert shelved.shelved_until == clock.now() + timedelta(hours=4)  # bounded by the maximum
+        tags.write("E-R001.comm_ok", True)
+        await engine.settle()
+        ended = await engine.find(alarm.id)
+        assert ended is not None and ended.state is S.NORMAL and not ended.shelve_one_shot
+        [unshelve] = [t for t in await engine.transitions(alarm.id) if t.event == "unshelve"]
+        assert unshelve.reason == "one-shot shelving ended: the condition cleared"
+        with pytest.raises(ValueError, match="duration"):
+            await engine.shelve(alarm.id, MAINT, "no duration")

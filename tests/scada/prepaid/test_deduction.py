@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from decimal import Decimal
 
@@ -278,3 +279,39 @@ async def test_a_meter_added_to_a_room_is_billed_from_its_first_reading(site: Si
     async with site.db.sessions() as s:
         seg = (await s.scalars(select(MeterSegment).where(MeterSegment.meter_id == "E1X"))).one()
     assert seg.baseline == Decimal("50") and seg.reason == "meter added to the room"
+
+
+async def test_late_readings_from_a_replay_are_billed_once_in_time_order(site: Site) -> None:
+    """A gateway's replay reaches billing as late tag changes: readings newer than the last billed
+    one are billed in time order, older ones never again; the total is the consumption once."""
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    billing = asyncio.create_task(site.engine.run_billing(), name="billing")
+    try:
+        def gateway(ts: dt.datetime, value: float) -> None:
+            site.tagdb.write("E1.energy_total", value, source_ts=ts, keep_newest=True)
+
+        gateway(T0, 10.0)
+        await asyncio.sleep(0.2)
+        # the gateway dies: the tags are marked bad now; its buffer comes back before a live reading
+        site.tagdb.set_quality(["E1.energy_total"], Quality.BAD, QualityReason.COMM_FAILURE, "gateway dead", source_ts=T0 + 4 * H)
+        for k, value in ((1, 11.0), (2, 12.5), (3, 13.0)):
+            gateway(T0 + k * H, value)  # late: older than the bad mark
+        assert site.tagdb.read("E1.energy_total").quality is Quality.BAD  # the display: the newest
+        gateway(T0 + 5 * H, 15.0)  # live again
+        for k, value in ((1, 11.0), (2, 12.5), (3, 13.0)):
+            gateway(T0 + k * H, value)  # resent: older than what was billed
+        for _ in range(100):
+            rows = await deductions(site)
+            if rows and rows[-1].reading_to == Decimal("15"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        billing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await billing
+    rows = await deductions(site)
+    assert [(r.reading_from, r.reading_to) for r in rows] == [
+        (Decimal("10"), Decimal("11")), (Decimal("11"), Decimal("12.5")), (Decimal("12.5"), Decimal("13")), (Decimal("13"), Decimal("15")),
+    ]
+    assert await balance(site) == 100_000 - 500
