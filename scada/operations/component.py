@@ -93,7 +93,7 @@ class OperationsComponent(Component):
             cleanups.append(meters.close)
             jobs_ctx.meters = meters
         if engine is not None:
-            prepared = PreparedAccounts(db, engine, clock=self.clock.now)
+            prepared = PreparedAccounts(db, engine, clock=self.clock.now, billing=config.billing.enabled)
             await prepared.load()
             jobs_ctx.prepared = prepared
             if notifier is not None:

@@ -554,7 +554,7 @@ class OpenKind(Kind):
             thresholds=tuple(parse_thresholds(prep.thresholds, ctx.minor_units)) if prep.thresholds else defaults.thresholds,
             contact=Contact(prep.customer, prep.contact_phone, prep.contact_email, prep.language),
             protected=False, friendly_credit=defaults.friendly_credit, auto_reconnect=defaults.auto_reconnect,
-            emergency_credit_minor=defaults.emergency_credit_minor,
+            emergency_credit_minor=defaults.emergency_credit_minor, mode=prep.mode,
         )
         kinds = {m.kind for m in meters}
         commodity = await tariff_commodity(ctx, prep.tariff_id)

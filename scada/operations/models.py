@@ -86,6 +86,8 @@ class PreparedAccountRow(Base):
     pending_room_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     state: Mapped[str] = mapped_column(String(16))  # prepared | opened | withdrawn
     customer: Mapped[str] = mapped_column(String(200))
+    # the back office's customer (scada.billing) the account is opened for, when that feature runs
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("billing_customers.id"), nullable=True, index=True)
     contact_phone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     contact_email: Mapped[str | None] = mapped_column(String(255), nullable=True)
     language: Mapped[str] = mapped_column(String(16))

@@ -5,8 +5,12 @@ Columns (a header row names them, any order, any case; ``water_tariff``, ``thres
 
     customer, contact, language, room, mode, tariff, opening_balance, thresholds, credit_limit, water_tariff
 
-``contact`` is a phone number or an e-mail address; ``language`` en or zh-CN; ``mode`` prepaid
-(postpaid accounts need the bills feature); ``tariff`` the room's electricity (or, for a room
+``customer`` is the account holder: where the back office (``[billing]``) runs, a customer of it
+by number (``#12``) or by name (a name no customer has creates that customer, with the row's
+contact and language, when the import is made; a name several customers have must be given by
+number), and the opened account is that customer's; ``contact`` is a phone number or an e-mail
+address; ``language`` en or zh-CN; ``mode`` the account's mode, prepaid or postpaid (postpaid
+accounts are billed by the back office, so they need it); ``tariff`` the room's electricity (or, for a room
 with only a water meter, water) tariff; ``thresholds`` the balance alarm levels 1/2/3 as
 money, ``20/5/0``; amounts are decimal strings in the site's currency.
 
@@ -24,14 +28,16 @@ import datetime as dt
 import io
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
+from scada.billing.models import AccountBilling, Customer
 from scada.db import Database
 from scada.prepaid.engine import PrepaidEngine
+from scada.prepaid.ledger import MODES
 from scada.prepaid.levels import parse_thresholds, thresholds_json
 from scada.prepaid.models import LedgerEntry
 from scada.prepaid.money import MoneyError, format_minor, parse_money
@@ -47,6 +53,7 @@ MAX_ROWS = 20000
 MAX_CELL = 200
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,30}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
+_CUSTOMER_NO = re.compile(r"^#([0-9]{1,18})$")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -66,10 +73,12 @@ class ImportResult:
     errors: list[RowError]
     created: list[dict[str, Any]]
     dry_run: bool
+    new_customers: list[str] = field(default_factory=list)  # the back office's customers the import creates
 
     def as_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "rows": self.rows, "valid": self.rows - len({e.line for e in self.errors}),
-                "errors": [e.as_json() for e in self.errors], "created": len(self.created), "accounts": self.created}
+                "errors": [e.as_json() for e in self.errors], "created": len(self.created), "accounts": self.created,
+                "new_customers": self.new_customers}
 
 
 class ImportFormatError(ValueError):
@@ -126,10 +135,14 @@ def read_table(data: bytes, content_type: str) -> list[tuple[int, dict[str, str]
 
 
 class PreparedAccounts:
-    """The prepared accounts: import, look-ups for the ``open`` job, and marking them opened."""
+    """The prepared accounts: import, look-ups for the ``open`` job, and marking them opened.
 
-    def __init__(self, db: Database, engine: PrepaidEngine, *, clock: Callable[[], dt.datetime]) -> None:
+    ``billing``: the back office runs, so an import names its customers and may prepare postpaid
+    accounts."""
+
+    def __init__(self, db: Database, engine: PrepaidEngine, *, clock: Callable[[], dt.datetime], billing: bool = False) -> None:
         self.db = db
+        self.billing = billing
         self.engine = engine
         self.clock = clock
         self._pending_rooms: dict[str, int] = {}  # room -> opening balance (minor), for approvals and targets
@@ -156,7 +169,7 @@ class PreparedAccounts:
     def _json(self, r: PreparedAccountRow) -> dict[str, Any]:
         m = self.engine.minor_units
         return {
-            "id": r.id, "room": r.room_id, "state": r.state, "customer": r.customer, "phone": r.contact_phone,
+            "id": r.id, "room": r.room_id, "state": r.state, "customer": r.customer, "customer_id": r.customer_id, "phone": r.contact_phone,
             "email": r.contact_email, "language": r.language, "mode": r.mode, "tariff": r.tariff_id,
             "water_tariff": r.water_tariff_id, "opening_balance": format_minor(r.opening_minor, m),
             "credit_limit": format_minor(r.credit_limit_minor, m) if r.credit_limit_minor is not None else None,
@@ -187,8 +200,16 @@ class PreparedAccounts:
                 return
             row.state, row.pending_room_id, row.account_id, row.opened_at = "opened", None, account_id, now
             row.opening_readings = readings
+            if row.customer_id is not None:
+                # the account becomes its customer's in the back office, in the same transaction
+                # as the opening is marked done: a resumed open job links it exactly once
+                link = await s.get(AccountBilling, account_id)
+                if link is None:
+                    s.add(AccountBilling(account_id=account_id, customer_id=row.customer_id, updated_at=now))
+                else:
+                    link.customer_id, link.updated_at = row.customer_id, now
             AuditLog.record(s, actor, "account.prepared_opened", "account", str(account_id),
-                            after={"prepared": prepared_id, "room": row.room_id, "readings": readings})
+                            after={"prepared": prepared_id, "room": row.room_id, "readings": readings, "customer": row.customer_id})
             self._pending_rooms.pop(row.room_id, None)
 
     # -- import ---------------------------------------------------------------------------------
@@ -203,6 +224,11 @@ class PreparedAccounts:
         async with self.db.sessions() as s:
             prepared = dict((await s.execute(select(PreparedAccountRow.room_id, PreparedAccountRow.id)
                                              .where(PreparedAccountRow.state == "prepared"))).all())
+            customers = dict((await s.execute(select(Customer.id, Customer.name))).all()) if self.billing else {}
+        by_name: dict[str, list[int]] = {}
+        for cid, name in sorted(customers.items()):
+            by_name.setdefault(name, []).append(cid)
+        new_customers: dict[str, int] = {}  # name -> the line whose contact it gets
         seen: dict[str, int] = {}
         for line, cells in rows:
             before = len(errors)
@@ -215,8 +241,24 @@ class PreparedAccounts:
                 if len(text) > MAX_CELL:
                     bad(column, f"longer than {MAX_CELL} characters")
             customer = cells.get("customer", "")
+            values["customer_id"] = None
+            number = _CUSTOMER_NO.match(customer)
             if not customer:
                 bad("customer", "missing: the customer's name")
+            elif number and not self.billing:
+                bad("customer", f"customer numbers ({customer[:24]}) need the back office ([billing]), which this server does not run")
+            elif number:
+                values["customer_id"] = cid = int(number.group(1))
+                if cid not in customers:
+                    bad("customer", f"no customer {customer[:24]}")
+                else:
+                    customer = customers[cid]
+            elif self.billing:
+                ids = by_name.get(customer, [])
+                if len(ids) == 1:
+                    values["customer_id"] = ids[0]
+                elif ids:
+                    bad("customer", f"{len(ids)} customers are named {customer[:64]!r}: give one's number ({', '.join(f'#{i}' for i in ids[:5])})")
             values["customer"] = customer[:MAX_CELL]
             contact = cells.get("contact", "")
             values["phone"] = values["email"] = None
@@ -231,9 +273,9 @@ class PreparedAccounts:
                 bad("language", f"expected en or zh-CN, found {language[:20]!r}")
             values["language"] = language
             mode = (cells.get("mode", "") or "prepaid").lower()
-            if mode == "postpaid":
-                bad("mode", "postpaid accounts need the bills feature, which this server does not run")
-            elif mode != "prepaid":
+            if mode == "postpaid" and not self.billing:
+                bad("mode", "postpaid accounts need the back office ([billing]), which this server does not run")
+            elif mode not in MODES:
                 bad("mode", f"expected prepaid or postpaid, found {mode[:20]!r}")
             values["mode"] = mode
             room = cells.get("room", "")
@@ -293,14 +335,27 @@ class PreparedAccounts:
                     bad("thresholds", str(exc).split(": ", 1)[-1])
             if len(errors) == before:
                 parsed.append((line, values))
+                if self.billing and values["customer_id"] is None:
+                    new_customers.setdefault(values["customer"], len(parsed) - 1)
         if dry_run or errors:
-            return ImportResult(len(rows), errors, [], dry_run)
+            return ImportResult(len(rows), errors, [], dry_run, list(new_customers))
         now = self.clock()
         created: list[dict[str, Any]] = []
         async with self.db.transaction() as s:
+            new_ids: dict[str, int] = {}
+            for name, index in new_customers.items():
+                first_line, first = parsed[index]
+                holder = Customer(name=name, kind="person", phone=first["phone"], email=first["email"], language=first["language"],
+                                  address="", bill_per="account", created_at=now, created_by=actor.name, updated_at=now)
+                s.add(holder)
+                await s.flush()
+                new_ids[name] = holder.id
+                AuditLog.record(s, actor, "customer.create", "customer", str(holder.id),
+                                after={"name": name, "kind": "person", "language": first["language"], "source": f"{source}:{first_line}"[:200]})
             for line, v in parsed:
                 row = PreparedAccountRow(
                     room_id=v["room"], pending_room_id=v["room"], state="prepared", customer=v["customer"],
+                    customer_id=v["customer_id"] if v["customer_id"] is not None else new_ids.get(v["customer"]),
                     contact_phone=v["phone"], contact_email=v["email"], language=v["language"], mode=v["mode"],
                     tariff_id=v["tariff"], water_tariff_id=v["water_tariff"], opening_minor=v["opening_balance"],
                     credit_limit_minor=v["credit_limit"], thresholds=v["thresholds"], source=f"{source}:{line}"[:200],
@@ -313,7 +368,7 @@ class PreparedAccounts:
                             after={"prepared": [c["id"] for c in created], "rooms": [c["room"] for c in created]})
         for c in created:
             self._pending_rooms[c["room"]] = parse_money(c["opening_balance"], "opening_balance", self.engine.minor_units, allow_zero=True)
-        return ImportResult(len(rows), [], created, False)
+        return ImportResult(len(rows), [], created, False, list(new_customers))
 
     def money(self, minor: int) -> Decimal:
         return Decimal(minor).scaleb(-self.engine.minor_units)

@@ -196,7 +196,7 @@ async def test_tou_download_mismatch_and_a_refusing_meter(ops: tuple[Hmi, Manual
 GOOD = """customer,contact,language,room,mode,tariff,opening_balance,thresholds,credit_limit,water_tariff
 Li Lei,+8613800000001,zh-CN,B1-R201,prepaid,FLAT,100.00,20/5/0,0,
 Han Meimei,han@example.com,en,B1-R202,prepaid,FLAT,50,,10,
-Wang Wei,+8613800000003,zh-CN,B1-R203,prepaid,FLAT,0,,,W
+Wang Wei,+8613800000003,zh-CN,B1-R203,postpaid,FLAT,0,,,W
 Zhang San,+8613800000004,zh-CN,B1-R204,prepaid,FLAT,20.5,,,
 Li Si,+8613800000005,en,B1-R205,prepaid,FLAT,30,,,
 """
@@ -223,10 +223,22 @@ async def test_import_dry_run_then_prepared_accounts_opened_by_a_job(ops: tuple[
         await api(http, "POST", hmi.api + "/tariffs", {"id": "W", "name": "Water", "commodity": "water", "definition": {"price": "3"}},
                   201, headers=admin)
         await api(http, "POST", hmi.api + "/rooms/B1-R101/account/open", {"tariffs": {"electricity": "FLAT"}}, 201, headers=admin)
+        # the back office's customers: the import's customer column names one by name or by
+        # number; a name no customer has becomes a new customer
+        wang = (await api(http, "POST", hmi.api + "/customers", {"name": "Wang Wei", "kind": "company"}, 201, headers=admin))["id"]
+        twins = [(await api(http, "POST", hmi.api + "/customers", {"name": "Twin"}, 201, headers=admin))["id"] for _ in range(2)]
         csv_headers = {**cashier, "Content-Type": "text/csv"}
+        odd = ("customer,contact,room,tariff\n#999999,+8613800000009,B1-R206,FLAT\nTwin,+8613800000009,B1-R207,FLAT\n"
+               f"#{twins[0]},+8613800000009,B1-R208,FLAT\n")
+        report = await api(http, "POST", hmi.api + "/accounts/import?dry_run=true", None, 200, data=odd.encode(), headers=csv_headers)
+        assert [(e["line"], e["column"]) for e in report["errors"]] == [(2, "customer"), (3, "customer")], report
+        assert "no customer #999999" in report["errors"][0]["error"]
+        assert f"2 customers are named 'Twin': give one's number (#{twins[0]}, #{twins[1]})" in report["errors"][1]["error"]
+        assert report["valid"] == 1 and report["new_customers"] == []
         report = await api(http, "POST", hmi.api + "/accounts/import?dry_run=true", None, 200, data=(GOOD + BAD).encode(),
                            headers=csv_headers)
-        assert report["created"] == 0 and report["rows"] == 8 and report["valid"] == 5
+        assert report["created"] == 0 and report["rows"] == 8 and report["valid"] == 5, report
+        assert report["new_customers"] == ["Li Lei", "Han Meimei", "Zhang San", "Li Si"]
         assert [(e["line"], e["column"]) for e in report["errors"]] == [(7, "room"), (8, "room"), (9, "opening_balance")], report
         assert "unknown room 'B1-R999'" in report["errors"][0]["error"]
         assert "already has an open account" in report["errors"][1]["error"]
@@ -235,6 +247,7 @@ async def test_import_dry_run_then_prepared_accounts_opened_by_a_job(ops: tuple[
         body = await api(http, "POST", hmi.api + "/accounts/import", None, 422, data=(GOOD + BAD).encode(), headers=csv_headers)
         assert body["created"] == 0 and len(body["errors"]) == 3
         assert (await api(http, "GET", hmi.api + "/accounts/prepared", headers=cashier))["accounts"] == []
+        assert len((await api(http, "GET", hmi.api + "/customers", headers=cashier))["customers"]) == 3  # no customer either
         created = await api(http, "POST", hmi.api + "/accounts/import", None, 201, data=(GOOD + FIXED).encode(), headers=csv_headers)
         assert created["created"] == 8 and {a["state"] for a in created["accounts"]} == {"prepared"}
         rooms = sorted(a["room"] for a in created["accounts"])
@@ -253,6 +266,14 @@ async def test_import_dry_run_then_prepared_accounts_opened_by_a_job(ops: tuple[
             assert account["state"] == "open"
         li = await api(http, "GET", f"{hmi.api}/rooms/B1-R201/account", headers=cashier)
         assert li["balance"] == "100.00" and li["contact"]["name"] == "Li Lei" and li["contact"]["language"] == "zh-CN"
+        assert li["mode"] == "prepaid"
+        # the accounts are their customers': Wang Wei's (by name) postpaid, the others' new
+        assert (await api(http, "GET", f"{hmi.api}/rooms/B1-R203/account", headers=cashier))["mode"] == "postpaid"
+        assert (await api(http, "GET", f"{hmi.api}/customers/{wang}", headers=cashier))["rooms"] == ["B1-R203"]
+        customers = {c["name"]: c for c in (await api(http, "GET", hmi.api + "/customers", headers=cashier))["customers"]}
+        assert customers["Li Lei"]["rooms"] == ["B1-R201"] and customers["Li Lei"]["phone"] == "+8613800000001"
+        assert customers["Han Meimei"]["email"] == "han@example.com" and customers["Han Meimei"]["language"] == "en"
+        assert set(customers) == {"Wang Wei", "Twin", "Li Lei", "Han Meimei", "Zhang San", "Li Si", "Zhao Liu", "Sun Qi", "Zhou Ba"}
         # the opening readings: what each meter showed when the job opened its account
         item = next(i for i in done["items"] if i["target"] == "B1-R203")
         readings = item["result"]["readings"]

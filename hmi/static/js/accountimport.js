@@ -34,6 +34,7 @@ async function upload(dryRun) {
   summary.textContent = dryRun
     ? t("jobs.import.checked", { rows: body.rows, valid: body.valid, bad: body.rows - body.valid })
     : body.created ? t("jobs.import.created", { n: body.created }) : t("jobs.import.nothing", { bad: body.rows - body.valid });
+  if ((body.new_customers || []).length) summary.textContent += ` ${t("jobs.import.new_customers", { names: body.new_customers.join(", ") })}`;
   if (!dryRun && body.created) window.setTimeout(() => window.location.reload(), 800);
 }
 
