@@ -13,12 +13,14 @@ tenant messages).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from scada.alarms.component import NOTIFIER
+from scada.core.inputs import AwareDateTime, BoundedDecimal, Date, Text
 from scada.operations.component import JOBS
 from scada.operations.messages import MESSAGE_EVENTS
 from scada.operations.prepared import XLSX_TYPE, ImportFormatError
@@ -41,24 +43,64 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Kind = Literal["relay", "recharge", "assign_tariff", "set_thresholds", "set_credit", "message", "tou_download", "clock_sync",
+               "meter_params", "read_now", "open"]
+# money is read by parse_money (the bounds of parse_decimal, then the currency's decimals and the
+# configured maximum), which names the field; the schema says a decimal string
+Amount = Annotated[Any, Field(description='an amount as a decimal string, e.g. "100.00"', json_schema_extra={"type": "string"})]
+Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# a meter parameter's value (meter_params: {"load_limit": "5.5"}); the block's own range and
+# decimals are checked against the meter's profile when the item runs
+BlockValue = Annotated[Decimal, BoundedDecimal(12, 6, negative=True, what="value")]
+
+
+class ThresholdIn(_In):
+    level: int = Field(ge=1, le=3)
+    money: Amount | None = None
+    days: Amount | None = None
+
+
+class ParamsIn(BaseModel):
+    """A job's ``params``: the fields its kind takes (another kind's field is refused by the
+    kind, naming it); any other name is a meter parameter block of ``meter_params``."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, BlockValue] = Field(init=False)  # type: ignore[assignment]
+    action: Literal["connect", "disconnect"] | None = Field(default=None, description="relay")
+    amount: Amount | None = Field(default=None, description="recharge")
+    tariff: Ident | None = Field(default=None, description="assign_tariff, tou_download")
+    at: Date | None = Field(default=None, description="tou_download: the day whose table is downloaded")
+    thresholds: list[ThresholdIn] | None = Field(default=None, min_length=1, max_length=3, description="set_thresholds")
+    credit_limit: Amount | None = Field(default=None, description="set_credit")
+    template: Literal["reminder", "notice"] | None = Field(default=None, description="message")
+    text: Text | None = Field(default=None, max_length=500, description="message")
+    max_drift_s: Annotated[Decimal, BoundedDecimal(8, 3, what="seconds")] | None = Field(default=None, description="clock_sync")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields given (exact decimals stay Decimal, dates ISO strings)."""
+        out = self.model_dump(exclude_unset=True)
+        if isinstance(out.get("at"), dt.date):
+            out["at"] = out["at"].isoformat()
+        return out
+
+
 class JobIn(_In):
-    kind: str = Field(min_length=1, max_length=32, description="relay, recharge, assign_tariff, set_thresholds, set_credit, "
-                      "message, tou_download, clock_sync, meter_params, read_now, open")
+    kind: Kind
     targets: TargetsIn
-    params: dict[str, Any] = Field(default_factory=dict, description="the kind's parameters, e.g. {\"action\": \"disconnect\"}")
-    run_at: dt.datetime | None = Field(default=None, description="when to run (ISO 8601 with an offset); null: now")
-    repeat: str | None = Field(default=None, max_length=120, description="a cron expression (site time) to run it again")
-    reason: str = Field(default="", max_length=500)
+    params: ParamsIn = Field(default_factory=ParamsIn, description="the kind's parameters, e.g. {\"action\": \"disconnect\"}")
+    run_at: AwareDateTime | None = Field(default=None, description="when to run (ISO 8601 with an offset); null: now")
+    repeat: Text | None = Field(default=None, max_length=120, description="a cron expression (site time) to run it again")
+    reason: Text = Field(default="", max_length=500)
 
 
 class PreviewIn(_In):
-    kind: str = Field(min_length=1, max_length=32)
+    kind: Kind
     targets: TargetsIn
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: ParamsIn = Field(default_factory=ParamsIn)
 
 
 class ReasonIn(_In):
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=500)
 
 
 class JobsQuery(_In):
@@ -101,7 +143,7 @@ def _job_id(call: ApiCall[Any]) -> int:
 async def create_job(call: ApiCall[JobIn]) -> dict[str, Any]:
     b = call.body
     try:
-        view = await jobs_of(call).create(b.kind, b.targets, b.params, user=call.user, actor=call.actor, run_at=b.run_at,
+        view = await jobs_of(call).create(b.kind, b.targets, b.params.as_dict(), user=call.user, actor=call.actor, run_at=b.run_at,
                                           repeat=b.repeat, reason=b.reason)
     except JobError as exc:
         raise _failed(exc) from None
@@ -112,7 +154,7 @@ async def create_job(call: ApiCall[JobIn]) -> dict[str, Any]:
 async def preview_job(call: ApiCall[PreviewIn]) -> dict[str, Any]:
     b = call.body
     try:
-        return await jobs_of(call).preview(b.kind, b.targets, b.params, call.user)
+        return await jobs_of(call).preview(b.kind, b.targets, b.params.as_dict(), call.user)
     except JobError as exc:
         raise _failed(exc) from None
 

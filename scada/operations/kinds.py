@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from scada.commands.service import CommandKind, CommandRequest, CommandResult, CommandService, ParameterDriver, SupplyDriver
+from scada.core.inputs import InputError, check_date, check_text, parse_decimal, quote
 from scada.prepaid.accounts import AccountSettings, OpenRequest
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.errors import PrepaidError
@@ -185,7 +186,7 @@ class RelayKind(Kind):
         _only(params, {"action"})
         action = params.get("action")
         if action not in ("connect", "disconnect"):
-            raise ParamError("params.action", f"expected connect or disconnect, found {action!r}")
+            raise ParamError("params.action", f"expected connect or disconnect, found {quote(action)}")
         return {"action": action}
 
     def meter_ok(self, meter: MeterInfo, params: dict[str, Any], ctx: JobContext) -> bool:
@@ -225,16 +226,18 @@ class TouDownloadKind(Kind):
     async def parse(self, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         _only(params, {"tariff", "at"})
         tariff = params.get("tariff")
-        if not isinstance(tariff, str) or not tariff:
-            raise ParamError("params.tariff", "name the time-of-use tariff to download")
+        if not isinstance(tariff, str) or not tariff or len(tariff) > 64:
+            raise ParamError("params.tariff", "name the time-of-use tariff to download (its id)")
         if await tariff_commodity(ctx, tariff) != "electricity":
-            raise ParamError("params.tariff", f"no electricity tariff {tariff!r}")
+            raise ParamError("params.tariff", f"no electricity tariff {quote(tariff)}")
         out: dict[str, Any] = {"tariff": tariff}
         if params.get("at") is not None:
+            at = params["at"]
             try:
-                out["at"] = dt.date.fromisoformat(str(params["at"])[:10]).isoformat()
-            except ValueError:
-                raise ParamError("params.at", f"expected a date YYYY-MM-DD, found {params['at']!r}") from None
+                out["at"] = check_date(at if isinstance(at, dt.date) else dt.date.fromisoformat(str(at)[:10])).isoformat()
+            except ValueError as exc:  # InputError is one
+                detail = str(exc) if isinstance(exc, InputError) else f"expected a date YYYY-MM-DD, found {quote(at)}"
+                raise ParamError("params.at", detail) from None
         return out
 
     def meter_ok(self, meter: MeterInfo, params: dict[str, Any], ctx: JobContext) -> bool:
@@ -278,9 +281,13 @@ class ClockSyncKind(Kind):
     async def parse(self, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         _only(params, {"max_drift_s"})
         limit = params.get("max_drift_s", ctx.config.clock_drift_s)
-        if isinstance(limit, bool) or not isinstance(limit, (int, float, Decimal)) or not 0 < limit <= 86400:
-            raise ParamError("params.max_drift_s", f"expected seconds in (0, 86400], found {limit!r}")
-        return {"max_drift_s": float(limit)}
+        try:
+            seconds = parse_decimal(limit, max_digits=8, decimal_places=3, what="seconds") if not isinstance(limit, float) else Decimal(repr(limit))
+        except InputError as exc:
+            raise ParamError("params.max_drift_s", str(exc)) from None
+        if not 0 < seconds <= 86400:
+            raise ParamError("params.max_drift_s", f"expected seconds in (0, 86400], found {quote(limit)}")
+        return {"max_drift_s": float(seconds)}
 
     def meter_ok(self, meter: MeterInfo, params: dict[str, Any], ctx: JobContext) -> bool:
         assert ctx.meters is not None
@@ -321,14 +328,11 @@ class MeterParamsKind(Kind):
         out = {}
         for name, value in params.items():
             if not isinstance(name, str) or not name.replace("_", "").isalnum() or len(name) > 32:
-                raise ParamError("params", f"{name!r} is not a block name")
-            if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)) or len(str(value)) > 24:
-                raise ParamError(f"params.{name}", f"expected a decimal number as a string, found {value!r}")
+                raise ParamError("params", f"{quote(name)} is not a block name")
             try:
-                Decimal(str(value))
-            except ArithmeticError:
-                raise ParamError(f"params.{name}", f"expected a decimal number, found {value!r}") from None
-            out[name] = str(value)
+                out[name] = format(parse_decimal(value, max_digits=12, decimal_places=6, negative=True, what="value"), "f")
+            except InputError as exc:
+                raise ParamError(f"params.{name}", str(exc)) from None
         return out
 
     def meter_ok(self, meter: MeterInfo, params: dict[str, Any], ctx: JobContext) -> bool:
@@ -410,7 +414,7 @@ class AssignTariffKind(Kind):
         _only(params, {"tariff"})
         tariff = params.get("tariff")
         if await tariff_commodity(ctx, tariff) is None:
-            raise ParamError("params.tariff", f"no tariff {tariff!r}")
+            raise ParamError("params.tariff", f"no tariff {quote(tariff)}")
         return {"tariff": tariff}
 
     async def run(self, call: ItemCall, ctx: JobContext) -> Outcome:
@@ -483,10 +487,14 @@ class MessageKind(Kind):
         _only(params, {"template", "text"})
         template = params.get("template", "reminder")
         if template not in ("reminder", "notice"):
-            raise ParamError("params.template", f"expected reminder or notice, found {template!r}")
+            raise ParamError("params.template", f"expected reminder or notice, found {quote(template)}")
         text = params.get("text", "")
         if not isinstance(text, str) or len(text) > 500:
             raise ParamError("params.text", "a text of at most 500 characters")
+        try:
+            check_text(text, "params.text")
+        except InputError as exc:
+            raise ParamError("params.text", str(exc)) from None
         if template == "notice" and not text.strip():
             raise ParamError("params.text", "a notice needs a text")
         return {"template": template, "text": text.strip()}

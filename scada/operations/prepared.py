@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import select
 
 from scada.billing.models import AccountBilling, Customer
+from scada.core.inputs import has_control
 from scada.db import Database
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.ledger import MODES
@@ -240,6 +241,8 @@ class PreparedAccounts:
             for column, text in cells.items():
                 if len(text) > MAX_CELL:
                     bad(column, f"longer than {MAX_CELL} characters")
+                elif has_control(text):
+                    bad(column, "contains a control character")
             customer = cells.get("customer", "")
             values["customer_id"] = None
             number = _CUSTOMER_NO.match(customer)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,8 +45,8 @@ class TargetsIn(BaseModel):
     """The ``targets`` of a job."""
 
     model_config = ConfigDict(extra="forbid")
-    rooms: list[str] | None = Field(default=None, max_length=20000)
-    meters: list[str] | None = Field(default=None, max_length=20000)
+    rooms: list[Annotated[str, Field(pattern=_ID)]] | None = Field(default=None, max_length=20000)
+    meters: list[Annotated[str, Field(pattern=_ID)]] | None = Field(default=None, max_length=20000)
     floor: str | None = Field(default=None, pattern=_ID)
     building: str | None = Field(default=None, pattern=_ID)
     state: Literal["offline", "off", "alarm", "low", "no_account", "ok", "unknown", "arrears"] | None = None

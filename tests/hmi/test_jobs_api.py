@@ -99,11 +99,33 @@ async def test_permissions_approvals_and_bad_requests(hmi: Hmi) -> None:
             ({"kind": "recharge", "targets": {"floor": "B1-F1"}, "params": {"amount": "-5"}}, "params.amount"),
             ({"kind": "recharge", "targets": {"floor": "B1-F1"}, "params": {"amount": "1.234"}}, "params.amount"),
             ({"kind": "recharge", "targets": {"floor": "B1-F1"}, "params": {"amount": "5", "extra": 1}}, "params.extra"),
+            # odd input: bounded by the server's input types before anything is built from it
+            ({"kind": "recharge", "targets": {"floor": "B1-F1"}, "params": {"amount": "1e999999"}}, "params.amount"),
+            ({"kind": "recharge", "targets": {"floor": "B1-F1"}, "params": {"amount": "１０"}}, "params.amount"),
+            ({"kind": "relay", "targets": {"floor": "B1-F1"}, "params": {"action": "connect"}, "reason": "moved\x00out"}, "reason"),
+            ({"kind": "relay", "targets": {"floor": "B1-F1"}, "params": {"action": "connect"}, "run_at": "9999-12-31T23:00:00+08:00"},
+             "run_at"),
+            ({"kind": "relay", "targets": {"floor": "B1-F1"}, "params": {"action": "connect"}, "repeat": "0 22 * * *\x1b[2J"}, "repeat"),
+            ({"kind": "relay", "targets": {"rooms": ["B1-R101", "R" * 5000]}, "params": {"action": "connect"}}, "targets.rooms[1]"),
+            ({"kind": "message", "targets": {"floor": "B1-F1"}, "params": {"template": "notice", "text": "pay\x07now"}}, "params.text"),
+            ({"kind": "tou_download", "targets": {"floor": "B1-F1"}, "params": {"tariff": "T" * 500}}, "params.tariff"),
+            ({"kind": "tou_download", "targets": {"floor": "B1-F1"}, "params": {"tariff": "TOU", "at": "9999-01-01"}}, "params.at"),
+            ({"kind": "clock_sync", "targets": {"floor": "B1-F1"}, "params": {"max_drift_s": "1e400"}}, "params.max_drift_s"),
+            ({"kind": "meter_params", "targets": {"floor": "B1-F1"}, "params": {"load_limit": "9" * 40}}, "params.load_limit"),
+            ({"kind": "meter_params", "targets": {"floor": "B1-F1"}, "params": {"load_limit": 1.5e308}}, "params.load_limit"),
+            ({"kind": "set_thresholds", "targets": {"floor": "B1-F1"}, "params": {"thresholds": [{"level": 9, "money": "5"}]}},
+             "params.thresholds[0].level"),
         ]:
             status, body = await post("/jobs", bad, admin)
             assert status == 422 and body.get("field") == field, (bad, body)
+        # the preview reads the same body
+        for bad, field in [({"kind": "relay", "targets": {"floor": "B1-F1"}, "params": {"action": "x\x00"}}, "params.action"),
+                           ({"kind": "relay", "targets": {"meters": ["E\x00"]}, "params": {"action": "connect"}}, "targets.meters[0]")]:
+            status, body = await post("/jobs/preview", bad, admin)
+            assert status == 422 and body.get("field") == field, (bad, body)
         async with http.get(hmi.api + "/jobs", headers=admin) as r:
             assert (await r.json())["jobs"] == []
+        assert await hmi.rt.ctx[AUDIT].query(action="job.create") == []
         # switching every room of the site needs a supervisor (more than 50 rooms)
         status, job = await post("/jobs", {"kind": "relay", "targets": {"building": "B1"}, "params": {"action": "connect"}}, operator)
         assert status == 201 and job["approval"] == "required" and "60 rooms" in job["approval_why"], job
@@ -114,6 +136,10 @@ async def test_permissions_approvals_and_bad_requests(hmi: Hmi) -> None:
         assert status == 403, body  # an operator has no approve permission
         status, body = await post(f"/jobs/{job['id']}/cancel", {"reason": "not today"}, cashier)
         assert status == 403, body
+        status, body = await post(f"/jobs/{job['id']}/cancel", {"reason": "not\x00today"}, operator)
+        assert status == 422 and body["field"] == "reason", body
+        async with http.get(f"{hmi.api}/jobs/{job['id']}", headers=operator) as r:
+            assert (await r.json())["state"] == "scheduled"  # the odd request changed nothing
         status, body = await post(f"/jobs/{job['id']}/approve", {"reason": "ok"}, supervisor)
         assert status == 200 and body["approval"] == "approved" and body["approved_by"] == "super1", body
         status, body = await post(f"/jobs/{job['id']}/approve", {}, admin)

@@ -229,9 +229,10 @@ async def test_import_dry_run_then_prepared_accounts_opened_by_a_job(ops: tuple[
         twins = [(await api(http, "POST", hmi.api + "/customers", {"name": "Twin"}, 201, headers=admin))["id"] for _ in range(2)]
         csv_headers = {**cashier, "Content-Type": "text/csv"}
         odd = ("customer,contact,room,tariff\n#999999,+8613800000009,B1-R206,FLAT\nTwin,+8613800000009,B1-R207,FLAT\n"
-               f"#{twins[0]},+8613800000009,B1-R208,FLAT\n")
+               f"#{twins[0]},+8613800000009,B1-R208,FLAT\nEve\x01,+8613800000009,B1-R205,FLAT\n")
         report = await api(http, "POST", hmi.api + "/accounts/import?dry_run=true", None, 200, data=odd.encode(), headers=csv_headers)
-        assert [(e["line"], e["column"]) for e in report["errors"]] == [(2, "customer"), (3, "customer")], report
+        assert [(e["line"], e["column"]) for e in report["errors"]] == [(2, "customer"), (3, "customer"), (5, "customer")], report
+        assert report["errors"][2]["error"] == "contains a control character"
         assert "no customer #999999" in report["errors"][0]["error"]
         assert f"2 customers are named 'Twin': give one's number (#{twins[0]}, #{twins[1]})" in report["errors"][1]["error"]
         assert report["valid"] == 1 and report["new_customers"] == []
