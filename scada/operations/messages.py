@@ -75,13 +75,15 @@ BUILTIN: dict[str, str] = {
     "payment/en/subject.txt": "{{ site }}: payment received for room {{ room }}",
     "payment/en/body.txt": """\
 {% if contact %}Dear {{ contact.name }},{% else %}Dear tenant,{% endif %}
-we received {{ amount }} {{ currency }} for room {{ room }} (reference {{ reference }}). New balance: {{ balance }} {{ currency }}.
+we received {{ amount }} {{ currency }} for room {{ room }}{% if bill %} on bill {{ bill }}{% endif %} (reference {{ reference }}). \
+New balance: {{ balance }} {{ currency }}.
 {{ site }}, {{ when }}
 """,
-    "payment/zh-CN/subject.txt": "{{ site }}：房间{{ room }}充值成功",
+    "payment/zh-CN/subject.txt": "{{ site }}：房间{{ room }}{% if bill %}缴费成功{% else %}充值成功{% endif %}",
     "payment/zh-CN/body.txt": """\
 {% if contact %}尊敬的{{ contact.name }}：{% else %}尊敬的用户：{% endif %}
-房间{{ room }}已充值 {{ amount }} {{ currency }}（单号 {{ reference }}），当前余额 {{ balance }} {{ currency }}。
+房间{{ room }}{% if bill %}已缴纳账单 {{ bill }} {{ amount }} {{ currency }}{% else %}已充值 {{ amount }} {{ currency }}{% endif %}\
+（单号 {{ reference }}），当前余额 {{ balance }} {{ currency }}。
 {{ site }} {{ when }}
 """,
     "daily_summary/en/subject.txt": "{{ site }}: room {{ room }} on {{ day }}",
@@ -193,7 +195,9 @@ class TenantMessenger:
             entry = result.entry
             m = self.engine.minor_units
             extra = {"amount": format_minor(entry.amount_minor, m), "reference": entry.reference or entry.id,
-                     "balance": format_minor(result.account.balance_minor, m)}
+                     "balance": format_minor(result.account.balance_minor, m),
+                     # a bill paid in the back office (an entry of kind payment names its bill)
+                     "bill": entry.detail.get("number") if entry.kind == "payment" and isinstance(entry.detail, dict) else None}
 
             async def send() -> None:
                 queued = await self.send_room(room_id, "payment", key=f"payment:{entry.id}", route="payment", event="payment", extra=extra)
