@@ -25,6 +25,7 @@ from scada.operations.component import JOBS
 from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
+from scada.reports.service import REPORTS
 from scada.site.component import ASSETS
 from scada.users.component import AUDIT, LOGINS, USERS
 
@@ -46,7 +47,7 @@ class HmiComponent(Component):
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
     optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS,
-                JOBS)
+                REPORTS, JOBS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:
