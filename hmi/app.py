@@ -22,6 +22,7 @@ from scada.users.sessions import SessionStore
 from . import vendor
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
+from .api import apportionment as apportionment_api
 from .api import approvals as approvals_api
 from .api import auth as auth_api
 from .api import billing as billing_api
@@ -32,6 +33,7 @@ from .api import reports as reports_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
 from .api import tariffs as tariffs_api
+from .api import topology as topology_api
 from .api import trend as trend_api
 from .api import users as users_api
 from .api.router import (
@@ -59,6 +61,7 @@ from .pages import overview as overview_pages
 from .pages import reports as report_pages
 from .pages import room as room_pages
 from .pages import tariffs as tariff_pages
+from .pages import topology as topology_pages
 from .pages import users as users_pages
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
 from .security import session_middleware, session_or_bearer_user
@@ -71,13 +74,13 @@ log = logging.getLogger(__name__)
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
-    billing_api.router, reports_api.router, jobs_api.router,
+    billing_api.router, reports_api.router, topology_api.router, apportionment_api.router, jobs_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
     comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, report_pages.pages,
-    job_pages.pages,
+    topology_pages.pages, job_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)

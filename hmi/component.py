@@ -27,6 +27,7 @@ from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.reports.service import REPORTS
 from scada.site.component import ASSETS
+from scada.topology.service import TOPOLOGY
 from scada.users.component import AUDIT, LOGINS, USERS
 
 from .app import create_app
@@ -46,8 +47,10 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS,
-                REPORTS, JOBS)
+    optional = (
+        PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS,
+        REPORTS, TOPOLOGY, JOBS,
+    )
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

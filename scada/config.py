@@ -39,6 +39,7 @@ from scada.history.config import HistorianConfig
 from scada.operations.config import OperationsConfig
 from scada.prepaid.config import PrepaidConfig
 from scada.reports.config import ReportsConfig
+from scada.topology.config import TopologyConfig
 
 __all__ = [
     "CONFIG",
@@ -231,6 +232,7 @@ class ScadaConfig(ConfigModel):
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
     operations: OperationsConfig = OperationsConfig()
+    topology: TopologyConfig = TopologyConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved

@@ -13,9 +13,10 @@ from scada.db.models import Base
 from scada.operations import models as operations_models
 from scada.prepaid import models as prepaid_models
 from scada.site import models as site_models
+from scada.topology import models as topology_models
 from scada.users import models as user_models
 
 __all__ = [
     "Base", "alarm_models", "approval_models", "billing_models", "command_models", "notification_models", "operations_models",
-    "prepaid_models", "site_models", "user_models",
+    "prepaid_models", "site_models", "topology_models", "user_models",
 ]

@@ -44,6 +44,7 @@ from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
 from scada.site import cli as site_cli
 from scada.site.component import SiteComponent
+from scada.topology.component import TopologyComponent
 from scada.users import cli as users_cli
 from scada.users.component import UsersComponent
 
@@ -98,6 +99,8 @@ def build_components(
             components.append(NotificationComponent())
             if notifications.contacts_file:
                 components.append(ContactFileComponent())
+    if config.topology.enabled:
+        components.append(TopologyComponent(demo=demo))
     if config.opcua is not None:
         components.append(OpcUaComponent())
     if config.operations.enabled:

@@ -14,18 +14,21 @@ from scada.reports.service import REPORTS
 from scada.users.auth import Permission
 
 from ..api.reports import PERMISSIONS
-from ..render import render
-from . import PageCall, PageSet
+from ..render import render, translator
+from . import PageCall, PageSet, error_page
 
 __all__ = ["pages"]
 
 pages = PageSet("reports", requires=(REPORTS,))
 
 
-@pages.get("/reports", permission=Permission.VIEW, nav=("nav.reports", 75))
+@pages.get("/reports", permission=Permission.VIEW, nav=("nav.reports", 75), nav_permission=frozenset(PERMISSIONS.values()))
 async def reports(call: PageCall) -> web.StreamResponse:
     service = call.ctx[REPORTS]
     kinds = [k for k in service.available if call.user.can(PERMISSIONS[k])]
+    if not kinds:  # a role with no report permission (viewer) gets the page the others are refused with
+        needed = ", ".join(sorted({p.value for p in PERMISSIONS.values()}))
+        return error_page(call.request, 403, translator(call.request)("error.forbidden", permission=needed))
     today = dt.datetime.now(call.ctx[CONFIG].site.tz).date()
     return render(call.request, "reports.html", kinds=kinds, groups={k: list(GROUPS[k]) for k in kinds},
                   default_groups={k: DEFAULT_GROUP[k] for k in kinds}, intervals=list(INTERVALS),

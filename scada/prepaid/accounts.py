@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # the newest good reading of a meter from the tag database, or None
 CurrentReading = Callable[[str], Reading | None]
-REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "late_fee")
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "late_fee", "apportionment")
 
 
 @dataclass(frozen=True)
