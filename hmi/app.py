@@ -15,6 +15,7 @@ from scada.alarms.component import ALARMS
 from scada.config import CONFIG
 from scada.core.context import Context
 from scada.db.component import DATABASE
+from scada.operations.component import JOBS
 from scada.users.component import AUDIT, LOGINS
 from scada.users.sessions import SessionStore
 
@@ -26,6 +27,7 @@ from .api import approvals as approvals_api
 from .api import auth as auth_api
 from .api import billing as billing_api
 from .api import history as history_api
+from .api import jobs as jobs_api
 from .api import links as links_api
 from .api import payments as payments_api
 from .api import reports as reports_api
@@ -57,6 +59,7 @@ from .pages import auth as auth_pages
 from .pages import billing as billing_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
+from .pages import jobs as job_pages
 from .pages import overview as overview_pages
 from .pages import reports as report_pages
 from .pages import room as room_pages
@@ -77,12 +80,13 @@ API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
     billing_api.router, payments_api.router, tenant_api.router, reports_api.router, topology_api.router, apportionment_api.router,
+    jobs_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
     comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, report_pages.pages,
-    topology_pages.pages,
+    topology_pages.pages, job_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -170,7 +174,7 @@ def create_app(
     app[TEMPLATES] = make_environment()
     app[NAV] = []
     feed = Feed(
-        live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS),
+        live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS), jobs=ctx.get(JOBS),
         max_per_user=config.hmi.ws_max_per_user, max_total=config.hmi.ws_max_total,
     )
     feed.start()

@@ -21,6 +21,7 @@ from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
+from scada.operations.component import JOBS
 from scada.payments.component import PAYMENTS
 from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
@@ -50,7 +51,7 @@ class HmiComponent(Component):
     # read by pages and endpoints when present; the HMI starts after them
     optional = (
         PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, PAYMENTS, TENANTS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER,
-        MODBUS, COMMS, REPORTS, TOPOLOGY,
+        MODBUS, COMMS, REPORTS, TOPOLOGY, JOBS,
     )
     provides = (HMI_URL,)
 

@@ -79,7 +79,7 @@ class FilterIn(BaseModel):
 class SubscribeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["subscribe"]
-    view: Literal["overview", "room", "alarms"]
+    view: Literal["overview", "room", "alarms", "jobs"]
     filter: FilterIn = FilterIn()
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=120, ge=1, le=MAX_PAGE_SIZE)
@@ -92,7 +92,7 @@ class _Client:
     def __init__(self, ws: web.WebSocketResponse, user: UserInfo) -> None:
         self.ws = ws
         self.user = user
-        self.view: Literal["overview", "room", "alarms"] | None = None
+        self.view: Literal["overview", "room", "alarms", "jobs"] | None = None
         self.filter = RoomFilter()
         self.page = 1
         self.page_size = 120
@@ -104,6 +104,8 @@ class _Client:
         self.counts_dirty = False
         self.membership_dirty = False
         self.alarms_dirty = False
+        self.jobs_dirty: set[int] = set()
+        self.job_items: list[dict[str, Any]] = []
         self.resync = False
         self.wake = asyncio.Event()
         self.seq = 0
@@ -153,6 +155,9 @@ class _Client:
             self.wake.set()
 
 
+MAX_JOB_ITEMS = 500  # item events kept per client between two pushes (the newest)
+
+
 class Feed:
     def __init__(
         self,
@@ -160,11 +165,15 @@ class Feed:
         *,
         interval_s: float = 0.5,
         alarms: AlarmEngine | None = None,
+        jobs: Any = None,
         max_per_user: int = 20,
         max_total: int = 1000,
     ) -> None:
         self.live = live
         self.alarms = alarms
+        self.jobs = jobs  # scada.operations.service.JobService, when it runs
+        self._job_states: dict[int, dict[str, Any]] = {}
+        self._remove_jobs_listener: Callable[[], None] | None = None
         self.interval_s = interval_s
         self.max_per_user = max_per_user
         self.max_total = max_total
@@ -180,6 +189,8 @@ class Feed:
         self._remove_listener = self.live.add_listener(self._on_update)
         if self.alarms is not None:
             self._remove_alarm_listener = self.alarms.add_listener(self._on_alarms)
+        if self.jobs is not None:
+            self._remove_jobs_listener = self.jobs.subscribe(self._on_job)
 
     async def close(self) -> None:
         if self._remove_listener is not None:
@@ -188,6 +199,9 @@ class Feed:
         if self._remove_alarm_listener is not None:
             self._remove_alarm_listener()
             self._remove_alarm_listener = None
+        if self._remove_jobs_listener is not None:
+            self._remove_jobs_listener()
+            self._remove_jobs_listener = None
         clients = list(self.clients)
         if clients:
             await asyncio.gather(
@@ -212,6 +226,21 @@ class Feed:
         events = list(events)
         for client in self.clients:
             client.mark_alarms(events)
+
+    def _on_job(self, event: Any) -> None:
+        state = {"id": event.job_id, "state": event.state, "total": event.total, "done": event.done,
+                 "failed": event.failed, "cancelled": event.cancelled}
+        self._job_states[event.job_id] = state
+        if len(self._job_states) > 200:  # the newest jobs are the ones on screen
+            for old in sorted(self._job_states)[:-200]:
+                del self._job_states[old]
+        for client in self.clients:
+            if client.view == "jobs":
+                client.jobs_dirty.add(event.job_id)
+                if event.item is not None:
+                    client.job_items.append({"job": event.job_id, **event.item})
+                    del client.job_items[:-MAX_JOB_ITEMS]
+                client.wake.set()
 
     def _alarms(self, room: str | None = None) -> list[dict[str, Any]]:
         if self.alarms is None:
@@ -319,6 +348,10 @@ class Feed:
             if self.alarms is None:
                 await self._error(client, "alarms are not running on this server", "view")
                 return
+        elif sub.view == "jobs":
+            if self.jobs is None:
+                await self._error(client, "jobs are not running on this server", "view")
+                return
         else:
             try:
                 self.live.check_filter(f)
@@ -358,6 +391,20 @@ class Feed:
         live = self.live
         if client.view == "room":
             return self._room_message(client)
+        if client.view == "jobs":
+            if client.resync:
+                client.resync = False
+                client.jobs_dirty.clear()
+                client.job_items.clear()
+                client.seq += 1
+                return json.dumps({"type": "snapshot", "view": "jobs", "seq": client.seq, "jobs": list(self._job_states.values())})
+            if not client.jobs_dirty and not client.job_items:
+                return None
+            jobs = [self._job_states[j] for j in sorted(client.jobs_dirty) if j in self._job_states]
+            items, client.job_items = client.job_items, []
+            client.jobs_dirty.clear()
+            client.seq += 1
+            return json.dumps({"type": "update", "seq": client.seq, "jobs": jobs, "items": items}, ensure_ascii=False)
         if client.view == "alarms":
             if not (client.resync or client.alarms_dirty):
                 return None

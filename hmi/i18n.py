@@ -24,6 +24,7 @@ LANGUAGES: dict[str, str] = {"en": "English", "zh-CN": "简体中文"}
 FALLBACK = "en"
 _CLIENT_PREFIXES = (
     "js.",
+    "jobs.",
     "state.",
     "alarm.",
     "supply.",

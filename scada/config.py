@@ -36,6 +36,7 @@ from scada.core.configbase import (
 )
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
+from scada.operations.config import OperationsConfig
 from scada.payments.config import PaymentsConfig
 from scada.prepaid.config import PrepaidConfig
 from scada.reports.config import ReportsConfig
@@ -234,6 +235,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    operations: OperationsConfig = OperationsConfig()
     topology: TopologyConfig = TopologyConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 

@@ -34,6 +34,7 @@ from scada.history import cli as history_cli
 from scada.history.component import HistorianComponent
 from scada.opcua import cli as opcua_cli
 from scada.opcua.component import OpcUaComponent
+from scada.operations.component import OperationsComponent
 from scada.payments import cli as payments_cli
 from scada.payments.component import PaymentsComponent
 from scada.polling.component import ModbusComponent
@@ -110,6 +111,8 @@ def build_components(
         components.append(TopologyComponent(demo=demo))
     if config.opcua is not None:
         components.append(OpcUaComponent())
+    if config.operations.enabled:
+        components.append(OperationsComponent())
     return components
 
 

@@ -242,6 +242,9 @@ class DltProfile:
     protocol: str = "dlt645"
     circuits: int = 1
     circuit_stride: int = 0
+    # writable parameter blocks (a Modbus profile's ``[parameters.*]``): none are modelled for
+    # DL/T 645 meters; the field is here so that the simulator's meter model serves both
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def check_circuit(self, circuit: int | None) -> None:
         if circuit not in (None, 1):

@@ -3,10 +3,12 @@
 A link has as many workers as requests it may have in flight (``max_in_flight``; one on an RTU
 bus), each with its own connection (pymodbus serialises requests on a connection). A single
 dispatcher hands the next job to an idle worker: urgent operations (commands, reads on demand)
-before polls, polls in order of their due time. After each answer a worker keeps the link's
-inter-frame gap before its next request. A failed request is retried ``retries`` times with
-backoff; after a timeout on an RTU link the worker stays silent for one more timeout so that a
-late answer is not taken for the answer to the next request.
+before polls, polls in order of their due time, and *bulk* operations (the commands of a batch
+job) only while no poll has waited ``BULK_SLACK_S`` past its due time: a batch takes the link's
+spare time, and delays a poll by at most that much (and one request), however long the batch.
+After each answer a worker keeps the link's inter-frame gap before its next request. A failed
+request is retried ``retries`` times with backoff; after a timeout on an RTU link the worker
+stays silent for one more timeout so that a late answer is not taken for the answer to the next request.
 
 Nothing here knows about devices or tags: a job is any object with ``stale`` and
 ``run(connection)``; the poller supplies them.
@@ -35,6 +37,9 @@ __all__ = ["Job", "Link", "LinkObserver"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# bulk work (a batch job's commands) goes before a due poll only while that poll is late by less
+BULK_SLACK_S = 0.25
 
 
 class Job(Protocol):
@@ -105,6 +110,7 @@ class Link:
         )
         self._heap: list[tuple[float, int, Job]] = []
         self._urgent: deque[_Urgent] = deque()
+        self._bulk: deque[_Urgent] = deque()
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._handoff: asyncio.Queue[Job] = asyncio.Queue(maxsize=1)
@@ -119,8 +125,9 @@ class Link:
         if due <= self._heap[0][0]:
             self._wake.set()
 
-    async def urgent(self, op: Callable[[ModbusConnection], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run ``op`` on the next free connection, before any due poll.
+    async def urgent(self, op: Callable[[ModbusConnection], Awaitable[T]], timeout: float | None = None, *, bulk: bool = False) -> T:
+        """Run ``op`` on the next free connection, before any due poll (``bulk``: after the due
+        polls, in the link's spare time: a batch job's work).
 
         Fails at once with ``COMM_FAILURE`` while the link has no connection.
         """
@@ -130,9 +137,11 @@ class Link:
                 f"link {self.name} is down: {self.stats.last_error or 'not connected yet'}",
             )
         item = _Urgent(op)
-        self._urgent.append(item)
+        (self._bulk if bulk else self._urgent).append(item)
         self._wake.set()
         limit = timeout if timeout is not None else (self.config.timeout_s * (self.config.retries + 1) * 4 + 10)
+        if bulk and timeout is None:
+            limit = max(limit, 120.0)  # bulk work waits behind the polls: a busy link is not a failure
         try:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(item.future)  # type: ignore[no-any-return]
@@ -156,9 +165,10 @@ class Link:
                     group.create_task(self._worker(i), name=f"modbus:{self.name}:conn{i}")
                 group.create_task(self._dispatch(), name=f"modbus:{self.name}:dispatch")
         finally:
-            for item in self._urgent:
+            for item in (*self._urgent, *self._bulk):
                 item.future.cancel()
             self._urgent.clear()
+            self._bulk.clear()
 
     async def _next_job(self) -> Job:
         loop = asyncio.get_running_loop()
@@ -171,16 +181,27 @@ class Link:
                 due, _, job = self._heap[0]
                 now = loop.time()
                 if due <= now:
+                    if now - due < BULK_SLACK_S and (item := self._next_bulk()) is not None:
+                        return item
                     heapq.heappop(self._heap)
                     if job.stale:
                         continue
                     return job
                 timeout = due - now
+            if (item := self._next_bulk()) is not None:
+                return item
             try:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    def _next_bulk(self) -> _Urgent | None:
+        while self._bulk:
+            item = self._bulk.popleft()
+            if not item.future.done():  # a caller that gave up waiting takes no turn
+                return item
+        return None
 
     async def _dispatch(self) -> None:
         while True:
@@ -191,7 +212,7 @@ class Link:
     def queued(self) -> int:
         """Jobs due and waiting for a connection (counted on demand: it walks the queue)."""
         now = asyncio.get_running_loop().time()
-        return len(self._urgent) + sum(1 for due, _, job in self._heap if due <= now and not job.stale)
+        return len(self._urgent) + len(self._bulk) + sum(1 for due, _, job in self._heap if due <= now and not job.stale)
 
     async def _worker(self, index: int) -> None:
         conn = self.connection_factory(self.config)

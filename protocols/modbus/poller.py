@@ -56,6 +56,7 @@ from .client import ModbusConnection, ModbusFailure
 from .codec import CodecError
 from .config import LinkConfig, ModbusConfig
 from .link import Link
+from .params import BlockError, BlockSpec
 from .plan import Block, plan_device
 from .profile import PointSpec, Profile, ProfileLibrary
 from .stats import DeviceStats, LinkStats
@@ -498,8 +499,9 @@ class ModbusPoller:
             raise LookupError(f"meter {meter_id!r} is not polled: {dev.stats.last_error}")
         return dev
 
-    async def poll_now(self, meter_id: str) -> dict[str, TagValue]:
-        """Poll every class of one meter now (before any due poll); its tags afterwards."""
+    async def poll_now(self, meter_id: str, *, bulk: bool = False) -> dict[str, TagValue]:
+        """Poll every class of one meter now (before any due poll; ``bulk``: after them, as
+        batch work does); its tags afterwards."""
         dev = self._device(meter_id)
         assert dev.link is not None
 
@@ -508,16 +510,17 @@ class ModbusPoller:
                 if not await self._poll(dev, cls, conn):
                     raise ModbusFailure(QualityReason.COMM_FAILURE, f"connection to {dev.link.stats.endpoint} lost")  # type: ignore[union-attr]
 
-        await dev.link.urgent(op)
+        await dev.link.urgent(op, bulk=bulk)
         return {point: self.tagdb.read(name) for point, name in dev.tags.items()} | {"comm_ok": self.tagdb.read(dev.comm_tag)}
 
     def supports_supply(self, meter: MeterRef) -> bool:
         dev = self.devices.get(meter.id)
         return dev is not None and dev.profile is not None and bool(dev.profile.commands) and dev.state != CONFIG_ERROR
 
-    async def set_supply(self, meter: MeterRef, on: bool) -> None:
+    async def set_supply(self, meter: MeterRef, on: bool, *, bulk: bool = False) -> None:
         """Write the profile's connect (``on``) or disconnect command. Raises
-        :class:`ModbusFailure` when the meter does not take it, LookupError when it has none."""
+        :class:`ModbusFailure` when the meter does not take it, LookupError when it has none.
+        ``bulk``: a batch job's command, sent when no poll is due on the link."""
         dev = self._device(meter.id)
         assert dev.profile is not None and dev.link is not None
         command = dev.profile.commands.get("connect" if on else "disconnect")
@@ -528,9 +531,9 @@ class ModbusPoller:
         async def op(conn: ModbusConnection) -> None:
             await link.call(conn, dev.stats, lambda c: driver.command(c, unit, profile, command, circuit))
 
-        await link.urgent(op)
+        await link.urgent(op, bulk=bulk)
 
-    async def read_supply(self, meter: MeterRef) -> bool:
+    async def read_supply(self, meter: MeterRef, *, bulk: bool = False) -> bool:
         """Read the status point confirming supply commands now; publishes it too."""
         dev = self._device(meter.id)
         assert dev.profile is not None and dev.link is not None
@@ -544,7 +547,7 @@ class ModbusPoller:
         async def op(conn: ModbusConnection) -> Any:
             return await link.call(conn, dev.stats, lambda c: c.read_block(unit, block))
 
-        registers = await link.urgent(op)
+        registers = await link.urgent(op, bulk=bulk)
         try:
             value = point.decode(registers, 0)
         except CodecError as exc:
@@ -552,6 +555,63 @@ class ModbusPoller:
         if not dev.removed:
             self.tagdb.write(dev.tags[name], value)
         return bool(value)
+
+    # -- parameter blocks (see .params) ----------------------------------------------------------------
+    def block_spec(self, meter: MeterRef, block: str) -> BlockSpec | None:
+        """The meter's parameter block ``block`` from its profile, or None."""
+        dev = self.devices.get(meter.id)
+        if dev is None or dev.profile is None or dev.state == CONFIG_ERROR:
+            return None
+        return dev.profile.parameters.get(block)
+
+    def _block(self, meter: MeterRef, block: str) -> tuple[_Device, BlockSpec]:
+        dev = self._device(meter.id)
+        assert dev.profile is not None
+        spec = dev.profile.parameters.get(block)
+        if spec is None:
+            raise LookupError(f"meter {meter.id}: profile {dev.profile.name} has no {block} block")
+        return dev, spec
+
+    async def write_block(self, meter: MeterRef, block: str, value: object, *, bulk: bool = False) -> None:
+        """Write a parameter block (fc 16; fc 6 for a one-register value). Raises
+        :class:`BlockError` for a value the block cannot hold, :class:`ModbusFailure` when the
+        meter does not take it."""
+        dev, spec = self._block(meter, block)
+        registers = spec.encode(value)  # type: ignore[arg-type]
+        link, unit = dev.link, dev.spec.unit_id
+        assert link is not None
+        fc = 6 if len(registers) == 1 else 16
+        values = registers
+
+        async def op(conn: ModbusConnection) -> None:
+            await link.call(conn, dev.stats, lambda c: c.write(unit, fc, spec.address, values))
+
+        await link.urgent(op, bulk=bulk)
+
+    async def read_block(self, meter: MeterRef, block: str, *, bulk: bool = False) -> object:
+        """Read a parameter block back (fc 3) and decode it."""
+        dev, spec = self._block(meter, block)
+        link, unit = dev.link, dev.spec.unit_id
+        assert link is not None
+
+        async def op(conn: ModbusConnection) -> list[int]:
+            return await link.call(conn, dev.stats, lambda c: c.read(unit, 3, spec.address, spec.words))
+
+        registers = await link.urgent(op, bulk=bulk)
+        try:
+            return spec.decode(registers)
+        except BlockError as exc:
+            raise ModbusFailure(QualityReason.BAD_FRAME, str(exc)) from None
+
+    def link_of(self, meter_id: str) -> str | None:
+        """The link a polled meter is on."""
+        dev = self.devices.get(meter_id)
+        return dev.spec.link if dev is not None else None
+
+    def link_backlog(self, link: str) -> int:
+        """Polls and operations due on ``link`` and waiting for a connection now."""
+        lk = self.links.get(link)
+        return lk.queued() if lk is not None else 0
 
     # -- statistics ---------------------------------------------------------------------------------------
     def link_stats(self) -> list[LinkStats]:

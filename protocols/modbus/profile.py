@@ -44,6 +44,13 @@ register written, the value and the status point that confirms them. The file fo
     confirm = "relay_closed"          # connect is confirmed when it reads true,
                                       # disconnect when it reads false
 
+    [parameters.tou_table]            # writable parameter blocks (see .params): the
+    kind = "tou_table"                # time-of-use table, the clock, displayed values
+    address = 0x0100
+    day_types = ["workday", "weekend", "holiday"]
+    slots = 8
+    rates = { sharp = 0, peak = 1, flat = 2, valley = 3 }
+
 A profile with overlapping registers, an unknown type, an unknown poll class or a command
 without a (boolean) confirmation point is rejected with every problem named.
 """
@@ -64,6 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tags import Value
 
 from .codec import DATA_TYPES, CodecError, Order, decode_raw, encode_raw, type_words
+from .params import BlockSpec, parse_block
 
 __all__ = [
     "BILLING_POINTS",
@@ -146,6 +154,7 @@ class _ProfileFile(_Strict):
     poll_classes: dict[str, float]
     points: dict[str, _PointModel]
     commands: dict[str, _CommandModel] = {}
+    parameters: dict[str, dict[str, Any]] = {}
 
 
 # -- the compiled form -----------------------------------------------------------------------------
@@ -250,6 +259,7 @@ class Profile:
     points: dict[str, PointSpec]
     commands: dict[str, CommandSpec] = field(default_factory=dict)
     path: str = ""
+    parameters: dict[str, BlockSpec] = field(default_factory=dict)  # writable parameter blocks
 
     def address(self, point: PointSpec | CommandSpec, circuit: int | None) -> int:
         """The address of ``point`` for the meter on ``circuit`` (1-based; None means 1)."""
@@ -412,13 +422,45 @@ def parse_profile(data: dict[str, Any], source: str, expected_name: str | None =
     if len({c.confirm for c in commands.values()}) > 1:
         problems.append("commands: connect and disconnect must be confirmed by the same status point")
 
+    blocks: dict[str, BlockSpec] = {}
+    for name, data in parsed.parameters.items():
+        if not _NAME.match(name):
+            problems.append(f"parameters.{name}: {name!r} is not a block name (snake_case)")
+            continue
+        if head.circuits > 1:
+            problems.append(f"parameters.{name}: parameter blocks are not supported on multi-circuit profiles")
+            continue
+        block = parse_block(name, data, problems)
+        if block is not None:
+            if block.address + block.words - 1 > 0xFFFF:
+                problems.append(f"parameters.{name}.address: {_span(block.address, block.words)} runs past register 0xFFFF")
+                continue
+            blocks[name] = block
+    problems += _block_overlaps(blocks, points, commands)
+
     if problems:
         raise ProfileError(source, problems)
     return Profile(
         name=head.name, kind=head.kind, description=head.description, source=head.source,
         circuits=head.circuits, circuit_stride=head.circuit_stride,
-        poll_classes=dict(parsed.poll_classes), points=points, commands=commands, path=source,
+        poll_classes=dict(parsed.poll_classes), points=points, commands=commands, path=source, parameters=blocks,
     )
+
+
+def _block_overlaps(blocks: dict[str, BlockSpec], points: dict[str, PointSpec], commands: dict[str, CommandSpec]) -> list[str]:
+    """Blocks live in the holding registers: none may share a register with a point or another block."""
+    spans = [(f"points.{p.name}", p.address, p.end) for p in points.values() if p.fc == 3]
+    spans += [(f"commands.{c.kind}", c.address, c.address + len(c.values) - 1) for c in commands.values()]
+    problems = []
+    taken: list[tuple[str, int, int]] = []
+    for name, b in sorted(blocks.items(), key=lambda kv: kv[1].address):
+        lo, hi = b.address, b.address + b.words - 1
+        for other, start, end in spans + taken:
+            if lo <= end and start <= hi:
+                problems.append(f"parameters.{name}: registers {_span(lo, b.words)} overlap {other} (0x{start:04X}-0x{end:04X})")
+                break
+        taken.append((f"parameters.{name}", lo, hi))
+    return problems
 
 
 def _overlaps(points: Iterable[PointSpec]) -> list[str]:

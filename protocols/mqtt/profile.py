@@ -120,6 +120,9 @@ class MqttProfile:
     path: str = ""
     protocol: str = "mqtt"
     circuits: int = 1
+    # writable parameter blocks (a Modbus profile's ``[parameters.*]``): a gateway takes none;
+    # the field is here so that the simulator's meter model serves every protocol
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def check_circuit(self, circuit: int | None) -> None:
         if circuit not in (None, 1):

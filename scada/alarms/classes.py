@@ -43,6 +43,7 @@ BUILTIN: dict[str, AlarmClass] = {
         AlarmClass("review_hold", "meter", P.MEDIUM, title="Register held for review"),
         AlarmClass("tamper", "meter", P.HIGH, title="Tampering detected"),
         AlarmClass("reverse_energy", "meter", P.MEDIUM, delay_on_s=60, delay_off_s=30, title="Reverse energy"),
+        AlarmClass("tou_mismatch", "meter", P.MEDIUM, title="Time-of-use table differs from the tariff"),
         AlarmClass(
             "over_power", "meter", P.MEDIUM, delay_on_s=30, delay_off_s=30, limit=1.0, deadband_pct=5,
             title="Power above the meter's limit",

@@ -27,6 +27,7 @@ _BOOLEAN_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("meter", "review_hold"): ("review_hold", True),
     ("meter", "tamper"): ("tamper", True),
     ("meter", "reverse_energy"): ("reverse_energy", True),
+    ("meter", "tou_mismatch"): ("tou_mismatch", True),  # scada.operations.meters
 }
 _POINTS = frozenset({p for _, p in _BOOLEAN_SOURCES} | {"alarm_level", "power", "buffer_fill", "failures", "loss_pct"})
 

@@ -46,7 +46,8 @@ from scada.billing.models import (
 )
 from scada.billing.periods import Period, month
 from scada.billing.statements import balance_at, bill_lines, entries_between
-from scada.prepaid.ledger import AccountView, account_view, post
+from scada.prepaid.accounts import PostResult
+from scada.prepaid.ledger import AccountView, account_view, entry_view, post
 from scada.prepaid.models import Account
 from scada.users.audit import Actor, AuditLog
 
@@ -362,10 +363,11 @@ async def _locked_bill(s: AsyncSession, bill_id: int) -> tuple[Bill, list[BillSe
 
 async def pay_bill(
     ctx: BillingContext, bill_id: int, amount_minor: int, *, reference: str, channel: str, actor: Actor, now: dt.datetime,
-) -> tuple[dict[str, Any], bool, list[AccountView]]:
+) -> tuple[dict[str, Any], bool, list[PostResult]]:
     """Pay a bill: a ledger ``payment`` per account of the bill, allocated to its sections.
-    The same (channel, reference) again answers with the first result; with another bill or
-    amount it is a 409 naming ``reference``."""
+    The same (channel, reference) again answers with the first result (and no entries); with
+    another bill or amount it is a 409 naming ``reference``. Returns the bill, whether it was a
+    replay, and each account's payment entry with the account after it."""
     if amount_minor <= 0:
         raise BillingError("amount: must be greater than zero", field="amount")
     async with ctx.db.transaction() as s:
@@ -382,6 +384,7 @@ async def pay_bill(
         if amount_minor > outstanding:
             raise BillingError(f"amount: {ctx.fmt(amount_minor)} is more than the outstanding {ctx.fmt(outstanding)}", field="amount")
         allocations = []
+        entries = []
         for sec, take in _allocate(amount_minor, sections):
             a = accounts[sec.account_id]
             if a.state != "open":
@@ -389,6 +392,7 @@ async def pay_bill(
             e = post(s, a, "payment", take, actor, now, reason=f"bill {bill.number}", channel=channel, reference=reference,
                      idem_key=f"payment:{channel}:{reference}:{a.id}", detail={"bill": bill.id, "number": bill.number})
             await s.flush()
+            entries.append(e)
             sec.paid_minor += take
             allocations.append({"account": a.id, "entry": e.id, "amount_minor": take})
             ctx.engine.biller.update_level(a, credited=True)
@@ -401,8 +405,8 @@ async def pay_bill(
             "number": bill.number, "amount": ctx.fmt(amount_minor), "channel": channel, "reference": reference,
             "paid": ctx.fmt(bill.paid_minor), "status": bill.status})
         await s.flush()
-        views = [account_view(accounts[al["account"]]) for al in allocations]
-        return await load_bill_json(ctx, s, bill_id), False, views
+        posted = [PostResult(entry_view(e), account_view(accounts[e.account_id])) for e in entries]
+        return await load_bill_json(ctx, s, bill_id), False, posted
 
 
 def _grace(ctx: BillingContext, settings: AccountBilling | None) -> int:

@@ -301,11 +301,13 @@ class BillingService:
             return await bills.load_bill_json(self.ctx, s, bill_id)
 
     async def pay(self, bill_id: int, amount_minor: int, *, reference: str, channel: str, actor: Actor) -> tuple[dict[str, Any], bool]:
-        bill, replayed, views = await bills.pay_bill(self.ctx, bill_id, amount_minor, reference=reference, channel=channel, actor=actor,
-                                                     now=self.clock())
-        self._changed(views)
+        bill, replayed, posted = await bills.pay_bill(self.ctx, bill_id, amount_minor, reference=reference, channel=channel, actor=actor,
+                                                      now=self.clock())
+        self._changed([p.account for p in posted])
         if not replayed:
             await self.dunning()
+        for p in posted:  # after the commit: the tenant's payment message, where one is sent
+            self.engine.payment_posted(p.account.room_id, p)
         return bill, replayed
 
     async def credit_note(self, bill_id: int, amount_minor: int, reason: str, actor: Actor) -> dict[str, Any]:

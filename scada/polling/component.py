@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from protocols.dlt645.config import Dlt645LinkConfig
 from protocols.dlt645.driver import Dlt645Driver
@@ -21,7 +22,7 @@ from protocols.modbus.poller import DeviceSpec, MeterRef, ModbusPoller
 from protocols.modbus.stats import DeviceStats, LinkStats
 from protocols.mqtt.config import MqttLinkConfig
 from protocols.mqtt.links import MqttLinks
-from scada.commands.service import SUPPLY_DRIVER
+from scada.commands.service import METER_ACCESS, PARAMETER_DRIVER, SUPPLY_DRIVER
 from scada.config import CONFIG
 from scada.core.context import Context, Key
 from scada.core.runtime import Component, Restart
@@ -44,26 +45,73 @@ MQTT: Key[MqttLinks] = Key("mqtt", MqttLinks)
 
 
 class SupplyRouter:
-    """The command path's supply driver over several pollers: each meter goes to the poller of
-    its link's protocol."""
+    """The command path's supply and parameter driver over several pollers, and the meters'
+    reads on demand and link loads: each meter goes to the poller of its link's protocol.
+
+    An MQTT gateway has no link to pace (a command is one publish) and no parameter blocks or
+    reads on demand: a bulk command goes to it as an ordinary one, a block or a read is refused
+    with the reason."""
 
     def __init__(self, *pollers: ModbusPoller | MqttLinks) -> None:
         self.pollers = pollers
 
     def _of(self, meter: MeterRef) -> ModbusPoller | MqttLinks:
+        return self._of_id(meter.id)
+
+    def _of_id(self, meter_id: str) -> ModbusPoller | MqttLinks:
         for poller in self.pollers:
-            if meter.id in poller.devices:
+            if meter_id in poller.devices:
                 return poller
         return self.pollers[0]
+
+    def _polled(self, meter_id: str, what: str) -> ModbusPoller:
+        poller = self._of_id(meter_id)
+        if isinstance(poller, MqttLinks):
+            raise LookupError(f"meter {meter_id} reports through an MQTT gateway: no {what}")
+        return poller
 
     def supports_supply(self, meter: MeterRef) -> bool:
         return self._of(meter).supports_supply(meter)
 
-    async def set_supply(self, meter: MeterRef, on: bool) -> None:
-        await self._of(meter).set_supply(meter, on)
+    async def set_supply(self, meter: MeterRef, on: bool, *, bulk: bool = False) -> None:
+        poller = self._of(meter)
+        if isinstance(poller, MqttLinks):
+            await poller.set_supply(meter, on)
+        else:
+            await poller.set_supply(meter, on, bulk=bulk)
 
-    async def read_supply(self, meter: MeterRef) -> bool:
-        return await self._of(meter).read_supply(meter)
+    async def read_supply(self, meter: MeterRef, *, bulk: bool = False) -> bool:
+        poller = self._of(meter)
+        if isinstance(poller, MqttLinks):
+            return await poller.read_supply(meter)
+        return await poller.read_supply(meter, bulk=bulk)
+
+    def block_spec(self, meter: MeterRef, block: str) -> Any:
+        poller = self._of(meter)
+        return None if isinstance(poller, MqttLinks) else poller.block_spec(meter, block)
+
+    async def write_block(self, meter: MeterRef, block: str, value: object, *, bulk: bool = False) -> None:
+        await self._polled(meter.id, "parameter blocks").write_block(meter, block, value, bulk=bulk)
+
+    async def read_block(self, meter: MeterRef, block: str, *, bulk: bool = False) -> object:
+        return await self._polled(meter.id, "parameter blocks").read_block(meter, block, bulk=bulk)
+
+    async def poll_now(self, meter_id: str, *, bulk: bool = False) -> dict[str, Any]:
+        return await self._polled(meter_id, "read on demand (it reports on its own)").poll_now(meter_id, bulk=bulk)
+
+    def link_of(self, meter_id: str) -> str | None:
+        for poller in self.pollers:
+            if isinstance(poller, MqttLinks):
+                device = poller.devices.get(meter_id)
+                if device is not None:
+                    return device.spec.link
+            elif (link := poller.link_of(meter_id)) is not None:
+                return link
+        return None
+
+    def link_backlog(self, link: str) -> int:
+        # an MQTT gateway's commands are not queued behind polls
+        return sum(p.link_backlog(link) for p in self.pollers if not isinstance(p, MqttLinks))
 
 
 class Comms:
@@ -100,7 +148,7 @@ class ModbusComponent(Component):
     # started after the simulator (so the first connect succeeds) and the historian (so it sees
     # the first readings); neither is read
     optional = (SIMULATOR, HISTORY)
-    provides = (MODBUS, DLT645, MQTT, COMMS, SUPPLY_DRIVER)
+    provides = (MODBUS, DLT645, MQTT, COMMS, SUPPLY_DRIVER, PARAMETER_DRIVER, METER_ACCESS)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
@@ -152,7 +200,10 @@ class ModbusComponent(Component):
             ctx[DLT645] = dlt
             ctx[MQTT] = mqtt
             ctx[COMMS] = Comms(poller, dlt, mqtt)
-            ctx[SUPPLY_DRIVER] = SupplyRouter(poller, dlt, mqtt)
+            router = SupplyRouter(poller, dlt, mqtt)
+            ctx[SUPPLY_DRIVER] = router
+            ctx[PARAMETER_DRIVER] = router
+            ctx[METER_ACCESS] = router
             yield
         finally:
             unsubscribe()

@@ -136,6 +136,18 @@ class PrepaidEngine:
         self._failing = False
         self._unsubscribe: Any = None
         self.stats = {"readings": 0, "processed": 0, "billed": 0, "batches": 0, "failures": 0}
+        self._payment_listeners: list[Callable[[str, PostResult], None]] = []
+
+    def add_payment_listener(self, listener: Callable[[str, PostResult], None]) -> Callable[[], None]:
+        """Call ``listener(room, result)`` after every recharge or payment that was posted (not a
+        replay); it must not block. Returns the function that removes it."""
+        self._payment_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._payment_listeners:
+                self._payment_listeners.remove(listener)
+
+        return remove
 
     # -- start / stop ----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -481,7 +493,17 @@ class PrepaidEngine:
         result = await self.accounts.recharge(room_id, amount_minor, channel=channel, reference=reference, actor=actor, reason=reason)
         if not result.replayed:
             self._account_changed(result.account)
+            self.payment_posted(room_id, result)
         return result
+
+    def payment_posted(self, room_id: str, result: PostResult) -> None:
+        """Tell the payment listeners of money a tenant paid in: a recharge here, or a payment
+        another part posted (the back office's bill payments)."""
+        for listener in list(self._payment_listeners):
+            try:
+                listener(room_id, result)
+            except Exception:
+                log.exception("payment listener failed", extra={"room": room_id})
 
     async def refund(self, room_id: str, amount_minor: int, *, actor: Actor, reason: str, channel: str = "cash", reference: str | None = None) -> PostResult:
         result = await self.accounts.refund(room_id, amount_minor, actor=actor, reason=reason, channel=channel, reference=reference)

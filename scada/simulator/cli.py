@@ -37,7 +37,8 @@ async def _simulate(args: argparse.Namespace) -> int:
         if (getattr(profiles[name], "protocol", "modbus") == "dlt645") != dlt645:
             raise SystemExit(f"--profile: {name!r} is not a {args.protocol} profile")
     per_port = args.per_port
-    n_ports = (args.meters + per_port - 1) // per_port
+    units = -(-args.meters // (max(profiles[n].circuits for n in names) if args.fill_circuits else 1))
+    n_ports = (units + per_port - 1) // per_port
     framing: Literal["tcp", "rtu", "dlt645"] = "dlt645" if dlt645 else "rtu" if args.rtu else "tcp"
     links = [SimLink(f"port{k}", (args.port + k) if args.port else 0, framing) for k in range(n_ports)]
     token_file = Path(args.data_dir) / TOKEN_FILE
@@ -46,16 +47,20 @@ async def _simulate(args: argparse.Namespace) -> int:
         profiles, links, host=args.host, control_port=args.control_port, speed=args.speed,
         tou=TouSchedule(timezone=args.timezone), seed=args.seed, control_token=token,
     )
+    circuits = max(profiles[n].circuits for n in names) if args.fill_circuits else 1
+    if circuits > 1 and len(names) > 1:
+        raise SystemExit("--fill-circuits: give one multi-circuit --profile")
     for i in range(args.meters):
         profile = profiles[names[i % len(names)]]
+        unit = i // circuits  # with --fill-circuits, every circuit of a unit is a meter
         sim.add_meter(MeterSpec(
-            f"SIM-{i + 1:05d}", profile.name, f"port{i // per_port}", 1 + i % per_port,
-            1 if profile.circuits > 1 else None, args.max_power_kw, address=f"{i + 1:012d}" if dlt645 else None,
+            f"SIM-{i + 1:05d}", profile.name, f"port{unit // per_port}", 1 + unit % per_port,
+            (i % circuits) + 1 if profile.circuits > 1 else None, args.max_power_kw, address=f"{i + 1:012d}" if dlt645 else None,
         ))
     await sim.start()
     try:
         for k, link in enumerate(links):
-            count = min(per_port, args.meters - k * per_port)
+            count = min(per_port, units - k * per_port)
             if dlt645:
                 first = k * per_port + 1
                 out(f"dlt645 {link.name} {args.host}:{sim.ports[link.name]} addresses {first:012d}-{first + count - 1:012d}")
@@ -94,6 +99,8 @@ def register(sub: Any) -> None:
     p.add_argument("--per-port", type=int, default=247, help="meters (unit ids) per port (default 247)")
     p.add_argument("--profile", action="append", help="device profile, repeatable to mix (default acrel-ddsy1352)")
     p.add_argument("--rtu", action="store_true", help="RTU framing over TCP instead of Modbus TCP")
+    p.add_argument("--fill-circuits", action="store_true",
+                   help="with a multi-circuit --profile, a meter on every circuit of a unit (default: circuit 1 only)")
     p.add_argument("--control-port", type=int, default=None,
                    help="serve the HTTP control API on this loopback port (0: a free one); off by default")
     p.add_argument("--data-dir", default="var/simulate", help="where the control API's token is kept (default var/simulate)")

@@ -3,7 +3,8 @@
 =========================================  ===========================================================
 ``GET  /``                                   links with their ports, meter count, clock
 ``GET  /meters``                             every meter: id, link, unit, circuit, supply state
-``GET  /meters/{id}``                        true point values, registers, relay/valve, load, fault
+``GET  /meters/{id}``                        true point values, registers, relay/valve, load, fault,
+                                             ``tou_table``, ``clock`` (time, drift_s), other ``parameters``
 ``PUT  /meters/{id}/fault``                  ``{"kind": "none|timeout|exception|garbage|slow",
                                              "exception_code": 2, "delay_ms": 3000}`` (per unit id)
 ``PUT  /meters/{id}/load``                   ``{"kw": 2.5}`` or ``{"m3_per_h": 0.4}``; ``null`` returns
@@ -13,6 +14,11 @@
                                              the value (``null`` releases them)
 ``PUT  /meters/{id}/relay``                  ``{"stuck": true}`` (accepts commands, does not move),
                                              ``{"closed": false}`` (switched by hand on site)
+``PUT  /meters/{id}/tou``                    ``{"table": {"workday": [["00:00", "valley"], ...], ...}}``:
+                                             the meter's time-of-use table, as if set on site
+``PUT  /meters/{id}/clock``                  ``{"drift_s": 120}``: the meter's clock runs this far ahead
+``PUT  /meters/{id}/params``                 ``{"refuse_writes": true}``: parameter writes are answered
+                                             with an exception (device failure)
 ``GET  /stats``, ``POST /stats/reset``       requests per port and unit id, max requests in flight
 ``GET  /clock``, ``POST /clock``             ``{"advance_s": 3600}`` moves simulated time on;
                                              ``{"speed": 0}`` freezes it
@@ -151,6 +157,25 @@ class RelayBody(_Body):
     closed: bool | None = None
 
 
+class TouBody(_Body):
+    table: dict[str, list[list[str]]]
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TouBody:
+        for day_type, entries in self.table.items():
+            if any(len(e) != 2 for e in entries):
+                raise ValueError(f"table.{day_type}: expected [\"HH:MM\", \"period\"] pairs")
+        return self
+
+
+class MeterClockBody(_Body):
+    drift_s: float = Field(ge=-10 * 365 * 86400, le=10 * 365 * 86400)
+
+
+class ParamsBody(_Body):
+    refuse_writes: bool
+
+
 class ClockBody(_Body):
     advance_s: float | None = Field(default=None, gt=0, le=MAX_ADVANCE_S, allow_inf_nan=False)
     speed: float | None = Field(default=None, ge=0, le=MAX_SPEED, allow_inf_nan=False)
@@ -282,6 +307,25 @@ def control_app(sim: ControlledSimulator, token: str) -> web.Application:
     async def relay(request: web.Request) -> web.Response:
         body: RelayBody = await _body(request, RelayBody)
         sim.set_relay(request.match_info["id"], closed=body.closed, stuck=body.stuck)
+        return web.json_response({"ok": True})
+
+    @routes.put("/meters/{id}/tou")
+    async def tou(request: web.Request) -> web.Response:
+        body: TouBody = await _body(request, TouBody)
+        table = {d: [(e[0], e[1]) for e in entries] for d, entries in body.table.items()}
+        sim.meter(request.match_info["id"]).set_tou(table, sim.clock())
+        return web.json_response({"ok": True})
+
+    @routes.put("/meters/{id}/clock")
+    async def meter_clock(request: web.Request) -> web.Response:
+        body: MeterClockBody = await _body(request, MeterClockBody)
+        sim.meter(request.match_info["id"]).drift(body.drift_s, sim.clock())
+        return web.json_response({"ok": True})
+
+    @routes.put("/meters/{id}/params")
+    async def params(request: web.Request) -> web.Response:
+        body: ParamsBody = await _body(request, ParamsBody)
+        sim.meter(request.match_info["id"]).refuse_writes = body.refuse_writes
         return web.json_response({"ok": True})
 
     @routes.get("/stats")

@@ -16,6 +16,7 @@ from typing import Any
 
 from tags import Value
 
+from ..params import BlockError, ClockBlock, TouTableBlock
 from ..profile import PointSpec, Profile
 from .tou import TouSchedule
 
@@ -98,6 +99,75 @@ class SimMeter:
         self.override: float | None = None  # constant load (kW or m3/h) set by the control API
         self.pinned: dict[str, Value] = {}  # points held at a value set by the control API
         self.t = now
+        # parameter blocks as the meter stores them (registers); the clock is kept as an offset
+        self.blocks: dict[str, list[int]] = {}
+        self.clock_offset = 0.0  # seconds the meter's clock is ahead of true time
+        self.refuse_writes = False  # answers parameter writes with an exception (control API)
+        for name, block in profile.parameters.items():
+            if isinstance(block, TouTableBlock):
+                self.blocks[name] = block.encode(tou.table(block.day_types))
+            elif not isinstance(block, ClockBlock):
+                self.blocks[name] = [0] * block.words
+
+    # -- parameter blocks ----------------------------------------------------------------------
+    def _tou_block(self) -> TouTableBlock | None:
+        return next((b for b in self.profile.parameters.values() if isinstance(b, TouTableBlock)), None)
+
+    def meter_time(self, now: float) -> datetime:
+        """The meter's own clock: local time, off by ``clock_offset``."""
+        return datetime.fromtimestamp(now + self.clock_offset, self.tou.tz).replace(tzinfo=None, microsecond=0)
+
+    def read_block(self, name: str, now: float) -> list[int]:
+        block = self.profile.parameters[name]
+        if isinstance(block, ClockBlock):
+            return block.encode(self.meter_time(now))
+        return list(self.blocks[name])
+
+    def write_block(self, name: str, registers: list[int], now: float) -> None:
+        """Store a written block. Raises :class:`BlockError` for registers the meter refuses."""
+        block = self.profile.parameters[name]
+        value = block.decode(registers)  # refuses what does not decode
+        if isinstance(block, ClockBlock):
+            assert isinstance(value, datetime)
+            true_local = datetime.fromtimestamp(now, self.tou.tz).replace(tzinfo=None)
+            self.clock_offset = round((value - true_local).total_seconds())
+            return
+        if isinstance(block, TouTableBlock):
+            assert isinstance(value, dict)
+            try:
+                schedule = TouSchedule.from_table(value, self.tou.timezone)
+            except (KeyError, ValueError) as exc:
+                raise BlockError(f"{name}: {exc}") from None
+            self.advance(now)  # consumption up to now by the old table, from now on by the new one
+            self.tou = schedule
+        self.blocks[name] = list(registers)
+
+    def set_tou(self, table: dict[str, list[tuple[str, str]]], now: float) -> None:
+        """Set the meter's TOU table as if programmed on site (the control API)."""
+        block = self._tou_block()
+        if block is None:
+            raise KeyError(f"profile {self.profile.name} has no time-of-use table")
+        try:
+            registers = block.encode(table)
+        except BlockError as exc:
+            raise ValueError(str(exc)) from None
+        self.write_block(block.name, registers, now)
+
+    def drift(self, seconds: float, now: float) -> None:
+        if not any(isinstance(b, ClockBlock) for b in self.profile.parameters.values()):
+            raise KeyError(f"profile {self.profile.name} has no clock")
+        self.clock_offset = float(seconds)
+
+    def blocks_json(self, now: float) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, block in self.profile.parameters.items():
+            if isinstance(block, ClockBlock):
+                continue
+            try:
+                out[name] = block.as_json(block.decode(self.blocks[name]))  # type: ignore[arg-type]
+            except BlockError as exc:
+                out[name] = {"error": str(exc)}
+        return out
 
     # -- load -----------------------------------------------------------------------------------
     def rate_at(self, ts: float) -> float:
@@ -220,18 +290,39 @@ class SimMeter:
                 for name in self.profile.points
             },
             "sim_time": now,
+            "tou_table": self._tou_json(),
+            "clock": ({"time": self.meter_time(now).isoformat(), "drift_s": self.clock_offset}
+                      if any(isinstance(b, ClockBlock) for b in self.profile.parameters.values()) else None),
+            "parameters": self.blocks_json(now),
+            "refuse_writes": self.refuse_writes,
         }
+
+    def _tou_json(self) -> Any:
+        block = self._tou_block()
+        if block is None:
+            return None
+        return block.as_json(block.decode(self.blocks[block.name]))
 
     def state(self) -> dict[str, Any]:
         return {
             "acc": dict(self.acc),
             "supply_on": self.supply_on, "t": self.t,
+            "blocks": {k: list(v) for k, v in self.blocks.items()}, "clock_offset": self.clock_offset,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.acc.update({k: int(v) for k, v in state.get("acc", {}).items() if k in self.acc})
         self.supply_on = bool(state.get("supply_on", True))
         self.t = float(state.get("t", self.t))
+        self.clock_offset = float(state.get("clock_offset", 0.0))
+        for name, registers in state.get("blocks", {}).items():
+            block = self.profile.parameters.get(name)
+            if block is None or len(registers) != block.words:
+                continue
+            try:
+                self.write_block(name, [int(r) for r in registers], self.t)
+            except BlockError:
+                continue
 
 
 def _floor_to(micro: int, point: PointSpec) -> float:

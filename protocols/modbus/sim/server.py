@@ -33,6 +33,7 @@ from ..frames import (
     exception_pdu,
     registers_response_pdu,
 )
+from ..params import BlockError
 from ..profile import PointSpec, Profile
 from .model import SimMeter
 
@@ -93,12 +94,25 @@ class SimUnit:
             self._bounds[fc] = (items[0][0], max(e[1] for e in items))
         self._index = entries
 
+    def _block_at(self, address: int, count: int) -> tuple[SimMeter, str, int] | None:
+        """The meter and parameter block holding registers ``address .. address+count-1``."""
+        meter = self.meters.get(1)
+        if meter is None:
+            return None
+        for name, block in self.profile.parameters.items():
+            if block.address <= address and address + count <= block.address + block.words:
+                return meter, name, address - block.address
+        return None
+
     def read(self, fc: int, address: int, count: int, now: float) -> list[int] | int:
         """Registers ``address .. address+count-1`` of table ``fc``, or an exception code."""
         if fc not in (3, 4):
             return ILLEGAL_FUNCTION
         if not 1 <= count <= 125:
             return ILLEGAL_VALUE
+        if fc == 3 and (found := self._block_at(address, count)) is not None:
+            meter, name, offset = found
+            return meter.read_block(name, now)[offset:offset + count]
         bounds = self._bounds.get(fc)
         end = address + count
         if bounds is None or address < bounds[0] or end > bounds[1]:
@@ -122,6 +136,18 @@ class SimUnit:
 
     def write(self, address: int, values: list[int], now: float) -> int | None:
         """Apply a write; None when accepted, else an exception code."""
+        found = self._block_at(address, len(values))
+        if found is not None:
+            meter, name, offset = found
+            if offset != 0 or len(values) != self.profile.parameters[name].words:
+                return ILLEGAL_ADDRESS  # a block is written whole
+            if meter.refuse_writes:
+                return DEVICE_FAILURE
+            try:
+                meter.write_block(name, values, now)
+            except BlockError:
+                return ILLEGAL_VALUE
+            return None
         for circuit, meter in self.meters.items():
             for cmd in self.profile.commands.values():
                 if self.profile.address(cmd, circuit) != address:

@@ -35,9 +35,36 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 class TouSchedule:
-    """Periods by local time of day: a sorted list of (start minute, period) from 00:00."""
+    """Periods by local time of day: a sorted list of (start minute, period) from 00:00; with
+    ``weekend`` another list for Saturdays and Sundays (a meter's downloaded table)."""
 
-    def __init__(self, entries: Sequence[tuple[str, str]] = DEFAULT_TOU, timezone: str = "UTC") -> None:
+    def __init__(
+        self,
+        entries: Sequence[tuple[str, str]] = DEFAULT_TOU,
+        timezone: str = "UTC",
+        *,
+        weekend: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        self.entries = self._parse(entries)
+        self.weekend = self._parse(weekend) if weekend is not None else None
+        self.tz = ZoneInfo(timezone)
+        self.timezone = timezone
+
+    @classmethod
+    def from_table(cls, table: dict[str, list[tuple[str, str]]], timezone: str) -> TouSchedule:
+        """The schedule of a meter's TOU table (``{"workday": [...], "weekend": [...]}``); a
+        meter does not know the holiday calendar, so holidays follow the weekday's table."""
+        return cls(table["workday"], timezone, weekend=table.get("weekend"))
+
+    def table(self, day_types: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """As a meter stores it: the switch points of each day type."""
+        def hhmm(entries: list[tuple[int, str]]) -> list[tuple[str, str]]:
+            return [(f"{m // 60:02d}:{m % 60:02d}", p) for m, p in entries]
+
+        return {d: hhmm(self.weekend if d == "weekend" and self.weekend is not None else self.entries) for d in day_types}
+
+    @staticmethod
+    def _parse(entries: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
         parsed: list[tuple[int, str]] = []
         for i, (start, period) in enumerate(entries):
             m = _HHMM.match(start)
@@ -50,20 +77,20 @@ class TouSchedule:
             raise ValueError("tou: the first period must start at 00:00")
         if any(b[0] <= a[0] for a, b in zip(parsed, parsed[1:], strict=False)):
             raise ValueError("tou: start times must increase")
-        self.entries = parsed
-        self.tz = ZoneInfo(timezone)
+        return parsed
 
     def period_at(self, ts: float) -> tuple[str, float]:
         """The period at epoch ``ts`` and the epoch when it ends (the next boundary)."""
         local = datetime.fromtimestamp(ts, self.tz)
         minute = local.hour * 60 + local.minute
+        entries = self.weekend if self.weekend is not None and local.isoweekday() >= 6 else self.entries
         index = 0
-        for i, (start, _period) in enumerate(self.entries):
+        for i, (start, _period) in enumerate(entries):
             if start <= minute:
                 index = i
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        if index + 1 < len(self.entries):
-            next_start = self.entries[index + 1][0]
+        if index + 1 < len(entries):
+            next_start = entries[index + 1][0]
             boundary = midnight + timedelta(minutes=next_start)
         else:
             boundary = midnight + timedelta(days=1)
@@ -71,4 +98,4 @@ class TouSchedule:
         end = boundary.replace(tzinfo=None).replace(tzinfo=self.tz).timestamp()
         if end <= ts:  # a DST gap swallowed the boundary: move on by one minute
             end = ts + 60
-        return self.entries[index][1], end
+        return entries[index][1], end

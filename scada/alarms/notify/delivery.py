@@ -45,10 +45,13 @@ class OutgoingMessage:
 
 
 class DeliveryError(Exception):
-    """A delivery failed; ``permanent`` when retrying cannot help."""
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    """A delivery failed; ``permanent`` when retrying cannot help; ``retry_after`` (seconds) when
+    the far end is rate limiting (HTTP 429): the message waits that long, and the attempt does
+    not count against ``max_attempts`` (a rate-limited message is late, never lost)."""
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after
 
 
 class Channel(Protocol):
@@ -104,7 +107,8 @@ class HttpDelivery:
                     return
                 text = (await response.text(errors="replace"))[:200]
                 permanent = 400 <= response.status < 500 and response.status not in _TRANSIENT_4XX
-                raise DeliveryError(f"HTTP {response.status} from {where}: {text}", permanent=permanent)
+                retry_after = _retry_after(response.headers.get("Retry-After")) if response.status == 429 else None
+                raise DeliveryError(f"HTTP {response.status} from {where}: {text}", permanent=permanent, retry_after=retry_after)
         except DeliveryError:
             raise
         except aiohttp.ClientError as exc:
@@ -116,3 +120,12 @@ class HttpDelivery:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds from a Retry-After header (a number of seconds; 1 to 3600), else 30."""
+    try:
+        value = float(header) if header is not None and len(header) < 12 else 30.0
+    except ValueError:
+        value = 30.0
+    return min(max(value, 1.0), 3600.0) if value == value else 30.0

@@ -463,6 +463,12 @@ class Notifier:
             await channel.send(message)
         except DeliveryError as exc:
             error, permanent = str(exc), exc.permanent
+            if exc.retry_after is not None:  # rate limited by the far end: later, not lost
+                retry_at = now + timedelta(seconds=exc.retry_after)
+                await self._finish(row, St.PENDING, f"rate limited: {error}; retry at {retry_at.isoformat()}",
+                                   outcome="deferred", error=error, next_attempt_at=retry_at, count=False)
+                self._schedule(row.id, retry_at)
+                return
         except Exception as exc:  # an unexpected failure is retried like a transient one
             error, permanent = repr(exc), False
         else:
@@ -492,6 +498,7 @@ class Notifier:
         error: str = "",
         sent_at: datetime | None = None,
         next_attempt_at: datetime | None = None,
+        count: bool = True,
     ) -> None:
         async with self.db.transaction() as session:
             stored = await session.get(DeliveryRow, row.id, with_for_update=False)
@@ -500,7 +507,8 @@ class Notifier:
             stored.reason = reason
             stored.next_attempt_at = next_attempt_at
             if outcome is not None:
-                stored.attempts = row.attempts + 1
+                if count:
+                    stored.attempts = row.attempts + 1
                 session.add(DeliveryAttemptRow(delivery_id=row.id, ts=self.clock.now(), outcome=outcome, error=error))
             if sent_at is not None:
                 stored.sent_at = sent_at
@@ -531,9 +539,14 @@ class Notifier:
                 await waiter
 
     async def deliveries(
-        self, *, alarm_id: int | None = None, status: str | None = None, recipient: str | None = None, limit: int = 200
+        self, *, alarm_id: int | None = None, status: str | None = None, recipient: str | None = None, limit: int = 200,
+        events: Sequence[str] | None = None, route_prefix: str | None = None,
     ) -> list[Delivery]:
         stmt = select(DeliveryRow).order_by(DeliveryRow.id.desc()).limit(limit)
+        if events is not None:
+            stmt = stmt.where(DeliveryRow.event.in_(list(events)))
+        if route_prefix is not None:
+            stmt = stmt.where(DeliveryRow.route.startswith(route_prefix, autoescape=True))
         if alarm_id is not None:
             stmt = stmt.where(DeliveryRow.alarm_id == alarm_id)
         if status is not None:

@@ -149,15 +149,27 @@ async def webhook_receiver(secret: str, fail_first: int = 0) -> AsyncIterator[We
 
 @dataclass
 class SmsGateway:
-    """Accepts ``POST /send`` with a JSON body {to, text} and a Bearer key, like many gateways."""
+    """Accepts ``POST /send`` with a JSON body {to, text} and a Bearer key, like many gateways.
+    With ``per_second`` it rate-limits like them: past that many messages in a second it answers
+    429 with ``Retry-After: 1`` (counted in ``refused``)."""
 
     url: str
     key: str
     received: list[dict[str, Any]] = field(default_factory=list)
+    per_second: int | None = None
+    refused: int = 0
+    _window: list[float] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.key}":
             return web.json_response({"error": "bad key"}, status=403)
+        if self.per_second is not None:
+            now = asyncio.get_running_loop().time()
+            self._window = [t for t in self._window if now - t < 1.0]
+            if len(self._window) >= self.per_second:
+                self.refused += 1
+                return web.json_response({"error": "too many requests"}, status=429, headers={"Retry-After": "1"})
+            self._window.append(now)
         document = await request.json()
         if not isinstance(document.get("to"), str) or not isinstance(document.get("text"), str):
             return web.json_response({"error": "to and text required"}, status=400)
@@ -166,8 +178,8 @@ class SmsGateway:
 
 
 @asynccontextmanager
-async def sms_gateway(key: str) -> AsyncIterator[SmsGateway]:
-    gateway = SmsGateway("", key)
+async def sms_gateway(key: str, per_second: int | None = None) -> AsyncIterator[SmsGateway]:
+    gateway = SmsGateway("", key, per_second=per_second)
     app = web.Application()
     app.router.add_post("/send", gateway.handle)
     async with _serve(app) as port:

@@ -91,8 +91,15 @@ async def test_customer_bill_paid_across_its_accounts_and_a_credit_note(billing:
     assert run.issued == 1
     bill = run.bills[0]
     assert bill["customer_name"] == "Shops Ltd" and bill["total_due"] == "1500.00" and [a["room"] for a in bill["accounts"]] == ["R1", "R3"]
+    # the payment listeners (the tenants' payment messages) hear of each account's payment once
+    heard: list[tuple[str, str, int, int, str | None]] = []
+    billing.svc.engine.add_payment_listener(lambda room, r: heard.append(
+        (room, r.entry.kind, r.entry.amount_minor, r.account.balance_minor, r.entry.detail["number"])))
     paid, _ = await billing.svc.pay(bill["id"], 120_000, reference="B-9", channel="transfer", actor=MANAGER)
     assert paid["status"] == "partly_paid" and [a["paid"] for a in paid["accounts"]] == ["1000.00", "200.00"]
+    assert heard == [("R1", "payment", 100_000, 0, bill["number"]), ("R3", "payment", 20_000, -30_000, bill["number"])]
+    await billing.svc.pay(bill["id"], 120_000, reference="B-9", channel="transfer", actor=MANAGER)  # a replay: nothing new
+    assert len(heard) == 2
     note = await billing.svc.credit_note(bill["id"], 30_000, "rent waived for the works", MANAGER)
     with pytest.raises(BillingError) as own:
         await billing.svc.approve_credit_note(note["id"], MANAGER)

@@ -18,10 +18,14 @@ def heads_before_billing() -> list[str]:
     """Every branch's head but the billing branch's (the schema of the release before it)."""
     script = ScriptDirectory.from_config(alembic_config())
     billing = {r.revision for r in script.walk_revisions() if r.revision.startswith("06")}
+
+    def needs_billing(revision: str) -> bool:  # a billing revision, or one that depends on one
+        return any(r.revision in billing for r in script.iterate_revisions(revision, "base"))
+
     out = set()
     for head in script.get_heads():
         rev = script.get_revision(head)
-        while rev is not None and rev.revision in billing:
+        while rev is not None and needs_billing(rev.revision):
             rev = script.get_revision(rev.down_revision) if isinstance(rev.down_revision, str) else None
         if rev is not None and rev.revision != "0001":
             out.add(rev.revision)
@@ -65,7 +69,7 @@ async def test_upgrade_keeps_accounts_and_ledger_and_makes_them_prepaid(db_url: 
                      "meter": "E1" if kind == "deduction" else None, "seg": 1 if kind == "deduction" else None,
                      "rf": "10" if kind == "deduction" else None, "rt": "60" if kind == "deduction" else None})
         await db.upgrade()
-        assert "0601" in await db.current_revisions() and set(before) <= await applied(db)
+        assert "0601" in await applied(db) and set(before) <= await applied(db)  # 0601 may sit under 1002
         async with db.engine.connect() as conn:
             row = (await conn.execute(text("SELECT balance_minor, alarm_level, contact_name, mode, dunning_level, dunning_cut FROM prepaid_accounts"))).one()
             ledger = (await conn.execute(text("SELECT id, kind, amount_minor, balance_after_minor FROM prepaid_ledger ORDER BY id"))).all()
