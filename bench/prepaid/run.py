@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from sqlalchemy import func, select  # noqa: E402
 
 from scada.config import parse_config  # noqa: E402
+from scada.core.gctune import freeze_startup, tune_for_server  # noqa: E402
 from scada.db import Database, async_url  # noqa: E402
 from scada.prepaid.accounts import OpenRequest  # noqa: E402
 from scada.prepaid.demo import DEMO_TOU  # noqa: E402
@@ -108,6 +109,7 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
             await asyncio.sleep(0.01)
         billed0, batches0 = engine.stats["billed"], engine.stats["batches"]
         target = billed0 + meters * rounds
+        freeze_startup()  # as the server does once it is ready
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile is not None:
             profile.enable()  # type: ignore[attr-defined]
@@ -141,6 +143,7 @@ def show(label: str, r: dict[str, float]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    tune_for_server()  # the collector settings of `scada run`
     print(f"prepaid billing: {args.meters} meters × {args.rounds} rounds, TOU tariff priced from registers")
     engines = args.engines.split(",")
     with tempfile.TemporaryDirectory() as tmpdir:

@@ -118,7 +118,9 @@ class Biller:
         states = await self._states(s, ids, now)
         accounts = await self._accounts(s, {st.account_id for st in states.values() if st.account_id is not None})
         timelines = await self.tariffs.timelines(s)
-        usage = await self.load_usage(s, accounts, readings, states)
+        # the cycles' usage only prices tiers: without a tiered version there is none to load
+        tiered = any(v.definition.tiers is not None for tl in timelines.values() for v in tl.versions)
+        usage = await self.load_usage(s, accounts, readings, states) if tiered else {}
         rows: list[dict[str, Any]] = []
         touched: set[int] = set()
         dirty: dict[str, Any] = {}
