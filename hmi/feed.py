@@ -15,9 +15,10 @@ Protocol (JSON text frames):
 
 Flow control: the tag stream only marks a client's dirty set (bounded by the rooms of its
 view: the newest state wins); each client has its own sender task that pushes at most once per
-``hmi.push_interval_ms``, so a slow or stalled client delays nobody else. A client whose
-socket does not drain within :data:`SEND_TIMEOUT_S` is disconnected (it resyncs when it
-reconnects).
+``hmi.push_interval_ms``, so a slow or stalled client delays nobody else. Clients that show
+the same rooms and keep up share the encoded changes of each push (built once per batch of
+changes); a client that falls behind keeps coalescing per room. A client whose socket does not
+drain within :data:`SEND_TIMEOUT_S` is disconnected (it resyncs when it reconnects).
 
 Authentication: the page's session cookie (the ``Origin`` must then be this server) or
 ``Authorization: Bearer <token>``; the caller is re-checked every minute, so a revoked session
@@ -158,7 +159,7 @@ class Feed:
         self,
         live: LiveRooms,
         *,
-        interval_s: float = 0.5,
+        interval_s: float = 0.1,
         alarms: AlarmEngine | None = None,
         max_per_user: int = 20,
         max_total: int = 1000,
@@ -175,6 +176,9 @@ class Feed:
         self.recheck_s = RECHECK_AUTH_S
         self._remove_listener: Callable[[], None] | None = None
         self._remove_alarm_listener: Callable[[], None] | None = None
+        # the JSON of a set of changed rooms, and of the counts of a scope, since the last change
+        self._parts: dict[frozenset[str], str] = {}
+        self._counts: dict[tuple[str | None, str | None], str] = {}
 
     def start(self) -> None:
         self._remove_listener = self.live.add_listener(self._on_update)
@@ -205,6 +209,9 @@ class Feed:
 
     def _on_update(self, update: LiveUpdate) -> None:
         live = self.live
+        # the shared parts describe the rooms as they were: a new batch of changes voids them
+        self._parts.clear()
+        self._counts.clear()
         for client in self.clients:
             client.mark(update, live)
 
@@ -387,12 +394,23 @@ class Feed:
             client.membership_dirty = False
         parts: list[str] = []
         if client.dirty_rooms:
-            encoded = [live.encoded(r) for r in client.dirty_rooms]
+            # clients that show the same rooms and keep up get the same changes: the part is
+            # built once per batch of changes and shared (a client that fell behind has a
+            # larger set, coalesced per room, and gets its own)
+            key = frozenset(client.dirty_rooms)
             client.dirty_rooms.clear()
-            parts.append('"rooms":[' + ",".join(e for e in encoded if e) + "]")
+            part = self._parts.get(key)
+            if part is None:
+                encoded = [live.encoded(r) for r in key]
+                part = self._parts[key] = '"rooms":[' + ",".join(e for e in encoded if e) + "]"
+            parts.append(part)
         if client.counts_dirty:
             client.counts_dirty = False
-            parts.append('"counts":' + json.dumps(live.counts(*client.filter.scope())))
+            scope = client.filter.scope()
+            counts = self._counts.get(scope)
+            if counts is None:
+                counts = self._counts[scope] = '"counts":' + json.dumps(live.counts(*scope))
+            parts.append(counts)
         if not parts:
             return None
         client.seq += 1

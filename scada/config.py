@@ -157,7 +157,7 @@ class HmiConfig(ConfigModel):
     # "always" behind a TLS-terminating proxy
     secure_cookies: Literal["auto", "always", "never"] = "auto"
     # live pushes to one WebSocket client are coalesced to at most one per this interval
-    push_interval_ms: int = Field(default=500, ge=100, le=10_000)
+    push_interval_ms: int = Field(default=100, ge=50, le=10_000)
     default_language: Literal["en", "zh-CN"] = "en"
     # live WebSocket connections (/ws): per user, and in all; past either the connection is
     # closed at once with code 4429 and a reason naming the limit
