@@ -18,6 +18,7 @@ from scada.db.component import DATABASE
 from scada.users.component import AUDIT, LOGINS
 from scada.users.sessions import SessionStore
 
+from . import vendor
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
 from .api import approvals as approvals_api
@@ -25,6 +26,7 @@ from .api import auth as auth_api
 from .api import billing as billing_api
 from .api import history as history_api
 from .api import links as links_api
+from .api import reports as reports_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
 from .api import tariffs as tariffs_api
@@ -51,6 +53,7 @@ from .pages import billing as billing_pages
 from .pages import cashier as cashier_pages
 from .pages import comms as comms_pages
 from .pages import overview as overview_pages
+from .pages import reports as report_pages
 from .pages import room as room_pages
 from .pages import tariffs as tariff_pages
 from .pages import users as users_pages
@@ -65,12 +68,12 @@ log = logging.getLogger(__name__)
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
-    billing_api.router,
+    billing_api.router, reports_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
-    comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages,
+    comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, report_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -177,6 +180,7 @@ def create_app(
     for page_set in page_sets if page_sets is not None else PAGE_SETS:
         page_set.install(app)
     app.router.add_get("/ws", feed.handle, name="feed")
+    vendor.install(app)  # before /static/: uPlot from its pinned package
     app.router.add_static("/static/", _static_dir(), name="static", append_version=False)
     app.router.add_get("/favicon.ico", favicon)
     return app

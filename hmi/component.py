@@ -24,6 +24,7 @@ from scada.history.service import HISTORY
 from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
+from scada.reports.service import REPORTS
 from scada.site.component import ASSETS
 from scada.users.component import AUDIT, LOGINS, USERS
 
@@ -44,7 +45,7 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS)
+    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS, REPORTS)
     provides = (HMI_URL,)
 
     def __init__(self) -> None:

@@ -4,7 +4,7 @@ Catalogs are flat JSON files in ``hmi/i18n/<language>.json`` mapping a message k
 with ``{name}`` placeholders. English is complete by definition; another catalog that misses a
 key falls back to English (a test keeps the catalogs in step, so that does not happen in a
 release). Keys starting with ``js.``, ``state.``, ``alarm.``, ``supply.``, ``comms.``, ``point.``,
-``trend.``, ``ledger.``, ``receipt.`` or ``channel.`` are also sent to the pages' JavaScript.
+``trend.``, ``ledger.``, ``receipt.``, ``channel.`` or ``report.`` are also sent to the pages' JavaScript.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ _CLIENT_PREFIXES = (
     "ledger.",
     "receipt.",
     "channel.",
+    "report.",
 )
 
 

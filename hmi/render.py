@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 import scada
 from scada.config import CONFIG
-from scada.users.auth import Permission
+from scada.users.auth import Permission, UserInfo
 
 from .i18n import LANGUAGES, Catalogs, Translator, negotiate
 from .keys import CONTEXT, SESSION
@@ -28,8 +28,13 @@ __all__ = ["CATALOGS", "NAV", "NavItem", "TEMPLATES", "language_of", "local_time
 class NavItem:
     path: str
     label: str  # message key
-    permission: Permission
+    permission: Permission | frozenset[Permission]  # a set: shown to a user with any of them
     order: int
+
+    def shown_to(self, user: UserInfo) -> bool:
+        if isinstance(self.permission, Permission):
+            return user.can(self.permission)
+        return any(user.can(p) for p in self.permission)
 
 
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates", jinja2.Environment)
@@ -96,7 +101,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
     if session is not None:
         csrf = session.csrf_token
         user = session.user
-        nav = [n for n in app[NAV] if user.can(n.permission)]
+        nav = [n for n in app[NAV] if n.shown_to(user)]
     else:
         csrf, fresh = anonymous_csrf_token(request)
         new_anon = csrf if fresh else None

@@ -37,6 +37,7 @@ from scada.core.configbase import (
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
 from scada.prepaid.config import PrepaidConfig
+from scada.reports.config import ReportsConfig
 
 __all__ = [
     "CONFIG",
@@ -221,6 +222,7 @@ class ScadaConfig(ConfigModel):
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     billing: BillingConfig = BillingConfig()
+    reports: ReportsConfig = ReportsConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
     alarms: AlarmsConfig = AlarmsConfig()
@@ -255,6 +257,18 @@ class ScadaConfig(ConfigModel):
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _report_channels(self) -> ScadaConfig:
+        channels = {c.name: c.kind for c in self.alarms.notifications.channels}
+        for i, sched in enumerate(self.reports.schedules):
+            kind = channels.get(sched.channel)
+            if kind != "email":
+                found = "not an e-mail channel" if kind else "unknown"
+                email = ", ".join(n for n, k in channels.items() if k == "email") or "none configured"
+                raise ValueError(f"reports.schedules[{i}].channel: {found} {sched.channel!r} "
+                                 f"(e-mail channels of [alarms.notifications]: {email})")
         return self
 
     @property

@@ -8,10 +8,13 @@ from what each declares it requires and provides, so the list's order here carri
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from hmi import watch
 from hmi.component import HmiComponent
+from hmi.reports import labels_for as report_labels_for
+from hmi.reports import pdf_for_command_line
 from scada.alarms import cli as alarms_cli
 from scada.alarms.component import (
     AlarmComponent,
@@ -34,6 +37,8 @@ from scada.opcua.component import OpcUaComponent
 from scada.polling.component import ModbusComponent
 from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
+from scada.reports import cli as reports_cli
+from scada.reports.component import ReportsComponent
 from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
 from scada.site import cli as site_cli
@@ -54,6 +59,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     simulator_cli.register,
     history_cli.register,
     opcua_cli.register,
+    partial(reports_cli.register, pdf=pdf_for_command_line, labels=report_labels_for),
 )
 
 
@@ -82,6 +88,8 @@ def build_components(
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
         if config.billing.enabled:
             components.append(BillingComponent(demo=demo))
+    if config.reports.enabled:
+        components.append(ReportsComponent(labels=report_labels_for))
     if config.alarms.enabled:
         components.append(AlarmComponent())
         notifications = config.alarms.notifications

@@ -343,7 +343,8 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
             ]
             if r.query is not None:
                 properties = r.query.model_json_schema().get("properties", {})
-                for name, f in r.query.model_fields.items():
+                for field_name, f in r.query.model_fields.items():
+                    name = f.alias or field_name  # ``from`` is a keyword in Python: its field has it as alias
                     schema = {k: v for k, v in properties.get(name, {}).items() if k not in ("title", "description", "default")}
                     branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
                     if len(branches) == 1:  # an optional parameter is absent, never null

@@ -73,7 +73,7 @@ class _Page:
     handler: PageHandler
     permission: Permission
     nav: tuple[str, int] | None
-    nav_permission: Permission | None = None  # who sees it in the navigation (default: ``permission``)
+    nav_permission: Permission | frozenset[Permission] | None = None  # who sees it in the navigation (default: ``permission``; a set: any of them)
 
 
 def error_page(request: web.Request, status: int, message: str) -> web.Response:
@@ -89,7 +89,8 @@ class PageSet:
         self.pages: list[_Page] = []
 
     def get(
-        self, path: str, *, permission: Permission, nav: tuple[str, int] | None = None, nav_permission: Permission | None = None
+        self, path: str, *, permission: Permission, nav: tuple[str, int] | None = None,
+        nav_permission: Permission | frozenset[Permission] | None = None,
     ) -> Callable[[PageHandler], PageHandler]:
         return self._add("GET", path, permission, nav, nav_permission)
 
@@ -97,7 +98,8 @@ class PageSet:
         return self._add("POST", path, permission, None)
 
     def _add(
-        self, method: str, path: str, permission: Permission, nav: tuple[str, int] | None, nav_permission: Permission | None = None
+        self, method: str, path: str, permission: Permission, nav: tuple[str, int] | None,
+        nav_permission: Permission | frozenset[Permission] | None = None,
     ) -> Callable[[PageHandler], PageHandler]:
         def decorate(handler: PageHandler) -> PageHandler:
             self.pages.append(_Page(method, path, handler, permission, nav, nav_permission))

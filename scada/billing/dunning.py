@@ -28,7 +28,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.billing.bills import BILLING, status_of
 from scada.billing.context import BillingContext
@@ -37,7 +38,7 @@ from scada.prepaid.ledger import AccountView, account_view, post
 from scada.prepaid.models import Account, LedgerEntry
 from scada.prepaid.pricing import plain, round_fraction
 
-__all__ = ["BUCKETS", "DunningResult", "arrears", "dunning_pass", "late_fee_for_day"]
+__all__ = ["BUCKETS", "ArrearsRow", "DunningResult", "arrears", "arrears_rows", "dunning_pass", "late_fee_for_day"]
 
 log = logging.getLogger(__name__)
 
@@ -173,41 +174,95 @@ async def dunning_pass(ctx: BillingContext, now: dt.datetime) -> DunningResult:
     return result
 
 
-async def arrears(ctx: BillingContext, now: dt.datetime) -> dict[str, Any]:
-    """Accounts with a negative balance or unpaid bills, with what they owe aged by the due
-    dates of their bills (a credit pays the oldest bills first; what no bill shows yet is 0–30)."""
-    today = ctx.today(now)
-    f = ctx.fmt
-    async with ctx.db.sessions() as s:
+@dataclass
+class ArrearsRow:
+    """What one account owes at a moment, aged by the due dates of its bills (minor units)."""
+
+    account: int
+    room: str
+    mode: str
+    state: str
+    customer: int | None
+    customer_name: str
+    balance_minor: int
+    unpaid_bills: int
+    outstanding_minor: int
+    buckets: dict[str, int]
+    dunning_level: int
+
+    @property
+    def total_minor(self) -> int:
+        return sum(self.buckets.values())
+
+
+def _bucket(age: int) -> str:
+    return "0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"
+
+
+async def arrears_rows(s: AsyncSession, today: dt.date, as_of: dt.datetime | None = None) -> list[ArrearsRow]:
+    """Accounts with a negative balance or unpaid bills, with what they owe aged by the due dates
+    of their bills (a credit pays the oldest bills first; what no bill shows yet is 0–30).
+
+    ``as_of`` None: now (the accounts' balances, the bills' statuses). A past moment: the balance
+    is the sum of the account's entries before it, the bills are those issued before it, and a
+    bill counts as unpaid when part of what the account owed then is attributed to it."""
+    if as_of is None:
         unpaid = list((await s.execute(
             select(BillSection, Bill).join(Bill, Bill.id == BillSection.bill_id).where(Bill.status != "paid")
         )).all())
         with_bills = {sec.account_id for sec, _ in unpaid}
-        accounts = (await s.scalars(select(Account).where(or_(Account.balance_minor < 0, Account.id.in_(with_bills))).order_by(Account.room_id))).all()
-        settings = {b.account_id: b for b in (await s.scalars(select(AccountBilling))).all()}
-        customers = {c.id: c for c in (await s.scalars(select(Customer))).all()}
-        totals = dict.fromkeys(BUCKETS, 0)
-        rows = []
-        for a in accounts:
-            every = list((await s.scalars(select(BillSection).where(BillSection.account_id == a.id))).all())
-            due_of = {sec.id: bill.due_date for sec, bill in (await s.execute(
-                select(BillSection, Bill).join(Bill, Bill.id == BillSection.bill_id).where(BillSection.account_id == a.id))).all()}
-            unbilled, parts = attribute(a.balance_minor, every)
-            buckets = dict.fromkeys(BUCKETS, 0)
-            buckets["0-30"] += unbilled
-            for sec_id, amount in parts.items():
-                age = max(0, (today - due_of[sec_id]).days)
-                buckets["0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"] += amount
-            mine = [sec for sec, _bill in unpaid if sec.account_id == a.id]
-            outstanding = sum(parts.get(sec.id, 0) for sec in mine)
-            for k in BUCKETS:
-                totals[k] += buckets[k]
-            st = settings.get(a.id)
-            c = customers.get(st.customer_id) if st is not None and st.customer_id is not None else None
-            rows.append({
-                "account": a.id, "room": a.room_id, "mode": a.mode, "state": a.state, "customer": c.id if c else None,
-                "customer_name": c.name if c else a.contact_name, "balance": f(a.balance_minor), "unpaid_bills": len(mine),
-                "outstanding": f(outstanding), "buckets": {k: f(v) for k, v in buckets.items()}, "total": f(sum(buckets.values())),
-                "dunning_level": a.dunning_level,
-            })
-        return {"as_of": now.isoformat(), "accounts": rows, "totals": {**{k: f(v) for k, v in totals.items()}, "total": f(sum(totals.values()))}}
+        accounts = list((await s.scalars(select(Account).where(or_(Account.balance_minor < 0, Account.id.in_(with_bills))).order_by(Account.room_id))).all())
+        balance_of = {a.id: a.balance_minor for a in accounts}
+        issued = (await s.execute(select(BillSection, Bill).join(Bill, Bill.id == BillSection.bill_id)
+                                  .where(BillSection.account_id.in_([a.id for a in accounts])))).all() if accounts else []
+    else:
+        sums = dict((await s.execute(select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_minor))
+                                     .where(LedgerEntry.ts < as_of).group_by(LedgerEntry.account_id))).all())
+        issued = (await s.execute(select(BillSection, Bill).join(Bill, Bill.id == BillSection.bill_id).where(Bill.issued_at < as_of))).all()
+        with_bills = {sec.account_id for sec, _ in issued}
+        balance_of = {int(k): int(v or 0) for k, v in sums.items()}
+        wanted = {a for a, b in balance_of.items() if b < 0} | with_bills
+        accounts = list((await s.scalars(select(Account).where(Account.id.in_(wanted)).order_by(Account.room_id))).all()) if wanted else []
+    sections_of: dict[int, list[BillSection]] = {}
+    due_of: dict[int, dt.date] = {}
+    for sec, bill in issued:
+        sections_of.setdefault(sec.account_id, []).append(sec)
+        due_of[sec.id] = bill.due_date
+    unpaid_ids = {sec.id for sec, _ in unpaid} if as_of is None else None
+    settings = {b.account_id: b for b in (await s.scalars(select(AccountBilling))).all()}
+    customers = {c.id: c for c in (await s.scalars(select(Customer))).all()}
+    rows = []
+    for a in accounts:
+        balance = balance_of.get(a.id, 0)
+        unbilled, parts = attribute(balance, sections_of.get(a.id, []))
+        if as_of is not None and balance >= 0 and not any(parts.values()):
+            continue  # every bill issued by then was paid by then
+        buckets = dict.fromkeys(BUCKETS, 0)
+        buckets["0-30"] += unbilled
+        for sec_id, amount in parts.items():
+            buckets[_bucket(max(0, (today - due_of[sec_id]).days))] += amount
+        mine = [sid for sid in parts if (sid in unpaid_ids if unpaid_ids is not None else parts[sid] > 0)]
+        st = settings.get(a.id)
+        c = customers.get(st.customer_id) if st is not None and st.customer_id is not None else None
+        rows.append(ArrearsRow(a.id, a.room_id, a.mode, a.state, c.id if c else None, c.name if c else a.contact_name, balance,
+                               len(mine), sum(parts.get(sid, 0) for sid in mine), buckets, a.dunning_level))
+    return rows
+
+
+async def arrears(ctx: BillingContext, now: dt.datetime) -> dict[str, Any]:
+    """Accounts with a negative balance or unpaid bills, aged (see :func:`arrears_rows`)."""
+    f = ctx.fmt
+    async with ctx.db.sessions() as s:
+        found = await arrears_rows(s, ctx.today(now))
+    totals = dict.fromkeys(BUCKETS, 0)
+    rows = []
+    for r in found:
+        for k in BUCKETS:
+            totals[k] += r.buckets[k]
+        rows.append({
+            "account": r.account, "room": r.room, "mode": r.mode, "state": r.state, "customer": r.customer,
+            "customer_name": r.customer_name, "balance": f(r.balance_minor), "unpaid_bills": r.unpaid_bills,
+            "outstanding": f(r.outstanding_minor), "buckets": {k: f(v) for k, v in r.buckets.items()}, "total": f(r.total_minor),
+            "dunning_level": r.dunning_level,
+        })
+    return {"as_of": now.isoformat(), "accounts": rows, "totals": {**{k: f(v) for k, v in totals.items()}, "total": f(sum(totals.values()))}}

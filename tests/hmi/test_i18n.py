@@ -82,7 +82,7 @@ def test_translator_fills_and_falls_back(catalogs: Catalogs) -> None:
     assert zh("overview.page", page=1) == "第 1 页，共 {pages} 页"  # a missing value never raises
     assert zh("no.such.key") == "no.such.key"
     assert catalogs.translator("fr").language == "en"
-    assert all(k.startswith(("js.", "state.", "alarm.", "supply.", "comms.", "point.", "trend.", "ledger.", "receipt.", "channel.")) for k in zh.client_messages())
+    assert all(k.startswith(("js.", "state.", "alarm.", "supply.", "comms.", "point.", "trend.", "ledger.", "receipt.", "channel.", "report.")) for k in zh.client_messages())
     assert zh.maybe("point.power") == "有功功率" and zh.maybe("point.nonsense") is None
 
 

@@ -73,16 +73,18 @@ BACK_OFFICE = ("/customers", "/charges", "/billing", "/bills", "/statements", "/
 
 async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
     expected = {
-        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", *BACK_OFFICE},
-        "viewer1": {"/", "/alarms", "/comms", "/tariffs"},
-        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", *BACK_OFFICE},
-        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", *BACK_OFFICE},
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/reports", *BACK_OFFICE},
+        "viewer1": {"/", "/alarms", "/comms", "/tariffs"},  # no report kind is open to a viewer
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", "/reports", *BACK_OFFICE},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/reports", *BACK_OFFICE},
     }
     for user, paths in expected.items():
         async with browser_like() as http:
             await login(http, hmi.url, user)
             async with http.get(hmi.url + "/") as r:
                 html = await r.text()
+            async with http.get(hmi.url + "/reports") as r:  # and a role without a report kind is refused the page
+                assert r.status == (200 if "/reports" in paths else 403), user
         nav = html[html.index('<nav class="mainnav"'):html.index("</nav>")]
         assert set(re.findall(r'href="([^"]+)"', nav)) == paths, user
 

@@ -165,7 +165,10 @@ delay_off_s = 0
                 if event["fields"]["EventType"] == f"ns=0;i={ua.ObjectIds.RefreshEndEventType}":
                     break
                 resent.append(event["fields"]["ConditionId"])
-            assert sorted(resent) == sorted([e101, e102])
+            # each standing condition once; on a loaded machine another meter may miss a 0.5 s poll with
+            # no retry and stand in comm_loss too, which is right but not this test's business
+            assert sorted(c for c in resent if c in (e101, e102)) == sorted([e101, e102])
+            assert all(":comm_loss:meter:" in c for c in resent if c not in (e101, e102)), resent
 
             # -- the meter answers again: its acknowledged alarm ends, and says so
             await sim.fault("E-101", "none")

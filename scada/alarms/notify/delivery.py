@@ -17,10 +17,18 @@ from typing import Any, Protocol
 
 import aiohttp
 
-__all__ = ["Channel", "DeliveryError", "HttpDelivery", "OutgoingMessage", "ssl_context"]
+__all__ = ["Attachment", "Channel", "DeliveryError", "HttpDelivery", "OutgoingMessage", "ssl_context"]
 
 # answers that a later attempt may get past
 _TRANSIENT_4XX = (408, 425, 429)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an e-mail (a scheduled report)."""
+    filename: str
+    content_type: str  # "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,7 @@ class OutgoingMessage:
     subject: str
     body: str
     alarm: dict[str, Any] = field(default_factory=dict)  # JSON-ready snapshot, for webhooks
+    attachments: tuple[Attachment, ...] = ()  # e-mail only
 
 
 class DeliveryError(Exception):

@@ -39,6 +39,9 @@ class EmailChannel:
         mail["Message-ID"] = make_msgid(f"alarm{message.delivery_id}")
         mail["Content-Language"] = message.language
         mail.set_content(message.body)
+        for a in message.attachments:
+            maintype, _, subtype = a.content_type.partition("/")
+            mail.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
         await asyncio.to_thread(self._send, mail)
 
     def _send(self, mail: EmailMessage) -> None:

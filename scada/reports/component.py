@@ -1,0 +1,65 @@
+"""Reports as a runtime component (``ctx[REPORTS]``), and its scheduled reports."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import pandas as pd
+
+from historian.query import HistoryQuery, run_query
+from scada.config import CONFIG, ScadaConfig
+from scada.core.context import Context
+from scada.core.runtime import Component, Restart
+from scada.db import Database
+from scada.db.component import DATABASE
+from scada.history.service import HISTORY, HistoryService
+from scada.reports.service import REPORTS, ReportService
+from scada.reports.sources import HistoryRunner, Sources
+from scada.site.assets import AssetRegistry
+from scada.site.component import ASSETS
+
+__all__ = ["ReportsComponent", "history_runner", "sources_for"]
+
+
+def history_runner(service: HistoryService) -> HistoryRunner:
+    """History for reports through the running historian, one of its query slots at a time (the
+    report's own row limit was checked before; the historian's bucket limit is not the report's)."""
+
+    async def run(query: HistoryQuery) -> pd.DataFrame:
+        async with service.turn():
+            historian = service.historian
+            return await run_query(historian.backend, query, historian.grid, max_rows=50_000_000)
+
+    return run
+
+
+def sources_for(config: ScadaConfig, db: Database, assets: AssetRegistry, history: HistoryRunner | None) -> Sources:
+    return Sources(db, lambda: assets.snapshot, history, config.site.tz, config.site.currency_minor_units, config.site.currency, config.reports)
+
+
+class ReportsComponent(Component):
+    """Provides :class:`ReportService`; runs the configured scheduled reports."""
+
+    name = "reports"
+    requires = (CONFIG, DATABASE, ASSETS)
+    optional = (HISTORY,)
+    provides = (REPORTS,)
+
+    def __init__(self, *, labels: Callable[[str], Mapping[str, str]] | None = None) -> None:
+        """``labels(language)``: the columns' labels for scheduled workbooks (the HMI's catalogs)."""
+        super().__init__()
+        self.labels = labels
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
+        config = ctx[CONFIG]
+        history = ctx.get(HISTORY)
+        service = ReportService(sources_for(config, ctx[DATABASE], ctx[ASSETS], history_runner(history) if history else None))
+        ctx[REPORTS] = service
+        if config.reports.schedules:
+            from scada.reports.schedule import ReportScheduler  # noqa: PLC0415 - only with schedules (loads the e-mail channel)
+
+            scheduler = ReportScheduler(service, config, labels=self.labels)
+            self.tasks.spawn(scheduler.run, "schedules", restart=Restart.ON_FAILURE)
+        yield

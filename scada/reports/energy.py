@@ -1,0 +1,226 @@
+"""The ``energy`` report: consumption per group and interval, split by time-of-use period, with
+the money charged for it.
+
+Consumption comes from the historian's interval data (its day rollups for whole days):
+``energy`` (kWh, the total register) and ``energy_sharp`` … ``energy_valley`` (the period
+registers), ``water`` (m³). A missing value means no stored interval in that bucket.
+
+Money comes from the ledger, never re-priced: every deduction whose reading falls in the bucket
+(its ``reading_ts``, in the site's calendar), net of the reversals of those deductions. The
+money charged in a bucket and group (the deductions' rounded amounts, exact to the minor unit)
+is split over the periods in proportion to the exact amounts of the deductions' priced lines
+(largest remainder), so the periods add up to what was charged: ``money_sharp`` …
+``money_valley``; ``money_other`` holds lines without one of those four periods (a single-price
+or tiered tariff, another period name); ``money_water`` the water deductions; ``money`` all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Text, cast, literal, select, union_all
+from sqlalchemy.orm import aliased
+
+from historian.backends.base import DAY
+from historian.query import HistoryQuery, Resample
+from scada.core.limits import check_answer_size
+from scada.prepaid.models import LedgerEntry
+from scada.reports.params import ReportError, ReportRequest, bucket_label, bucket_of, bucket_starts, count_buckets
+from scada.reports.sources import Grouping, Sources, meter_grouping
+from scada.reports.table import Column, Report
+
+__all__ = ["ENERGY_VALUES", "PERIODS", "energy_report", "history_frame", "money_frame", "split_minor"]
+
+PERIODS = ("sharp", "peak", "flat", "valley")
+POINTS = {"energy_total": "energy", "energy_sharp": "energy_sharp", "energy_peak": "energy_peak",
+          "energy_flat": "energy_flat", "energy_valley": "energy_valley", "volume_total": "water"}
+MONEY = tuple(f"money_{p}" for p in PERIODS) + ("money_other", "money_water")
+ENERGY_VALUES = [Column(name, "volume" if name == "water" else "energy") for name in POINTS.values()] + [
+    Column(name, "money") for name in (*MONEY, "money")
+]
+_SCALE = 20  # exact line amounts as integers of 10⁻²⁰ (the ledger keeps costs to 20 decimals)
+_RESAMPLE = {"day": Resample("1d", DAY), "week": Resample("1w", DAY, "week"), "month": Resample("1mo", DAY, "month"),
+             "year": Resample("1mo", DAY, "month")}
+
+
+def split_minor(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` in proportion to integer ``weights`` by largest remainder (ties to the
+    earlier); the parts add up to ``total`` exactly."""
+    wsum = sum(weights)
+    if wsum == 0:
+        return [0] * (len(weights) - 1) + [total] if weights else []
+    if wsum < 0:
+        return [-p for p in split_minor(-total, [-w for w in weights])]
+    parts = []
+    rems = []
+    for w in weights:
+        q, r = divmod(total * w, wsum)
+        parts.append(q)
+        rems.append(r)
+    rest = total - sum(parts)  # 0 <= rest < len(weights) when every weight is >= 0
+    order = sorted(range(len(weights)), key=lambda i: (-rems[i], i))
+    for i in order[: max(rest, 0)]:
+        parts[i] += 1
+    leftover = total - sum(parts)  # only with weights of both signs (a reversal among the lines)
+    if leftover:
+        parts[max(range(len(weights)), key=lambda i: weights[i])] += leftover
+    return parts
+
+
+def _labeller(request: ReportRequest) -> Any:
+    cache: dict[dt.date, str] = {}
+
+    def label(day: dt.date) -> str:
+        out = cache.get(day)
+        if out is None:
+            out = cache[day] = bucket_label(bucket_of(day, request.interval), request.interval)
+        return out
+
+    return label
+
+
+async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping) -> pd.DataFrame:
+    """(label, group) → the consumption columns in millionths (nullable: no data)."""
+    members = {g: sorted(ms) for g, ms in grouping.members().items() if ms}
+    if not members:
+        return pd.DataFrame(columns=["label", "group", *POINTS.values()])
+    if src.history is None:
+        raise ReportError("kind", "the historian is disabled in this server's configuration", 503)
+    query = HistoryQuery(members, list(POINTS), request.start, request.end, _RESAMPLE[request.interval], "sum", "group")
+    frame = await src.history(query)
+    label = _labeller(request)
+
+    def shape() -> pd.DataFrame:
+        codes, times = pd.factorize(frame["time"])
+        labels = np.asarray([label(t.date()) for t in times], dtype=object)
+        values = frame["value"].to_numpy(dtype="float64")
+        micro = pd.array(np.where(np.isnan(values), 0, np.rint(values * 1_000_000)).astype("int64"), dtype="Int64")
+        micro[np.isnan(values)] = pd.NA
+        long = pd.DataFrame({"label": labels[codes], "group": frame["group"].to_numpy(dtype=object),
+                             "point": frame["point"].map(POINTS).to_numpy(dtype=object), "v": micro})
+        wide = long.groupby(["label", "group", "point"], sort=False)["v"].sum(min_count=1).unstack("point")
+        wide = wide.reindex(columns=list(POINTS.values()))
+        return wide.reset_index()
+
+    return await asyncio.to_thread(shape)
+
+
+async def _deductions(src: Sources, request: ReportRequest) -> list[Any]:
+    """(reading time, meter, amount, detail text, sign) of the deductions read in the range, and
+    of the reversals of those deductions (with the original's reading, meter and lines)."""
+    e = LedgerEntry
+    orig = aliased(LedgerEntry)
+    direct = select(e.reading_ts, e.meter_id, e.amount_minor, cast(e.detail, Text), literal(1)).where(
+        e.kind == "deduction", e.reading_ts >= request.start, e.reading_ts < request.end)
+    undone = select(orig.reading_ts, orig.meter_id, e.amount_minor, cast(orig.detail, Text), literal(-1)).join(
+        orig, e.reverses_id == orig.id).where(
+        e.kind == "reversal", orig.kind == "deduction", orig.reading_ts >= request.start, orig.reading_ts < request.end)
+    async with src.db.sessions() as s:
+        return list((await s.execute(union_all(direct, undone))).all())
+
+
+def _weights(detail: str | None, sign: int) -> Iterable[tuple[str, int]]:
+    if not detail or '"lines"' not in detail:
+        return ()
+    lines = json.loads(detail).get("lines") or []
+    out = []
+    for ln in lines:
+        period = ln.get("period")
+        slot = period if period in PERIODS else "other"
+        out.append((slot, sign * int(Decimal(ln["amount"]).scaleb(_SCALE))))
+    return out
+
+
+def money_rows(rows: Iterable[Any], request: ReportRequest, by_meter: dict[str, str], water: set[str]) -> pd.DataFrame:
+    """(label, group) → money columns in minor units (see the module docstring)."""
+    label = _labeller(request)
+    tz = request.tz
+    slots = (*PERIODS, "other")
+    cells: dict[tuple[str, str], list[Any]] = {}
+    for ts, meter, amount, detail, sign in rows:
+        group = by_meter.get(meter)
+        if group is None or ts is None:
+            continue
+        key = (label(ts.astimezone(tz).date()), group)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = [0, dict.fromkeys(slots, 0), 0]
+        charged = -int(amount)
+        if meter in water:
+            cell[2] += charged
+            continue
+        cell[0] += charged
+        weights = cell[1]
+        found = False
+        for slot, w in _weights(detail, int(sign)):
+            weights[slot] += w
+            found = True
+        if not found:
+            weights["other"] += sign * abs(charged) * 10**_SCALE
+    out: dict[str, list[Any]] = {"label": [], "group": [], **{m: [] for m in MONEY}}
+    for (lab, group), (elec, weights, wat) in cells.items():
+        out["label"].append(lab)
+        out["group"].append(group)
+        parts = split_minor(elec, [weights[s] for s in slots])
+        for s, part in zip(slots, parts, strict=True):
+            out[f"money_{s}"].append(part)
+        out["money_water"].append(wat)
+    frame = pd.DataFrame(out)
+    for m in MONEY:
+        frame[m] = frame[m].astype("Int64")
+    return frame
+
+
+async def money_frame(src: Sources, request: ReportRequest, grouping: Grouping) -> pd.DataFrame:
+    snap = src.snapshot()
+    water = {m.id for m in snap.meters.values() if m.kind == "water"}
+    rows = await _deductions(src, request)
+    return await asyncio.to_thread(money_rows, rows, request, grouping.by_member, water)
+
+
+def assemble(request: ReportRequest, grouping: Grouping, history: pd.DataFrame, money: pd.DataFrame) -> pd.DataFrame:
+    """Every bucket × group (in order), consumption and money side by side."""
+    labels = list(dict.fromkeys(bucket_label(d, request.interval) for d in bucket_starts(request)))
+    index = pd.MultiIndex.from_product([labels, grouping.groups], names=["label", "group"])
+    h = history.set_index(["label", "group"]).reindex(index) if len(history) else pd.DataFrame(index=index, columns=list(POINTS.values()))
+    m = money.set_index(["label", "group"]).reindex(index) if len(money) else pd.DataFrame(index=index, columns=list(MONEY))
+    frame = pd.concat([h, m], axis=1).reset_index()
+    for name in POINTS.values():
+        frame[name] = frame[name].astype("Int64")
+    for name in MONEY:
+        frame[name] = frame[name].astype("Int64").fillna(0)
+    frame["money"] = frame[list(MONEY)].sum(axis=1).astype("Int64")
+    return frame.rename(columns={"label": request.interval, "group": request.group})
+
+
+def keys_for(request: ReportRequest, grouping: Grouping, frame: pd.DataFrame) -> list[Column]:
+    keys = [Column(request.interval), Column(request.group)]
+    if request.group == "customer":
+        frame.insert(2, "customer_name", frame["customer"].map(grouping.names).astype(object))
+        keys.append(Column("customer_name"))
+    return keys
+
+
+async def energy_report(src: Sources, request: ReportRequest) -> Report:
+    snap = src.snapshot()
+    grouping = await meter_grouping(src.db, snap, request.group)
+    check_answer_size(count_buckets(request) * len(grouping.groups), src.row_limit(request), field="to",
+                      hint="narrow the range, use a longer interval or a coarser group")
+    src.started += 1
+    src.step("history", 0.0)
+    history = await history_frame(src, request, grouping)
+    src.step("ledger", 0.4)
+    money = await money_frame(src, request, grouping)
+    src.step("grouping", 0.7)
+    frame = await asyncio.to_thread(assemble, request, grouping, history, money)
+    keys = keys_for(request, grouping, frame)
+    report = Report(request, keys, list(ENERGY_VALUES), frame, src.minor_units, src.currency,
+                    interval_key=request.interval, group_key=request.group)
+    return report.finish()

@@ -1,0 +1,213 @@
+"""A computed report: its columns, its rows as a DataFrame of exact integers, its totals.
+
+Every value column is an integer in a fixed scale, so nothing is ever a binary float on the way
+out: money in the currency's minor units, energy (kWh) and water (m³) in millionths (the
+historian's exact unit), per cents in hundredths. Rows become JSON objects and CSV lines a chunk
+at a time (:meth:`Report.json_chunks`, :meth:`Report.csv_chunks`), so a large report is never one
+string in memory; amounts are decimal strings (``"1234.50"``), a missing value is ``null`` in
+JSON and empty in CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from scada.reports.params import ReportRequest
+
+__all__ = ["CHUNK_ROWS", "Column", "Report", "format_scaled"]
+
+
+def _along(series: pd.Series, agg: str) -> Any:
+    present = series.dropna()
+    if agg == "first":
+        return present.iloc[0] if len(present) else pd.NA
+    if agg == "last":
+        return present.iloc[-1] if len(present) else pd.NA
+    return series.sum(min_count=1)
+
+CHUNK_ROWS = 5_000
+MICRO = 6  # energy and volume: millionths
+
+
+def format_scaled(value: int, decimals: int, *, trim: bool = False) -> str:
+    """``123456, 2`` → ``"1234.56"``; ``trim`` drops trailing zeros (``"12.3"``, ``"0"``)."""
+    if decimals == 0:
+        return str(value)
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**decimals)
+    text = f"{frac:0{decimals}d}"
+    if trim:
+        text = text.rstrip("0")
+        return f"{sign}{whole}.{text}" if text else f"{sign}{whole}"
+    return f"{sign}{whole}.{text}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column: its JSON name and what it holds (``text`` keys, or a scaled integer of kind
+    ``money``, ``energy`` (kWh), ``volume`` (m³), ``percent``, ``count``)."""
+
+    name: str
+    kind: str = "text"
+    agg: str = "sum"  # over buckets or groups: sum | first | last | derived (recomputed by Report.derive)
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind != "text"
+
+
+@dataclass
+class Report:
+    request: ReportRequest
+    keys: list[Column]  # the interval's and the group's columns, in order
+    values: list[Column]
+    frame: pd.DataFrame  # keys as str (or None), values as nullable Int64 in their scale
+    minor_units: int
+    currency: str
+    totals: dict[str, Any] = field(default_factory=dict)  # set by finish()
+    meta: dict[str, Any] = field(default_factory=dict)  # reconciled, as_of, balances, notes
+    # recomputes the ``derived`` columns of a frame whose other columns are already aggregated
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    interval_key: str | None = None  # the interval's column (None: a report at one moment)
+    group_key: str | None = None
+
+    def aggregate(self, by: list[str]) -> pd.DataFrame:
+        """The rows aggregated to the keys ``by`` (``[]``: one row, the overall total). Along the
+        intervals a column follows its ``agg`` (``first``/``last``: an opening or closing
+        balance); across groups every column is summed; ``derived`` ones are recomputed."""
+        names = [c.name for c in self.values if c.agg != "derived"]
+        frame = self.frame[[*(k.name for k in self.keys), *names]]
+        if self.interval_key is not None and self.interval_key not in by:
+            rest = [k.name for k in self.keys if k.name != self.interval_key]
+            frame = frame.sort_values(self.interval_key, kind="stable")
+            if rest:
+                grouped = frame.groupby(rest, sort=False, dropna=False)
+                parts = {}
+                for c in self.values:
+                    if c.agg == "derived":
+                        continue
+                    g = grouped[c.name]
+                    parts[c.name] = g.first() if c.agg == "first" else g.last() if c.agg == "last" else g.sum(min_count=1)
+                frame = pd.DataFrame(parts).reset_index()
+            else:
+                frame = pd.DataFrame({c.name: [_along(frame[c.name], c.agg)] for c in self.values if c.agg != "derived"})
+        if by:
+            out = frame.groupby(by, sort=True, dropna=False)[names].sum(min_count=1).reset_index()
+        else:
+            out = pd.DataFrame({n: [frame[n].sum(min_count=1) if len(frame) else pd.NA] for n in names})
+        for n in names:
+            out[n] = out[n].astype("Int64")
+        for c in self.values:
+            if c.agg == "derived":
+                out[c.name] = pd.array([pd.NA] * len(out), dtype="Int64")
+        if self.derive is not None:
+            out = self.derive(out)
+        return out[[*by, *(c.name for c in self.values)]].reset_index(drop=True)
+
+    def levels(self) -> list[tuple[str, list[Column], pd.DataFrame]]:
+        """The report at each level of grouping: the rows, per group, per interval, overall."""
+        keys = {k.name: k for k in self.keys}
+        out: list[tuple[str, list[Column], pd.DataFrame]] = [("rows", self.keys, self.frame)]
+        group_keys = [k for k in self.keys if k.name != self.interval_key]
+        if self.interval_key is not None and group_keys:
+            out.append((self.group_key or "group", group_keys, self.aggregate([k.name for k in group_keys])))
+        if self.interval_key is not None:
+            out.append((self.interval_key, [keys[self.interval_key]], self.aggregate([self.interval_key])))
+        return out
+
+    def finish(self) -> Report:
+        """Compute the overall totals (call once the rows are complete)."""
+        self.totals = self.overall()
+        return self
+
+    def overall(self) -> dict[str, Any]:
+        row = self.aggregate([])
+        out: dict[str, Any] = {}
+        for c in self.values:
+            v = row[c.name].iloc[0] if len(row) else None
+            out[c.name] = None if v is None or v is pd.NA else (str(v) if c.kind == "text" else int(v))
+        return out
+
+    @property
+    def columns(self) -> list[Column]:
+        return self.keys + self.values
+
+    def scale(self, col: Column) -> int:
+        return {"money": self.minor_units, "energy": MICRO, "volume": MICRO, "percent": 2, "count": 0}.get(col.kind, 0)
+
+    def text(self, col: Column, value: Any) -> str | None:
+        """The value as it is shown in JSON and CSV (a decimal string), None when missing."""
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+        if not col.numeric:
+            return str(value)
+        return format_scaled(int(value), self.scale(col), trim=col.kind in ("energy", "volume"))
+
+    def decimal(self, col: Column, value: Any) -> Decimal | None:
+        if value is None or value is pd.NA:
+            return None
+        return Decimal(int(value)).scaleb(-self.scale(col))
+
+    @property
+    def row_count(self) -> int:
+        return len(self.frame)
+
+    def _tuples(self, start: int, stop: int) -> Iterator[tuple[Any, ...]]:
+        names = [c.name for c in self.columns]
+        part = self.frame.iloc[start:stop]
+        arrays = [part[n].astype(object).where(part[n].notna(), None).to_numpy() for n in names]
+        return zip(*arrays, strict=True)
+
+    def json_chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        cols = self.columns
+        for start in range(0, len(self.frame), size):
+            yield [{c.name: self.text(c, v) for c, v in zip(cols, row, strict=True)} for row in self._tuples(start, start + size)]
+
+    def csv_header(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def csv_chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[list[str]]]:
+        cols = self.columns
+        for start in range(0, len(self.frame), size):
+            yield [["" if (t := self.text(c, v)) is None else t for c, v in zip(cols, row, strict=True)]
+                   for row in self._tuples(start, start + size)]
+
+    def csv_chunks_with_totals(self) -> Iterator[list[list[str]]]:
+        """The CSV rows, then a total per group (its interval column ``total``) and the overall
+        total (every key column ``total``)."""
+        yield from self.csv_chunks()
+        for level, keys, frame in self.levels()[1:]:
+            if level == self.interval_key:
+                continue
+            names = [k.name for k in keys]
+            out = []
+            for row in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+                head = ["total" if k.name not in names else ("" if row[k.name] is None else str(row[k.name])) for k in self.keys]
+                out.append(head + ["" if (v := self.text(c, row[c.name])) is None else v for c in self.values])
+            yield out
+        if self.interval_key is not None:
+            yield [["total"] * len(self.keys) + ["" if (v := self.text(c, self.totals.get(c.name))) is None else v for c in self.values]]
+
+    def rows_json(self) -> list[dict[str, Any]]:
+        return [row for chunk in self.json_chunks() for row in chunk]
+
+    def totals_json(self) -> dict[str, str | None]:
+        by_name = {c.name: c for c in self.values}
+        # a total without a column of its own (a finance report's balances by channel) is money
+        return {k: self.text(by_name.get(k) or Column(k, "money"), v) for k, v in self.totals.items()}
+
+    def head(self) -> dict[str, Any]:
+        """Everything of the JSON answer but ``rows``."""
+        return {
+            **self.request.as_json(), "currency": self.currency,
+            "columns": [{"name": c.name, "kind": c.kind} for c in self.columns],
+            "row_count": self.row_count, "totals": self.totals_json(), **self.meta,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.head(), "rows": self.rows_json()}
