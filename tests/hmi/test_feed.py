@@ -292,3 +292,33 @@ async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
             assert stalled_client in feed.clients
     finally:
         stalled.close()
+
+
+async def test_the_shared_encoding_is_never_stale(fed: tuple[Hmi, TagDB]) -> None:
+    """Two clients that show the same room share each push's encoded part; a change between
+    pushes voids it, so both get the new value; a client of other rooms gets its own part."""
+    hmi, db = fed
+    headers = await token_headers(hmi)
+    async with (
+        connect(ws_url(hmi), additional_headers=headers) as a,
+        connect(ws_url(hmi), additional_headers=headers) as b,
+        connect(ws_url(hmi), additional_headers=headers) as other,
+    ):
+        # one room per view: whatever else changes (the poller), the set of changed rooms of a
+        # push is always the same, so a part kept past a change would be served again
+        for ws in (a, b):
+            assert [r["id"] for r in (await subscribe(ws, view="overview", filter={"q": "B1-R101"}))["rooms"]] == ["B1-R101"]
+        assert [r["id"] for r in (await subscribe(other, view="overview", filter={"q": "B1-R102"}))["rooms"]] == ["B1-R102"]
+        for round_ in range(6):
+            value = 10.0 + round_
+            expected = f"{value:.2f}"
+            db.write(room_tag("B1-R101", "balance"), value)
+            db.write(room_tag("B1-R102", "balance"), 50.0 + round_)
+            got = []
+            for ws in (a, b):
+                msg = await recv_until(ws, lambda m, expected=expected: rooms_of(m).get("B1-R101", {}).get("balance") == expected)
+                assert set(rooms_of(msg)) == {"B1-R101"}
+                got.append(rooms_of(msg)["B1-R101"])
+            assert got[0] == got[1]
+            msg = await recv_until(other, lambda m, round_=round_: rooms_of(m).get("B1-R102", {}).get("balance") == f"{50 + round_:.2f}")
+            assert set(rooms_of(msg)) == {"B1-R102"}
