@@ -159,6 +159,9 @@ class HmiConfig(ConfigModel):
     secure_cookies: Literal["auto", "always", "never"] = "auto"
     # live pushes to one WebSocket client are coalesced to at most one per this interval
     push_interval_ms: int = Field(default=100, ge=50, le=10_000)
+    # a WebSocket client whose socket takes in nothing for this long is closed (code 1013) and
+    # logged: until then it holds at most one push in flight and the newest state of its view
+    ws_stall_timeout_s: float = Field(default=10.0, ge=1.0, le=600.0)
     default_language: Literal["en", "zh-CN"] = "en"
     # live WebSocket connections (/ws): per user, and in all; past either the connection is
     # closed at once with code 4429 and a reason naming the limit
