@@ -111,6 +111,8 @@ class DatabaseConfig(ConfigModel):
     url: str = "sqlite:///var/scada.db"
     password: SecretRef | None = None
     pool_size: int = Field(default=5, ge=1, le=100)
+    # PostgreSQL: how long a query waits for a free pooled connection before it fails
+    pool_timeout_s: float = Field(default=30.0, ge=0.1, le=600.0)
     echo: bool = False
 
     @field_validator("url")
