@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -199,6 +199,17 @@ class Historian:
             self._unspooled, self._unspooled_days, self._unspooled_rebuilds = [], [], []
             self._last_checkpoint = self.clock()
             self.closed_intervals += len({r.start for r in closed})
+        self._spooled(dropped)
+        return len(records)
+
+    async def store_days(self, records: Sequence[IntervalRecord]) -> int:
+        """Day rollups computed elsewhere from the history (a meter tree's daily losses, keyed
+        ``loss:<meter>``), sent to the backend through the buffer like the aggregator's own;
+        the same key again replaces the row."""
+        if not records:
+            return 0
+        async with self._close_lock:
+            dropped = await self.spool.append("day", [r.to_json() for r in records])
         self._spooled(dropped)
         return len(records)
 

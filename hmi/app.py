@@ -21,20 +21,25 @@ from scada.users.sessions import SessionStore
 from . import vendor
 from .api import accounts as accounts_api
 from .api import alarms as alarms_api
+from .api import apportionment as apportionment_api
 from .api import approvals as approvals_api
 from .api import auth as auth_api
 from .api import billing as billing_api
 from .api import history as history_api
 from .api import links as links_api
+from .api import payments as payments_api
 from .api import reports as reports_api
 from .api import rooms as rooms_api
 from .api import supply as supply_api
 from .api import tariffs as tariffs_api
+from .api import tenant as tenant_api
+from .api import topology as topology_api
 from .api import trend as trend_api
 from .api import users as users_api
 from .api.router import (
     AUDIT_LOG,
     PREFIX,
+    TENANT_RESOLVER,
     USER_RESOLVER,
     ApiRouter,
     json_response,
@@ -55,10 +60,13 @@ from .pages import comms as comms_pages
 from .pages import overview as overview_pages
 from .pages import reports as report_pages
 from .pages import room as room_pages
+from .pages import sandbox as sandbox_pages
 from .pages import tariffs as tariff_pages
+from .pages import tenant as tenant_pages
+from .pages import topology as topology_pages
 from .pages import users as users_pages
 from .render import CATALOGS, NAV, TEMPLATES, make_environment
-from .security import session_middleware, session_or_bearer_user
+from .security import session_middleware, session_or_bearer_user, tenant_caller
 
 __all__ = ["API_ROUTERS", "OPENAPI", "PAGE_SETS", "create_app"]
 
@@ -68,12 +76,13 @@ log = logging.getLogger(__name__)
 API_ROUTERS: list[ApiRouter] = [
     auth_api.router, alarms_api.router, accounts_api.router, tariffs_api.router, history_api.router,
     rooms_api.router, trend_api.router, supply_api.router, links_api.router, users_api.router, approvals_api.router,
-    billing_api.router, reports_api.router,
+    billing_api.router, payments_api.router, tenant_api.router, reports_api.router, topology_api.router, apportionment_api.router,
 ]
 # the pages; a set whose parts are not running is left out (and out of the navigation)
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
     comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, report_pages.pages,
+    topology_pages.pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
@@ -149,6 +158,7 @@ def create_app(
     app[CONTEXT] = ctx
     app[AUDIT_LOG] = ctx[AUDIT]
     app[USER_RESOLVER] = session_or_bearer_user
+    app[TENANT_RESOLVER] = tenant_caller
     app[LOGIN_LIMITER] = ctx[LOGINS]  # the one limiter of the HMI, the API and OPC UA
     app[SESSIONS] = SessionStore(
         ctx[DATABASE],
@@ -178,6 +188,8 @@ def create_app(
     app[OPENAPI] = openapi_document(routers, title="Prepaid-metering SCADA API", version=scada.__version__)
     app.router.add_get(PREFIX + "/openapi.json", openapi_json)
     auth_pages.install(app)
+    sandbox_pages.install(app)
+    tenant_pages.install(app)
     for page_set in page_sets if page_sets is not None else PAGE_SETS:
         page_set.install(app)
     app.router.add_get("/ws", feed.handle, name="feed")

@@ -21,11 +21,14 @@ from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY
+from scada.payments.component import PAYMENTS
 from scada.polling.component import COMMS, MODBUS
 from scada.prepaid.approvals import PREPAID_APPROVALS
 from scada.prepaid.engine import PREPAID
 from scada.reports.service import REPORTS
 from scada.site.component import ASSETS
+from scada.tenants.component import TENANTS
+from scada.topology.service import TOPOLOGY
 from scada.users.component import AUDIT, LOGINS, USERS
 
 from .app import create_app
@@ -45,7 +48,10 @@ class HmiComponent(Component):
     name = "hmi"
     requires = (CONFIG, DATABASE, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read by pages and endpoints when present; the HMI starts after them
-    optional = (PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER, MODBUS, COMMS, REPORTS)
+    optional = (
+        PREPAID, PREPAID_APPROVALS, APPROVALS, BILLING_SERVICE, PAYMENTS, TENANTS, ALARMS, NOTIFIER, HISTORY, COMMANDS, SUPPLY_DRIVER,
+        MODBUS, COMMS, REPORTS, TOPOLOGY,
+    )
     provides = (HMI_URL,)
 
     def __init__(self) -> None:
@@ -71,6 +77,9 @@ class HmiComponent(Component):
                 host = f"[{config.hmi.host}]" if ":" in config.hmi.host else config.hmi.host
                 url = f"{'https' if tls else 'http'}://{host}:{port}"
                 ctx[HMI_URL] = url
+                payments = ctx.get(PAYMENTS)
+                if payments is not None:
+                    payments.bind_url(url)  # pay pages, return and notify URLs, unless payments.public_url says
                 log.info("HMI listening", extra={"url": url})
                 yield
             finally:

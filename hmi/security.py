@@ -7,6 +7,9 @@
   double-submit token: a random cookie whose value must come back in the form.
 - API clients keep using bearer tokens; a request with an ``Authorization`` header is never
   resolved through the cookie.
+- Tenants (the tenant portal, ``/tenant/``) have a session of their own kind in a cookie of its
+  own (``scada_tenant``), resolved only by the portal's pages and by the API routes declared
+  ``tenant=True``: no operator page, feed or API route ever looks at it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from scada.config import CONFIG
+from scada.tenants.component import TENANTS
+from scada.tenants.service import Tenant
 from scada.users.auth import UserInfo
 from scada.users.component import USERS
 
 from .api.router import AUDIT_ACTOR, ApiError
-from .keys import CONTEXT, SESSION, SESSIONS
+from .keys import CONTEXT, SESSION, SESSIONS, TENANT
 
 __all__ = [
     "CSRF_FIELD",
@@ -37,9 +42,14 @@ __all__ = [
     "session_middleware",
     "session_or_bearer_user",
     "set_cookie",
+    "TENANT_COOKIE",
+    "tenant_of",
+    "tenant_caller",
+    "clear_tenant_cookie",
 ]
 
 SESSION_COOKIE = "scada_session"
+TENANT_COOKIE = "scada_tenant"
 ANON_CSRF_COOKIE = "scada_csrf"
 LANG_COOKIE = "scada_lang"
 CSRF_FIELD = "csrf"
@@ -110,3 +120,30 @@ def remember_anonymous_csrf(response: web.StreamResponse, request: web.Request, 
 def check_anonymous_csrf(request: web.Request, presented: str | None) -> bool:
     cookie = request.cookies.get(ANON_CSRF_COOKIE)
     return bool(cookie) and csrf_matches(cookie or "", presented)
+
+
+async def tenant_of(request: web.Request) -> Tenant | None:
+    """The signed-in tenant of the tenant cookie (resolved once per request), or None."""
+    if TENANT in request:
+        return request[TENANT]
+    tenant = None
+    token = request.cookies.get(TENANT_COOKIE)
+    service = request.app[CONTEXT].get(TENANTS)
+    if token and service is not None and "Authorization" not in request.headers:
+        tenant = await service.resolve(token)
+    request[TENANT] = tenant
+    return tenant
+
+
+async def tenant_caller(request: web.Request) -> Tenant | None:
+    """``TENANT_RESOLVER`` of the API (routes declared ``tenant=True`` only): the tenant's
+    session, with its CSRF token checked on every request that changes something."""
+    tenant = await tenant_of(request)
+    if tenant is not None and request.method not in SAFE_METHODS and not tenant.csrf_ok(request.headers.get(CSRF_HEADER)):
+        request[AUDIT_ACTOR] = tenant.actor
+        raise ApiError(403, f"missing or wrong CSRF token: send the session's token in the {CSRF_HEADER} header")
+    return tenant
+
+
+def clear_tenant_cookie(response: web.StreamResponse, request: web.Request) -> None:
+    response.del_cookie(TENANT_COOKIE, path="/", samesite="Strict", secure=_secure(request), httponly=True)

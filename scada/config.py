@@ -36,8 +36,11 @@ from scada.core.configbase import (
 )
 from scada.core.context import Key
 from scada.history.config import HistorianConfig
+from scada.payments.config import PaymentsConfig
 from scada.prepaid.config import PrepaidConfig
 from scada.reports.config import ReportsConfig
+from scada.tenants.config import TenantsConfig
+from scada.topology.config import TopologyConfig
 
 __all__ = [
     "CONFIG",
@@ -227,6 +230,8 @@ class ScadaConfig(ConfigModel):
     historian: HistorianConfig = HistorianConfig()
     prepaid: PrepaidConfig = PrepaidConfig()
     billing: BillingConfig = BillingConfig()
+    payments: PaymentsConfig = PaymentsConfig()
+    tenants: TenantsConfig = TenantsConfig()
     reports: ReportsConfig = ReportsConfig()
     links: list[AnyLink] = []
     opcua: OpcUaConfig | None = None  # absent: no OPC UA server
@@ -234,6 +239,7 @@ class ScadaConfig(ConfigModel):
     modbus: ModbusConfig = ModbusConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     commands: CommandsConfig = CommandsConfig()
+    topology: TopologyConfig = TopologyConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
 
     # not a key of the file: where relative paths in it are resolved
@@ -262,6 +268,19 @@ class ScadaConfig(ConfigModel):
                     f"simulator.links[{i}]: link {name!r} is not a loopback tcp/rtu_over_tcp endpoint; "
                     "the simulator serves only those"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _message_channels(self) -> ScadaConfig:
+        channels = {c.name for c in self.alarms.notifications.channels}
+        for i, name in enumerate(self.payments.message_channels):
+            if name not in channels:
+                known = ", ".join(sorted(channels)) or "none configured"
+                raise ValueError(f"payments.message_channels[{i}]: unknown channel {name!r} (alarms.notifications.channels: {known})")
+        code = self.tenants.code_channel
+        if code and self.alarms.notifications.channels and not any(c.name == code and c.kind == "sms" for c in self.alarms.notifications.channels):
+            sms = ", ".join(c.name for c in self.alarms.notifications.channels if c.kind == "sms") or "none configured"
+            raise ValueError(f"tenants.code_channel: {code!r} is not an SMS channel of alarms.notifications.channels (SMS channels: {sms})")
         return self
 
     @model_validator(mode="after")

@@ -10,11 +10,14 @@ from scada.approvals import models as approval_models
 from scada.billing import models as billing_models
 from scada.commands import models as command_models
 from scada.db.models import Base
+from scada.payments import models as payment_models
 from scada.prepaid import models as prepaid_models
 from scada.site import models as site_models
+from scada.tenants import models as tenant_models
+from scada.topology import models as topology_models
 from scada.users import models as user_models
 
 __all__ = [
-    "Base", "alarm_models", "approval_models", "billing_models", "command_models", "notification_models", "prepaid_models", "site_models",
-    "user_models",
+    "Base", "alarm_models", "approval_models", "billing_models", "command_models", "notification_models", "payment_models", "prepaid_models", "site_models",
+    "tenant_models", "topology_models", "user_models",
 ]

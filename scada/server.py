@@ -34,6 +34,8 @@ from scada.history import cli as history_cli
 from scada.history.component import HistorianComponent
 from scada.opcua import cli as opcua_cli
 from scada.opcua.component import OpcUaComponent
+from scada.payments import cli as payments_cli
+from scada.payments.component import PaymentsComponent
 from scada.polling.component import ModbusComponent
 from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
@@ -43,6 +45,8 @@ from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
 from scada.site import cli as site_cli
 from scada.site.component import SiteComponent
+from scada.tenants.component import TenantsComponent
+from scada.topology.component import TopologyComponent
 from scada.users import cli as users_cli
 from scada.users.component import UsersComponent
 
@@ -55,6 +59,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     site_cli.register,
     alarms_cli.register,
     prepaid_cli.register,
+    payments_cli.register,
     watch.register,
     simulator_cli.register,
     history_cli.register,
@@ -88,6 +93,10 @@ def build_components(
         components.append(PrepaidComponent(demo=demo, provide_contacts=not config.alarms.notifications.contacts_file))
         if config.billing.enabled:
             components.append(BillingComponent(demo=demo))
+        if config.payments.enabled:
+            components.append(PaymentsComponent())
+        if config.tenants.enabled:
+            components.append(TenantsComponent())
     if config.reports.enabled:
         components.append(ReportsComponent(labels=report_labels_for))
     if config.alarms.enabled:
@@ -97,6 +106,8 @@ def build_components(
             components.append(NotificationComponent())
             if notifications.contacts_file:
                 components.append(ContactFileComponent())
+    if config.topology.enabled:
+        components.append(TopologyComponent(demo=demo))
     if config.opcua is not None:
         components.append(OpcUaComponent())
     return components

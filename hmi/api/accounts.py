@@ -29,6 +29,8 @@ from scada.prepaid.ledger import Contact
 from scada.prepaid.levels import parse_thresholds
 from scada.prepaid.money import MONEY_WHOLE_DIGITS, MoneyError, parse_money
 from scada.site.assets import RegistryError
+from scada.tenants.component import TENANTS
+from scada.tenants.service import TenantError
 from scada.users.auth import Permission
 
 from ..keys import CONTEXT
@@ -91,6 +93,8 @@ class OpenIn(SettingsIn):
     tariffs: TariffsIn
     opening_balance: Amount = Decimal(0)
     readings: dict[str, ReadingIn] | None = None
+    # the tenant's PIN for the tenant portal (set once the account is open; tenants.pin_digits digits)
+    pin: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
 
 
 class RechargeIn(_In):
@@ -219,12 +223,22 @@ async def open_account(call: ApiCall[OpenIn]) -> dict[str, Any] | web.Response:
         call.params["room"], merged, electricity_tariff_id=body.tariffs.electricity, water_tariff_id=body.tariffs.water,
         opening_minor=_money(engine, body.opening_balance, "opening_balance", allow_zero=True), readings=readings, reason=body.reason,
     )
+    tenants = call.request.app[CONTEXT].get(TENANTS)
+    if body.pin is not None:
+        if tenants is None:
+            raise ApiError(422, "pin: tenant self-service is off (tenants.enabled)", field="pin")
+        try:
+            tenants.check_pin(body.pin)
+        except TenantError as exc:
+            raise ApiError(exc.status, exc.message, field=exc.field) from None
     try:
         view = await gate_of(call).open_account(req, settings, call.actor)
     except PrepaidError as exc:
         raise _failed(exc) from None
     if isinstance(view, ApprovalView):
-        return pending(view)
+        return pending(view)  # the PIN is set once the account is open (PUT /rooms/{room}/account/pin)
+    if body.pin is not None and tenants is not None:
+        await tenants.set_pin(view.id, body.pin, call.actor)
     return account_json(call, engine, view)
 
 

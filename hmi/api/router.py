@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -35,10 +35,13 @@ from scada.core.configbase import key_path
 from scada.core.inputs import InputError, JsonInputError, has_control, parse_id, parse_json, quote
 from scada.core.limits import AnswerTooLarge
 from scada.users.audit import Actor, AuditLog
-from scada.users.auth import Permission, UserInfo
+from scada.users.auth import Permission, Role, UserInfo
 
 __all__ = [
     "API_QUERY",
+    "NOBODY",
+    "TENANT_RESOLVER",
+    "TenantCaller",
     "ApiCall",
     "ApiError",
     "ApiRouter",
@@ -97,29 +100,49 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(to_json(data), status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
+class TenantCaller(Protocol):
+    """A signed-in tenant (``scada.tenants``): who, and the accounts they may see."""
+
+    subject: str  # "account:<id>" or "phone:<number>"
+    account_ids: frozenset[int]
+
+    @property
+    def actor(self) -> Actor: ...
+
+
 @dataclass
 class ApiCall(Generic[B]):
-    """What a handler gets: the request, the authenticated user, the parsed body, path params."""
+    """What a handler gets: the request, the authenticated user, the parsed body, path params.
+
+    On a route declared with ``tenant=True`` the caller may instead be a signed-in tenant:
+    then ``tenant`` is set and ``user`` is :data:`NOBODY` (no permission at all)."""
 
     request: web.Request
     user: UserInfo
     body: B
     params: dict[str, str]
     actor: Actor
+    tenant: TenantCaller | None = None
 
     def query(self, name: str, default: str | None = None) -> str | None:
         return self.request.query.get(name, default)
 
 
+# the user of a tenant's call: inactive, so that it may do nothing a permission guards
+NOBODY = UserInfo(0, "tenant", Role.VIEWER, False, "en", None)
+
 Handler = Callable[[ApiCall[Any]], Awaitable[Any]]
 # resolves the caller of a request (token, or the HMI's session); None means anonymous
 UserResolver = Callable[[web.Request], Awaitable[tuple[UserInfo, str] | None]]
+# resolves a tenant's session (only on routes declared tenant=True); None: not a tenant
+TenantResolver = Callable[[web.Request], Awaitable[TenantCaller | None]]
 
 # a handler that authenticates the caller itself (the token endpoint) names the actor to audit
 AUDIT_ACTOR: web.RequestKey[Actor] = web.RequestKey("api_audit_actor", Actor)
 # the validated query parameters of a route declared with ``query=Model``
 API_QUERY: web.RequestKey[BaseModel] = web.RequestKey("api_query", BaseModel)
 USER_RESOLVER: web.AppKey[UserResolver] = web.AppKey("api_user_resolver", object)  # type: ignore[arg-type]
+TENANT_RESOLVER: web.AppKey[TenantResolver] = web.AppKey("api_tenant_resolver", object)  # type: ignore[arg-type]
 AUDIT_LOG: web.AppKey[AuditLog] = web.AppKey("api_audit", AuditLog)
 
 
@@ -136,6 +159,7 @@ class Route:
     status: int = 200
     responses: dict[int, str] = field(default_factory=dict)
     audit: bool = True
+    tenant: bool = False  # a signed-in tenant may call it too (the handler limits them to their accounts)
 
 
 class ApiRouter:
@@ -155,13 +179,15 @@ class ApiRouter:
         status: int = 200,
         audit: bool = True,
         responses: dict[int, str] | None = None,
+        tenant: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """``permission=None`` makes the route public (only the token endpoint is);
-        ``responses`` documents other successful answers (e.g. ``202``) in the OpenAPI document."""
+        """``permission=None`` makes the route public (the token endpoint, providers' notifications);
+        ``responses`` documents other successful answers (e.g. ``202``) in the OpenAPI document;
+        ``tenant=True`` lets a signed-in tenant call it too (no other route ever sees a tenant)."""
 
         def decorate(handler: Handler) -> Handler:
             self.routes.append(Route(method, path, handler, summary, permission, body, query, self.tag, status,
-                                     responses=dict(responses or {}), audit=audit))
+                                     responses=dict(responses or {}), audit=audit, tenant=tenant))
             return handler
 
         return decorate
@@ -264,7 +290,10 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             resolved = await request.app[USER_RESOLVER](request)
             if resolved is not None:
                 user, source = resolved
-            if route.permission is not None:
+            tenant: TenantCaller | None = None
+            if user is None and route.tenant and TENANT_RESOLVER in request.app:
+                tenant = await request.app[TENANT_RESOLVER](request)
+            if route.permission is not None and tenant is None:
                 if user is None:
                     raise ApiError(401, "authentication required: send 'Authorization: Bearer <token>'")
                 if not user.can(route.permission):
@@ -279,8 +308,13 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             except ApiError:
                 audited = False  # malformed: refused before any work
                 raise
-            actor = user.actor(source) if user else Actor("anonymous", "api")  # type: ignore[arg-type]
-            call = ApiCall(request, user, body, dict(request.match_info), actor)  # type: ignore[arg-type]
+            if tenant is not None:
+                actor = tenant.actor
+                request[AUDIT_ACTOR] = actor
+                call = ApiCall(request, NOBODY, body, dict(request.match_info), actor, tenant)
+            else:
+                actor = user.actor(source) if user else Actor("anonymous", "api")  # type: ignore[arg-type]
+                call = ApiCall(request, user, body, dict(request.match_info), actor)  # type: ignore[arg-type]
             result = await route.handler(call)
             if isinstance(result, web.StreamResponse):
                 return result
@@ -354,8 +388,12 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
             if params:
                 op["parameters"] = params
             if r.permission is not None:
-                op["security"] = [{"bearer": []}]
-                op["description"] = f"Requires the permission `{r.permission.value}`."
+                op["security"] = [{"bearer": []}, {"tenant": []}] if r.tenant else [{"bearer": []}]
+                op["description"] = f"Requires the permission `{r.permission.value}`." + (
+                    " A signed-in tenant may call it for their own accounts." if r.tenant else "")
+            elif r.tenant:
+                op["security"] = [{"tenant": []}]
+                op["description"] = "Only for a signed-in tenant (the tenant portal's session), for their own accounts."
             if r.body is not None:
                 schema = r.body.model_json_schema(ref_template="#/components/schemas/{model}")
                 for name, sub in schema.pop("$defs", {}).items():
@@ -375,5 +413,8 @@ def openapi_document(routers: list[ApiRouter], *, title: str, version: str) -> d
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": schemas, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "tenant": {"type": "apiKey", "in": "cookie", "name": "scada_tenant", "description": "the tenant portal's session (/tenant/login)"},
+        }},
     }

@@ -65,7 +65,8 @@ async def bills(call: PageCall) -> web.StreamResponse:
     period = q.get("period", "").strip()[:7] or None
     status = q.get("status", "") if q.get("status", "") in STATUSES else None
     items = await _svc(call).bills(room=room, period=period, status=status, limit=200)
-    return render(call.request, "billing_bills.html", bills=items, room=room or "", period=period or "", status=status or "",
+    # not "status": render() takes that as the HTTP status
+    return render(call.request, "billing_bills.html", bills=items, room=room or "", period=period or "", bill_status=status or "",
                   statuses=STATUSES, channels=CHANNELS, can_pay=call.user.can(Permission.RECHARGE))
 
 

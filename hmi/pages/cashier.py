@@ -25,7 +25,7 @@ __all__ = ["pages", "receipt_reference"]
 pages = PageSet("cashier", requires=(PREPAID,))
 
 CHANNELS = ("cash", "card", "transfer", "wechat", "alipay")
-REVERSIBLE = frozenset({"opening", "recharge", "refund", "deduction", "charge", "late_fee"})
+REVERSIBLE = frozenset({"opening", "recharge", "refund", "deduction", "charge", "late_fee", "apportionment"})
 MAX_RESULTS = 20
 
 

@@ -55,6 +55,8 @@ BUILTIN: dict[str, AlarmClass] = {
             "login_burst", "system", P.HIGH, delay_off_s=300, limit=30, deadband_pct=50,
             title="Burst of failed logins",
         ),
+        # a parent meter's loss over the last whole day (per cent): theft or a fault downstream
+        AlarmClass("loss_high", "meter", P.MEDIUM, limit=10.0, deadband_pct=10, title="Loss above its limit"),
     )
 }
 CLASS_NAMES = tuple(BUILTIN)

@@ -16,7 +16,7 @@ from scada.core.configbase import ConfigModel
 __all__ = ["AlarmClassConfig", "AlarmsConfig", "RoleName"]
 
 RoleName = Literal["admin", "operator", "cashier", "engineer", "maintenance", "viewer"]
-_ANALOG = frozenset({"over_power", "historian_buffer", "login_burst"})
+_ANALOG = frozenset({"over_power", "historian_buffer", "login_burst", "loss_high"})
 
 
 class AlarmClassConfig(ConfigModel):

@@ -372,7 +372,7 @@ class AlarmEngine:
             meter = snap.meters.get(key.object_id)
             room = snap.rooms.get(meter.room_id) if meter is not None and meter.room_id else None
             label = f"meter {key.object_id}" + (f" (room {room.name})" if room is not None else "")
-            return key.object_id, meter.room_id if meter else None, meter.link if meter else None, label
+            return key.object_id, meter.room_id if meter else None, (meter.link or None) if meter else None, label
         if key.object_type == "room":
             room = snap.rooms.get(key.object_id)
             return None, key.object_id, None, f"room {room.name if room else key.object_id}"

@@ -28,7 +28,7 @@ _BOOLEAN_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("meter", "tamper"): ("tamper", True),
     ("meter", "reverse_energy"): ("reverse_energy", True),
 }
-_POINTS = frozenset({p for _, p in _BOOLEAN_SOURCES} | {"alarm_level", "power", "buffer_fill", "failures"})
+_POINTS = frozenset({p for _, p in _BOOLEAN_SOURCES} | {"alarm_level", "power", "buffer_fill", "failures", "loss_pct"})
 
 
 def is_source_tag(name: str) -> bool:
@@ -83,6 +83,14 @@ class SourceEvaluator:
             return out
         if tag.kind == "meter" and tag.point == "power":
             return [self._over_power(tag.owner, value, unit)]
+        if tag.kind == "meter" and tag.point == "loss_pct":
+            key = AlarmKey("loss_high", "meter", tag.owner)
+            cls = self.classes["loss_high"]
+            if not good or not _is_number(v) or cls.limit is None:
+                return [Reading(key, None, str(v), "")]
+            pct = float(v)  # type: ignore[arg-type]
+            detail = f"loss {_fmt(pct)} % of the meter's consumption over the last day (limit {_fmt(cls.limit)} %)"
+            return [self._gate(Reading(key, _hysteresis(pct, cls.limit, cls.deadband_pct), f"{_fmt(pct)} %", detail))]
         if tag.kind == "system" and tag.owner == "historian" and tag.point == "buffer_fill":
             key = AlarmKey("historian_buffer", "system", "historian")
             cls = self.classes["historian_buffer"]

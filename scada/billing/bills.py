@@ -2,7 +2,8 @@
 
 A run closes a month for every account open in it (or those named): it posts what the month
 still owes (``on_bill`` charges, the part periods of rules, approved adjustments put on the
-next bill), dated the month's last instant, then issues one bill per account — or one per
+next bill, and what other parts keep pending for the bill: the meter topology's apportioned
+shares settled on it, see :class:`scada.billing.context.PendingLines`), dated the month's last instant, then issues one bill per account — or one per
 customer billed per customer, with a section per account — from the month's ledger entries:
 the opening balance (the balance at the month's start), the lines (energy by commodity, tariff,
 time-of-use period and tier; capacity/demand; each custom charge with its tax; adjustments,
@@ -239,6 +240,12 @@ async def _run(ctx: BillingContext, s: AsyncSession, period: Period, named: list
                 posted += 1
                 changed[a.id] = a
             aa.posted_at = now
+        # what other parts keep waiting for the bill (apportioned shares settled on it)
+        for source in ctx.pending:
+            taken = await source.post_pending(s, a, period.key, at, BILLING)
+            posted += len(taken)
+            if taken:
+                changed[a.id] = a
     await s.flush()
     # group: a customer billed per customer gets one bill for all its accounts of the month
     groups: dict[tuple[str, int], list[Account]] = {}

@@ -17,7 +17,7 @@ from scada.billing import adjustments, bills, dunning
 from scada.billing.bills import BILLING, RunResult
 from scada.billing.charges import RuleView, due_instances, parse_rule, post_instances, rule_view, true_up
 from scada.billing.config import BillingConfig
-from scada.billing.context import BillingContext
+from scada.billing.context import BillingContext, PendingLines
 from scada.billing.customers import CustomerView, check_customer, customer_view
 from scada.billing.errors import BillingError
 from scada.billing.models import AccountBilling, Bill, BillSection, ChargeRule, Customer
@@ -59,6 +59,16 @@ class BillingService:
     def detach(self) -> None:
         if self._on_close in self.engine.accounts.close_hooks:
             self.engine.accounts.close_hooks.remove(self._on_close)
+
+    def add_pending(self, source: PendingLines) -> None:
+        """Let every billing run post what ``source`` keeps waiting for the bill (see
+        :class:`PendingLines`)."""
+        if source not in self.ctx.pending:
+            self.ctx.pending.append(source)
+
+    def remove_pending(self, source: PendingLines) -> None:
+        if source in self.ctx.pending:
+            self.ctx.pending.remove(source)
 
     def _changed(self, views: list[AccountView]) -> None:
         for v in views:

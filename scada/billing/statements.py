@@ -91,6 +91,9 @@ async def statement_of(
                 value = getattr(e, key)
                 if value is not None:
                     item[key.removesuffix("_id")] = value
+            if e.kind == "apportionment" and e.quantity is not None:  # a share of a common meter or a loss
+                item["quantity"] = plain(e.quantity)
+                item["unit"] = (e.detail or {}).get("unit") or UNITS.get(commodity_of(e.meter_id, None), "")
             if e.kind == "deduction" and e.quantity is not None:
                 commodity = commodity_of(e.meter_id, e.tariff_id)
                 item["quantity"] = plain(e.quantity)
@@ -164,6 +167,15 @@ def bill_lines(
                 if rate is not None:
                     line["tax_rate"] = plain(rate)
                     line["tax_minor"] = tax_part(owed, rate, minor_units, rounding)
+                lines.append(line)
+            elif e.kind == "apportionment":
+                # a room's share of a common meter (or of a loss): its rule, period, quantity and key
+                d = e.detail or {}
+                line = {"kind": "apportionment", "label": d.get("rule_name") or e.reason, "rule": d.get("rule"),
+                        "period": d.get("period"), "source": d.get("source"), "method": d.get("method"),
+                        "quantity": plain(e.quantity) if e.quantity is not None else None,
+                        "unit": d.get("unit") or UNITS.get(commodity_of(e.meter_id, None), ""),
+                        "unit_price": d.get("price"), "amount_minor": owed, "entry": e.id}
                 lines.append(line)
             elif e.kind == "charge":
                 d = e.detail or {}

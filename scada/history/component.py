@@ -22,6 +22,7 @@ from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.history.service import BUFFER_FILL_TAG, HISTORY, HistoryService
 from scada.history.settings import backend_settings, historian_settings
+from scada.site.assets import AssetRegistry
 from scada.site.component import ASSETS
 from tags import DataType, TagDB, TagMeta, names
 
@@ -30,12 +31,15 @@ __all__ = ["HistorianComponent"]
 log = logging.getLogger(__name__)
 
 
-def _meter_ids(tagdb: TagDB) -> set[str]:
+def _meter_ids(tagdb: TagDB, assets: AssetRegistry) -> set[str]:
     out: set[str] = set()
+    meters = assets.snapshot.meters
     for name in tagdb.names():
         owner, point = names.split(name)
         if point in POINTS and ":" not in owner:
-            out.add(owner)
+            m = meters.get(owner)
+            if m is None or m.role != "virtual":
+                out.add(owner)
     return out
 
 
@@ -63,11 +67,20 @@ class HistorianComponent(Component):
         def publish_fill(fill: float) -> None:
             tagdb.write(BUFFER_FILL_TAG, fill)
 
-        historian = Historian(settings, backend, grid, publish_fill=publish_fill, known_meters=lambda: _meter_ids(tagdb))
+        assets = ctx[ASSETS]
+        historian = Historian(settings, backend, grid, publish_fill=publish_fill, known_meters=lambda: _meter_ids(tagdb, assets))
+
+        def wants(name: str) -> bool:
+            # a virtual meter's live tag is not recorded: its history is computed from its terms'
+            if not historian.wants(name):
+                return False
+            m = assets.snapshot.meters.get(names.split(name)[0])
+            return m is None or m.role != "virtual"
+
         await historian.open()
         flush_timeout_s = min(5.0, config.runtime.stop_timeout_s / 2)
         sub = tagdb.subscribe(
-            historian.wants, include_reported=True, include_late=True, maxsize=200_000, name="historian"
+            wants, include_reported=True, include_late=True, maxsize=200_000, name="historian"
         )
         try:
             self.tasks.spawn(lambda: historian.run_intake(sub), "intake", restart=Restart.ON_FAILURE)

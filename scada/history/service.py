@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -19,6 +20,7 @@ import pandas as pd
 from historian import (
     AGGREGATIONS,
     QUERY_POINTS,
+    REGISTERS,
     Backend,
     Historian,
     HistoryQuery,
@@ -35,6 +37,7 @@ from scada.config import ScadaConfig
 from scada.core.context import Key
 from scada.history.settings import backend_settings
 from scada.site.assets import AssetRegistry, AssetSnapshot
+from scada.site.formula import FormulaError
 from tags import names
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "HistoryBusy",
     "HistoryRequest",
     "HistoryService",
+    "RegisterSum",
     "SELECTORS",
     "parse_request",
     "query_history",
@@ -52,6 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BUFFER_FILL_TAG = names.system_tag("historian", "buffer_fill")
+LOSS_PREFIX = "loss:"  # day rollups of a meter's losses down the meter tree (scada.topology)
 SELECTORS = ("meter", "room", "floor", "building")
 
 
@@ -99,10 +104,21 @@ def parse_request(params: Mapping[str, Sequence[str]], tz: ZoneInfo, stored_inte
 
 
 def resolve_groups(snapshot: AssetSnapshot, selector: str, ids: Iterable[str]) -> dict[str, list[str]]:
-    """Group id -> meter ids (replaced and inactive meters included: their history counts)."""
+    """Group id -> meter ids (replaced and inactive meters included: their history counts).
+
+    A floor's or a building's consumption is that of its meters at the ends of the meter tree:
+    utility and virtual meters, and meters with children, are left out (they would count their
+    children's consumption twice)."""
     groups: dict[str, list[str]] = {}
+    upstream: set[str] = set()
+    if selector in ("floor", "building"):
+        upstream = {m.id for m in snapshot.meters.values() if m.role in ("utility", "virtual")}
+        upstream |= set(snapshot.tree.parents_at(datetime.now(UTC)).values())
     for ident in ids:
         if selector == "meter":
+            if ident.startswith(LOSS_PREFIX) and ident[len(LOSS_PREFIX):] in snapshot.meters:
+                groups[ident] = [ident]  # a parent's daily losses, stored as day rollups
+                continue
             if ident not in snapshot.meters:
                 raise QueryError("meter", f"unknown meter {ident!r}")
             groups[ident] = [ident]
@@ -114,11 +130,11 @@ def resolve_groups(snapshot: AssetSnapshot, selector: str, ids: Iterable[str]) -
             if ident not in snapshot.floors:
                 raise QueryError("floor", f"unknown floor {ident!r}")
             rooms = {r.id for r in snapshot.rooms_on_floor(ident)}
-            groups[ident] = [m.id for m in snapshot.meters.values() if m.room_id in rooms]
+            groups[ident] = [m.id for m in snapshot.meters.values() if m.room_id in rooms and m.id not in upstream]
         elif selector == "building":
             if ident not in snapshot.buildings:
                 raise QueryError("building", f"unknown building {ident!r}")
-            groups[ident] = [m.id for m in snapshot.meters.values() if m.building_id == ident]
+            groups[ident] = [m.id for m in snapshot.meters.values() if m.building_id == ident and m.id not in upstream]
         else:
             raise QueryError("meter", f"unknown selector {selector!r}")
     if not any(groups.values()):
@@ -129,6 +145,18 @@ def resolve_groups(snapshot: AssetSnapshot, selector: str, ids: Iterable[str]) -
 def history_query(request: HistoryRequest, snapshot: AssetSnapshot) -> HistoryQuery:
     groups = resolve_groups(snapshot, request.selector, request.ids)
     return HistoryQuery(groups, request.points, request.start, request.end, request.resample, request.agg, request.selector)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSum:
+    """A register's consumption over a range: the exact sum of its interval deltas in millionths
+    of the unit (None: no stored interval in the range had a value), how many intervals had
+    one, and how many the range holds."""
+
+    micro: int | None
+    intervals: int
+    expected: int
+
 
 
 class HistoryBusy(Exception):
@@ -176,11 +204,79 @@ class HistoryService:
         return parse_request(params, self.tz, self.interval_s)
 
     async def query(self, request: HistoryRequest) -> pd.DataFrame:
-        query = history_query(request, self.assets.snapshot)
-        # refused at once (too large, out of range) rather than after waiting for a turn
+        snap = self.assets.snapshot
+        virtual = [
+            i for i in request.ids
+            if request.selector == "meter" and (m := snap.meters.get(i)) is not None and m.role == "virtual"
+        ]
+        if not virtual:
+            query = history_query(request, snap)
+            # refused at once (too large, out of range) rather than after waiting for a turn
+            check_query(query, self.historian.grid, self.historian.settings.max_query_rows)
+            async with self.turn():
+                return await self.historian.query(query)
+        return await self._query_virtual(request, snap, virtual)
+
+    async def _query_virtual(self, request: HistoryRequest, snap: AssetSnapshot, virtual: list[str]) -> pd.DataFrame:
+        """A virtual meter's history: its terms' interval data, each times its coefficient (its
+        sign and its multiplier), summed; a bucket where a term has no value has none."""
+        for p in request.points:
+            if p not in REGISTERS:
+                raise QueryError("point", f"a virtual meter ({virtual[0]}) has only registers ({', '.join(REGISTERS)}), not {p!r}")
+        if request.agg not in (None, "sum"):
+            raise QueryError("agg", f"a virtual meter ({virtual[0]}) sums its terms: agg must be sum")
+        terms: dict[str, dict[str, float]] = {}
+        for v in virtual:
+            try:
+                terms[v] = {leaf: float(c) for leaf, c in snap.terms(v).items()}
+            except FormulaError as exc:
+                raise QueryError("meter", f"virtual meter {v}: {exc}") from None
+        plain = [i for i in request.ids if i not in terms]
+        groups = resolve_groups(snap, "meter", plain) if plain else {}
+        for coefs in terms.values():
+            groups.update({leaf: [leaf] for leaf in coefs})
+        query = HistoryQuery(groups, request.points, request.start, request.end, request.resample, "sum", "meter")
         check_query(query, self.historian.grid, self.historian.settings.max_query_rows)
         async with self.turn():
-            return await self.historian.query(query)
+            frame = await self.historian.query(query)
+            return await asyncio.to_thread(_combine_virtual, frame, terms, plain)
+
+    async def register_sums(self, meters: Mapping[str, str], start: datetime, end: datetime) -> dict[str, RegisterSum]:
+        """Each meter's register (``meters``: meter → point, e.g. ``energy_total``) summed over
+        ``[start, end)``: whole days from the day rollups, the ends from the intervals. Exact:
+        each day's value is an integer of millionths."""
+        grid = self.historian.grid
+        first = grid.start_of(start.timestamp())
+        if first < start.timestamp():
+            first += grid.length
+        expected = max(0, math.ceil((end.timestamp() - first) / grid.length))
+        by_point: dict[str, list[str]] = {}
+        for meter, point in meters.items():
+            by_point.setdefault(point, []).append(meter)
+        out: dict[str, RegisterSum] = {}
+        day = parse_interval("1d", self.interval_s)
+        for point, ids in sorted(by_point.items()):
+            # background work (losses, apportionment) waits its turn behind the API's queries
+            async with self.turn(patient=True):
+                frame = await self.historian.query(
+                    HistoryQuery({m: [m] for m in ids}, [point], start, end, day, "sum", "meter")
+                )
+
+            def fold(frame: pd.DataFrame = frame) -> dict[str, tuple[int | None, int]]:
+                sums: dict[str, tuple[int | None, int]] = {}
+                for meter, value, intervals in frame[["meter", "value", "intervals"]].itertuples(index=False, name=None):
+                    micro, count = sums.get(meter, (None, 0))
+                    if not pd.isna(value):
+                        # a day's value is its integer of millionths divided once: rounding back is exact
+                        micro = (micro or 0) + round(float(value) * 1_000_000)
+                    sums[meter] = (micro, count + int(intervals))
+                return sums
+
+            for meter, (micro, count) in (await asyncio.to_thread(fold)).items():
+                out[meter] = RegisterSum(micro, count, expected)
+        for meter in meters:
+            out.setdefault(meter, RegisterSum(None, 0, expected))
+        return out
 
     async def query_by(
         self,
@@ -199,6 +295,25 @@ class HistoryService:
             selector, tuple(ids), tuple(points), start, end, parse_interval(interval, self.interval_s), agg
         )
         return await self.query(request)
+
+
+def _combine_virtual(frame: pd.DataFrame, terms: Mapping[str, Mapping[str, float]], plain: Sequence[str]) -> pd.DataFrame:
+    parts = [frame[frame["meter"].isin(plain)]]
+    for v, coefs in terms.items():
+        rows = frame[frame["meter"].isin(list(coefs))]
+        keyed = rows.set_index(["point", "time", "meter"])
+        values = keyed["value"].unstack("meter")
+        weights = pd.Series(coefs)[values.columns]
+        combined = (values * weights).sum(axis=1, skipna=False, min_count=1)
+        intervals = keyed["intervals"].unstack("meter").min(axis=1)
+        flags = keyed["flags"].unstack("meter").apply(
+            lambda r: ",".join(sorted({f for cell in r if isinstance(cell, str) for f in cell.split(",") if f})), axis=1
+        )
+        out = pd.DataFrame({"value": combined, "intervals": intervals.astype("int64"), "flags": flags}).reset_index()
+        out["meter"] = v
+        parts.append(out[["time", "meter", "point", "value", "intervals", "flags"]])
+    result = pd.concat(parts, ignore_index=True)
+    return result.sort_values(["meter", "point", "time"], kind="stable", ignore_index=True)
 
 
 HISTORY: Key[HistoryService] = Key("history", HistoryService)

@@ -71,6 +71,7 @@ from scada.prepaid.errors import PrepaidError
 from scada.prepaid.money import MoneyError, format_minor, minor_to_decimal, parse_money
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from scada.site.component import ASSETS
+from scada.topology.service import TOPOLOGY
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo, UserStore
 from scada.users.component import AUDIT, LOGINS, USERS
@@ -167,10 +168,16 @@ def site_spec(
             continue
         meter_points = tuple(points.get(("meter", m.id), ()))
         kind = "water" if m.kind == "water" else "electricity"
-        role = "common-area " if m.role == "common" else ""
+        role = {"common": "common-area ", "utility": "utility ", "virtual": "virtual "}.get(m.role, "")
+        if m.role == "virtual":
+            source = f"computed: {m.formula}; read-only"
+        elif m.manual:
+            source = "read by hand"
+        else:
+            source = f"profile {m.profile}, link {m.link}, unit {m.unit_id}"
         site.meters[m.id] = MeterSpec(
             m.id, kind, m.building_id, m.room_id,
-            description=f"{role}{m.kind} meter {m.id} (profile {m.profile}, link {m.link}, unit {m.unit_id})",
+            description=f"{role}{m.kind} meter {m.id} ({source})",
             points=meter_points,
             switchable=switchable(m) if switchable is not None else any(p.point in _SWITCH_POINTS for p in meter_points),
         )
@@ -192,8 +199,8 @@ class OpcUaComponent(Component):
     name = "opcua"
     requires = (CONFIG, USERS, AUDIT, LOGINS, ASSETS, TAGDB)
     # read when present (methods, switchable meters); started after the producers of tags
-    # (the poller, the prepaid engine, the alarm engine) so it publishes their points
-    optional = (SUPPLY_DRIVER, COMMANDS, PREPAID, MODBUS, ALARMS, HISTORY)
+    # (the poller, the prepaid engine, the alarm engine, the topology) so it publishes their points
+    optional = (SUPPLY_DRIVER, COMMANDS, PREPAID, MODBUS, ALARMS, HISTORY, TOPOLOGY)
     provides = (OPCUA,)
 
     def __init__(self) -> None:

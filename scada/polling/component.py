@@ -83,10 +83,12 @@ COMMS: Key[Comms] = Key("comms", Comms)
 
 
 def device_specs(snapshot: AssetSnapshot) -> list[DeviceSpec]:
-    """What the poller polls: one spec per active meter of the registry."""
+    """What the poller polls: one spec per active meter of the registry that has a link (not
+    the meters read by hand, nor the virtual ones)."""
     return [
         DeviceSpec(m.id, m.profile, m.link, m.unit_id, m.circuit, m.room_id, m.kind, m.address)
         for m in snapshot.active_meters
+        if m.polled
     ]
 
 

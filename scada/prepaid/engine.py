@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.config import ScadaConfig
 from scada.core.context import Key
@@ -314,6 +315,21 @@ class PrepaidEngine:
         self.views[view.room_id] = view
         self.publisher.publish_account(view, view.room_id)
         self.supply.evaluate(view)
+
+    async def post_with(self, work: Callable[[AsyncSession], Awaitable[Iterable[Account]]]) -> list[AccountView]:
+        """Postings made by other parts (apportioned shares): ``work`` runs in one transaction
+        under the billing lock and returns the accounts it posted to (with
+        :func:`scada.prepaid.ledger.post`); their balance levels are judged again in the same
+        transaction, and after the commit their views are published and their supply evaluated."""
+        async with self._lock:
+            async with self.db.transaction() as s:
+                accounts = list(await work(s))
+                for a in accounts:
+                    self.biller.update_level(a, credited=False)
+                views = [account_view(a) for a in accounts]
+        for view in views:
+            self._account_changed(view)
+        return views
 
     # -- supply ------------------------------------------------------------------------------------
     def _switchable_meters(self, room_id: str) -> list[str]:

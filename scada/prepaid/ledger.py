@@ -40,8 +40,12 @@ __all__ = [
 # credit (+) or debit (−) kinds; a reversal has the opposite sign of the entry it reverses.
 # The back office (scada.billing) posts ``charge`` (custom charges, naming their rule),
 # ``payment`` (a bill paid, credit), ``adjustment`` (a retroactive re-pricing or a credit note,
-# either sign) and ``late_fee`` (debit).
-KINDS = ("opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement", "payment", "adjustment", "late_fee")
+# either sign) and ``late_fee`` (debit); the meter topology (scada.topology) posts
+# ``apportionment`` (a room's share of a common meter or a loss, debit).
+KINDS = (
+    "opening", "recharge", "refund", "deduction", "charge", "reversal", "settlement", "payment", "adjustment", "late_fee",
+    "apportionment",
+)
 MODES = ("prepaid", "postpaid")
 
 

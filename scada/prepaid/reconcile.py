@@ -1,7 +1,7 @@
 """The ledger check behind ``scada reconcile``.
 
 For every account: opening + recharges + payments − refunds − deductions − charges − late fees −
-settlements ± adjustments ± reversals = balance (the entries' signed sum), each entry's running balance follows from the
+apportioned shares − settlements ± adjustments ± reversals = balance (the entries' signed sum), each entry's running balance follows from the
 one before, each reversal undoes exactly one reversible entry of the same account, and the
 carried remainder equals the exact costs of the deductions minus what was deducted for them.
 For every meter: within a billing segment the billed readings form one unbroken chain from the
@@ -23,8 +23,8 @@ from scada.prepaid.money import exact, format_minor, minor_to_decimal
 __all__ = ["Mismatch", "ReconcileReport", "reconcile"]
 
 SIGNS = {"opening": (0, None), "recharge": (1, None), "refund": (None, -1), "deduction": (None, 0), "charge": (None, 0), "settlement": (None, -1),
-         "payment": (1, None), "late_fee": (None, -1), "adjustment": (None, None)}
-REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "late_fee")
+         "payment": (1, None), "late_fee": (None, -1), "adjustment": (None, None), "apportionment": (None, 0)}
+REVERSIBLE = ("opening", "recharge", "refund", "deduction", "charge", "late_fee", "apportionment")
 
 
 @dataclass(frozen=True)

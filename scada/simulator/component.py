@@ -42,7 +42,7 @@ def _meter_specs(snapshot: AssetSnapshot, links: set[str]) -> list[MeterSpec]:
             float(m.max_power_kw) if m.max_power_kw is not None else None, float(m.initial_reading), m.address,
         )
         for m in snapshot.active_meters
-        if m.link in links
+        if m.polled and m.link in links
     ]
 
 

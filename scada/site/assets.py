@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
 from scada.db import Database
-from scada.site.models import Building, Floor, Meter, Room, Site
+from scada.site.formula import FormulaError, expand, parse_formula
+from scada.site.models import Building, Floor, Meter, MeterParent, Room, Site
+from scada.site.tree import MeterTree, ParentChange
 from scada.users.audit import Actor, AuditLog
+from tags import utcnow
 
 __all__ = [
     "AssetRegistry",
@@ -36,7 +39,12 @@ log = logging.getLogger(__name__)
 
 
 class RegistryError(Exception):
-    pass
+    """A registry change refused; ``field`` names the input at fault, ``status`` the HTTP-like kind."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,7 @@ class RoomInfo:
 class MeterInfo:
     id: str
     kind: str  # electricity | water
-    role: str  # tenant | common
+    role: str  # tenant | common | utility | virtual
     room_id: str | None
     building_id: str
     profile: str
@@ -88,6 +96,17 @@ class MeterInfo:
     replaced_by: str | None
     active: bool
     address: str | None = None  # DL/T 645 address, MQTT device id; None on Modbus
+    manual: bool = False  # no communications: readings are entered by hand
+    formula: str | None = None  # virtual meters: "A + B - C"
+
+    @property
+    def virtual(self) -> bool:
+        return self.role == "virtual"
+
+    @property
+    def polled(self) -> bool:
+        """Read by the poller over its link (not manual, not virtual)."""
+        return not self.manual and self.role != "virtual"
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,24 @@ class AssetSnapshot:
     floors: dict[str, FloorInfo] = field(default_factory=dict)
     rooms: dict[str, RoomInfo] = field(default_factory=dict)
     meters: dict[str, MeterInfo] = field(default_factory=dict)  # active and inactive
+    tree: MeterTree = field(default_factory=MeterTree)  # parents over time
+
+    def terms(self, meter_id: str) -> dict[str, Decimal]:
+        """The physical meters behind ``meter_id`` with their coefficients: the meter itself
+        × its multiplier, or a virtual meter's formula expanded (nested ones too). Raises
+        :class:`~scada.site.formula.FormulaError` on an unknown meter or a loop."""
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            raise FormulaError(f"unknown meter {meter_id!r}")
+        if meter.role != "virtual":
+            return {meter_id: meter.multiplier}
+        formulas = {m.id: parse_formula(m.formula) for m in self.meters.values() if m.role == "virtual" and m.formula}
+        multipliers = {m.id: m.multiplier for m in self.meters.values() if m.role != "virtual"}
+        return expand(meter_id, formulas, multipliers)
+
+    def parent_of(self, meter_id: str, at: datetime | None = None) -> str | None:
+        """The meter's parent at ``at`` (default: now)."""
+        return self.tree.parent_at(meter_id, at or utcnow())
 
     @property
     def active_meters(self) -> list[MeterInfo]:
@@ -163,6 +200,7 @@ class AssetRegistry:
             floors = (await s.scalars(select(Floor))).all()
             rooms = (await s.scalars(select(Room))).all()
             meters = (await s.scalars(select(Meter))).all()
+            parents = (await s.scalars(select(MeterParent))).all()
         floor_building = {f.id: f.building_id for f in floors}
         snap = AssetSnapshot(
             site=SiteInfo(site.id, site.name, site.timezone) if site else None,
@@ -170,13 +208,15 @@ class AssetRegistry:
             floors={f.id: FloorInfo(f.id, f.building_id, f.name, f.level) for f in floors},
             rooms={r.id: RoomInfo(r.id, r.floor_id, floor_building[r.floor_id], r.name, r.area_m2) for r in rooms},
             meters={m.id: _meter_info(m) for m in meters},
+            tree=MeterTree(ParentChange(p.meter_id, p.parent_id, p.valid_from) for p in parents),
         )
         old = self.snapshot
         m_add, m_rem, m_chg = _diff(old.meters, snap.meters, lambda m: m.active)
         r_add, r_rem, r_chg = _diff(old.rooms, snap.rooms, lambda r: True)
         diff = RegistryDiff(*map(frozenset, (m_add, m_rem, m_chg, r_add, r_rem, r_chg)))
         self.snapshot = snap
-        if diff:
+        tree_changed = old.tree.changes != snap.tree.changes
+        if diff or tree_changed:
             for listener in list(self._listeners):
                 try:
                     listener(snap, diff)
@@ -199,8 +239,10 @@ class AssetRegistry:
         """Record that ``new_id`` replaced ``old_id`` (same room, profile and link).
 
         Billing of the old meter's final reading is the prepaid engine's job; this keeps the
-        registry and the audit log right.
+        registry and the audit log right. In the meter tree the new meter takes the old one's
+        place from now on (its parent, its children); the past keeps the old meter.
         """
+        now = utcnow()
         async with self.db.transaction() as s:
             old = await self._replaceable(s, old_id, new_id, unit_id, address)
             new = Meter(
@@ -209,17 +251,93 @@ class AssetRegistry:
                 circuit=old.circuit, address=address if address is not None else old.address,
                 multiplier=old.multiplier, install_date=install_date,
                 initial_reading=initial_reading, max_power_kw=old.max_power_kw, active=True,
+                manual=old.manual, formula=old.formula,
             )
             s.add(new)
             await s.flush()
             old.active = False
             old.replaced_by = new_id
+            rows = (await s.scalars(select(MeterParent))).all()
+            tree = MeterTree(ParentChange(r.meter_id, r.parent_id, r.valid_from) for r in rows)
+            moves = [(new_id, p) for p in [tree.parent_at(old_id, now)] if p is not None]
+            moves += [(child, new_id) for child in tree.children_at(old_id, now)]
+            if moves:
+                moves.append((old_id, None))
+            for meter_id, parent_id in moves:
+                s.add(MeterParent(meter_id=meter_id, parent_id=parent_id, valid_from=now, recorded_at=now,
+                                  recorded_by=actor.name, reason=f"meter {old_id} replaced by {new_id}"))
             AuditLog.record(
                 s, actor, "meter.replace", "meter", old_id, reason=reason,
                 before={"active": True}, after={"replaced_by": new_id, "initial_reading": initial_reading},
             )
         await self.load()
         return self.snapshot.meters[new_id]
+
+    async def set_parent(
+        self,
+        meter_id: str,
+        parent_id: str | None,
+        actor: Actor,
+        *,
+        valid_from: datetime | None = None,
+        reason: str = "",
+    ) -> ParentChange | None:
+        """Hang ``meter_id`` below ``parent_id`` (None: below nothing) from ``valid_from`` (default
+        now) on, audited. The meter's earlier parents stay as they were for the past. Returns
+        the change, or None when the meter already had that parent then."""
+        now = utcnow()
+        when = valid_from or now
+        if when.tzinfo is None:
+            raise RegistryError("from: needs a UTC offset", field="from")
+        async with self.db.transaction() as s:
+            rows = (await s.scalars(select(MeterParent))).all()
+            tree = MeterTree(ParentChange(r.meter_id, r.parent_id, r.valid_from) for r in rows)
+            meter = await s.get(Meter, meter_id)
+            if meter is None:
+                raise RegistryError(f"unknown meter {meter_id!r}", field="meter", status=404)
+            if not meter.active:
+                raise RegistryError(f"meter {meter_id} is not active", field="meter", status=409)
+            if parent_id is not None:
+                parent = await s.get(Meter, parent_id)
+                if parent is None:
+                    raise RegistryError(f"unknown meter {parent_id!r}", field="parent")
+                if parent_id == meter_id:
+                    raise RegistryError("a meter cannot be its own parent", field="parent")
+                if not parent.active:
+                    raise RegistryError(f"meter {parent_id} is not active", field="parent")
+                if parent.kind != meter.kind:
+                    raise RegistryError(
+                        f"meter {parent_id} measures {parent.kind}, meter {meter_id} {meter.kind}: a parent measures the same",
+                        field="parent",
+                    )
+            timeline = tree.timeline(meter_id)
+            if timeline and when < timeline[-1].valid_from:
+                raise RegistryError(
+                    f"meter {meter_id} changed parent at {timeline[-1].valid_from.isoformat()}: a new parent takes effect "
+                    "at or after its last change (the past keeps its tree)",
+                    field="from",
+                )
+            before = tree.parent_at(meter_id, when)
+            if before == parent_id:
+                return None
+            change = ParentChange(meter_id, parent_id, when)
+            loop = tree.with_change(change).loop(since=when)
+            if loop is not None:
+                raise RegistryError(f"this would make a loop: {' → '.join(loop)}", field="parent")
+            existing = next((r for r in rows if r.meter_id == meter_id and r.valid_from == when), None)
+            if existing is not None:
+                existing.parent_id = parent_id
+                existing.recorded_at, existing.recorded_by, existing.reason = now, actor.name, reason
+            else:
+                s.add(MeterParent(meter_id=meter_id, parent_id=parent_id, valid_from=when, recorded_at=now,
+                                  recorded_by=actor.name, reason=reason))
+            AuditLog.record(
+                s, actor, "meter.parent", "meter", meter_id, reason=reason,
+                before={"parent": before}, after={"parent": parent_id, "from": when},
+            )
+        await self.load()
+        log.info("meter parent changed", extra={"meter": meter_id, "parent": parent_id, "from": when.isoformat()})
+        return change
 
     async def check_replace(self, old_id: str, new_id: str, unit_id: int | None = None, address: str | None = None) -> None:
         """Raise :class:`RegistryError` when :meth:`replace_meter` would refuse (so a caller can
@@ -237,6 +355,8 @@ class AssetRegistry:
         # the successor takes the old meter's address, or a free one: two active meters on one
         # address would make the next start's site import (and the poller) refuse. The address is
         # the protocol address where there is one (DL/T 645, MQTT), else the unit id.
+        if old.manual or old.role == "virtual":
+            return old  # read by hand or computed: no address on any link
         same_circuit = Meter.circuit.is_(None) if old.circuit is None else Meter.circuit == old.circuit
         others = select(Meter.id).where(Meter.active.is_(True), Meter.id != old_id, Meter.link == old.link, same_circuit)
         new_address = address if address is not None else old.address
@@ -270,4 +390,5 @@ def _meter_info(m: Meter) -> MeterInfo:
     return MeterInfo(
         m.id, m.kind, m.role, m.room_id, m.building_id, m.profile, m.link, m.unit_id, m.circuit,
         m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active, m.address,
+        bool(m.manual), m.formula,
     )

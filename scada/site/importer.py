@@ -14,13 +14,20 @@ TOML::
     [[floors]]     id, building, level, name
     [[rooms]]      id, floor, name, area_m2
     [[meters]]     id, kind, role, room, building, profile, link, unit_id, circuit,
-                   multiplier, install_date, initial_reading, max_power_kw
+                   multiplier, install_date, initial_reading, max_power_kw, parent, manual,
+                   formula
+
+``role`` is ``tenant`` (a room's meter), ``common`` (a common area's), ``utility`` (the supply
+meter upstream of the site's transformer) or ``virtual`` (a ``formula`` of other meters, e.g.
+``"E-1 + E-2 - C-1"``: never polled). A ``manual`` meter has no communications (readings are
+entered by hand): it names no link, profile or unit_id. ``parent`` hangs the meter below another
+(the first time since always; a changed parent from the moment of the import on).
 
 CSV (one row per meter, or per room without a meter; a header row names the columns)::
 
     site_id, building_id, building_name, floor_id, floor_name, floor_level, room_id, room_name,
     area_m2, meter_id, kind, role, profile, link, unit_id, circuit, multiplier, install_date,
-    initial_reading, max_power_kw
+    initial_reading, max_power_kw, parent, manual, formula
 """
 
 from __future__ import annotations
@@ -42,8 +49,11 @@ from sqlalchemy import select
 from scada.core.configbase import format_validation_error
 from scada.core.inputs import BoundedDecimal
 from scada.db import Database
-from scada.site.models import Building, Floor, Meter, Room, Site
+from scada.site.formula import FormulaError, Term, expand, format_formula, parse_formula
+from scada.site.models import Building, Floor, Meter, MeterParent, Room, Site
+from scada.site.tree import ALWAYS, MeterTree, ParentChange
 from scada.users.audit import Actor, AuditLog
+from tags import utcnow
 
 __all__ = ["ImportResult", "SiteImportError", "SiteSpec", "apply_site", "import_site_file", "parse_site_file"]
 
@@ -88,12 +98,12 @@ class RoomRow(_Row):
 class MeterRow(_Row):
     id: str = Field(pattern=_ID)
     kind: Literal["electricity", "water"]
-    role: Literal["tenant", "common"] = "tenant"
+    role: Literal["tenant", "common", "utility", "virtual"] = "tenant"
     room: str | None = None
     building: str | None = None
-    profile: str = Field(min_length=1, max_length=64)
-    link: str = Field(min_length=1, max_length=64)
-    unit_id: int = Field(default=1, ge=1, le=247)
+    profile: str | None = Field(default=None, min_length=1, max_length=64)
+    link: str | None = Field(default=None, min_length=1, max_length=64)
+    unit_id: int | None = Field(default=None, ge=1, le=247)  # a polled meter without one: 1
     # DL/T 645: the meter's 12-digit address; MQTT: the device id its gateway publishes under
     address: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     circuit: int | None = Field(default=None, ge=1, le=64)
@@ -101,6 +111,20 @@ class MeterRow(_Row):
     install_date: date | None = None
     initial_reading: Annotated[Decimal, BoundedDecimal(24, 8, negative=True)] = Field(default=Decimal(0), ge=0)
     max_power_kw: Annotated[Decimal, BoundedDecimal(12, 3, negative=True)] | None = Field(default=None, gt=0)
+    parent: str | None = Field(default=None, pattern=_ID)
+    manual: bool = False
+    formula: str | None = Field(default=None, max_length=1000)
+
+    @property
+    def polled(self) -> bool:
+        return not self.manual and self.role != "virtual"
+
+    @field_validator("manual", mode="before")
+    @classmethod
+    def _csv_bool(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        return value
 
     @field_validator("install_date", mode="before")
     @classmethod
@@ -205,6 +229,7 @@ _CSV_COLUMNS = {
     "site_id", "site_name", "timezone", "building_id", "building_name", "floor_id", "floor_name",
     "floor_level", "room_id", "room_name", "area_m2", "meter_id", "kind", "role", "profile", "link",
     "unit_id", "address", "circuit", "multiplier", "install_date", "initial_reading", "max_power_kw",
+    "parent", "manual", "formula",
 }
 
 
@@ -282,11 +307,14 @@ def parse_csv(text: str, source: str) -> SiteSpec:
                         "install_date",
                         "initial_reading",
                         "max_power_kw",
+                        "parent",
+                        "manual",
+                        "formula",
                     )
                     if k in v
                 },
             }
-            if meter.get("role") == "common":
+            if meter.get("role") in ("common", "utility", "virtual"):
                 meter["room"] = None
             add("meters", MeterRow, meter, spec.meters, place)
     if problems:
@@ -362,11 +390,13 @@ async def apply_site(
         # a meter the database holds as replaced (or taken out) is history: it keeps no address
         # (its successor may use its unit id) and the file does not bring it back or change it
         history: set[str] = set()
-        for m in (await s.scalars(select(Meter))).all():
-            if m.active:
+        db_meters = {m.id: m for m in (await s.scalars(select(Meter))).all()}
+        for m in db_meters.values():
+            if m.active and not m.manual and m.role != "virtual":
                 addresses[(m.link, m.address if m.address is not None else m.unit_id, m.circuit)] = m.id
-            else:
+            elif not m.active:
                 history.add(m.id)
+        kinds = {i: m.kind for i, m in db_meters.items()} | {m.id: m.kind for m in spec.meters}
         for m in spec.meters:
             place = where("meters", m.id)
             if m.id in history:
@@ -377,8 +407,18 @@ async def apply_site(
                 problems.append(f"{place}: room: unknown room {m.room!r}")
             if m.building and m.building not in building_ids:
                 problems.append(f"{place}: building: unknown building {m.building!r}")
-            if m.role == "common" and not m.building and not m.room:
-                problems.append(f"{place}: building: a common-area meter needs a building or a room")
+            if m.role != "tenant" and not m.building and not m.room:
+                problems.append(f"{place}: building: a {m.role} meter needs a building or a room")
+            problems.extend(f"{place}: {p}" for p in _meter_source_problems(m))
+            if m.parent is not None:
+                if m.parent == m.id:
+                    problems.append(f"{place}: parent: a meter cannot be its own parent")
+                elif m.parent not in kinds:
+                    problems.append(f"{place}: parent: unknown meter {m.parent!r}")
+                elif kinds[m.parent] != m.kind:
+                    problems.append(f"{place}: parent: meter {m.parent} measures {kinds[m.parent]}, this one {m.kind}")
+            if not m.polled:
+                continue
             if known_links is not None and m.link not in known_links:
                 problems.append(
                     f"{place}: link: unknown link {m.link!r} (configured: {', '.join(sorted(known_links)) or 'none'})"
@@ -387,16 +427,34 @@ async def apply_site(
                 problems.append(
                     f"{place}: profile: unknown device profile {m.profile!r} (known: {', '.join(sorted(known_profiles))})"
                 )
-            addr = (m.link, m.address if m.address is not None else m.unit_id, m.circuit)
+            addr: tuple[str, int | str, int | None] = (m.link or "", m.address if m.address is not None else (m.unit_id or 1), m.circuit)
             other = addresses.get(addr)
             if other is not None and other != m.id:
                 problems.append(
                     (f"{place}: address: link {m.link} address {m.address}" if m.address is not None
-                     else f"{place}: unit_id: link {m.link} unit {m.unit_id}")
+                     else f"{place}: unit_id: link {m.link} unit {m.unit_id or 1}")
                     + (f" circuit {m.circuit}" if m.circuit else "")
                     + f" is already used by meter {other}"
                 )
             addresses[addr] = m.id
+        problems.extend(_formula_problems(spec, db_meters, kinds, where))
+        parent_rows = (await s.scalars(select(MeterParent))).all()
+        tree = MeterTree(ParentChange(r.meter_id, r.parent_id, r.valid_from) for r in parent_rows)
+        now = utcnow()
+        parent_changes: list[tuple[ParentChange, str | None]] = []
+        for m in spec.meters:
+            if m.parent is None or m.parent == m.id:
+                continue
+            timeline = tree.timeline(m.id)
+            before = tree.parent_at(m.id, now)
+            if before == m.parent:
+                continue
+            change = ParentChange(m.id, m.parent, now if timeline else ALWAYS)
+            parent_changes.append((change, before))
+            tree = tree.with_change(change)
+        loop = tree.loop() if parent_changes else None
+        if loop is not None:
+            problems.append(f"{spec.source}: parent: the parents make a loop: {' → '.join(loop)}")
         if problems:
             raise SiteImportError(problems)
 
@@ -463,18 +521,96 @@ async def apply_site(
                     "role": m.role,
                     "room_id": m.room,
                     "building_id": building,
-                    "profile": m.profile,
-                    "link": m.link,
-                    "unit_id": m.unit_id,
+                    # meters that are not polled keep no link, profile or unit id
+                    "profile": m.profile if m.polled else "",
+                    "link": m.link if m.polled else "",
+                    "unit_id": (m.unit_id or 1) if m.polled else 0,
                     "address": m.address,
                     "circuit": m.circuit,
                     "multiplier": m.multiplier,
                     "install_date": m.install_date,
                     "initial_reading": m.initial_reading,
                     "max_power_kw": m.max_power_kw,
+                    "manual": m.manual,
+                    "formula": _canonical_formula(m.formula) if m.formula else None,
                 },
             )
+        await s.flush()
+        for change, before in parent_changes:
+            s.add(MeterParent(
+                meter_id=change.meter_id, parent_id=change.parent_id, valid_from=change.valid_from,
+                recorded_at=now, recorded_by=actor.name, reason=reason or spec.source,
+            ))
+            result.count("created" if before is None else "updated", "parent")
+            AuditLog.record(
+                s, actor, "site.import.parent", "meter", change.meter_id, reason=reason or spec.source,
+                before={"parent": before}, after={"parent": change.parent_id, "from": change.valid_from},
+            )
     return result
+
+
+def _meter_source_problems(m: MeterRow) -> list[str]:
+    """Where the meter's readings come from: polled (link, profile, unit_id), entered by hand
+    (``manual``) or computed (``role = "virtual"`` with a ``formula``)."""
+    out: list[str] = []
+    if m.role == "virtual":
+        if not m.formula:
+            out.append("formula: a virtual meter needs a formula (e.g. \"E-1 + E-2 - C-1\")")
+        if m.manual:
+            out.append("manual: a virtual meter is computed, not read")
+    elif m.formula:
+        out.append("formula: only a virtual meter (role = \"virtual\") has a formula")
+    if not m.polled:
+        for key in ("link", "profile", "unit_id", "address", "circuit"):
+            if getattr(m, key) is not None:
+                why = "a manual meter has no communications" if m.manual else "a virtual meter is not polled"
+                out.append(f"{key}: {why}")
+        return out
+    for key in ("profile", "link"):
+        if getattr(m, key) is None:
+            out.append(f"{key}: missing (a polled meter needs a profile and a link; set manual = true for one read by hand)")
+    return out
+
+
+def _canonical_formula(text: str) -> str:
+    return format_formula(parse_formula(text))
+
+
+def _formula_problems(
+    spec: SiteSpec, db_meters: dict[str, Meter], kinds: dict[str, str], where: Any
+) -> list[str]:
+    problems: list[str] = []
+    formulas: dict[str, tuple[Term, ...]] = {}
+    for i, m in db_meters.items():
+        if m.formula:
+            try:
+                formulas[i] = parse_formula(m.formula)
+            except FormulaError:
+                continue
+    for m in spec.meters:
+        formulas.pop(m.id, None)
+        if not m.formula or m.role != "virtual":
+            continue
+        place = where("meters", m.id)
+        try:
+            terms = parse_formula(m.formula)
+        except FormulaError as exc:
+            problems.append(f"{place}: formula: {exc}")
+            continue
+        for t in terms:
+            if t.meter_id not in kinds:
+                problems.append(f"{place}: formula: unknown meter {t.meter_id!r}")
+            elif kinds[t.meter_id] != m.kind:
+                problems.append(f"{place}: formula: meter {t.meter_id} measures {kinds[t.meter_id]}, this one {m.kind}")
+        formulas[m.id] = terms
+    multipliers = {i: Decimal(1) for i in kinds}
+    for m in spec.meters:
+        if m.id in formulas:
+            try:
+                expand(m.id, formulas, multipliers)
+            except FormulaError as exc:
+                problems.append(f"{where('meters', m.id)}: formula: {exc}")
+    return problems
 
 
 async def import_site_file(db: Database, path: str | Path, actor: Actor, **kwargs: Any) -> ImportResult:

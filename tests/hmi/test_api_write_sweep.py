@@ -31,7 +31,8 @@ from .conftest import (
 WRITE_METHODS = ("post", "put", "patch", "delete")
 PERMISSION = re.compile(r"Requires the permission `([a-z_]+)`")
 # path parameters filled with things that exist in the demo (the refusals come before any lookup)
-PARAMS = {"room": "B1-R101", "meter": "E-B1-101", "name": "viewer1", "entry": "1", "id": "flat-e", "alarm_id": "1"}
+PARAMS = {"room": "B1-R101", "meter": "E-B1-101", "name": "viewer1", "entry": "1", "id": "flat-e", "alarm_id": "1", "order": "1",
+          "rule": "1"}
 
 # What only a write through the API changes. The poller, the deduction engine and the alarm
 # engine change other rows by themselves while the demo runs (readings, deductions, alarms).
@@ -58,7 +59,13 @@ FINGERPRINT = {
     "adjustments": "SELECT id, state FROM billing_adjustments ORDER BY id",
     "confirmed": "SELECT id, confirmed_by FROM alarms WHERE confirmed_by IS NOT NULL ORDER BY id",
     "commented": "SELECT id, comment_by, comment FROM alarms WHERE comment_by IS NOT NULL ORDER BY id",
+    "meter_parents": "SELECT * FROM meter_parents ORDER BY id",
+    "manual_readings": "SELECT * FROM topology_readings ORDER BY id",
+    "apportionment_rules": "SELECT * FROM topology_rules ORDER BY id",
+    "apportionment_runs": "SELECT * FROM topology_runs ORDER BY id",
     "approvals": "SELECT id, state, decided_by FROM approval_requests ORDER BY id",
+    "payment_orders": "SELECT id, state, transaction_id FROM payment_orders ORDER BY id",
+    "reconciliations": "SELECT id FROM payment_reconciliations ORDER BY id",
 }
 
 

@@ -54,7 +54,7 @@ async def fed(hmi: Hmi) -> AsyncIterator[tuple[Hmi, TagDB]]:
     publishes them."""
     db = hmi.rt.ctx[TAGDB]
     publish_room_tags(db, hmi.rt.ctx[ASSETS].snapshot, balance=100.0)
-    meters = [m.id for m in hmi.rt.ctx[ASSETS].snapshot.active_meters]
+    meters = [m.id for m in hmi.rt.ctx[ASSETS].snapshot.active_meters if m.polled]
     await until(lambda: all(db.read(f"{m}.comm_ok").value is True for m in meters), timeout=15, what="every meter polled")
     await asyncio.sleep(0.05)  # let the live table take the initial values
     yield hmi, db

@@ -69,6 +69,11 @@ def test_families_of_dynamic_keys_are_complete(catalogs: Catalogs) -> None:
         "alarm.state.": [s.value for s in AlarmState],
         "alarm.priority.": [p.label for p in Priority],
         "meter.kind.": ["electricity", "water"],
+        "meter.role.": ["tenant", "common", "utility", "virtual"],
+        "state.meter.": ["online", "offline", "unknown", "config_error", "manual", "virtual", "inactive"],
+        "apportionment.method.": ["consumption", "area", "equal", "ratio"],
+        "apportionment.settle.": ["balance", "bill"],
+        "apportionment.schedule.": ["monthly", "daily"],
     }
     for prefix, values in families.items():
         missing = [prefix + v for v in values if prefix + v not in en]

@@ -72,11 +72,12 @@ BACK_OFFICE = ("/customers", "/charges", "/billing", "/bills", "/statements", "/
 
 
 async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
+    topology = {"/meters", "/losses", "/apportionment"}  # every role may look at the meter tree
     expected = {
-        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/reports", *BACK_OFFICE},
-        "viewer1": {"/", "/alarms", "/comms", "/tariffs"},  # no report kind is open to a viewer
-        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", "/reports", *BACK_OFFICE},
-        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/reports", *BACK_OFFICE},
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/reports", *BACK_OFFICE, *topology},
+        "viewer1": {"/", "/alarms", "/comms", "/tariffs", *topology},  # no report kind is open to a viewer
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", "/reports", *BACK_OFFICE, *topology},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/reports", *BACK_OFFICE, *topology},
     }
     for user, paths in expected.items():
         async with browser_like() as http:

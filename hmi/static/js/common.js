@@ -183,5 +183,42 @@ document.addEventListener("click", (event) => {
   if (event.target.closest("[data-print]")) window.print();
 });
 
-document.addEventListener("DOMContentLoaded", () => bindApiForms());
-if (document.readyState !== "loading") bindApiForms();
+// phones: the navigation folds behind its Menu button (shown by the stylesheet on narrow screens);
+// without this script it simply stays open
+document.documentElement.classList.add("js");
+document.addEventListener("click", (event) => {
+  const toggle = event.target.closest(".menu-toggle");
+  if (!toggle) return;
+  const nav = document.getElementById(toggle.getAttribute("aria-controls"));
+  const open = toggle.getAttribute("aria-expanded") !== "true";
+  toggle.setAttribute("aria-expanded", String(open));
+  nav?.classList.toggle("open", open);
+});
+
+/** Each cell of a list table gets its column's heading as data-label: on a phone the rows become
+ * cards and each value shows its label (the stylesheet), however the rows were drawn. */
+function labelCells(table) {
+  const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  for (const row of table.querySelectorAll("tbody tr")) {
+    [...row.children].forEach((cell, i) => {
+      if (heads[i] && cell.dataset.label !== heads[i]) cell.dataset.label = heads[i];
+    });
+  }
+}
+
+export function labelTables(root = document) {
+  for (const table of root.querySelectorAll("table.list, table.points")) {
+    labelCells(table);
+    if (table.dataset.labelled) continue;
+    table.dataset.labelled = "1";
+    new MutationObserver(() => labelCells(table)).observe(table, { childList: true, subtree: true });
+  }
+}
+
+function ready() {
+  bindApiForms();
+  labelTables();
+}
+
+document.addEventListener("DOMContentLoaded", ready);
+if (document.readyState !== "loading") ready();

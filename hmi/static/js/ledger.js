@@ -1,7 +1,7 @@
 // Reversing a ledger entry: a dialog asks for the reason; the API posts a compensating entry.
 import { t, api, setText, bindApiForms, localTime } from "./common.js";
 
-const REVERSIBLE = new Set(["opening", "recharge", "refund", "deduction", "charge", "late_fee"]);
+const REVERSIBLE = new Set(["opening", "recharge", "refund", "deduction", "charge", "late_fee", "apportionment"]);
 const RECEIPTS = new Set(["recharge", "refund", "opening", "settlement", "reversal"]);
 
 function label(key, fallback) {

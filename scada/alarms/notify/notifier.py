@@ -15,6 +15,12 @@
    message whose alarm has ended meanwhile is *cancelled* rather than sent late.
 
 Pending and held messages live in the database, so a restart resumes them.
+
+Messages that are not about an alarm (to tenants: reminders, payment confirmations) enter
+through :meth:`Notifier.queue_message` and share the log, the channels, the retries and the
+quiet hours; there a per-recipient rate limit *holds* a message until the window has room,
+and a gateway's HTTP 429 defers it without using up an attempt: such messages are late,
+never lost. A message's ``key`` makes it idempotent (a second one with the key is not queued).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from scada.alarms.notify.templates import MessageTemplates, TemplateProblem
 from scada.core.inputs import InputError, e164, quote
 from scada.db import Database
 
-__all__ = ["Attempt", "Delivery", "Notifier", "notification_event"]
+__all__ = ["Attempt", "Delivery", "Notifier", "QueuedMessage", "notification_event"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,17 @@ class Attempt:
     ts: datetime
     outcome: str
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """Where :meth:`Notifier.queue_message` put a message (or found it, by its key)."""
+    id: int
+    status: str
+    reason: str
+    recipient: str
+    channel: str
+    existing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +329,61 @@ class Notifier:
             assert qh is not None
             return St.HELD, f"quiet hours {qh.start}-{qh.end}"
         return St.PENDING, ""
+
+    # -- messages that are not about an alarm ------------------------------------------------
+    async def queue_message(
+        self,
+        *,
+        key: str,
+        route: str,
+        event: str,
+        channel: str,
+        recipient: str,
+        language: str,
+        subject: str,
+        body: str,
+        subject_id: str = "",
+        quiet_hours: bool = True,
+    ) -> QueuedMessage:
+        """Log one message for delivery: pending, or held for the quiet hours or the rate limit.
+
+        ``key`` is the message's identity: one already logged with it is returned instead."""
+        if channel not in self.channels:
+            raise ValueError(f"channel {channel!r} is not configured")
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            existing = await session.scalar(select(DeliveryRow).where(DeliveryRow.dedup_key == key[:400]).order_by(DeliveryRow.id).limit(1))
+            if existing is not None:
+                return QueuedMessage(existing.id, existing.status, existing.reason, existing.recipient, existing.channel, True)
+            status, reason, when = St.PENDING, "", now
+            limit = self.config.rate_limit
+            since = now - timedelta(seconds=limit.window_s)
+            recent = (await session.scalars(
+                select(DeliveryRow.created_at).where(
+                    DeliveryRow.recipient == recipient, DeliveryRow.created_at >= since,
+                    DeliveryRow.status.in_((St.PENDING, St.HELD, St.SENT)),
+                ).order_by(DeliveryRow.created_at)
+            )).all()
+            if len(recent) >= limit.messages:
+                when = recent[len(recent) - limit.messages] + timedelta(seconds=limit.window_s)
+                status = St.HELD
+                reason = f"rate limit: {limit.messages} messages per {limit.window_s:g} s to this recipient; queued until {when.isoformat()}"
+            release = self._release_at(max(when, now)) if quiet_hours else None
+            if release is not None:
+                qh = self.config.quiet_hours
+                assert qh is not None
+                status, when = St.HELD, release
+                reason = f"quiet hours {qh.start}-{qh.end}" + (f"; {reason}" if reason else "")
+            row = DeliveryRow(
+                created_at=now, alarm_id=None, alarm_key=subject_id[:200], event=event[:16], route=route[:64], channel=channel,
+                recipient=recipient[:255], language=language, subject=subject, body=body, payload="{}", dedup_key=key[:400],
+                status=status, reason=reason, attempts=0, next_attempt_at=when, sent_at=None,
+            )
+            session.add(row)
+            await session.flush()
+            queued = QueuedMessage(row.id, row.status, row.reason, row.recipient, row.channel)
+        self._schedule(queued.id, when)
+        return queued
 
     def _release_at(self, now: datetime) -> datetime | None:
         qh = self.config.quiet_hours

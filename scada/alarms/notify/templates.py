@@ -46,6 +46,7 @@ CLASS_TITLES: dict[str, dict[str, str]] = {
         "over_power": "Power above the limit",
         "historian_buffer": "Historian buffer filling up",
         "login_burst": "Burst of failed logins",
+        "loss_high": "Loss above its limit",
     },
     "zh-CN": {
         "comm_loss": "通信中断",
@@ -60,6 +61,7 @@ CLASS_TITLES: dict[str, dict[str, str]] = {
         "over_power": "功率超限",
         "historian_buffer": "历史数据缓存即将占满",
         "login_burst": "登录失败次数激增",
+        "loss_high": "线损/变损超限",
     },
 }
 PRIORITY_NAMES = {

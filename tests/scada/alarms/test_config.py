@@ -43,7 +43,7 @@ def test_demo_config_has_alarms() -> None:
         ("[alarms.classes.comm_los]\npriority = 'high'\n", "alarms: classes.comm_los: unknown alarm class (classes: comm_loss,"),
         ("[alarms.classes.comm_loss]\npriority = 'urgent'\n", "alarms.classes.comm_loss.priority: expected one of 'low', 'medium', 'high' or 'critical', found 'urgent'"),
         ("[alarms.classes.comm_loss]\ndelay_on_s = -1\n", "alarms.classes.comm_loss.delay_on_s: expected a value >= 0, found -1"),
-        ("[alarms.classes.comm_loss]\nlimit = 2.0\n", "classes.comm_loss: limit and deadband_pct apply only to historian_buffer, login_burst, over_power"),
+        ("[alarms.classes.comm_loss]\nlimit = 2.0\n", "classes.comm_loss: limit and deadband_pct apply only to historian_buffer, login_burst, loss_high, over_power"),
         ("[alarms.classes.tamper]\nack_roles = ['janitor']\n", "alarms.classes.tamper.ack_roles[0]: expected one of"),
         ("[alarms]\nshelve_hours = 3\n", "alarms.shelve_hours: unknown key (allowed here:"),
         (

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from scada.prepaid.accounts import PostResult, RechargeItem
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import MeterSegment
 from scada.users.audit import AuditLog
@@ -70,6 +71,40 @@ async def test_concurrent_recharges_with_one_reference_post_once(site: Site) -> 
     assert sum(not r.replayed for r in results) == 1
     view = await site.engine.account("R1")
     assert view is not None and view.balance_minor == 2_000
+
+
+async def test_recharge_many_posts_each_once_in_one_transaction(site: Site) -> None:
+    await site.flat_tariff()
+    opened = await site.open("R1", opening=0)
+    first = await site.engine.recharge("R1", 1_000, channel="sandbox", reference="T0", actor=CASHIER)
+    seen: list[list[PostResult | PrepaidError]] = []
+
+    async def within(_s: object, results: list[PostResult | PrepaidError]) -> None:
+        seen.append(results)
+
+    items = [
+        RechargeItem("R1", 2_000, "sandbox", "T1"),
+        RechargeItem("R1", 3_000, "sandbox", "T2", account_id=opened.id),
+        RechargeItem("R1", 2_000, "sandbox", "T1"),  # the same recharge again in the batch: answers the first
+        RechargeItem("R1", 1_000, "sandbox", "T0"),  # posted before: a replay
+        RechargeItem("R1", 999, "sandbox", "T2"),  # its reference used for another amount
+        RechargeItem("R1", 500, "sandbox", "T3", account_id=opened.id + 1000),  # not the room's open account
+        RechargeItem("R9", 500, "sandbox", "T4"),  # no open account
+        RechargeItem("R1", 0, "sandbox", "T5"),
+    ]
+    out = await site.engine.accounts.recharge_many(items, actor=CASHIER, within=within)
+    assert seen == [out]
+    ok = [r for r in out if isinstance(r, PostResult)]
+    assert [(r.entry.amount_minor, r.account.balance_minor, r.replayed) for r in ok] == [
+        (2_000, 3_000, False), (3_000, 6_000, False), (2_000, 3_000, True), (1_000, 6_000, True)]  # a replay: the account as it is
+    assert ok[0].entry.id == ok[2].entry.id and ok[3].entry.id == first.entry.id and ok[0].entry.id is not None
+    errors = [(r.status, r.field) for r in out if isinstance(r, PrepaidError)]
+    assert errors == [(409, "reference"), (404, None), (404, None), (422, "amount")]
+    view = await site.engine.account("R1")
+    assert view is not None and view.balance_minor == 6_000
+    _, entries = await site.engine.ledger("R1")
+    assert sorted(e.reference for e in entries if e.kind == "recharge") == ["T0", "T1", "T2"]
+    assert len(await AuditLog(site.db).query(action="account.recharge")) == 3
 
 
 async def test_refund_and_reversal(site: Site) -> None:

@@ -1,0 +1,1 @@
+"""Meter topology: the meter tree, manual readings, virtual meters, losses and apportionment."""
