@@ -276,13 +276,15 @@ class Feed:
                 # an aborted socket does not always wake a pending receive
                 await asyncio.wait((receiver, sender), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                self.clients.discard(client)
                 receiver.cancel()
                 sender.cancel()
-                await asyncio.gather(receiver, sender, return_exceptions=True)
+                cancelled = await _until_done(client, receiver, sender)
+                self.clients.discard(client)  # only now: Feed.close waits for the handlers it knows
                 if client.stalled:
                     _abort(client)  # the sender may have been cancelled while it closed
                 await ws.close()
+                if cancelled:
+                    raise asyncio.CancelledError
             if not sender.cancelled() and sender.exception() is not None:
                 log.error("WebSocket sender failed", extra={"user": user.name}, exc_info=sender.exception())
             if not receiver.cancelled() and receiver.exception() is not None:
@@ -499,6 +501,24 @@ class Feed:
             return None
         client.seq += 1
         return json.dumps({"type": "update", "seq": client.seq, **out}, ensure_ascii=False)
+
+
+async def _until_done(client: _Client, *tasks: asyncio.Task[Any]) -> bool:
+    """Wait until the connection's cancelled tasks have ended, even if this wait is cancelled
+    (they must not outlive their handler; returns whether it was); one stuck on a socket that
+    takes nothing is freed by aborting the connection."""
+    cancelled = False
+    aborted = False
+    while not all(t.done() for t in tasks):
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+        except asyncio.CancelledError:
+            cancelled = True
+            continue
+        if pending and not aborted:
+            aborted = True
+            _abort(client)
+    return cancelled
 
 
 def _abort(client: _Client) -> None:
