@@ -1,7 +1,7 @@
 # make demo   - create .venv, install, run the simulated demo site on the embedded defaults
 # make test   - create .venv, install the test tools and the servers the suite needs, run it
 # make lint   - ruff, the import-linter contracts and mypy (make test runs it first)
-# make bench  - run the benchmarks in bench/ and print their figures
+# make bench  - run the benchmarks in bench/ (15 min budget), figures as JSON under build/bench/
 # Installs are pinned by constraints.txt and re-run only when pyproject.toml or it changes.
 
 PYTHON ?= python3
@@ -41,7 +41,7 @@ test: lint $(VENV)/.test-deps services
 	SCADA_TEST_BUILD=$(abspath $(BUILD)) SCADA_TEST_REQUIRE_SERVICES=1 $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-deps services
-	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

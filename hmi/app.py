@@ -176,6 +176,7 @@ def create_app(
     feed = Feed(
         live, interval_s=config.hmi.push_interval_ms / 1000, alarms=ctx.get(ALARMS), jobs=ctx.get(JOBS),
         max_per_user=config.hmi.ws_max_per_user, max_total=config.hmi.ws_max_total,
+        stall_timeout_s=config.hmi.ws_stall_timeout_s,
     )
     feed.start()
     app[FEED] = feed

@@ -15,9 +15,16 @@ Protocol (JSON text frames):
 
 Flow control: the tag stream only marks a client's dirty set (bounded by the rooms of its
 view: the newest state wins); each client has its own sender task that pushes at most once per
-``hmi.push_interval_ms``, so a slow or stalled client delays nobody else. A client whose
-socket does not drain within :data:`SEND_TIMEOUT_S` is disconnected (it resyncs when it
-reconnects).
+``hmi.push_interval_ms``, so a slow or stalled client delays nobody else. Clients that show
+the same rooms and keep up share the encoded changes of each push (built once per batch of
+changes); a client that falls behind keeps coalescing per room. What one client holds is
+bounded: at most one push in flight (a push is encoded only when the kernel has taken the whole
+previous one) and the dirty set of its view, where
+the newest state replaces what was not sent yet. A client whose socket takes in nothing for
+``hmi.ws_stall_timeout_s`` (:data:`STALL_TIMEOUT_S` by default) is logged with its user and
+closed with code :data:`CLOSE_TOO_SLOW` (1013, "try again later"; it resyncs from a snapshot
+when it reconnects): the close frame is offered for :data:`CLOSE_TIMEOUT_S`, then the
+connection is aborted, which frees its buffers.
 
 Authentication: the page's session cookie (the ``Origin`` must then be this server) or
 ``Authorization: Bearer <token>``; the caller is re-checked every minute, so a revoked session
@@ -55,11 +62,12 @@ from .keys import CONTEXT, SESSION, SESSIONS
 from .live import CATEGORIES, FilterError, LiveRooms, LiveUpdate, RoomFilter, tag_json
 from .security import SESSION_COOKIE
 
-__all__ = ["CLOSE_TOO_MANY", "Feed", "FEED", "SEND_TIMEOUT_S"]
+__all__ = ["CLOSE_TOO_MANY", "CLOSE_TOO_SLOW", "Feed", "FEED", "STALL_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
-SEND_TIMEOUT_S = 30.0
+STALL_TIMEOUT_S = 10.0  # default of hmi.ws_stall_timeout_s
+CLOSE_TOO_SLOW = 1013  # "try again later": the socket took nothing for the stall timeout
 CLOSE_TOO_MANY = 4429  # like HTTP 429: too many live connections (per user or in all)
 CLOSE_TIMEOUT_S = 2.0  # at shutdown: for the peers' close frames, then for their handlers to end
 RECHECK_AUTH_S = 60.0
@@ -111,6 +119,8 @@ class _Client:
         self.seq = 0
         self.pushes = 0
         self.handler: asyncio.Task[Any] | None = None
+        self.transport: asyncio.BaseTransport | None = None
+        self.stalled = False
 
     def mark(self, update: LiveUpdate, live: LiveRooms) -> None:
         if self.view is None:
@@ -163,11 +173,12 @@ class Feed:
         self,
         live: LiveRooms,
         *,
-        interval_s: float = 0.5,
+        interval_s: float = 0.1,
         alarms: AlarmEngine | None = None,
         jobs: Any = None,
         max_per_user: int = 20,
         max_total: int = 1000,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
     ) -> None:
         self.live = live
         self.alarms = alarms
@@ -177,6 +188,8 @@ class Feed:
         self.interval_s = interval_s
         self.max_per_user = max_per_user
         self.max_total = max_total
+        self.stall_timeout_s = stall_timeout_s
+        self.dropped = 0  # clients closed for a stalled socket
         self.clients: set[_Client] = set()
         # connections counted from before the upgrade to the end of their handler
         self._open: Counter[str] = Counter()
@@ -184,6 +197,9 @@ class Feed:
         self.recheck_s = RECHECK_AUTH_S
         self._remove_listener: Callable[[], None] | None = None
         self._remove_alarm_listener: Callable[[], None] | None = None
+        # the JSON of a set of changed rooms, and of the counts of a scope, since the last change
+        self._parts: dict[frozenset[str], str] = {}
+        self._counts: dict[tuple[str | None, str | None], str] = {}
 
     def start(self) -> None:
         self._remove_listener = self.live.add_listener(self._on_update)
@@ -219,6 +235,9 @@ class Feed:
 
     def _on_update(self, update: LiveUpdate) -> None:
         live = self.live
+        # the shared parts describe the rooms as they were: a new batch of changes voids them
+        self._parts.clear()
+        self._counts.clear()
         for client in self.clients:
             client.mark(update, live)
 
@@ -258,7 +277,8 @@ class Feed:
         if isinstance(auth, web.Response):
             return auth
         user, recheck = auth
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
+        # writer_limit=0: every frame waits while the transport is paused (below)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False, writer_limit=0)
         refusal = self._refusal(user.name)
         if refusal is not None:
             await ws.prepare(request)
@@ -270,16 +290,34 @@ class Feed:
             await ws.prepare(request)
             client = _Client(ws, user)
             client.handler = asyncio.current_task()
+            client.transport = request.transport
+            if isinstance(request.transport, asyncio.WriteTransport):
+                # the transport pauses as soon as the kernel leaves anything unsent, and a send
+                # waits until it took it all: one push in flight, the next encoded from the newest
+                # state (asyncio's default would let 64 KiB and aiohttp's 256 KiB of pushes queue)
+                request.transport.set_write_buffer_limits(high=0)
             self.clients.add(client)
-            sender = asyncio.get_running_loop().create_task(self._sender(client), name=f"hmi:ws-sender:{user.name}")
+            loop = asyncio.get_running_loop()
+            sender = loop.create_task(self._sender(client), name=f"hmi:ws-sender:{user.name}")
+            receiver = loop.create_task(self._receiver(client, recheck), name=f"hmi:ws-receiver:{user.name}")
             try:
-                await self._receiver(client, recheck)
+                # the connection ends with the peer (receiver) or with a stalled socket (sender):
+                # an aborted socket does not always wake a pending receive
+                await asyncio.wait((receiver, sender), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                self.clients.discard(client)
+                receiver.cancel()
                 sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await sender
+                cancelled = await _until_done(client, receiver, sender)
+                self.clients.discard(client)  # only now: Feed.close waits for the handlers it knows
+                if client.stalled:
+                    _abort(client)  # the sender may have been cancelled while it closed
                 await ws.close()
+                if cancelled:
+                    raise asyncio.CancelledError
+            if not sender.cancelled() and sender.exception() is not None:
+                log.error("WebSocket sender failed", extra={"user": user.name}, exc_info=sender.exception())
+            if not receiver.cancelled() and receiver.exception() is not None:
+                raise receiver.exception()  # type: ignore[misc]
         finally:
             self._open[user.name] -= 1
             if self._open[user.name] <= 0:
@@ -316,13 +354,33 @@ class Feed:
             if msg.type is not WSMsgType.TEXT:
                 await self._error(client, "expected JSON text frames")
                 continue
-            await self._on_message(client, msg.data)
+            try:
+                await self._on_message(client, msg.data)
+            except TimeoutError:  # an error answer the socket did not take
+                await self._drop(client)
+                return
 
     async def _error(self, client: _Client, message: str, field: str | None = None) -> None:
         body: dict[str, Any] = {"type": "error", "message": message}
         if field:
             body["field"] = field
-        await _send(client.ws, json.dumps(body, ensure_ascii=False))
+        await asyncio.wait_for(_send(client.ws, json.dumps(body, ensure_ascii=False)), self.stall_timeout_s)
+
+    async def _drop(self, client: _Client) -> None:
+        """Close a client whose socket took nothing for the stall timeout, and free its buffers."""
+        if client.stalled or client.ws.closed:
+            return
+        client.stalled = True
+        self.dropped += 1
+        log.warning(
+            "WebSocket client took nothing for %.0f s; closing it", self.stall_timeout_s,
+            extra={"user": client.user.name, "code": CLOSE_TOO_SLOW, "pushes": client.pushes},
+        )
+        # the close frame queues behind what the peer has not read: offer it briefly, then abort
+        # (a plain close would wait for the unread bytes to flush, holding them for ever)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(client.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect to resync"), CLOSE_TIMEOUT_S)
+        _abort(client)
 
     async def _on_message(self, client: _Client, text: str) -> None:
         try:
@@ -376,14 +434,14 @@ class Feed:
                 message = self._message(client)
                 if message is None:
                     continue
-                await asyncio.wait_for(_send(client.ws, message), SEND_TIMEOUT_S)
+                # the next push is encoded only once the socket took this one (newest state wins)
+                await asyncio.wait_for(_send(client.ws, message), self.stall_timeout_s)
                 client.pushes += 1
                 self.pushes += 1
                 # at most one push per interval: what changes meanwhile is coalesced
                 await asyncio.sleep(self.interval_s)
         except TimeoutError:
-            log.warning("WebSocket client too slow; disconnecting", extra={"user": client.user.name})
-            await client.ws.close(code=1013, message=b"too slow: reconnect to resync")
+            await self._drop(client)
         except ConnectionResetError:
             await client.ws.close()
 
@@ -434,12 +492,23 @@ class Feed:
             client.membership_dirty = False
         parts: list[str] = []
         if client.dirty_rooms:
-            encoded = [live.encoded(r) for r in client.dirty_rooms]
+            # clients that show the same rooms and keep up get the same changes: the part is
+            # built once per batch of changes and shared (a client that fell behind has a
+            # larger set, coalesced per room, and gets its own)
+            key = frozenset(client.dirty_rooms)
             client.dirty_rooms.clear()
-            parts.append('"rooms":[' + ",".join(e for e in encoded if e) + "]")
+            part = self._parts.get(key)
+            if part is None:
+                encoded = [live.encoded(r) for r in key]
+                part = self._parts[key] = '"rooms":[' + ",".join(e for e in encoded if e) + "]"
+            parts.append(part)
         if client.counts_dirty:
             client.counts_dirty = False
-            parts.append('"counts":' + json.dumps(live.counts(*client.filter.scope())))
+            scope = client.filter.scope()
+            counts = self._counts.get(scope)
+            if counts is None:
+                counts = self._counts[scope] = '"counts":' + json.dumps(live.counts(*scope))
+            parts.append(counts)
         if not parts:
             return None
         client.seq += 1
@@ -479,6 +548,30 @@ class Feed:
             return None
         client.seq += 1
         return json.dumps({"type": "update", "seq": client.seq, **out}, ensure_ascii=False)
+
+
+async def _until_done(client: _Client, *tasks: asyncio.Task[Any]) -> bool:
+    """Wait until the connection's cancelled tasks have ended, even if this wait is cancelled
+    (they must not outlive their handler; returns whether it was); one stuck on a socket that
+    takes nothing is freed by aborting the connection."""
+    cancelled = False
+    aborted = False
+    while not all(t.done() for t in tasks):
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+        except asyncio.CancelledError:
+            cancelled = True
+            continue
+        if pending and not aborted:
+            aborted = True
+            _abort(client)
+    return cancelled
+
+
+def _abort(client: _Client) -> None:
+    # also when a cancelled close began a graceful close: that one would wait for the peer to read
+    if isinstance(client.transport, asyncio.Transport):
+        client.transport.abort()
 
 
 async def _send(ws: web.WebSocketResponse, text: str) -> None:

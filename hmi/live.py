@@ -224,6 +224,7 @@ class LiveRooms:
         for r in order:
             self._recompute(r)
             self._floor_counts.setdefault(r.info.floor_id, Counter())[r.category] += 1
+        self.tagdb.refilter()  # _wanted answers from the meters just indexed
 
     # -- applying changes ------------------------------------------------------------------
     def _apply(self, batch: Iterable[Any]) -> None:

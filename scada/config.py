@@ -115,6 +115,8 @@ class DatabaseConfig(ConfigModel):
     url: str = "sqlite:///var/scada.db"
     password: SecretRef | None = None
     pool_size: int = Field(default=5, ge=1, le=100)
+    # PostgreSQL: how long a query waits for a free pooled connection before it fails
+    pool_timeout_s: float = Field(default=30.0, ge=0.1, le=600.0)
     echo: bool = False
 
     @field_validator("url")
@@ -162,7 +164,10 @@ class HmiConfig(ConfigModel):
     # "always" behind a TLS-terminating proxy
     secure_cookies: Literal["auto", "always", "never"] = "auto"
     # live pushes to one WebSocket client are coalesced to at most one per this interval
-    push_interval_ms: int = Field(default=500, ge=100, le=10_000)
+    push_interval_ms: int = Field(default=100, ge=50, le=10_000)
+    # a WebSocket client whose socket takes in nothing for this long is closed (code 1013) and
+    # logged: until then it holds at most one push in flight and the newest state of its view
+    ws_stall_timeout_s: float = Field(default=10.0, ge=1.0, le=600.0)
     default_language: Literal["en", "zh-CN"] = "en"
     # live WebSocket connections (/ws): per user, and in all; past either the connection is
     # closed at once with code 4429 and a reason naming the limit

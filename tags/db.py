@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from .model import Quality, QualityReason, TagChange, TagMeta, TagValue, Value, utcnow
+from .model import Quality, QualityReason, TagChange, TagMeta, TagValue, Value, _fast_init, utcnow
 from .subscription import (
     Subscription,
     TagFilter,
@@ -45,6 +45,7 @@ class UnknownTagError(KeyError):
         return f"unknown tag {self.name!r}"
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class TagWrite:
     """One item of a batch write."""
@@ -57,8 +58,11 @@ class TagWrite:
     source_ts: datetime | None = None
 
 
+Route = tuple[Subscription[TagChange], bool, bool]  # (subscription, include_reported, include_late)
+
+
 class _Entry:
-    __slots__ = ("meta", "current", "published")
+    __slots__ = ("meta", "current", "published", "routes", "generation")
 
     def __init__(self, meta: TagMeta, current: TagValue) -> None:
         self.meta = meta
@@ -66,6 +70,10 @@ class _Entry:
         # the value last published as a change; deadband compares against this, not against
         # the previous sample, so a slow drift is still published once it exceeds the band
         self.published = current
+        # the subscriptions whose filter takes this tag, as of the TagDB's routing generation
+        # (filters run once per tag and generation, not on every write)
+        self.routes: tuple[Route, ...] = ()
+        self.generation = -1
 
 
 class TagDB:
@@ -74,6 +82,7 @@ class TagDB:
         # (subscription, its filter, whether it wants unchanged reports, whether it wants late
         # observations), in subscription order
         self._subs: list[tuple[Subscription[TagChange], TagFilter, bool, bool]] = []
+        self._generation = 0  # bumped when subscriptions change or a filter's answers may have
         self.writes = 0
         self.changes = 0
         self.late = 0
@@ -168,6 +177,11 @@ class TagDB:
                 n += 1
         return n
 
+    def _routes(self, name: str, entry: _Entry) -> tuple[Route, ...]:
+        entry.routes = tuple((sub, reported, late) for sub, wants, reported, late in self._subs if wants(name))
+        entry.generation = self._generation
+        return entry.routes
+
     def _write(
         self,
         name: str,
@@ -195,20 +209,26 @@ class TagDB:
         new = TagValue(value, quality, source_ts, server_ts, reason, detail)
         entry.current = new
         published = entry.published
-        changed = (
-            quality is not published.quality
-            or reason is not published.reason
-            or not _same_value(published.value, value, entry.meta.deadband)
-        )
+        pv = published.value
+        if quality is not published.quality or reason is not published.reason:
+            changed = True
+        elif pv.__class__ is value.__class__ and entry.meta.deadband is None:
+            changed = pv != value  # the common case, inlined: same type, no deadband
+        else:
+            changed = not _same_value(pv, value, entry.meta.deadband)
+        routes = entry.routes if entry.generation == self._generation else self._routes(name, entry)
         if changed:
             entry.published = new
             self.changes += 1
-            event = TagChange(name, published, new, True)
-        else:
+            if routes:
+                event = TagChange(name, published, new, True)
+                for sub, _reported, _late in routes:
+                    sub.put(event)
+        elif routes:
             event = TagChange(name, published, new, False)
-        for sub, wants, include_reported, _late in self._subs:
-            if (changed or include_reported) and wants(name):
-                sub.put(event)
+            for sub, reported, _late in routes:
+                if reported:
+                    sub.put(event)
         return changed
 
     def _late(
@@ -228,8 +248,10 @@ class TagDB:
         if quality is Quality.GOOD:
             reason = QualityReason.NONE
         event = TagChange(name, current, TagValue(value, quality, source_ts, server_ts, reason, detail), True, True)
-        for sub, wants, _reported, include_late in self._subs:
-            if include_late and wants(name):
+        entry = self._entries[name]
+        routes = entry.routes if entry.generation == self._generation else self._routes(name, entry)
+        for sub, _reported, include_late in routes:
+            if include_late:
                 sub.put(event)
 
     # -- subscriptions --------------------------------------------------------------------
@@ -254,10 +276,18 @@ class TagDB:
             self._unsubscribe, key=tag_change_key, merge=merge_tag_changes, maxsize=maxsize, name=name
         )
         self._subs.append((sub, tag_filter, include_reported, include_late))
+        self._generation += 1
         return sub
 
     def _unsubscribe(self, sub: Subscription[TagChange]) -> None:
         self._subs = [route for route in self._subs if route[0] is not sub]
+        self._generation += 1
+
+    def refilter(self) -> None:
+        """Ask every subscription's filter again. A filter is asked once per tag (and again
+        after a subscribe or unsubscribe); one whose answers depend on state of its own (the
+        meters of a site that was reloaded) calls this when that state changed."""
+        self._generation += 1
 
     @property
     def subscriptions(self) -> tuple[Subscription[TagChange], ...]:

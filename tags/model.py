@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 __all__ = [
     "DataType",
@@ -20,6 +21,32 @@ __all__ = [
 ]
 
 Value = bool | int | float | str | None
+
+
+_C = TypeVar("_C")
+
+
+def _fast_init(cls: type[_C]) -> type[_C]:
+    """Give a frozen, slotted dataclass an ``__init__`` that fills its slots directly.
+
+    The generated one goes through ``object.__setattr__`` for each field (the price of
+    ``frozen``), about four times slower; these classes are built for every tag write. The
+    signature, defaults and frozenness stay the dataclass's own."""
+    params, body = [], []
+    namespace: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        else:
+            params.append(f.name)
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__  # the slot's descriptor
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)  # noqa: S102 - as dataclasses does
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
 
 
 def utcnow() -> datetime:
@@ -84,6 +111,7 @@ class TagMeta:
             raise ValueError(f"tag {self.name}: deadband must be >= 0, got {self.deadband}")
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class TagValue:
     """One immutable observation of a tag.
@@ -106,6 +134,7 @@ class TagValue:
         return self.quality is Quality.GOOD
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class TagChange:
     """An event from the TagDB: ``changed`` is False for a fresh report of the same state.

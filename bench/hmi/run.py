@@ -4,7 +4,7 @@ How it is measured:
 
 - The server is the real one (``scada.server.build_runtime``: database, tags, poller, command
   path, alarm engine, HMI) in a child process, on SQLite, with a generated site of 1,000 rooms (one electricity meter
-  each) and the default push interval (500 ms). Inside it a driver plays the poller and the
+  each) and the default push interval (100 ms). Inside it a driver plays the poller and the
   prepaid engine: every 100 ms it writes the balance of a tenth of the rooms, so every room
   changes once per second (1,000 room tag changes/s). Nobody serves the meters: the poller
   marks them offline once at the start and then stays quiet.
@@ -16,7 +16,11 @@ How it is measured:
   client counts once), and pushes (WebSocket messages) per second.
 - Latency: for each room in a push, the client's receive time minus the room's ``ts`` (the
   server time at which its newest tag change was written). Both clocks are this machine's
-  wall clock. The push interval coalesces changes, so about half of it (~250 ms) is the floor.
+  wall clock. The push interval coalesces changes, so about half of it (~50 ms) is the floor.
+- Cases: "page" and "all" at ``--clients``; "page+stalled" adds one client viewing every room
+  that reads nothing (its socket's buffers fill; the others must not notice); "many" is the
+  page case at ``--many-clients`` (1,000). Clients open ten at a time per process.
+- The figures go to ``build/bench/hmi.json`` (``--json``).
 - Server CPU: the child process's user+system CPU time over the measured window (psutil), as
   a share of one core. Clients and server share the machine's two cores.
 
@@ -67,7 +71,7 @@ def site_toml(rooms: int, per_floor: int = 50) -> str:
     return "\n".join(out)
 
 
-def config_toml(folder: Path, port: int, rooms: int) -> str:
+def config_toml(folder: Path, port: int, rooms: int, max_clients: int) -> str:
     links = "".join(f'\n[[links]]\nname = "gw-{i}"\nhost = "127.0.0.1"\nport = 9\n' for i in range(1, -(-rooms // 200) + 1))
     return f"""
 [site]
@@ -91,6 +95,8 @@ probe_max_s = 600
 [hmi]
 host = "127.0.0.1"
 port = {port}
+ws_max_per_user = {max_clients}   # every bench client signs in as the same user
+ws_max_total = {max_clients}
 
 [admin]
 password = {{ env = "SCADA_ADMIN_PASSWORD" }}
@@ -149,12 +155,20 @@ async def serve(config_path: str) -> None:
 
 
 # -- the clients (worker processes) -----------------------------------------------------
-async def _client(url: str, token: str, sub: dict[str, Any], window: list[float], out: dict[str, Any], ready: asyncio.Event) -> None:
+# clients open a few at a time: each opening checks its token in the database, and a thousand at
+# once queue on the server's connection pool (30 s timeout) rather than measure the feed
+OPENING = 10
+
+
+async def _client(url: str, token: str, sub: dict[str, Any], window: list[float], out: dict[str, Any], ready: asyncio.Event,
+                  opening: asyncio.Semaphore) -> None:
     from websockets.asyncio.client import connect
 
-    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=16 * 2**20, open_timeout=60) as ws:
+    async with opening:
+        ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=16 * 2**20, open_timeout=120)
         await ws.send(json.dumps({"type": "subscribe", **sub}))
         first = json.loads(await ws.recv())
+    async with ws:
         if first.get("type") != "snapshot":
             raise RuntimeError(f"expected a snapshot, got {first}")
         ready.set()
@@ -181,11 +195,31 @@ async def _client(url: str, token: str, sub: dict[str, Any], window: list[float]
                     lat.append(now - r["ts"])
 
 
-async def _clients(url: str, token: str, subs: list[dict[str, Any]], conn: Any) -> None:
-    out: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": []}
+async def _stalled(url: str, token: str, sub: dict[str, Any], window: list[float], out: dict[str, Any], ready: asyncio.Event,
+                   opening: asyncio.Semaphore) -> None:
+    """A client that subscribes and then reads nothing (its socket's buffers fill up)."""
+    from websockets.asyncio.client import connect
+
+    # max_queue=1: the library stops reading from the socket once one message waits unread
+    async with opening:
+        ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=16 * 2**20,
+                           open_timeout=120, max_queue=1, close_timeout=1)
+    async with ws:
+        await ws.send(json.dumps({"type": "subscribe", **sub}))
+        ready.set()
+        while not window or time.time() < window[1]:
+            await asyncio.sleep(0.2)
+        out["stalled_closed"] += ws.state.name != "OPEN"
+
+
+async def _clients(url: str, token: str, subs: list[dict[str, Any]], conn: Any, stalled: int = 0) -> None:
+    out: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": [], "stalled_closed": 0}
     window: list[float] = []
-    readies = [asyncio.Event() for _ in subs]
-    tasks = [asyncio.create_task(_client(url, token, sub, window, out, ready)) for sub, ready in zip(subs, readies, strict=False)]
+    readies = [asyncio.Event() for _ in range(len(subs) + stalled)]
+    opening = asyncio.Semaphore(OPENING)
+    tasks = [asyncio.create_task(_client(url, token, sub, window, out, ready, opening)) for sub, ready in zip(subs, readies, strict=False)]
+    tasks += [asyncio.create_task(_stalled(url, token, {"view": "overview", "page": 1, "page_size": 100_000}, window, out, ready, opening))
+              for ready in readies[len(subs):]]
     await asyncio.gather(*(r.wait() for r in readies))
     conn.send("ready")
     start, end = await asyncio.to_thread(conn.recv)
@@ -196,12 +230,13 @@ async def _clients(url: str, token: str, subs: list[dict[str, Any]], conn: Any) 
     conn.send(out)
 
 
-def client_worker(url: str, token: str, subs: list[dict[str, Any]], conn: Any) -> None:
-    asyncio.run(_clients(url, token, subs, conn))
+def client_worker(url: str, token: str, subs: list[dict[str, Any]], conn: Any, stalled: int = 0) -> None:
+    asyncio.run(_clients(url, token, subs, conn, stalled))
 
 
 def run_case(
-    base: str, token: str, *, clients: int, page_size: int, pages: int, procs: int, warmup: float, seconds: float, server_pid: int
+    base: str, token: str, *, clients: int, page_size: int, pages: int, procs: int, warmup: float, seconds: float, server_pid: int,
+    stalled: int = 0,
 ) -> dict[str, float]:
     import multiprocessing
 
@@ -213,11 +248,11 @@ def run_case(
     workers = []
     for p in range(procs):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=client_worker, args=(url, token, subs[p::procs], child), daemon=True)
+        proc = ctx.Process(target=client_worker, args=(url, token, subs[p::procs], child, stalled if p == 0 else 0), daemon=True)
         proc.start()
         workers.append((proc, parent))
     for _, conn in workers:
-        if not conn.poll(120) or conn.recv() != "ready":
+        if not conn.poll(600) or conn.recv() != "ready":
             raise SystemExit("clients did not connect")
     start = time.time() + warmup
     end = start + seconds
@@ -228,12 +263,12 @@ def run_case(
     cpu0 = server.cpu_times()
     time.sleep(max(0.0, end - time.time()))
     cpu1 = server.cpu_times()
-    total: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": [], "cpu_s": 0.0}
+    total: dict[str, Any] = {"rooms": 0, "pushes": 0, "errors": 0, "latencies": [], "cpu_s": 0.0, "stalled_closed": 0}
     for proc, conn in workers:
         if not conn.poll(60):
             raise SystemExit("clients did not report")
         out = conn.recv()
-        for key in ("rooms", "pushes", "errors", "cpu_s"):
+        for key in ("rooms", "pushes", "errors", "cpu_s", "stalled_closed"):
             total[key] += out[key]
         total["latencies"].extend(out["latencies"])
         proc.join(10)
@@ -247,10 +282,12 @@ def run_case(
         "server_cpu_pct": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / seconds * 100,
         "client_cpu_pct": total["cpu_s"] / seconds * 100,
         "errors": total["errors"],
+        "stalled_clients": stalled,
+        "stalled_closed": total["stalled_closed"],
     }
 
 
-def overview_at_scale(rooms: int) -> None:
+def overview_at_scale(rooms: int) -> dict[str, float]:
     """Time the live room table's work at ``rooms`` rooms (in memory, no network)."""
     from decimal import Decimal
 
@@ -345,6 +382,7 @@ def overview_at_scale(rooms: int) -> None:
             runs.append((time.perf_counter() - t) * 1000)
         return statistics.median(runs)
 
+    figures: dict[str, float] = {"rooms": rooms, "build_ms": build_ms, "apply_all_ms": apply_ms}
     print(f"\n[scale] the overview at {rooms:,} rooms (in process, median of 20)")
     print(f"  live room table built in {build_ms:.0f} ms; a batch changing every room applied in {apply_ms:.0f} ms")
     for label, f in (
@@ -356,11 +394,14 @@ def overview_at_scale(rooms: int) -> None:
         ("search 'R7'", RoomFilter(q="R7")),
     ):
         page = live.page(f, 1, 120)
-        print(f"  page of 120, {label}: {median_ms(lambda f=f: live.page(f, 1, 120)):.2f} ms ({page.total:,} match)")
+        ms = median_ms(lambda f=f: live.page(f, 1, 120))
+        figures[f"page_ms[{label}]"] = ms
+        print(f"  page of 120, {label}: {ms:.2f} ms ({page.total:,} match)")
     live.close()
+    return figures
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def run_bench(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
     import urllib.request
 
     from tests.services import free_port, wait_port
@@ -369,7 +410,8 @@ def run_bench(args: argparse.Namespace) -> int:
         folder = Path(tmp)
         (folder / "site.toml").write_text(site_toml(args.rooms), encoding="utf-8")
         port = free_port()
-        (folder / "scada.toml").write_text(config_toml(folder, port, args.rooms), encoding="utf-8")
+        max_clients = max(args.clients, args.many_clients) + 10
+        (folder / "scada.toml").write_text(config_toml(folder, port, args.rooms, max_clients), encoding="utf-8")
         env = dict(os.environ, SCADA_ADMIN_PASSWORD=ADMIN_PASSWORD)
         child = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(folder / "scada.toml")], stdout=subprocess.PIPE, env=env
@@ -390,26 +432,35 @@ def run_bench(args: argparse.Namespace) -> int:
                 token = json.loads(r.read())["token"]
             print(
                 f"HMI feed bench: {args.clients} WebSocket clients, {args.rooms} rooms each changing every second "
-                f"({args.rooms} room tag changes/s), push interval 500 ms"
+                f"({args.rooms} room tag changes/s), default push interval (100 ms)"
             )
             print(
                 f"python {platform.python_version()}, {os.cpu_count()} cores; clients in {args.procs} process(es); "
                 f"warm-up {args.warmup:g} s, measured {args.seconds:g} s per case"
             )
-            for name, page_size in (("page", 120), ("all", args.rooms)):
+            cases = [("page", args.clients, 120, 0), ("all", args.clients, args.rooms, 0), ("page+stalled", args.clients, 120, 1)]
+            if args.many_clients:
+                cases.append(("many", args.many_clients, 120, 0))
+            wanted = set(args.cases.split(","))
+            for name, clients, page_size, stalled in cases:
+                if name not in wanted:
+                    continue
                 pages = -(-args.rooms // page_size)
                 res = run_case(
                     base,
                     token,
-                    clients=args.clients,
+                    clients=clients,
                     page_size=page_size,
                     pages=pages,
                     procs=args.procs,
                     warmup=args.warmup,
                     seconds=args.seconds,
                     server_pid=child.pid,
+                    stalled=stalled,
                 )
-                print(f"\n[{name}] each client views {page_size} rooms ({pages} page(s), clients spread over them)")
+                results.append({"case": name, "clients": clients, "page_size": page_size, **res})
+                print(f"\n[{name}] {clients} clients, each viewing {page_size} rooms ({pages} page(s), clients spread over them)"
+                      + (f", plus {stalled} client(s) viewing every room that read nothing" if stalled else ""))
                 print(
                     f"  room updates delivered: {res['room_updates_per_s']:,.0f}/s in {res['pushes_per_s']:,.0f} pushes/s"
                 )
@@ -437,14 +488,32 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     parser.add_argument("--scale-rooms", type=int, default=10_000, help="rooms of the in-process overview measurement")
+    parser.add_argument("--many-clients", type=int, default=1000, help="clients of the large page case (0: skip it)")
+    parser.add_argument("--cases", default="page,all,page+stalled,many", help="which cases to run")
+    parser.add_argument("--json", default="build/bench/hmi.json", help="where the figures are written")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve))
         return 0
-    code = run_bench(args)
-    overview_at_scale(args.scale_rooms)
+    results: list[dict[str, Any]] = []
+    code = run_bench(args, results)
+    scale = overview_at_scale(args.scale_rooms)
+    write_json(args.json, {
+        "bench": "hmi", "rooms": args.rooms, "seconds": args.seconds, "warmup": args.warmup, "procs": args.procs,
+        "push_interval_ms": 100, "cases": results, "scale": scale,
+        "python": platform.python_version(), "cores": os.cpu_count(),
+    })
     return code
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    out = Path(path)
+    if not out.is_absolute():
+        out = Path(__file__).resolve().parents[2] / out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"figures written to {out}")
 
 
 if __name__ == "__main__":

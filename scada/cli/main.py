@@ -15,6 +15,7 @@ import sys
 
 from scada.config import ConfigError, ScadaConfig, config_from_args, load_config, security_problems
 from scada.core.console import out
+from scada.core.gctune import freeze_startup, tune_for_server
 from scada.core.logs import configure_logging
 from scada.server import COMMANDS, build_runtime
 
@@ -24,8 +25,14 @@ log = logging.getLogger("scada")
 
 
 async def _serve(config: ScadaConfig, *, demo: bool) -> int:
+    tune_for_server()
     runtime = build_runtime(config, demo=demo, announce=out)
-    return await runtime.run(ready=lambda: log.info("ready", extra={"site": config.site.name}))
+
+    def ready() -> None:
+        freeze_startup()
+        log.info("ready", extra={"site": config.site.name})
+
+    return await runtime.run(ready=ready)
 
 
 def _secure(config: ScadaConfig, source: str) -> ScadaConfig:

@@ -23,7 +23,7 @@ def open_database(config: ScadaConfig) -> Database:
     """The configured database (not yet migrated); the password comes from its secret."""
     password = config.database.password.get(Path(config.base_dir)) if config.database.password else None
     url = async_url(config.database.url, password=password, base_dir=Path(config.base_dir))
-    return Database(url, pool_size=config.database.pool_size, echo=config.database.echo)
+    return Database(url, pool_size=config.database.pool_size, pool_timeout_s=config.database.pool_timeout_s, echo=config.database.echo)
 
 
 async def with_database(config: ScadaConfig, fn: Callable[[Database], Awaitable[T]]) -> T:

@@ -13,6 +13,7 @@ contend with billing for it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,11 +73,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Database:
-    def __init__(self, url: URL | str, *, pool_size: int = 5, echo: bool = False) -> None:
+    def __init__(self, url: URL | str, *, pool_size: int = 5, pool_timeout_s: float = 30.0, echo: bool = False) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect != "sqlite":
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=pool_timeout_s)
+        # credential lookups (a session cookie, an API token) wait here, not in the pool: a storm
+        # of them (every WebSocket reconnecting at once) takes at most pool_size connections,
+        # leaves the overflow to the rest of the server, and never runs into the pool's timeout
+        self._lookup_slots = asyncio.Semaphore(pool_size)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -99,6 +104,13 @@ class Database:
         """A session for lookups that only read (``async with db.reads() as s:``): on SQLite a
         read-only connection that never takes the write lock (WAL readers do not wait for writers)."""
         return self._reads()
+
+    @asynccontextmanager
+    async def lookup(self) -> AsyncIterator[AsyncSession]:
+        """A read session (:meth:`reads`) for a lookup that any number of requests may make at
+        once (who is calling): at most ``pool_size`` of them hold a connection, the rest queue."""
+        async with self._lookup_slots, self.reads() as session:
+            yield session
 
     @property
     def dialect(self) -> str:

@@ -38,7 +38,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         if isinstance(value, float):
             raise TypeError("ExactDecimal refuses float; pass a Decimal or a string")
-        d = Decimal(value)
+        d = value if value.__class__ is Decimal else Decimal(value)
         if not d.is_finite():
             raise ValueError(f"ExactDecimal refuses {value!r}")
         return format(d, "f") if dialect.name == "sqlite" else d
@@ -60,7 +60,8 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise ValueError(f"UtcDateTime needs an aware datetime, got {value!r}")
-        value = value.astimezone(UTC)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

@@ -19,9 +19,10 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.db.bulk import bulk_insert, bulk_update
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
 from scada.prepaid.levels import level_for, next_level
 from scada.prepaid.models import (
@@ -117,7 +118,9 @@ class Biller:
         states = await self._states(s, ids, now)
         accounts = await self._accounts(s, {st.account_id for st in states.values() if st.account_id is not None})
         timelines = await self.tariffs.timelines(s)
-        usage = await self.load_usage(s, accounts, readings, states)
+        # the cycles' usage only prices tiers: without a tiered version there is none to load
+        tiered = any(v.definition.tiers is not None for tl in timelines.values() for v in tl.versions)
+        usage = await self.load_usage(s, accounts, readings, states) if tiered else {}
         rows: list[dict[str, Any]] = []
         touched: set[int] = set()
         dirty: dict[str, Any] = {}
@@ -161,16 +164,24 @@ class Biller:
                         out.billed += 1
                     else:
                         out.skipped += 1
-        if rows:
-            # Core insert on the table (not the ORM bulk path); __table__ is typed FromClause
-            await s.execute(insert(cast(Table, LedgerEntry.__table__)), rows)
+        await LEDGER_INSERT.execute(s, [tuple(map(row.get, LEDGER_KEYS)) for row in rows])
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
             self.update_level(account, credited=False)
             out.accounts[account_id] = account_view(account)
-        await _write_back(s, MeterState.__table__, "meter_id", STATE_COLUMNS, [st for st in dirty.values() if isinstance(st, Row)])
-        await _write_back(s, Account.__table__, "id", ACCOUNT_COLUMNS, [accounts[a] for a in touched])
+        moved: list[tuple[Any, ...]] = []
+        full: list[tuple[Any, ...]] = []
+        for st in dirty.values():
+            if not isinstance(st, Row):
+                continue  # an ORM object (a meter seen for the first time): the unit of work writes it
+            if st.hold_kind is None and st.hold_ts is None and st.hold_reading is None and st.hold_since is None:
+                moved.append((st.meter_id, st.last_reading, st.last_ts, st.last_registers, st.updated_at))
+            else:
+                full.append((st.meter_id, *(getattr(st, c) for c in STATE_COLUMNS)))
+        await STATE_CURSOR_UPDATE.execute(s, moved)
+        await STATE_UPDATE.execute(s, full)
+        await ACCOUNT_UPDATE.execute(s, [(a.id, *(getattr(a, c) for c in ACCOUNT_COLUMNS)) for a in (accounts[i] for i in touched)])
         return out
 
     # -- pieces, also used by the engine's operations (close, replacement, review) ---------------
@@ -299,7 +310,8 @@ class Biller:
         ids = list(ids)
         t = MeterState.__table__
         result = await s.execute(select(t).where(t.c.meter_id.in_(ids)).with_for_update())
-        states: dict[str, Any] = {m["meter_id"]: Row(m) for m in result.mappings()}
+        keys = tuple(result.keys())
+        states: dict[str, Any] = {st.meter_id: st for st in (Row.of(keys, r) for r in result.all())}
         missing = [m for m in ids if m not in states]
         if missing:
             states.update(await self._discover(s, missing, now))
@@ -335,7 +347,8 @@ class Biller:
             return {}
         t = Account.__table__
         result = await s.execute(select(t).where(t.c.id.in_(wanted)).order_by(t.c.id).with_for_update())
-        return {m["id"]: Row(m) for m in result.mappings()}
+        keys = tuple(result.keys())
+        return {a.id: a for a in (Row.of(keys, r) for r in result.all())}
 
     async def load_usage(
         self, s: AsyncSession, accounts: dict[int, Account], readings: Sequence[Reading], states: dict[str, MeterState]
@@ -366,12 +379,22 @@ class Biller:
 
 
 # Batches read and write meter states and accounts with Core statements (one executemany per
-# table), not through the ORM's unit of work: at thousands of readings per transaction the
-# ORM's bookkeeping costs more than the SQL. Operations on single accounts use ORM objects;
-# the pieces above work on either (they only read and set attributes).
+# table, compiled once: scada.db.bulk), not through the ORM's unit of work: at thousands of
+# readings per transaction the ORM's bookkeeping costs more than the SQL. Operations on single
+# accounts use ORM objects; the pieces above work on either (they only read and set attributes).
 STATE_COLUMNS = ("last_reading", "last_ts", "last_registers", "hold_kind", "hold_detail", "hold_reading", "hold_ts",
                  "hold_registers", "hold_since", "updated_at")
+CURSOR_COLUMNS = ("last_reading", "last_ts", "last_registers", "updated_at")
 ACCOUNT_COLUMNS = ("balance_minor", "remainder", "alarm_level", "updated_at")
+LEDGER_KEYS = tuple(c.name for c in LedgerEntry.__table__.columns if c.name != "id")
+
+_state_table = cast(Table, MeterState.__table__)
+_account_table = cast(Table, Account.__table__)
+LEDGER_INSERT = bulk_insert(cast(Table, LedgerEntry.__table__), LEDGER_KEYS)
+# a meter without a hold only moves its cursor: the narrower statement binds less per row
+STATE_CURSOR_UPDATE = bulk_update(_state_table, "meter_id", CURSOR_COLUMNS)
+STATE_UPDATE = bulk_update(_state_table, "meter_id", STATE_COLUMNS)
+ACCOUNT_UPDATE = bulk_update(_account_table, "id", ACCOUNT_COLUMNS)
 
 
 class Row:
@@ -380,12 +403,14 @@ class Row:
     def __init__(self, mapping: Any) -> None:
         self.__dict__.update(mapping)
 
+    def __getattr__(self, name: str) -> Any:  # only for names the row has not: typing says "any column"
+        raise AttributeError(name)
 
-async def _write_back(s: AsyncSession, table: Any, key: str, columns: tuple[str, ...], rows: list[Any]) -> None:
-    if not rows:
-        return
-    stmt = update(table).where(table.c[key] == bindparam("_key")).values({c: bindparam(c) for c in columns})
-    await s.execute(stmt, [{"_key": getattr(r, key), **{c: getattr(r, c) for c in columns}} for r in rows])
+    @classmethod
+    def of(cls, keys: Sequence[str], values: Sequence[Any]) -> Row:
+        row = cls.__new__(cls)
+        row.__dict__ = dict(zip(keys, values, strict=True))
+        return row
 
 
 def new_state(

@@ -290,6 +290,22 @@ def price_consumption(
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if end < start:
         start = end
+    if registers is not None:
+        quote = _by_registers_one_version(timeline, start, end, quantity, registers)
+        if quote is not None:
+            return quote
+    return _price_general(timeline, tz, start, end, quantity, registers, cycle_usage)
+
+
+def _price_general(
+    timeline: TariffTimeline,
+    tz: ZoneInfo,
+    start: dt.datetime,
+    end: dt.datetime,
+    quantity: Decimal,
+    registers: Mapping[str, Decimal] | None,
+    cycle_usage: Mapping[str, Decimal] | None,
+) -> Quote:
     coarse = _coarse(timeline, start, end, tz)
     use_registers = False
     if registers is not None:
@@ -361,6 +377,54 @@ def price_consumption(
         lines = _merge_tier_lines(lines)
         total = sum((line.amount for line in lines), ZERO)
     return Quote(lines, total, quantity, use_registers, added)
+
+
+def _by_registers_one_version(
+    timeline: TariffTimeline, start: dt.datetime, end: dt.datetime, quantity: Decimal, registers: Mapping[str, Decimal]
+) -> Quote | None:
+    """The common case priced directly: per-period registers, one time-of-use version in force
+    over the whole interval, no tiers. The quote is the one the general path builds (one energy
+    line per period with consumption, in the registers' order); None when the case does not apply."""
+    version = timeline.at(start)
+    defn = version.definition
+    tou = defn.tou
+    if tou is None or defn.tiers is not None or timeline.changes_within(start, end):
+        return None
+    prices = _period_prices(defn)
+    lines: list[Line] = []
+    with exact():
+        total = ZERO
+        for period, q in registers.items():
+            if q < 0:
+                raise PricingError("negative register quantity")
+            if q == 0:
+                continue
+            price = prices.get(period)
+            if price is None:
+                return None  # a period the version does not know: split by time instead
+            q = ZERO + q  # the general path's sum of portions (same exponent, not just same value)
+            amount = q * price
+            total += amount
+            lines.append(Line("energy", version.version, period, None, q, price, amount, start, end))
+        if sum(registers.values(), ZERO) != quantity:
+            raise PricingError("register quantities do not add up to the quantity")
+    return Quote(lines, total, quantity, True, {})
+
+
+_PRICES: dict[int, tuple[TariffDefinition, dict[str, Decimal]]] = {}
+
+
+def _period_prices(defn: TariffDefinition) -> dict[str, Decimal]:
+    """The version's price per period (cached by definition: definitions are not changed)."""
+    hit = _PRICES.get(id(defn))
+    if hit is not None and hit[0] is defn:
+        return hit[1]
+    assert defn.tou is not None
+    prices = {p.name: p.price for p in defn.tou.periods}
+    if len(_PRICES) > 1000:
+        _PRICES.clear()
+    _PRICES[id(defn)] = (defn, prices)
+    return prices
 
 
 def _merge_tier_lines(lines: list[Line]) -> list[Line]:

@@ -107,19 +107,26 @@ def assess(
     with exact():
         elapsed = reading.ts - last_ts
         micros = (elapsed.days * 86_400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
-        resolution = _resolution(value, last_value)
         # energy is compared in kWh × µs/h to stay exact: consumption ≤ power × elapsed hours,
         # plus two register steps of slack (a reading may be one step ahead of its timestamp)
         scale = Decimal(3_600_000_000)
-        slack = 2 * resolution * multiplier * scale
+        resolution: Decimal | None = None
+
+        def step() -> Decimal:
+            nonlocal resolution
+            if resolution is None:
+                resolution = _resolution(value, last_value)
+            return resolution
 
         def plausible(quantity: Decimal) -> bool:
             if max_power_kw is None:
                 return True
-            return quantity * multiplier * scale <= max_power_kw * margin * micros + slack
+            energy, limit = quantity * multiplier * scale, max_power_kw * margin * micros
+            # the slack (never negative) is worked out only when it can matter
+            return energy <= limit or energy <= limit + 2 * step() * multiplier * scale
 
         if value < last_value:
-            for modulus in rollover_moduli(last_value, resolution):
+            for modulus in rollover_moduli(last_value, step()):
                 wrapped = value + modulus - last_value
                 if plausible(wrapped):
                     return Assessment(

@@ -304,7 +304,7 @@ class UserStore:
         if not token.startswith("sct_") or len(token) > 100:
             return None
         now = utcnow()
-        async with self.db.reads() as s:
+        async with self.db.lookup() as s:
             row = (
                 await s.execute(
                     select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(

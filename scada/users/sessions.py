@@ -75,7 +75,7 @@ class SessionStore:
             return None
         sid = _hash(token)
         now = utcnow()
-        async with self.db.reads() as s:  # every page view: never waits for the write lock
+        async with self.db.lookup() as s:  # every page view: never waits for the write lock
             row = (await s.execute(select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.id == sid))).first()
         if row is None:
             return None

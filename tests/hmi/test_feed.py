@@ -271,6 +271,7 @@ async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
     publish_room_tags(db, snap)
     headers = await token_headers(hmi)
     feed = feed_of(hmi)
+    feed.stall_timeout_s = 600.0  # held, not yet closed (closing it is tested above)
     # a client of all 1,000 rooms (~0.5 MB per push) that never reads: the kernel's buffers
     # fill after a few pushes and its sender waits, alone
     stalled = await asyncio.to_thread(_stalled_client, hmi, headers, {"view": "overview", "page_size": 1000})
@@ -290,5 +291,75 @@ async def test_a_stalled_client_delays_nobody(big_hmi: Hmi) -> None:
             assert stalled_client.pushes < 25, stalled_client.pushes
             assert len(stalled_client.dirty_rooms) <= len(rooms)
             assert stalled_client in feed.clients
+    finally:
+        stalled.close()
+
+
+async def test_the_shared_encoding_is_never_stale(fed: tuple[Hmi, TagDB]) -> None:
+    """Two clients that show the same room share each push's encoded part; a change between
+    pushes voids it, so both get the new value; a client of other rooms gets its own part."""
+    hmi, db = fed
+    headers = await token_headers(hmi)
+    async with (
+        connect(ws_url(hmi), additional_headers=headers) as a,
+        connect(ws_url(hmi), additional_headers=headers) as b,
+        connect(ws_url(hmi), additional_headers=headers) as other,
+    ):
+        # one room per view: whatever else changes (the poller), the set of changed rooms of a
+        # push is always the same, so a part kept past a change would be served again
+        for ws in (a, b):
+            assert [r["id"] for r in (await subscribe(ws, view="overview", filter={"q": "B1-R101"}))["rooms"]] == ["B1-R101"]
+        assert [r["id"] for r in (await subscribe(other, view="overview", filter={"q": "B1-R102"}))["rooms"]] == ["B1-R102"]
+        for round_ in range(6):
+            value = 10.0 + round_
+            expected = f"{value:.2f}"
+            db.write(room_tag("B1-R101", "balance"), value)
+            db.write(room_tag("B1-R102", "balance"), 50.0 + round_)
+            got = []
+            for ws in (a, b):
+                msg = await recv_until(ws, lambda m, expected=expected: rooms_of(m).get("B1-R101", {}).get("balance") == expected)
+                assert set(rooms_of(msg)) == {"B1-R101"}
+                got.append(rooms_of(msg)["B1-R101"])
+            assert got[0] == got[1]
+            msg = await recv_until(other, lambda m, round_=round_: rooms_of(m).get("B1-R102", {}).get("balance") == f"{50 + round_:.2f}")
+            assert set(rooms_of(msg)) == {"B1-R102"}
+
+
+async def test_a_client_that_reads_nothing_is_closed_and_bounded(fed: tuple[Hmi, TagDB], caplog: pytest.LogCaptureFixture) -> None:
+    """A client that stops reading holds at most one push in flight and the newest state of its
+    view; once its socket took nothing for the stall timeout it is closed and logged with its
+    user, while another client keeps getting every change."""
+    hmi, db = fed
+    feed = feed_of(hmi)
+    feed.stall_timeout_s = 1.0
+    headers = await token_headers(hmi)
+    stalled = await asyncio.to_thread(_stalled_client, hmi, headers, {"view": "overview", "page_size": 1000})
+    try:
+        async with connect(ws_url(hmi), additional_headers=headers) as ws:
+            await subscribe(ws, view="overview", filter={"floor": "B1-F1"})
+            await until(lambda: any(c.page_size == 1000 for c in feed.clients), timeout=5, what="the stalled client subscribed")
+            client = next(c for c in feed.clients if c.page_size == 1000)
+            assert isinstance(client.transport, asyncio.Transport)
+            # a small send buffer on the server's side too, so that a few pushes fill the kernel's
+            client.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            rooms = list(hmi.rt.ctx[ASSETS].snapshot.rooms)
+            for round_ in range(400):
+                if client not in feed.clients:
+                    break
+                for room in rooms:
+                    db.write(room_tag(room, "balance"), round_ + len(room) / 1000)
+                expected = f"{round_ + len('B1-R101') / 1000:.2f}"
+                await recv_until(ws, lambda m, expected=expected: rooms_of(m).get("B1-R101", {}).get("balance") == expected)
+                # what the server holds for it: one push in flight (~22 KB of 60 rooms), not a
+                # queue of pushes; its newest state waits in its dirty set
+                assert client.transport.get_write_buffer_size() <= 64 * 1024, client.transport.get_write_buffer_size()
+                assert len(client.dirty_rooms) <= len(rooms)
+            assert client not in feed.clients, "the stalled client was never closed"
+            assert client.stalled and feed.dropped >= 1 and client.transport.is_closing()
+            # the other client still gets each change
+            db.write(room_tag("B1-R101", "balance"), 3.25)
+            await recv_until(ws, lambda m: rooms_of(m).get("B1-R101", {}).get("balance") == "3.25")
+        [record] = [r for r in caplog.records if "took nothing" in r.getMessage()]
+        assert record.levelname == "WARNING" and record.user == "admin" and record.code == 1013  # type: ignore[attr-defined]
     finally:
         stalled.close()

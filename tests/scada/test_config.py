@@ -50,7 +50,7 @@ def test_embedded_demo_config_is_valid_and_same_as_example() -> None:
         # 3 an unknown top-level key, with the allowed ones listed
         (MINIMAL + "colour = 'red'\n", "colour: unknown key (allowed here:"),
         # 4 an unknown nested key
-        (MINIMAL + "[hmi]\nprot = 8080\n", "hmi.prot: unknown key (allowed here: default_language, host, insecure_ok, insecure_reason, port, push_interval_ms, secure_cookies, session_idle_minutes, session_max_hours, tls_cert, tls_key, ws_max_per_user, ws_max_total)"),
+        (MINIMAL + "[hmi]\nprot = 8080\n", "hmi.prot: unknown key (allowed here: default_language, host, insecure_ok, insecure_reason, port, push_interval_ms, secure_cookies, session_idle_minutes, session_max_hours, tls_cert, tls_key, ws_max_per_user, ws_max_total, ws_stall_timeout_s)"),
         # 5 a wrong type, no silent coercion of strings
         (MINIMAL + "[hmi]\nport = '8080'\n", "hmi.port: expected an integer, found '8080'"),
         # 6 out of range

@@ -1,0 +1,111 @@
+"""Bulk statements store values exactly as the ORM does (on SQLite and PostgreSQL): exact
+decimals, UTC times, JSON, NULLs; an update moves only the rows it names; and they run inside
+the caller's transaction (a rollback takes them back)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, select, text
+
+from scada.db import Database
+from scada.db.bulk import bulk_insert, bulk_update
+from scada.prepaid.models import LedgerEntry
+
+TABLE = cast(Table, LedgerEntry.__table__)
+KEYS = ("account_id", "ts", "kind", "amount_minor", "balance_after_minor", "actor", "source", "reason", "idem_key",
+        "meter_id", "reading_from", "reading_to", "quantity", "cost", "detail", "reading_ts")
+T0 = dt.datetime(2026, 3, 2, 8, 0, 0, 123456, tzinfo=dt.UTC)
+LOCAL = dt.timezone(dt.timedelta(hours=8))
+
+
+def values(i: int) -> dict[str, Any]:
+    return {
+        "account_id": 1, "ts": T0 + dt.timedelta(minutes=i), "kind": "deduction", "amount_minor": -i, "balance_after_minor": 10 - i,
+        "actor": "prepaid", "source": "system", "reason": "consumption", "idem_key": f"k{i}", "meter_id": "E1",
+        "reading_from": Decimal("100.10000000"), "reading_to": Decimal(f"100.{i}5"), "quantity": Decimal("0.0500000001"),
+        "cost": Decimal("0.03827400000000000001"), "detail": {"lines": [{"price": "1.2"}], "n": i} if i % 2 else None,
+        # a time with another offset is stored as the same instant in UTC
+        "reading_ts": (T0 + dt.timedelta(minutes=i)).astimezone(LOCAL) if i % 2 else None,
+    }
+
+
+async def _account(db: Database) -> None:
+    async with db.transaction() as s:
+        for stmt in (
+            "INSERT INTO sites (id, name, timezone) VALUES ('s', 's', 'UTC')",
+            "INSERT INTO buildings (id, site_id, name) VALUES ('b', 's', 'b')",
+            "INSERT INTO floors (id, building_id, name, level) VALUES ('f', 'b', 'f', 1)",
+            "INSERT INTO rooms (id, floor_id, name) VALUES ('r', 'f', 'r')",
+        ):
+            await s.execute(text(stmt))
+        await s.execute(text(
+            "INSERT INTO prepaid_accounts (id, room_id, state, opened_at, opened_by, contact_name, language, credit_limit_minor, "
+            "thresholds, protected, friendly_credit, auto_reconnect, emergency_credit_minor, balance_minor, remainder, alarm_level, "
+            "supply_state, reconnect_pending, mode, dunning_level, dunning_cut, updated_at) VALUES (1, 'r', 'open', :t, 'x', '', 'en', 0, "
+            "'[]', false, true, true, 0, 0, '0', 0, 'on', false, 'prepaid', 0, false, :t)"
+        ), {"t": T0})
+
+
+async def _rows(db: Database, ids: list[str]) -> list[tuple[Any, ...]]:
+    async with db.sessions() as s:
+        result = await s.execute(select(*(TABLE.c[k] for k in KEYS)).where(TABLE.c.idem_key.in_(ids)).order_by(TABLE.c.idem_key))
+        return [tuple(r) for r in result.all()]
+
+
+async def _raw(db: Database, ids: list[str]) -> list[tuple[Any, ...]]:
+    async with db.sessions() as s:
+        cols = ", ".join(k for k in KEYS if k != "detail") + ", CAST(detail AS TEXT)"
+        result = await s.execute(text(f"SELECT {cols} FROM prepaid_ledger WHERE idem_key IN ({', '.join(repr(i) for i in ids)}) ORDER BY idem_key"))
+        return [tuple(r) for r in result.all()]
+
+
+async def test_bulk_insert_stores_what_the_orm_stores(db: Database) -> None:
+    await _account(db)
+    orm = [values(i) for i in range(1, 5)]
+    bulk = [{**values(i), "idem_key": f"b{i}"} for i in range(1, 5)]
+    async with db.transaction() as s:
+        s.add_all(LedgerEntry(**v) for v in orm)
+    async with db.transaction() as s:
+        await bulk_insert(TABLE, KEYS).execute(s, [tuple(v[k] for k in KEYS) for v in bulk])
+    orm_ids, bulk_ids = [f"k{i}" for i in range(1, 5)], [f"b{i}" for i in range(1, 5)]
+    # read back through the models: the same values, decimals exact, times aware UTC
+    loaded = await _rows(db, bulk_ids)
+    assert loaded == [tuple(v[k] for k in KEYS) for v in bulk]
+    assert loaded[1][KEYS.index("reading_ts")] is None and loaded[0][KEYS.index("reading_ts")].tzinfo == dt.UTC
+    assert str(loaded[2][KEYS.index("cost")].normalize()) == "0.03827400000000000001"
+    # and stored byte for byte as the ORM stores them (the text of decimals and times on SQLite)
+    def strip(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [r[:KEYS.index("idem_key")] + r[KEYS.index("idem_key") + 1:] for r in rows]
+
+    assert strip(await _raw(db, bulk_ids)) == strip(await _raw(db, orm_ids))
+
+
+async def test_bulk_update_moves_the_named_rows_inside_the_transaction(db: Database) -> None:
+    await _account(db)
+    async with db.transaction() as s:
+        s.add_all(LedgerEntry(**values(i)) for i in range(1, 4))
+    update = bulk_update(TABLE, "idem_key", ("reading_to", "detail", "reading_ts"))
+    later = T0 + dt.timedelta(days=1)
+    async with db.transaction() as s:
+        await update.execute(s, [("k1", Decimal("200.5"), {"x": 1}, later), ("k3", Decimal("300"), None, None)])
+    rows = {r[KEYS.index("idem_key")]: r for r in await _rows(db, ["k1", "k2", "k3"])}
+    assert rows["k1"][KEYS.index("reading_to")] == Decimal("200.5") and rows["k1"][KEYS.index("detail")] == {"x": 1}
+    assert rows["k1"][KEYS.index("reading_ts")] == later
+    assert rows["k3"][KEYS.index("reading_to")] == Decimal("300") and rows["k3"][KEYS.index("detail")] is None
+    assert rows["k2"] == tuple(values(2)[k] for k in KEYS)  # not named: untouched
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            await update.execute(s, [("k2", Decimal("999"), None, None)])
+            raise RuntimeError("rolled back")
+    assert (await _rows(db, ["k2"]))[0][KEYS.index("reading_to")] == Decimal("100.25")
+
+
+def test_a_statement_needs_every_parameter_among_the_row_keys() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    with pytest.raises(ValueError, match="reason"):
+        bulk_insert(TABLE, ("account_id", "ts")).params(sqlite.dialect(), [])
