@@ -70,6 +70,7 @@ STALL_TIMEOUT_S = 10.0  # default of hmi.ws_stall_timeout_s
 CLOSE_TOO_SLOW = 1013  # "try again later": the socket took nothing for the stall timeout
 CLOSE_TOO_MANY = 4429  # like HTTP 429: too many live connections (per user or in all)
 CLOSE_TIMEOUT_S = 2.0  # at shutdown: for the peers' close frames, then for their handlers to end
+MAX_CLOSE_ROUNDS = 5  # of CLOSE_TIMEOUT_S each, cancelling again, before a connection's tasks are given up
 RECHECK_AUTH_S = 60.0
 MAX_PAGE_SIZE = 1000
 MAX_ALARMS = 500  # the console shows the most urgent ones; the REST API pages the rest
@@ -555,16 +556,24 @@ async def _until_done(client: _Client, *tasks: asyncio.Task[Any]) -> bool:
     (they must not outlive their handler; returns whether it was); one stuck on a socket that
     takes nothing is freed by aborting the connection."""
     cancelled = False
-    aborted = False
-    while not all(t.done() for t in tasks):
+    rounds = 0
+    while pending := [t for t in tasks if not t.done()]:
+        if rounds:
+            # again: Python 3.11's wait_for loses a cancellation that arrives as its inner
+            # await completes, and the sender would then wait for its next wake-up for ever
+            for task in pending:
+                task.cancel()
+        if rounds == 1:
+            _abort(client)
+        if rounds == MAX_CLOSE_ROUNDS:
+            log.error("WebSocket tasks ignore cancellation; leaving them", extra={"user": client.user.name,
+                      "tasks": [t.get_name() for t in pending]})
+            break
+        rounds += 1
         try:
-            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            await asyncio.wait(pending, timeout=CLOSE_TIMEOUT_S)
         except asyncio.CancelledError:
             cancelled = True
-            continue
-        if pending and not aborted:
-            aborted = True
-            _abort(client)
     return cancelled
 
 
