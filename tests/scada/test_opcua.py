@@ -7,6 +7,7 @@ certificate accepted through the trust list, and the address space following the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -39,10 +40,17 @@ def _admin_password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the CLI and wait for it (only where no server runs on this test's loop: see :func:`acli`)."""
     return subprocess.run(
         [sys.executable, "-m", "scada", *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True,
         timeout=120, stdin=subprocess.DEVNULL,
     )
+
+
+async def acli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the CLI beside a server on this test's loop: waiting for it on the loop would freeze the
+    server, which may be inside a write transaction, and the CLI would then wait for its lock."""
+    return await asyncio.to_thread(cli, *args, cwd=cwd)
 
 
 def ts(text: str) -> datetime:
@@ -241,12 +249,12 @@ async def test_signed_and_encrypted_session_after_trusting_the_client(tmp_path: 
                       "pkiDir": str(tmp_path / "client-pki"), "user": "op1", "password": PASSWORDS["op1"]}
             untrusted = await c.request("connect", **secure)
             assert not untrusted["ok"] and untrusted["status"] == "BadCertificateUntrusted"
-            listing = cli("opcua", "certs", "--config", str(s.config_file), cwd=tmp_path)
+            listing = await acli("opcua", "certs", "--config", str(s.config_file), cwd=tmp_path)
             assert listing.returncode == 0, listing.stderr
             rejected = listing.stdout.split("rejected client certificates")[1].splitlines()[1].split()
             thumbprint = rejected[0]
             assert len(thumbprint) == 40 and "urn:scada-interop-test" in listing.stdout
-            trusted = cli("opcua", "trust", thumbprint[:12], "--config", str(s.config_file), "--reason", "interop test", cwd=tmp_path)
+            trusted = await acli("opcua", "trust", thumbprint[:12], "--config", str(s.config_file), "--reason", "interop test", cwd=tmp_path)
             assert trusted.returncode == 0, trusted.stderr
             assert thumbprint in trusted.stdout
             # the running server accepts it now, without a restart
