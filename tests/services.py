@@ -115,6 +115,24 @@ class PostgresServer:
         with open(self.log, "wb") as logf:
             self._spawn(logf)
         wait_port(self.port, 30, self.proc, self.log)
+        self._wait_accepting(30)
+
+    def _wait_accepting(self, timeout: float) -> None:
+        # the port opens before start-up ends, and a connection made then is refused with
+        # "the database system is starting up": wait until the server takes connections
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user],
+                check=False, capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServiceUnavailable(f"PostgreSQL exited with {self.proc.returncode}: {self.log.read_text(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"PostgreSQL on 127.0.0.1:{self.port} does not take connections after {timeout}s")
+            time.sleep(0.1)
 
     def _spawn(self, logf: Any) -> None:
         if self._run_as:
