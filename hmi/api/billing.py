@@ -423,8 +423,10 @@ async def statement(call: ApiCall[Any]) -> Any:
     if fmt == "csv":
         return web.Response(text=_csv(data), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    account = await svc.engine.account(room)
-    language = account.contact.language if account is not None else "en"
+    try:
+        language = await svc.document_language(st.account_id)
+    except BillingError as exc:
+        raise _failed(exc) from None
     if fmt == "xlsx":
         t = _translator(call, language)
         body = await asyncio.get_running_loop().run_in_executor(None, _xlsx, data, t)

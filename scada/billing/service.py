@@ -344,6 +344,18 @@ class BillingService:
                 raise BillingError(f"no account {account_id}", status=404)
             return await statement_of(s, a.id, a.room_id, start, end, self.minor_units, self.ctx.commodity_of)
 
+    async def document_language(self, account_id: int) -> str:
+        """The language of an account's printed documents: its customer's where it has one
+        (contact details and language live on the customer, as for its bills), else the
+        language of the account's contact."""
+        async with self.db.sessions() as s:
+            a = await s.get(Account, account_id)
+            if a is None:
+                raise BillingError(f"no account {account_id}", status=404)
+            b = await s.get(AccountBilling, account_id)
+            c = await s.get(Customer, b.customer_id) if b is not None and b.customer_id is not None else None
+            return c.language if c is not None else a.language
+
     # -- adjustments -------------------------------------------------------------------------------
     async def draft_adjustment(self, *, tariff: str, version: int, start: Any, end: Any, rooms: Any, apply: str, reason: str,
                                actor: Actor) -> dict[str, Any]:

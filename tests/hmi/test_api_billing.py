@@ -451,3 +451,39 @@ async def test_a_rejected_adjustment_posts_nothing_and_every_step_is_audited(api
         ("adjustment.draft", "super1", str(draft["id"])), ("adjustment.reject", "super2", str(draft["id"]))]
     assert rows[0].reason == "notice 2026-17" and rows[0].after["difference"] == "4.00" and rows[0].after["tariff"] == "FLAT"
     assert rows[1].reason == "the notice was withdrawn" and (rows[1].before, rows[1].after) == ({"state": "draft"}, {"state": "rejected"})
+
+
+async def test_a_statement_is_in_the_customer_s_language(clean_api: Api) -> None:
+    """R2's contact reads English but its customer is Chinese: the statement (PDF and XLSX), like
+    the customer's bills, is in Chinese; R1, with a Chinese contact and no customer, too; once R1
+    belongs to an English customer, its statement is in English."""
+    api = clean_api
+    _, start = last_month()
+    await open_shop(api, start)  # contact zh-CN
+    await open_r2(api, start, "en")
+    status, zh_customer = await api.call("POST", "/customers", "cashier", {"name": "王记", "language": "zh-CN", "rooms": ["R2"]})
+    assert status == 201, zh_customer
+    query = f"/account/statement?from={start.date().isoformat()}"
+
+    async def language(room: str) -> str:
+        status, raw = await api.call("GET", f"/rooms/{room}{query}&format=pdf", "viewer")
+        assert status == 200, raw
+        text = pdf_text(raw)
+        assert room in text
+        return "zh-CN" if "对账单" in text else "en" if "Statement" in text else "?"
+
+    async def sheet(room: str) -> str:
+        import openpyxl
+
+        status, raw = await api.call("GET", f"/rooms/{room}{query}&format=xlsx", "viewer")
+        assert status == 200, raw
+        return str(openpyxl.load_workbook(io.BytesIO(raw)).sheetnames[0])
+
+    assert (await language("R2"), await sheet("R2")) == ("zh-CN", "对账单")
+    assert (await language("R1"), await sheet("R1")) == ("zh-CN", "对账单")
+    status, en_customer = await api.call("POST", "/customers", "cashier", {"name": "Oak Ltd", "language": "en", "rooms": ["R1"]})
+    assert status == 201, en_customer
+    assert (await language("R1"), await sheet("R1")) == ("en", "Statement")
+    # ?lang= still chooses
+    status, raw = await api.call("GET", f"/rooms/R1{query}&format=pdf&lang=zh-CN", "viewer")
+    assert "对账单" in pdf_text(raw)
