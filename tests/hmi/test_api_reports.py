@@ -276,3 +276,29 @@ async def test_losses_report_as_json_and_xlsx_with_the_topology_s_numbers(api: A
     status, body, _ = await api.get("/reports/losses", user="viewer", **span)
     assert status == 403
     assert api.started == before
+
+
+async def test_reports_as_english_pdfs(api: Api) -> None:
+    """The energy report of ``_data`` in English: the title, the chart's legend and the totals
+    (29.25 kWh, 3.01 charged) on the first page, then a page per room; the finance report of
+    today in English says it reconciles and shows the 100.00 recharged in cash; nothing Chinese."""
+    from pypdf import PdfReader
+
+    await _data(api)
+    span = {"from": "2026-11-02", "to": "2026-11-04", "interval": "day", "group": "room"}
+    status, raw, r = await api.get("/reports/energy", format="pdf", lang="en", **span)
+    assert status == 200 and r.headers["Content-Type"] == "application/pdf" and raw[:5] == b"%PDF-"
+    pdf = PdfReader(io.BytesIO(raw))
+    assert len(pdf.pages) == 3
+    first = pdf.pages[0].extract_text()
+    assert "Energy report" in first and "Valley (kWh)" in first and "Peak (kWh)" in first and "2026-11-03" in first, first
+    assert "29.25" in first and "3.01" in first, first
+    assert "Room R1" in pdf.pages[1].extract_text() and "Room R2" in pdf.pages[2].extract_text()
+    assert not any("能耗" in p.extract_text() or "房间" in p.extract_text() for p in pdf.pages)
+    today = dt.datetime.now(TZ8).date().isoformat()
+    status, raw, _ = await api.get("/reports/finance", user="cashier", format="pdf", lang="en",
+                                   **{"from": today, "to": today, "group": "channel"})
+    assert status == 200, raw
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(raw)).pages)
+    assert "Finance report" in text and "The totals reconcile with the ledger." in text and "Recharges" in text, text
+    assert "100.00" in text and "cash" in text and "财务" not in text, text
