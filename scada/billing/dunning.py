@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scada.billing.bills import BILLING, status_of
 from scada.billing.context import BillingContext
 from scada.billing.models import AccountBilling, Bill, BillSection, Customer
+from scada.billing.periods import month
 from scada.prepaid.ledger import AccountView, account_view, post
 from scada.prepaid.models import Account, LedgerEntry
 from scada.prepaid.pricing import plain, round_fraction
@@ -52,15 +54,23 @@ class DunningResult:
     changed: list[AccountView] = field(default_factory=list)
 
 
-def attribute(balance_minor: int, sections: list[BillSection]) -> tuple[int, dict[int, int]]:
+def attribute(balance_minor: int, sections: list[BillSection], *, debited_after: int) -> tuple[int, dict[int, int]]:
     """What an account with ``balance_minor`` owes, spread over its bill ``sections`` (any
-    order): (the part no bill shows yet, {section id: the part attributed to it})."""
+    order): (the part no bill shows yet, {section id: the part attributed to it}).
+
+    ``debited_after`` is what was debited (consumption, charges, fees: the negative entries, as a
+    positive sum) after the period of the newest section; with the balance it gives what was
+    credited since. A credit pays the oldest bills first, so it reaches what no bill shows yet
+    only once every bill is paid: netting credits against the new debits first would leave old
+    bills owing (and overdue) after they were paid, and age new consumption as old debt."""
     owed = max(0, -balance_minor)
     newest = sorted(sections, key=lambda x: x.period, reverse=True)
     out = {sec.id: 0 for sec in newest}
     if not newest or owed == 0:
         return owed, out
-    unbilled = min(owed, max(0, newest[0].closing_minor - balance_minor))
+    billed = -newest[0].closing_minor  # what the newest bill left owing (negative: a credit)
+    credited_after = balance_minor + billed + debited_after  # balance = closing − debits + credits
+    unbilled = min(owed, max(0, debited_after - max(0, credited_after - billed)))
     left = owed - unbilled
     for sec in newest:
         take = min(left, max(0, sec.total_minor))
@@ -69,6 +79,27 @@ def attribute(balance_minor: int, sections: list[BillSection]) -> tuple[int, dic
     if left:  # owed from before the first bill: the oldest bill carries it
         out[newest[-1].id] += left
     return unbilled, out
+
+
+async def debits_after_bills(s: AsyncSession, sections: dict[int, list[BillSection]], tz: ZoneInfo,
+                             as_of: dt.datetime | None = None) -> dict[int, int]:
+    """Per account (``sections``: its bill sections): what was debited after the period of its
+    newest section (before ``as_of``), for :func:`attribute`. One query per distinct period."""
+    by_end: dict[dt.datetime, list[int]] = {}
+    for account_id, secs in sections.items():
+        if secs:
+            newest = max(secs, key=lambda x: x.period)
+            by_end.setdefault(month(newest.period).bounds(tz)[1], []).append(account_id)
+    out: dict[int, int] = {}
+    e = LedgerEntry
+    for end, ids in by_end.items():
+        for i in range(0, len(ids), 500):
+            q = select(e.account_id, func.sum(e.amount_minor)).where(e.account_id.in_(ids[i:i + 500]), e.ts >= end, e.amount_minor < 0)
+            if as_of is not None:
+                q = q.where(e.ts < as_of)
+            for account_id, total in (await s.execute(q.group_by(e.account_id))).all():
+                out[int(account_id)] = -int(total or 0)  # NUMERIC sums on PostgreSQL
+    return out
 
 
 def late_fee_for_day(overdue_minor: int, rate: Decimal, charged_minor: int, cap_minor: int | None, minor_units: int, rounding: str) -> int:
@@ -114,8 +145,13 @@ async def dunning_pass(ctx: BillingContext, now: dt.datetime) -> DunningResult:
         changed: dict[int, Account] = {}
         every = list(await s.scalars(select(BillSection).where(BillSection.account_id.in_(account_ids)))) if account_ids else []
         owed: dict[int, int] = {}
+        of_account: dict[int, list[BillSection]] = {}
+        for x in every:
+            of_account.setdefault(x.account_id, []).append(x)
+        debited = await debits_after_bills(s, of_account, ctx.tz)
         for account_id in account_ids:
-            _, parts = attribute(accounts[account_id].balance_minor, [x for x in every if x.account_id == account_id])
+            _, parts = attribute(accounts[account_id].balance_minor, of_account.get(account_id, []),
+                                 debited_after=debited.get(account_id, 0))
             owed.update(parts)
         for bill in bills:
             secs = sections.get(bill.id, [])
@@ -199,7 +235,7 @@ def _bucket(age: int) -> str:
     return "0-30" if age <= 30 else "31-60" if age <= 60 else "61-90" if age <= 90 else "90+"
 
 
-async def arrears_rows(s: AsyncSession, today: dt.date, as_of: dt.datetime | None = None) -> list[ArrearsRow]:
+async def arrears_rows(s: AsyncSession, today: dt.date, tz: ZoneInfo, as_of: dt.datetime | None = None) -> list[ArrearsRow]:
     """Accounts with a negative balance or unpaid bills, with what they owe aged by the due dates
     of their bills (a credit pays the oldest bills first; what no bill shows yet is 0–30).
 
@@ -231,10 +267,11 @@ async def arrears_rows(s: AsyncSession, today: dt.date, as_of: dt.datetime | Non
     unpaid_ids = {sec.id for sec, _ in unpaid} if as_of is None else None
     settings = {b.account_id: b for b in (await s.scalars(select(AccountBilling))).all()}
     customers = {c.id: c for c in (await s.scalars(select(Customer))).all()}
+    debited = await debits_after_bills(s, {a.id: sections_of.get(a.id, []) for a in accounts}, tz, as_of)
     rows = []
     for a in accounts:
         balance = balance_of.get(a.id, 0)
-        unbilled, parts = attribute(balance, sections_of.get(a.id, []))
+        unbilled, parts = attribute(balance, sections_of.get(a.id, []), debited_after=debited.get(a.id, 0))
         if as_of is not None and balance >= 0 and not any(parts.values()):
             continue  # every bill issued by then was paid by then
         buckets = dict.fromkeys(BUCKETS, 0)
@@ -253,7 +290,7 @@ async def arrears(ctx: BillingContext, now: dt.datetime) -> dict[str, Any]:
     """Accounts with a negative balance or unpaid bills, aged (see :func:`arrears_rows`)."""
     f = ctx.fmt
     async with ctx.db.sessions() as s:
-        found = await arrears_rows(s, ctx.today(now))
+        found = await arrears_rows(s, ctx.today(now), ctx.tz)
     totals = dict.fromkeys(BUCKETS, 0)
     rows = []
     for r in found:

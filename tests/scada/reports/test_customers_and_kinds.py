@@ -160,3 +160,65 @@ async def test_finance_by_customer_with_each_kind_of_deduction(reports: Reports,
     assert total(lambda e: e.kind == "apportionment") == t["deductions_apportionment"]
     assert f"{Decimal(sum(balances)) / 100:.2f}" == t["closing_balance"] == out["reconciliation"]["closing_balance"]
     assert sorted(balances) == [40_000, 48_000, 94_766]
+
+
+async def test_arrears_aged_in_every_bucket(reports: Reports, back_office: BillingService) -> None:
+    """A postpaid shop (R1, Shops Ltd) from 1 June 2026: rent 100.00 a month and a repair of 50.00
+    in August, on the bill. Each month's bill is issued on the 1st of the next, due 15 days later:
+      June 100.00 due 07-16, July 100.00 due 08-16, August 150.00 due 09-16,
+      September 100.00 due 10-16, October 100.00 due 11-16: 550.00 billed.
+    On 20 November it pays June's bill (100.00) and 30.00 of July's; on 25 November it uses 80 kWh
+    at 0.50 (40.00, not billed yet). It owes 550.00 − 130.00 + 40.00 = 460.00.
+    On 1 December the unpaid bills are 138, 107, 76, 46 and 15 days past due. A credit pays the
+    oldest bills first, so the 130.00 paid June's and 30.00 of July's: July 70.00 and June 0.00
+    are over 90 days, August 150.00 61–90, September 100.00 31–60, October 100.00 and the
+    unbilled 40.00 0–30:
+      0-30: 140.00, 31-60: 100.00, 61-90: 150.00, 90+: 70.00 = 460.00; four unpaid bills owe 420.00.
+    The same at the end of 30 November seen from later (to = 2026-11-30), and by customer."""
+    site = reports.site
+    await site.flat_tariff()
+    await site.open("R1", opening=0, mode="postpaid")
+    async with site.db.transaction() as s:
+        a = await s.scalar(select(Account).where(Account.open_room_id == "R1"))
+        assert a is not None
+        a.opened_at = local(2026, 6, 1).astimezone(dt.UTC)
+    shops = await back_office.create_customer({"name": "Shops Ltd", "kind": "company", "rooms": ["R1"]}, MANAGER)
+    for rule in ({"name": "Rent", "amount": "100", "period": "monthly", "start": dt.date(2026, 6, 1)},
+                 {"name": "Repair", "amount": "50", "period": "once", "start": dt.date(2026, 8, 10)}):
+        await back_office.create_rule({**rule, "kind": "fixed", "targets": {"rooms": ["R1"]}, "settle": "on_bill"}, MANAGER)
+    bills = {}
+    for month in (6, 7, 8, 9, 10):
+        back_office.clock = lambda m=month: local(2026, m + 1, 1, 9)  # type: ignore[misc]
+        run = await back_office.run(f"2026-{month:02d}", actor=MANAGER)
+        [bill] = run.bills
+        bills[month] = bill
+    assert [(b["total"], b["due_date"]) for b in bills.values()] == [
+        ("100.00", "2026-07-16"), ("100.00", "2026-08-16"), ("150.00", "2026-09-16"), ("100.00", "2026-10-16"), ("100.00", "2026-11-16")]
+    back_office.clock = lambda: local(2026, 11, 20, 10)
+    await back_office.pay(bills[6]["id"], 10_000, reference="p-1", channel="cash", actor=MANAGER)
+    await back_office.pay(bills[7]["id"], 3_000, reference="p-2", channel="cash", actor=MANAGER)
+    for value, t in (("100", local(2026, 11, 25)), ("180", local(2026, 11, 25, 10))):
+        async with site.engine._lock, site.db.transaction() as s:
+            from scada.prepaid.readings import Reading
+
+            await site.engine.biller.bill(s, [Reading("E1", Decimal(value), t)], (t + dt.timedelta(minutes=1)).astimezone(dt.UTC))
+    assert (await site.engine.account("R1")).balance_minor == -46_000
+
+    want = {"0-30": "140.00", "31-60": "100.00", "61-90": "150.00", "90+": "70.00"}
+    # the back office's arrears on 1 December
+    back_office.clock = lambda: local(2026, 12, 1, 9)
+    [row] = (await back_office.arrears())["accounts"]
+    assert (row["buckets"], row["total"], row["unpaid_bills"], row["outstanding"]) == (want, "460.00", 4, "420.00"), row
+    # the report now (its clock on 1 December) and at the end of 30 November seen from later
+    reports.sources.clock = lambda: local(2026, 12, 1, 9)
+    for to in ("2026-12-01", "2026-11-30"):
+        out = await reports.report("arrears", **{"from": "2026-11-01", "to": to, "group": "room"})
+        [r] = out["rows"]
+        got = {b: r[f"aged_{b.replace('-', '_').replace('+', '_plus')}"] for b in want}
+        assert (r["room"], got, r["arrears"], r["balance"]) == ("R1", want, "460.00", "-460.00"), (to, r)
+        assert (r["unpaid_bills"], r["outstanding"]) == ("4", "420.00"), (to, r)
+        assert out["totals"]["arrears"] == "460.00"
+    out = await reports.report("arrears", **{"from": "2026-11-01", "to": "2026-11-30", "group": "customer"})
+    [r] = out["rows"]
+    assert (r["customer"], r["customer_name"], r["aged_90_plus"], r["aged_0_30"], r["arrears"]) == (
+        str(shops.id), "Shops Ltd", "70.00", "140.00", "460.00")
