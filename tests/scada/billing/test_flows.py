@@ -206,3 +206,32 @@ async def test_ticks_do_the_days_work_once_and_follow_a_recharge(billing: Billin
     view = await billing.engine.account("R1")
     assert view.dunning_level == 0 and view.alarm_level == 0
     assert (await billing.svc.bills(room="R1"))[0]["status"] == "paid"
+
+
+async def test_a_recharge_that_covers_the_bill_settles_it_despite_later_consumption(billing: Billing) -> None:
+    """October's bill of a postpaid shop (rent 100.00, due 2026-11-16) is overdue on the 20th.
+    A recharge of 100.00 pays it (a credit pays the oldest bills first) even though the shop
+    then uses 80 kWh at 0.50 (40.00, not billed yet): the bill is paid and the dunning ends,
+    and the 40.00 owed is 0–30 days old, not October's bill."""
+    await billing.site.flat_tariff()
+    await billing.site.open("R1", opening=0, mode="postpaid")
+    await billing.move_in("R1", local(2026, 10, 1))
+    await billing.svc.create_rule({"name": "Rent", "kind": "fixed", "amount": "100", "period": "monthly", "targets": {"rooms": ["R1"]},
+                                   "settle": "on_bill", "start": dt.date(2026, 10, 1)}, MANAGER)
+    billing.at(local(2026, 11, 1, 9))
+    await billing.svc.run("2026-10", actor=MANAGER)
+    await billing.svc.dunning(local(2026, 11, 20, 12))
+    assert (await billing.engine.account("R1")).dunning_level >= 1
+    assert (await billing.svc.bills(room="R1"))[0]["status"] == "overdue"
+    await billing.engine.recharge("R1", 10_000, channel="cash", reference="walk-in", actor=CASHIER)
+    now = dt.datetime.now(dt.UTC)
+    await billing.bill_readings([Reading("E1", Decimal("100"), now - dt.timedelta(hours=10))])
+    await billing.bill_readings([Reading("E1", Decimal("180"), now - dt.timedelta(hours=1))])
+    assert (await billing.account("R1")).balance_minor == -4_000
+    later = now + dt.timedelta(minutes=5)
+    await billing.svc.dunning(later)
+    assert (await billing.svc.bills(room="R1"))[0]["status"] == "paid"
+    assert (await billing.engine.account("R1")).dunning_level == 0
+    billing.at(later)
+    [row] = (await billing.svc.arrears())["accounts"]
+    assert row["buckets"] == {"0-30": "40.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"} and row["unpaid_bills"] == 0
