@@ -241,8 +241,7 @@ async def test_host_state_online_retained_offline_as_will_and_on_shutdown(mqtt_b
     watcher = MqttWire()  # sees every STATE change as it happens
     await watcher.connect("127.0.0.1", mqtt_broker.port, "state-watcher")
     try:
-        watcher.subscribe(state_topic)
-        await asyncio.sleep(0.2)  # the subscription is in place before the host connects
+        watcher.subscribe(state_topic)  # before or after the host's birth: online comes first (retained)
         async with running(site):
             got_topic, raw = await asyncio.wait_for(watcher.messages.get(), 10)
             online = json.loads(raw)
