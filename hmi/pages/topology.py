@@ -94,7 +94,9 @@ async def meter_tree(call: PageCall) -> web.StreamResponse:
         kids.sort(key=order)
     roots_by_building: dict[str, list[str]] = {}
     for meter_id, m in meters.items():
-        if m["role"] != "virtual" and meter_id not in parents:
+        # a virtual meter is a node of the tree when meters hang below it (a losses parent):
+        # without it there its children, whose parent it is, would be shown nowhere
+        if meter_id not in parents and (m["role"] != "virtual" or children.get(meter_id)):
             roots_by_building.setdefault(m["building"], []).append(meter_id)
     buildings = [
         {"id": b.id, "name": b.name, "roots": sorted(roots_by_building.get(b.id, []), key=order)}

@@ -128,8 +128,10 @@ class Dlt645Connection:
             self._rx.lost = True
         self._rx = None
 
-    async def request(self, address: str, control: int, data: bytes = b"") -> Frame:
-        """Send one request and wait for its answer (an exception answer raises)."""
+    async def request(self, address: str, control: int, data: bytes = b"", *, expect: bytes = b"") -> Frame:
+        """Send one request and wait for its answer (an exception answer raises). A normal
+        answer whose data does not start with ``expect`` (a read's data identifier) is a late
+        answer to an earlier request that timed out, not this one's: it is skipped."""
         rx = self._rx
         if rx is None or rx.lost:
             raise ModbusFailure(QualityReason.COMM_FAILURE, f"not connected to {self.endpoint}")
@@ -153,6 +155,8 @@ class Dlt645Connection:
                             continue  # an echo of a request on a 2-wire bus, or a stray frame
                         if address != WILDCARD and frame.address != address:
                             continue
+                        if not frame.is_exception and not frame.data.startswith(expect):
+                            continue  # a slow meter's answer to the request before, after its timeout
                         if frame.is_exception:
                             code = frame.data[0] if frame.data else 0
                             raise ModbusFailure(
@@ -165,9 +169,7 @@ class Dlt645Connection:
     async def read_block(self, address: str, block: DltBlock) -> bytes:
         """The value bytes of one data identifier (the answer's DI checked and removed)."""
         di = di_bytes(block.di)
-        frame = await self.request(address, READ, di)
-        if frame.data[:4] != di:
-            raise ModbusFailure(QualityReason.BAD_FRAME, f"answer for identifier {frame.data[:4][::-1].hex().upper()}, asked {block.di}")
+        frame = await self.request(address, READ, di, expect=di)
         return frame.data[4:]
 
     async def read_address(self) -> str:

@@ -6,18 +6,20 @@ the wildcard address read (C = 0x13); with several meters on a port nobody answe
 answers would collide on a real bus). Faults are set per meter, as on the Modbus side:
 ``timeout`` (silent), ``exception`` (an exception answer whose error byte is ``exception_code``),
 ``garbage`` (a frame with a wrong checksum) and ``slow`` (answers after ``delay_ms``). Relay
-control checks the password when the simulator is given one.
+control checks the password when the simulator is given one. :meth:`Dlt645SimServer.serve_fd`
+serves the same bus on a pseudo-terminal too, standing in for meters behind a serial port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from ..modbus.sim.model import SimMeter
-from ..modbus.sim.server import Fault, ServerStats
+from ..modbus.sim.server import Fault, FdTransport, ServerStats
 from .frames import CONTROL, READ, READ_ADDRESS, WILDCARD, Frame, FrameError, decode_frames, encode_frame
 
 __all__ = ["Dlt645SimServer", "DltSimUnit"]
@@ -69,6 +71,34 @@ class Dlt645SimServer:
                 conn.close()
             await self._server.wait_closed()
             self._server = None
+
+    def serve_fd(self, fd: int) -> Callable[[], None]:
+        """Serve this bus on a file descriptor (the master side of a pseudo-terminal stands in for
+        the RS-485 bus behind a serial port). Returns the function that stops serving it."""
+        loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        transport = FdTransport(fd)
+        conn = _Connection(self)
+        conn.connection_made(transport)  # type: ignore[arg-type]
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""  # the other side closed: nothing to serve until it opens again
+            if data:
+                conn.data_received(data)
+
+        loop.add_reader(fd, readable)
+
+        def detach() -> None:
+            loop.remove_reader(fd)
+            transport.close()
+            conn.connection_lost(None)
+
+        return detach
 
     def attach(self, address: str, meter: SimMeter) -> DltSimUnit:
         other = self.units.get(address)

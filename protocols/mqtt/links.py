@@ -17,7 +17,8 @@ marks all its meters bad and ``link:<link>.comm_ok`` False â€” one link alarm â€
 order: a gap, or data before any birth, sends a rebirth request (NCMD ``Node Control/Rebirth``,
 at most one per ``rebirth_interval_s``). The server is a Sparkplug host application: it
 publishes ``spBv1.0/STATE/<host_id>`` online (retained) and leaves the offline state as its own
-last will. Relay commands go out as DCMD; their read-back is the gateway's next DDATA.
+last will; on a clean shutdown it publishes the offline state itself (a DISCONNECT drops the
+will). Relay commands go out as DCMD; their read-back is the gateway's next DDATA.
 
 JSON (:mod:`.jsonfmt`): readings on the link's ``topic`` template; the gateway's ``status_topic``
 (its retained last will) ``offline`` marks its meters bad and the link down; commands go to
@@ -176,9 +177,14 @@ class _Broker:
                     sender = tasks.create_task(self._send(client), name="mqtt-sender")
                     for g in self.sparkplug.values():
                         self.rebirth(g, force=True)  # we may have missed its birth
-                    async for message in client.messages:
-                        self.received += 1
-                        self.owner.dispatch(self, str(message.topic), message.payload)  # type: ignore[arg-type]
+                    try:
+                        async for message in client.messages:
+                            self.received += 1
+                            self.owner.dispatch(self, str(message.topic), message.payload)  # type: ignore[arg-type]
+                    except asyncio.CancelledError:
+                        if self.sparkplug:
+                            await self._say_offline(client, host_state, born_ms)
+                        raise
                     sender.cancel()
             except* aiomqtt.MqttError as group:
                 exc = group.exceptions[0]
@@ -196,6 +202,15 @@ class _Broker:
                 backoff = min(backoff * 2, 30.0)
             finally:
                 self.client = None
+
+    async def _say_offline(self, client: aiomqtt.Client, host_state: str, born_ms: int) -> None:
+        """On a clean shutdown: the offline STATE, retained, before the DISCONNECT (which makes
+        the broker drop our last will, so nobody would learn that the host is gone)."""
+        try:
+            async with asyncio.timeout(2):
+                await client.publish(host_state, self._state(False, born_ms), qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("offline STATE not published", extra={"error": str(exc) or type(exc).__name__})
 
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:

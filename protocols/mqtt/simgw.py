@@ -234,6 +234,13 @@ class SimGateway:
         """Lose a message (a gap in ``seq``) as a flaky uplink would."""
         self._next_seq()
 
+    def device_death(self, device: str) -> None:
+        """DDEATH of one device (its meter stopped answering the gateway; the node lives on)."""
+        assert self.wire is not None
+        self.published += 1
+        self.wire.publish(sparkplug.topic(self.group, "DDEATH", self.edge_node, device),
+                          sparkplug.encode_payload([], self._next_seq(), self.clock()))
+
     async def kill(self) -> None:
         """The gateway's connection dies (no DISCONNECT: the broker publishes its last will)."""
         self.online = False

@@ -37,7 +37,7 @@ from ..params import BlockError
 from ..profile import PointSpec, Profile
 from .model import SimMeter
 
-__all__ = ["Fault", "ModbusSimServer", "ServerStats", "SimUnit"]
+__all__ = ["Fault", "FdTransport", "ModbusSimServer", "ServerStats", "SimUnit"]
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class ModbusSimServer:
         for a serial bus). Returns the function that stops serving it."""
         loop = asyncio.get_running_loop()
         os.set_blocking(fd, False)
-        transport = _FdTransport(fd)
+        transport = FdTransport(fd)
         conn = _RtuConnection(self)
         conn.connection_made(transport)  # type: ignore[arg-type]
 
@@ -338,7 +338,7 @@ def _garble(pdu: bytes) -> bytes:
     return bytes((fc, 250)) + bytes(range(7, 7 + max(2, len(pdu) - 2)))
 
 
-class _FdTransport:
+class FdTransport:
     """The little of a transport that a connection needs, on a file descriptor."""
 
     def __init__(self, fd: int) -> None:
@@ -365,7 +365,7 @@ class _Connection(asyncio.Protocol):
         self.timers: set[asyncio.TimerHandle] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a socket's, or an _FdTransport
+        self.transport = transport  # type: ignore[assignment]  # a socket's, or an FdTransport
         self.server._connections.add(self)
         self.server.stats.connections += 1
         self.server.stats.open_connections += 1

@@ -219,3 +219,104 @@ async def test_json_gateways_sharing_a_template_on_one_connection(mqtt_broker: M
         assert site.value("E-jb-1", "energy_total") == 2.5 and site.db.read("E-jb-1.energy_total").quality is Quality.BAD
         assert site.db.read("link:ja.comm_ok").value is True
         await wire.close()
+
+
+async def _retained(broker: MosquittoServer, topic_name: str, client_id: str) -> tuple[str, bytes]:
+    """The message a new subscriber to ``topic_name`` gets at once (the retained one)."""
+    wire = MqttWire()
+    await wire.connect("127.0.0.1", broker.port, client_id)
+    try:
+        wire.subscribe(topic_name)
+        return await asyncio.wait_for(wire.messages.get(), 10)
+    finally:
+        await wire.close()
+
+
+async def test_host_state_online_retained_offline_as_will_and_on_shutdown(mqtt_broker: MosquittoServer) -> None:
+    import json
+
+    host = "host-state-t"
+    state_topic = f"spBv1.0/STATE/{host}"
+    site = Site(mqtt_broker, [sparkplug_link(mqtt_broker, "gw-s", host_id=host)], specs("gw-s", 1))
+    watcher = MqttWire()  # sees every STATE change as it happens
+    await watcher.connect("127.0.0.1", mqtt_broker.port, "state-watcher")
+    try:
+        watcher.subscribe(state_topic)  # before or after the host's birth: online comes first (retained)
+        async with running(site):
+            got_topic, raw = await asyncio.wait_for(watcher.messages.get(), 10)
+            online = json.loads(raw)
+            assert got_topic == state_topic and online["online"] is True
+            assert abs(online["timestamp"] / 1000 - datetime.now(UTC).timestamp()) < 60
+            # retained: a late subscriber learns the host is online
+            assert json.loads((await _retained(mqtt_broker, state_topic, "late-1"))[1]) == online
+
+            # the host's connection dies without DISCONNECT (taken over by a client with its id):
+            # the broker publishes its last will, offline, with the birth's timestamp, retained
+            thief = MqttWire()
+            await thief.connect("127.0.0.1", mqtt_broker.port, f"scada-{host}")
+            _, raw = await asyncio.wait_for(watcher.messages.get(), 10)
+            assert json.loads(raw) == {"online": False, "timestamp": online["timestamp"]}
+            assert json.loads((await _retained(mqtt_broker, state_topic, "late-2"))[1])["online"] is False
+            await thief.close()
+            # the host connects again: online, with a new timestamp
+            _, raw = await asyncio.wait_for(watcher.messages.get(), 20)
+            again = json.loads(raw)
+            assert again["online"] is True and again["timestamp"] > online["timestamp"]
+            await until(lambda: all(b.connected for b in site.links.brokers))
+        # a clean shutdown (its DISCONNECT makes the broker drop the will): the host says offline
+        # itself, retained, with the timestamp of its birth
+        _, raw = await asyncio.wait_for(watcher.messages.get(), 10)
+        assert json.loads(raw) == {"online": False, "timestamp": again["timestamp"]}
+        assert json.loads((await _retained(mqtt_broker, state_topic, "late-3"))[1])["online"] is False
+    finally:
+        await watcher.close()
+
+
+async def test_ddeath_marks_one_device_bad_and_a_stale_ndeath_is_ignored(mqtt_broker: MosquittoServer) -> None:
+    site = Site(mqtt_broker, [sparkplug_link(mqtt_broker, "gw-d")], specs("gw-d", 3))
+    gw = SimGateway("127.0.0.1", mqtt_broker.port, "gw-d", [device(i, 200.0 + i) for i in range(1, 4)], group="t", keepalive=5)
+    gw.bd_seq = 6  # its next birth is bdSeq 7: an earlier session's death carries 6
+    g = site.links.gateways["gw-d"]
+    async with running(site), stopped(gw):
+        await gw.start()
+        await until(lambda: all(site.value(f"E-gw-d-{i}", "comm_ok") is True for i in (1, 2, 3)))
+        assert g.bd_seq == 7
+
+        # DDEATH of m2: its meter goes Bad, the others and the gateway stay Good
+        gw.device_death("m2")
+        await until(lambda: site.value("E-gw-d-2", "comm_ok") is False)
+        dead = site.db.read("E-gw-d-2.energy_total")
+        assert (dead.quality, dead.reason, dead.value) == (Quality.BAD, QualityReason.COMM_FAILURE, 202.0)
+        assert dead.detail == "device m2 offline (DDEATH)"
+        for i in (1, 3):
+            assert site.db.read(f"E-gw-d-{i}.energy_total").quality is Quality.GOOD
+            assert site.value(f"E-gw-d-{i}", "comm_ok") is True
+        assert site.db.read("link:gw-d.comm_ok").value is True
+        assert [s.state for s in site.links.device_stats("E-gw-d-2")] == ["offline"]
+        assert [s.devices_offline for s in site.links.link_stats() if s.name == "gw-d"] == [1]
+        # its data again (after the gateway's DBIRTH on a real node): Good again
+        gw.read("m2", {"energy_total": 202.5})
+        await until(lambda: site.value("E-gw-d-2", "energy_total") == 202.5)
+        assert site.db.read("E-gw-d-2.energy_total").quality is Quality.GOOD and site.value("E-gw-d-2", "comm_ok") is True
+        assert g.seq_gaps == 0  # DDEATH took its place in the node's seq
+
+        # an NDEATH whose bdSeq is an earlier session's (the broker's late will of a connection
+        # the node has since replaced): ignored, nothing goes Bad
+        wire = MqttWire()
+        await wire.connect("127.0.0.1", mqtt_broker.port, "late-will")
+        try:
+            seen = g.stats.requests
+            stale = encode_payload([Metric("bdSeq", 6, DataType.UINT64)], None, int(datetime.now(UTC).timestamp() * 1000))
+            wire.publish(topic("t", "NDEATH", "gw-d"), stale)
+            await wire.drain()
+            await until(lambda: g.stats.requests > seen)  # the host has processed it
+            assert site.db.read("link:gw-d.comm_ok").value is True and g.alive
+            assert all(site.db.read(f"E-gw-d-{i}.energy_total").quality is Quality.GOOD for i in (1, 2, 3))
+            # the current session's death (bdSeq 7) counts: every meter Bad, the link down
+            current = encode_payload([Metric("bdSeq", 7, DataType.UINT64)], None, int(datetime.now(UTC).timestamp() * 1000))
+            wire.publish(topic("t", "NDEATH", "gw-d"), current)
+            await wire.drain()
+            await until(lambda: site.db.read("link:gw-d.comm_ok").value is False)
+            assert all(site.db.read(f"E-gw-d-{i}.energy_total").reason is QualityReason.COMM_FAILURE for i in (1, 2, 3))
+        finally:
+            await wire.close()

@@ -76,6 +76,8 @@ def site_toml() -> str:
     out.append('[[meters]]\nid = "S"\nkind = "electricity"\nrole = "common"\nbuilding = "B"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 8\n')
     out.append('[[meters]]\nid = "C"\nkind = "electricity"\nrole = "common"\nbuilding = "B"\nprofile = "acrel-ddsy1352"\nlink = "gw"\nunit_id = 9\n'
                'parent = "S"\n')
+    # virtual: what the feeder S feeds beside the common meter C, for a virtual meter as a source
+    out.append('[[meters]]\nid = "V"\nkind = "electricity"\nrole = "virtual"\nbuilding = "B"\nformula = "S - C"\n')
     return "\n".join(out)
 
 
@@ -235,6 +237,34 @@ async def test_a_loss_shared_by_area(plant: Plant) -> None:
     assert err.value.status == 409
     async with plant.db.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "apportionment")) == 0
+
+
+async def test_a_virtual_meter_as_the_source(plant: Plant) -> None:
+    """V = S − C, computed from its terms' intervals: 427.20 − 300.00 = 127.20 kWh in November,
+    shared by area exactly as the loss of S over C is (see above), and posted by a run: one
+    ledger entry per room naming V, adding up to the priced total. On the 1st alone V is
+    9.6 − 12.0 = −2.4 kWh: nothing to share."""
+    usage = await plant.topology.usage("V", NOV, DEC)
+    assert usage.quantity == Decimal("127.2") and usage.intervals == usage.expected and not usage.estimated  # its terms' counted together
+    assert plant.topology.usage_source().resolution("V") == Decimal("0.01")
+    rule = await plant.rule("area", source="V")
+    p = await plant.preview(rule)
+    assert (p["quantity"], p["total"], p["unit"], p["vacant"]) == ("127.20", "108.12", "kWh", ["A3"])
+    assert shares(p) == {"A1": ("47.70", "40.55"), "A2": ("31.80", "27.03"), "A4": ("31.80", "27.03"), "A5": ("15.90", "13.51")}
+    with pytest.raises(ApportionmentError, match=r"the source V is negative \(-2.4") as err:
+        await plant.topology.apportionment.preview(rule, NOV, S_FROM)
+    assert err.value.status == 409
+    run = await plant.topology.apportionment.run(rule, "2026-11", CASHIER)
+    assert run.detail["total"] == "108.12"
+    async with plant.db.sessions() as s:
+        posted = (await s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "apportionment"))).all()
+        pending = (await s.scalars(select(ApportionmentShare).where(ApportionmentShare.state == "pending"))).all()
+    # A4's account is closed: its share waits for its bill
+    assert sorted((e.account_id, e.amount_minor, e.meter_id) for e in posted) == sorted(
+        (plant.accounts[room], -minor, "V") for room, minor in (("A1", 4055), ("A2", 2703), ("A5", 1351))
+    )
+    assert [(p.room_id, p.amount_minor) for p in pending] == [("A4", 2703)]
+    assert -sum(e.amount_minor for e in posted) + sum(p.amount_minor for p in pending) == 10812
 
 
 async def test_a_run_posts_once_and_settles_a_closed_account_at_its_bill(plant: Plant) -> None:
