@@ -3,24 +3,32 @@ moved in at the start of last month is billed its rent by last month's run and p
 at the cashier; signed in with their PIN, the tenant finds that bill on their account page and
 through their API scope (as JSON, HTML and PDF, as the operator's side shows it) and their
 statement (JSON and CSV) with the bill's charge and the payment; the other tenant (R2) sees
-none of it, not even through their own account's path."""
+none of it, not even through their own account's path. In Chromium at a phone's sizes the
+account page with its bill passes the WCAG 2.1 AA audit, without sideways scrolling and with
+touch targets of 44 px."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, expect
 from sqlalchemy import update
 
 from scada.db.component import DATABASE
 from scada.prepaid.models import Account
 
+from .axe import PHONE, audit, overflow, small_targets, violations_text
+from .browser import Shots
 from .payments_site import Site, payment_site
+from .test_tenant_browser import browser as chromium_browser  # noqa: F401 - fixture
+from .test_tenant_browser import pin_sign_in
 from .test_tenant_portal import pin_login
 
 TZ8 = dt.timezone(dt.timedelta(hours=8))
@@ -138,3 +146,28 @@ async def test_the_other_tenant_sees_none_of_those_bills(site: Site, browser: ai
     async with browser.get(site.url + f"/tenant/accounts/{site.accounts['R2']}") as r:
         page = await r.text()
         assert r.status == 200 and all(str(b["number"]) not in page for b in bills)
+
+
+async def test_the_account_page_with_a_bill_passes_the_audit_at_phone_sizes(site: Site, chromium_browser: Browser,  # noqa: F811
+                                                                           request: pytest.FixtureRequest) -> None:
+    async with aiohttp.ClientSession() as operator:
+        status, found = await site.call(operator, "GET", "/bills?room=R1", "admin")
+        assert status == 200, found
+        bills = found["bills"] or [await issue_last_months_bill(site, operator)]
+    shots = Shots(request.node.name)
+    problems: dict[str, list[dict[str, object]]] = {}
+    layout: dict[str, object] = {}
+    for name, viewport in (("phone", PHONE), ("narrow", {"width": 360, "height": 740})):
+        context = await chromium_browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+        page = await context.new_page()
+        try:
+            await pin_sign_in(page, site, "R1")
+            bill_link = page.get_by_role("link", name="PDF")
+            await expect(bill_link).to_have_attribute("href", re.compile(f"/bills/{bills[0]['id']}\\?format=pdf$"))
+            problems[name] = await audit(page)
+            layout[name] = {"overflow": await overflow(page), "small": await small_targets(page)}
+            await shots(page, f"{name}-account-with-bill")
+        finally:
+            await context.close()
+    assert not {k: v for k, v in problems.items() if v}, violations_text(problems)
+    assert all(v == {"overflow": 0, "small": []} for v in layout.values()), layout
