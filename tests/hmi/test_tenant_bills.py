@@ -122,6 +122,13 @@ async def test_a_tenant_reads_their_own_bills_and_statement(site: Site, browser:
     lines = csv.splitlines()
     assert lines[0] == "ts,kind,description,amount,balance,reference"
     assert any(",charge," in ln and "-800.00" in ln for ln in lines) and any(",payment," in ln and "CASH-1" in ln for ln in lines), csv
+    # the portal's statement form: dates, and a PDF (or the CSV above)
+    today = dt.datetime.now(TZ8).date()
+    async with browser.get(base + f"/statement?from={first.isoformat()}&to={today.isoformat()}&format=pdf") as r:
+        statement_pdf = await r.read()
+        assert r.status == 200 and statement_pdf[:5] == b"%PDF-", statement_pdf[:200]
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(statement_pdf)).pages)
+    assert "-800.00" in text and "300.00" in text and "-500.00" in text, text
     for bad, field in (("?format=xlsx", "format"), ("?from=yesterday", "from")):
         async with browser.get(base + "/statement" + bad) as r:
             err = await r.json()
