@@ -79,10 +79,9 @@ async def test_duplicate_and_out_of_order_notifications_credit_each_order_once(s
         balance = await site.balance(http, room)
         assert Decimal(balance) == before + Decimal(amount) == Decimal("140.00")
         # one message, with the days of credit left: 140.00 at 10.00 a day
-        for _ in range(200):
-            texts = [t for t in site.sms.texts_to(PHONES[room]) if created["order_no"] in t]
-            if texts:
-                break
+        deadline = loop.time() + 30
+        while not [t for t in site.sms.texts_to(PHONES[room]) if created["order_no"] in t]:
+            assert loop.time() < deadline, site.sms.messages
             await asyncio.sleep(0.05)
         status, again = await site.call(http, "GET", f"/payments/orders/{created['id']}")
         assert status == 200 and again["state"] == "credited" and again["entry"] == done["entry"], again
