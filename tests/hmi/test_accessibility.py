@@ -1,7 +1,7 @@
 """Every page of the operator HMI passes an automated WCAG 2.1 AA audit (axe-core: no serious or
 critical violation) at a phone's size (390 × 844) and a desktop's; at the phone's size no page
-scrolls sideways, and the room grid, a room, the alarm console and the cashier offer no touch
-target smaller than 44 px. One demo server for the module (its accounts, bills, meter tree,
+scrolls sideways, no chart's labels shrink below 10 px, and the room grid, a room, the alarm
+console and the cashier offer no touch target smaller than 44 px. One demo server for the module (its accounts, bills, meter tree,
 apportionment rule and alarms give the pages something to show; the test adds a finished job
 and, on the import page, a dry run with a bad row so that its error table is audited too)."""
 
@@ -26,7 +26,7 @@ from scada.users.component import USERS
 
 from ..services import require_services
 from ..threaded import ThreadedServer, threaded_server
-from .axe import DESKTOP, PHONE, audit, overflow, small_targets, violations_text
+from .axe import DESKTOP, PHONE, audit, overflow, small_targets, small_text, violations_text
 from .browser import CHROMIUM, Shots, chromium
 from .conftest import ADMIN_PASSWORD, demo_site_config
 
@@ -42,6 +42,7 @@ IMPORT_CSV = """customer,contact,language,room,mode,tariff,opening_balance,thres
 Zhao Liu,+8613800000006,zh-CN,B1-R999,prepaid,FLAT,10,,,
 """
 PHONE_PAGES = ["/", "/rooms/B1-R101", "/alarms", "/cashier?room=B1-R101"]
+CHARTS = {"/rooms/B1-R101": "#trend[data-shown]", "/losses": "#loss-chart[data-bars]"}  # drawn once their data came
 
 
 @dataclass
@@ -107,19 +108,24 @@ async def test_every_operator_page_passes_the_wcag_21_aa_audit(demo: Demo, brows
             response = await page.goto(demo.url + path)
             assert response is not None and response.status in (200, 404), (path, response.status if response else None)
             await settle(page)
+            if path in CHARTS:
+                await expect(page.locator(CHARTS[path])).to_have_count(1, timeout=10_000)
+                assert await page.locator(CHARTS[path] + " svg text").count() > 0, path
             if path == "/accounts/import":
                 await _dry_run_with_a_bad_row(page, tmp_path)
             violations = await audit(page)
             if violations:
                 found[path] = violations
             if size == "phone":
-                layout[path] = {"overflow": await overflow(page), "small": await small_targets(page) if path in PHONE_PAGES else []}
+                layout[path] = {"overflow": await overflow(page), "small": await small_targets(page) if path in PHONE_PAGES else [],
+                                "text": await small_text(page)}
                 await shots(page, re.sub(r"\W+", "-", path).strip("-") or "grid")
     finally:
         await context.close()
     assert not found, "\n" + violations_text(found)
-    bad = {p: v for p, v in layout.items() if v["overflow"] > 0 or v["small"]}  # type: ignore[index]
-    assert not bad, "\n".join(f"{p}: overflow {v['overflow']} px; small: {v['small']}" for p, v in bad.items())  # type: ignore[index]
+    bad = {p: v for p, v in layout.items() if v["overflow"] > 0 or v["small"] or v["text"]}  # type: ignore[index]
+    assert not bad, "\n".join(f"{p}: overflow {v['overflow']} px; small: {v['small']}; small text: {v['text']}"  # type: ignore[index]
+                               for p, v in bad.items())
 
 
 async def _finished_job(demo: Demo) -> int:
