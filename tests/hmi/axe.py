@@ -14,7 +14,7 @@ from playwright.async_api import Page
 
 from ..services import require_services
 
-__all__ = ["AXE", "audit", "axe_source", "overflow", "small_targets", "violations_text"]
+__all__ = ["AXE", "audit", "axe_source", "overflow", "small_targets", "small_text", "violations_text"]
 
 AXE = Path(__file__).resolve().parents[1] / "interop" / "node_modules" / "axe-core" / "axe.min.js"
 WCAG21AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
@@ -95,3 +95,24 @@ async def small_targets(page: Page, minimum: float = 44.0) -> list[str]:
     ))
 
 
+
+
+async def small_text(page: Page, minimum: float = 10.0) -> list[str]:
+    """Text drawn in an SVG chart smaller than ``minimum`` CSS pixels as shown: its font size
+    times the chart's scale (a drawing wider than the screen is scaled down, and its labels
+    with it)."""
+    return list(await page.evaluate(
+        """(min) => {
+          const out = [];
+          for (const el of document.querySelectorAll('svg text')) {
+            const box = el.getBoundingClientRect();
+            if (box.width === 0 && box.height === 0) continue;
+            const matrix = el.getScreenCTM();
+            const scale = matrix ? Math.hypot(matrix.b, matrix.d) : 1;  // the vertical scale
+            const px = parseFloat(getComputedStyle(el).fontSize) * scale;
+            if (px + 0.05 < min) out.push(`${(el.textContent || '').trim().slice(0, 30)} ${px.toFixed(1)}px`);
+          }
+          return out;
+        }""",
+        minimum,
+    ))

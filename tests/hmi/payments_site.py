@@ -113,7 +113,7 @@ class Site:
         return str(body["balance"])
 
 
-def config_text(tmp: Path, extra: str = "") -> str:
+def config_text(tmp: Path, extra: str = "", sandbox: str = "") -> str:
     return f"""
 [site]
 name = "Payments Test"
@@ -146,6 +146,7 @@ message_channels = ["sms"]
 [payments.sandbox]
 notify_delay_s = 0
 retry_delays_s = [0.2]
+{sandbox}
 
 [tenants]
 code_resend_s = 0
@@ -156,8 +157,10 @@ code_sends_per_hour = 100
 
 
 @contextmanager
-def payment_site(tmp: Path, extra: str = "") -> Iterator[Site]:
-    """The started site (see the module docstring); ``extra`` is more config text."""
+def payment_site(tmp: Path, extra: str = "", *, sandbox: str = "", postpaid: tuple[str, ...] = ()) -> Iterator[Site]:
+    """The started site (see the module docstring); ``extra`` is more config text, ``sandbox``
+    more lines of ``[payments.sandbox]``, and the rooms in ``postpaid`` are opened postpaid
+    (with no opening balance) instead."""
     sms = SmsGateway()
     sms.start()
     gateway = f"""
@@ -168,7 +171,7 @@ url = "http://127.0.0.1:{sms.port}/sms"
 body = '{{"to": {{{{ to|tojson }}}}, "text": {{{{ text|tojson }}}}}}'
 """
     path = tmp / "scada.toml"
-    path.write_text(config_text(tmp, gateway + extra))
+    path.write_text(config_text(tmp, gateway + extra, sandbox))
     config = load_config(path)
     try:
         with threaded_server(config, env={"SCADA_TEST_ADMIN_PASSWORD": ADMIN_PASSWORD}) as srv:
@@ -190,13 +193,13 @@ body = '{{"to": {{{{ to|tojson }}}}, "text": {{{{ text|tojson }}}}}}'
 
             tokens = srv.call(setup)
             site = Site(srv, rt.ctx[HMI_URL], tmp, path, tokens, sms)
-            asyncio.run(_open_accounts(site))
+            asyncio.run(_open_accounts(site, postpaid))
             yield site
     finally:
         sms.stop()
 
 
-async def _open_accounts(site: Site) -> None:
+async def _open_accounts(site: Site, postpaid: tuple[str, ...] = ()) -> None:
     async with aiohttp.ClientSession() as http:
         status, body = await site.call(http, "POST", "/tariffs", "admin", {"id": "FLAT", "name": "Flat", "commodity": "electricity",
                                                                            "definition": {"price": "0.5"}})
@@ -206,9 +209,10 @@ async def _open_accounts(site: Site) -> None:
         assert status == 201, body
         for room, language in (("R1", "zh-CN"), ("R2", "en")):
             tariffs = {"electricity": "FLAT"} | ({"water": "WATER"} if room == "R2" else {})
+            mode = {"mode": "postpaid", "opening_balance": "0"} if room in postpaid else {"opening_balance": "100.00"}
             status, body = await site.call(http, "POST", f"/rooms/{room}/account/open", "cashier", {
-                "tariffs": tariffs, "opening_balance": "100.00", "pin": PINS[room],
-                "contact": {"name": f"Tenant {room}", "phone": PHONES[room], "language": language},
+                "tariffs": tariffs, "pin": PINS[room], "contact": {"name": f"Tenant {room}", "phone": PHONES[room], "language": language},
+                **mode,
             })
             assert status == 201, body
             site.accounts[room] = body["id"]

@@ -21,6 +21,7 @@ from scada.users.audit import Actor
 from scada.users.component import USERS
 
 from ..harness import running_server
+from .axe import PHONE, overflow, small_text
 from .browser import Shots
 from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, demo_site_config
 from .test_api_users import bearer
@@ -125,5 +126,17 @@ async def test_trend_chart_on_the_room_page(history_hmi: tuple[Hmi, date], brows
         await trend.get_by_role("button", name="Earlier").click()
         await expect(trend).to_have_attribute("data-shown", f"week {yesterday - timedelta(days=7)}")
         await shots(page, "week-before")
+        # on a phone the chart is drawn at the phone's width: its labels stay readable (not scaled
+        # down to a few pixels), fewer of them, and the page does not scroll sideways
+        await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+        await trend.get_by_role("button", name="Day").click()
+        await trend.locator("[data-date]").fill(yesterday.isoformat())
+        await trend.locator("[data-date]").dispatch_event("change")
+        await expect(trend).to_have_attribute("data-shown", f"day {yesterday}")
+        await expect(energy.locator("rect.chart-bar")).to_have_count(24)
+        hours = await energy.locator("text.chart-tick").all_text_contents()
+        assert "00" in hours and 4 <= len([h for h in hours if len(h) == 2]) < 24, hours
+        assert await small_text(page) == [] and await overflow(page) == 0
+        await shots(page, "day-phone")
     finally:
         await page.close()

@@ -1,6 +1,7 @@
 // The losses page: a parent meter's loss day by day, as a bar chart of per cents (plain SVG,
 // bars below the axis for negative losses, a dashed line at the alarm limit) and a table.
 import { t, api, setText } from "./common.js";
+import { chartWidth, labelEvery } from "./trend.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const section = document.getElementById("loss-chart");
@@ -14,7 +15,7 @@ function el(name, attrs = {}, text = null) {
 
 /** Bars of ``points`` ([{label, value, title}], value null: unknown) around a zero axis. */
 export function drawLossBars(svg, points, { limit = null, empty = "" } = {}) {
-  const width = 720;
+  const width = chartWidth(svg);
   const height = 240;
   const m = { top: 16, right: 12, bottom: 30, left: 48 };
   svg.replaceChildren();
@@ -35,6 +36,7 @@ export function drawLossBars(svg, points, { limit = null, empty = "" } = {}) {
     svg.append(el("text", { x: m.left - 6, y: y(v) + 4, "text-anchor": "end", class: "chart-tick" }, `${Number(v.toPrecision(3))} %`));
   }
   const step = plotW / points.length;
+  const every = labelEvery(points.length, plotW, 28);  // day numbers: up to two digits
   points.forEach((p, i) => {
     const x = m.left + i * step;
     if (p.value === null) {
@@ -49,7 +51,7 @@ export function drawLossBars(svg, points, { limit = null, empty = "" } = {}) {
       bar.append(el("title", {}, p.title));
       svg.append(bar);
     }
-    if (points.length <= 12 || i % Math.ceil(points.length / 12) === 0) {
+    if (i % every === 0) {
       svg.append(el("text", { x: x + step / 2, y: height - m.bottom + 16, "text-anchor": "middle", class: "chart-tick" }, p.label));
     }
   });

@@ -19,11 +19,26 @@ function niceMax(value) {
 }
 
 /**
+ * The width to draw ``svg`` at: the width it is shown at (one unit a CSS pixel), so that its
+ * 11 px labels stay 11 px on a phone instead of being scaled down with a fixed 720-unit
+ * drawing; 720 while it is not laid out (hidden).
+ */
+export function chartWidth(svg) {
+  const shown = Math.round(svg.getBoundingClientRect().width);
+  return shown >= 200 ? shown : 720;
+}
+
+/** Every how many bars a label fits (at least ``spacing`` units apart). */
+export function labelEvery(count, plotWidth, spacing = 44) {
+  return Math.max(1, Math.ceil(count / Math.max(1, Math.floor(plotWidth / spacing))));
+}
+
+/**
  * Draw ``bars`` ([{label, title, value}], value null for a gap) into ``svg``.
  * ``unit`` labels the axis; ``empty`` is shown when there is nothing to draw.
  */
 export function drawBars(svg, bars, { unit = "", empty = "" } = {}) {
-  const width = 720;
+  const width = chartWidth(svg);
   const height = 240;
   const m = { top: 16, right: 12, bottom: 34, left: 56 };
   svg.replaceChildren();
@@ -45,7 +60,7 @@ export function drawBars(svg, bars, { unit = "", empty = "" } = {}) {
   }
   svg.append(el("text", { x: 4, y: m.top - 4, class: "chart-unit" }, unit));
   const step = plotW / bars.length;
-  const every = Math.max(1, Math.ceil(bars.length / 12));
+  const every = labelEvery(bars.length, plotW);
   bars.forEach((b, i) => {
     const x = m.left + i * step;
     if (b.value !== null && b.value !== undefined) {
