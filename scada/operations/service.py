@@ -592,6 +592,17 @@ class JobService:
                     JobItemRow.job_id == job_id, JobItemRow.run == row_run, JobItemRow.state == "pending",
                 ).values(state="cancelled", detail=f"cancelled by {cancelled_by}", updated_at=now))
                 c.cancelled += result.rowcount  # type: ignore[attr-defined]
+                # an item still "running" here was stopped between two tries (no item is under
+                # way once the workers are done): it ends cancelled too, with what its last try
+                # found, not "running" in a job that has ended
+                stopped = (await s.scalars(select(JobItemRow).where(
+                    JobItemRow.job_id == job_id, JobItemRow.run == row_run, JobItemRow.state == "running",
+                ).with_for_update())).all()
+                for item in stopped:
+                    tries = f" after {item.attempts} {'try' if item.attempts == 1 else 'tries'}" if item.attempts else ""
+                    item.state, item.updated_at = "cancelled", now
+                    item.detail = (f"cancelled by {cancelled_by}{tries}" + (f": {item.detail}" if item.detail else ""))[:2000]
+                c.cancelled += len(stopped)
             await self._end(job_id, "cancelled", f"cancelled by {cancelled_by}: {c.done} done, {c.failed} failed, {c.cancelled} not done")
             return
         state = "failed" if c.failed else "done"
@@ -643,7 +654,10 @@ class JobService:
         if outcome is None:
             return  # stopped before the item's first try
         if not outcome.ok and outcome.retry and run.cancel.is_set() and attempt:
-            return  # stopping between two tries: the item resumes at the next start
+            # stopping between two tries: the item stays running (it resumes at the next start,
+            # or ends cancelled when the job was cancelled), with what its last try found
+            await self._set_item(item.id, "running", outcome.detail, attempts, outcome.result)
+            return
         state = "done" if outcome.ok else "failed"
         detail = outcome.detail if outcome.ok or attempts <= 1 else f"{outcome.detail} (after {attempts} tries)"
         await self._set_item(item.id, state, detail, attempts, outcome.result)
