@@ -15,6 +15,10 @@ cron expression in the site's time zone). Its life::
   after. A scheduled job whose time passed while the server was down runs at start; a job
   left ``running`` by a crash resumes with the items not yet done — an item that was under
   way is redone idempotently (see :mod:`.kinds`), a done one never again.
+* **Cancel.** A scheduled job is cancelled at once; a running one finishes the items under way
+  and ends ``cancelled``: done items stay done, the others (an item waiting between two tries
+  too) end cancelled. A cancel stored just before a crash is carried out at the restart: the
+  items that were under way are finished, the rest are not started.
 * **Permissions** are the item's own: the creator needs the kind's permission (a cashier's job
   cannot switch relays), checked at creation and again when the job runs, and every command
   goes through the command path as that user.
@@ -552,6 +556,10 @@ class JobService:
             log.info("job started", extra={"job": job_id, "kind": row.kind, "run": row_run, "items": len(targets)})
         else:
             row_run = row.run
+        # cancelled just before the server stopped (a crash between the cancel and the end of the
+        # run): the items that were under way are finished (idempotently, so one that was done
+        # is recorded done, not cancelled), the others are not started
+        cancelled_before = row.state == "running" and row.cancelled_by is not None
         async with self.db.sessions() as s:
             items = (await s.scalars(
                 select(JobItemRow).where(JobItemRow.job_id == job_id, JobItemRow.run == row_run).order_by(JobItemRow.id)
@@ -561,7 +569,7 @@ class JobService:
         c.done = sum(1 for i in items if i.state == "done")
         c.failed = sum(1 for i in items if i.state == "failed")
         c.cancelled = sum(1 for i in items if i.state == "cancelled")
-        todo = [i for i in items if i.state in ("pending", "running")]
+        todo = [i for i in items if i.state == "running"] if cancelled_before else [i for i in items if i.state in ("pending", "running")]
         self._emit(JobEvent(job_id, "running", c.total, c.done, c.failed, c.cancelled))
         actor = Actor(row.created_by, row.source, row.created_role)  # type: ignore[arg-type]
         reason = f"job {job_id} ({row.kind})" + (f": {row.reason}" if row.reason else "")
@@ -581,6 +589,8 @@ class JobService:
             async with asyncio.TaskGroup() as group:
                 for n in range(self.config.workers):
                     group.create_task(self._worker(run, kind, queue, calls, None), name=f"job:{job_id}:w{n}")
+        if cancelled_before:
+            run.cancel.set()
         if run.cancel.is_set():
             async with self.db.sessions() as s:
                 cancelled_by = await s.scalar(select(JobRow.cancelled_by).where(JobRow.id == job_id))
