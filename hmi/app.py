@@ -86,7 +86,7 @@ API_ROUTERS: list[ApiRouter] = [
 PAGE_SETS: list[PageSet] = [
     overview_pages.pages, room_pages.pages, cashier_pages.pages, account_pages.pages, alarm_pages.pages,
     comms_pages.pages, tariff_pages.pages, billing_pages.pages, users_pages.pages, approval_pages.pages, report_pages.pages,
-    topology_pages.pages, job_pages.pages,
+    topology_pages.pages, job_pages.pages, job_pages.message_pages,
 ]
 
 OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)

@@ -15,6 +15,10 @@ cron expression in the site's time zone). Its life::
   after. A scheduled job whose time passed while the server was down runs at start; a job
   left ``running`` by a crash resumes with the items not yet done — an item that was under
   way is redone idempotently (see :mod:`.kinds`), a done one never again.
+* **Cancel.** A scheduled job is cancelled at once; a running one finishes the items under way
+  and ends ``cancelled``: done items stay done, the others (an item waiting between two tries
+  too) end cancelled. A cancel stored just before a crash is carried out at the restart: the
+  items that were under way are finished, the rest are not started.
 * **Permissions** are the item's own: the creator needs the kind's permission (a cashier's job
   cannot switch relays), checked at creation and again when the job runs, and every command
   goes through the command path as that user.
@@ -552,6 +556,10 @@ class JobService:
             log.info("job started", extra={"job": job_id, "kind": row.kind, "run": row_run, "items": len(targets)})
         else:
             row_run = row.run
+        # cancelled just before the server stopped (a crash between the cancel and the end of the
+        # run): the items that were under way are finished (idempotently, so one that was done
+        # is recorded done, not cancelled), the others are not started
+        cancelled_before = row.state == "running" and row.cancelled_by is not None
         async with self.db.sessions() as s:
             items = (await s.scalars(
                 select(JobItemRow).where(JobItemRow.job_id == job_id, JobItemRow.run == row_run).order_by(JobItemRow.id)
@@ -561,7 +569,7 @@ class JobService:
         c.done = sum(1 for i in items if i.state == "done")
         c.failed = sum(1 for i in items if i.state == "failed")
         c.cancelled = sum(1 for i in items if i.state == "cancelled")
-        todo = [i for i in items if i.state in ("pending", "running")]
+        todo = [i for i in items if i.state == "running"] if cancelled_before else [i for i in items if i.state in ("pending", "running")]
         self._emit(JobEvent(job_id, "running", c.total, c.done, c.failed, c.cancelled))
         actor = Actor(row.created_by, row.source, row.created_role)  # type: ignore[arg-type]
         reason = f"job {job_id} ({row.kind})" + (f": {row.reason}" if row.reason else "")
@@ -581,6 +589,8 @@ class JobService:
             async with asyncio.TaskGroup() as group:
                 for n in range(self.config.workers):
                     group.create_task(self._worker(run, kind, queue, calls, None), name=f"job:{job_id}:w{n}")
+        if cancelled_before:
+            run.cancel.set()
         if run.cancel.is_set():
             async with self.db.sessions() as s:
                 cancelled_by = await s.scalar(select(JobRow.cancelled_by).where(JobRow.id == job_id))
@@ -592,6 +602,17 @@ class JobService:
                     JobItemRow.job_id == job_id, JobItemRow.run == row_run, JobItemRow.state == "pending",
                 ).values(state="cancelled", detail=f"cancelled by {cancelled_by}", updated_at=now))
                 c.cancelled += result.rowcount  # type: ignore[attr-defined]
+                # an item still "running" here was stopped between two tries (no item is under
+                # way once the workers are done): it ends cancelled too, with what its last try
+                # found, not "running" in a job that has ended
+                stopped = (await s.scalars(select(JobItemRow).where(
+                    JobItemRow.job_id == job_id, JobItemRow.run == row_run, JobItemRow.state == "running",
+                ).with_for_update())).all()
+                for item in stopped:
+                    tries = f" after {item.attempts} {'try' if item.attempts == 1 else 'tries'}" if item.attempts else ""
+                    item.state, item.updated_at = "cancelled", now
+                    item.detail = (f"cancelled by {cancelled_by}{tries}" + (f": {item.detail}" if item.detail else ""))[:2000]
+                c.cancelled += len(stopped)
             await self._end(job_id, "cancelled", f"cancelled by {cancelled_by}: {c.done} done, {c.failed} failed, {c.cancelled} not done")
             return
         state = "failed" if c.failed else "done"
@@ -643,7 +664,10 @@ class JobService:
         if outcome is None:
             return  # stopped before the item's first try
         if not outcome.ok and outcome.retry and run.cancel.is_set() and attempt:
-            return  # stopping between two tries: the item resumes at the next start
+            # stopping between two tries: the item stays running (it resumes at the next start,
+            # or ends cancelled when the job was cancelled), with what its last try found
+            await self._set_item(item.id, "running", outcome.detail, attempts, outcome.result)
+            return
         state = "done" if outcome.ok else "failed"
         detail = outcome.detail if outcome.ok or attempts <= 1 else f"{outcome.detail} (after {attempts} tries)"
         await self._set_item(item.id, state, detail, attempts, outcome.result)

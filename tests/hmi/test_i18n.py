@@ -13,6 +13,7 @@ from hmi.i18n import LANGUAGES, Catalogs, negotiate
 from hmi.live import CATEGORIES
 from scada.alarms.alarm import AlarmState, Priority
 from scada.alarms.classes import CLASS_NAMES
+from scada.operations.messages import MESSAGE_EVENTS
 from scada.users.auth import Permission, Role
 from tags import Quality, QualityReason
 
@@ -74,6 +75,8 @@ def test_families_of_dynamic_keys_are_complete(catalogs: Catalogs) -> None:
         "apportionment.method.": ["consumption", "area", "equal", "ratio"],
         "apportionment.settle.": ["balance", "bill"],
         "apportionment.schedule.": ["monthly", "daily"],
+        "messages.status.": ["all", "pending", "held", "sent", "failed", "skipped", "cancelled"],
+        "messages.event.": list(MESSAGE_EVENTS),
     }
     for prefix, values in families.items():
         missing = [prefix + v for v in values if prefix + v not in en]

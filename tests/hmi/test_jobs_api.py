@@ -1,6 +1,7 @@
 """Jobs through the API on the demo site and its simulator: a relay job over 20 rooms confirmed
 by read-back, permissions per kind, approvals by another user, bad requests naming the field,
-a job cancelled mid-way, preview counts."""
+cancelling a job that waits, preview counts. (A job cancelled while it runs, and a repeating
+job: test_jobs_repeat_cancel.py.)"""
 
 from __future__ import annotations
 
