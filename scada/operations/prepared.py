@@ -8,7 +8,8 @@ Columns (a header row names them, any order, any case; ``water_tariff``, ``thres
 ``customer`` is the account holder: where the back office (``[billing]``) runs, a customer of it
 by number (``#12``) or by name (a name no customer has creates that customer, with the row's
 contact and language, when the import is made; a name several customers have must be given by
-number), and the opened account is that customer's; ``contact`` is a phone number or an e-mail
+number), and the opened account is that customer's; ``contact`` is a phone number in E.164 form
+(``+8613800000000``; spaces and hyphens between digits are dropped) or an e-mail
 address; ``language`` en or zh-CN; ``mode`` the account's mode, prepaid or postpaid (postpaid
 accounts are billed by the back office, so they need it); ``tariff`` the room's electricity (or, for a room
 with only a water meter, water) tariff; ``thresholds`` the balance alarm levels 1/2/3 as
@@ -35,7 +36,7 @@ from typing import Any
 from sqlalchemy import select
 
 from scada.billing.models import AccountBilling, Customer
-from scada.core.inputs import has_control
+from scada.core.inputs import InputError, e164, has_control
 from scada.db import Database
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.ledger import MODES
@@ -52,7 +53,6 @@ COLUMNS = ("customer", "contact", "language", "room", "mode", "tariff", "opening
 REQUIRED = ("customer", "contact", "room", "tariff")
 MAX_ROWS = 20000
 MAX_CELL = 200
-_PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,30}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 _CUSTOMER_NO = re.compile(r"^#([0-9]{1,18})$")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -267,10 +267,15 @@ class PreparedAccounts:
             values["phone"] = values["email"] = None
             if _EMAIL.match(contact):
                 values["email"] = contact
-            elif _PHONE.match(contact):
-                values["phone"] = contact
-            else:
+            elif not contact or "@" in contact:
                 bad("contact", f"expected a phone number or an e-mail address, found {contact[:40]!r}")
+            else:
+                # the one E.164 check every phone number passes where it enters: this one is the
+                # billing customer's and the tenant's, and SMS goes to it
+                try:
+                    values["phone"] = e164(contact)
+                except InputError as exc:
+                    bad("contact", f"{exc} (or an e-mail address)")
             language = cells.get("language", "") or "en"
             if language not in ("en", "zh-CN"):
                 bad("language", f"expected en or zh-CN, found {language[:20]!r}")
