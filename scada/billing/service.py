@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from scada.billing.context import BillingContext, PendingLines
 from scada.billing.customers import CustomerView, check_customer, customer_view
 from scada.billing.errors import BillingError
 from scada.billing.models import AccountBilling, Bill, BillSection, ChargeRule, Customer
+from scada.billing.retention import erase_customer_data
 from scada.billing.statements import Statement, statement_of
 from scada.core.context import Key
 from scada.db import Database
@@ -46,19 +48,30 @@ class BillingService:
         self.cfg = config
         self.clock = utcnow  # tests drive it
         self._last_tick_day: dt.date | None = None
+        self._remove_eraser: Callable[[], None] | None = None
 
     @property
     def minor_units(self) -> int:
         return self.ctx.minor_units
 
     def attach(self) -> None:
-        """Take part in account closing (the part periods of a move-out)."""
+        """Take part in account closing (the part periods of a move-out) and in the engine's
+        data retention (customers whose accounts all closed long ago)."""
         if self._on_close not in self.engine.accounts.close_hooks:
             self.engine.accounts.close_hooks.append(self._on_close)
+        if self._remove_eraser is None:
+            self._remove_eraser = self.engine.add_retention_eraser(self._erase_customers)
 
     def detach(self) -> None:
+        """Leave account closing and data retention again."""
         if self._on_close in self.engine.accounts.close_hooks:
             self.engine.accounts.close_hooks.remove(self._on_close)
+        if self._remove_eraser is not None:
+            self._remove_eraser()
+            self._remove_eraser = None
+
+    async def _erase_customers(self, retention_days: int, now: dt.datetime) -> int:
+        return await erase_customer_data(self.db, retention_days, now)
 
     def add_pending(self, source: PendingLines) -> None:
         """Let every billing run post what ``source`` keeps waiting for the bill (see

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 
 from scada.billing.models import AccountBilling, Customer
 from scada.core.inputs import InputError, e164, has_control
@@ -41,7 +41,7 @@ from scada.db import Database
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.ledger import MODES
 from scada.prepaid.levels import parse_thresholds, thresholds_json
-from scada.prepaid.models import LedgerEntry
+from scada.prepaid.models import Account, LedgerEntry
 from scada.prepaid.money import MoneyError, format_minor, parse_money
 from scada.users.audit import Actor, AuditLog
 
@@ -55,6 +55,7 @@ MAX_ROWS = 20000
 MAX_CELL = 200
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 _CUSTOMER_NO = re.compile(r"^#([0-9]{1,18})$")
+_RETENTION = Actor.system("retention")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -377,6 +378,34 @@ class PreparedAccounts:
         for c in created:
             self._pending_rooms[c["room"]] = parse_money(c["opening_balance"], "opening_balance", self.engine.minor_units, allow_zero=True)
         return ImportResult(len(rows), [], created, False, list(new_customers))
+
+    # -- data retention ---------------------------------------------------------------------------
+    async def erase_personal_data(self, retention_days: int, now: dt.datetime, *, batch: int = 100) -> int:
+        """Erase the customer name and contact of prepared accounts that are done with: opened
+        for an account closed at least ``retention_days`` before ``now``, or withdrawn (never
+        opened) and prepared that long ago. One audit row (``prepared_account.personal_data_erased``,
+        no personal data) each; returns how many. Registered with the prepaid engine's retention
+        (``prepaid.personal_data_retention_days``)."""
+        cutoff = now - dt.timedelta(days=retention_days)
+        holds = or_(PreparedAccountRow.customer != "", PreparedAccountRow.contact_phone.is_not(None),
+                    PreparedAccountRow.contact_email.is_not(None))
+        closed_long_ago = select(Account.id).where(Account.id == PreparedAccountRow.account_id, Account.state == "closed",
+                                                   Account.closed_at.is_not(None), Account.closed_at <= cutoff)
+        async with self.db.sessions() as s:
+            due = (await s.scalars(select(PreparedAccountRow.id).where(holds, or_(
+                and_(PreparedAccountRow.state == "opened", exists(closed_long_ago)),
+                and_(PreparedAccountRow.state == "withdrawn", PreparedAccountRow.created_at <= cutoff),
+            )).order_by(PreparedAccountRow.id).limit(batch))).all()
+        for prepared_id in due:
+            async with self.db.transaction() as s:
+                row = await s.get(PreparedAccountRow, prepared_id, with_for_update=True)
+                if row is None or row.state == "prepared":
+                    continue
+                row.customer, row.contact_phone, row.contact_email = "", None, None
+                AuditLog.record(s, _RETENTION, "prepared_account.personal_data_erased", "prepared_account", str(row.id),
+                                reason=f"{row.state} and past {retention_days} days (prepaid.personal_data_retention_days)",
+                                after={"room": row.room_id, "state": row.state, "account": row.account_id})
+        return len(due)
 
     def money(self, minor: int) -> Decimal:
         return Decimal(minor).scaleb(-self.engine.minor_units)
