@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class BillingService:
+    """The back office (customers, charges, billing runs, bills, payments, dunning) over the prepaid engine."""
+
     def __init__(self, config: BillingConfig, db: Database, engine: PrepaidEngine, assets: AssetRegistry) -> None:
         self.ctx = BillingContext(db, engine, assets, config)
         self.db = db
