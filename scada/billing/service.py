@@ -19,7 +19,7 @@ from scada.billing.bills import BILLING, RunResult
 from scada.billing.charges import RuleView, due_instances, parse_rule, post_instances, rule_view, true_up
 from scada.billing.config import BillingConfig
 from scada.billing.context import BillingContext, PendingLines
-from scada.billing.customers import CustomerView, check_customer, customer_view
+from scada.billing.customers import CustomerView, check_customer, customer_view, for_audit
 from scada.billing.errors import BillingError
 from scada.billing.models import AccountBilling, Bill, BillSection, ChargeRule, Customer
 from scada.billing.retention import erase_customer_data
@@ -99,7 +99,7 @@ class BillingService:
             s.add(c)
             await s.flush()
             await self._link_rooms(s, c, rooms or [], now)
-            AuditLog.record(s, actor, "customer.create", "customer", str(c.id), after={**fields, "rooms": rooms})
+            AuditLog.record(s, actor, "customer.create", "customer", str(c.id), after={**for_audit(fields, c.kind), "rooms": rooms})
         return await self.customer(c.id)
 
     async def update_customer(self, customer_id: int, body: dict[str, Any], actor: Actor) -> CustomerView:
@@ -110,13 +110,13 @@ class BillingService:
             c = await s.get(Customer, customer_id)
             if c is None:
                 raise BillingError(f"no customer {customer_id}", status=404)
-            before = customer_view(c).as_json()
+            before = for_audit(customer_view(c).as_json(), c.kind)
             for k, v in fields.items():
                 setattr(c, k, v)
             c.updated_at = now
             if rooms is not None:
                 await self._link_rooms(s, c, rooms, now, replace=True)
-            AuditLog.record(s, actor, "customer.update", "customer", str(c.id), before=before, after={**fields, "rooms": rooms})
+            AuditLog.record(s, actor, "customer.update", "customer", str(c.id), before=before, after={**for_audit(fields, c.kind), "rooms": rooms})
         return await self.customer(customer_id)
 
     async def _link_rooms(self, s: AsyncSession, c: Customer, rooms: list[str], now: dt.datetime, *, replace: bool = False) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
 
+from scada.billing.customers import for_audit
 from scada.billing.models import AccountBilling, Customer
 from scada.core.inputs import InputError, e164, has_control
 from scada.db import Database
@@ -360,7 +361,8 @@ class PreparedAccounts:
                 await s.flush()
                 new_ids[name] = holder.id
                 AuditLog.record(s, actor, "customer.create", "customer", str(holder.id),
-                                after={"name": name, "kind": "person", "language": first["language"], "source": f"{source}:{first_line}"[:200]})
+                                after={**for_audit({"name": name}, "person"), "kind": "person", "language": first["language"],
+                                       "source": f"{source}:{first_line}"[:200]})
             for line, v in parsed:
                 row = PreparedAccountRow(
                     room_id=v["room"], pending_room_id=v["room"], state="prepared", customer=v["customer"],
