@@ -49,6 +49,19 @@ def customer_view(c: Customer, rooms: tuple[str, ...] = (), accounts: tuple[int,
                         c.created_by, rooms, accounts)
 
 
+CONTACT_FIELDS = ("phone", "email", "address")
+PERSON_FIELDS = ("name", "tax_id")  # a person's own; a company's name and tax id are not personal data
+NOT_LOGGED = "(not logged)"
+
+
+def for_audit(fields: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """``fields`` as the audit log keeps them: contact details (and a person's name and tax id)
+    only as "given", never their values. The audit log is append-only, so what it held would
+    outlive the erasure of the customer's personal data (``prepaid.personal_data_retention_days``)."""
+    hidden = CONTACT_FIELDS + (PERSON_FIELDS if kind != "company" else ())
+    return {k: (NOT_LOGGED if k in hidden and v not in (None, "") else v) for k, v in fields.items()}
+
+
 def check_customer(body: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     """The customer's fields from outside, checked; a bad field is a 422 naming it."""
     out: dict[str, Any] = {}

@@ -91,6 +91,8 @@ class ChargeRule(Base):
 
 
 class BillingRun(Base):
+    """One billing run: the period, who ran it, for which rooms, how many bills and ledger entries it made."""
+
     __tablename__ = "billing_runs"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     period: Mapped[str] = mapped_column(String(7), index=True)  # YYYY-MM

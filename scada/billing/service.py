@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +19,10 @@ from scada.billing.bills import BILLING, RunResult
 from scada.billing.charges import RuleView, due_instances, parse_rule, post_instances, rule_view, true_up
 from scada.billing.config import BillingConfig
 from scada.billing.context import BillingContext, PendingLines
-from scada.billing.customers import CustomerView, check_customer, customer_view
+from scada.billing.customers import CustomerView, check_customer, customer_view, for_audit
 from scada.billing.errors import BillingError
 from scada.billing.models import AccountBilling, Bill, BillSection, ChargeRule, Customer
+from scada.billing.retention import erase_customer_data
 from scada.billing.statements import Statement, statement_of
 from scada.core.context import Key
 from scada.db import Database
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class BillingService:
+    """The back office (customers, charges, billing runs, bills, payments, dunning) over the prepaid engine."""
+
     def __init__(self, config: BillingConfig, db: Database, engine: PrepaidEngine, assets: AssetRegistry) -> None:
         self.ctx = BillingContext(db, engine, assets, config)
         self.db = db
@@ -46,19 +50,30 @@ class BillingService:
         self.cfg = config
         self.clock = utcnow  # tests drive it
         self._last_tick_day: dt.date | None = None
+        self._remove_eraser: Callable[[], None] | None = None
 
     @property
     def minor_units(self) -> int:
         return self.ctx.minor_units
 
     def attach(self) -> None:
-        """Take part in account closing (the part periods of a move-out)."""
+        """Take part in account closing (the part periods of a move-out) and in the engine's
+        data retention (customers whose accounts all closed long ago)."""
         if self._on_close not in self.engine.accounts.close_hooks:
             self.engine.accounts.close_hooks.append(self._on_close)
+        if self._remove_eraser is None:
+            self._remove_eraser = self.engine.add_retention_eraser(self._erase_customers)
 
     def detach(self) -> None:
+        """Leave account closing and data retention again."""
         if self._on_close in self.engine.accounts.close_hooks:
             self.engine.accounts.close_hooks.remove(self._on_close)
+        if self._remove_eraser is not None:
+            self._remove_eraser()
+            self._remove_eraser = None
+
+    async def _erase_customers(self, retention_days: int, now: dt.datetime) -> int:
+        return await erase_customer_data(self.db, retention_days, now)
 
     def add_pending(self, source: PendingLines) -> None:
         """Let every billing run post what ``source`` keeps waiting for the bill (see
@@ -84,7 +99,7 @@ class BillingService:
             s.add(c)
             await s.flush()
             await self._link_rooms(s, c, rooms or [], now)
-            AuditLog.record(s, actor, "customer.create", "customer", str(c.id), after={**fields, "rooms": rooms})
+            AuditLog.record(s, actor, "customer.create", "customer", str(c.id), after={**for_audit(fields, c.kind), "rooms": rooms})
         return await self.customer(c.id)
 
     async def update_customer(self, customer_id: int, body: dict[str, Any], actor: Actor) -> CustomerView:
@@ -95,13 +110,13 @@ class BillingService:
             c = await s.get(Customer, customer_id)
             if c is None:
                 raise BillingError(f"no customer {customer_id}", status=404)
-            before = customer_view(c).as_json()
+            before = for_audit(customer_view(c).as_json(), c.kind)
             for k, v in fields.items():
                 setattr(c, k, v)
             c.updated_at = now
             if rooms is not None:
                 await self._link_rooms(s, c, rooms, now, replace=True)
-            AuditLog.record(s, actor, "customer.update", "customer", str(c.id), before=before, after={**fields, "rooms": rooms})
+            AuditLog.record(s, actor, "customer.update", "customer", str(c.id), before=before, after={**for_audit(fields, c.kind), "rooms": rooms})
         return await self.customer(customer_id)
 
     async def _link_rooms(self, s: AsyncSession, c: Customer, rooms: list[str], now: dt.datetime, *, replace: bool = False) -> None:

@@ -78,6 +78,8 @@ Status = Literal["confirmed", "failed", "denied", "superseded"]
 
 
 class CommandKind(str, enum.Enum):
+    """What a command does to a meter: supply on, supply off, or a parameter write."""
+
     CONNECT = "connect"  # supply on: relay closed / valve open
     DISCONNECT = "disconnect"  # supply off: relay tripped / valve closed
     WRITE = "write"  # a parameter block (block, value)
@@ -85,6 +87,8 @@ class CommandKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class CommandRequest:
+    """One command as a caller asks for it: the meter, what to do, who asks and why."""
+
     meter_id: str
     kind: CommandKind
     actor: Actor
@@ -99,6 +103,8 @@ class CommandRequest:
 
 @dataclass(frozen=True)
 class CommandResult:
+    """How a command ended (confirmed, failed, denied or superseded), as stored in its history."""
+
     id: int
     meter_id: str
     kind: CommandKind
@@ -190,6 +196,8 @@ class _MeterQueue:
 
 
 class CommandService:
+    """The one path to a meter's relay, valve and parameters: queues per meter, authorises, audits, sends, confirms by reading back."""
+
     def __init__(
         self,
         db: Database,

@@ -147,6 +147,7 @@ def resolve_groups(snapshot: AssetSnapshot, selector: str, ids: Iterable[str]) -
 
 
 def history_query(request: HistoryRequest, snapshot: AssetSnapshot) -> HistoryQuery:
+    """The historian query for an API history request: its selector resolved to meter groups (raises :class:`QueryError`)."""
     groups = resolve_groups(snapshot, request.selector, request.ids)
     return HistoryQuery(groups, request.points, request.start, request.end, request.resample, request.agg, request.selector)
 

@@ -13,7 +13,7 @@ an event with ``AckedState`` true.
 Alarm class → condition type: ``comm_loss`` and ``relay_fault`` InstrumentDiagnosticAlarmType,
 ``link_down`` SystemDiagnosticAlarmType, ``tamper``, ``review_hold`` and ``reverse_energy``
 OffNormalAlarmType, ``balance_low`` (Low), ``balance_very_low`` and ``balance_exhausted`` (LowLow),
-``over_power`` and ``historian_buffer`` (High) ExclusiveLevelAlarmType; a class not listed here is
+``over_power``, ``historian_buffer`` and ``loss_high`` (High) ExclusiveLevelAlarmType; a class not listed here is
 an ExclusiveLevelAlarmType when it has a limit, else an OffNormalAlarmType.
 """
 
@@ -57,6 +57,7 @@ CONDITION_TYPES: dict[str, tuple[ConditionKind, ConditionClass, str | None, str 
     "balance_exhausted": (K.EXCLUSIVE_LEVEL, C.PROCESS, "LowLow", "balance"),
     "over_power": (K.EXCLUSIVE_LEVEL, C.PROCESS, "High", "power"),
     "historian_buffer": (K.EXCLUSIVE_LEVEL, C.SYSTEM, "High", None),
+    "loss_high": (K.EXCLUSIVE_LEVEL, C.PROCESS, "High", "loss_pct"),
 }
 
 _PERMISSIONS = {

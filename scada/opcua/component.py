@@ -60,6 +60,7 @@ from scada.alarms.component import ALARMS
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER, CommandKind, CommandRequest
 from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context, Key
+from scada.core.inputs import InputError, check_text, has_control, quote
 from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.history.service import HISTORY
@@ -432,7 +433,9 @@ class OpcUaComponent(Component):
         transaction). The Double becomes a Decimal through its shortest repr (``0.1`` → ``0.1``),
         then must be a positive amount with no more decimals than the currency has; the
         reference makes a repeated call credit once."""
-        args = {"amount": repr(amount), "reference": reference}
+        # the audit row quotes a short prefix of an oversized or control-character reference,
+        # never the whole of what a client sent
+        args = {"amount": repr(amount), "reference": reference if len(reference) <= 128 and not has_control(reference) else quote(reference)}
         user = await self._authorise(caller, Permission.RECHARGE, "opcua.recharge", "room", room_id, args)
         engine = self.ctx.get(PREPAID)
 
@@ -448,6 +451,11 @@ class OpcUaComponent(Component):
         reference = reference.strip()
         if not reference or len(reference) > 128:
             raise await failed(ua.StatusCodes.BadInvalidArgument, "Reference: a payment reference of 1 to 128 characters is required")
+        try:
+            # the same bound as the HTTP API's JSON text: a NUL or an escape never reaches the ledger
+            check_text(reference, "Reference")
+        except InputError as exc:
+            raise await failed(ua.StatusCodes.BadInvalidArgument, str(exc)) from None
         try:
             minor = parse_money(Decimal(repr(amount)), "Amount", engine.minor_units, maximum=engine.cfg.max_amount)
         except (MoneyError, InvalidOperation) as exc:

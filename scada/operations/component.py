@@ -96,6 +96,7 @@ class OperationsComponent(Component):
             prepared = PreparedAccounts(db, engine, clock=self.clock.now, billing=config.billing.enabled)
             await prepared.load()
             jobs_ctx.prepared = prepared
+            cleanups.append(engine.add_retention_eraser(prepared.erase_personal_data))
             if notifier is not None:
                 unknown = [c for c in cfg.messages.channels if c not in notifier.channels]
                 if unknown:

@@ -25,7 +25,7 @@ from typing import Any
 from protocols.modbus.params import ClockBlock, TouTableBlock, ValueBlock, normalise_tou
 from scada.commands.service import ParameterDriver
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
-from tags import DataType, TagChange, TagDB, TagMeta
+from tags import DataType, TagChange, TagDB, TagMeta, names
 from tags.names import meter_tag
 from tags.subscription import by_points
 
@@ -166,7 +166,13 @@ class MeterSettings:
                     new = change.new
                     was = change.old.value if change.old is not None else None
                     if new.value is True and was is not True:
-                        meter_id = change.name.rsplit(".", 1)[0]
+                        try:
+                            tag = names.parse(change.name)
+                        except ValueError:
+                            continue
+                        if tag.kind != "meter":  # a link's comm_ok: its meters report their own
+                            continue
+                        meter_id = tag.owner
                         meter = self.assets.snapshot.meters.get(meter_id)
                         if meter is not None and meter.kind == "electricity" and self.tou_block(meter) is not None:
                             self.schedule_check(meter_id)

@@ -8,7 +8,8 @@ Columns (a header row names them, any order, any case; ``water_tariff``, ``thres
 ``customer`` is the account holder: where the back office (``[billing]``) runs, a customer of it
 by number (``#12``) or by name (a name no customer has creates that customer, with the row's
 contact and language, when the import is made; a name several customers have must be given by
-number), and the opened account is that customer's; ``contact`` is a phone number or an e-mail
+number), and the opened account is that customer's; ``contact`` is a phone number in E.164 form
+(``+8613800000000``; spaces and hyphens between digits are dropped) or an e-mail
 address; ``language`` en or zh-CN; ``mode`` the account's mode, prepaid or postpaid (postpaid
 accounts are billed by the back office, so they need it); ``tariff`` the room's electricity (or, for a room
 with only a water meter, water) tariff; ``thresholds`` the balance alarm levels 1/2/3 as
@@ -32,15 +33,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 
+from scada.billing.customers import for_audit
 from scada.billing.models import AccountBilling, Customer
-from scada.core.inputs import has_control
+from scada.core.inputs import InputError, e164, has_control
 from scada.db import Database
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.ledger import MODES
 from scada.prepaid.levels import parse_thresholds, thresholds_json
-from scada.prepaid.models import LedgerEntry
+from scada.prepaid.models import Account, LedgerEntry
 from scada.prepaid.money import MoneyError, format_minor, parse_money
 from scada.users.audit import Actor, AuditLog
 
@@ -52,9 +54,9 @@ COLUMNS = ("customer", "contact", "language", "room", "mode", "tariff", "opening
 REQUIRED = ("customer", "contact", "room", "tariff")
 MAX_ROWS = 20000
 MAX_CELL = 200
-_PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,30}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 _CUSTOMER_NO = re.compile(r"^#([0-9]{1,18})$")
+_RETENTION = Actor.system("retention")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -267,10 +269,15 @@ class PreparedAccounts:
             values["phone"] = values["email"] = None
             if _EMAIL.match(contact):
                 values["email"] = contact
-            elif _PHONE.match(contact):
-                values["phone"] = contact
-            else:
+            elif not contact or "@" in contact:
                 bad("contact", f"expected a phone number or an e-mail address, found {contact[:40]!r}")
+            else:
+                # the one E.164 check every phone number passes where it enters: this one is the
+                # billing customer's and the tenant's, and SMS goes to it
+                try:
+                    values["phone"] = e164(contact)
+                except InputError as exc:
+                    bad("contact", f"{exc} (or an e-mail address)")
             language = cells.get("language", "") or "en"
             if language not in ("en", "zh-CN"):
                 bad("language", f"expected en or zh-CN, found {language[:20]!r}")
@@ -354,7 +361,8 @@ class PreparedAccounts:
                 await s.flush()
                 new_ids[name] = holder.id
                 AuditLog.record(s, actor, "customer.create", "customer", str(holder.id),
-                                after={"name": name, "kind": "person", "language": first["language"], "source": f"{source}:{first_line}"[:200]})
+                                after={**for_audit({"name": name}, "person"), "kind": "person", "language": first["language"],
+                                       "source": f"{source}:{first_line}"[:200]})
             for line, v in parsed:
                 row = PreparedAccountRow(
                     room_id=v["room"], pending_room_id=v["room"], state="prepared", customer=v["customer"],
@@ -372,6 +380,34 @@ class PreparedAccounts:
         for c in created:
             self._pending_rooms[c["room"]] = parse_money(c["opening_balance"], "opening_balance", self.engine.minor_units, allow_zero=True)
         return ImportResult(len(rows), [], created, False, list(new_customers))
+
+    # -- data retention ---------------------------------------------------------------------------
+    async def erase_personal_data(self, retention_days: int, now: dt.datetime, *, batch: int = 100) -> int:
+        """Erase the customer name and contact of prepared accounts that are done with: opened
+        for an account closed at least ``retention_days`` before ``now``, or withdrawn (never
+        opened) and prepared that long ago. One audit row (``prepared_account.personal_data_erased``,
+        no personal data) each; returns how many. Registered with the prepaid engine's retention
+        (``prepaid.personal_data_retention_days``)."""
+        cutoff = now - dt.timedelta(days=retention_days)
+        holds = or_(PreparedAccountRow.customer != "", PreparedAccountRow.contact_phone.is_not(None),
+                    PreparedAccountRow.contact_email.is_not(None))
+        closed_long_ago = select(Account.id).where(Account.id == PreparedAccountRow.account_id, Account.state == "closed",
+                                                   Account.closed_at.is_not(None), Account.closed_at <= cutoff)
+        async with self.db.sessions() as s:
+            due = (await s.scalars(select(PreparedAccountRow.id).where(holds, or_(
+                and_(PreparedAccountRow.state == "opened", exists(closed_long_ago)),
+                and_(PreparedAccountRow.state == "withdrawn", PreparedAccountRow.created_at <= cutoff),
+            )).order_by(PreparedAccountRow.id).limit(batch))).all()
+        for prepared_id in due:
+            async with self.db.transaction() as s:
+                row = await s.get(PreparedAccountRow, prepared_id, with_for_update=True)
+                if row is None or row.state == "prepared":
+                    continue
+                row.customer, row.contact_phone, row.contact_email = "", None, None
+                AuditLog.record(s, _RETENTION, "prepared_account.personal_data_erased", "prepared_account", str(row.id),
+                                reason=f"{row.state} and past {retention_days} days (prepaid.personal_data_retention_days)",
+                                after={"room": row.room_id, "state": row.state, "account": row.account_id})
+        return len(due)
 
     def money(self, minor: int) -> Decimal:
         return Decimal(minor).scaleb(-self.engine.minor_units)

@@ -82,6 +82,9 @@ class JobError(Exception):
 
 @dataclass(frozen=True)
 class JobView:
+    """A job as the API and pages show it: its definition, state, approval and item counts."""
+
+
     id: int
     kind: str
     targets: dict[str, Any]
@@ -152,6 +155,8 @@ class _Run:
 
 
 class JobService:
+    """The jobs engine: creates, schedules, approves, runs (paced, resumable) and cancels batch jobs."""
+
     def __init__(
         self,
         db: Database,

@@ -44,6 +44,7 @@ def _order_id(text: str) -> int | None:
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
+    """``scada payments orders``: list the newest payment orders."""
     config = config_from_args(args)
     minor = config.site.currency_minor_units
 
@@ -67,6 +68,7 @@ def cmd_orders(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_pay(args: argparse.Namespace) -> int:
+    """``scada payments sandbox-pay``: pay or decline an order on the sandbox provider."""
     config = config_from_args(args)
     order_id = _order_id(args.order)
     if order_id is None:
@@ -103,6 +105,7 @@ def cmd_sandbox_pay(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    """``scada payments reconcile``: a day's provider statement against the orders and the ledger; 1 when they differ."""
     config = config_from_args(args)
     tz = config.site.tz
     try:
@@ -145,6 +148,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Add the ``payments`` subcommands to the CLI's subparsers."""
     p = sub.add_parser("payments", help="online payment: orders, the sandbox provider, reconciliation")
     cmds = p.add_subparsers(dest="payments_command", required=True)
     c = cmds.add_parser("orders", help="the newest payment orders")

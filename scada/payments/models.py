@@ -26,6 +26,8 @@ ORDER_STATES = ("created", "paid", "credited", "expired", "failed", "refunded")
 
 
 class PaymentOrder(Base):
+    """One online payment of a room's account through a provider, from creation to credit (or refund)."""
+
     __tablename__ = "payment_orders"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(32))

@@ -20,6 +20,7 @@ def _out(message: str) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    """``scada reconcile``: check every account's balance against its ledger and billed readings; 1 on a mismatch."""
     config = config_from_args(args)
     minor = config.site.currency_minor_units
 
@@ -45,6 +46,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Add the prepaid subcommands (``reconcile``) to the CLI's subparsers."""
     p = sub.add_parser("reconcile", help="check every prepaid account and billed reading; non-zero exit on a mismatch")
     p.add_argument("--config", help="TOML config file (default: the demo's)")
     p.set_defaults(handler=cmd_reconcile)

@@ -19,6 +19,7 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
 def hhmm_minutes(value: str) -> int:
+    """Minutes after midnight of a ``HH:MM`` time; raises ValueError for anything else."""
     m = _HHMM.match(value)
     if not m:
         raise ValueError(f"expected a time HH:MM, found {value!r}")
@@ -26,6 +27,8 @@ def hhmm_minutes(value: str) -> int:
 
 
 class ThresholdConfig(ConfigModel):
+    """One balance alarm level (1 to 3), reached at a balance (``money``) or at days of credit left (``days``)."""
+
     level: int = Field(ge=1, le=3)
     money: DecimalStr | None = None
     days: DecimalStr | None = None
@@ -55,6 +58,8 @@ class PrepaidDefaults(ConfigModel):
 
 
 class FriendlyWindowConfig(ConfigModel):
+    """A daily window (on the given weekdays) in which an account with friendly credit is not cut."""
+
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     start: str
     end: str  # at or before start: the window ends the next day
@@ -93,6 +98,8 @@ class DemoAccountsConfig(ConfigModel):
 
 
 class PrepaidConfig(ConfigModel):
+    """The ``[prepaid]`` section: money rules, billing batches, timers, data retention, new accounts' defaults."""
+
     enabled: bool = True
     rounding: Literal["half_up", "half_even", "half_down", "up", "down"] = "half_up"
     max_amount: DecimalStr = Decimal("1000000")  # the largest amount one operation may move

@@ -60,9 +60,13 @@ from tags.names import meter_tag
 from tags.subscription import by_points
 from tags.timers import run_every
 
-__all__ = ["PREPAID", "HoldView", "PrepaidEngine", "TOTAL_POINTS"]
+__all__ = ["PREPAID", "HoldView", "PrepaidEngine", "RetentionEraser", "TOTAL_POINTS"]
 
 log = logging.getLogger(__name__)
+
+RetentionEraser = Callable[[int, dt.datetime], Awaitable[int]]
+"""``eraser(retention_days, now)``: erases what a feature keeps of accounts closed that long ago;
+returns how many records."""
 
 TOTAL_POINTS = {"energy_total": "electricity", "volume_total": "water"}
 REGISTER_POINTS = {f"energy_{p}": p for p in ENERGY_REGISTERS}
@@ -137,6 +141,20 @@ class PrepaidEngine:
         self._unsubscribe: Any = None
         self.stats = {"readings": 0, "processed": 0, "billed": 0, "batches": 0, "failures": 0}
         self._payment_listeners: list[Callable[[str, PostResult], None]] = []
+        self._retention_erasers: list[RetentionEraser] = []
+
+    def add_retention_eraser(self, eraser: RetentionEraser) -> Callable[[], None]:
+        """Let ``eraser(retention_days, now)`` erase the personal data a higher feature keeps of
+        closed accounts (the back office's customers, prepared accounts) each time this engine's
+        retention runs; it returns how many records it erased and audits them itself. Returns the
+        function that removes it."""
+        self._retention_erasers.append(eraser)
+
+        def remove() -> None:
+            if eraser in self._retention_erasers:
+                self._retention_erasers.remove(eraser)
+
+        return remove
 
     def add_payment_listener(self, listener: Callable[[str, PostResult], None]) -> Callable[[], None]:
         """Call ``listener(room, result)`` after every recharge or payment that was posted (not a
@@ -401,16 +419,22 @@ class PrepaidEngine:
 
     async def erase_personal_data(self, now: dt.datetime | None = None) -> int:
         """Erase the contact details of accounts closed longer than the retention setting
-        (``prepaid.personal_data_retention_days``; unset: nothing); returns how many accounts."""
+        (``prepaid.personal_data_retention_days``; unset: nothing), then what each registered
+        eraser (:meth:`add_retention_eraser`) keeps of them; returns how many records (accounts,
+        customers, prepared accounts) were erased."""
         days = self.cfg.personal_data_retention_days
         if days is None:
             return 0
-        erased = await erase_personal_data(self.db, retention_days=days, now=now or self.clock())
+        now = now or self.clock()
+        erased = await erase_personal_data(self.db, retention_days=days, now=now)
         for e in erased:
             view = self.views.get(e.room_id)
             if view is not None and view.id == e.account_id:
                 self.views[e.room_id] = replace(view, contact=Contact("", None, None, view.contact.language))
-        return len(erased)
+        count = len(erased)
+        for eraser in list(self._retention_erasers):
+            count += await eraser(days, now)
+        return count
 
     async def refresh_daily_costs(self, now: dt.datetime | None = None) -> None:
         """Average daily cost per account over the configured window (for days-based levels)."""

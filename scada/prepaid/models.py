@@ -51,6 +51,8 @@ Exact = ExactDecimal(40, 20)  # exact costs and remainders (prices have ≤ 6, q
 
 
 class Tariff(Base):
+    """A named tariff for one commodity; its prices are in its versions."""
+
     __tablename__ = "prepaid_tariffs"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -60,6 +62,8 @@ class Tariff(Base):
 
 
 class TariffVersionRow(Base):
+    """One version of a tariff's definition, in force from ``effective_from``."""
+
     __tablename__ = "prepaid_tariff_versions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tariff_id: Mapped[str] = mapped_column(ForeignKey("prepaid_tariffs.id"), index=True)
@@ -74,6 +78,8 @@ class TariffVersionRow(Base):
 
 
 class Account(Base):
+    """A room's prepaid (or postpaid) account: its balance, settings, tenant contact and supply state."""
+
     __tablename__ = "prepaid_accounts"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"), index=True)
@@ -115,6 +121,8 @@ class Account(Base):
 
 
 class LedgerEntry(Base):
+    """One append-only money movement of an account, with the balance after it."""
+
     __tablename__ = "prepaid_ledger"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("prepaid_accounts.id"), index=True)

@@ -79,6 +79,7 @@ def register(sub: Any, *, pdf: PdfRenderer | None = None, labels: Labels | None 
 
 
 def cmd_report(args: argparse.Namespace, *, pdf: PdfRenderer | None = None, labels: Labels | None = None) -> int:
+    """``scada report``: compute a report and write it to ``--out``; 2 on a bad request, 1 when the ledger or the historian fails."""
     config = config_from_args(args)
     params = {k: v for k, v in (("from", args.start), ("to", args.end), ("interval", args.interval), ("group", args.group),
                                 ("commodity", args.commodity), ("format", args.format), ("lang", args.lang)) if v}

@@ -39,6 +39,7 @@ def history_runner(service: HistoryService) -> HistoryRunner:
 
 def sources_for(config: ScadaConfig, db: Database, assets: AssetRegistry, history: HistoryRunner | None,
                 usage: Callable[[], UsageSource] | None = None) -> Sources:
+    """What reports read from (database, registry, history, topology usage), set up from the config."""
     return Sources(db, lambda: assets.snapshot, history, config.site.tz, config.site.currency_minor_units, config.site.currency,
                    config.reports, usage=usage)
 

@@ -27,6 +27,8 @@ __all__ = ["REPORTS", "ReportService"]
 
 
 class ReportService:
+    """Parses and runs reports (energy, compare, finance, arrears, losses) for the API, pages, schedules and CLI."""
+
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
         self.cfg = sources.cfg

@@ -24,6 +24,8 @@ TENANTS: Key[TenantService] = Key("tenants", TenantService)
 
 
 class TenantsComponent(Component):
+    """Runs :class:`TenantService` (``ctx[TENANTS]``), its one-time codes sent through the notifier's SMS channel."""
+
     name = "tenants"
     requires = (CONFIG, DATABASE, PREPAID)
     optional = (NOTIFIER,)  # its SMS channel carries the one-time codes

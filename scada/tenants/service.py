@@ -60,6 +60,8 @@ CODE_TEXT = {
 
 
 class TenantError(Exception):
+    """A refused tenant request: its message, HTTP status, field and (rate limits) how long to wait."""
+
     def __init__(self, message: str, *, status: int = 422, field: str | None = None, wait_s: float = 0.0) -> None:
         super().__init__(message)
         self.message = message
@@ -147,6 +149,8 @@ class _Window:
 
 
 class TenantService:
+    """Tenants' PINs, one-time codes, sessions and the accounts a tenant may see."""
+
     def __init__(
         self,
         config: TenantsConfig,

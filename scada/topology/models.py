@@ -30,6 +30,8 @@ Quantity = ExactDecimal(40, 20)
 
 
 class ManualReading(Base):
+    """A meter reading entered or imported by hand (a ``reset`` starts a new register)."""
+
     __tablename__ = "topology_readings"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     meter_id: Mapped[str] = mapped_column(ForeignKey("meters.id"), index=True)
@@ -47,6 +49,8 @@ class ManualReading(Base):
 
 
 class ApportionmentRule(Base):
+    """What is shared (a meter or a loss), by which key, to which rooms, at which price, settled how, how often."""
+
     __tablename__ = "topology_rules"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -63,6 +67,8 @@ class ApportionmentRule(Base):
 
 
 class ApportionmentRun(Base):
+    """One posted run of a rule for one period (done once)."""
+
     __tablename__ = "topology_runs"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("topology_rules.id"), index=True)
@@ -79,6 +85,8 @@ class ApportionmentRun(Base):
 
 
 class ApportionmentShare(Base):
+    """One account's share of a run: posted to the balance or waiting for a bill."""
+
     __tablename__ = "topology_shares"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("topology_runs.id"), index=True)

@@ -52,6 +52,8 @@ def meter_state(meter: MeterInfo, tagdb: TagDB, device_state: Callable[[str], st
 
 
 class Topology:
+    """The meter topology as one service: the tree, manual readings, virtual meters, losses and apportionment."""
+
     def __init__(
         self,
         config: ScadaConfig,

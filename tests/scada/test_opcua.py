@@ -226,15 +226,33 @@ async def test_recharge_through_the_ledger(tmp_path: Path) -> None:
                 assert (await c("call", **recharge("B1-R101", bad, f"BAD-{bad}")))["status"] == "BadInvalidArgument", bad
             assert (await c("call", **recharge("B1-R101", "NaN", "X")))["status"] == "BadInvalidArgument"
             assert (await c("call", **recharge("B1-R101", 5.0, "  ")))["status"] == "BadInvalidArgument"
+            # the reference is bounded like the HTTP API's text: no control character, at most 128
+            for bad_reference in ("PAY\x00-9", "PAY-\x1b[31m", "R" * 129, "X" * 100_000):
+                refused = await c("call", **recharge("B1-R101", 5.0, bad_reference))
+                assert refused["status"] == "BadInvalidArgument", (bad_reference[:20], refused)
             assert (await c("call", **recharge("B1-R101", 5, "INT", data_type="Int32")))["status"] == "BadInvalidArgument"
             assert (await c("call", **recharge("B1-R102", 5.0, "PAY-8")))["status"] == "BadNotFound"  # no account there
+        # the same refusal through asyncua's client
+        from asyncua import Client, ua
+
+        client = Client(s.url)
+        client.set_user("cash1")
+        client.set_password(PASSWORDS["cash1"])
+        async with client:
+            room = client.get_node(ua.NodeId("room:B1-R101", s.server.ns))
+            with pytest.raises(ua.uaerrors.BadInvalidArgument):
+                await room.call_method(ua.NodeId("room:B1-R101/Recharge", s.server.ns), ua.Variant(5.0, ua.VariantType.Double),
+                                       ua.Variant("PAY\x00-10", ua.VariantType.String))
         entries = await s.rt.ctx[AUDIT].query(limit=200)
         credited = [e for e in entries if e.action == "account.recharge"]
         assert len(credited) == 1 and credited[0].actor == "cash1" and credited[0].source == "opcua"
         assert credited[0].after["amount"] == "50.10" and credited[0].after["channel"] == "opcua" and credited[0].after["reference"] == "PAY-7"
         failures = {e.reason.split(";")[0] for e in entries if e.action == "opcua.recharge" and e.outcome == "failed"}
         assert any("more than 2 decimals" in f for f in failures) and any("negative" in f for f in failures)
-        assert sum(1 for e in entries if e.action == "opcua.recharge" and e.outcome == "failed") == 7
+        assert any("control character U+0000" in f for f in failures) and any("control character U+001B" in f for f in failures)
+        assert sum(1 for e in entries if e.action == "opcua.recharge" and e.outcome == "failed") == 12
+        # a refused reference is quoted short in the audit, never whole
+        assert max(len(str(e.after)) for e in entries if e.action == "opcua.recharge") < 1000
         # the ledger holds the exact amount
         view = await engine.accounts.account_of_room("B1-R101")
         assert view is not None and view.balance_minor == 15_010

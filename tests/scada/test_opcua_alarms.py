@@ -3,7 +3,8 @@ simulator stops answering raises a communication-loss event at an event subscrip
 ``Server`` (and at its floor) within the poll interval + 2 s, with the meter as its source;
 anonymous sessions receive it but may not acknowledge it; an operator's Acknowledge, Confirm and
 AddComment over OPC UA are the engine's actions (in the HMI's API at once, audited); an
-acknowledgement in the HMI reaches OPC UA as an event with AckedState true; shelving needs
+acknowledgement, comment, confirmation and shelving in the HMI reach OPC UA as events (AckedState
+true, the Comment, ConfirmedState true, ShelvingState); shelving over OPC UA needs
 ``alarm_shelve``; ConditionRefresh resends what stands; a cleared, acknowledged alarm ends with
 Retain false.
 
@@ -76,8 +77,8 @@ delay_off_s = 0
         token = await users.issue_token(await users.get("op1"))  # type: ignore[arg-type]
         api = s.rt.ctx[HMI_URL] + "/api/v1"
 
-        async def call_api(method: str, path: str, body: Any = None) -> Any:
-            async with http.request(method, api + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+        async def call_api(method: str, path: str, body: Any = None, *, as_token: str | None = None) -> Any:
+            async with http.request(method, api + path, json=body, headers={"Authorization": f"Bearer {as_token or token}"}) as r:
                 assert r.status == 200, (path, await r.text())
                 return await r.json()
 
@@ -142,6 +143,12 @@ delay_off_s = 0
             await call_api("POST", f"/alarms/{alarm2['id']}/acknowledge", {"reason": "seen on the console"})
             from_hmi = await event_where(op, lambda f: f["ConditionId"] == e102 and f["AckedState.Id"] is True)
             assert (from_hmi["fields"]["Comment"], from_hmi["fields"]["ClientUserId"]) == ("seen on the console", "op1")
+            # the console's comment and confirm reach OPC UA the same way
+            await call_api("POST", f"/alarms/{alarm2['id']}/comment", {"comment": "gateway rebooted"})
+            commented = await event_where(op, lambda f: f["ConditionId"] == e102 and f["Comment"] == "gateway rebooted")
+            assert commented["fields"]["ClientUserId"] == "op1"
+            await call_api("POST", f"/alarms/{alarm2['id']}/confirm", {"reason": "checked on site"})
+            assert (await event_where(op, lambda f: f["ConditionId"] == e102 and f["ConfirmedState.Id"] is True))["fields"]["Retain"]
 
             # -- shelving needs alarm_shelve: the operator may not, maintenance may
             shelve = {"objectId": e102, "methodId": f"ns=0;i={ua.ObjectIds.AlarmConditionType_ShelvingState_TimedShelve}",
@@ -154,6 +161,12 @@ delay_off_s = 0
             assert (body["alarm"]["state"], body["alarm"]["shelved_by"]) == ("shelved", "maint1")
             shelved = await event_where(op, lambda f: f["ConditionId"] == e102 and f["ShelvingState.CurrentState"] == "Timed Shelved")
             assert shelved["fields"]["Retain"] is True
+            # unshelved and shelved again in the console (maintenance's token): OPC UA follows
+            maint_token = await users.issue_token(await users.get("maint1"))  # type: ignore[arg-type]
+            await call_api("POST", f"/alarms/{alarm2['id']}/unshelve", {"reason": "back"}, as_token=maint_token)
+            await event_where(op, lambda f: f["ConditionId"] == e102 and f["ShelvingState.CurrentState"] == "Unshelved")
+            await call_api("POST", f"/alarms/{alarm2['id']}/shelve", {"reason": "works", "minutes": 10}, as_token=maint_token)
+            await event_where(op, lambda f: f["ConditionId"] == e102 and f["ShelvingState.CurrentState"] == "Timed Shelved")
 
             # -- ConditionRefresh: what stands, between RefreshStart and RefreshEnd
             assert (await op("condition_refresh", sub=0))["status"] == "Good"
