@@ -36,7 +36,7 @@ OPERATOR_PAGES = [
     "/", "/?state=low", "/rooms/B1-R101", "/alarms", "/alarms/history", "/cashier", "/cashier?q=R10", "/cashier?room=B1-R101",
     "/accounts", "/accounts?room=B1-R101", "/accounts?room=B1-R104", "/tariffs", "/comms", "/users", "/approvals",
     "/customers", "/charges", "/billing", "/bills", "/statements?room=B1-R101", "/adjustments", "/arrears", "/rooms/NOPE",
-    "/jobs", "/accounts/import", "/reports", "/meters", "/losses", "/apportionment",
+    "/jobs", "/messages", "/accounts/import", "/reports", "/meters", "/losses", "/apportionment",
 ]  # and, made by the test: /jobs/{id} (a finished job), /bills/{id} (one of the demo's issued bills), a receipt
 IMPORT_CSV = """customer,contact,language,room,mode,tariff,opening_balance,thresholds,credit_limit,water_tariff
 Zhao Liu,+8613800000006,zh-CN,B1-R999,prepaid,FLAT,10,,,
