@@ -170,7 +170,7 @@ deadband = 0
 """
 
 
-async def seed(config_path: Path, site_path: Path, meters: int) -> dict[str, float]:
+async def seed(config_path: Path, site_path: Path, meters: int, pending: bool) -> dict[str, float]:
     """Import the site and open every room's account (before the server starts, not timed as start-up)."""
     from sqlalchemy import event
 
@@ -206,14 +206,14 @@ async def seed(config_path: Path, site_path: Path, meters: int) -> dict[str, flo
     # the first account through the engine's own opening; the others written alike in batches
     await engine.open_account(OpenRequest(rooms[0], defaults, electricity_tariff_id="TOU", opening_minor=OPENING_MINOR), actor)
     for k in range(1, len(rooms), 1000):
-        await open_batch(engine, db, rooms[k:k + 1000], defaults, actor)
+        await open_batch(engine, db, rooms[k:k + 1000], defaults, actor, pending)
     t2 = time.perf_counter()
     engine.close()
     await db.dispose()
     return {"import_s": t1 - t0, "accounts_s": t2 - t1}
 
 
-async def open_batch(engine: Any, db: Any, rooms: list[str], st: Any, actor: Any) -> None:
+async def open_batch(engine: Any, db: Any, rooms: list[str], st: Any, actor: Any, pending: bool) -> None:
     """Open the rooms' accounts in one transaction, with the rows ``AccountService.open`` writes
     (account, opening entry, meter state and segment with the baseline pending, audit record):
     one transaction per account costs ~50-90 ms on this machine, i.e. over an hour at 50,000."""
@@ -245,7 +245,11 @@ async def open_batch(engine: Any, db: Any, rooms: list[str], st: Any, actor: Any
         for room, a in zip(rooms, accounts, strict=True):
             post(s, a, "opening", OPENING_MINOR, actor, now, reason="account opened")
             for m in snap.meters_of_room(room):
-                new_state(s, m.id, a.id, now, segment=1, baseline=None, baseline_ts=None, reason="account opened")
+                if pending:
+                    new_state(s, m.id, a.id, now, segment=1, baseline=None, baseline_ts=None, reason="account opened")
+                else:  # opened with the meter's reading: the simulated meters start at 0
+                    new_state(s, m.id, a.id, now, segment=1, baseline=Decimal(0), baseline_ts=now, reason="account opened",
+                              registers=dict.fromkeys(("sharp", "peak", "flat", "valley"), Decimal(0)))
             engine.biller.update_level(a, credited=True)
             AuditLog.record(s, actor, "account.open", "account", str(a.id), reason="",
                             after={"room": room, "opening_balance": format_minor(OPENING_MINOR, 2), "tariffs": {"electricity": "TOU",
@@ -336,10 +340,17 @@ async def _opcua(url: str, items: list[list[str]], conn: Any) -> None:
 
     seen: dict[str, list[tuple[float, float]]] = {}  # probe tag -> [(receive time, value)]
     probes = {t for tags in items for t in tags if t.startswith("@")}
-    total = {"notifications": 0, "errors": 0}
+    total: dict[str, Any] = {"notifications": 0, "errors": 0, "status_changes": [], "last_notification": {}}
 
     class Handler:
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        def status_change_notification(self, status: Any) -> None:
+            total["status_changes"].append((time.time(), self.k, str(status)))
+
         def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+            total["last_notification"][self.k] = time.time()
             total["notifications"] += 1
             ident = node.nodeid.Identifier
             if ident in probes_plain and isinstance(val, (int, float)):
@@ -348,12 +359,15 @@ async def _opcua(url: str, items: list[list[str]], conn: Any) -> None:
     probes_plain = {t[1:] for t in probes}
     clients = []
     try:
-        for tags in items:
-            client = Client(url, timeout=120)
+        for k, tags in enumerate(items):
+            # asyncua's own watchdog reads the server's state every second with a 1-s timeout and drops
+            # the connection on one slow answer; a control-room client waits longer (the stalls are
+            # measured by the HTTP probe)
+            client = Client(url, timeout=120, watchdog_intervall=30.0)
             await client.connect()
             clients.append(client)
             ns = await client.get_namespace_index(NAMESPACE)
-            sub = await client.create_subscription(100, Handler())
+            sub = await client.create_subscription(100, Handler(k))
             nodes = [client.get_node(f"ns={ns};s={t.lstrip('@')}") for t in tags]
             handles = await sub.subscribe_data_change(nodes)
             total["errors"] += sum(1 for h in handles if not isinstance(h, int))
@@ -453,6 +467,37 @@ class Sampler(threading.Thread):
         }
 
 
+class HttpProbe(threading.Thread):
+    """GET /favicon.ico (a handler that does nothing) once a second: how long the server's event
+    loop keeps a request waiting."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.samples: list[tuple[float, float]] = []  # (time, seconds)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        while not self.halt.is_set():
+            t = time.time()
+            try:
+                with urllib.request.urlopen(self.url, timeout=120) as r:
+                    r.read()
+                self.samples.append((t, time.time() - t))
+            except urllib.error.HTTPError:  # an answer all the same (404 without a favicon)
+                self.samples.append((t, time.time() - t))
+            except OSError:
+                self.samples.append((t, float("inf")))
+            self.halt.wait(max(0.0, 1.0 - (time.time() - t)))
+
+    def figures(self, start: float, end: float) -> dict[str, Any]:
+        v = [d for t, d in self.samples if start <= t < end]
+        return {**lat(v), "over_1s": sum(1 for d in v if d > 1), "over_10s": sum(1 for d in v if d > 10)}
+
+
 class LedgerReader(threading.Thread):
     """Polls the ledger (read-only, beside the server) for deductions; notes when each probe's row
     is first seen (after its commit) and how many rows per second appear."""
@@ -497,6 +542,7 @@ class ServerLog(threading.Thread):
         self.components: dict[str, int] = {}
         self.problems: list[str] = []
         self.levels: dict[str, int] = {}
+        self.stopped_at: float | None = None
 
     def run(self) -> None:
         with self.path.open("w", encoding="utf-8") as f:
@@ -515,6 +561,8 @@ class ServerLog(threading.Thread):
                 m = rec.get("msg") or rec.get("message")
                 if m == "ready" and self.ready_at is None:
                     self.ready_at = time.time()
+                elif m == "stopped" and rec.get("component") == "database":  # the last one
+                    self.stopped_at = time.time()
                 elif m == "started" and "component" in rec:
                     self.components[rec["component"]] = rec.get("ms", 0)
                 if level in ("warning", "error", "critical") and len(self.problems) < 200:
@@ -603,7 +651,8 @@ def coverage(reads: dict[str, list[float]], start: float, end: float, poll_s: fl
 
 
 # -- the run ---------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    import urllib.error
     import urllib.request
 
     from tests.services import InfluxServer, free_port, wait_port
@@ -614,10 +663,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     step = n / probes_n
     probe_idx = sorted({int(k * step) for k in range(probes_n)})
     probes = [meter_id(i) for i in probe_idx]
-    results: dict[str, Any] = {"bench": "pipeline", "meters": n, "links": n_links, "per_link": per_link, "poll_s": args.poll_s,
+    results.update({"bench": "pipeline", "meters": n, "links": n_links, "per_link": per_link, "poll_s": args.poll_s,
                                "duration_s": args.duration, "sims": args.sims, "probes": len(probes),
                                "historian": "influx" if args.influx else "sqlite", "python": platform.python_version(),
-                               "cores": os.cpu_count(), "uptime_before": _uptime()}
+                               "cores": os.cpu_count(), "uptime_before": _uptime()})
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     ctx = multiprocessing.get_context("spawn")
     sims: list[tuple[Any, Any]] = []
@@ -662,7 +711,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    influx_url), encoding="utf-8")
         os.environ["SCADA_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         t = time.perf_counter()
-        results["seed"] = asyncio.run(seed(cfg, tmp / "site.toml", n))
+        cached = Path(args.seed_cache) / f"seed-{n}-{per_link}{'-pending' if args.pending_baselines else ''}.db" if args.seed_cache else None
+        if cached is not None and cached.exists():
+            shutil.copy(cached, tmp / "scada.db")
+            results["seed"] = {"import_s": 0.0, "accounts_s": 0.0, "cached": str(cached)}
+        else:
+            results["seed"] = asyncio.run(seed(cfg, tmp / "site.toml", n, args.pending_baselines))
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(tmp / "scada.db")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.close()
+                shutil.copy(tmp / "scada.db", cached)
         print(f"seeded in {time.perf_counter() - t:.0f} s (site import {results['seed']['import_s']:.0f} s, "
               f"{n:,} accounts opened in {results['seed']['accounts_s']:.0f} s)", flush=True)
 
@@ -687,14 +747,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"start-up to ready: {results['startup_s']:.1f} s (slowest components, ms: {results['startup_components_ms']})", flush=True)
         ledger = LedgerReader(tmp / "scada.db", probe_set)
         ledger.start()
+        http_probe = HttpProbe(f"http://127.0.0.1:{hmi_port}/favicon.ico")
+        http_probe.start()
 
         # the clients
         wait_port(hmi_port, 30)
         base = f"http://127.0.0.1:{hmi_port}"
         req = urllib.request.Request(base + "/api/v1/auth/token", data=json.dumps({"user": "admin", "password": ADMIN_PASSWORD}).encode(),
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            token = json.loads(r.read())["token"]
+        token = None
+        results["sign_in_failures"] = []
+        for _ in range(10):  # a sign-in refused with 500 ("database is locked") is retried and counted
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    token = json.loads(r.read())["token"]
+                break
+            except urllib.error.HTTPError as exc:
+                results["sign_in_failures"].append(f"{exc.code} {time.time() - ready:.0f} s after ready")
+                time.sleep(2)
+        if token is None:
+            raise SystemExit(f"no API token: {results['sign_in_failures']}")
         probe_items = [meter_id(i) + ".energy_total" for i in probe_idx]
         others = [f"{meter_id(i)}.{p}" for p in ("energy_total", "power", "voltage", "current", "power_factor", "relay_closed",
                                                   "energy_peak", "energy_flat", "energy_valley", "energy_sharp")
@@ -737,6 +809,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(1)
         results["uptime_end"] = _uptime()
         results["server"] = sampler.figures(start, end)
+        results["http_probe"] = http_probe.figures(start, end)
+        http_probe.halt.set()
         outs = []
         for _, conn in workers:
             conn.send("stop")
@@ -750,8 +824,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t_stop = time.time()
         server.send_signal(signal.SIGTERM)
         try:
-            code = server.wait(120)
+            dumped = False
+            while server.poll() is None and time.time() - t_stop < 120:
+                time.sleep(0.1)
+                # the components all stopped but the process goes on: show where (py-spy, if installed)
+                if (not dumped and slog.stopped_at is not None and time.time() - slog.stopped_at > 5 and args.py_spy
+                        and server.poll() is None):
+                    dumped = True
+                    dump = subprocess.run([args.py_spy, "dump", "--pid", str(server.pid)], capture_output=True, text=True, timeout=60)
+                    results["exit_stacks"] = (dump.stdout + dump.stderr)[-20000:]
+            code = server.wait(0.1)
             results["shutdown_s"] = time.time() - t_stop
+            results["components_stopped_s"] = (slog.stopped_at - t_stop) if slog.stopped_at else None
             results["exit_code"] = code
         except subprocess.TimeoutExpired:
             results["shutdown_s"] = None
@@ -785,12 +869,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["latency"] = latencies(events, reads, opc_out.get("seen", {}), ledger.rows, hmi_out.get("seen", {}))
         results["hmi"] = {"messages": hmi_out.get("messages"), "room_updates": hmi_out.get("rooms"), "errors": hmi_out.get("errors"),
                           "push_latency_all_rooms": lat(hmi_out.get("push_lat", []))}
-        results["opcua"] = {"notifications": opc_out.get("notifications"), "item_errors": opc_out.get("errors")}
+        results["opcua"] = {"notifications": opc_out.get("notifications"), "item_errors": opc_out.get("errors"),
+                            "status_changes": [(round(t - ready, 1), k, st) for t, k, st in opc_out.get("status_changes", [])],
+                            "last_notification_s_after_ready": {k: round(t - ready, 1)
+                                                                for k, t in opc_out.get("last_notification", {}).items()}}
         results["server_log"] = {"levels": slog.levels, "first_problems": slog.problems[:20]}
-        if args.keep_log:
-            shutil.copy(tmp / "server.log", args.keep_log)
         return results
     finally:
+        if args.keep_log and (tmp / "server.log").exists():
+            shutil.copy(tmp / "server.log", args.keep_log)
         for proc, _conn in workers:
             if proc.is_alive():
                 proc.terminate()
@@ -834,7 +921,14 @@ def show(r: dict[str, Any]) -> None:
     for k, label in (("opcua", "OPC UA data change"), ("hmi", "HMI message"), ("ledger", "ledger row committed")):
         print(f"  change -> {label}: {ms(lt[k])}; from the poll: {ms(lt[k + '_server'])}")
     print(f"  HMI push, room ts -> client, all rooms: {ms(r['hmi']['push_latency_all_rooms'])}")
-    print(f"  shutdown: {r['shutdown_s']} s, exit code {r['exit_code']}; server log: {r['server_log']['levels']}")
+    hp = r["http_probe"]
+    print(f"  HTTP request to the server (GET /favicon.ico, 1/s): {ms(hp)}, max {hp['max_s'] * 1000:,.0f} ms, "
+          f"{hp['over_1s']} over 1 s, {hp['over_10s']} over 10 s")
+    o = r["opcua"]
+    print(f"  OPC UA: {o['notifications']:,} notifications; status changes {o['status_changes'][:5]}; "
+          f"last notification per client (s after ready) {o['last_notification_s_after_ready']}")
+    print(f"  shutdown: {r['shutdown_s']} s (components stopped after {r.get('components_stopped_s')} s), exit code {r['exit_code']}; "
+          f"server log: {r['server_log']['levels']}")
     for line in r["server_log"]["first_problems"][:5]:
         print(f"    {line[:300]}")
 
@@ -853,10 +947,21 @@ def main() -> int:
     parser.add_argument("--influx", action="store_true", help="historian on a throw-away InfluxDB 1.x instead of SQLite")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--keep-log", help="copy the server's log here")
+    parser.add_argument("--pending-baselines", action="store_true",
+                        help="open the accounts without a reading (each meter's first poll sets its baseline, as after opening "
+                             "accounts with no reading at hand)")
+    parser.add_argument("--seed-cache", help="keep the seeded database here per site size and reuse it (repeated runs)")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy"),
+                        help="py-spy binary: dumps the server's stacks if it lingers after its components stopped")
     parser.add_argument("--json", default="build/bench/pipeline.json", help="where the figures are written")
     args = parser.parse_args()
-    results = run(args)
-    show(results)
+    results: dict[str, Any] = {}
+    try:
+        run(args, results)
+        show(results)
+    except SystemExit as exc:  # the run failed (the server did not start, or died): say so in the figures too
+        results["error"] = str(exc.code)
+        print(results["error"])
     out = Path(args.json)
     if not out.is_absolute():
         out = ROOT / out
