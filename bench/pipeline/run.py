@@ -6,7 +6,12 @@ How it is measured:
   (three register blocks: energy with the four TOU registers, measurements, relay status),
   50 rooms a floor, 1,000 a building, ``--per-link`` meters (unit ids 1..100) on each Modbus TCP
   link. Before the server starts (not timed as start-up) the site is imported and every room
-  gets an open prepaid account on a time-of-use tariff with a balance that never runs out.
+  gets an open prepaid account on a time-of-use tariff with a balance that never runs out, its
+  meter's opening reading 0 (the simulated meters start at 0); ``--pending-baselines`` opens
+  them without a reading, so that every meter's first poll sets its baseline instead. The
+  accounts are written 1,000 to a transaction with the rows the engine's opening writes (one
+  transaction each takes over an hour at 50,000); ``--seed-cache DIR`` keeps the seeded
+  database per site size for repeated runs.
 - Meters: the project's own simulator (``protocols.modbus.sim.Simulator``, the one ``scada
   simulate`` and the demo run) in ``--sims`` separate processes (default 4), the links dealt to
   them in turn, at speed 1 (real time) with the daily load curve, so that almost every meter's
@@ -43,9 +48,16 @@ How it is measured:
   every second, in cores (1.0 = one core busy): mean over the window and peak of the 1-s and
   10-s averages; RSS at the end and its peak. The load average (1 min) sampled alongside and
   ``uptime`` before and after. Everything shares the machine's cores.
+- Stalls: a thread GETs ``/favicon.ico`` from the server once a second; its answer time shows
+  how long the server's event loop kept a request waiting (p50, p99, max, how many over 1 s).
+  The OPC UA clients run with asyncua's connection watchdog at 30 s (its default, one read of
+  the server state every second with a 1-s timeout, drops every client at the first stall of
+  more than a second: seen at 10,000 meters).
 - Window: from one poll interval (+5 s) after ``ready`` (the first polls are spread over one
   interval) to ``--duration`` seconds after ``ready``; then the clients close and the server
-  gets SIGTERM: shutdown time and exit code are reported (more than 120 s counts as a hang).
+  gets SIGTERM: shutdown time (also until the last component logged "stopped"; with ``--py-spy``
+  the stacks of a process that lingers after that) and exit code are reported (more than 120 s
+  counts as a hang).
 
 Figures: printed, and written to ``build/bench/pipeline.json`` (``--json``); the server's log
 lines at warning and above are counted and the first ones kept. ``make bench`` runs this with
