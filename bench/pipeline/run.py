@@ -129,9 +129,10 @@ def config_toml(folder: Path, n_links: int, ports: list[int], hmi_port: int, opc
     links = "".join(
         f'\n[[links]]\nname = "gw-{k}"\nkind = "tcp"\nhost = "127.0.0.1"\nport = {ports[k]}\ntimeout_s = 2.0\n' for k in range(n_links)
     )
-    historian = '[historian]\nbackend = "sqlite"\n'
+    historian = '[historian]\nbackend = "sqlite"\ninterval_min = 15\n'
     if influx_url:
-        historian = f'[historian]\nbackend = "influx"\n\n[historian.influx]\nurl = "{influx_url}"\ndatabase = "scada"\n'
+        historian = (f'[historian]\nbackend = "influx"\ninterval_min = 15\n\n'
+                     f'[historian.influx]\nurl = "{influx_url}"\ndatabase = "scada"\n')
     return f"""
 [site]
 name = "Bench"
@@ -169,8 +170,7 @@ insecure_reason = "a benchmark on loopback"
 [modbus]
 poll_intervals = {{ fast = {poll_s:g}, energy = {poll_s:g} }}
 
-{historian}interval_min = 15
-
+{historian}
 [[historian.raw]]
 tags = ["*.power"]
 deadband = 0.05
