@@ -9,8 +9,6 @@ deductions of any period add up to the period's exact cost rounded once.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Literal
 
@@ -52,15 +50,32 @@ EXACT = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN, traps=[decima
 ROUNDING_CONTEXT = decimal.Context(prec=80, traps=[decimal.InvalidOperation])
 
 
-@contextmanager
-def exact() -> Iterator[decimal.Context]:
+class _Exact:
+    """The context manager of :func:`exact`: a class, not a generator (``@contextmanager``),
+    because billing enters it several times per reading and the generator's set-up cost more
+    than the arithmetic inside."""
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self) -> decimal.Context:
+        current = decimal.getcontext()
+        if current.prec == EXACT.prec and current.traps[decimal.Inexact]:
+            self._saved = None  # already exact (nested): entering a new context costs more than the work
+            return current
+        self._saved = current
+        ctx = EXACT.copy()  # as decimal.localcontext(EXACT) does: flags set inside stay inside
+        decimal.setcontext(ctx)
+        return ctx
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            decimal.setcontext(self._saved)
+            self._saved = None
+
+
+def exact() -> _Exact:
     """Arithmetic that raises ``decimal.Inexact`` instead of silently rounding."""
-    current = decimal.getcontext()
-    if current.prec == EXACT.prec and current.traps[decimal.Inexact]:
-        yield current  # already exact (nested): entering a new context costs more than the work
-        return
-    with decimal.localcontext(EXACT) as ctx:
-        yield ctx
+    return _Exact()
 
 
 class MoneyError(ValueError):
