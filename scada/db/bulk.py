@@ -24,6 +24,7 @@ from sqlalchemy import JSON, Table, bindparam, insert, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import TypeDecorator
 
 __all__ = ["BulkStatement", "RawJSON", "bulk_insert", "bulk_update"]
 
@@ -115,9 +116,12 @@ class BulkStatement:
 
 def _python_type(type_: Any) -> Any:
     try:
-        return type_.python_type
+        python_type = type_.python_type
     except NotImplementedError:
         return None
+    if python_type is object and isinstance(type_, TypeDecorator):
+        return _python_type(type_.impl_instance)  # a decorator (UtcDateTime) says "object"
+    return python_type
 
 
 def _memo_by_identity(processor: Processor, size: int = 256) -> Processor:

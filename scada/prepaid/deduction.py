@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.db.bulk import RawJSON, bulk_insert, bulk_update
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
-from scada.prepaid.levels import level_for, next_level
+from scada.prepaid.levels import Threshold, level_for, next_level
 from scada.prepaid.models import (
     Account,
     CycleUsage,
@@ -35,12 +35,14 @@ from scada.prepaid.models import (
 )
 from scada.prepaid.money import Rounding, exact
 from scada.prepaid.pricing import (
+    DirectLine,
     Quote,
     TariffTimeline,
     allocate,
     cycle_key,
     plain,
     price_consumption,
+    price_direct,
 )
 from scada.prepaid.readings import Assessment, Reading, Verdict, assess
 from scada.prepaid.tariff_store import TariffStore
@@ -172,8 +174,9 @@ class Biller:
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
-            self.update_level(account, credited=False)
-            out.accounts[account_id] = account_view(account)
+            thresholds = thresholds_of(account)  # read once for the level and the view
+            self.update_level(account, credited=False, thresholds=thresholds)
+            out.accounts[account_id] = account_view(account, thresholds)
         moved: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         for st in dirty.values():
@@ -227,38 +230,37 @@ class Biller:
             quantity = delta * multiplier
             periods = self._period_quantities(st, registers, delta, quantity, multiplier) if registers else None
         cycles = usage.get((account.id, commodity))
-        quote: Quote = price_consumption(
-            timeline, self.tz, st.last_ts, ts, quantity, registers=periods,
-            cycle_usage={k: u.quantity for k, u in cycles.items()} if cycles else None,
-        )
-        amount, account.remainder = self.rounding.carry(account.remainder, quote.total)
-        lines = quote.lines
-        several = len(lines) > 1 and any(ln.version != lines[0].version for ln in lines)
+        direct = price_direct(timeline, st.last_ts, ts, quantity, periods) if raw and not detail and periods is not None else None
         info_detail: Any
-        if raw and not detail:
-            info_detail = self._detail_text(quote, several, periods, multiplier)
+        if direct is not None:
+            # the common case (registers, one time-of-use version, no tiers): no Line and Quote
+            # objects, the detail straight as text (the same as below: test_detail_text.py)
+            _version, cost, items = direct
+            added: dict[str, Decimal] = {}
+            info_detail = self._direct_text(items, multiplier)
         else:
-            info_detail = {"lines": [ln.compact(version=several) for ln in lines]}
-            if quote.by_registers:
-                info_detail["by_registers"] = True
-            elif periods is not None:
-                # the meter's period registers, kept so that a re-pricing under another (time-of-use)
-                # version starts from the same readings the live deduction had
-                info_detail["registers"] = {k: plain(v) for k, v in periods.items()}
-            if multiplier != 1:
-                info_detail["multiplier"] = format(multiplier, "f")
-            if detail:
-                info_detail.update(detail)
+            quote: Quote = price_consumption(
+                timeline, self.tz, st.last_ts, ts, quantity, registers=periods,
+                cycle_usage={k: u.quantity for k, u in cycles.items()} if cycles else None,
+            )
+            cost, added = quote.total, quote.usage_added
+            lines = quote.lines
+            several = len(lines) > 1 and any(ln.version != lines[0].version for ln in lines)
+            if raw and not detail:
+                info_detail = self._detail_text(quote, several, periods, multiplier)
+            else:
+                info_detail = self._detail_dict(quote, several, periods, multiplier, detail)
+        amount, account.remainder = self.rounding.carry(account.remainder, cost)
         row = entry_row(
             account, "deduction", -amount, ENGINE, now, reason=reason or "consumption",
             idem_key=f"reading:{st.meter_id}:{st.segment}:{format(value.normalize(), 'f')}",
             meter_id=st.meter_id, segment=st.segment, reading_from=st.last_reading, reading_to=value,
-            from_ts=st.last_ts, reading_ts=ts, quantity=quantity, cost=quote.total, tariff_id=tariff_id,
+            from_ts=st.last_ts, reading_ts=ts, quantity=quantity, cost=cost, tariff_id=tariff_id,
             detail=info_detail, channel=None, reference=None, reverses_id=None,
         )
-        if quote.usage_added and cycles is None:
+        if added and cycles is None:
             cycles = usage[(account.id, commodity)] = {}
-        for key, q in quote.usage_added.items():
+        for key, q in added.items():
             assert cycles is not None
             u = cycles.get(key)
             if u is None:
@@ -269,6 +271,35 @@ class Biller:
         st.last_reading, st.last_ts, st.last_registers = value, ts, registers_json(registers)
         st.updated_at = now
         return row
+
+    @staticmethod
+    def _detail_dict(
+        quote: Quote, several: bool, periods: dict[str, Decimal] | None, multiplier: Decimal, detail: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        info_detail: dict[str, Any] = {"lines": [ln.compact(version=several) for ln in quote.lines]}
+        if quote.by_registers:
+            info_detail["by_registers"] = True
+        elif periods is not None:
+            # the meter's period registers, kept so that a re-pricing under another (time-of-use)
+            # version starts from the same readings the live deduction had
+            info_detail["registers"] = {k: plain(v) for k, v in periods.items()}
+        if multiplier != 1:
+            info_detail["multiplier"] = format(multiplier, "f")
+        if detail:
+            info_detail.update(detail)
+        return info_detail
+
+    def _direct_text(self, items: list[DirectLine], multiplier: Decimal) -> RawJSON:
+        """:meth:`_detail_text` of the quote :func:`price_direct`'s lines stand for (energy lines
+        of one version with their period, priced from the registers)."""
+        name = self._json_name
+        out = '{"lines": [' + ", ".join(
+            f'{{"quantity": "{plain(q)}", "price": "{self._plain_price(price)}", "amount": "{plain(amount)}", "period": {name(period)}}}'
+            for period, q, price, amount in items
+        ) + '], "by_registers": true'
+        if multiplier != 1:
+            out += f', "multiplier": "{format(multiplier, "f")}"'
+        return RawJSON(out + "}")
 
     def _detail_text(self, quote: Quote, several: bool, periods: dict[str, Decimal] | None, multiplier: Decimal) -> RawJSON:
         """The detail :meth:`charge` builds as a dict, as the text ``json.dumps`` makes of it
@@ -357,12 +388,14 @@ class Biller:
         )
         log.warning("reading held for review", extra={"meter": st.meter_id, "kind": a.kind, "detail": a.detail})
 
-    def update_level(self, account: Account, *, credited: bool) -> None:
+    def update_level(self, account: Account, *, credited: bool, thresholds: tuple[Threshold, ...] | None = None) -> None:
         if account.mode == "postpaid":
             # a postpaid balance is arrears, not credit: its level is the dunning of its bills
             account.alarm_level = account.dunning_level or 0
             return
-        computed = level_for(account.balance_minor, thresholds_of(account), self.daily_cost(account.id))
+        if thresholds is None:
+            thresholds = thresholds_of(account)
+        computed = level_for(account.balance_minor, thresholds, self.daily_cost(account.id))
         account.alarm_level = next_level(account.alarm_level, computed, credited=credited)
 
     # -- loading ---------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ class Rounding:
         self.mode = mode
         self._quantum = Decimal(1).scaleb(-minor_units)
         self._rounding = ROUNDING_MODES[mode]
+        self._exact = EXACT.copy()
+        self._rounding_ctx = ROUNDING_CONTEXT.copy()
 
     def to_minor(self, amount: Decimal) -> int:
         """``amount`` (currency units, any precision) rounded to an integer of minor units."""
@@ -108,10 +110,14 @@ class Rounding:
 
     def carry(self, remainder: Decimal, cost: Decimal) -> tuple[int, Decimal]:
         """Round ``remainder + cost``; returns (amount in minor units, new remainder)."""
-        with decimal.localcontext(EXACT):
-            total = remainder + cost
-            minor = self.to_minor(total)
-            return minor, total - minor_to_decimal(minor, self.minor_units)
+        # the steps of ``to_minor`` inside ``localcontext(EXACT)``, each given its context
+        # instead of switching the thread's context three times per deduction (the contexts
+        # are this object's own copies: the flags they collect are never read)
+        exact_ctx, rounding_ctx = self._exact, self._rounding_ctx
+        total = exact_ctx.add(remainder, cost)
+        q = total.quantize(self._quantum, rounding=self._rounding, context=rounding_ctx)
+        minor = int(q.scaleb(self.minor_units, context=rounding_ctx))
+        return minor, exact_ctx.subtract(total, Decimal(minor).scaleb(-self.minor_units, context=exact_ctx))
 
     def from_minor(self, minor: int) -> Decimal:
         return minor_to_decimal(minor, self.minor_units)

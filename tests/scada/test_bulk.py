@@ -164,3 +164,12 @@ def test_datetimes_are_remembered_by_identity_not_equality() -> None:
     got = [p[KEYS.index("ts")] for p in insert.params(sqlite.dialect(), [tuple(v[k] for k in KEYS) for _i, v in utc_rows])]
     assert got[0] == got[1] == got[2] == got[3] == "2026-03-02 08:00:00.000000"
     assert got[4] == got[6] == "2026-10-25 00:30:00.000000" and got[5] == "2026-10-25 01:30:00.000000"
+
+
+def test_the_datetime_memo_covers_utc_datetime_columns() -> None:
+    from datetime import datetime
+
+    from scada.db.bulk import _python_type
+    from scada.db.types import UtcDateTime
+
+    assert _python_type(UtcDateTime()) is datetime  # a TypeDecorator says "object" itself

@@ -144,3 +144,28 @@ def test_exact_traps_inexact_nests_and_restores_the_context() -> None:
         a.flags[decimal.Rounded] = True
     with exact() as b:
         assert not b.flags[decimal.Rounded]  # a fresh copy each time: flags do not leak
+
+
+def _carry_before(rounding: Rounding, remainder: D, cost: D) -> tuple[int, D]:
+    """Rounding.carry as it was written before it gave each step its context."""
+    import decimal
+
+    from scada.prepaid.money import EXACT, minor_to_decimal
+
+    with decimal.localcontext(EXACT):
+        total = remainder + cost
+        minor = rounding.to_minor(total)
+        return minor, total - minor_to_decimal(minor, rounding.minor_units)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    remainder=st.decimals(min_value=-1, max_value=1, places=20, allow_nan=False, allow_infinity=False),
+    cost=st.decimals(min_value=0, max_value=10**9, places=20, allow_nan=False, allow_infinity=False),
+    minor_units=st.integers(0, 4),
+    mode=st.sampled_from(["half_up", "half_even", "half_down", "up", "down"]),
+)
+def test_carry_rounds_and_carries_as_before(remainder: D, cost: D, minor_units: int, mode: Any) -> None:
+    rounding = Rounding(minor_units, mode)
+    got, expected = rounding.carry(remainder, cost), _carry_before(rounding, remainder, cost)
+    assert got == expected and str(got[1]) == str(expected[1])
