@@ -8,6 +8,10 @@ their types' bind processors (the very functions SQLAlchemy would call, so value
 exactly as the ORM stores them: ``ExactDecimal`` as text on SQLite, ``UtcDateTime`` naive UTC,
 JSON encoded), and hands the driver one ``executemany`` of tuples on the session's own
 connection, inside the caller's transaction.
+
+A JSON column also takes :class:`RawJSON`: text the caller has already encoded, exactly as
+``json.dumps`` encodes the value (the default encoder SQLAlchemy uses), passed to the driver as
+it is; the hot paths build their rows' JSON as text instead of a dict to be encoded.
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import JSON, Table, bindparam, insert, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["BulkStatement", "bulk_insert", "bulk_update"]
+__all__ = ["BulkStatement", "RawJSON", "bulk_insert", "bulk_update"]
 
 Processor = Callable[[Any], Any]
+
+
+class RawJSON(str):
+    """JSON already encoded, byte for byte as ``json.dumps(value)`` (default separators,
+    ``ensure_ascii``) encodes the value it stands for; a bulk statement stores it unchanged."""
+
+    __slots__ = ()
 
 
 class _Compiled:
@@ -78,7 +90,9 @@ class BulkStatement:
             type_ = compiled.binds[name].type
             processor = type_.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None and _python_type(type_) is datetime:
-                processor = _same_as_last(processor)
+                processor = _memo_by_identity(processor)
+            elif processor is not None and isinstance(type_, JSON):
+                processor = _raw_json_passes(processor)
             processors.append(processor)
         return _Compiled(str(compiled), [index[n] for n in names], processors, bool(compiled.positional), self.keys)
 
@@ -102,23 +116,43 @@ class BulkStatement:
 
 def _python_type(type_: Any) -> Any:
     try:
-        return type_.python_type
+        python_type = type_.python_type
     except NotImplementedError:
         return None
+    if python_type is object and isinstance(type_, TypeDecorator):
+        return _python_type(type_.impl_instance)  # a decorator (UtcDateTime) says "object"
+    return python_type
 
 
-def _same_as_last(processor: Processor) -> Processor:
-    """``processor`` remembering its last value: the rows of a batch share their timestamps
-    (the batch's ``now``, a poll's source time), and formatting a datetime for SQLite is the
-    dearest bind step. Datetimes are immutable, so the same object gives the same result."""
-    last: list[Any] = [object(), None]
+def _memo_by_identity(processor: Processor, size: int = 256) -> Processor:
+    """``processor`` remembering its results by the identity of the value: the rows of a batch
+    share their timestamp objects (the batch's ``now``, a poll's source time, the previous
+    reading's time as the next one's start), and formatting a datetime for SQLite is the
+    dearest bind step. Identity, not equality: equal datetimes can bind differently (the same
+    instant in another zone, or a naive one, for a plain ``DateTime`` column; the two sides of
+    a fold). The memo holds each value it keys, so no key's id can be reused while it is there;
+    datetimes are immutable, so the same object gives the same result."""
+    memo: dict[int, tuple[Any, Any]] = {}
 
     def process(value: Any) -> Any:
-        if value is last[0]:
-            return last[1]
+        hit = memo.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
         result = processor(value)
-        last[0], last[1] = value, result
+        if len(memo) >= size:
+            memo.clear()
+        memo[id(value)] = (value, result)
         return result
+
+    return process
+
+
+def _raw_json_passes(processor: Processor) -> Processor:
+    """A JSON column's processor that passes :class:`RawJSON` (already encoded) through."""
+
+    def process(value: Any) -> Any:
+        # as a plain str: the drivers take exact strings on their fastest path
+        return str(value) if value.__class__ is RawJSON else processor(value)
 
     return process
 

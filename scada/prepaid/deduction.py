@@ -12,6 +12,7 @@ transaction, which is what makes thousands of readings per second possible.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scada.db.bulk import bulk_insert, bulk_update
+from scada.db.bulk import RawJSON, bulk_insert, bulk_update
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
-from scada.prepaid.levels import level_for, next_level
+from scada.prepaid.levels import Threshold, level_for, next_level
 from scada.prepaid.models import (
     Account,
     CycleUsage,
@@ -34,12 +35,14 @@ from scada.prepaid.models import (
 )
 from scada.prepaid.money import Rounding, exact
 from scada.prepaid.pricing import (
+    DirectLine,
     Quote,
     TariffTimeline,
     allocate,
     cycle_key,
     plain,
     price_consumption,
+    price_direct,
 )
 from scada.prepaid.readings import Assessment, Reading, Verdict, assess
 from scada.prepaid.tariff_store import TariffStore
@@ -51,6 +54,7 @@ __all__ = ["BillOutcome", "Biller", "HoldEvent", "MeterDirectory", "new_state", 
 log = logging.getLogger(__name__)
 
 ENGINE = Actor.system("prepaid")
+_ONE = Decimal(1)
 
 
 class MeterDirectory(Protocol):
@@ -108,6 +112,8 @@ class Biller:
         self.margin = margin
         self.daily_cost = daily_cost
         self._warned: set[tuple[int, str]] = set()
+        self._names: dict[str, str] = {}  # period names as JSON text
+        self._prices: dict[int, tuple[Decimal, str]] = {}  # id(price) → (price, plain(price))
 
     async def bill(self, s: AsyncSession, readings: Sequence[Reading], now: dt.datetime) -> BillOutcome:
         """Bill ``readings`` in the caller's transaction (``s``); see the module docstring."""
@@ -157,7 +163,7 @@ class Biller:
                     self.hold(s, st, r, a, now)
                     out.holds.append(HoldEvent(st.meter_id, a.kind, a.detail))
                 else:
-                    row = self.charge(st, account, r.value, r.ts, r.registers, info, timelines, usage, now)
+                    row = self.charge(st, account, r.value, r.ts, r.registers, info, timelines, usage, now, raw=True)
                     if row is not None:
                         rows.append(row)
                         touched.add(account.id)
@@ -168,8 +174,9 @@ class Biller:
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
-            self.update_level(account, credited=False)
-            out.accounts[account_id] = account_view(account)
+            thresholds = thresholds_of(account)  # read once for the level and the view
+            self.update_level(account, credited=False, thresholds=thresholds)
+            out.accounts[account_id] = account_view(account, thresholds)
         moved: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         for st in dirty.values():
@@ -199,11 +206,14 @@ class Biller:
         *,
         reason: str = "",
         detail: dict[str, Any] | None = None,
+        raw: bool = False,
     ) -> dict[str, Any] | None:
         """Price and post the consumption from the cursor to ``value``; move the cursor.
 
         Returns the ledger row, or None when the account has no tariff for this commodity
         (the cursor then stays, and the consumption is billed once a tariff is assigned).
+        With ``raw`` (and no extra ``detail``) the row's detail is its JSON text
+        (:class:`scada.db.bulk.RawJSON`, for a bulk statement), not a dict.
         """
         assert st.last_reading is not None and st.last_ts is not None
         commodity = info.kind if info else "electricity"
@@ -214,18 +224,58 @@ class Biller:
                 self._warned.add((account.id, commodity))
                 log.warning("no tariff: consumption waits", extra={"account": account.id, "room": account.room_id, "commodity": commodity})
             return None
-        multiplier = info.multiplier if info else Decimal(1)
+        multiplier = info.multiplier if info else _ONE
         with exact():
             delta = value - st.last_reading
             quantity = delta * multiplier
-            periods = self._period_quantities(st, registers, delta, quantity, multiplier)
-        cycles = usage.setdefault((account.id, commodity), {})
-        quote: Quote = price_consumption(
-            timeline, self.tz, st.last_ts, ts, quantity, registers=periods,
-            cycle_usage={k: u.quantity for k, u in cycles.items()},
+            periods = self._period_quantities(st, registers, delta, quantity, multiplier) if registers else None
+        cycles = usage.get((account.id, commodity))
+        direct = price_direct(timeline, st.last_ts, ts, quantity, periods) if raw and not detail and periods is not None else None
+        info_detail: Any
+        if direct is not None:
+            # the common case (registers, one time-of-use version, no tiers): no Line and Quote
+            # objects, the detail straight as text (the same as below: test_detail_text.py)
+            _version, cost, items = direct
+            added: dict[str, Decimal] = {}
+            info_detail = self._direct_text(items, multiplier)
+        else:
+            quote: Quote = price_consumption(
+                timeline, self.tz, st.last_ts, ts, quantity, registers=periods,
+                cycle_usage={k: u.quantity for k, u in cycles.items()} if cycles else None,
+            )
+            cost, added = quote.total, quote.usage_added
+            lines = quote.lines
+            several = len(lines) > 1 and any(ln.version != lines[0].version for ln in lines)
+            if raw and not detail:
+                info_detail = self._detail_text(quote, several, periods, multiplier)
+            else:
+                info_detail = self._detail_dict(quote, several, periods, multiplier, detail)
+        amount, account.remainder = self.rounding.carry(account.remainder, cost)
+        row = entry_row(
+            account, "deduction", -amount, ENGINE, now, reason=reason or "consumption",
+            idem_key=f"reading:{st.meter_id}:{st.segment}:{format(value.normalize(), 'f')}",
+            meter_id=st.meter_id, segment=st.segment, reading_from=st.last_reading, reading_to=value,
+            from_ts=st.last_ts, reading_ts=ts, quantity=quantity, cost=cost, tariff_id=tariff_id,
+            detail=info_detail, channel=None, reference=None, reverses_id=None,
         )
-        amount, account.remainder = self.rounding.carry(account.remainder, quote.total)
-        several = len({ln.version for ln in quote.lines}) > 1
+        if added and cycles is None:
+            cycles = usage[(account.id, commodity)] = {}
+        for key, q in added.items():
+            assert cycles is not None
+            u = cycles.get(key)
+            if u is None:
+                u = cycles[key] = CycleUsage(account_id=account.id, commodity=commodity, cycle=key, quantity=Decimal(0))
+                u._new = True  # type: ignore[attr-defined]
+            with exact():
+                u.quantity = u.quantity + q
+        st.last_reading, st.last_ts, st.last_registers = value, ts, registers_json(registers)
+        st.updated_at = now
+        return row
+
+    @staticmethod
+    def _detail_dict(
+        quote: Quote, several: bool, periods: dict[str, Decimal] | None, multiplier: Decimal, detail: dict[str, Any] | None
+    ) -> dict[str, Any]:
         info_detail: dict[str, Any] = {"lines": [ln.compact(version=several) for ln in quote.lines]}
         if quote.by_registers:
             info_detail["by_registers"] = True
@@ -237,23 +287,64 @@ class Biller:
             info_detail["multiplier"] = format(multiplier, "f")
         if detail:
             info_detail.update(detail)
-        row = entry_row(
-            account, "deduction", -amount, ENGINE, now, reason=reason or "consumption",
-            idem_key=f"reading:{st.meter_id}:{st.segment}:{format(value.normalize(), 'f')}",
-            meter_id=st.meter_id, segment=st.segment, reading_from=st.last_reading, reading_to=value,
-            from_ts=st.last_ts, reading_ts=ts, quantity=quantity, cost=quote.total, tariff_id=tariff_id,
-            detail=info_detail, channel=None, reference=None, reverses_id=None,
-        )
-        for key, q in quote.usage_added.items():
-            u = cycles.get(key)
-            if u is None:
-                u = cycles[key] = CycleUsage(account_id=account.id, commodity=commodity, cycle=key, quantity=Decimal(0))
-                u._new = True  # type: ignore[attr-defined]
-            with exact():
-                u.quantity = u.quantity + q
-        st.last_reading, st.last_ts, st.last_registers = value, ts, registers_json(registers)
-        st.updated_at = now
-        return row
+        return info_detail
+
+    def _direct_text(self, items: list[DirectLine], multiplier: Decimal) -> RawJSON:
+        """:meth:`_detail_text` of the quote :func:`price_direct`'s lines stand for (energy lines
+        of one version with their period, priced from the registers)."""
+        name = self._json_name
+        out = '{"lines": [' + ", ".join(
+            f'{{"quantity": "{plain(q)}", "price": "{self._plain_price(price)}", "amount": "{plain(amount)}", "period": {name(period)}}}'
+            for period, q, price, amount in items
+        ) + '], "by_registers": true'
+        if multiplier != 1:
+            out += f', "multiplier": "{format(multiplier, "f")}"'
+        return RawJSON(out + "}")
+
+    def _detail_text(self, quote: Quote, several: bool, periods: dict[str, Decimal] | None, multiplier: Decimal) -> RawJSON:
+        """The detail :meth:`charge` builds as a dict, as the text ``json.dumps`` makes of it
+        (the same keys in the same order; ``tests/scada/prepaid/test_detail_text.py`` holds
+        the two equal), without building the dict and encoding it per reading."""
+        name = self._json_name
+        parts = []
+        for ln in quote.lines:
+            text = (f'{{"quantity": "{plain(ln.quantity)}", "price": "{self._plain_price(ln.unit_price)}", '
+                    f'"amount": "{plain(ln.amount)}"')
+            if ln.period is not None:
+                text += f', "period": {name(ln.period)}'
+            if ln.kind != "energy":
+                text += f', "kind": {json.dumps(ln.kind)}, "block": {json.dumps(ln.block)}, "cycle": {json.dumps(ln.cycle)}'
+            if several:
+                text += f', "version": {json.dumps(ln.version)}'
+            parts.append(text + "}")
+        out = '{"lines": [' + ", ".join(parts) + "]"
+        if quote.by_registers:
+            out += ', "by_registers": true'
+        elif periods is not None:
+            out += ', "registers": {' + ", ".join(f'{name(k)}: "{plain(v)}"' for k, v in periods.items()) + "}"
+        if multiplier != 1:
+            out += f', "multiplier": "{format(multiplier, "f")}"'
+        return RawJSON(out + "}")
+
+    def _json_name(self, name: str) -> str:
+        text = self._names.get(name)
+        if text is None:
+            if len(self._names) > 1000:
+                self._names.clear()
+            text = self._names[name] = json.dumps(name)
+        return text
+
+    def _plain_price(self, price: Decimal) -> str:
+        """``plain(price)``, remembered by the price object (a tariff version's prices are the
+        same objects from one reading to the next; a definition is never changed)."""
+        hit = self._prices.get(id(price))
+        if hit is not None and hit[0] is price:
+            return hit[1]
+        if len(self._prices) > 1000:
+            self._prices.clear()
+        text = plain(price)
+        self._prices[id(price)] = (price, text)
+        return text
 
     def _period_quantities(
         self, st: MeterState, registers: dict[str, Decimal] | None, delta: Decimal, quantity: Decimal, multiplier: Decimal
@@ -297,12 +388,14 @@ class Biller:
         )
         log.warning("reading held for review", extra={"meter": st.meter_id, "kind": a.kind, "detail": a.detail})
 
-    def update_level(self, account: Account, *, credited: bool) -> None:
+    def update_level(self, account: Account, *, credited: bool, thresholds: tuple[Threshold, ...] | None = None) -> None:
         if account.mode == "postpaid":
             # a postpaid balance is arrears, not credit: its level is the dunning of its bills
             account.alarm_level = account.dunning_level or 0
             return
-        computed = level_for(account.balance_minor, thresholds_of(account), self.daily_cost(account.id))
+        if thresholds is None:
+            thresholds = thresholds_of(account)
+        computed = level_for(account.balance_minor, thresholds, self.daily_cost(account.id))
         account.alarm_level = next_level(account.alarm_level, computed, credited=credited)
 
     # -- loading ---------------------------------------------------------------------------------

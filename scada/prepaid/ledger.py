@@ -177,11 +177,12 @@ def thresholds_column(thresholds: tuple[Threshold, ...] | list[Threshold]) -> li
     ]
 
 
-def account_view(a: Account) -> AccountView:
+def account_view(a: Account, thresholds: tuple[Threshold, ...] | None = None) -> AccountView:
+    """The view of ``a``; ``thresholds``: its thresholds if the caller has read them already."""
     return AccountView(
         a.id, a.room_id, a.state, a.balance_minor, a.credit_limit_minor, a.emergency_credit_minor,
         a.emergency_taken_at, a.alarm_level, a.supply_state, a.reconnect_pending, a.protected,
-        a.friendly_credit, a.auto_reconnect, thresholds_of(a),
+        a.friendly_credit, a.auto_reconnect, thresholds_of(a) if thresholds is None else thresholds,
         Contact(a.contact_name, a.contact_phone, a.contact_email, a.language),
         a.electricity_tariff_id, a.water_tariff_id, a.capacity_kva, a.demand_kw, a.opened_at, a.closed_at,
         a.remainder, a.mode or "prepaid", a.dunning_level or 0, bool(a.dunning_cut),

@@ -9,8 +9,6 @@ deductions of any period add up to the period's exact cost rounded once.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Literal
 
@@ -52,15 +50,32 @@ EXACT = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN, traps=[decima
 ROUNDING_CONTEXT = decimal.Context(prec=80, traps=[decimal.InvalidOperation])
 
 
-@contextmanager
-def exact() -> Iterator[decimal.Context]:
+class _Exact:
+    """The context manager of :func:`exact`: a class, not a generator (``@contextmanager``),
+    because billing enters it several times per reading and the generator's set-up cost more
+    than the arithmetic inside."""
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self) -> decimal.Context:
+        current = decimal.getcontext()
+        if current.prec == EXACT.prec and current.traps[decimal.Inexact]:
+            self._saved = None  # already exact (nested): entering a new context costs more than the work
+            return current
+        self._saved = current
+        ctx = EXACT.copy()  # as decimal.localcontext(EXACT) does: flags set inside stay inside
+        decimal.setcontext(ctx)
+        return ctx
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            decimal.setcontext(self._saved)
+            self._saved = None
+
+
+def exact() -> _Exact:
     """Arithmetic that raises ``decimal.Inexact`` instead of silently rounding."""
-    current = decimal.getcontext()
-    if current.prec == EXACT.prec and current.traps[decimal.Inexact]:
-        yield current  # already exact (nested): entering a new context costs more than the work
-        return
-    with decimal.localcontext(EXACT) as ctx:
-        yield ctx
+    return _Exact()
 
 
 class MoneyError(ValueError):
@@ -84,6 +99,8 @@ class Rounding:
         self.mode = mode
         self._quantum = Decimal(1).scaleb(-minor_units)
         self._rounding = ROUNDING_MODES[mode]
+        self._exact = EXACT.copy()
+        self._rounding_ctx = ROUNDING_CONTEXT.copy()
 
     def to_minor(self, amount: Decimal) -> int:
         """``amount`` (currency units, any precision) rounded to an integer of minor units."""
@@ -93,10 +110,14 @@ class Rounding:
 
     def carry(self, remainder: Decimal, cost: Decimal) -> tuple[int, Decimal]:
         """Round ``remainder + cost``; returns (amount in minor units, new remainder)."""
-        with decimal.localcontext(EXACT):
-            total = remainder + cost
-            minor = self.to_minor(total)
-            return minor, total - minor_to_decimal(minor, self.minor_units)
+        # the steps of ``to_minor`` inside ``localcontext(EXACT)``, each given its context
+        # instead of switching the thread's context three times per deduction (the contexts
+        # are this object's own copies: the flags they collect are never read)
+        exact_ctx, rounding_ctx = self._exact, self._rounding_ctx
+        total = exact_ctx.add(remainder, cost)
+        q = total.quantize(self._quantum, rounding=self._rounding, context=rounding_ctx)
+        minor = int(q.scaleb(self.minor_units, context=rounding_ctx))
+        return minor, exact_ctx.subtract(total, Decimal(minor).scaleb(-self.minor_units, context=exact_ctx))
 
     def from_minor(self, minor: int) -> Decimal:
         return minor_to_decimal(minor, self.minor_units)

@@ -41,6 +41,7 @@ __all__ = [
     "plain",
     "cycle_key",
     "price_consumption",
+    "price_direct",
     "prorata_minor",
     "round_fraction",
 ]
@@ -283,6 +284,15 @@ def price_consumption(
     otherwise the quantity is split by time. ``cycle_usage`` is the consumption already billed
     in each tier cycle (by :func:`cycle_key`); the quote says what it adds to each cycle.
     """
+    start, end = _interval(start, end, quantity)
+    if registers is not None:
+        quote = _by_registers_one_version(timeline, start, end, quantity, registers)
+        if quote is not None:
+            return quote
+    return _price_general(timeline, tz, start, end, quantity, registers, cycle_usage)
+
+
+def _interval(start: dt.datetime, end: dt.datetime, quantity: Decimal) -> tuple[dt.datetime, dt.datetime]:
     if start.tzinfo is None or end.tzinfo is None:
         raise PricingError("start and end must be aware datetimes")
     if quantity < 0:
@@ -290,11 +300,22 @@ def price_consumption(
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if end < start:
         start = end
-    if registers is not None:
-        quote = _by_registers_one_version(timeline, start, end, quantity, registers)
-        if quote is not None:
-            return quote
-    return _price_general(timeline, tz, start, end, quantity, registers, cycle_usage)
+    return start, end
+
+
+# (period, quantity, unit price, amount) of one energy line of the common case
+DirectLine = tuple[str, Decimal, Decimal, Decimal]
+
+
+def price_direct(
+    timeline: TariffTimeline, start: dt.datetime, end: dt.datetime, quantity: Decimal, registers: Mapping[str, Decimal]
+) -> tuple[TariffVersion, Decimal, list[DirectLine]] | None:
+    """The common case of :func:`price_consumption` (per-period registers, one time-of-use
+    version over the whole interval, no tiers) without building its :class:`Line` and
+    :class:`Quote` objects: (the version, the exact total, the energy lines), the very values
+    of the quote's lines; None when the case does not apply (price the general way then)."""
+    start, end = _interval(start, end, quantity)
+    return _direct(timeline, start, end, quantity, registers)
 
 
 def _price_general(
@@ -385,13 +406,24 @@ def _by_registers_one_version(
     """The common case priced directly: per-period registers, one time-of-use version in force
     over the whole interval, no tiers. The quote is the one the general path builds (one energy
     line per period with consumption, in the registers' order); None when the case does not apply."""
+    direct = _direct(timeline, start, end, quantity, registers)
+    if direct is None:
+        return None
+    version, total, items = direct
+    lines = [Line("energy", version.version, period, None, q, price, amount, start, end) for period, q, price, amount in items]
+    return Quote(lines, total, quantity, True, {})
+
+
+def _direct(
+    timeline: TariffTimeline, start: dt.datetime, end: dt.datetime, quantity: Decimal, registers: Mapping[str, Decimal]
+) -> tuple[TariffVersion, Decimal, list[DirectLine]] | None:
     version = timeline.at(start)
     defn = version.definition
     tou = defn.tou
     if tou is None or defn.tiers is not None or timeline.changes_within(start, end):
         return None
     prices = _period_prices(defn)
-    lines: list[Line] = []
+    items: list[DirectLine] = []
     with exact():
         total = ZERO
         for period, q in registers.items():
@@ -405,10 +437,10 @@ def _by_registers_one_version(
             q = ZERO + q  # the general path's sum of portions (same exponent, not just same value)
             amount = q * price
             total += amount
-            lines.append(Line("energy", version.version, period, None, q, price, amount, start, end))
+            items.append((period, q, price, amount))
         if sum(registers.values(), ZERO) != quantity:
             raise PricingError("register quantities do not add up to the quantity")
-    return Quote(lines, total, quantity, True, {})
+    return version, total, items
 
 
 _PRICES: dict[int, tuple[TariffDefinition, dict[str, Decimal]]] = {}

@@ -25,6 +25,7 @@ from scada.prepaid.money import exact
 __all__ = ["Assessment", "Reading", "Verdict", "assess", "parse_reading", "rollover_moduli"]
 
 ENERGY_REGISTERS = ("sharp", "peak", "flat", "valley")
+_SCALE = Decimal(3_600_000_000)  # µs per hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,12 @@ def assess(
     with exact():
         elapsed = reading.ts - last_ts
         micros = (elapsed.days * 86_400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
+        if value > last_value:
+            # the common case first, without the helpers below: forwards and within the meter's
+            # power (the first test of ``plausible``); anything else is judged in full below
+            delta = value - last_value
+            if max_power_kw is None or delta * multiplier * _SCALE <= max_power_kw * margin * micros:
+                return Assessment(Verdict.BILL, delta=delta)
         # energy is compared in kWh × µs/h to stay exact: consumption ≤ power × elapsed hours,
         # plus two register steps of slack (a reading may be one step ahead of its timestamp)
         scale = Decimal(3_600_000_000)

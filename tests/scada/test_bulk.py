@@ -109,3 +109,67 @@ def test_a_statement_needs_every_parameter_among_the_row_keys() -> None:
 
     with pytest.raises(ValueError, match="reason"):
         bulk_insert(TABLE, ("account_id", "ts")).params(sqlite.dialect(), [])
+
+
+async def test_raw_json_is_stored_as_the_encoded_value_is(db: Database) -> None:
+    """Text handed over as RawJSON is stored byte for byte as the dict it encodes would be."""
+    import json
+
+    from scada.db.bulk import RawJSON
+
+    await _account(db)
+    plain = [{**values(i), "idem_key": f"p{i}"} for i in range(1, 5)]
+    raw = [{**values(i), "idem_key": f"r{i}"} for i in range(1, 5)]
+    for v in raw:
+        if v["detail"] is not None:
+            v["detail"] = RawJSON(json.dumps(v["detail"]))
+    insert = bulk_insert(TABLE, KEYS)
+    async with db.transaction() as s:
+        await insert.execute(s, [tuple(v[k] for k in KEYS) for v in plain])
+        await insert.execute(s, [tuple(v[k] for k in KEYS) for v in raw])
+
+    def strip(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [r[:KEYS.index("idem_key")] + r[KEYS.index("idem_key") + 1:] for r in rows]
+
+    p_ids, r_ids = [f"p{i}" for i in range(1, 5)], [f"r{i}" for i in range(1, 5)]
+    assert strip(await _raw(db, r_ids)) == strip(await _raw(db, p_ids))
+    assert strip(await _rows(db, r_ids)) == strip(await _rows(db, p_ids))  # and read back as the same values
+
+
+def test_datetimes_are_remembered_by_identity_not_equality() -> None:
+    """The same instant in two zones, or a fold's two sides, compare equal but bind differently
+    for a plain DateTime column: the memo must not hand one the other's text."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import Column, DateTime, Integer, MetaData
+    from sqlalchemy import Table as T
+    from sqlalchemy.dialects import sqlite
+
+    table = T("t", MetaData(), Column("id", Integer, primary_key=True), Column("at", DateTime()))
+    stmt = bulk_insert(table, ("id", "at"))
+    utc = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    local = utc.astimezone(LOCAL)
+    london = ZoneInfo("Europe/London")
+    fold0 = dt.datetime(2026, 10, 25, 1, 30, tzinfo=london)
+    fold1 = fold0.replace(fold=1)
+    assert utc == local and fold0 == fold1
+    rows = [(1, utc), (2, local), (3, utc), (4, local), (5, fold0), (6, fold1), (7, fold0)]
+    fresh = [(i, v.replace()) for i, v in rows]  # equal, not identical
+    expected = [(i, f"{v:%Y-%m-%d %H:%M:%S.%f}") for i, v in rows]
+    assert [tuple(r) for r in stmt.params(sqlite.dialect(), rows)] == expected
+    assert [tuple(r) for r in stmt.params(sqlite.dialect(), fresh)] == expected
+    # and through UtcDateTime: equal instants give the same UTC text, each side of a fold its own
+    utc_rows = [(i, {**values(1), "ts": v}) for i, v in rows]
+    insert = bulk_insert(TABLE, KEYS)
+    got = [p[KEYS.index("ts")] for p in insert.params(sqlite.dialect(), [tuple(v[k] for k in KEYS) for _i, v in utc_rows])]
+    assert got[0] == got[1] == got[2] == got[3] == "2026-03-02 08:00:00.000000"
+    assert got[4] == got[6] == "2026-10-25 00:30:00.000000" and got[5] == "2026-10-25 01:30:00.000000"
+
+
+def test_the_datetime_memo_covers_utc_datetime_columns() -> None:
+    from datetime import datetime
+
+    from scada.db.bulk import _python_type
+    from scada.db.types import UtcDateTime
+
+    assert _python_type(UtcDateTime()) is datetime  # a TypeDecorator says "object" itself
