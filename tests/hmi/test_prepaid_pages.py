@@ -74,11 +74,14 @@ BACK_OFFICE = ("/customers", "/charges", "/billing", "/bills", "/statements", "/
 async def test_prepaid_nav_follows_the_role(hmi: Hmi) -> None:
     topology = {"/meters", "/losses", "/apportionment"}  # every role may look at the meter tree
     expected = {
-        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/reports", "/jobs", *BACK_OFFICE, *topology},
+        "cashier1": {"/", "/cashier", "/accounts", "/alarms", "/comms", "/tariffs", "/reports", "/jobs", "/messages", *BACK_OFFICE,
+                     *topology},
         "viewer1": {"/", "/alarms", "/comms", "/tariffs", "/jobs", *topology},  # no report kind is open to a viewer
-        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", "/reports", "/jobs", *BACK_OFFICE,
+        "admin": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/users", "/reports", "/jobs", "/messages",
+                  *BACK_OFFICE,
                   *topology},
-        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/reports", "/jobs", *BACK_OFFICE, *topology},
+        "super1": {"/", "/cashier", "/accounts", "/approvals", "/alarms", "/comms", "/tariffs", "/reports", "/jobs", "/messages", *BACK_OFFICE,
+                   *topology},
     }
     for user, paths in expected.items():
         async with browser_like() as http:

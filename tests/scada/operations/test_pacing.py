@@ -132,7 +132,17 @@ async def run(config: ScadaConfig, control: Control) -> None:
                 for change in await sub.get_batch(1000):
                     seen[change.name].append(loop.time())
 
+        lag = 0.0  # how late this loop wakes up: a loaded machine delays every poll by that much, job or not
+
+        async def measure_lag() -> None:
+            nonlocal lag
+            while True:
+                before = loop.time()
+                await asyncio.sleep(0.1)
+                lag = max(lag, loop.time() - before - 0.1)
+
         recorder = loop.create_task(record(), name="pacing-recorder")
+        lag_meter = loop.create_task(measure_lag(), name="pacing-lag")
         try:
             admin = await rt.ctx[USERS].get("admin")
             assert isinstance(admin, UserInfo) and admin.role is Role.ADMIN
@@ -149,7 +159,8 @@ async def run(config: ScadaConfig, control: Control) -> None:
             ended = loop.time()
         finally:
             recorder.cancel()
-            await asyncio.gather(recorder, return_exceptions=True)
+            lag_meter.cancel()
+            await asyncio.gather(recorder, lag_meter, return_exceptions=True)
             sub.close()
         assert view.state == "done" and view.done == JOB, view
         supply = {m["id"]: m["supply_on"] for m in await control.call("GET", "/meters")}
@@ -162,7 +173,9 @@ async def run(config: ScadaConfig, control: Control) -> None:
             worst = max(worst, gap)
         # long enough to show it: a poll starved for the job's length would break the bound below
         assert ended - started > 1.5 * FAST_S, f"the job is long enough to show it ({ended - started:.1f} s)"
-        # a poll waits for batch work at most BULK_SLACK_S (and one request): within a second of its interval
-        assert worst <= FAST_S + 1.0, f"a meter waited {worst:.2f} s between polls (interval {FAST_S} s) during the job"
+        # a poll waits for batch work at most BULK_SLACK_S (and one request): within a second of its
+        # interval, plus however late the machine let this loop run (a starved poll waits the job out)
+        assert worst <= FAST_S + 1.0 + lag, \
+            f"a meter waited {worst:.2f} s between polls (interval {FAST_S} s, loop lag {lag:.2f} s) during the job"
         print(f"pacing: {JOB} items in {ended - started:.1f} s ({JOB / (ended - started):.0f}/s); "
               f"longest poll gap of the other meters {worst:.2f} s at a {FAST_S} s interval", dt.datetime.now())
