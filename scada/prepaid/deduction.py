@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.db.bulk import RawJSON, bulk_insert, bulk_update
@@ -130,6 +130,7 @@ class Biller:
         rows: list[dict[str, Any]] = []
         touched: set[int] = set()
         dirty: dict[str, Any] = {}
+        baselines: list[dict[str, Any]] = []  # SEGMENT_BASELINE_UPDATE parameters
         with exact():  # one exact context for the whole batch (a context per operation costs)
             for r in sorted(readings, key=lambda r: (r.meter_id, r.ts)):
                 st = states.get(r.meter_id)
@@ -158,7 +159,7 @@ class Biller:
                     continue
                 dirty[st.meter_id] = st
                 if a.verdict is Verdict.BASELINE:
-                    await self.set_baseline(s, st, r, now)
+                    self.take_baseline(st, r, now, baselines)
                 elif a.verdict is Verdict.HOLD:
                     self.hold(s, st, r, a, now)
                     out.holds.append(HoldEvent(st.meter_id, a.kind, a.detail))
@@ -170,6 +171,10 @@ class Biller:
                         out.billed += 1
                     else:
                         out.skipped += 1
+        if baselines:
+            # one statement for the batch: after accounts opened without a reading, the first poll
+            # of every meter is a baseline, and a round trip each held the write lock for seconds
+            await s.execute(SEGMENT_BASELINE_UPDATE, baselines)
         await LEDGER_INSERT.execute(s, [tuple(map(row.get, LEDGER_KEYS)) for row in rows])
         self.write_usage(s, usage)
         for account_id in touched:
@@ -367,15 +372,18 @@ class Biller:
         return dict(zip(deltas, allocate(quantity, weights), strict=False))
 
     async def set_baseline(self, s: AsyncSession, st: MeterState, r: Reading, now: dt.datetime) -> None:
+        """``r`` is the meter's first reading in its segment: billing starts from it."""
+        pending: list[dict[str, Any]] = []
+        self.take_baseline(st, r, now, pending)
+        await s.execute(SEGMENT_BASELINE_UPDATE, pending)
+
+    @staticmethod
+    def take_baseline(st: MeterState, r: Reading, now: dt.datetime, pending: list[dict[str, Any]]) -> None:
+        """Move the cursor to ``r`` and add the segment's baseline to ``pending`` (parameters of
+        :data:`SEGMENT_BASELINE_UPDATE`, run in the same transaction before it commits)."""
         st.last_reading, st.last_ts, st.last_registers = r.value, r.ts, registers_json(r.registers)
         st.updated_at = now
-        # a Core statement: the ORM's "evaluate" synchronisation would scan the whole session
-        table = cast(Table, MeterSegment.__table__)
-        await s.execute(
-            update(table)
-            .where(table.c.meter_id == st.meter_id, table.c.segment == st.segment, table.c.baseline.is_(None))
-            .values(baseline=r.value, baseline_ts=r.ts)
-        )
+        pending.append({"b_meter": st.meter_id, "b_segment": st.segment, "b_value": r.value, "b_ts": r.ts})
 
     def hold(self, s: AsyncSession, st: MeterState, r: Reading, a: Assessment, now: dt.datetime) -> None:
         st.hold_kind, st.hold_detail = a.kind, a.detail
@@ -486,6 +494,15 @@ _account_table = cast(Table, Account.__table__)
 LEDGER_INSERT = bulk_insert(cast(Table, LedgerEntry.__table__), LEDGER_KEYS)
 # a meter without a hold only moves its cursor: the narrower statement binds less per row
 STATE_CURSOR_UPDATE = bulk_update(_state_table, "meter_id", CURSOR_COLUMNS)
+_segment_table = cast(Table, MeterSegment.__table__)
+# a Core statement (the ORM's "evaluate" synchronisation would scan the whole session); only a
+# segment without a baseline takes one
+SEGMENT_BASELINE_UPDATE = (
+    update(_segment_table)
+    .where(_segment_table.c.meter_id == bindparam("b_meter"), _segment_table.c.segment == bindparam("b_segment"),
+           _segment_table.c.baseline.is_(None))
+    .values(baseline=bindparam("b_value"), baseline_ts=bindparam("b_ts"))
+)
 STATE_UPDATE = bulk_update(_state_table, "meter_id", STATE_COLUMNS)
 ACCOUNT_UPDATE = bulk_update(_account_table, "id", ACCOUNT_COLUMNS)
 
