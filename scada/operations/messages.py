@@ -17,7 +17,6 @@ first word; the count starts again when the level changes); quiet hours hold the
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from scada.prepaid.ledger import AccountView
 from scada.prepaid.levels import LEVEL_NAMES
 from scada.prepaid.models import LedgerEntry
 from scada.prepaid.money import format_minor
+from tags.timers import run_every
 
 from .config import MessagesConfig
 from .models import ReminderRow
@@ -270,10 +270,8 @@ class TenantMessenger:
         return sent
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.remind()
-                await self.summaries()
-            except Exception:
-                log.exception("tenant reminders failed; trying again later")
-            await asyncio.sleep(self.config.check_every_s)
+        async def step() -> None:
+            await self.remind()
+            await self.summaries()
+
+        await run_every(self.config.check_every_s, step, name="tenant-reminders", first_delay_s=0)

@@ -28,6 +28,7 @@ from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryD
 from tags import DataType, TagChange, TagDB, TagMeta, names
 from tags.names import meter_tag
 from tags.subscription import by_points
+from tags.timers import run_every
 
 __all__ = ["MeterSettings", "TouCheck"]
 
@@ -152,10 +153,11 @@ class MeterSettings:
         return {m.link for m in self.assets.snapshot.active_meters}
 
     async def _daily(self) -> None:
-        while True:
+        async def step() -> None:
             for meter_id in self.candidates():
                 self.schedule_check(meter_id)
-            await asyncio.sleep(self.every_s)
+
+        await run_every(self.every_s, step, name="operations:tou-check", first_delay_s=0)
 
     async def _watch_connects(self) -> None:
         sub = self.tagdb.subscribe(by_points(("comm_ok",)), maxsize=10_000, name="operations:tou")

@@ -24,6 +24,7 @@ from scada.config import ScadaConfig
 from scada.reports.config import ReportSchedule
 from scada.reports.service import ReportService
 from scada.reports.xlsx import write_xlsx
+from tags.timers import run_every
 
 __all__ = ["ReportScheduler", "due_moment", "report_range"]
 
@@ -130,6 +131,4 @@ class ReportScheduler:
 
     async def run(self) -> None:
         self.start(self.clock())
-        while True:
-            await asyncio.sleep(self.check_s)
-            await self.tick(self.clock())
+        await run_every(self.check_s, lambda: self.tick(self.clock()), name="report-schedules")

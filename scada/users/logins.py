@@ -16,6 +16,7 @@ import logging
 from scada.users.audit import Actor, AuditLog
 from scada.users.ratelimit import LoginRateLimiter, LoginSummary
 from tags import DataType, TagDB, TagMeta, names
+from tags.timers import run_every
 
 __all__ = ["LOGIN_FAILURES_TAG", "LoginReporter"]
 
@@ -64,12 +65,15 @@ class LoginReporter:
         """Publish every few seconds, report every ``summary_interval_s``."""
         loop = asyncio.get_running_loop()
         next_report = loop.time() + self.summary_interval_s
-        while True:
-            await asyncio.sleep(min(PUBLISH_EVERY_S, self.summary_interval_s))
+
+        async def step() -> None:
+            nonlocal next_report
             self.publish()
             if loop.time() >= next_report:
                 next_report = loop.time() + self.summary_interval_s
                 await self.report()
+
+        await run_every(min(PUBLISH_EVERY_S, self.summary_interval_s), step, name="logins")
 
     async def close(self) -> None:
         """At shutdown: what was counted since the last report is reported."""
