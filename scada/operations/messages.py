@@ -217,6 +217,7 @@ class TenantMessenger:
         now = self.now()
         sent = 0
         views = {v.id: v for v in self.engine.views.values() if v.open}
+        due: list[tuple[AccountView, int]] = []
         async with self.db.transaction() as s:
             rows = {r.account_id: r for r in (await s.scalars(select(ReminderRow))).all()}
             for account_id in [a for a in rows if a not in views or views[a].alarm_level not in cfg.levels]:
@@ -234,14 +235,19 @@ class TenantMessenger:
                     continue
                 if row.count >= cfg.max_times or (row.last_at is not None and now - row.last_at < dt.timedelta(hours=cfg.every_h)):
                     continue
-                queued = await self.send_room(
-                    view.room_id, "reminder", key=f"reminder:{view.id}:{view.alarm_level}:{row.count + 1}", route="reminder",
-                    event="reminder", extra={"level": view.alarm_level, "level_name": LEVEL_NAMES[view.alarm_level]},
-                )
+                due.append((view, row.count + 1))
                 row.count += 1
                 row.last_at = now
-                if queued.status not in ("skipped", "failed"):
-                    sent += 1
+        # sent after the commit: the notifier writes its delivery log in its own transaction, which
+        # waited on this one's write lock on SQLite until "database is locked"; the message key
+        # keeps a reminder from going twice
+        for view, n in due:
+            queued = await self.send_room(
+                view.room_id, "reminder", key=f"reminder:{view.id}:{view.alarm_level}:{n}", route="reminder",
+                event="reminder", extra={"level": view.alarm_level, "level_name": LEVEL_NAMES[view.alarm_level]},
+            )
+            if queued.status not in ("skipped", "failed"):
+                sent += 1
         return sent
 
     async def summaries(self) -> int:
