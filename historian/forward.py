@@ -58,9 +58,15 @@ class Forwarder:
     async def run(self) -> None:
         """Forward for ever (a task of the owning component)."""
         backoff = self.retry_initial_s
+        task = asyncio.current_task()
         while True:
             self._wake.clear()
             sent = await self.send_once()
+            if task is not None and task.cancelling():
+                # on Python 3.11 ``wait_for`` returns the result when the write ends at the moment
+                # the task is cancelled, and the cancellation is lost: the task then waited for
+                # its next wake-up instead of stopping (a shutdown's "did not stop in time")
+                raise asyncio.CancelledError
             if sent is None:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
