@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
 from ..modbus.sim.model import SimMeter
-from ..modbus.sim.server import Fault, FdTransport, ServerStats
+from ..modbus.sim.server import Fault, ServerStats, serve_on_fd
 from .frames import CONTROL, READ, READ_ADDRESS, WILDCARD, Frame, FrameError, decode_frames, encode_frame
 
 __all__ = ["Dlt645SimServer", "DltSimUnit"]
@@ -75,30 +74,7 @@ class Dlt645SimServer:
     def serve_fd(self, fd: int) -> Callable[[], None]:
         """Serve this bus on a file descriptor (the master side of a pseudo-terminal stands in for
         the RS-485 bus behind a serial port). Returns the function that stops serving it."""
-        loop = asyncio.get_running_loop()
-        os.set_blocking(fd, False)
-        transport = FdTransport(fd)
-        conn = _Connection(self)
-        conn.connection_made(transport)  # type: ignore[arg-type]
-
-        def readable() -> None:
-            try:
-                data = os.read(fd, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""  # the other side closed: nothing to serve until it opens again
-            if data:
-                conn.data_received(data)
-
-        loop.add_reader(fd, readable)
-
-        def detach() -> None:
-            loop.remove_reader(fd)
-            transport.close()
-            conn.connection_lost(None)
-
-        return detach
+        return serve_on_fd(fd, _Connection(self))
 
     def attach(self, address: str, meter: SimMeter) -> DltSimUnit:
         other = self.units.get(address)

@@ -37,7 +37,7 @@ from ..params import BlockError
 from ..profile import PointSpec, Profile
 from .model import SimMeter
 
-__all__ = ["Fault", "FdTransport", "ModbusSimServer", "ServerStats", "SimUnit"]
+__all__ = ["Fault", "FdTransport", "ModbusSimServer", "ServerStats", "SimUnit", "serve_on_fd"]
 
 log = logging.getLogger(__name__)
 
@@ -234,30 +234,7 @@ class ModbusSimServer:
     def serve_fd(self, fd: int) -> Callable[[], None]:
         """Serve RTU frames on a file descriptor (the master side of a pseudo-terminal stands in
         for a serial bus). Returns the function that stops serving it."""
-        loop = asyncio.get_running_loop()
-        os.set_blocking(fd, False)
-        transport = FdTransport(fd)
-        conn = _RtuConnection(self)
-        conn.connection_made(transport)  # type: ignore[arg-type]
-
-        def readable() -> None:
-            try:
-                data = os.read(fd, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if data:
-                conn.data_received(data)
-
-        loop.add_reader(fd, readable)
-
-        def detach() -> None:
-            loop.remove_reader(fd)
-            transport.close()
-            conn.connection_lost(None)
-
-        return detach
+        return serve_on_fd(fd, _RtuConnection(self))
 
     def unit_for(self, unit_id: int, profile: Profile) -> SimUnit:
         unit = self.units.get(unit_id)
@@ -495,3 +472,32 @@ class _RtuConnection(_Connection):
                 self._later(reply.delay, finish)
                 return
             self._send(frame)
+
+
+def serve_on_fd(fd: int, conn: asyncio.Protocol) -> Callable[[], None]:
+    """Feed what arrives on ``fd`` to the protocol ``conn`` (its answers go back on ``fd``), as a
+    simulator serves a serial bus on the master side of a pseudo-terminal. Returns the function
+    that stops serving it."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    transport = FdTransport(fd)
+    conn.connection_made(transport)  # type: ignore[arg-type]
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # the other side closed: nothing to serve until it opens again
+        if data:
+            conn.data_received(data)
+
+    loop.add_reader(fd, readable)
+
+    def detach() -> None:
+        loop.remove_reader(fd)
+        transport.close()
+        conn.connection_lost(None)
+
+    return detach
