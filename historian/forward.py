@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .backends.base import Backend, BackendError, BackendRejected
@@ -63,9 +63,10 @@ class Forwarder:
             self._wake.clear()
             sent = await self.send_once()
             if task is not None and task.cancelling():
-                # on Python 3.11 ``wait_for`` returns the result when the write ends at the moment
-                # the task is cancelled, and the cancellation is lost: the task then waited for
-                # its next wake-up instead of stopping (a shutdown's "did not stop in time")
+                # on Python 3.11 ``wait_for`` (which a backend's client library may use) returns
+                # the result when the write ends at the moment the task is cancelled, and the
+                # cancellation is lost: the task then waited for its next wake-up instead of
+                # stopping (a shutdown's "did not stop in time")
                 raise asyncio.CancelledError
             if sent is None:
                 await asyncio.sleep(backoff)
@@ -84,7 +85,8 @@ class Forwarder:
             group = _leading_group(batches, self.batch_points)
             try:
                 if not self._prepared:
-                    await asyncio.wait_for(self.backend.prepare(), self.timeout_s)
+                    async with asyncio.timeout(self.timeout_s):
+                        await self.backend.prepare()
                     self._prepared = True
                 written = await self._write_group(group)
             except (TimeoutError, BackendError, OSError) as exc:
@@ -118,20 +120,24 @@ class Forwarder:
         self.on_spool_change()
         return sum(len(b.items) for b in group)
 
+    async def _bounded(self, write: Coroutine[Any, Any, None]) -> None:
+        async with asyncio.timeout(self.timeout_s):
+            await write
+
     async def _write(self, group: list[SpoolBatch]) -> None:
         kind = group[0].kind
         if kind == "interval":
             records = [IntervalRecord.from_json(item) for b in group for item in b.items]
-            await asyncio.wait_for(self.backend.write_intervals(records), self.timeout_s)
+            await self._bounded(self.backend.write_intervals(records))
         elif kind == "day":
             days = [IntervalRecord.from_json(item) for b in group for item in b.items]
-            await asyncio.wait_for(self.backend.write_days(days), self.timeout_s)
+            await self._bounded(self.backend.write_days(days))
         elif kind == "rebuild_day":
             keys = [(str(m), int(s), int(e)) for b in group for m, s, e in b.items]
-            await asyncio.wait_for(self.backend.rebuild_days(keys), self.timeout_s)
+            await self._bounded(self.backend.rebuild_days(keys))
         elif kind == "raw":
             points = [RawPoint.from_json(item) for b in group for item in b.items]
-            await asyncio.wait_for(self.backend.write_raw(points), self.timeout_s)
+            await self._bounded(self.backend.write_raw(points))
         else:
             raise BackendRejected(f"unknown batch kind {kind!r}")
 
@@ -176,7 +182,8 @@ class Forwarder:
             if remaining <= 0:
                 return False
             try:
-                sent = await asyncio.wait_for(self.send_once(), remaining)
+                async with asyncio.timeout(remaining):
+                    sent = await self.send_once()
             except TimeoutError:
                 return False
             if sent is None:

@@ -222,7 +222,7 @@ class Feed:
         clients = list(self.clients)
         if clients:
             await asyncio.gather(
-                *(asyncio.wait_for(c.ws.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT_S) for c in clients),
+                *(_close_within(c.ws, 1001, b"server shutting down") for c in clients),
                 return_exceptions=True,
             )
         # The feed owns its connections: a handler still waiting on its peer is ended here,
@@ -365,7 +365,8 @@ class Feed:
         body: dict[str, Any] = {"type": "error", "message": message}
         if field:
             body["field"] = field
-        await asyncio.wait_for(_send(client.ws, json.dumps(body, ensure_ascii=False)), self.stall_timeout_s)
+        async with asyncio.timeout(self.stall_timeout_s):
+            await _send(client.ws, json.dumps(body, ensure_ascii=False))
 
     async def _drop(self, client: _Client) -> None:
         """Close a client whose socket took nothing for the stall timeout, and free its buffers."""
@@ -380,7 +381,7 @@ class Feed:
         # the close frame queues behind what the peer has not read: offer it briefly, then abort
         # (a plain close would wait for the unread bytes to flush, holding them for ever)
         with contextlib.suppress(TimeoutError, ConnectionError):
-            await asyncio.wait_for(client.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect to resync"), CLOSE_TIMEOUT_S)
+            await _close_within(client.ws, CLOSE_TOO_SLOW, b"too slow: reconnect to resync")
         _abort(client)
 
     async def _on_message(self, client: _Client, text: str) -> None:
@@ -436,7 +437,8 @@ class Feed:
                 if message is None:
                     continue
                 # the next push is encoded only once the socket took this one (newest state wins)
-                await asyncio.wait_for(_send(client.ws, message), self.stall_timeout_s)
+                async with asyncio.timeout(self.stall_timeout_s):
+                    await _send(client.ws, message)
                 client.pushes += 1
                 self.pushes += 1
                 # at most one push per interval: what changes meanwhile is coalesced
@@ -559,8 +561,9 @@ async def _until_done(client: _Client, *tasks: asyncio.Task[Any]) -> bool:
     rounds = 0
     while pending := [t for t in tasks if not t.done()]:
         if rounds:
-            # again: Python 3.11's wait_for loses a cancellation that arrives as its inner
-            # await completes, and the sender would then wait for its next wake-up for ever
+            # again: Python 3.11's wait_for (which libraries under us still use) loses a
+            # cancellation that arrives as its inner await completes, and the sender would then
+            # wait for its next wake-up for ever
             for task in pending:
                 task.cancel()
         if rounds == 1:
@@ -586,6 +589,11 @@ def _abort(client: _Client) -> None:
 async def _send(ws: web.WebSocketResponse, text: str) -> None:
     if not ws.closed:
         await ws.send_str(text)
+
+
+async def _close_within(ws: web.WebSocketResponse, code: int, message: bytes) -> None:
+    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+        await ws.close(code=code, message=message)
 
 
 def _filter_json(f: RoomFilter) -> dict[str, Any]:

@@ -70,7 +70,8 @@ class MqttWire:
             payload += _str(password)
         body = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
         self.writer.write(b"\x10" + _varint(len(body)) + body)
-        kind, data = await asyncio.wait_for(self._read_packet(), 10)
+        async with asyncio.timeout(10):
+            kind, data = await self._read_packet()
         if kind != 0x20 or len(data) < 2 or data[1] != 0:
             raise ConnectionError(f"broker refused the connection (CONNACK {data.hex()})")
         self._tasks = [

@@ -286,7 +286,8 @@ class Runtime:
             t0 = time.monotonic()
             await component.tasks.cancel_all(timeout=self.stop_timeout_s)
             try:
-                await asyncio.wait_for(lifespan.__aexit__(None, None, None), self.stop_timeout_s)
+                async with asyncio.timeout(self.stop_timeout_s):
+                    await lifespan.__aexit__(None, None, None)
             except TimeoutError:
                 log.error("component did not stop in time", extra={"component": component.name})
                 self.exit_code = max(self.exit_code, 1)

@@ -193,7 +193,8 @@ class HistoryService:
         """One of the ``max_concurrent`` slots of heavy work; :class:`HistoryBusy` after ``wait_s``
         (``patient``: no time limit, for an answer already being streamed)."""
         try:
-            await asyncio.wait_for(self._slots.acquire(), None if patient else self.wait_s)
+            async with asyncio.timeout(None if patient else self.wait_s):
+                await self._slots.acquire()
         except TimeoutError:
             raise HistoryBusy(self.max_concurrent, self.wait_s) from None
         try:
