@@ -5,7 +5,8 @@
 target, state and detail), ``POST /jobs/{id}/cancel``, ``POST /jobs/{id}/approve`` (a supervisor,
 not the creator), ``POST /jobs/preview`` (the count of targets before confirming).
 ``POST /accounts/import`` (CSV or XLSX; ``?dry_run=true`` reports every bad row and creates
-nothing), ``GET /accounts/prepared``; ``GET /meters/{meter}/settings`` (the TOU table as read
+nothing), ``GET /accounts/prepared``, ``POST /accounts/prepared/{id}/withdraw`` (one that will not
+be opened); ``GET /meters/{meter}/settings`` (the TOU table as read
 back, the clock drift; ``?read=true`` reads them now); ``GET /messages`` (the delivery log of
 tenant messages).
 """
@@ -23,7 +24,7 @@ from scada.alarms.component import NOTIFIER
 from scada.core.inputs import AwareDateTime, BoundedDecimal, Date, Text
 from scada.operations.component import JOBS
 from scada.operations.messages import MESSAGE_EVENTS
-from scada.operations.prepared import XLSX_TYPE, ImportFormatError
+from scada.operations.prepared import XLSX_TYPE, ImportFormatError, PreparedStateError
 from scada.operations.service import JobError, JobService
 from scada.operations.targets import TargetsIn
 from scada.site.component import ASSETS
@@ -239,6 +240,21 @@ async def prepared_accounts(call: ApiCall[Any]) -> dict[str, Any]:
     if prepared is None:
         raise ApiError(503, "the prepaid engine is not running")
     return {"accounts": await prepared.list()}
+
+
+@router.post("/accounts/prepared/{id}/withdraw", body=ReasonIn, permission=Permission.ACCOUNT_MANAGE,
+             summary="Withdraw a prepared account that will not be opened: its room may be prepared again")
+async def withdraw_prepared(call: ApiCall[ReasonIn]) -> dict[str, Any]:
+    prepared = jobs_of(call).ctx.prepared
+    if prepared is None:
+        raise ApiError(503, "the prepaid engine is not running")
+    text = call.params["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(404, f"no prepared account {text!r}")
+    try:
+        return await prepared.withdraw(int(text), call.actor, call.body.reason)
+    except PreparedStateError as exc:
+        raise ApiError(exc.status, exc.message) from None
 
 
 @router.get("/meters/{meter}/settings", query=SettingsQuery, audit=False,

@@ -27,6 +27,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ from scada.users.audit import Actor, AuditLog
 
 from .models import PreparedAccountRow
 
-__all__ = ["COLUMNS", "ImportResult", "PreparedAccounts", "RowError", "read_table"]
+__all__ = ["COLUMNS", "ImportResult", "PreparedAccounts", "PreparedStateError", "RowError", "read_table"]
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("customer", "contact", "language", "room", "mode", "tariff", "opening_balance", "thresholds", "credit_limit", "water_tariff")
 REQUIRED = ("customer", "contact", "room", "tariff")
@@ -82,6 +85,15 @@ class ImportResult:
         return {"dry_run": self.dry_run, "rows": self.rows, "valid": self.rows - len({e.line for e in self.errors}),
                 "errors": [e.as_json() for e in self.errors], "created": len(self.created), "accounts": self.created,
                 "new_customers": self.new_customers}
+
+
+class PreparedStateError(Exception):
+    """A prepared account that is not there (404) or no longer prepared (409)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class ImportFormatError(ValueError):
@@ -214,6 +226,24 @@ class PreparedAccounts:
             AuditLog.record(s, actor, "account.prepared_opened", "account", str(account_id),
                             after={"prepared": prepared_id, "room": row.room_id, "readings": readings, "customer": row.customer_id})
             self._pending_rooms.pop(row.room_id, None)
+
+    async def withdraw(self, prepared_id: int, actor: Actor, reason: str = "") -> dict[str, Any]:
+        """Withdraw a prepared account that will not be opened (the tenant did not move in): its
+        room may be prepared again, an ``open`` job passes it by, and retention erases its contact
+        details. :class:`PreparedStateError` unless it is still prepared."""
+        async with self.db.transaction() as s:
+            row = await s.get(PreparedAccountRow, prepared_id, with_for_update=True)
+            if row is None:
+                raise PreparedStateError(404, f"no prepared account {prepared_id}")
+            if row.state != "prepared":
+                raise PreparedStateError(409, f"prepared account {prepared_id} is {row.state}: only a prepared one can be withdrawn")
+            row.state, row.pending_room_id = "withdrawn", None
+            AuditLog.record(s, actor, "account.prepared_withdrawn", "prepared_account", str(prepared_id),
+                            before={"state": "prepared", "room": row.room_id}, after={"state": "withdrawn"}, reason=reason)
+            body = self._json(row)
+        self._pending_rooms.pop(body["room"], None)
+        log.info("prepared account withdrawn", extra={"prepared": prepared_id, "room": body["room"], "actor": actor.name})
+        return body
 
     # -- import ---------------------------------------------------------------------------------
     async def import_file(self, data: bytes, content_type: str, *, dry_run: bool, actor: Actor, source: str = "") -> ImportResult:

@@ -62,6 +62,17 @@ async def test_relay_job_progress_import_errors_and_meter_settings(hmi: Hmi, bro
         await expect(errors.nth(0)).to_contain_text("unknown room 'B1-R999'")
         await expect(page.locator("#import-summary")).to_contain_text("8 rows: 5 good, 3 bad")
         await shots(page, "import-errors")
+        # the good rows imported; one prepared account withdrawn (its tenant did not move in)
+        csv.write_text(GOOD)
+        await page.locator('input[type="file"]').set_input_files(str(csv))
+        await page.get_by_role("button", name="Import", exact=True).click()
+        prepared = page.locator("#prepared tbody tr")
+        await expect(prepared).to_have_count(5)  # the page reloads with them
+        page.once("dialog", lambda d: d.accept())
+        await page.locator('#prepared tr[data-room="B1-R202"]').get_by_role("button", name="Withdraw").click()
+        await expect(page.locator('#prepared tr[data-room="B1-R202"]')).to_have_count(0)
+        await page.reload()
+        await expect(prepared).to_have_count(4)
         # a room's meter settings, read now
         await page.goto(hmi.url + "/rooms/B1-R101")
         box = page.locator('#meter-settings [data-meter="E-B1-101"]')

@@ -1,5 +1,5 @@
 // Pre-set accounts: upload a CSV or XLSX file, check it (every bad row with its line, column and
-// why), import it, and open the prepared accounts with one job.
+// why), import it, open the prepared accounts with one job, or withdraw one that will not be opened.
 import { api, csrfToken, t, toast } from "./common.js";
 
 const form = document.getElementById("import-form");
@@ -50,3 +50,16 @@ document.getElementById("open-all")?.addEventListener("click", async () => {
     toast(err.message, "error");
   }
 });
+
+for (const button of document.querySelectorAll("#prepared button.withdraw")) {
+  button.addEventListener("click", async () => {
+    if (!window.confirm(t("jobs.import.withdraw_confirm", { room: button.dataset.room }))) return;
+    try {
+      await api("POST", `/api/v1/accounts/prepared/${button.dataset.id}/withdraw`, {});
+      button.closest("tr").remove();
+      toast(t("jobs.import.withdrawn", { room: button.dataset.room }));
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  });
+}
