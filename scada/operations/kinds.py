@@ -32,6 +32,7 @@ from scada.users.auth import Permission, UserInfo
 from tags import TagDB
 
 from .config import OperationsConfig
+from .prepared import opening_reason
 
 if TYPE_CHECKING:
     from .messages import TenantMessenger
@@ -532,7 +533,7 @@ class OpenKind(Kind):
             if opened is not None:
                 return Done(True, f"account {opened.account_id} opened (already)", {"account": opened.account_id})
             return _failed(f"room {call.target} has no prepared account")
-        reason = f"prepared account {prep.id} (job {call.job_id})"
+        reason = opening_reason(prep.id, call.job_id)
         current = await ctx.prepaid.account(call.target)
         if current is not None and current.open:
             # opened by this item before a crash (the opening names the prepared account)?

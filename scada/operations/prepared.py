@@ -49,7 +49,7 @@ from scada.users.audit import Actor, AuditLog
 
 from .models import PreparedAccountRow
 
-__all__ = ["COLUMNS", "ImportResult", "PreparedAccounts", "PreparedStateError", "RowError", "read_table"]
+__all__ = ["COLUMNS", "ImportResult", "PreparedAccounts", "PreparedStateError", "RowError", "opening_reason", "read_table"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,12 @@ def read_table(data: bytes, content_type: str) -> list[tuple[int, dict[str, str]
     return out
 
 
+def opening_reason(prepared_id: int, job_id: int) -> str:
+    """The reason of the ``opening`` ledger row an ``open`` job writes: how a resumed job knows
+    an account it opened."""
+    return f"prepared account {prepared_id} (job {job_id})"
+
+
 class PreparedAccounts:
     """The prepared accounts: import, look-ups for the ``open`` job, and marking them opened.
 
@@ -198,10 +204,16 @@ class PreparedAccounts:
             return await s.scalar(select(PreparedAccountRow).where(PreparedAccountRow.pending_room_id == room_id))
 
     async def opened_by_job(self, room_id: str, job_id: int) -> PreparedAccountRow | None:
+        # the job ran before: its item found no prepared account left. Only an opening this job
+        # made counts (its ledger reason names the job): the room may have had a prepared account
+        # opened by another job, and its next one withdrawn
         async with self.db.sessions() as s:
-            rows = (await s.scalars(select(PreparedAccountRow).where(
-                PreparedAccountRow.room_id == room_id, PreparedAccountRow.state == "opened").order_by(PreparedAccountRow.id.desc()))).all()
-        return rows[0] if rows else None  # the job ran before: its item found no prepared account left
+            rows = (await s.execute(
+                select(PreparedAccountRow, LedgerEntry.reason)
+                .join(LedgerEntry, and_(LedgerEntry.account_id == PreparedAccountRow.account_id, LedgerEntry.kind == "opening"))
+                .where(PreparedAccountRow.room_id == room_id, PreparedAccountRow.state == "opened")
+                .order_by(PreparedAccountRow.id.desc()))).all()
+        return next((row for row, reason in rows if reason == opening_reason(row.id, job_id)), None)
 
     async def opening_reason(self, account_id: int) -> str | None:
         async with self.db.sessions() as s:

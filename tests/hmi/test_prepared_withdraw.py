@@ -4,11 +4,14 @@ who manages accounts may do it."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import aiohttp
 from sqlalchemy import select
 
 from scada.alarms.clock import ManualClock
 from scada.db.component import DATABASE
+from scada.operations.component import JOBS
 from scada.operations.models import PreparedAccountRow
 from scada.users.models import AuditEntry
 
@@ -69,3 +72,35 @@ async def test_a_withdrawn_prepared_account_frees_its_room_and_is_not_opened(ops
         audit = (await s.scalars(select(AuditEntry).where(AuditEntry.action == "account.prepared_withdrawn"))).all()
     assert states == {("B1-R201", "Li Lei"): "opened", ("B1-R202", "Han Meimei"): "withdrawn", ("B1-R202", "Wang Wei"): "opened"}
     assert [(a.actor, a.target_id, a.reason, a.outcome) for a in audit] == [("cashier1", str(ids["B1-R202"]), "did not move in", "ok")]
+
+
+async def test_a_job_does_not_claim_an_opening_another_job_made(ops: tuple[Hmi, ManualClock]) -> None:  # noqa: F811
+    """A scheduled ``open`` job whose rooms' prepared accounts were withdrawn meanwhile, and then
+    prepared again and opened by another job, reports its items failed: it opened nothing."""
+    hmi, clock = ops
+    cashier = await bearer(hmi, "cashier1", PASSWORDS["cashier1"])
+    admin = await bearer(hmi, "admin", ADMIN_PASSWORD)
+    csv = {**cashier, "Content-Type": "text/csv"}
+    async with aiohttp.ClientSession(headers=cashier) as http:
+        await api(http, "POST", hmi.api + "/tariffs", {"id": "FLAT", "name": "Flat", "commodity": "electricity",
+                                                        "definition": {"price": "0.60"}}, 201, headers=admin)
+        created = await api(http, "POST", hmi.api + "/accounts/import", None, 201, data=TWO.encode(), headers=csv)
+        han = next(a["id"] for a in created["accounts"] if a["room"] == "B1-R202")
+        run_at = clock.now() + dt.timedelta(minutes=5)
+        later = await api(http, "POST", hmi.api + "/jobs", {"kind": "open", "targets": {"rooms": ["B1-R202"]},
+                                                            "run_at": run_at.isoformat()}, 201)
+        await api(http, "POST", f"{hmi.api}/accounts/prepared/{han}/withdraw", {"reason": "did not move in"}, 200)
+        await api(http, "POST", hmi.api + "/accounts/import", None, 201, data=AGAIN.encode(), headers=csv)
+        now = await api(http, "POST", hmi.api + "/jobs", {"kind": "open", "targets": {"rooms": ["B1-R202"]}}, 201)
+        done = await wait_job(http, hmi, now["id"], timeout=60)
+        assert (done["state"], done["done"]) == ("done", 1), done
+        clock.advance(5 * 60)
+        ended = await wait_job(http, hmi, later["id"], timeout=60)
+        assert (ended["done"], ended["failed"]) == (0, 1), ended
+        assert "has no prepared account" in ended["items"][0]["detail"], ended
+    # what a resumed item of each job finds: the opening its own job made, and only that
+    prepared = hmi.rt.ctx[JOBS].ctx.prepared
+    assert prepared is not None
+    mine = await prepared.opened_by_job("B1-R202", now["id"])
+    assert mine is not None and mine.customer == "Wang Wei"
+    assert await prepared.opened_by_job("B1-R202", later["id"]) is None
