@@ -27,7 +27,10 @@ cron expression in the site's time zone). Its life::
   user with the ``approve`` permission other than its creator approves it. Where the approvals
   service runs (:mod:`scada.approvals`), the job asks it (an approval request of kind ``job``,
   on the Approvals page with the others) and the approved request marks the job approved,
-  once; ``POST /jobs/{id}/approve`` decides that same request.
+  once; ``POST /jobs/{id}/approve`` decides that same request. An approval is good for one
+  run: a repeating job that needed one asks again as its next run is scheduled (so it can be
+  approved ahead of its time), and a run whose targets, resolved when it starts, need an
+  approval the job did not have (a filter that grew) waits for one.
 * **Pacing.** Items of kinds that talk to meters run per link, ``link_in_flight`` at a time,
   ``link_gap_s`` apart, and each waits (up to ``max_defer_s``) while the link has polls due:
   a batch takes the link's spare time and never starves polling.
@@ -323,15 +326,7 @@ class JobService:
             })
             view = _view(row, _Counts(len(resolved)))
         if why and self.approvals is not None:
-            request = await self.approvals.request(
-                APPROVAL_KIND, str(view.id), {"job": view.id, "kind": kind.name, "targets": parsed.as_json(), "params": normalised,
-                                              "count": len(resolved)},
-                actor, reason=reason, rule=[why], summary=f"job {view.id}: {kind.name} of {len(resolved)} {kind.target_type}s",
-            )
-            async with self.db.transaction() as s:
-                stored = await s.get(JobRow, view.id)
-                assert stored is not None
-                stored.detail = f"waits for approval request {request.id}"
+            await self._request_approval(view.id, kind, parsed.as_json(), normalised, len(resolved), actor, reason, why)
             view = await self.get(view.id, items=False)
         log.info("job created", extra={"job": view.id, "kind": kind.name, "targets": len(resolved), "user": user.name,
                                        "run_at": view.run_at.isoformat() if view.run_at else "now", "approval": view.approval})
@@ -340,6 +335,37 @@ class JobService:
         return view
 
     # -- approval and cancel --------------------------------------------------------------------
+    async def _request_approval(self, job_id: int, kind: Kind, targets: dict[str, Any], params: dict[str, Any], count: int,
+                                actor: Actor, reason: str, why: str) -> None:
+        """Ask the approvals service to approve the job's next run (its creator asks)."""
+        assert self.approvals is not None
+        request = await self.approvals.request(
+            APPROVAL_KIND, str(job_id), {"job": job_id, "kind": kind.name, "targets": targets, "params": params, "count": count},
+            actor, reason=reason, rule=[why], summary=f"job {job_id}: {kind.name} of {count} {kind.target_type}s",
+        )
+        async with self.db.transaction() as s:
+            stored = await s.get(JobRow, job_id)
+            assert stored is not None
+            stored.detail = f"waits for approval request {request.id}"
+
+    async def _require_approval(self, job_id: int, kind: Kind, targets: list[Target], why: str) -> None:
+        """The job's next run needs a supervisor's approval: it waits (scheduled) until it has one."""
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            row = await s.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.state != "scheduled" or row.approval != "none":
+                return  # approved for this run already, or already waiting
+            row.approval, row.approval_why, row.approved_by, row.approved_at = "required", why, None, None
+            row.detail, row.updated_at = f"run {row.run + 1} waits for approval: {why}", now
+            AuditLog.record(s, Actor.system("jobs"), "job.approval_required", "job", str(job_id),
+                            after={"run": row.run + 1, "why": why, "count": len(targets)})
+            actor = Actor(row.created_by, row.source, row.created_role)  # type: ignore[arg-type]
+            reason, targets_json, params = row.reason, dict(row.targets or {}), dict(row.params or {})
+        log.info("job run waits for approval", extra={"job": job_id, "kind": kind.name, "targets": len(targets), "why": why})
+        if self.approvals is not None:
+            await self._request_approval(job_id, kind, targets_json, params, len(targets), actor, reason, why)
+        self._emit(JobEvent(job_id, "scheduled", len(targets), 0, 0, 0))
+
     async def _approved(self, request: Any, approver: Actor) -> dict[str, Any]:
         """The approvals service's executor: an approved request lets its job run (once)."""
         job_id = int(request.payload["job"])
@@ -545,6 +571,10 @@ class JobService:
             except (TargetError, ValueError) as exc:
                 await self._end(row.id, "failed", f"targets: {exc}")
                 return
+            why = self._approval(kind, row.params, targets)
+            if why and row.approval != "approved":
+                await self._require_approval(job_id, kind, targets, why)
+                return
             now = self.clock.now()
             async with self.db.transaction() as s:
                 stored = await s.get(JobRow, job_id, with_for_update=True)
@@ -698,9 +728,14 @@ class JobService:
             assert row is not None
             row.finished_at, row.updated_at = now, now
             row.detail = f"run {row.run}: {detail}" if row.repeat else detail
+            reapprove = False
             if repeat and row.repeat and row.cancelled_by is None:
                 row.state = "scheduled"
                 row.run_at = next_run(row.repeat, now, self.ctx.tz)
+                if row.approval == "approved":
+                    # the approval was for the run that ended: the next one asks again
+                    row.approval, row.approved_by, row.approved_at = "none", None, None
+                    reapprove = True
             else:
                 row.state = state
             AuditLog.record(s, Actor.system("jobs"), "job.end", "job", str(job_id), after={
@@ -710,6 +745,24 @@ class JobService:
             counts = (await self._counts(s, [job_id], {job_id: row.run}))[job_id]
         log.info("job ended", extra={"job": job_id, "state": state, "detail": detail})
         self._emit(JobEvent(job_id, final_state, counts.total, counts.done, counts.failed, counts.cancelled))
+        if reapprove:
+            await self._ask_ahead(job_id)
+
+    async def _ask_ahead(self, job_id: int) -> None:
+        """Ask for the approval of a repeating job's next run now, with the targets it would have
+        now, so that a supervisor can approve it before its time (the run checks again)."""
+        async with self.db.sessions() as s:
+            row = await s.get(JobRow, job_id)
+        kind = KINDS.get(row.kind) if row is not None else None
+        if row is None or kind is None:
+            return
+        try:
+            targets = self._targets(kind, TargetsIn.model_validate(row.targets), row.params)
+        except (TargetError, ValueError):
+            return  # the run fails on them, with why
+        why = self._approval(kind, row.params, targets)
+        if why:
+            await self._require_approval(job_id, kind, targets, why)
 
     # -- waiting (tests, the CLI) ------------------------------------------------------------------
     def _progress(self) -> None:
