@@ -146,6 +146,7 @@ async def _log_page(hmi: Hmi, job_id: int, held: dict[str, Any], failed: dict[st
         assert all('data-status="sent"' in row and ">sent" in row for row in reminders)
         # the message held by the rate limit went out later; the refused one says why
         assert 'data-status="sent"' in rows[str(held["id"])] and phone("B1-R307") in rows[str(held["id"])]
+        assert "sent late; it was: rate limit" in rows[str(held["id"])], rows[str(held["id"])]
         row = rows[str(failed["id"])]
         assert 'data-status="failed"' in row and ">failed" in row and "HTTP 403" in row and "bad key" in row, row
         assert "payment received" in html and phone("B1-R308") in html

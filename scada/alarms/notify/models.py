@@ -42,7 +42,7 @@ class DeliveryRow(Base):
     payload: Mapped[str] = mapped_column(Text)  # JSON of the alarm, for webhooks
     dedup_key: Mapped[str] = mapped_column(String(400))
     status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(Text)  # why it is held, skipped, failed or cancelled
+    reason: Mapped[str] = mapped_column(Text)  # why it is held, skipped, failed or cancelled, or was sent late
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -473,7 +473,9 @@ class Notifier:
             error, permanent = repr(exc), False
         else:
             self.sent += 1
-            await self._finish(row, St.SENT, "", outcome="sent", sent_at=self.clock.now())
+            # a message held (quiet hours, rate limit) or retried keeps why it went out late
+            late = f"sent late; it was: {row.reason}" if row.reason else ""
+            await self._finish(row, St.SENT, late, outcome="sent", sent_at=self.clock.now())
             return
         attempts = row.attempts + 1
         if permanent or attempts >= self.config.max_attempts:
