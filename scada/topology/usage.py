@@ -70,7 +70,7 @@ class Usage:
     meter_id: str
     quantity: Decimal | None
     estimated: bool = False  # between manual readings: interpolated
-    intervals: int = 0  # polled: stored intervals with a value
+    intervals: int = 0  # polled: stored intervals with a value (a virtual meter: its least covered term's)
     expected: int = 0  # polled: intervals the span holds
     notes: tuple[str, ...] = ()
 
@@ -241,8 +241,10 @@ class UsageSource:
                     notes.append("the historian is not running")
                     continue
                 micro, n, exp = sums.get(leaf, (None, 0, 0))
-                intervals += n
-                expected += exp
+                # a virtual meter's coverage is its least covered term's: the period has as many
+                # intervals for every term, so adding them up would count each interval twice
+                if exp and (not expected or n * expected < intervals * exp):
+                    intervals, expected = n, exp
                 if micro is None:
                     known = False
                     notes.append(f"{leaf}: no history in the period")
