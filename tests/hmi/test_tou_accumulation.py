@@ -1,8 +1,9 @@
 """The simulator's period registers follow the table a ``tou_download`` wrote: after next year's
 table (``TOU_NEW``) is downloaded, energy used 07:00-09:00 and 18:00-20:00 of a workday goes
 into flat and sharp, where the simulator's default table would have split it valley/peak and
-peak/sharp. The meter's table and clock are read from the control API, the registers over
-Modbus (a ``read_now`` job)."""
+peak/sharp; a meter whose clock runs an hour fast switches periods by its own clock. The
+meter's table and clock are read from the control API, the registers over Modbus (a
+``read_now`` job)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ async def _registers(http: aiohttp.ClientSession, hmi: Hmi) -> dict[str, float]:
     assert done["state"] == "done", done
     values: dict[str, Any] = done["items"][0]["result"]
     return {p: float(values[f"energy_{p}"]) for p in (*PERIODS, "total")}
+
+
+def _next_workday(day: dt.date) -> dt.date:
+    day += dt.timedelta(days=1)
+    while day.isoweekday() >= 6:
+        day += dt.timedelta(days=1)
+    return day
 
 
 async def _at(control: Control, local: dt.datetime) -> None:
@@ -76,9 +84,7 @@ async def test_energy_goes_into_the_period_the_downloaded_table_says(ops: tuple[
         assert meter["tou_table"]["workday"] == workday and meter["clock"]["drift_s"] == 0, meter
         # time stands still but for the test's steps: to 07:00 of the next workday (meter time)
         await control.call("POST", "/clock", {"speed": 0})
-        day = dt.datetime.fromisoformat(meter["clock"]["time"]).date() + dt.timedelta(days=1)
-        while day.isoweekday() >= 6:
-            day += dt.timedelta(days=1)
+        day = _next_workday(dt.datetime.fromisoformat(meter["clock"]["time"]).date())
         await _at(control, dt.datetime.combine(day, dt.time(7, 0)))
         r0 = await _registers(http, hmi)
         await _use(control, 2)  # 07:00-09:00: flat by TOU_NEW (the default: valley, then peak)
@@ -90,6 +96,14 @@ async def test_energy_goes_into_the_period_the_downloaded_table_says(ops: tuple[
         await _use(control, 2)  # 18:00-20:00: sharp by TOU_NEW (the default: peak, then sharp)
         r3 = await _registers(http, hmi)
         assert _used(r2, r3) == {"sharp": 2, "peak": 0, "flat": 0, "valley": 0}, (r2, r3)
+        # a meter's clock an hour fast: it switches periods by its own clock, as a real meter does
+        await control.call("PUT", f"/meters/{METER}/clock", {"drift_s": 3600})
+        day = _next_workday(day)
+        await _at(control, dt.datetime.combine(day, dt.time(7, 0)))  # 06:00 true time, 07:00 on the meter
+        r4 = await _registers(http, hmi)
+        await _use(control, 1)  # flat by the meter's clock (by true time: valley)
+        r5 = await _registers(http, hmi)
+        assert _used(r4, r5) == {"sharp": 0, "peak": 0, "flat": 1, "valley": 0}, (r4, r5)
         # the registers read over Modbus are the simulator's own
         points = (await control.meter(METER))["points"]
-        assert {p: points[f"energy_{p}"] for p in PERIODS} == {p: r3[p] for p in PERIODS}
+        assert {p: points[f"energy_{p}"] for p in PERIODS} == {p: r5[p] for p in PERIODS}
