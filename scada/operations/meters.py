@@ -127,6 +127,10 @@ class MeterSettings:
             self._queued.add(meter_id)
             self._queue.put_nowait(meter_id)
 
+    def pending(self) -> int:
+        """Meters queued for a check and not taken yet."""
+        return self._queue.qsize()
+
     def candidates(self) -> list[str]:
         return [m.id for m in self.assets.snapshot.active_meters if m.kind == "electricity" and self.tou_block(m) is not None]
 

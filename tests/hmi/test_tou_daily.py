@@ -34,7 +34,7 @@ async def test_the_daily_check_flags_a_table_changed_on_site_and_not_an_unchange
     assert {KEPT, CHANGED} <= candidates
     # the checks of the start (and of the first connects) are over
     await until(lambda: all(tagdb.read(f"{m}.comm_ok").value is True for m in (KEPT, CHANGED)), timeout=20, what="polled")
-    await until(lambda: candidates <= set(meters.checks) and meters._queue.empty(), timeout=30, what="first checks")
+    await until(lambda: candidates <= set(meters.checks) and meters.pending() == 0, timeout=30, what="first checks")
     headers = await bearer(hmi, "admin", ADMIN_PASSWORD)
     async with aiohttp.ClientSession(headers=headers) as http, aiohttp.ClientSession() as plain:
         control = Control.of(plain, hmi.rt.ctx[SIMULATOR])
@@ -46,7 +46,7 @@ async def test_the_daily_check_flags_a_table_changed_on_site_and_not_an_unchange
         assert (await control.meter(CHANGED))["tou_table"]["workday"] == [["00:00", "flat"]]
         checked = meters.checked
         clock.advance(dt.timedelta(hours=23, minutes=59))  # not yet the next daily check
-        await until(lambda: meters._queue.empty(), timeout=5, what="nothing queued")
+        await until(lambda: meters.pending() == 0, timeout=5, what="nothing queued")
         assert meters.checked == checked
         assert tagdb.read(f"{CHANGED}.tou_mismatch").value is not True
         clock.advance(dt.timedelta(minutes=1))  # a day after the last: every TOU meter is read again
