@@ -87,7 +87,7 @@ class OperationsComponent(Component):
             meters = MeterSettings(
                 assets, tagdb, params, tz=config.site.tz, expected_table=expected, link_backlog=backlog,
                 link_of=access.link_of if access is not None else (lambda _m: None), max_defer_s=cfg.max_defer_s,
-                every_s=cfg.tou_check_every_s,
+                every_s=cfg.tou_check_every_s, clock=self.clock,
             )
             meters.start()
             cleanups.append(meters.close)

@@ -3,7 +3,9 @@
 :class:`MeterSettings` checks that every meter carrying a time-of-use tariff keeps that
 tariff's switch table: when the meter (re)connects (its ``comm_ok`` turns True) and every
 ``tou_check_every_s``, it reads the meter's table and compares it with the schedule of the
-tariff of the room's open account (today's version and season). A meter whose table differs
+tariff of the room's open account (today's version and season). The daily round and "today" are
+the operations' clock's (the one jobs, reminders and summaries run on), so a simulation or a test
+that drives that clock brings the check due. A meter whose table differs
 gets the condition tag ``<meter>.tou_mismatch`` True — the alarm engine raises a
 ``tou_mismatch`` alarm from it — since billing from the meter's own period registers would
 otherwise bill by the wrong periods; a matching table (or a ``tou_download`` confirmed by
@@ -23,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.modbus.params import ClockBlock, TouTableBlock, ValueBlock, normalise_tou
+from scada.alarms.clock import Clock, SystemClock
 from scada.commands.service import ParameterDriver
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from tags import DataType, TagChange, TagDB, TagMeta, names
 from tags.names import meter_tag
 from tags.subscription import by_points
-from tags.timers import run_every
 
 __all__ = ["MeterSettings", "TouCheck"]
 
@@ -57,6 +59,7 @@ class MeterSettings:
         link_of: Callable[[str], str | None] = lambda _meter: None,
         max_defer_s: float = 2.0,
         every_s: float = 86400.0,
+        clock: Clock | None = None,
     ) -> None:
         self.assets = assets
         self.tagdb = tagdb
@@ -67,6 +70,7 @@ class MeterSettings:
         self.link_of = link_of
         self.max_defer_s = max_defer_s
         self.every_s = every_s
+        self.clock: Clock = clock or SystemClock()
         self.tables: dict[str, tuple[dict[str, Any], dt.datetime]] = {}  # meter -> table as read, when
         self.drifts: dict[str, tuple[float, dt.datetime]] = {}  # meter -> clock drift (s), when
         self.checks: dict[str, TouCheck] = {}
@@ -123,6 +127,10 @@ class MeterSettings:
             self._queued.add(meter_id)
             self._queue.put_nowait(meter_id)
 
+    def pending(self) -> int:
+        """Meters queued for a check and not taken yet."""
+        return self._queue.qsize()
+
     def candidates(self) -> list[str]:
         return [m.id for m in self.assets.snapshot.active_meters if m.kind == "electricity" and self.tou_block(m) is not None]
 
@@ -153,11 +161,21 @@ class MeterSettings:
         return {m.link for m in self.assets.snapshot.active_meters}
 
     async def _daily(self) -> None:
-        async def step() -> None:
+        """Queue every TOU meter at the start, then every ``every_s`` of the clock."""
+        due = self.clock.now()
+        while True:
+            timer = self.clock.timer(due)
+            try:
+                await timer
+            finally:
+                timer.cancel()
             for meter_id in self.candidates():
                 self.schedule_check(meter_id)
+            # from now, not from when it was due: a clock that jumped days runs one round, not one a day
+            due = max(due, self.clock.now()) + dt.timedelta(seconds=self.every_s)
 
-        await run_every(self.every_s, step, name="operations:tou-check", first_delay_s=0)
+    def _today(self) -> dt.date:
+        return self.clock.now().astimezone(self.tz).date()
 
     async def _watch_connects(self) -> None:
         sub = self.tagdb.subscribe(by_points(("comm_ok",)), maxsize=10_000, name="operations:tou")
@@ -188,8 +206,7 @@ class MeterSettings:
         block = self.tou_block(meter)
         if block is None:
             return TouCheck(meter.id, None, "the meter keeps no time-of-use table")
-        today = dt.datetime.now(self.tz).date()
-        expected = await self.expected_table(meter, block, today)
+        expected = await self.expected_table(meter, block, self._today())
         try:
             table = await self.driver.read_block(meter, block.name, bulk=True)
         except Exception as exc:
@@ -224,7 +241,7 @@ class MeterSettings:
         if block is None:
             return
         self.tables[meter.id] = (block.as_json(table), dt.datetime.now(dt.UTC))
-        expected = await self.expected_table(meter, block, dt.datetime.now(self.tz).date())
+        expected = await self.expected_table(meter, block, self._today())
         mismatch = expected is not None and not block.same(expected, table)
         self._set(meter, mismatch)
         self.checks[meter.id] = TouCheck(meter.id, mismatch, "written (confirmed by read-back)", block.as_json(table),

@@ -12,7 +12,6 @@ import datetime as dt
 import re
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -27,6 +26,7 @@ from scada.users.component import USERS
 from ..scada.alarms.servers import sms_gateway
 from ..simulation import Control, until
 from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi, browser_like, demo_site_config, login
+from .messages_site import SMS_KEY_ENV, quiet_hours, sms_settings
 from .test_api_users import bearer
 from .test_jobs_api import wait_job
 from .test_jobs_site import api, site
@@ -41,15 +41,10 @@ def phone(room: str) -> str:
 
 async def test_reminders_to_arrears_rooms_rate_limits_and_payment_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.setenv("T_SMS_KEY", "gateway-key-1")
-    local = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
-    quiet = f'{{ start = "{(local.hour + 6) % 24:02d}:00", end = "{(local.hour + 7) % 24:02d}:00" }}'  # not now
+    monkeypatch.setenv(SMS_KEY_ENV, "gateway-key-1")
     async with sms_gateway("gateway-key-1", per_second=2) as gateway:
-        channel = (f'[{{ name = "sms", kind = "sms", url = "{gateway.url}", headers = {{ Authorization = "Bearer {{{{ key }}}}" }}, '
-                   f'body = \'{{"to": {{{{ to|tojson }}}}, "text": {{{{ text|tojson }}}}}}\', key = {{ env = "T_SMS_KEY" }}, timeout_s = 5 }}]')
         config = demo_site_config(
-            tmp_path, f"alarms.notifications.channels={channel}", f"alarms.notifications.quiet_hours={quiet}",
-            "alarms.notifications.rate_limit={ messages = 2, window_s = 3 }", 'operations.messages.channels=["sms"]',
+            tmp_path, *sms_settings(gateway), quiet_hours(now=False), "alarms.notifications.rate_limit={ messages = 2, window_s = 3 }",
             'approvals.opening_balance_above="100000"',
         )
         async with site(config, ManualClock(dt.datetime.now(dt.UTC))) as hmi:

@@ -25,6 +25,7 @@ from scada.simulator.component import SIMULATOR
 from ..scada.alarms.servers import sms_gateway
 from ..simulation import Control, until
 from .conftest import ADMIN_PASSWORD, Hmi, demo_site_config
+from .messages_site import SMS_KEY_ENV, quiet_hours, sms_settings
 from .test_api_users import bearer
 from .test_jobs_site import api, site
 
@@ -52,15 +53,10 @@ async def arrears_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: 
     """The demo site with room ROOM's account opened at 1.00 and run into arrears; the quiet hours
     cover the (real) time now, as the notifier runs on the real clock."""
     monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.setenv("T_SMS_KEY", "gateway-key-1")
-    local = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
-    quiet = f'{{ start = "{local.hour:02d}:00", end = "{(local.hour + 2) % 24:02d}:00" }}'
+    monkeypatch.setenv(SMS_KEY_ENV, "gateway-key-1")
     async with sms_gateway("gateway-key-1", per_second=100) as gateway:
-        channel = (f'[{{ name = "sms", kind = "sms", url = "{gateway.url}", headers = {{ Authorization = "Bearer {{{{ key }}}}" }}, '
-                   f'body = \'{{"to": {{{{ to|tojson }}}}, "text": {{{{ text|tojson }}}}}}\', key = {{ env = "T_SMS_KEY" }}, timeout_s = 5 }}]')
         config = demo_site_config(
-            tmp_path, f"alarms.notifications.channels={channel}", f"alarms.notifications.quiet_hours={quiet}",
-            'operations.messages.channels=["sms"]', "operations.messages.check_every_s=86400",
+            tmp_path, *sms_settings(gateway), quiet_hours(now=True), "operations.messages.check_every_s=86400",
             'approvals.opening_balance_above="100000"', *extra,
         )
         clock = ManualClock(start or dt.datetime.now(dt.UTC))

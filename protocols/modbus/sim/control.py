@@ -17,6 +17,7 @@
 ``PUT  /meters/{id}/tou``                    ``{"table": {"workday": [["00:00", "valley"], ...], ...}}``:
                                              the meter's time-of-use table, as if set on site
 ``PUT  /meters/{id}/clock``                  ``{"drift_s": 120}``: the meter's clock runs this far ahead
+                                             (and its TOU registers switch period by that clock)
 ``PUT  /meters/{id}/params``                 ``{"refuse_writes": true}``: parameter writes are answered
                                              with an exception (device failure)
 ``GET  /stats``, ``POST /stats/reset``       requests per port and unit id, max requests in flight

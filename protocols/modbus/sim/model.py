@@ -4,7 +4,9 @@ while supply is on, time-of-use registers, relay or valve, and what its register
 Time is the simulator's clock (epoch seconds, possibly sped up or driven by a test). State is
 integrated lazily: whenever a register is read or the supply switched, the meter catches up
 from its last update to "now", splitting the interval at TOU boundaries and at every simulated
-minute (the load's noise changes once a minute).
+minute (the load's noise changes once a minute). The load follows true time (the tenant's day);
+the TOU registers follow the meter's own table and clock, as a real meter's do: a meter whose
+clock drifts books energy into the wrong periods until its clock is set.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class SimMeter:
         if isinstance(block, ClockBlock):
             assert isinstance(value, datetime)
             true_local = datetime.fromtimestamp(now, self.tou.tz).replace(tzinfo=None)
+            self.advance(now)  # consumption up to now by the old clock's periods
             self.clock_offset = round((value - true_local).total_seconds())
             return
         if isinstance(block, TouTableBlock):
@@ -156,6 +159,7 @@ class SimMeter:
     def drift(self, seconds: float, now: float) -> None:
         if not any(isinstance(b, ClockBlock) for b in self.profile.parameters.values()):
             raise KeyError(f"profile {self.profile.name} has no clock")
+        self.advance(now)
         self.clock_offset = float(seconds)
 
     def blocks_json(self, now: float) -> dict[str, Any]:
@@ -195,8 +199,11 @@ class SimMeter:
         # slices: the load curve is smooth over an hour, and TOU boundaries still split
         gap = now - t
         max_step = 60.0 if gap <= 2 * 86_400 else 900.0 if gap <= 14 * 86_400 else 3600.0
+        # the periods are the meter's: by its table and by its own clock, drifted or not
+        offset = self.clock_offset
         while t < now:
-            period, boundary = self.tou.period_at(t)
+            period, boundary = self.tou.period_at(t + offset)
+            boundary -= offset
             # split at the TOU boundary and at the next whole minute (noise changes there)
             step_end = min(now, boundary, (math.floor(t / max_step) + 1) * max_step)
             rate = self.rate_at((t + step_end) / 2)
