@@ -6,6 +6,8 @@ dispatcher hands the next job to an idle worker: urgent operations (commands, re
 before polls, polls in order of their due time, and *bulk* operations (the commands of a batch
 job) only while no poll has waited ``BULK_SLACK_S`` past its due time: a batch takes the link's
 spare time, and delays a poll by at most that much (and one request), however long the batch.
+On a link with more polls than it can carry (every poll late) a batch still takes one request
+in ``BULK_SHARE + 1``, so that it goes on, slowly, instead of timing out command by command.
 After each answer a worker keeps the link's inter-frame gap before its next request. A failed
 request is retried ``retries`` times with backoff; after a timeout on an RTU link the worker
 stays silent for one more timeout so that a late answer is not taken for the answer to the next request.
@@ -40,6 +42,10 @@ T = TypeVar("T")
 
 # bulk work (a batch job's commands) goes before a due poll only while that poll is late by less
 BULK_SLACK_S = 0.25
+# ...and while the polls are later than that (a link with more polls than it can carry), it still
+# takes one turn after this many polls: an overloaded link slows a batch job, it does not stop it
+# (its commands would time out one by one), and costs the polls one frame in BULK_SHARE + 1
+BULK_SHARE = 8
 
 
 class Job(Protocol):
@@ -114,6 +120,7 @@ class Link:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._handoff: asyncio.Queue[Job] = asyncio.Queue(maxsize=1)
+        self._polls_before_bulk = 0  # late polls served while bulk work waited
         self._up: set[int] = set()
         self._ever_up: set[int] = set()
         self._is_up = False
@@ -181,14 +188,18 @@ class Link:
                 due, _, job = self._heap[0]
                 now = loop.time()
                 if due <= now:
-                    if now - due < BULK_SLACK_S and (item := self._next_bulk()) is not None:
+                    if (now - due < BULK_SLACK_S or self._polls_before_bulk >= BULK_SHARE) and (item := self._next_bulk()) is not None:
+                        self._polls_before_bulk = 0
                         return item
                     heapq.heappop(self._heap)
                     if job.stale:
                         continue
+                    if self._bulk:
+                        self._polls_before_bulk += 1
                     return job
                 timeout = due - now
             if (item := self._next_bulk()) is not None:
+                self._polls_before_bulk = 0
                 return item
             try:
                 async with asyncio.timeout(timeout):
