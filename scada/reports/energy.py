@@ -47,6 +47,7 @@ ENERGY_VALUES = [Column(name, "volume" if name == "water" else "energy") for nam
     Column(name, "money") for name in (*MONEY, "money")
 ]
 _SCALE = 20  # exact line amounts as integers of 10⁻²⁰ (the ledger keeps costs to 20 decimals)
+_HISTORY_SLICE = 1_000  # meters a history query covers (the last group of a slice may take it past)
 _RESAMPLE = {"day": Resample("1d", DAY), "week": Resample("1w", DAY, "week"), "month": Resample("1mo", DAY, "month"),
              "year": Resample("1mo", DAY, "month")}
 
@@ -94,23 +95,39 @@ async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping
         return pd.DataFrame(columns=["label", "group", *POINTS.values()])
     if src.history is None:
         raise ReportError("kind", "the historian is disabled in this server's configuration", 503)
-    query = HistoryQuery(members, list(POINTS), request.start, request.end, _RESAMPLE[request.interval], "sum", "group")
-    frame = await src.history(query)
     label = _labeller(request)
+    # a query per slice of the groups: the historian's long answer (a row per bucket, group and
+    # point) is several times the size of the wide table it becomes, so only a slice of it is
+    # held at a time
+    slices: list[dict[str, list[str]]] = [{}]
+    size = 0
+    for g, ms in members.items():
+        if size >= _HISTORY_SLICE:
+            slices.append({})
+            size = 0
+        slices[-1][g] = ms
+        size += len(ms)
+    wides = []
+    for part in slices:
+        query = HistoryQuery(part, list(POINTS), request.start, request.end, _RESAMPLE[request.interval], "sum", "group")
+        frame = await src.history(query)
+        wides.append(await asyncio.to_thread(_wide, frame, label))
+        del frame
+    return wides[0] if len(wides) == 1 else pd.concat(wides, ignore_index=True)
 
-    def shape() -> pd.DataFrame:
-        codes, times = pd.factorize(frame["time"])
-        labels = np.asarray([label(t.date()) for t in times], dtype=object)
-        values = frame["value"].to_numpy(dtype="float64")
-        micro = pd.array(np.where(np.isnan(values), 0, np.rint(values * 1_000_000)).astype("int64"), dtype="Int64")
-        micro[np.isnan(values)] = pd.NA
-        long = pd.DataFrame({"label": labels[codes], "group": frame["group"].to_numpy(dtype=object),
-                             "point": frame["point"].map(POINTS).to_numpy(dtype=object), "v": micro})
-        wide = long.groupby(["label", "group", "point"], sort=False)["v"].sum(min_count=1).unstack("point")
-        wide = wide.reindex(columns=list(POINTS.values()))
-        return wide.reset_index()
 
-    return await asyncio.to_thread(shape)
+def _wide(frame: pd.DataFrame, label: Any) -> pd.DataFrame:
+    """The historian's long answer (time, group, point, value) as (label, group) → points in millionths."""
+    codes, times = pd.factorize(frame["time"])
+    labels = np.asarray([label(t.date()) for t in times], dtype=object)
+    values = frame["value"].to_numpy(dtype="float64")
+    micro = pd.array(np.where(np.isnan(values), 0, np.rint(values * 1_000_000)).astype("int64"), dtype="Int64")
+    micro[np.isnan(values)] = pd.NA
+    long = pd.DataFrame({"label": labels[codes], "group": frame["group"].to_numpy(dtype=object),
+                         "point": frame["point"].map(POINTS).to_numpy(dtype=object), "v": micro})
+    wide = long.groupby(["label", "group", "point"], sort=False)["v"].sum(min_count=1).unstack("point")
+    wide = wide.reindex(columns=list(POINTS.values()))
+    return wide.reset_index()
 
 
 async def _deductions(src: Sources, request: ReportRequest) -> list[Any]:

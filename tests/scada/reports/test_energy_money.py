@@ -22,6 +22,7 @@ from sqlalchemy import insert
 
 from scada.db import Database
 from scada.prepaid.models import Account, LedgerEntry
+from scada.reports import energy
 from scada.reports.config import ReportsConfig
 from scada.reports.energy import MONEY, _deductions, money_frame, money_rows, split_many, split_minor
 from scada.reports.params import parse_request
@@ -31,6 +32,8 @@ from scada.site.importer import apply_site, parse_toml
 from scada.users.audit import Actor
 
 from ..prepaid.conftest import SITE
+from .conftest import Reports
+from .test_golden import test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -119,3 +122,10 @@ def test_split_many_is_split_minor_of_each_cell(cells: list[tuple[int, list[int]
     weights = [[w[j] for _, w in cells] for j in range(5)]
     got = split_many(totals, weights)
     assert [[got[j][i] for j in range(5)] for i in range(len(cells))] == [split_minor(t, w) for t, w in cells]
+
+
+async def test_history_read_a_slice_of_the_groups_at_a_time_gives_the_same_report(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The golden daily energy report with a history query per room (three queries a report, not one)."""
+    monkeypatch.setattr(energy, "_HISTORY_SLICE", 1)
+    await test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(reports)
+    assert len(reports.queries) == 6  # two reports, a query per room each (one each without the slices)
