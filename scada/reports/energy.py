@@ -199,11 +199,10 @@ def money_rows(rows: Iterable[Any], request: ReportRequest, by_meter: dict[str, 
 async def money_frame(src: Sources, request: ReportRequest, grouping: Grouping) -> pd.DataFrame:
     snap = src.snapshot()
     water = {m.id for m in snap.meters.values() if m.kind == "water"}
-    sums = await _money_sums(src, request)
-    frame = await asyncio.to_thread(_sums_frame, sums)
-    if frame["odd"].astype("int64").any():
+    frame = await _money_sums(src, request)
+    if frame["odd"].any():
         # an amount the database's arithmetic does not read: every deduction through Python
-        del sums, frame
+        del frame
         rows = await _deductions(src, request)
         return await asyncio.to_thread(money_rows, rows, request, grouping.by_member, water)
     return await asyncio.to_thread(money_cells, frame, request, grouping.by_member, water)
@@ -222,6 +221,8 @@ async def money_frame(src: Sources, request: ReportRequest, grouping: Grouping) 
 _SLOTS = (*PERIODS, "other")
 _SUM_COLUMNS = ["meter", "day", "charged", "bare", *(f"hi_{s}" for s in _SLOTS), *(f"lo_{s}" for s in _SLOTS), "odd"]
 _LO = 10**12
+_SPLIT_CHUNK = 20_000
+_SUM_BATCH = 20_000  # rows of the database's sums converted at a time
 
 
 def _sum_by_slot(hi: str, lo: str) -> str:
@@ -325,8 +326,9 @@ def _offset_spans(start: dt.datetime, end: dt.datetime, tz: Any) -> list[tuple[d
     return [s for s in out if s[0] < s[1]]
 
 
-async def _money_sums(src: Sources, request: ReportRequest) -> list[list[Any]]:
-    """The sums described above, one row per meter and local day of the range (per span of one UTC offset)."""
+async def _money_sums(src: Sources, request: ReportRequest) -> pd.DataFrame:
+    """The sums described above, one row per meter and local day of the range (a query per span
+    of one UTC offset), streamed: each batch of rows becomes 64-bit columns as it arrives."""
     sqlite = src.db.dialect == "sqlite"
     stmt = text(_SQLITE_MONEY if sqlite else _PG_MONEY).bindparams(
         bindparam("start", type_=UtcDateTime()), bindparam("end", type_=UtcDateTime()))
@@ -334,13 +336,18 @@ async def _money_sums(src: Sources, request: ReportRequest) -> list[list[Any]]:
     async with src.db.reads() as s:
         for a, b, off in _offset_spans(request.start.astimezone(dt.UTC), request.end.astimezone(dt.UTC), request.tz):
             shift = f"{off:+d} seconds" if sqlite else float(off)
-            frames.append(list((await s.execute(stmt, {"start": a, "end": b, "shift": shift})).all()))
-    return frames
+            result = await s.stream(stmt, {"start": a, "end": b, "shift": shift})
+            async for rows in result.partitions(_SUM_BATCH):
+                frames.append(await asyncio.to_thread(_sums_batch, rows))
+    if not frames:
+        frames.append(_sums_batch([]))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _sums_frame(parts: list[list[Any]]) -> pd.DataFrame:
-    frames = [pd.DataFrame.from_records(p, columns=_SUM_COLUMNS, coerce_float=False) for p in parts if p]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in _SUM_COLUMNS}, dtype=object)
+def _sums_batch(rows: Sequence[Any]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(list(rows), columns=_SUM_COLUMNS, coerce_float=False)
+    ints = _SUM_COLUMNS[2:]
+    frame[ints] = frame[ints].astype("int64")  # PostgreSQL's sums are numeric (exact) and fit
     frame["day"] = frame["day"].astype(str)
     return frame
 
@@ -354,8 +361,6 @@ def money_cells(sums: pd.DataFrame, request: ReportRequest, by_meter: dict[str, 
     label = _labeller(request)
     days = {d: label(dt.date.fromisoformat(d)) for d in frame["day"].unique()}
     frame = frame.assign(label=frame["day"].map(days), is_water=frame["meter"].isin(water))
-    ints = ["charged", "bare", *(f"hi_{s}" for s in _SLOTS), *(f"lo_{s}" for s in _SLOTS)]
-    frame[ints] = frame[ints].astype("int64")
     for s in _SLOTS:  # carry, so that each lo is within [0, 10¹²) and their sums cannot overflow
         carry, frame[f"lo_{s}"] = np.divmod(frame[f"lo_{s}"].to_numpy(), _LO)
         frame[f"hi_{s}"] = frame[f"hi_{s}"].to_numpy() + carry
@@ -388,6 +393,9 @@ def split_many(totals: list[int], weights: list[list[int]]) -> list[list[int]]:
     i; the answer ``[slot][cell]``. Cells whose weights are all zero or not all of one sign go
     through :func:`split_minor`; the rest (nearly all) in numpy over Python integers, same result."""
     n, k = len(totals), len(weights)
+    if n > _SPLIT_CHUNK:  # the Python integers of the arithmetic below, a chunk at a time
+        parts = [split_many(totals[i:i + _SPLIT_CHUNK], [col[i:i + _SPLIT_CHUNK] for col in weights]) for i in range(0, n, _SPLIT_CHUNK)]
+        return [[x for part in parts for x in part[j]] for j in range(k)]
     if n == 0:
         return [[] for _ in range(k)]
     w = np.empty((n, k), dtype=object)
@@ -443,9 +451,18 @@ async def energy_report(src: Sources, request: ReportRequest) -> Report:
                       hint="narrow the range, use a longer interval or a coarser group")
     src.started += 1
     src.step("history", 0.0)
-    history = await history_frame(src, request, grouping)
-    src.step("ledger", 0.4)
-    money = await money_frame(src, request, grouping)
+    # the ledger's sums run in the database's thread while history is read in the historian's
+    money_task = asyncio.create_task(money_frame(src, request, grouping), name="energy report money")
+    try:
+        history = await history_frame(src, request, grouping)
+        src.step("ledger", 0.4)
+        money = await money_task
+    finally:
+        if not money_task.done():
+            money_task.cancel()
+            await asyncio.wait([money_task])
+        if money_task.done() and not money_task.cancelled():
+            money_task.exception()  # retrieved (raised above when history succeeded)
     src.step("grouping", 0.7)
     frame = await asyncio.to_thread(assemble, request, grouping, history, money)
     keys = keys_for(request, grouping, frame)

@@ -116,11 +116,16 @@ async def test_an_amount_the_database_does_not_read_falls_back_to_python(src: So
 
 
 @settings(max_examples=300, deadline=None)
-@given(cells=st.lists(st.tuples(st.integers(-10**6, 10**6), st.lists(st.integers(-10**22, 10**24), min_size=5, max_size=5)), max_size=20))
-def test_split_many_is_split_minor_of_each_cell(cells: list[tuple[int, list[int]]]) -> None:
+@given(cells=st.lists(st.tuples(st.integers(-10**6, 10**6), st.lists(st.integers(-10**22, 10**24), min_size=5, max_size=5)), max_size=20),
+       chunk=st.sampled_from([3, 20_000]))
+def test_split_many_is_split_minor_of_each_cell(cells: list[tuple[int, list[int]]], chunk: int) -> None:
     totals = [t for t, _ in cells]
     weights = [[w[j] for _, w in cells] for j in range(5)]
-    got = split_many(totals, weights)
+    saved, energy._SPLIT_CHUNK = energy._SPLIT_CHUNK, chunk  # also a few cells at a time
+    try:
+        got = split_many(totals, weights)
+    finally:
+        energy._SPLIT_CHUNK = saved
     assert [[got[j][i] for j in range(5)] for i in range(len(cells))] == [split_minor(t, w) for t, w in cells]
 
 
