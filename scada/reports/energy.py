@@ -47,7 +47,7 @@ ENERGY_VALUES = [Column(name, "volume" if name == "water" else "energy") for nam
     Column(name, "money") for name in (*MONEY, "money")
 ]
 _SCALE = 20  # exact line amounts as integers of 10⁻²⁰ (the ledger keeps costs to 20 decimals)
-_HISTORY_SLICE = 1_000  # meters a history query covers (the last group of a slice may take it past)
+_HISTORY_CELLS = 50_000  # (bucket, group) cells a history query answers, at least one bucket's
 _RESAMPLE = {"day": Resample("1d", DAY), "week": Resample("1w", DAY, "week"), "month": Resample("1mo", DAY, "month"),
              "year": Resample("1mo", DAY, "month")}
 
@@ -96,23 +96,24 @@ async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping
     if src.history is None:
         raise ReportError("kind", "the historian is disabled in this server's configuration", 503)
     label = _labeller(request)
-    # a query per slice of the groups: the historian's long answer (a row per bucket, group and
+    # a query per run of whole buckets: the historian's long answer (a row per bucket, group and
     # point) is several times the size of the wide table it becomes, so only a slice of it is
-    # held at a time
-    slices: list[dict[str, list[str]]] = [{}]
-    size = 0
-    for g, ms in members.items():
-        if size >= _HISTORY_SLICE:
-            slices.append({})
-            size = 0
-        slices[-1][g] = ms
-        size += len(ms)
+    # held at a time. Sliced by time, not by groups: the historian reads the day rollups of a
+    # range through its index on time, so slices of the groups would each read the whole range.
+    per_slice = max(1, _HISTORY_CELLS // len(members))
+    starts = bucket_starts(request)
+    edges = [max(request.start, dt.datetime.combine(d, dt.time(), request.tz)) for d in starts[::per_slice]] + [request.end]
+    edges[0] = request.start
     wides = []
-    for part in slices:
-        query = HistoryQuery(part, list(POINTS), request.start, request.end, _RESAMPLE[request.interval], "sum", "group")
+    for a, b in zip(edges, edges[1:], strict=False):
+        if a >= b:
+            continue
+        query = HistoryQuery(members, list(POINTS), a, b, _RESAMPLE[request.interval], "sum", "group")
         frame = await src.history(query)
         wides.append(await asyncio.to_thread(_wide, frame, label))
         del frame
+    if not wides:
+        return pd.DataFrame(columns=["label", "group", *POINTS.values()])
     return wides[0] if len(wides) == 1 else pd.concat(wides, ignore_index=True)
 
 

@@ -129,8 +129,8 @@ def test_split_many_is_split_minor_of_each_cell(cells: list[tuple[int, list[int]
     assert [[got[j][i] for j in range(5)] for i in range(len(cells))] == [split_minor(t, w) for t, w in cells]
 
 
-async def test_history_read_a_slice_of_the_groups_at_a_time_gives_the_same_report(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The golden daily energy report with a history query per room (three queries a report, not one)."""
-    monkeypatch.setattr(energy, "_HISTORY_SLICE", 1)
+async def test_history_read_a_slice_of_the_range_at_a_time_gives_the_same_report(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The golden daily energy report with a history query per day (two queries a report, not one)."""
+    monkeypatch.setattr(energy, "_HISTORY_CELLS", 1)
     await test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(reports)
-    assert len(reports.queries) == 6  # two reports, a query per room each (one each without the slices)
+    assert len(reports.queries) == 4  # two reports of two days, a query per day (one a report without the slices)
