@@ -134,3 +134,23 @@ async def test_history_read_a_slice_of_the_range_at_a_time_gives_the_same_report
     monkeypatch.setattr(energy, "_HISTORY_CELLS", 1)
     await test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(reports)
     assert len(reports.queries) == 4  # two reports of two days, a query per day (one a report without the slices)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Australia/Lord_Howe", "Asia/Shanghai", "UTC"])
+def test_offset_spans_cut_the_range_where_the_utc_offset_changes(zone: str) -> None:
+    """The money query shifts each span by one offset: every instant of a span has it, and the
+    spans tile the range (a year, through both changes where the zone has them; Lord Howe's are
+    half an hour)."""
+    tz = ZoneInfo(zone)
+    start = dt.datetime(2026, 1, 1, tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime(2027, 1, 1, tzinfo=tz).astimezone(dt.UTC)
+    spans = energy._offset_spans(start, end, tz)
+    assert spans[0][0] == start and spans[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert len(spans) == (1 if zone in ("Asia/Shanghai", "UTC") else 3)
+    for a, b, off in spans:
+        t = a
+        while t < b:
+            assert t.astimezone(tz).utcoffset() == dt.timedelta(seconds=off), (t, off)
+            t += dt.timedelta(minutes=15)
+        assert (b - dt.timedelta(seconds=1)).astimezone(tz).utcoffset() == dt.timedelta(seconds=off)
