@@ -402,6 +402,7 @@ def _shape(
     times = pd.to_datetime(np.repeat(np.asarray(starts, dtype="int64"), len(groups)), unit="s", utc=True).tz_convert(tz)
     group_col = np.tile(np.asarray(groups, dtype=object), len(starts))
     parts: list[pd.DataFrame] = []
+    flags = _flags(grouped) if any(p in _REGISTERS for p in query.points) else None
     for p in query.points:
         value, count = _point_value(grouped, p, query.agg or default_agg(p))
         part = pd.DataFrame(
@@ -411,7 +412,7 @@ def _shape(
                 "point": p,
                 "value": value.to_numpy(dtype="float64", na_value=np.nan),
                 "intervals": count.fillna(0).to_numpy(dtype="int64"),
-                "flags": _flags(grouped) if p in _REGISTERS else "",
+                "flags": flags if p in _REGISTERS else "",
             }
         )
         parts.append(part)
@@ -451,12 +452,17 @@ def _point_value(g: pd.DataFrame, point: str, agg: str) -> tuple[pd.Series, pd.S
     return value, count
 
 
+# every combination of the flags as its text ("gap,first"), indexed by its bits in _FLAGS order
+_FLAG_NAMES = np.asarray([",".join(label for i, (_, label) in enumerate(_FLAGS) if code >> i & 1) for code in range(1 << len(_FLAGS))],
+                         dtype=object)
+
+
 def _flags(g: pd.DataFrame) -> np.ndarray:
-    names = np.full(len(g), "", dtype=object)
-    for column, label in _FLAGS:
-        on = (g[f"{column}__max"].fillna(0) > 0).to_numpy()
-        names = np.where(on, np.where(names == "", label, names + "," + label), names)
-    return names
+    # a code per row and one lookup: concatenating strings per row took ~1.5 s for 300,000 rows
+    code = np.zeros(len(g), dtype="int64")
+    for i, (column, _) in enumerate(_FLAGS):
+        code |= (g[f"{column}__max"].fillna(0) > 0).to_numpy().astype("int64") << i
+    return _FLAG_NAMES[code]
 
 
 async def run_raw_query(

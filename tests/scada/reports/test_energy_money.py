@@ -1,0 +1,156 @@
+"""The energy report's money columns summed in the database (``money_frame``) equal the same
+figures worked out in Python from every deduction's lines (``money_rows``, the reference), on
+random ledgers: lines of every period and none, amounts of up to 24 decimals and of both signs,
+deductions without lines, reversals, water meters, readings on either side of local midnight.
+On SQLite and PostgreSQL. The ledger rows are written straight (as the bench writes them): they
+are what the report reads, not a ledger that reconciles, so the prepaid ``site`` fixture (which
+reconciles after each test) is not used."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert
+
+from scada.db import Database
+from scada.prepaid.models import Account, LedgerEntry
+from scada.reports import energy
+from scada.reports.config import ReportsConfig
+from scada.reports.energy import MONEY, _deductions, money_frame, money_rows, split_many, split_minor
+from scada.reports.params import parse_request
+from scada.reports.sources import Sources, meter_grouping
+from scada.site.assets import AssetRegistry
+from scada.site.importer import apply_site, parse_toml
+from scada.users.audit import Actor
+
+from ..prepaid.conftest import SITE
+from .conftest import Reports
+from .test_golden import test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+METERS = {"E1": "R1", "E2": "R2", "W2": "R2", "E3": "R3"}
+BASE = dt.datetime(2026, 6, 1, tzinfo=TZ)
+ROOMS = ("R1", "R2", "R3")
+
+amount = st.builds(lambda units, places, neg: ("-" if neg else "") + format(Decimal(units).scaleb(-places), "f"),
+                   st.integers(0, 10**14), st.integers(0, 24), st.booleans())
+line = st.fixed_dictionaries({"amount": amount, "period": st.sampled_from(["sharp", "peak", "flat", "valley", "tier", None])})
+detail = st.one_of(st.none(), st.just({}), st.just({"lines": []}), st.just({"lines": None}),
+                   st.builds(lambda ls: {"lines": ls, "by_registers": True}, st.lists(line, min_size=1, max_size=4)))
+deduction = st.tuples(st.sampled_from(sorted(METERS)), st.integers(1, 100_000), st.integers(0, 60 * 24 * 4), detail, st.booleans())
+
+
+@pytest.fixture
+async def src(db: Database) -> AsyncIterator[Sources]:
+    await apply_site(db, parse_toml(SITE, "<site>"), Actor("t", "cli"))
+    assets = AssetRegistry(db)
+    await assets.load()
+    now = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    async with db.transaction() as s:
+        await s.execute(insert(Account), [{"room_id": r, "open_room_id": r, "state": "open", "opened_at": now, "opened_by": "t",
+                                           "thresholds": [], "updated_at": now, "balance_minor": 0} for r in ROOMS])
+    yield Sources(db, lambda: assets.snapshot, None, TZ, 2, "CNY", ReportsConfig())
+
+
+async def _ledger(src: Sources, items: list[Any]) -> None:
+    """Deductions (meter, minor units, minute after BASE, detail, reversed?), with their reversals."""
+    async with src.db.transaction() as s:
+        for meter, minor, minute, det, reverse in items:
+            at = BASE + dt.timedelta(minutes=minute)
+            row = {"account_id": ROOMS.index(METERS[meter]) + 1, "ts": at, "kind": "deduction", "amount_minor": -minor,
+                   "balance_after_minor": 0, "actor": "engine", "source": "engine", "meter_id": meter, "segment": 1,
+                   "reading_ts": at, "detail": det}
+            entry_id = (await s.execute(insert(LedgerEntry).returning(LedgerEntry.id), [row])).scalar_one()
+            if reverse:
+                await s.execute(insert(LedgerEntry), [{**row, "kind": "reversal", "amount_minor": minor, "reverses_id": entry_id,
+                                                       "meter_id": None, "reading_ts": None, "detail": None}])
+
+
+async def _both(src: Sources, params: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    request = parse_request("energy", params, src.tz)
+    snap = src.snapshot()
+    grouping = await meter_grouping(src.db, snap, request.group)
+    water = {m.id for m in snap.meters.values() if m.kind == "water"}
+    fast = await money_frame(src, request, grouping)
+    slow = money_rows(await _deductions(src, request), request, grouping.by_member, water)
+
+    def tidy(f: pd.DataFrame) -> pd.DataFrame:
+        return f[["label", "group", *MONEY]].astype({m: "int64" for m in MONEY}).sort_values(["label", "group"], ignore_index=True)
+
+    return tidy(fast), tidy(slow)
+
+
+@SETTINGS
+@given(items=st.lists(deduction, max_size=30), group=st.sampled_from(["room", "meter", "building"]),
+       interval=st.sampled_from(["day", "week"]), first=st.integers(0, 3))
+async def test_money_summed_in_the_database_equals_the_lines_read_in_python(
+    src: Sources, items: list[Any], group: str, interval: str, first: int
+) -> None:
+    await _ledger(src, items)
+    day = (BASE + dt.timedelta(days=first)).date()
+    params = {"from": day.isoformat(), "to": (day + dt.timedelta(days=2)).isoformat(), "interval": interval, "group": group}
+    fast, slow = await _both(src, params)
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+async def test_an_amount_the_database_does_not_read_falls_back_to_python(src: Sources) -> None:
+    """An amount in exponent form (no writer makes one) is summed by Python, not misread."""
+    await _ledger(src, [("E1", 123, 60, {"lines": [{"amount": "2E-1", "period": "peak"}, {"amount": "0.23", "period": "flat"}]}, False),
+                            ("E1", 50, 120, {"lines": [{"amount": "0.5", "period": "valley"}]}, False)])
+    fast, slow = await _both(src, {"from": "2026-06-01", "to": "2026-06-01", "group": "room"})
+    pd.testing.assert_frame_equal(fast, slow)
+    r1 = fast.set_index("group").loc["R1"]
+    # 1.73 charged over the lines 0.2 (peak), 0.23 (flat), 0.5 (valley): 37.20 → 37, 42.78 → 42, 93.01 → 93, and the
+    # cent left to the largest remainder (flat); read as 2 the peak would take most of it
+    assert (r1["money_peak"], r1["money_flat"], r1["money_valley"]) == (37, 43, 93)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=st.lists(st.tuples(st.integers(-10**6, 10**6), st.lists(st.integers(-10**22, 10**24), min_size=5, max_size=5)), max_size=20),
+       chunk=st.sampled_from([3, 20_000]))
+def test_split_many_is_split_minor_of_each_cell(cells: list[tuple[int, list[int]]], chunk: int) -> None:
+    totals = [t for t, _ in cells]
+    weights = [[w[j] for _, w in cells] for j in range(5)]
+    saved, energy._SPLIT_CHUNK = energy._SPLIT_CHUNK, chunk  # also a few cells at a time
+    try:
+        got = split_many(totals, weights)
+    finally:
+        energy._SPLIT_CHUNK = saved
+    assert [[got[j][i] for j in range(5)] for i in range(len(cells))] == [split_minor(t, w) for t, w in cells]
+
+
+async def test_history_read_a_slice_of_the_range_at_a_time_gives_the_same_report(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The golden daily energy report with a history query per day (two queries a report, not one)."""
+    monkeypatch.setattr(energy, "_HISTORY_CELLS", 1)
+    await test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(reports)
+    assert len(reports.queries) == 4  # two reports of two days, a query per day (one a report without the slices)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Australia/Lord_Howe", "Asia/Shanghai", "UTC"])
+def test_offset_spans_cut_the_range_where_the_utc_offset_changes(zone: str) -> None:
+    """The money query shifts each span by one offset: every instant of a span has it, and the
+    spans tile the range (a year, through both changes where the zone has them; Lord Howe's are
+    half an hour)."""
+    tz = ZoneInfo(zone)
+    start = dt.datetime(2026, 1, 1, tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime(2027, 1, 1, tzinfo=tz).astimezone(dt.UTC)
+    spans = energy._offset_spans(start, end, tz)
+    assert spans[0][0] == start and spans[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert len(spans) == (1 if zone in ("Asia/Shanghai", "UTC") else 3)
+    for a, b, off in spans:
+        t = a
+        while t < b:
+            assert t.astimezone(tz).utcoffset() == dt.timedelta(seconds=off), (t, off)
+            t += dt.timedelta(minutes=15)
+        assert (b - dt.timedelta(seconds=1)).astimezone(tz).utcoffset() == dt.timedelta(seconds=off)
