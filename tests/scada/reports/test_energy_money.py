@@ -1,10 +1,11 @@
-"""The energy report's money columns summed in the database (``money_frame``) equal the same
-figures worked out in Python from every deduction's lines (``money_rows``, the reference), on
-random ledgers: lines of every period and none, amounts of up to 24 decimals and of both signs,
-deductions without lines, reversals, water meters, readings on either side of local midnight.
-On SQLite and PostgreSQL. The ledger rows are written straight (as the bench writes them): they
-are what the report reads, not a ledger that reconciles, so the prepaid ``site`` fixture (which
-reconciles after each test) is not used."""
+"""The energy report's money columns, read and added up a batch of deductions at a time
+(``money_frame``), equal the same figures worked out from every deduction at once
+(``money_rows``, the reference), on random ledgers: lines of every period and none, amounts of
+up to 24 decimals and of both signs, deductions without lines, reversals, water meters,
+readings on either side of local midnight; with batches of three deductions, so that cells
+span batches. On SQLite and PostgreSQL. The ledger rows are written straight (as the bench
+writes them): they are what the report reads, not a ledger that reconciles, so the prepaid
+``site`` fixture (which reconciles after each test) is not used."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from scada.db import Database
 from scada.prepaid.models import Account, LedgerEntry
 from scada.reports import energy
 from scada.reports.config import ReportsConfig
-from scada.reports.energy import MONEY, _deductions, money_frame, money_rows, split_many, split_minor
+from scada.reports.energy import MONEY, _deductions, money_frame, money_rows
 from scada.reports.params import parse_request
 from scada.reports.sources import Sources, meter_grouping
 from scada.site.assets import AssetRegistry
@@ -81,7 +82,11 @@ async def _both(src: Sources, params: dict[str, str]) -> tuple[pd.DataFrame, pd.
     snap = src.snapshot()
     grouping = await meter_grouping(src.db, snap, request.group)
     water = {m.id for m in snap.meters.values() if m.kind == "water"}
-    fast = await money_frame(src, request, grouping)
+    saved, energy._MONEY_BATCH = energy._MONEY_BATCH, 3
+    try:
+        fast = await money_frame(src, request, grouping)
+    finally:
+        energy._MONEY_BATCH = saved
     slow = money_rows(await _deductions(src, request), request, grouping.by_member, water)
 
     def tidy(f: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +98,7 @@ async def _both(src: Sources, params: dict[str, str]) -> tuple[pd.DataFrame, pd.
 @SETTINGS
 @given(items=st.lists(deduction, max_size=30), group=st.sampled_from(["room", "meter", "building"]),
        interval=st.sampled_from(["day", "week"]), first=st.integers(0, 3))
-async def test_money_summed_in_the_database_equals_the_lines_read_in_python(
+async def test_money_added_up_in_batches_equals_every_deduction_at_once(
     src: Sources, items: list[Any], group: str, interval: str, first: int
 ) -> None:
     await _ledger(src, items)
@@ -103,54 +108,8 @@ async def test_money_summed_in_the_database_equals_the_lines_read_in_python(
     pd.testing.assert_frame_equal(fast, slow)
 
 
-async def test_an_amount_the_database_does_not_read_falls_back_to_python(src: Sources) -> None:
-    """An amount in exponent form (no writer makes one) is summed by Python, not misread."""
-    await _ledger(src, [("E1", 123, 60, {"lines": [{"amount": "2E-1", "period": "peak"}, {"amount": "0.23", "period": "flat"}]}, False),
-                            ("E1", 50, 120, {"lines": [{"amount": "0.5", "period": "valley"}]}, False)])
-    fast, slow = await _both(src, {"from": "2026-06-01", "to": "2026-06-01", "group": "room"})
-    pd.testing.assert_frame_equal(fast, slow)
-    r1 = fast.set_index("group").loc["R1"]
-    # 1.73 charged over the lines 0.2 (peak), 0.23 (flat), 0.5 (valley): 37.20 → 37, 42.78 → 42, 93.01 → 93, and the
-    # cent left to the largest remainder (flat); read as 2 the peak would take most of it
-    assert (r1["money_peak"], r1["money_flat"], r1["money_valley"]) == (37, 43, 93)
-
-
-@settings(max_examples=300, deadline=None)
-@given(cells=st.lists(st.tuples(st.integers(-10**6, 10**6), st.lists(st.integers(-10**22, 10**24), min_size=5, max_size=5)), max_size=20),
-       chunk=st.sampled_from([3, 20_000]))
-def test_split_many_is_split_minor_of_each_cell(cells: list[tuple[int, list[int]]], chunk: int) -> None:
-    totals = [t for t, _ in cells]
-    weights = [[w[j] for _, w in cells] for j in range(5)]
-    saved, energy._SPLIT_CHUNK = energy._SPLIT_CHUNK, chunk  # also a few cells at a time
-    try:
-        got = split_many(totals, weights)
-    finally:
-        energy._SPLIT_CHUNK = saved
-    assert [[got[j][i] for j in range(5)] for i in range(len(cells))] == [split_minor(t, w) for t, w in cells]
-
-
 async def test_history_read_a_slice_of_the_range_at_a_time_gives_the_same_report(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
     """The golden daily energy report with a history query per day (two queries a report, not one)."""
     monkeypatch.setattr(energy, "_HISTORY_CELLS", 1)
     await test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(reports)
     assert len(reports.queries) == 4  # two reports of two days, a query per day (one a report without the slices)
-
-
-@pytest.mark.parametrize("zone", ["America/New_York", "Australia/Lord_Howe", "Asia/Shanghai", "UTC"])
-def test_offset_spans_cut_the_range_where_the_utc_offset_changes(zone: str) -> None:
-    """The money query shifts each span by one offset: every instant of a span has it, and the
-    spans tile the range (a year, through both changes where the zone has them; Lord Howe's are
-    half an hour)."""
-    tz = ZoneInfo(zone)
-    start = dt.datetime(2026, 1, 1, tzinfo=tz).astimezone(dt.UTC)
-    end = dt.datetime(2027, 1, 1, tzinfo=tz).astimezone(dt.UTC)
-    spans = energy._offset_spans(start, end, tz)
-    assert spans[0][0] == start and spans[-1][1] == end
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
-    assert len(spans) == (1 if zone in ("Asia/Shanghai", "UTC") else 3)
-    for a, b, off in spans:
-        t = a
-        while t < b:
-            assert t.astimezone(tz).utcoffset() == dt.timedelta(seconds=off), (t, off)
-            t += dt.timedelta(minutes=15)
-        assert (b - dt.timedelta(seconds=1)).astimezone(tz).utcoffset() == dt.timedelta(seconds=off)
