@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Text, cast, literal, select, union_all
+from sqlalchemy import String, Text, cast, literal, select, type_coerce, union_all
 from sqlalchemy.orm import aliased
 
 from historian.backends.base import DAY
@@ -137,9 +137,11 @@ def _deductions_query(request: ReportRequest) -> Any:
     of the reversals of those deductions (with the original's reading, meter and lines)."""
     e = LedgerEntry
     orig = aliased(LedgerEntry)
-    direct = select(e.reading_ts, e.meter_id, e.amount_minor, cast(e.detail, Text), literal(1)).where(
+    # the reading time as the driver gives it (SQLite: text), not parsed into a datetime per row:
+    # that was a third of the report's CPU; _MoneyCells parses each distinct minute once
+    direct = select(type_coerce(e.reading_ts, String), e.meter_id, e.amount_minor, cast(e.detail, Text), literal(1)).where(
         e.kind == "deduction", e.reading_ts >= request.start, e.reading_ts < request.end)
-    undone = select(orig.reading_ts, orig.meter_id, e.amount_minor, cast(orig.detail, Text), literal(-1)).join(
+    undone = select(type_coerce(orig.reading_ts, String), orig.meter_id, e.amount_minor, cast(orig.detail, Text), literal(-1)).join(
         orig, e.reverses_id == orig.id).where(
         e.kind == "reversal", orig.kind == "deduction", orig.reading_ts >= request.start, orig.reading_ts < request.end)
     return union_all(direct, undone)
@@ -159,8 +161,21 @@ def _weights(detail: str | None, sign: int) -> Iterable[tuple[str, int]]:
     for ln in lines:
         period = ln.get("period")
         slot = period if period in PERIODS else "other"
-        out.append((slot, sign * int(Decimal(ln["amount"]).scaleb(_SCALE))))
+        out.append((slot, sign * _scaled(ln["amount"])))
     return out
+
+
+def _scaled(amount: Any) -> int:
+    """``int(Decimal(amount).scaleb(20))``: the line amount in 10⁻²⁰, cut toward zero. Plain
+    decimal text of up to 20 decimals (what the ledger writes) is read as digits, several times
+    faster than a Decimal over a month's five million lines; anything else goes through Decimal."""
+    if isinstance(amount, str):
+        whole, _, frac = amount.partition(".")
+        digits = whole[1:] if whole[:1] == "-" else whole
+        if (len(frac) <= _SCALE and (digits or frac) and digits.isascii() and frac.isascii()
+                and (not digits or digits.isdigit()) and (not frac or frac.isdigit())):
+            return int(whole + frac.ljust(_SCALE, "0")) if digits or whole[:1] != "-" else -int(frac.ljust(_SCALE, "0"))
+    return int(Decimal(amount).scaleb(_SCALE))
 
 
 class _MoneyCells:
@@ -173,19 +188,27 @@ class _MoneyCells:
         self.by_meter = by_meter
         self.water = water
         self.cells: dict[tuple[str, str], list[Any]] = {}
-        self._days: dict[dt.date, str] = {}
+        self._labels: dict[Any, str] = {}
+
+    def _label_of(self, ts: Any) -> str:
+        """The bucket label of a reading time (text from SQLite, a datetime from PostgreSQL),
+        looked up by its minute: zone offsets are whole minutes, so the minute fixes the day."""
+        key = ts[:16] if isinstance(ts, str) else ts.replace(second=0, microsecond=0)
+        label = self._labels.get(key)
+        if label is None:
+            when = dt.datetime.fromisoformat(ts) if isinstance(ts, str) else ts
+            if when.tzinfo is None:  # SQLite keeps UTC without its offset
+                when = when.replace(tzinfo=dt.UTC)
+            label = self._labels[key] = self.label(when.astimezone(self.tz).date())
+        return label
 
     def add(self, rows: Iterable[Any]) -> None:
-        cells, days, tz = self.cells, self._days, self.tz
+        cells, label_of = self.cells, self._label_of
         for ts, meter, amount, detail, sign in rows:
             group = self.by_meter.get(meter)
             if group is None or ts is None:
                 continue
-            day = ts.astimezone(tz).date()
-            label = days.get(day)
-            if label is None:
-                label = days[day] = self.label(day)
-            key = (label, group)
+            key = (label_of(ts), group)
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = [0, dict.fromkeys(_SLOTS, 0), 0]

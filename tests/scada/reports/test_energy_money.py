@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -113,3 +113,19 @@ async def test_history_read_a_slice_of_the_range_at_a_time_gives_the_same_report
     monkeypatch.setattr(energy, "_HISTORY_CELLS", 1)
     await test_daily_energy_by_room_with_tou_split_and_money_crossing_midnight(reports)
     assert len(reports.queries) == 4  # two reports of two days, a query per day (one a report without the slices)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.one_of(amount, st.from_regex(r"-?[0-9]{0,3}(\.[0-9]{0,24})?([eE]-?[0-9])?", fullmatch=True), st.text(max_size=6)))
+def test_a_line_amount_is_read_as_decimal_reads_it(text: str) -> None:
+    """The digits fast path of ``_scaled`` gives what ``int(Decimal(text).scaleb(20))`` gives,
+    and text Decimal refuses is refused."""
+    try:
+        expected: int | None = int(Decimal(text).scaleb(20))
+    except (InvalidOperation, ValueError, OverflowError):
+        expected = None
+    try:
+        got: int | None = energy._scaled(text)
+    except (InvalidOperation, ValueError, OverflowError):
+        got = None
+    assert got == expected, text
