@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -31,6 +32,8 @@ __all__ = [
     "SupervisionPolicy",
     "TaskOwner",
     "UndeclaredKeyError",
+    "database_locked",
+    "watch_loop_lag",
 ]
 
 T = TypeVar("T")
@@ -51,6 +54,43 @@ class SupervisionPolicy:
     max_backoff_s: float = 60.0
     restart_limit: int = 10  # failures within the window after which a task becomes fatal
     window_s: float = 600.0
+
+
+def database_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is SQLite's "database is locked": another writer held
+    the write lock past the busy timeout. It clears once that writer commits, so a start-up
+    that met it may be tried again; nothing was written by the statement that got it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sqlite3.OperationalError) and "database is locked" in str(e):
+            return True
+        orig = getattr(e, "orig", None)  # SQLAlchemy's DBAPIError keeps the driver's error here
+        todo.extend([e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None])
+    return False
+
+
+async def watch_loop_lag(
+    threshold_s: float = 1.0, period_s: float = 0.25, doing: Callable[[], str] | None = None,
+) -> None:
+    """Log every time the event loop answered a timer ``threshold_s`` or more late: a stall of
+    that length holds every other task (and a transaction that one of them has open, with its
+    write lock) that long. ``doing`` says what the process was busy with (the component starting)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t0 = loop.time()
+        before = doing() if doing is not None else ""  # what ran when the stall began
+        await asyncio.sleep(period_s)
+        lag = loop.time() - t0 - period_s
+        if lag >= threshold_s:
+            extra: dict[str, Any] = {"lag_ms": round(lag * 1000)}
+            if doing is not None:
+                extra["during"] = before
+            log.warning("event loop stalled", extra=extra)
 
 
 class RuntimeError_(Exception):
@@ -212,6 +252,10 @@ class TaskOwner:
     def running(self) -> int:
         return len(self._tasks)
 
+    def reopen(self) -> None:
+        """Accept spawns again after :meth:`cancel_all` (a component's start tried again)."""
+        self._stopping = False
+
     async def cancel_all(self, timeout: float = 5.0) -> None:
         self._stopping = True
         tasks = [t for t in self._tasks if not t.done()]
@@ -232,11 +276,17 @@ class Runtime:
         ctx: Context | None = None,
         stop_timeout_s: float = 10.0,
         policy: SupervisionPolicy | None = None,
+        start_retries: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 15.0),
+        lag_threshold_s: float | None = 1.0,
     ) -> None:
         self.ctx = ctx or Context()
         self.components = _dependency_order(components, self.ctx)
         self.stop_timeout_s = stop_timeout_s
         self.policy = policy or SupervisionPolicy()
+        # waits before each new try of a component start that failed on a locked database
+        self.start_retries = tuple(start_retries)
+        self.lag_threshold_s = lag_threshold_s
+        self._starting = ""
         self._stop_event: asyncio.Event | None = None
         self._started: list[tuple[Component, AbstractAsyncContextManager[None]]] = []
         self.exit_code = 0
@@ -261,22 +311,55 @@ class Runtime:
                 return
             component.tasks.bind(self._fatal, self.policy)
             t0 = time.monotonic()
-            lifespan = component.lifespan(ComponentContext(self.ctx, component))
+            self._starting = component.name
             try:
-                await lifespan.__aenter__()
-            except Exception as exc:
-                log.critical("component failed to start", exc_info=exc, extra={"component": component.name})
-                await component.tasks.cancel_all(timeout=self.stop_timeout_s)
-                for key in component.provides:
-                    self.ctx.discard(key)
-                await self.stop()
-                raise RuntimeError_(f"{component.name} failed to start: {exc}") from exc
+                lifespan = await self._start_one(component)
+            finally:
+                self._starting = ""
+            if lifespan is None:  # stopped while waiting to try again
+                return
             self._started.append((component, lifespan))
             missing = [key.name for key in component.provides if key not in self.ctx]
             if missing:
                 await self.stop()
                 raise RuntimeError_(f"{component.name} did not provide {', '.join(map(repr, missing))}")
             log.info("started", extra={"component": component.name, "ms": round((time.monotonic() - t0) * 1000)})
+
+    async def _start_one(self, component: Component) -> AbstractAsyncContextManager[None] | None:
+        """Enter the component's lifespan. A start that failed because another writer held the
+        database's write lock past the busy timeout (a transaction of a component already
+        running, slowed by a busy machine) is tried again after each of ``start_retries``
+        seconds: a failed setup has cleaned up after itself (the lifespan contract), its tasks
+        are cancelled and its keys removed before the next try. Any other failure, or the last
+        one, fails the start. Returns ``None`` when a stop was requested while waiting."""
+        assert self._stop_event is not None
+        waits = list(self.start_retries)
+        attempt = 1
+        while True:
+            lifespan = component.lifespan(ComponentContext(self.ctx, component))
+            try:
+                await lifespan.__aenter__()
+                return lifespan
+            except Exception as exc:
+                await component.tasks.cancel_all(timeout=self.stop_timeout_s)
+                for key in component.provides:
+                    self.ctx.discard(key)
+                if waits and database_locked(exc):
+                    wait = waits.pop(0)
+                    log.warning(
+                        "component start met a locked database; trying again",
+                        extra={"component": component.name, "attempt": attempt, "retry_in_s": wait, "error": str(exc).splitlines()[0]},
+                    )
+                    component.tasks.reopen()
+                    attempt += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop_event.wait(), wait)
+                    if self._stop_event.is_set():
+                        return None
+                    continue
+                log.critical("component failed to start", exc_info=exc, extra={"component": component.name, "attempt": attempt})
+                await self.stop()
+                raise RuntimeError_(f"{component.name} failed to start: {exc}") from exc
 
     async def stop(self) -> None:
         """Stop what started, in reverse: each component's tasks are cancelled and awaited, then its
@@ -308,6 +391,12 @@ class Runtime:
         if install_signals:
             for sig in signals:
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        lag: asyncio.Task[None] | None = None
+        if self.lag_threshold_s is not None:
+            lag = loop.create_task(
+                watch_loop_lag(self.lag_threshold_s, doing=lambda: f"starting {self._starting}" if self._starting else "serving"),
+                name="runtime:loop-lag",
+            )
         try:
             try:
                 await self.start()
@@ -319,6 +408,10 @@ class Runtime:
             await self.stop()
             return self.exit_code
         finally:
+            if lag is not None:
+                lag.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lag
             if install_signals:
                 for sig in signals:
                     with contextlib.suppress(Exception):
