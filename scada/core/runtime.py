@@ -181,20 +181,37 @@ class TaskOwner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_fatal: Callable[[str], None] | None = None
         self._stopping = False
+        self._started: asyncio.Event | None = None
 
-    def bind(self, on_fatal: Callable[[str], None], policy: SupervisionPolicy) -> None:
+    def bind(self, on_fatal: Callable[[str], None], policy: SupervisionPolicy, started: asyncio.Event | None = None) -> None:
         self._on_fatal = on_fatal
         self.policy = policy
+        self._started = started
 
     def spawn(
         self,
         factory: Callable[[], Awaitable[Any]],
         name: str,
         restart: Restart = Restart.ON_FAILURE,
+        *,
+        after_start: bool = False,
     ) -> asyncio.Task[Any]:
-        """Run ``factory()`` in a supervised task. ``factory`` is called again on restart."""
+        """Run ``factory()`` in a supervised task. ``factory`` is called again on restart.
+
+        ``after_start``: the task begins only once every component has started (a task that
+        feeds the others, such as polling, whose data would otherwise flow through components
+        still starting, and make them contend for the event loop and the database's write lock)."""
         if self._stopping:
             raise RuntimeError_(f"{self.component}: cannot spawn {name!r} while stopping")
+        started = self._started
+        if after_start and started is not None and not started.is_set():
+            inner = factory
+
+            async def gated() -> Any:
+                await started.wait()
+                return await inner()
+
+            factory = gated
         task = asyncio.get_running_loop().create_task(
             self._supervise(factory, name, restart), name=f"{self.component}:{name}"
         )
@@ -287,6 +304,7 @@ class Runtime:
         self.start_retries = tuple(start_retries)
         self.lag_threshold_s = lag_threshold_s
         self._starting = ""
+        self.all_started = asyncio.Event()  # set once every component has started
         self._stop_event: asyncio.Event | None = None
         self._started: list[tuple[Component, AbstractAsyncContextManager[None]]] = []
         self.exit_code = 0
@@ -309,7 +327,7 @@ class Runtime:
         for component in self.components:
             if self._stop_event.is_set():  # a signal arrived while starting: start no more
                 return
-            component.tasks.bind(self._fatal, self.policy)
+            component.tasks.bind(self._fatal, self.policy, self.all_started)
             t0 = time.monotonic()
             self._starting = component.name
             try:
@@ -324,6 +342,7 @@ class Runtime:
                 await self.stop()
                 raise RuntimeError_(f"{component.name} did not provide {', '.join(map(repr, missing))}")
             log.info("started", extra={"component": component.name, "ms": round((time.monotonic() - t0) * 1000)})
+        self.all_started.set()
 
     async def _start_one(self, component: Component) -> AbstractAsyncContextManager[None] | None:
         """Enter the component's lifespan. A start that failed because another writer held the

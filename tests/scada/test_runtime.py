@@ -473,3 +473,37 @@ async def test_a_stall_of_the_event_loop_is_logged_with_the_component_starting(c
     await stopper
     stalls = [r for r in caplog.records if r.message == "event loop stalled"]
     assert stalls and getattr(stalls[0], "during", "") == "starting opcua" and getattr(stalls[0], "lag_ms", 0) >= 300
+
+
+async def test_a_task_spawned_after_start_begins_once_every_component_started() -> None:
+    events: list[str] = []
+
+    class Feeder(Starter):
+        name = "feeder"
+        provides = (A,)
+
+        async def start(self, ctx: Context) -> None:
+            async def feed() -> None:
+                events.append("feeding")
+                await asyncio.Event().wait()
+
+            self.tasks.spawn(feed, "feed", after_start=True)
+            ctx[A] = "feeder"
+
+    class Slow(Starter):
+        name = "slow"
+        requires = (A,)
+
+        async def start(self, ctx: Context) -> None:
+            for _ in range(20):  # many returns to the loop: a task free to run would have begun
+                await asyncio.sleep(0)
+            events.append("slow started")
+
+    rt = Runtime([Slow(), Feeder()], policy=FAST)
+    await rt.start()
+    try:
+        while "feeding" not in events:
+            await asyncio.sleep(0.01)
+        assert events == ["slow started", "feeding"]
+    finally:
+        await rt.stop()
