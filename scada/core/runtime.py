@@ -182,6 +182,7 @@ class TaskOwner:
         self._on_fatal: Callable[[str], None] | None = None
         self._stopping = False
         self._started: asyncio.Event | None = None
+        self._feeders: set[asyncio.Task[Any]] = set()  # spawned with after_start
 
     def bind(self, on_fatal: Callable[[str], None], policy: SupervisionPolicy, started: asyncio.Event | None = None) -> None:
         self._on_fatal = on_fatal
@@ -217,6 +218,9 @@ class TaskOwner:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if after_start:
+            self._feeders.add(task)
+            task.add_done_callback(self._feeders.discard)
         return task
 
     async def _supervise(self, factory: Callable[[], Awaitable[Any]], name: str, restart: Restart) -> None:
@@ -272,6 +276,17 @@ class TaskOwner:
     def reopen(self) -> None:
         """Accept spawns again after :meth:`cancel_all` (a component's start tried again)."""
         self._stopping = False
+
+    async def cancel_feeders(self, timeout: float = 5.0) -> None:
+        """Cancel and await the tasks spawned with ``after_start`` (the runtime does this for every
+        component before it stops the first one: no new data flows into components stopping)."""
+        tasks = [t for t in self._feeders if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                log.error("task did not stop in time", extra={"component": self.component, "task": task.get_name()})
 
     async def cancel_all(self, timeout: float = 5.0) -> None:
         self._stopping = True
@@ -382,7 +397,12 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop what started, in reverse: each component's tasks are cancelled and awaited, then its
-        lifespan's teardown runs (bounded by ``stop_timeout_s``), then its keys leave the context."""
+        lifespan's teardown runs (bounded by ``stop_timeout_s``), then its keys leave the context.
+        Before any of that, the tasks spawned with ``after_start`` (the poller's) are cancelled: at
+        20,000 meters the poller went on feeding readings into every component while they stopped
+        one by one, and the stop took 40 s on a loaded machine."""
+        for component, _ in reversed(self._started):
+            await component.tasks.cancel_feeders(timeout=self.stop_timeout_s)
         while self._started:
             component, lifespan = self._started.pop()
             t0 = time.monotonic()

@@ -507,3 +507,28 @@ async def test_a_task_spawned_after_start_begins_once_every_component_started() 
         assert events == ["slow started", "feeding"]
     finally:
         await rt.stop()
+
+
+async def test_tasks_spawned_after_start_are_cancelled_before_any_component_stops() -> None:
+    events: list[str] = []
+
+    class Feeder(Starter):
+        name = "feeder"
+        provides = (A,)
+
+        async def start(self, ctx: Context) -> None:
+            async def feed() -> None:
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    events.append("feed cancelled")
+
+            self.tasks.spawn(feed, "feed", after_start=True)
+            ctx[A] = "feeder"
+
+    consumer = Recorder("consumer", events, requires=(A,))
+    rt = Runtime([consumer, Feeder()], policy=FAST)
+    await rt.start()
+    await asyncio.sleep(0)  # the feeder's task is running
+    await rt.stop()
+    assert events == ["start consumer", "feed cancelled", "stop consumer"]
