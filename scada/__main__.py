@@ -1,3 +1,3 @@
-from scada.cli import main
+from scada.cli.main import entry
 
-raise SystemExit(main())
+entry()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from .types import (
 )
 from .units import eu_information
 
-__all__ = ["SERVER_NODE", "SiteNodes", "SyncResult"]
+__all__ = ["SERVER_NODE", "SLICE_S", "SiteNodes", "Slicer", "SyncResult"]
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,33 @@ _NOTIFIER_KINDS = ("site", "building", "floor", "links")
 # a notifier folder hangs under its notifier parent by HasNotifier (hierarchical, so it browses
 # like Organizes; both would show each folder twice in a hierarchical browse)
 _NOTIFIER: dict[str, Any] = {"notifier": True, "ref_type": RefType.HAS_NOTIFIER}
-_YIELD_EVERY = 2_000  # updates (or nodes) between returns to the event loop
+_YIELD_EVERY = 2_000  # updates between returns to the event loop
+# Longest stretch of a build (the address space, its spec) between returns to the event loop.
+# Every other task waits that long, and so does a transaction one of them has open: billing's
+# holds SQLite's write lock across its awaits, so a build that kept the loop for seconds at a
+# time held that lock for many seconds and made other writers give up ("database is locked").
+SLICE_S = 0.02
 
 LookupValue = Callable[[str], TagValue | None]
+
+
+class Slicer:
+    """Cuts long work on the event loop into slices of ``budget_s``: call :meth:`pause` between
+    steps; it returns to the loop once the current slice is used up (the other tasks run, then
+    the work goes on). :attr:`slices` counts the slices."""
+
+    __slots__ = ("budget_s", "slices", "_since")
+
+    def __init__(self, budget_s: float | None = None) -> None:
+        self.budget_s = SLICE_S if budget_s is None else budget_s
+        self.slices = 1
+        self._since = time.monotonic()
+
+    async def pause(self) -> None:
+        if time.monotonic() - self._since >= self.budget_s:
+            await asyncio.sleep(0)
+            self.slices += 1
+            self._since = time.monotonic()
 
 
 class _Var(ValueAttribute):
@@ -85,6 +110,7 @@ class SyncResult:
     removed: int
     meters_added: tuple[str, ...] = ()
     meters_removed: tuple[str, ...] = ()
+    slices: int = 1  # stretches of the event loop's time the build took (returns to the loop + 1)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed)
@@ -197,6 +223,7 @@ class SiteNodes:
                 gc.enable()
 
     async def _sync(self, site: SiteSpec, current: LookupValue) -> SyncResult:
+        slicer = Slicer()
         desired = self._desired(site)
         removed = 0
         meters_removed: list[str] = []
@@ -206,10 +233,11 @@ class SiteNodes:
                     if gone.startswith("meter:"):
                         meters_removed.append(gone[6:])
                 removed += await self._remove_object(key)
+            await slicer.pause()
         added = 0
         meters_added: list[str] = []
         now = datetime.now(UTC)
-        for n, (key, (structure, parent, full)) in enumerate(desired.items()):
+        for key, (structure, parent, full) in desired.items():
             if key not in self._objects:
                 added += self._add_object(key, structure, parent)
                 if key.startswith("meter:"):
@@ -218,9 +246,8 @@ class SiteNodes:
                 for point in full.points:
                     if point.tag not in self._vars:
                         added += self.add_point(key, point, current(point.tag), now=now)
-            if n % _YIELD_EVERY == _YIELD_EVERY - 1:
-                await asyncio.sleep(0)
-        return SyncResult(added, removed, tuple(meters_added), tuple(meters_removed))
+            await slicer.pause()
+        return SyncResult(added, removed, tuple(meters_added), tuple(meters_removed), slicer.slices)
 
     def _desired(self, site: SiteSpec) -> dict[str, tuple[Any, str, Any]]:
         """key → (structural spec, parent key, full spec), parents before children."""

@@ -116,7 +116,7 @@ class AlarmEngine:
     async def start(self) -> None:
         """Load open occurrences and out-of-service objects, register the count tags, subscribe
         to the condition tags and take their current values."""
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:  # only reads: no write lock at start-up
             for alarm in await store.load_open(session):
                 self._remember(alarm)
             self._oos = {(o.object_type, o.object_id): o for o in await store.load_out_of_service(session)}

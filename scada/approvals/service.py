@@ -304,7 +304,7 @@ class ApprovalService:
         """Run requests left ``approved`` (a stop between approval and execution) of the
         registered kinds (or of ``kinds``); returns how many ran."""
         wanted = set(kinds) if kinds is not None else set(self._executors)
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:  # only reads: no write lock at start-up
             rows = (await s.scalars(select(ApprovalRequest).where(ApprovalRequest.state == "approved"))).all()
         ran = 0
         for row in rows:

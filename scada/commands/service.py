@@ -274,7 +274,7 @@ class CommandService:
             .group_by(CommandRow.meter_id)
             .subquery()
         )
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:  # only reads: no write lock at start-up
             rows = (await s.execute(select(CommandRow.meter_id, CommandRow.relay_fault).join(latest, CommandRow.id == latest.c.id))).all()
         return {meter_id: bool(fault) for meter_id, fault in rows}
 

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -31,6 +32,8 @@ __all__ = [
     "SupervisionPolicy",
     "TaskOwner",
     "UndeclaredKeyError",
+    "database_locked",
+    "watch_loop_lag",
 ]
 
 T = TypeVar("T")
@@ -51,6 +54,43 @@ class SupervisionPolicy:
     max_backoff_s: float = 60.0
     restart_limit: int = 10  # failures within the window after which a task becomes fatal
     window_s: float = 600.0
+
+
+def database_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is SQLite's "database is locked": another writer held
+    the write lock past the busy timeout. It clears once that writer commits, so a start-up
+    that met it may be tried again; nothing was written by the statement that got it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sqlite3.OperationalError) and "database is locked" in str(e):
+            return True
+        orig = getattr(e, "orig", None)  # SQLAlchemy's DBAPIError keeps the driver's error here
+        todo.extend([e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None])
+    return False
+
+
+async def watch_loop_lag(
+    threshold_s: float = 1.0, period_s: float = 0.25, doing: Callable[[], str] | None = None,
+) -> None:
+    """Log every time the event loop answered a timer ``threshold_s`` or more late: a stall of
+    that length holds every other task (and a transaction that one of them has open, with its
+    write lock) that long. ``doing`` says what the process was busy with (the component starting)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t0 = loop.time()
+        before = doing() if doing is not None else ""  # what ran when the stall began
+        await asyncio.sleep(period_s)
+        lag = loop.time() - t0 - period_s
+        if lag >= threshold_s:
+            extra: dict[str, Any] = {"lag_ms": round(lag * 1000)}
+            if doing is not None:
+                extra["during"] = before
+            log.warning("event loop stalled", extra=extra)
 
 
 class RuntimeError_(Exception):
@@ -141,25 +181,46 @@ class TaskOwner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_fatal: Callable[[str], None] | None = None
         self._stopping = False
+        self._started: asyncio.Event | None = None
+        self._feeders: set[asyncio.Task[Any]] = set()  # spawned with after_start
 
-    def bind(self, on_fatal: Callable[[str], None], policy: SupervisionPolicy) -> None:
+    def bind(self, on_fatal: Callable[[str], None], policy: SupervisionPolicy, started: asyncio.Event | None = None) -> None:
         self._on_fatal = on_fatal
         self.policy = policy
+        self._started = started
 
     def spawn(
         self,
         factory: Callable[[], Awaitable[Any]],
         name: str,
         restart: Restart = Restart.ON_FAILURE,
+        *,
+        after_start: bool = False,
     ) -> asyncio.Task[Any]:
-        """Run ``factory()`` in a supervised task. ``factory`` is called again on restart."""
+        """Run ``factory()`` in a supervised task. ``factory`` is called again on restart.
+
+        ``after_start``: the task begins only once every component has started (a task that
+        feeds the others, such as polling, whose data would otherwise flow through components
+        still starting, and make them contend for the event loop and the database's write lock)."""
         if self._stopping:
             raise RuntimeError_(f"{self.component}: cannot spawn {name!r} while stopping")
+        started = self._started
+        if after_start and started is not None and not started.is_set():
+            inner = factory
+
+            async def gated() -> Any:
+                await started.wait()
+                return await inner()
+
+            factory = gated
         task = asyncio.get_running_loop().create_task(
             self._supervise(factory, name, restart), name=f"{self.component}:{name}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if after_start:
+            self._feeders.add(task)
+            task.add_done_callback(self._feeders.discard)
         return task
 
     async def _supervise(self, factory: Callable[[], Awaitable[Any]], name: str, restart: Restart) -> None:
@@ -212,6 +273,21 @@ class TaskOwner:
     def running(self) -> int:
         return len(self._tasks)
 
+    def reopen(self) -> None:
+        """Accept spawns again after :meth:`cancel_all` (a component's start tried again)."""
+        self._stopping = False
+
+    async def cancel_feeders(self, timeout: float = 5.0) -> None:
+        """Cancel and await the tasks spawned with ``after_start`` (the runtime does this for every
+        component before it stops the first one: no new data flows into components stopping)."""
+        tasks = [t for t in self._feeders if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                log.error("task did not stop in time", extra={"component": self.component, "task": task.get_name()})
+
     async def cancel_all(self, timeout: float = 5.0) -> None:
         self._stopping = True
         tasks = [t for t in self._tasks if not t.done()]
@@ -232,11 +308,18 @@ class Runtime:
         ctx: Context | None = None,
         stop_timeout_s: float = 10.0,
         policy: SupervisionPolicy | None = None,
+        start_retries: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 15.0),
+        lag_threshold_s: float | None = 1.0,
     ) -> None:
         self.ctx = ctx or Context()
         self.components = _dependency_order(components, self.ctx)
         self.stop_timeout_s = stop_timeout_s
         self.policy = policy or SupervisionPolicy()
+        # waits before each new try of a component start that failed on a locked database
+        self.start_retries = tuple(start_retries)
+        self.lag_threshold_s = lag_threshold_s
+        self._starting = ""
+        self.all_started = asyncio.Event()  # set once every component has started
         self._stop_event: asyncio.Event | None = None
         self._started: list[tuple[Component, AbstractAsyncContextManager[None]]] = []
         self.exit_code = 0
@@ -259,28 +342,67 @@ class Runtime:
         for component in self.components:
             if self._stop_event.is_set():  # a signal arrived while starting: start no more
                 return
-            component.tasks.bind(self._fatal, self.policy)
+            component.tasks.bind(self._fatal, self.policy, self.all_started)
             t0 = time.monotonic()
-            lifespan = component.lifespan(ComponentContext(self.ctx, component))
+            self._starting = component.name
             try:
-                await lifespan.__aenter__()
-            except Exception as exc:
-                log.critical("component failed to start", exc_info=exc, extra={"component": component.name})
-                await component.tasks.cancel_all(timeout=self.stop_timeout_s)
-                for key in component.provides:
-                    self.ctx.discard(key)
-                await self.stop()
-                raise RuntimeError_(f"{component.name} failed to start: {exc}") from exc
+                lifespan = await self._start_one(component)
+            finally:
+                self._starting = ""
+            if lifespan is None:  # stopped while waiting to try again
+                return
             self._started.append((component, lifespan))
             missing = [key.name for key in component.provides if key not in self.ctx]
             if missing:
                 await self.stop()
                 raise RuntimeError_(f"{component.name} did not provide {', '.join(map(repr, missing))}")
             log.info("started", extra={"component": component.name, "ms": round((time.monotonic() - t0) * 1000)})
+        self.all_started.set()
+
+    async def _start_one(self, component: Component) -> AbstractAsyncContextManager[None] | None:
+        """Enter the component's lifespan. A start that failed because another writer held the
+        database's write lock past the busy timeout (a transaction of a component already
+        running, slowed by a busy machine) is tried again after each of ``start_retries``
+        seconds: a failed setup has cleaned up after itself (the lifespan contract), its tasks
+        are cancelled and its keys removed before the next try. Any other failure, or the last
+        one, fails the start. Returns ``None`` when a stop was requested while waiting."""
+        assert self._stop_event is not None
+        waits = list(self.start_retries)
+        attempt = 1
+        while True:
+            lifespan = component.lifespan(ComponentContext(self.ctx, component))
+            try:
+                await lifespan.__aenter__()
+                return lifespan
+            except Exception as exc:
+                await component.tasks.cancel_all(timeout=self.stop_timeout_s)
+                for key in component.provides:
+                    self.ctx.discard(key)
+                if waits and database_locked(exc):
+                    wait = waits.pop(0)
+                    log.warning(
+                        "component start met a locked database; trying again",
+                        extra={"component": component.name, "attempt": attempt, "retry_in_s": wait, "error": str(exc).splitlines()[0]},
+                    )
+                    component.tasks.reopen()
+                    attempt += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop_event.wait(), wait)
+                    if self._stop_event.is_set():
+                        return None
+                    continue
+                log.critical("component failed to start", exc_info=exc, extra={"component": component.name, "attempt": attempt})
+                await self.stop()
+                raise RuntimeError_(f"{component.name} failed to start: {exc}") from exc
 
     async def stop(self) -> None:
         """Stop what started, in reverse: each component's tasks are cancelled and awaited, then its
-        lifespan's teardown runs (bounded by ``stop_timeout_s``), then its keys leave the context."""
+        lifespan's teardown runs (bounded by ``stop_timeout_s``), then its keys leave the context.
+        Before any of that, the tasks spawned with ``after_start`` (the poller's) are cancelled: at
+        20,000 meters the poller went on feeding readings into every component while they stopped
+        one by one, and the stop took 40 s on a loaded machine."""
+        for component, _ in reversed(self._started):
+            await component.tasks.cancel_feeders(timeout=self.stop_timeout_s)
         while self._started:
             component, lifespan = self._started.pop()
             t0 = time.monotonic()
@@ -309,6 +431,12 @@ class Runtime:
         if install_signals:
             for sig in signals:
                 loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        lag: asyncio.Task[None] | None = None
+        if self.lag_threshold_s is not None:
+            lag = loop.create_task(
+                watch_loop_lag(self.lag_threshold_s, doing=lambda: f"starting {self._starting}" if self._starting else "serving"),
+                name="runtime:loop-lag",
+            )
         try:
             try:
                 await self.start()
@@ -320,6 +448,10 @@ class Runtime:
             await self.stop()
             return self.exit_code
         finally:
+            if lag is not None:
+                lag.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lag
             if install_signals:
                 for sig in signals:
                     with contextlib.suppress(Exception):

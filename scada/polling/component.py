@@ -187,11 +187,14 @@ class ModbusComponent(Component):
 
         unsubscribe = assets.subscribe(follow)
         try:
-            self.tasks.spawn(poller.run, "poll", restart=Restart.ON_FAILURE)
+            # the meters are read once the whole server has started: readings flowing through
+            # components still starting made them contend for the event loop and the database's
+            # write lock (at 20,000 meters the start then failed on "database is locked")
+            self.tasks.spawn(poller.run, "poll", restart=Restart.ON_FAILURE, after_start=True)
             if dlt_links:
-                self.tasks.spawn(dlt.run, "poll-dlt645", restart=Restart.ON_FAILURE)
+                self.tasks.spawn(dlt.run, "poll-dlt645", restart=Restart.ON_FAILURE, after_start=True)
             if mqtt_links:
-                self.tasks.spawn(mqtt.run, "mqtt", restart=Restart.ON_FAILURE)
+                self.tasks.spawn(mqtt.run, "mqtt", restart=Restart.ON_FAILURE, after_start=True)
             log.info(
                 "polling",
                 extra={"meters": len(poller.devices) + len(dlt.devices) + len(mqtt.devices), "links": len(config.links)},

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.config import ScadaConfig
 from scada.core.context import Key
+from scada.core.slices import Slicer
 from scada.db import Database
 from scada.prepaid.accounts import (
     AccountService,
@@ -172,18 +173,25 @@ class PrepaidEngine:
         """Register and publish the room and meter tags from the database."""
         snap = self.assets.snapshot
         self._register(snap, snap.rooms, snap.meters)
-        async with self.db.sessions() as s:
+        # a read: the read-only connection, which never takes (nor waits for) the write lock
+        async with self.db.reads() as s:
             accounts = (await s.scalars(select(Account).order_by(Account.id))).all()
             holds = (await s.scalars(select(MeterState).where(MeterState.hold_kind.is_not(None)))).all()
+        # at 20,000 rooms these loops take seconds: in slices, so that the tasks already running
+        # (and a transaction one of them holds) do not wait for all of it
+        slicer = Slicer()
         for a in accounts:  # later accounts of a room win; an open one wins over closed ones
             v = account_view(a)
             if v.open or self.views.get(a.room_id) is None or not self.views[a.room_id].open:
                 self.views[a.room_id] = v
+            await slicer.pause()
         for room in snap.rooms:
             self.publisher.publish_account(self.views.get(room), room)
+            await slicer.pause()
         for m in snap.meters.values():
             if m.role == "tenant":
                 self.publisher.publish_hold(m.id, None, "")
+            await slicer.pause()
         for st in holds:
             if st.meter_id in snap.meters:
                 self.publisher.publish_hold(st.meter_id, st.hold_kind, st.hold_detail)
@@ -441,7 +449,8 @@ class PrepaidEngine:
         now = now or utcnow()
         days = self.cfg.daily_cost_window_days
         since = now - dt.timedelta(days=days)
-        async with self.db.sessions() as s:
+        # a scan of the window's ledger: on the read-only connection, not holding the write lock
+        async with self.db.reads() as s:
             rows = (await s.execute(
                 select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_minor))
                 .where(LedgerEntry.kind.in_(("deduction", "charge")), LedgerEntry.ts >= since)

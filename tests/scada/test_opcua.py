@@ -422,3 +422,29 @@ async def test_disabling_a_user_ends_web_sessions_api_tokens_and_opcua_sessions(
         finally:
             with contextlib.suppress(Exception):
                 await again.disconnect()
+
+
+async def test_a_large_address_space_is_frozen_with_the_collector_off_until_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as at a large site (FREEZE_AFTER_NODES lowered to this small one): the build and the freeze
+    # run with the collector off, so no full collection of the fresh heap runs on the event loop
+    # between them; afterwards it is on again, and the address space is complete
+    import gc
+
+    from scada.opcua import component as opcua_component
+
+    enabled_at_freeze: list[bool] = []
+    real_freeze = gc.freeze
+
+    def freeze() -> None:
+        enabled_at_freeze.append(gc.isenabled())
+        real_freeze()
+
+    monkeypatch.setattr(opcua_component, "FREEZE_AFTER_NODES", 1)
+    monkeypatch.setattr(opcua_component.gc, "freeze", freeze)
+    try:
+        async with opcua_site(tmp_path) as s:
+            assert enabled_at_freeze[:1] == [False]
+            assert gc.isenabled()
+            assert s.server.site.has_object("room:B1-R101") and s.server.site.meters
+    finally:
+        gc.unfreeze()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from scada.opcua.component import site_spec
+from scada.opcua.component import site_spec, site_spec_sliced
 from scada.site.assets import (
     AssetSnapshot,
     BuildingInfo,
@@ -72,3 +72,14 @@ def test_spec_from_registry_and_tags() -> None:
     assert r2["balance"].unit == "CNY" and r2["balance"].tag == "room:R2.balance"
     assert r2["alarm_level"].data_type is DataType.INT and r2["supply_state"].data_type is DataType.STRING
     assert {p.point: p for p in spec.rooms["R1"].points}["balance"].unit == "CNY"
+
+
+async def test_the_sliced_spec_is_the_same_spec() -> None:
+    db = TagDB()
+    for mid in ("E1", "W1", "E2", "C1"):
+        db.register(TagMeta(f"{mid}.power", DataType.FLOAT, "kW"))
+    db.register(TagMeta("room:R1.balance", DataType.FLOAT))
+    db.register(TagMeta("link:gw.comm_ok", DataType.BOOL))
+    plain = site_spec(snapshot(), db, currency="CNY", site_name="fallback")
+    sliced = await site_spec_sliced(snapshot(), db, currency="CNY", site_name="fallback")
+    assert sliced == plain and set(sliced.meters) == {"E1", "W1", "E2", "C1"} and set(sliced.links) == {"gw"}

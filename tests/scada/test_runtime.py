@@ -6,10 +6,15 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy
+import sqlalchemy.exc
 
 from scada.core.context import Context, Key, MissingKeyError
 from scada.core.runtime import (
@@ -18,6 +23,7 @@ from scada.core.runtime import (
     Runtime,
     RuntimeError_,
     SupervisionPolicy,
+    database_locked,
 )
 
 A: Key[str] = Key("a", str)
@@ -296,3 +302,233 @@ async def test_stop_requested_while_starting_starts_no_more() -> None:
     code = await asyncio.wait_for(rt.run(install_signals=False), 5)
     assert code == 0
     assert events == ["start db", "stop db"]
+
+
+# -- start-up against a locked database, and loop stalls --------------------------------------
+class LockHolder:
+    """Another writer on a real SQLite file: holds the write lock (``BEGIN IMMEDIATE``) until released."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.release = threading.Event()
+        self.holding = threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+
+    def _hold(self) -> None:
+        con = sqlite3.connect(self.path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO log (who) VALUES ('holder')")
+        self.holding.set()
+        self.release.wait(30)
+        con.execute("COMMIT")
+        con.close()
+
+
+class LockedWriter(Component):
+    """Writes one row at start through SQLAlchemy with a short busy timeout, as a component's
+    start-up write does; tells ``on_failure`` each time it met the lock."""
+
+    name = "payments"
+    provides = (A,)
+
+    def __init__(self, path: str, on_failure: Any = None) -> None:
+        super().__init__()
+        self.engine = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+        self.failures = 0
+        self.on_failure = on_failure
+
+    def _write(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sqlalchemy.text("INSERT INTO log (who) VALUES ('payments')"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, ctx: Context) -> AsyncIterator[None]:
+        self.tasks.spawn(asyncio.Event().wait, "idle")  # a task spawned before the write fails
+        try:
+            await asyncio.to_thread(self._write)
+        except Exception:
+            self.failures += 1
+            if self.on_failure is not None:
+                self.on_failure(self.failures)
+            raise
+        ctx[A] = "payments"
+        yield
+
+
+def _log_db(tmp_path: Any) -> str:
+    path = str(tmp_path / "locked.db")
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE log (id INTEGER PRIMARY KEY, who TEXT)")
+    con.commit()
+    con.close()
+    return path
+
+
+def _rows(path: str) -> list[str]:
+    con = sqlite3.connect(path)
+    try:
+        return [r[0] for r in con.execute("SELECT who FROM log ORDER BY id")]
+    finally:
+        con.close()
+
+
+async def test_a_start_that_met_a_locked_database_is_tried_again(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    path = _log_db(tmp_path)
+    holder = LockHolder(path)
+    holder.thread.start()
+    assert await asyncio.to_thread(holder.holding.wait, 10)
+    # the other writer commits after the second failed try: the third one gets the lock
+    writer = LockedWriter(path, on_failure=lambda n: holder.release.set() if n == 2 else None)
+    rt = Runtime([writer], policy=FAST, start_retries=(0.01,) * 2 + (0.5,) * 20)
+    caplog.set_level(logging.WARNING)
+    await rt.start()
+    try:
+        assert rt.ctx[A] == "payments"
+        assert writer.failures >= 2  # more if the holder's commit is slow (a busy machine)
+        assert _rows(path) == ["holder", "payments"]  # written once, after the other writer
+        retries = [r for r in caplog.records if r.message == "component start met a locked database; trying again"]
+        assert [(getattr(r, "component", ""), getattr(r, "attempt", 0)) for r in retries] == [
+            ("payments", n) for n in range(1, writer.failures + 1)
+        ]
+        assert writer.tasks.running == 1  # the failed tries' tasks were cancelled, the last one's runs
+    finally:
+        await rt.stop()
+        holder.release.set()
+        holder.thread.join(10)
+
+
+async def test_a_start_still_locked_after_every_retry_fails(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    path = _log_db(tmp_path)
+    holder = LockHolder(path)
+    holder.thread.start()
+    assert await asyncio.to_thread(holder.holding.wait, 10)
+    writer = LockedWriter(path)
+    events: list[str] = []
+    rt = Runtime([writer, Recorder("db", events, provides=(B,))], policy=FAST, start_retries=(0.01, 0.01))
+    caplog.set_level(logging.WARNING)
+    try:
+        with pytest.raises(RuntimeError_, match="payments failed to start: .*database is locked"):
+            await rt.start()
+        assert writer.failures == 3  # the first try and two more
+        assert writer.tasks.running == 0
+        critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert [(getattr(r, "component", ""), getattr(r, "attempt", 0)) for r in critical] == [("payments", 3)]
+        assert "stop db" in events  # what had started is stopped
+    finally:
+        holder.release.set()
+        holder.thread.join(10)
+    assert _rows(path) == ["holder"]
+
+
+async def test_a_start_failing_otherwise_is_not_tried_again() -> None:
+    tries: list[int] = []
+
+    class Broken(Starter):
+        name = "broken"
+
+        async def start(self, ctx: Context) -> None:
+            tries.append(1)
+            raise sqlite3.OperationalError("no such table: log")
+
+    rt = Runtime([Broken()], policy=FAST, start_retries=(0.01, 0.01))
+    with pytest.raises(RuntimeError_, match="no such table"):
+        await rt.start()
+    assert tries == [1]
+
+
+def test_database_locked_sees_through_sqlalchemy_and_chains() -> None:
+    locked = sqlite3.OperationalError("database is locked")
+    wrapped = sqlalchemy.exc.OperationalError("BEGIN IMMEDIATE", {}, locked)
+    assert database_locked(locked) and database_locked(wrapped)
+    try:
+        try:
+            raise wrapped
+        except Exception as exc:
+            raise RuntimeError("payments: load failed") from exc
+    except RuntimeError as outer:
+        assert database_locked(outer)
+    assert not database_locked(sqlite3.OperationalError("disk I/O error"))
+    assert not database_locked(ValueError("database is locked"))
+
+
+async def test_a_stall_of_the_event_loop_is_logged_with_the_component_starting(caplog: pytest.LogCaptureFixture) -> None:
+    class Blocking(Starter):
+        name = "opcua"
+
+        async def start(self, ctx: Context) -> None:
+            await asyncio.sleep(0.2)  # let the watcher take its first look
+            time.sleep(0.6)  # a start-up step that keeps the loop busy (what the watcher is for)
+
+    rt = Runtime([Blocking()], policy=FAST, lag_threshold_s=0.3)
+    caplog.set_level(logging.WARNING)
+
+    async def stop_when_started() -> None:
+        while not rt._started:
+            await asyncio.sleep(0.01)
+        rt.request_stop("test")
+
+    stopper = asyncio.create_task(stop_when_started())
+    assert await rt.run(install_signals=False) == 0
+    await stopper
+    stalls = [r for r in caplog.records if r.message == "event loop stalled"]
+    assert stalls and getattr(stalls[0], "during", "") == "starting opcua" and getattr(stalls[0], "lag_ms", 0) >= 300
+
+
+async def test_a_task_spawned_after_start_begins_once_every_component_started() -> None:
+    events: list[str] = []
+
+    class Feeder(Starter):
+        name = "feeder"
+        provides = (A,)
+
+        async def start(self, ctx: Context) -> None:
+            async def feed() -> None:
+                events.append("feeding")
+                await asyncio.Event().wait()
+
+            self.tasks.spawn(feed, "feed", after_start=True)
+            ctx[A] = "feeder"
+
+    class Slow(Starter):
+        name = "slow"
+        requires = (A,)
+
+        async def start(self, ctx: Context) -> None:
+            for _ in range(20):  # many returns to the loop: a task free to run would have begun
+                await asyncio.sleep(0)
+            events.append("slow started")
+
+    rt = Runtime([Slow(), Feeder()], policy=FAST)
+    await rt.start()
+    try:
+        while "feeding" not in events:
+            await asyncio.sleep(0.01)
+        assert events == ["slow started", "feeding"]
+    finally:
+        await rt.stop()
+
+
+async def test_tasks_spawned_after_start_are_cancelled_before_any_component_stops() -> None:
+    events: list[str] = []
+
+    class Feeder(Starter):
+        name = "feeder"
+        provides = (A,)
+
+        async def start(self, ctx: Context) -> None:
+            async def feed() -> None:
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    events.append("feed cancelled")
+
+            self.tasks.spawn(feed, "feed", after_start=True)
+            ctx[A] = "feeder"
+
+    consumer = Recorder("consumer", events, requires=(A,))
+    rt = Runtime([consumer, Feeder()], policy=FAST)
+    await rt.start()
+    await asyncio.sleep(0)  # the feeder's task is running
+    await rt.stop()
+    assert events == ["start consumer", "feed cancelled", "stop consumer"]

@@ -178,7 +178,7 @@ class Notifier:
 
     async def load(self) -> int:
         """Schedule the pending and held messages left by a previous run."""
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:  # only reads: no write lock at start-up
             rows = (await session.execute(
                 select(DeliveryRow.id, DeliveryRow.next_attempt_at).where(DeliveryRow.status.in_(St.OPEN))
             )).all()

@@ -16,6 +16,7 @@ from asyncua import Client, ua
 from asyncua.common.node import Node
 
 from protocols.opcua import MeterSpec, OpcUaServer, PointSpec
+from protocols.opcua import site as site_module
 from tags import DataType, Quality, QualityReason, TagChange, TagValue
 
 from .conftest import Recorder, meter_points, small_site
@@ -351,3 +352,35 @@ async def test_sessions_of_a_principal_end_at_once(server: OpcUaServer) -> None:
         for client in (*clients.values(), anonymous):
             with contextlib.suppress(Exception):
                 await client.disconnect()
+
+
+async def test_a_large_build_returns_to_the_event_loop_between_slices_and_is_complete(
+    server: OpcUaServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every step its own slice: the build must give the loop back after each object, and other
+    # tasks (billing with a transaction open, say) run in between
+    monkeypatch.setattr(site_module, "SLICE_S", 0.0)
+    site = small_site()
+    for i in range(300):
+        mid = f"E-BULK-{i}"
+        site.meters[mid] = MeterSpec(mid, "electricity", "B1", "B1-R201", points=meter_points(mid, "electricity"))
+    turns = 0
+    building = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while building:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    result = await server.sync(site, lambda tag: TagValue(1.5, Quality.GOOD, T0, T0) if tag.endswith(".power") else None)
+    building = False
+    await other
+    assert len(result.meters_added) == 300
+    assert result.slices > 300 and turns >= 300
+    for m in site.meters.values():
+        assert all(server.site.has_tag(p.tag) for p in m.points)
+    async with Client(server.url) as client:
+        last = await child(client, server.ns, "Site", "Building 1", "F2", "R201", "E-BULK-299", "Power")
+        assert await last.read_value() == 1.5
