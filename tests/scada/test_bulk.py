@@ -175,16 +175,35 @@ def test_the_datetime_memo_covers_utc_datetime_columns() -> None:
     assert _python_type(UtcDateTime()) is datetime  # a TypeDecorator says "object" itself
 
 
-async def test_rows_are_inserted_in_the_order_given(db: Database) -> None:
-    """The ledger's ids follow the order of the batch's rows (on PostgreSQL the rows travel as
-    arrays: ``unnest ... WITH ORDINALITY`` keeps their order)."""
+@pytest.mark.parametrize("first", [True, False], ids=["first-statement", "after-a-read"])
+async def test_rows_are_inserted_in_the_order_given(db: Database, first: bool) -> None:
+    """The ledger's ids follow the order of the batch's rows, and a rollback takes them back (on
+    PostgreSQL the rows travel as arrays, ``unnest ... WITH ORDINALITY``, or, once the
+    transaction has begun, as a COPY on the session's connection)."""
     await _account(db)
     order = [7, 2, 9, 1, 5, 3, 8, 4, 6]
+    insert = bulk_insert(TABLE, KEYS)
+
+    def rows(prefix: str) -> list[tuple[Any, ...]]:
+        return [tuple({**values(i), "idem_key": f"{prefix}{i}"}[k] for k in KEYS) for i in order]
+
+    async def stored(prefix: str) -> list[tuple[Any, ...]]:
+        async with db.sessions() as s:
+            result = await s.execute(select(*(TABLE.c[k] for k in KEYS)).where(TABLE.c.idem_key.like(f"{prefix}%")).order_by(TABLE.c.id))
+            return [tuple(r) for r in result.all()]
+
     async with db.transaction() as s:
-        await bulk_insert(TABLE, KEYS).execute(s, [tuple({**values(i), "idem_key": f"o{i}"}[k] for k in KEYS) for i in order])
-    async with db.sessions() as s:
-        keys = (await s.scalars(select(TABLE.c.idem_key).where(TABLE.c.idem_key.like("o%")).order_by(TABLE.c.id))).all()
-    assert keys == [f"o{i}" for i in order]
+        if not first:
+            await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
+        await insert.execute(s, rows("o"))
+    assert await stored("o") == rows("o")  # the values exact, in the order given
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            if not first:
+                await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
+            await insert.execute(s, rows("x"))
+            raise RuntimeError("rolled back")
+    assert await stored("x") == []
 
 
 async def test_an_update_naming_a_row_twice_applies_them_in_order(db: Database) -> None:
