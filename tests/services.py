@@ -71,8 +71,10 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = 
 class PostgresServer:
     """A throw-away PostgreSQL cluster with trust authentication on a loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        """``fsync``: as a production server runs (the benchmarks); the tests run without it."""
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        self.fsync = fsync
         if not bins:
             raise ServiceUnavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
         self.bindir = Path(bins[-1]).parent
@@ -139,8 +141,8 @@ class PostgresServer:
             shutil.chown(self.log, "postgres", "postgres")
         self.proc = subprocess.Popen(
             [*self._run_as, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-k", str(self.root), "-c", "listen_addresses=127.0.0.1",
+             *(() if self.fsync else ("-c", "fsync=off", "-c", "full_page_writes=off")), "-c", "max_connections=200"],
             stdout=logf, stderr=subprocess.STDOUT,
         )
 

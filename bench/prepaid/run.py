@@ -2,7 +2,8 @@
 
 How it is measured: one process, one event loop, the real engine (``PrepaidEngine``) on a real
 database (SQLite: a file in a temporary directory, WAL, ``synchronous=FULL`` as the server runs
-it; PostgreSQL: a throw-away server started like the test suite's). ``--meters`` rooms each get
+it; PostgreSQL: a throw-away server started like the test suite's, but with ``fsync`` and
+``full_page_writes`` on as a production server runs). ``--meters`` rooms each get
 a meter and an open account on a time-of-use tariff. A writer task plays the poller: each round
 it writes every meter's five energy registers (total, sharp, peak, flat, valley) in one
 ``write_many`` with one source timestamp, one minute of meter time after the previous round,
@@ -31,6 +32,7 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -71,12 +73,98 @@ async def make_site(db: Database, meters: int) -> None:
         ])
 
 
-async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, profile: object = None) -> dict[str, float]:
+class Wire:
+    """Counts what the engine sends to PostgreSQL: the statements SQLAlchemy runs (an
+    ``executemany`` is one) and the protocol messages on the socket. Every ``Sync`` and every
+    simple ``Query`` waits for the server's ``ReadyForQuery``, so their sum is the round trips;
+    ``Parse`` messages are statements prepared."""
+
+    def __init__(self) -> None:
+        self.counts = {"statements": 0, "round_trips": 0, "prepares": 0, "messages": 0}
+        self.waits: dict[str, float] = {}  # statement (its first words) → seconds from sending to its result
+        self._t0 = 0.0
+        self._skip = 0
+        self._head = b""
+
+    def attach(self, db: Database) -> None:
+        from sqlalchemy import event
+
+        def statement(*_a: object) -> None:
+            self.counts["statements"] += 1
+            self._t0 = time.perf_counter()
+
+        def done(_conn: object, _cursor: object, sql: str, *_a: object) -> None:
+            head = " ".join(sql.split()[:3])[:40]
+            self.waits[head] = self.waits.get(head, 0.0) + time.perf_counter() - self._t0
+
+        def connect(dbapi_conn: Any, _record: object) -> None:
+            transport = dbapi_conn._connection._transport  # the asyncpg connection's socket
+            write = transport.write
+
+            def counted(data: Any) -> None:
+                self.feed(bytes(data))
+                write(data)
+
+            transport.write = counted
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", statement)
+        event.listen(db.engine.sync_engine, "after_cursor_execute", done)
+        event.listen(db.engine.sync_engine, "connect", connect)
+
+    def feed(self, data: bytes) -> None:
+        """Walk the frontend messages (type byte, int32 length) across writes."""
+        i = 0
+        while i < len(data):
+            if self._skip:
+                n = min(self._skip, len(data) - i)
+                self._skip -= n
+                i += n
+                continue
+            need = 5 - len(self._head)
+            self._head += data[i:i + need]
+            i += need
+            if len(self._head) < 5:
+                return
+            kind, length = self._head[:1], int.from_bytes(self._head[1:5], "big")
+            self._head = b""
+            self._skip = length - 4
+            self.counts["messages"] += 1
+            if kind in (b"S", b"Q"):
+                self.counts["round_trips"] += 1
+            elif kind == b"P":
+                self.counts["prepares"] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.counts, "waits": dict(self.waits)}
+
+
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds of the PostgreSQL server (the postmaster and its backends so far)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, profile: object = None,
+                   server_pid: int | None = None) -> dict[str, Any]:
     config = parse_config(
         f'[site]\nname = "Bench"\ntimezone = "Asia/Shanghai"\n[database]\nurl = "{url}"\n[prepaid]\nbatch_limit = {batch}\n',
         "<bench>", tmp,
     )
     db = Database(async_url(url))
+    wire = Wire()
+    if db.dialect == "postgresql":
+        wire.attach(db)
     await db.upgrade()
     await make_site(db, meters)
     assets = AssetRegistry(db)
@@ -112,17 +200,20 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
         billed0, batches0 = engine.stats["billed"], engine.stats["batches"]
         target = billed0 + meters * rounds
         freeze_startup()  # as the server does once it is ready
+        wire0, server0 = wire.snapshot(), server_cpu(server_pid)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile is not None:
-            profile.enable()  # type: ignore[attr-defined]
+            profile.enable()
         for r in range(1, rounds + 1):
             write_round(r)
             await asyncio.sleep(0)
         while engine.stats["billed"] < target:
             await asyncio.sleep(0.005)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        server = server_cpu(server_pid) - server0
+        wire1 = wire.snapshot()
         if profile is not None:
-            profile.disable()  # type: ignore[attr-defined]
+            profile.disable()
         batches = engine.stats["batches"] - batches0
     finally:
         billing.cancel()
@@ -135,32 +226,47 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
     assert rows == meters * rounds, (rows, meters * rounds)
     assert report.ok, [str(m) for m in report.mismatches[:5]]
     n = meters * rounds
-    return {"readings": n, "wall": wall, "cpu": cpu, "rate": n / wall, "batches": batches, "cpu_us": cpu / n * 1e6}
+    out: dict[str, Any] = {"readings": n, "wall": wall, "cpu": cpu, "rate": n / wall, "batches": batches, "cpu_us": cpu / n * 1e6}
+    if db.dialect == "postgresql":
+        out["server_cpu_us"] = server / n * 1e6
+        for k, v in wire1.items():
+            if k != "waits":
+                out[f"{k}_per_batch"] = (v - wire0[k]) / max(batches, 1)
+        waits = {k: (v - wire0["waits"].get(k, 0.0)) / n * 1e6 for k, v in wire1["waits"].items()}
+        out["waits_us"] = {k: round(v, 1) for k, v in sorted(waits.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+    return out
 
 
-def show(label: str, r: dict[str, float]) -> None:
+def show(label: str, r: dict[str, Any]) -> None:
     print(f"  {label:<34} {r['readings']:>7,.0f} readings in {r['wall']:6.2f} s = {r['rate']:>8,.0f} readings/s  "
           f"({r['batches']:,.0f} transactions, {r['readings'] / max(r['batches'], 1):,.0f} readings each; "
           f"CPU {r['cpu_us']:.0f} µs/reading)")
+    if "round_trips_per_batch" in r:
+        print(f"  {'':<34} per transaction: {r['round_trips_per_batch']:.1f} round trips, {r['statements_per_batch']:.1f} statements, "
+              f"{r['prepares_per_batch']:.1f} prepared, {r['messages_per_batch']:,.0f} protocol messages; "
+              f"server CPU {r['server_cpu_us']:.0f} µs/reading")
+        waits = ", ".join(f"{k} {v:.1f}" for k, v in r["waits_us"].items())
+        print(f"  {'':<34} waiting for the statements (µs/reading, from sending to the result): {waits}")
 
 
 async def main(args: argparse.Namespace) -> None:
     tune_for_server()  # the collector settings of `scada run`
     print(f"prepaid billing: {args.meters} meters × {args.rounds} rounds, TOU tariff priced from registers")
     engines = args.engines.split(",")
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if "sqlite" in engines:
             print("SQLite (WAL, synchronous=FULL):")
             r = figures["sqlite_batched"] = await run_case(f"sqlite:///{tmp}/a.db", args.meters, args.rounds, args.batch, tmp)
             show(f"batched (up to {args.batch} per commit)", r)
-            r = figures["sqlite_per_reading"] = await run_case(f"sqlite:///{tmp}/b.db", args.meters, max(1, args.rounds // 5), 1, tmp)
-            show("one commit per reading", r)
+            if not args.batched_only:
+                r = figures["sqlite_per_reading"] = await run_case(f"sqlite:///{tmp}/b.db", args.meters, max(1, args.rounds // 5), 1, tmp)
+                show("one commit per reading", r)
         if "postgres" in engines:
             from tests.services import PostgresServer
 
-            server = PostgresServer()
+            server = PostgresServer(fsync=True)  # the test suite's server runs without fsync
             server.start()
             try:
                 import asyncpg
@@ -170,10 +276,13 @@ async def main(args: argparse.Namespace) -> None:
                     await conn.execute(f'CREATE DATABASE "{name}"')
                     await conn.close()
                 print("PostgreSQL (throw-away local server, fsync on):")
-                r = figures["postgres_batched"] = await run_case(server.dsn("bench_a"), args.meters, args.rounds, args.batch, tmp)
+                r = figures["postgres_batched"] = await run_case(server.dsn("bench_a"), args.meters, args.rounds, args.batch, tmp,
+                                                                      server_pid=server.proc.pid if server.proc else None)
                 show(f"batched (up to {args.batch} per commit)", r)
-                r = figures["postgres_per_reading"] = await run_case(server.dsn("bench_b"), args.meters, max(1, args.rounds // 5), 1, tmp)
-                show("one commit per reading", r)
+                if not args.batched_only:
+                    r = figures["postgres_per_reading"] = await run_case(server.dsn("bench_b"), args.meters, max(1, args.rounds // 5), 1, tmp,
+                                                                          server_pid=server.proc.pid if server.proc else None)
+                    show("one commit per reading", r)
             finally:
                 server.stop()
     print(f"(python {platform.python_version()}, {platform.machine()}; goal: >= 10,000 readings/s on SQLite and PostgreSQL)")
@@ -192,5 +301,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--batch", type=int, default=2000, help="prepaid.batch_limit")
     parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--batched-only", action="store_true", help="leave out the one-commit-per-reading cases")
     parser.add_argument("--json", default="build/bench/prepaid.json", help="where the figures are written")
     asyncio.run(main(parser.parse_args()))

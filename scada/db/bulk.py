@@ -9,6 +9,18 @@ exactly as the ORM stores them: ``ExactDecimal`` as text on SQLite, ``UtcDateTim
 JSON encoded), and hands the driver one ``executemany`` of tuples on the session's own
 connection, inside the caller's transaction.
 
+On PostgreSQL an ``executemany`` still sends one Bind/Execute pair per row and the server runs
+the statement once per row (a batch of 1,667 readings was 7,353 protocol messages and ~47 µs
+of server CPU per reading). There the statements from :func:`bulk_insert` and
+:func:`bulk_update` send each column as one array instead and let the server expand them
+(``INSERT ... SELECT ... FROM unnest($1::type[], ...)``, ``UPDATE ... FROM unnest(...)``): one
+statement run once per batch, the same values through the same bind processors, the same
+column casts on assignment, rows inserted in the order given (``WITH ORDINALITY``). An insert
+goes as a binary ``COPY`` instead when the driver's connection is already in the transaction
+(asyncpg checks every element of an array parameter for being a sub-array, ~0.3 µs each, ~30
+per reading; a ``COPY`` encodes the rows as they are, the rows in order, the same defaults,
+constraints and triggers).
+
 A JSON column also takes :class:`RawJSON`: text the caller has already encoded, exactly as
 ``json.dumps`` encodes the value (the default encoder SQLAlchemy uses), passed to the driver as
 it is; the hot paths build their rows' JSON as text instead of a dict to be encoded.
@@ -16,6 +28,7 @@ it is; the hot paths build their rows' JSON as text instead of a dict to be enco
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -70,13 +83,40 @@ def _converter(
     return cast(Callable[[Sequence[Sequence[Any]]], list[Any]], namespace["convert"])
 
 
-class BulkStatement:
-    """``stmt`` with one ``bindparam`` per name in ``keys``; rows are tuples in ``keys`` order."""
+class _Arrays:
+    """The PostgreSQL form of a bulk statement: one array parameter per key."""
 
-    def __init__(self, stmt: Executable, keys: Sequence[str]) -> None:
+    __slots__ = ("sql", "processors", "unique_key", "records")
+
+    def __init__(self, sql: str, processors: list[Processor | None], unique_key: bool) -> None:
+        self.sql = sql
+        self.processors = processors
+        self.unique_key = unique_key  # an update: the first key names the row, once per statement
+        # the rows with their values through the processors, in the keys' order (for a COPY)
+        self.records = _converter(list(range(len(processors))), processors, True, ())
+
+    def params(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Any], ...]:
+        columns = []
+        for i, p in enumerate(self.processors):
+            column = [r[i] for r in rows]
+            columns.append(column if p is None else [p(v) for v in column])
+        return tuple(columns)
+
+
+class BulkStatement:
+    """``stmt`` with one ``bindparam`` per name in ``keys``; rows are tuples in ``keys`` order.
+
+    ``table`` and ``key`` (from :func:`bulk_insert` / :func:`bulk_update`) allow the array form
+    on PostgreSQL (see the module docstring): an insert into ``table`` without ``key``, an
+    update of the row whose ``key`` column equals the first value otherwise."""
+
+    def __init__(self, stmt: Executable, keys: Sequence[str], *, table: Table | None = None, key: str | None = None) -> None:
         self.stmt = stmt
         self.keys = tuple(keys)
+        self.table = table
+        self.key = key
         self._compiled: dict[str, _Compiled] = {}
+        self._arrays: dict[str, _Arrays] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.stmt.compile(dialect=dialect)
@@ -104,12 +144,37 @@ class BulkStatement:
         # the processors take None too (as SQLAlchemy calls them)
         return c.convert(rows)
 
+    def arrays(self, dialect: Dialect) -> _Arrays | None:
+        """The array form for ``dialect`` (PostgreSQL, a statement of :func:`bulk_insert` or
+        :func:`bulk_update`), else None."""
+        if dialect.name != "postgresql" or self.table is None:
+            return None
+        a = self._arrays.get(dialect.name)
+        if a is None:
+            a = self._arrays[dialect.name] = _array_form(self.table, self.keys, self.key, dialect)
+        return a
+
     async def execute(self, session: AsyncSession, rows: Sequence[Sequence[Any]]) -> None:
-        """Run the statement once per row (one ``executemany``) in ``session``'s transaction."""
+        """Run the statement for every row in ``session``'s transaction: on PostgreSQL one
+        statement with the columns as arrays, elsewhere one ``executemany``."""
         if not rows:
             return
         conn = await session.connection()
         dialect = conn.dialect
+        arrays = self.arrays(dialect)
+        if arrays is not None and not arrays.unique_key and self.table is not None:
+            driver = (await conn.get_raw_connection()).driver_connection
+            # only inside the transaction the session has begun: on its own a COPY would commit
+            if driver is not None and driver.is_in_transaction():
+                await driver.copy_records_to_table(
+                    self.table.name, records=arrays.records(rows), columns=list(self.keys), schema_name=self.table.schema
+                )
+                return
+        # an update naming a row twice: the rows apply one after another (the later wins), which
+        # only the executemany does (UPDATE ... FROM would take one of them, unspecified which)
+        if arrays is not None and (not arrays.unique_key or len({r[0] for r in rows}) == len(rows)):
+            await conn.exec_driver_sql(arrays.sql, arrays.params(rows))
+            return
         params = self.params(dialect, rows)
         await conn.exec_driver_sql(self._compiled[dialect.name].sql, params)
 
@@ -157,10 +222,48 @@ def _raw_json_passes(processor: Processor) -> Processor:
     return process
 
 
+def _array_form(table: Table, keys: Sequence[str], key: str | None, dialect: Dialect) -> _Arrays:
+    """``INSERT INTO t (a, b) SELECT u.a, u.b FROM unnest($1::a_type[], $2::b_type[]) WITH
+    ORDINALITY AS u(a, b, _n) ORDER BY u._n`` or ``UPDATE t SET b = u.b FROM unnest(...) AS u(_key,
+    b) WHERE t.key = u._key``. The arrays are typed without length or scale (``numeric[]``,
+    ``varchar[]``): the column's own type applies on assignment, as it does to an executemany's
+    parameters. JSON travels as text (the text its bind processor makes) and is cast back."""
+    prep = dialect.identifier_preparer
+    columns = [table.c[key] if k == "_key" and key is not None else table.c[k] for k in keys]
+    processors: list[Processor | None] = []
+    arrays: list[str] = []
+    selected: list[str] = []
+    aliases = [f"c{i}" for i in range(len(keys))]
+    for n, (col, alias) in enumerate(zip(columns, aliases, strict=True)):
+        processor = col.type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None and _python_type(col.type) is datetime:
+            processor = _memo_by_identity(processor)
+        if isinstance(col.type, JSON):
+            processor = _raw_json_passes(processor) if processor is not None else None
+            arrays.append(f"${n + 1}::text[]")
+            selected.append(f"u.{alias}::json")
+        else:
+            base = re.sub(r"\s*\([^)]*\)", "", col.type.compile(dialect=dialect))
+            arrays.append(f"${n + 1}::{base}[]")
+            selected.append(f"u.{alias}")
+        processors.append(processor)
+    name = prep.format_table(table)
+    if key is None:
+        sql = (f"INSERT INTO {name} ({', '.join(prep.quote(c.name) for c in columns)}) "
+               f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) WITH ORDINALITY "
+               f"AS u({', '.join(aliases)}, _n) ORDER BY u._n")
+        return _Arrays(sql, processors, unique_key=False)
+    sets = ", ".join(f"{prep.quote(c.name)} = {v}" for c, v in zip(columns[1:], selected[1:], strict=True))
+    sql = (f"UPDATE {name} SET {sets} FROM unnest({', '.join(arrays)}) AS u({', '.join(aliases)}) "
+           f"WHERE {name}.{prep.quote(key)} = u.{aliases[0]}")
+    return _Arrays(sql, processors, unique_key=True)
+
+
 def bulk_insert(table: Table, keys: Sequence[str]) -> BulkStatement:
     """``INSERT INTO table (keys...) VALUES (...)``."""
     # inline: the statement does not fetch generated keys back (no RETURNING per row)
-    return BulkStatement(insert(table).inline().values({k: bindparam(k, type_=table.c[k].type) for k in keys}), keys)
+    stmt = insert(table).inline().values({k: bindparam(k, type_=table.c[k].type) for k in keys})
+    return BulkStatement(stmt, keys, table=table)
 
 
 def bulk_update(table: Table, key: str, keys: Sequence[str]) -> BulkStatement:
@@ -170,4 +273,4 @@ def bulk_update(table: Table, key: str, keys: Sequence[str]) -> BulkStatement:
         .where(table.c[key] == bindparam("_key", type_=table.c[key].type))
         .values({k: bindparam(k, type_=table.c[k].type) for k in keys})
     )
-    return BulkStatement(stmt, ("_key", *keys))
+    return BulkStatement(stmt, ("_key", *keys), table=table, key=key)

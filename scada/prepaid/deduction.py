@@ -20,7 +20,8 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Select, Table, any_, bindparam, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.db.bulk import RawJSON, bulk_insert, bulk_update
@@ -409,8 +410,7 @@ class Biller:
     # -- loading ---------------------------------------------------------------------------------
     async def _states(self, s: AsyncSession, ids: Iterable[str], now: dt.datetime) -> dict[str, Any]:
         ids = list(ids)
-        t = MeterState.__table__
-        result = await s.execute(select(t).where(t.c.meter_id.in_(ids)).with_for_update())
+        result = await s.execute(_by_keys(s, STATES_BY_ID), {"ids": ids})
         keys = tuple(result.keys())
         states: dict[str, Any] = {st.meter_id: st for st in (Row.of(keys, r) for r in result.all())}
         missing = [m for m in ids if m not in states]
@@ -446,8 +446,7 @@ class Biller:
         wanted = sorted(i for i in ids if i is not None)
         if not wanted:
             return {}
-        t = Account.__table__
-        result = await s.execute(select(t).where(t.c.id.in_(wanted)).order_by(t.c.id).with_for_update())
+        result = await s.execute(_by_keys(s, ACCOUNTS_BY_ID), {"ids": wanted})
         keys = tuple(result.keys())
         return {a.id: a for a in (Row.of(keys, r) for r in result.all())}
 
@@ -505,6 +504,29 @@ SEGMENT_BASELINE_UPDATE = (
 )
 STATE_UPDATE = bulk_update(_state_table, "meter_id", STATE_COLUMNS)
 ACCOUNT_UPDATE = bulk_update(_account_table, "id", ACCOUNT_COLUMNS)
+
+
+def _keyed(table: Table, key: str, order: bool) -> tuple[Select[Any], Select[Any]]:
+    """A batch's rows of ``table`` by their ``key`` values, locked for the transaction: ``IN
+    (...)`` (every engine) and ``= ANY(array)`` (PostgreSQL). The ``IN`` list has one parameter
+    per key, so its text differs with the batch's size: on PostgreSQL each size is parsed and
+    prepared again, and SQLAlchemy renders and binds a thousand parameters per batch; the array
+    is one parameter of one statement, prepared once."""
+    column = table.c[key]
+    base = select(table)
+    if order:
+        base = base.order_by(column)  # accounts: locked in id order, as every other writer does
+    by_list = base.where(column.in_(bindparam("ids", expanding=True))).with_for_update()
+    by_array = base.where(column == any_(bindparam("ids", type_=postgresql.ARRAY(column.type)))).with_for_update()
+    return by_list, by_array
+
+
+STATES_BY_ID = _keyed(_state_table, "meter_id", order=False)
+ACCOUNTS_BY_ID = _keyed(_account_table, "id", order=True)
+
+
+def _by_keys(s: AsyncSession, statements: tuple[Select[Any], Select[Any]]) -> Select[Any]:
+    return statements[1] if s.get_bind().dialect.name == "postgresql" else statements[0]
 
 
 class Row:

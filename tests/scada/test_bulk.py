@@ -173,3 +173,66 @@ def test_the_datetime_memo_covers_utc_datetime_columns() -> None:
     from scada.db.types import UtcDateTime
 
     assert _python_type(UtcDateTime()) is datetime  # a TypeDecorator says "object" itself
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-statement", "after-a-read"])
+async def test_rows_are_inserted_in_the_order_given(db: Database, first: bool) -> None:
+    """The ledger's ids follow the order of the batch's rows, and a rollback takes them back (on
+    PostgreSQL the rows travel as arrays, ``unnest ... WITH ORDINALITY``, or, once the
+    transaction has begun, as a COPY on the session's connection)."""
+    await _account(db)
+    order = [7, 2, 9, 1, 5, 3, 8, 4, 6]
+    insert = bulk_insert(TABLE, KEYS)
+
+    def rows(prefix: str) -> list[tuple[Any, ...]]:
+        return [tuple({**values(i), "idem_key": f"{prefix}{i}"}[k] for k in KEYS) for i in order]
+
+    async def stored(prefix: str) -> list[tuple[Any, ...]]:
+        async with db.sessions() as s:
+            result = await s.execute(select(*(TABLE.c[k] for k in KEYS)).where(TABLE.c.idem_key.like(f"{prefix}%")).order_by(TABLE.c.id))
+            return [tuple(r) for r in result.all()]
+
+    async with db.transaction() as s:
+        if not first:
+            await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
+        await insert.execute(s, rows("o"))
+    assert await stored("o") == rows("o")  # the values exact, in the order given
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            if not first:
+                await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
+            await insert.execute(s, rows("x"))
+            raise RuntimeError("rolled back")
+    assert await stored("x") == []
+
+
+async def test_an_update_naming_a_row_twice_applies_them_in_order(db: Database) -> None:
+    """As an executemany does: the later row wins (PostgreSQL's array form, an ``UPDATE ...
+    FROM``, would apply one of them, unspecified which, so such a batch is not sent that way)."""
+    await _account(db)
+    async with db.transaction() as s:
+        s.add_all(LedgerEntry(**values(i)) for i in range(1, 3))
+    update = bulk_update(TABLE, "idem_key", ("reading_to",))
+    async with db.transaction() as s:
+        await update.execute(s, [("k1", Decimal("1")), ("k2", Decimal("5")), ("k1", Decimal("2")), ("k1", Decimal("3"))])
+    rows = {r[KEYS.index("idem_key")]: r[KEYS.index("reading_to")] for r in await _rows(db, ["k1", "k2"])}
+    assert rows == {"k1": Decimal("3"), "k2": Decimal("5")}
+
+
+def test_postgresql_gets_one_statement_with_the_columns_as_arrays() -> None:
+    from sqlalchemy.dialects.postgresql import asyncpg
+
+    dialect = asyncpg.dialect()
+    insert = bulk_insert(TABLE, KEYS).arrays(dialect)
+    assert insert is not None and "unnest(" in insert.sql and "WITH ORDINALITY" in insert.sql
+    rows = [tuple(values(i)[k] for k in KEYS) for i in (1, 2, 3)]
+    columns = insert.params(rows)
+    assert len(columns) == len(KEYS) and all(len(c) == 3 for c in columns)
+    # the same values the executemany binds (its parameters in the statement's order)
+    many = bulk_insert(TABLE, KEYS)
+    bound = many.params(dialect, rows)
+    order = many._compiled[dialect.name].order
+    assert [[r[i] for i in order] for r in zip(*columns, strict=True)] == [list(r) for r in bound]
+    from sqlalchemy.dialects import sqlite
+
+    assert bulk_insert(TABLE, KEYS).arrays(sqlite.dialect()) is None

@@ -206,3 +206,15 @@ async def test_meter_address_upgrade_keeps_the_meters_written_before(db_url: str
         assert (row.id, row.unit_id, row.address, float(row.multiplier)) == ("E-1", 7, None, 40.0)
     finally:
         await database.dispose()
+
+
+async def test_the_billing_cursors_and_balances_keep_room_for_hot_updates(db: Database) -> None:
+    """Migration 0201: on PostgreSQL the two tables every billing batch updates row by row have
+    a fill factor of 60 (SQLite has no such setting)."""
+    if db.dialect != "postgresql":
+        return
+    async with db.engine.connect() as conn:
+        options = dict((await conn.execute(text(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('prepaid_meter_state', 'prepaid_accounts')"
+        ))).all())
+    assert options == {"prepaid_meter_state": ["fillfactor=60"], "prepaid_accounts": ["fillfactor=60"]}
