@@ -387,7 +387,8 @@ class Runtime:
                     component.tasks.reopen()
                     attempt += 1
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop_event.wait(), wait)
+                        async with asyncio.timeout(wait):
+                            await self._stop_event.wait()
                     if self._stop_event.is_set():
                         return None
                     continue
