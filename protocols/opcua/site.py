@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any
 from asyncua import ua
 
 from tags import DataType, TagChange, TagValue
+from tags.slices import Slicer
 
 from .model import LinkSpec, MeterSpec, PointSpec, RoomSpec, SeriesKind, SiteSpec
 from .nodes import NodeWriter, ObjectNode, RefType, ValueAttribute
@@ -41,7 +41,7 @@ from .types import (
 )
 from .units import eu_information
 
-__all__ = ["SERVER_NODE", "SLICE_S", "SiteNodes", "Slicer", "SyncResult"]
+__all__ = ["SERVER_NODE", "SiteNodes", "SyncResult"]
 
 log = logging.getLogger(__name__)
 
@@ -64,32 +64,7 @@ _NOTIFIER_KINDS = ("site", "building", "floor", "links")
 # like Organizes; both would show each folder twice in a hierarchical browse)
 _NOTIFIER: dict[str, Any] = {"notifier": True, "ref_type": RefType.HAS_NOTIFIER}
 _YIELD_EVERY = 2_000  # updates between returns to the event loop
-# Longest stretch of a build (the address space, its spec) between returns to the event loop.
-# Every other task waits that long, and so does a transaction one of them has open: billing's
-# holds SQLite's write lock across its awaits, so a build that kept the loop for seconds at a
-# time held that lock for many seconds and made other writers give up ("database is locked").
-SLICE_S = 0.02
-
 LookupValue = Callable[[str], TagValue | None]
-
-
-class Slicer:
-    """Cuts long work on the event loop into slices of ``budget_s``: call :meth:`pause` between
-    steps; it returns to the loop once the current slice is used up (the other tasks run, then
-    the work goes on). :attr:`slices` counts the slices."""
-
-    __slots__ = ("budget_s", "slices", "_since")
-
-    def __init__(self, budget_s: float | None = None) -> None:
-        self.budget_s = SLICE_S if budget_s is None else budget_s
-        self.slices = 1
-        self._since = time.monotonic()
-
-    async def pause(self) -> None:
-        if time.monotonic() - self._since >= self.budget_s:
-            await asyncio.sleep(0)
-            self.slices += 1
-            self._since = time.monotonic()
 
 
 class _Var(ValueAttribute):

@@ -56,7 +56,6 @@ from protocols.opcua import (
     SiteSpec,
 )
 from protocols.opcua.catalogue import ROOM_REQUIRED, known_point
-from protocols.opcua.site import Slicer
 from scada.alarms.component import ALARMS
 from scada.commands.service import COMMANDS, SUPPLY_DRIVER, CommandKind, CommandRequest
 from scada.config import CONFIG, ScadaConfig
@@ -78,6 +77,7 @@ from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, UserInfo, UserStore
 from scada.users.component import AUDIT, LOGINS, USERS
 from tags import DataType, TagChange, TagDB, TagMeta, names
+from tags.slices import Slicer
 from tags.timers import run_every
 
 __all__ = ["FREEZE_AFTER_NODES", "OPCUA", "OpcUaComponent", "opcua_pki_dir", "site_spec", "site_spec_sliced"]

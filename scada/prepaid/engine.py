@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.config import ScadaConfig
 from scada.core.context import Key
-from scada.core.slices import Slicer
 from scada.db import Database
 from scada.prepaid.accounts import (
     AccountService,
@@ -58,6 +57,7 @@ from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryD
 from scada.users.audit import Actor, AuditLog
 from tags import Quality, TagChange, TagDB, names, utcnow
 from tags.names import meter_tag
+from tags.slices import Slicer
 from tags.subscription import by_points
 from tags.timers import run_every
 

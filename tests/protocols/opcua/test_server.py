@@ -16,8 +16,7 @@ from asyncua import Client, ua
 from asyncua.common.node import Node
 
 from protocols.opcua import MeterSpec, OpcUaServer, PointSpec
-from protocols.opcua import site as site_module
-from tags import DataType, Quality, QualityReason, TagChange, TagValue
+from tags import DataType, Quality, QualityReason, TagChange, TagValue, slices
 
 from .conftest import Recorder, meter_points, small_site
 
@@ -359,7 +358,7 @@ async def test_a_large_build_returns_to_the_event_loop_between_slices_and_is_com
 ) -> None:
     # every step its own slice: the build must give the loop back after each object, and other
     # tasks (billing with a transaction open, say) run in between
-    monkeypatch.setattr(site_module, "SLICE_S", 0.0)
+    monkeypatch.setattr(slices, "SLICE_S", 0.0)
     site = small_site()
     for i in range(300):
         mid = f"E-BULK-{i}"
