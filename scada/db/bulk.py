@@ -35,6 +35,7 @@ from typing import Any, cast
 
 from sqlalchemy import JSON, Table, bindparam, insert, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
@@ -166,9 +167,15 @@ class BulkStatement:
             driver = (await conn.get_raw_connection()).driver_connection
             # only inside the transaction the session has begun: on its own a COPY would commit
             if driver is not None and driver.is_in_transaction():
-                await driver.copy_records_to_table(
-                    self.table.name, records=arrays.records(rows), columns=list(self.keys), schema_name=self.table.schema
-                )
+                try:
+                    await driver.copy_records_to_table(
+                        self.table.name, records=arrays.records(rows), columns=list(self.keys), schema_name=self.table.schema
+                    )
+                except Exception as exc:
+                    # wrapped as SQLAlchemy wraps the driver's errors of its own statements: the
+                    # callers tell a database failure (billing keeps the readings and tries
+                    # again) from a bug by DBAPIError
+                    raise DBAPIError(f"COPY {self.table.name}", None, exc) from exc
                 return
         # an update naming a row twice: the rows apply one after another (the later wins), which
         # only the executemany does (UPDATE ... FROM would take one of them, unspecified which)

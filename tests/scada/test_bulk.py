@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, select, text
+from sqlalchemy.exc import DBAPIError
 
 from scada.db import Database
 from scada.db.bulk import bulk_insert, bulk_update
@@ -236,3 +237,21 @@ def test_postgresql_gets_one_statement_with_the_columns_as_arrays() -> None:
     from sqlalchemy.dialects import sqlite
 
     assert bulk_insert(TABLE, KEYS).arrays(sqlite.dialect()) is None
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-statement", "after-a-read"])
+async def test_a_refused_insert_is_a_database_error_and_inserts_nothing(db: Database, first: bool) -> None:
+    """A row the database refuses (here an idempotency key already there) fails the statement
+    with SQLAlchemy's DBAPIError, whichever way the rows travel (executemany, arrays, or the
+    COPY on PostgreSQL): billing keeps a batch that failed so for a retry, and treats any other
+    exception as a bug of one reading."""
+    await _account(db)
+    insert = bulk_insert(TABLE, KEYS)
+    async with db.transaction() as s:
+        await insert.execute(s, [tuple(values(1)[k] for k in KEYS)])
+    with pytest.raises(DBAPIError):
+        async with db.transaction() as s:
+            if not first:
+                await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
+            await insert.execute(s, [tuple(values(i)[k] for k in KEYS) for i in (2, 1)])
+    assert [r[KEYS.index("idem_key")] for r in await _rows(db, ["k1", "k2"])] == ["k1"]
