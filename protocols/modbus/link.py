@@ -234,6 +234,9 @@ class Link:
                     try:
                         await conn.connect()
                     except ModbusFailure as exc:
+                        # a cancellation that pymodbus's connect swallowed (its wait_for) would
+                        # otherwise be lost here, and the worker reconnect for ever after a stop
+                        _honour_cancel()
                         self._connection_down(index, exc.detail)
                         await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                         backoff = min(backoff * 2, self.options.reconnect_max_s)

@@ -84,7 +84,7 @@ async def test_upgrade_keeps_meters_and_accounts(old_db: Database) -> None:
                           actor="system:prepaid", source="engine", reason="consumption", meter_id="E1", quantity=Decimal("11.666")))
         s.add(MeterState(meter_id="E1", account_id=account.id, segment=1, last_reading=Decimal("123.45"), last_ts=NOW,
                          hold_detail="", retired=False, updated_at=NOW))
-    assert {"0100", "0200", "0300", "0400", "0601"} <= set(BEFORE)
+    assert {"0100", "0300", "0400", "0601"} <= set(BEFORE) and any(h.startswith("02") for h in BEFORE)  # prepaid's head moves on
     # every one applied (a revision another depends on, 0300 under 0700, leaves the version table)
     script = ScriptDirectory.from_config(alembic_config())
     applied = {r.revision for r in script.iterate_revisions(list(await old_db.current_revisions()), "base")}

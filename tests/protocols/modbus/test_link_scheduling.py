@@ -1,16 +1,18 @@
-"""A link's bulk lane (a batch job's commands) on a link with more polls than it can carry: every
-poll is late, so bulk work never finds the link's spare time; it still takes one request after
-``BULK_SHARE`` polls and goes on, slowly, instead of waiting until its commands time out. Real
-requests to the simulator over TCP, one connection."""
+"""A link's scheduling and its stop. Its bulk lane (a batch job's commands) on a link with more
+polls than it can carry: every poll is late, so bulk work never finds the link's spare time; it
+still takes one request after ``BULK_SHARE`` polls and goes on, slowly, instead of waiting until
+its commands time out (real requests to the simulator over TCP, one connection). And a link
+whose connect loses a cancellation still stops."""
 
 from __future__ import annotations
 
 import asyncio
 
-from protocols.modbus.client import ModbusConnection
+from protocols.modbus.client import ModbusConnection, ModbusFailure
 from protocols.modbus.config import ModbusConfig
 from protocols.modbus.link import BULK_SHARE, Link
 from protocols.modbus.sim import MeterSpec, Simulator
+from tags import QualityReason
 
 from ...simulation import until
 from .conftest import link_config
@@ -69,3 +71,39 @@ async def test_bulk_work_goes_on_when_every_poll_is_late(sim: Simulator) -> None
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+class _LosesCancellation:
+    """A connection whose connect loses a cancellation and reports a failure, as pymodbus's
+    connect can on Python 3.11 (its wait_for returns or raises instead of being cancelled)."""
+
+    connected = False
+    attempts = 0
+
+    def __init__(self, config: object) -> None:
+        pass
+
+    async def connect(self) -> None:
+        _LosesCancellation.attempts += 1
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass
+        raise ModbusFailure(QualityReason.COMM_FAILURE, "cannot connect")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_link_stops_even_when_its_connect_loses_the_cancellation(sim: Simulator) -> None:
+    """A stop that lands in a connect attempt ends the link (it used to go on reconnecting, and a
+    server's stop waited for it in vain: 'task did not stop in time', leaked tasks)."""
+    link = Link(link_config(sim, "tcp", max_in_flight=1), ModbusConfig(reconnect_initial_s=0.01), _Observer(),
+                connection_factory=_LosesCancellation)  # type: ignore[arg-type]
+    runner = asyncio.create_task(link.run(), name="test-link")
+    await until(lambda: _LosesCancellation.attempts >= 3, timeout=10, what="connect attempts")
+    runner.cancel()
+    done, _ = await asyncio.wait([runner], timeout=5)  # a liveness bound: without the check it never ends
+    if not done:
+        runner.cancel()
+    assert done, "the link went on reconnecting after it was cancelled"
