@@ -326,7 +326,7 @@ class JobService:
             })
             view = _view(row, _Counts(len(resolved)))
         if why and self.approvals is not None:
-            await self._request_approval(view.id, kind, parsed.as_json(), normalised, len(resolved), actor, reason, why)
+            await self._request_approval(view.id, kind, parsed.as_json(), normalised, len(resolved), actor, reason, why, view.run_at)
             view = await self.get(view.id, items=False)
         log.info("job created", extra={"job": view.id, "kind": kind.name, "targets": len(resolved), "user": user.name,
                                        "run_at": view.run_at.isoformat() if view.run_at else "now", "approval": view.approval})
@@ -336,12 +336,16 @@ class JobService:
 
     # -- approval and cancel --------------------------------------------------------------------
     async def _request_approval(self, job_id: int, kind: Kind, targets: dict[str, Any], params: dict[str, Any], count: int,
-                                actor: Actor, reason: str, why: str) -> None:
-        """Ask the approvals service to approve the job's next run (its creator asks)."""
+                                actor: Actor, reason: str, why: str, run_at: dt.datetime | None) -> None:
+        """Ask the approvals service to approve the job's next run (its creator asks). A request
+        for a run days ahead (a monthly job's next run) stays open until the usual window after
+        that run's time, not the usual window from now: it would expire long before its run."""
         assert self.approvals is not None
+        ahead = run_at - self.clock.now() if run_at is not None else None
         request = await self.approvals.request(
             APPROVAL_KIND, str(job_id), {"job": job_id, "kind": kind.name, "targets": targets, "params": params, "count": count},
             actor, reason=reason, rule=[why], summary=f"job {job_id}: {kind.name} of {count} {kind.target_type}s",
+            expires_after=ahead + self.approvals.expire_after if ahead is not None and ahead > dt.timedelta(0) else None,
         )
         async with self.db.transaction() as s:
             stored = await s.get(JobRow, job_id)
@@ -360,10 +364,10 @@ class JobService:
             AuditLog.record(s, Actor.system("jobs"), "job.approval_required", "job", str(job_id),
                             after={"run": row.run + 1, "why": why, "count": len(targets)})
             actor = Actor(row.created_by, row.source, row.created_role)  # type: ignore[arg-type]
-            reason, targets_json, params = row.reason, dict(row.targets or {}), dict(row.params or {})
+            reason, targets_json, params, run_at = row.reason, dict(row.targets or {}), dict(row.params or {}), row.run_at
         log.info("job run waits for approval", extra={"job": job_id, "kind": kind.name, "targets": len(targets), "why": why})
         if self.approvals is not None:
-            await self._request_approval(job_id, kind, targets_json, params, len(targets), actor, reason, why)
+            await self._request_approval(job_id, kind, targets_json, params, len(targets), actor, reason, why, run_at)
         self._emit(JobEvent(job_id, "scheduled", len(targets), 0, 0, 0))
 
     async def _approved(self, request: Any, approver: Actor) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from scada.alarms.clock import ManualClock
+from scada.approvals.component import APPROVALS
 from scada.core.tags import TAGDB
 from scada.operations.component import JOBS
 from scada.operations.targets import room_state
@@ -135,3 +136,20 @@ async def test_a_run_whose_selection_grew_past_the_limit_waits_for_an_approval(t
                     break
             assert [(i["target"], i["state"]) for i in view["items"]] == [("B1-R101", "done"), ("B1-R102", "done")], view
             assert view["approval"] == "required", view  # and the run after that asks again
+
+
+async def test_an_approval_asked_days_ahead_stays_open_until_after_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job due in three days asks now; its request does not expire after the usual 24 hours,
+    long before its run, but the usual window after the run's time."""
+    monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    async with site(demo_site_config(tmp_path, *EXTRA, 'operations.approval_money_above="2"'), clock) as hmi:
+        admin = await bearer(hmi, "admin", ADMIN_PASSWORD)
+        async with aiohttp.ClientSession(headers=admin) as http:
+            run_at = clock.now() + dt.timedelta(days=3)
+            job = await api(http, "POST", hmi.api + "/jobs", {"kind": "recharge", "targets": {"rooms": ROOMS},
+                                                              "params": {"amount": "1.50"}, "run_at": run_at.isoformat()}, 201)
+            assert job["approval"] == "required", job
+        pending = [r for r in await hmi.rt.ctx[APPROVALS].list(state="pending", kind="job") if r.target == str(job["id"])]
+        assert len(pending) == 1
+        assert pending[0].expires_at >= run_at + dt.timedelta(hours=23), (pending[0].expires_at, run_at)
