@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from scada.opcua.component import site_spec, site_spec_sliced
+from scada.opcua.component import site_spec
 from scada.site.assets import (
     AssetSnapshot,
     BuildingInfo,
@@ -14,6 +14,7 @@ from scada.site.assets import (
     SiteInfo,
 )
 from tags import DataType, TagDB, TagMeta
+from tags.slices import Slicer
 
 
 def meter(mid: str, kind: str, room: str | None, *, active: bool = True, role: str = "tenant") -> MeterInfo:
@@ -36,7 +37,7 @@ def snapshot() -> AssetSnapshot:
     )
 
 
-def test_spec_from_registry_and_tags() -> None:
+async def test_spec_from_registry_and_tags() -> None:
     db = TagDB()
     db.register(TagMeta("E1.energy_total", DataType.FLOAT, "kWh"))
     db.register(TagMeta("E1.relay_closed", DataType.BOOL))
@@ -50,7 +51,7 @@ def test_spec_from_registry_and_tags() -> None:
     db.register(TagMeta("room:R1.alarm_priority", DataType.INT))
     db.register(TagMeta("link:gw.comm_ok", DataType.BOOL))
     db.register(TagMeta("system:historian.buffer_fill", DataType.FLOAT))
-    spec = site_spec(snapshot(), db, currency="CNY", site_name="fallback")
+    spec = await site_spec(snapshot(), db, currency="CNY", site_name="fallback")
     spec.check()
     assert spec.name == "Site S"
     assert set(spec.meters) == {"E1", "W1", "E2", "C1"}  # inactive meters are not published
@@ -80,6 +81,6 @@ async def test_the_sliced_spec_is_the_same_spec() -> None:
         db.register(TagMeta(f"{mid}.power", DataType.FLOAT, "kW"))
     db.register(TagMeta("room:R1.balance", DataType.FLOAT))
     db.register(TagMeta("link:gw.comm_ok", DataType.BOOL))
-    plain = site_spec(snapshot(), db, currency="CNY", site_name="fallback")
-    sliced = await site_spec_sliced(snapshot(), db, currency="CNY", site_name="fallback")
+    plain = await site_spec(snapshot(), db, currency="CNY", site_name="fallback", slicer=Slicer(float("inf")))  # one slice
+    sliced = await site_spec(snapshot(), db, currency="CNY", site_name="fallback", slicer=Slicer(0.0))  # a slice a step
     assert sliced == plain and set(sliced.meters) == {"E1", "W1", "E2", "C1"} and set(sliced.links) == {"gw"}

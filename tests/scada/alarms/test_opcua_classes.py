@@ -63,7 +63,7 @@ async def served(db: Database, tmp_path: Path, engine: AlarmEngine, tagdb: TagDB
     await server.start()
     feed: asyncio.Task[None] | None = None
     try:
-        await server.sync(site_spec(assets.snapshot, tagdb, currency="CNY", site_name="T"), tagdb.get)
+        await server.sync(await site_spec(assets.snapshot, tagdb, currency="CNY", site_name="T"), tagdb.get)
         feed = asyncio.create_task(conditions.run(server))
         async with Client(server.url) as client:
             events = Events()

@@ -57,7 +57,7 @@ async def test_virtual_history_is_the_sum_of_its_terms(site: SiteDb, history: Hi
     assert usage.quantity == Decimal("25.44")
 
 
-def test_live_tag_and_opc_ua_variable() -> None:
+async def test_live_tag_and_opc_ua_variable() -> None:
     """V = S1 + S2 with S2 behind a 40:1 transformer: 100.5 + 40 × 2.25 = 190.5 kWh."""
 
     def meter(mid: str, role: str = "common", multiplier: str = "1", formula: str | None = None) -> MeterInfo:
@@ -87,7 +87,7 @@ def test_live_tag_and_opc_ua_variable() -> None:
     meta = tagdb.meta("V.energy_total")
     assert meta.unit == "kWh" and "read-only" in meta.description
     # OPC UA publishes it under its building, one variable, no method
-    spec = site_spec(snap, tagdb, currency="CNY", site_name="x")
+    spec = await site_spec(snap, tagdb, currency="CNY", site_name="x")
     v = spec.meters["V"]
     assert v.room_id is None and v.building_id == "B" and "virtual" in v.description and "read-only" in v.description
     assert [p.point for p in v.points] == ["energy_total"] and not v.switchable
