@@ -280,24 +280,21 @@ class TaskOwner:
     async def cancel_feeders(self, timeout: float = 5.0) -> None:
         """Cancel and await the tasks spawned with ``after_start`` (the runtime does this for every
         component before it stops the first one: no new data flows into components stopping)."""
-        tasks = [t for t in self._feeders if not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                log.error("task did not stop in time", extra={"component": self.component, "task": task.get_name()})
+        await self._cancel(self._feeders, timeout)
 
     async def cancel_all(self, timeout: float = 5.0) -> None:
         self._stopping = True
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
+        await self._cancel(self._tasks, timeout)
+        self._tasks.clear()
+
+    async def _cancel(self, tasks: set[asyncio.Task[Any]], timeout: float) -> None:
+        running = [t for t in tasks if not t.done()]
+        for task in running:
             task.cancel()
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
             for task in pending:
                 log.error("task did not stop in time", extra={"component": self.component, "task": task.get_name()})
-        self._tasks.clear()
 
 
 class Runtime:
