@@ -13,6 +13,7 @@ from scada.db.models import Base
 from scada.operations import models as operations_models
 from scada.payments import models as payment_models
 from scada.prepaid import models as prepaid_models
+from scada.reports import models as report_models
 from scada.site import models as site_models
 from scada.tenants import models as tenant_models
 from scada.topology import models as topology_models
@@ -20,5 +21,5 @@ from scada.users import models as user_models
 
 __all__ = [
     "Base", "alarm_models", "approval_models", "billing_models", "command_models", "notification_models", "operations_models",
-    "payment_models", "prepaid_models", "site_models", "tenant_models", "topology_models", "user_models",
+    "payment_models", "prepaid_models", "report_models", "site_models", "tenant_models", "topology_models", "user_models",
 ]

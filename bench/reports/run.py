@@ -11,6 +11,11 @@ How it is measured:
   historian keeps for whole days (one row per meter and day), computed from the same numbers.
 - Ledger: ``--deductions`` deductions per meter and day (each with its priced time-of-use lines,
   as the biller writes them), written straight into the ledger table.
+- The ledger day rollup: before measuring, a child process upgrades the database and folds the
+  ledger into it (``LedgerRollup.fold``), as a running server does in the background every
+  ``[reports] ledger_rollup_every_s``; its time is printed (the first run folds the whole month,
+  later runs nothing). ``--no-rollup`` measures the report without it (it then reads every
+  deduction from the ledger).
 - Measured: in a fresh child process (so that its peak resident memory belongs to the report),
   ``ReportService.run`` of ``energy`` from the 1st to the last day, ``interval=day``,
   ``group=room`` — the same call the API makes — and then the JSON rows rendered in chunks as the
@@ -160,6 +165,30 @@ async def generate(folder: Path, meters: int, days: int, deductions: int) -> Non
     (folder / "ready").write_text("ok")
 
 
+async def fold(folder: Path, drop: bool) -> dict[str, float]:
+    from sqlalchemy import delete
+
+    from scada.db import Database
+    from scada.db.engine import async_url
+    from scada.reports.models import LedgerDay
+    from scada.reports.models import LedgerRollup as RollupRow
+    from scada.reports.rollup import LedgerRollup
+
+    db = Database(async_url(f"sqlite:///{folder / 'scada.db'}"))
+    await db.upgrade()
+    if drop:
+        async with db.transaction() as s:
+            await s.execute(delete(LedgerDay))
+            await s.execute(delete(RollupRow))
+        return {"entries": 0, "fold_s": 0.0, "fold_cpu_s": 0.0}
+    t0, c0 = time.perf_counter(), time.process_time()
+    entries = await LedgerRollup(db, TZ).fold()
+    figures = {"entries": entries, "fold_s": time.perf_counter() - t0, "fold_cpu_s": time.process_time() - c0,
+               "fold_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    await db.dispose()
+    return figures
+
+
 async def measure(folder: Path, days: int, runs: int) -> dict[str, float]:
     from historian import IntervalGrid, SqliteSettings, make_backend
     from historian.query import run_query
@@ -211,18 +240,32 @@ def main() -> None:
     p.add_argument("--days", type=int, default=31)
     p.add_argument("--deductions", type=int, default=4, help="deductions per meter and day")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--no-rollup", action="store_true", help="measure without the ledger day rollup (it is dropped)")
     p.add_argument("--measure", help=argparse.SUPPRESS)
+    p.add_argument("--fold", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:
         print(json.dumps(asyncio.run(measure(Path(args.measure), args.days, args.runs))))
+        return
+    if args.fold:
+        print(json.dumps(asyncio.run(fold(Path(args.fold), args.no_rollup))))
         return
     folder = ROOT / "build" / "bench" / "reports-data" / f"{args.meters}x{args.days}x{args.deductions}"
     if not (folder / "ready").exists():
         print(f"generating {args.meters:,} meters × {args.days} days into {folder.relative_to(ROOT)} (once)", flush=True)
         asyncio.run(generate(folder, args.meters, args.days, args.deductions))
+    out = subprocess.run([sys.executable, __file__, "--fold", str(folder), *(["--no-rollup"] if args.no_rollup else [])],
+                         check=True, capture_output=True, text=True)
+    folded = json.loads(out.stdout.strip().splitlines()[-1])
+    if args.no_rollup:
+        print("ledger day rollup dropped: the report reads every deduction")
+    else:
+        print(f"ledger day rollup: folded {folded['entries']:,} new entries in {folded['fold_s']:.1f} s "
+              f"(CPU {folded['fold_cpu_s']:.1f} s{', peak RSS {:.0f} MiB'.format(folded['fold_peak_rss_mb']) if folded['entries'] else ''})")
     out = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--days", str(args.days), "--runs", str(args.runs)],
                          check=True, capture_output=True, text=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures.update({"rollup": not args.no_rollup, "folded": folded})
     figures.update({"meters": args.meters, "days": args.days, "intervals": args.meters * args.days * 96,
                     "deductions": args.meters * args.days * args.deductions})
     print(f"energy report, {args.days} days × {args.meters:,} rooms by day ({figures['rows']:,} rows; "

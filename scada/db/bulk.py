@@ -29,7 +29,7 @@ it is; the hot paths build their rows' JSON as text instead of a dict to be enco
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -37,10 +37,11 @@ from sqlalchemy import JSON, Table, bindparam, insert, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["BulkStatement", "RawJSON", "bulk_insert", "bulk_update"]
+__all__ = ["BulkStatement", "RawJSON", "bulk_insert", "bulk_update", "driver_rows"]
 
 Processor = Callable[[Any], Any]
 
@@ -281,3 +282,30 @@ def bulk_update(table: Table, key: str, keys: Sequence[str]) -> BulkStatement:
         .values({k: bindparam(k, type_=table.c[k].type) for k in keys})
     )
     return BulkStatement(stmt, ("_key", *keys), table=table, key=key)
+
+
+async def driver_rows(session: AsyncSession, stmt: ClauseElement, size: int = 20_000) -> AsyncIterator[Sequence[Any]]:
+    """The rows of a Core ``SELECT`` as the driver returns them, ``size`` at a time, in the
+    session's transaction: plain tuples (asyncpg's records), values as the driver gives them
+    (on SQLite a date is its text, a big integer kept as text stays text), none of SQLAlchemy's
+    per-row result processing — which was three quarters of reading 310,000 short rows on
+    SQLite. The statement's parameters are rendered into its text: only for values the server
+    itself puts there (dates, ids), never for anything a user typed."""
+    conn = await session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("driver_rows: the session's connection is closed")
+    if conn.dialect.name == "postgresql":
+        if not driver.is_in_transaction():  # a cursor needs one; a single fetch does not
+            rows = await driver.fetch(sql)
+            for i in range(0, len(rows), size):
+                yield rows[i:i + size]
+            return
+        cursor = await driver.cursor(sql)  # server side, in the session's transaction (its snapshot)
+        while rows := await cursor.fetch(size):
+            yield rows
+        return
+    async with driver.execute(sql) as cursor:
+        while rows := await cursor.fetchmany(size):
+            yield rows

@@ -15,12 +15,14 @@ from scada.db import Database
 from scada.db.component import DATABASE
 from scada.history.service import HISTORY, HistoryService
 from scada.reports.params import ReportError
+from scada.reports.rollup import LedgerRollup
 from scada.reports.service import REPORTS, ReportService
 from scada.reports.sources import HistoryRunner, Sources
 from scada.site.assets import AssetRegistry
 from scada.site.component import ASSETS
 from scada.topology.service import TOPOLOGY
 from scada.topology.usage import UsageSource
+from tags.timers import run_every
 
 __all__ = ["ReportsComponent", "history_runner", "sources_for", "topology_usage"]
 
@@ -59,7 +61,8 @@ def topology_usage(ctx: Context) -> Callable[[], UsageSource]:
 
 class ReportsComponent(Component):
     """Provides :class:`ReportService` (with the losses report when the meter topology runs);
-    runs the configured scheduled reports."""
+    folds the ledger into the day rollup the energy report reads; runs the configured scheduled
+    reports."""
 
     name = "reports"
     requires = (CONFIG, DATABASE, ASSETS)
@@ -78,6 +81,9 @@ class ReportsComponent(Component):
         usage = topology_usage(ctx) if ctx.get(TOPOLOGY) is not None else None
         service = ReportService(sources_for(config, ctx[DATABASE], ctx[ASSETS], history_runner(history) if history else None, usage))
         ctx[REPORTS] = service
+        rollup = LedgerRollup(ctx[DATABASE], config.site.tz)
+        self.tasks.spawn(lambda: run_every(config.reports.ledger_rollup_every_s, rollup.fold, name="ledger rollup", first_delay_s=5.0),
+                         "ledger rollup", restart=Restart.ON_FAILURE)
         if config.reports.schedules:
             from scada.reports.schedule import ReportScheduler  # noqa: PLC0415 - only with schedules (loads the e-mail channel)
 

@@ -59,6 +59,9 @@ class ReportsConfig(ConfigModel):
     # the meters' resolution: decimals shown for energy (kWh) and water (m³) in XLSX and PDF
     energy_decimals: int = Field(default=2, ge=0, le=6)
     volume_decimals: int = Field(default=3, ge=0, le=6)
+    # how often the ledger's new entries are folded into the day rollup the energy report reads
+    # (reports are exact either way: what is not folded yet is read from the ledger itself)
+    ledger_rollup_every_s: float = Field(default=300.0, ge=5.0, le=86_400.0)
     # a folder whose report.html replaces the built-in print template
     templates_dir: str = ""
     schedules: list[ReportSchedule] = []

@@ -12,42 +12,39 @@ is split over the periods in proportion to the exact amounts of the deductions' 
 (largest remainder), so the periods add up to what was charged: ``money_sharp`` …
 ``money_valley``; ``money_other`` holds lines without one of those four periods (a single-price
 or tiered tariff, another period name); ``money_water`` the water deductions; ``money`` all.
+The whole days of a range are read from the ledger's day rollup (:mod:`scada.reports.rollup`)
+with the entries it has not folded in yet, the same figures at a fraction of the reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, Text, cast, literal, select, type_coerce, union_all
-from sqlalchemy.orm import aliased
 
 from historian.backends.base import DAY
 from historian.query import HistoryQuery, Resample
 from scada.core.limits import check_answer_size
-from scada.prepaid.models import LedgerEntry
+from scada.db.bulk import driver_rows
+from scada.reports.ledger_money import PERIODS, SLOTS, WATER, Cell, LocalDays, add_deductions, day_start, deductions_query, new_cell
 from scada.reports.params import ReportError, ReportRequest, bucket_label, bucket_of, bucket_starts, count_buckets
+from scada.reports.rollup import day_rows_query, rollup_state
 from scada.reports.sources import Grouping, Sources, meter_grouping
 from scada.reports.table import Column, Report
 
-__all__ = ["ENERGY_VALUES", "PERIODS", "energy_report", "history_frame", "money_frame", "money_rows", "split_minor"]
+__all__ = ["ENERGY_VALUES", "PERIODS", "energy_report", "history_frame", "ledger_deductions", "money_frame", "money_rows", "split_minor"]
 
-PERIODS = ("sharp", "peak", "flat", "valley")
 POINTS = {"energy_total": "energy", "energy_sharp": "energy_sharp", "energy_peak": "energy_peak",
           "energy_flat": "energy_flat", "energy_valley": "energy_valley", "volume_total": "water"}
 MONEY = tuple(f"money_{p}" for p in PERIODS) + ("money_other", "money_water")
 ENERGY_VALUES = [Column(name, "volume" if name == "water" else "energy") for name in POINTS.values()] + [
     Column(name, "money") for name in (*MONEY, "money")
 ]
-_SCALE = 20  # exact line amounts as integers of 10⁻²⁰ (the ledger keeps costs to 20 decimals)
-_SLOTS = (*PERIODS, "other")
-_MONEY_BATCH = 20_000  # deductions read and added up at a time
+_MONEY_BATCH = 20_000  # ledger rows (deductions or stored days) read and added up at a time
 _HISTORY_CELLS = 50_000  # (bucket, group) cells a history query answers, at least one bucket's
 _RESAMPLE = {"day": Resample("1d", DAY), "week": Resample("1w", DAY, "week"), "month": Resample("1mo", DAY, "month"),
              "year": Resample("1mo", DAY, "month")}
@@ -132,133 +129,112 @@ def _wide(frame: pd.DataFrame, label: Any) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _deductions_query(request: ReportRequest) -> Any:
-    """(reading time, meter, amount, detail text, sign) of the deductions read in the range, and
-    of the reversals of those deductions (with the original's reading, meter and lines)."""
-    e = LedgerEntry
-    orig = aliased(LedgerEntry)
-    # the reading time as the driver gives it (SQLite: text), not parsed into a datetime per row:
-    # that was a third of the report's CPU; _MoneyCells parses each distinct minute once
-    direct = select(type_coerce(e.reading_ts, String), e.meter_id, e.amount_minor, cast(e.detail, Text), literal(1)).where(
-        e.kind == "deduction", e.reading_ts >= request.start, e.reading_ts < request.end)
-    undone = select(type_coerce(orig.reading_ts, String), orig.meter_id, e.amount_minor, cast(orig.detail, Text), literal(-1)).join(
-        orig, e.reverses_id == orig.id).where(
-        e.kind == "reversal", orig.kind == "deduction", orig.reading_ts >= request.start, orig.reading_ts < request.end)
-    return union_all(direct, undone)
-
-
-async def _deductions(src: Sources, request: ReportRequest) -> list[Any]:
-    """Every row of :func:`_deductions_query` at once (tests compare the streamed sums with it)."""
-    async with src.db.reads() as s:
-        return list((await s.execute(_deductions_query(request))).all())
-
-
-def _weights(detail: str | None, sign: int) -> Iterable[tuple[str, int]]:
-    if not detail or '"lines"' not in detail:
-        return ()
-    lines = json.loads(detail).get("lines") or []
-    out = []
-    for ln in lines:
-        period = ln.get("period")
-        slot = period if period in PERIODS else "other"
-        out.append((slot, sign * _scaled(ln["amount"])))
-    return out
-
-
-def _scaled(amount: Any) -> int:
-    """``int(Decimal(amount).scaleb(20))``: the line amount in 10⁻²⁰, cut toward zero. Plain
-    decimal text of up to 20 decimals (what the ledger writes) is read as digits, several times
-    faster than a Decimal over a month's five million lines; anything else goes through Decimal."""
-    if isinstance(amount, str):
-        whole, _, frac = amount.partition(".")
-        digits = whole[1:] if whole[:1] == "-" else whole
-        if (len(frac) <= _SCALE and (digits or frac) and digits.isascii() and frac.isascii()
-                and (not digits or digits.isdigit()) and (not frac or frac.isdigit())):
-            return int(whole + frac.ljust(_SCALE, "0")) if digits or whole[:1] != "-" else -int(frac.ljust(_SCALE, "0"))
-    return int(Decimal(amount).scaleb(_SCALE))
-
-
-class _MoneyCells:
-    """(label, group) → [electricity charged, exact line amounts per slot, water charged], added
-    to a batch of deductions at a time, so that only the cells are held, not every deduction."""
+class _Money:
+    """(label, group) → cell (:mod:`scada.reports.ledger_money`) of the report's money, added
+    up from the rollup's stored days and from ledger entries, a batch at a time."""
 
     def __init__(self, request: ReportRequest, by_meter: dict[str, str], water: set[str]) -> None:
         self.label = _labeller(request)
-        self.tz = request.tz
+        self.days = LocalDays(request.tz)
         self.by_meter = by_meter
         self.water = water
-        self.cells: dict[tuple[str, str], list[Any]] = {}
-        self._labels: dict[Any, str] = {}
+        self.cells: dict[Any, Cell] = {}
 
-    def _label_of(self, ts: Any) -> str:
-        """The bucket label of a reading time (text from SQLite, a datetime from PostgreSQL),
-        looked up by its minute: zone offsets are whole minutes, so the minute fixes the day."""
-        key = ts[:16] if isinstance(ts, str) else ts.replace(second=0, microsecond=0)
-        label = self._labels.get(key)
-        if label is None:
-            when = dt.datetime.fromisoformat(ts) if isinstance(ts, str) else ts
-            if when.tzinfo is None:  # SQLite keeps UTC without its offset
-                when = when.replace(tzinfo=dt.UTC)
-            label = self._labels[key] = self.label(when.astimezone(self.tz).date())
-        return label
+    def _key(self, ts: Any, meter: str) -> Any:
+        group = self.by_meter.get(meter)
+        return None if group is None else (self.label(self.days(ts)), group)
 
-    def add(self, rows: Iterable[Any]) -> None:
-        cells, label_of = self.cells, self._label_of
-        for ts, meter, amount, detail, sign in rows:
-            group = self.by_meter.get(meter)
-            if group is None or ts is None:
+    def add_entries(self, rows: Iterable[Any]) -> None:
+        add_deductions(self.cells, rows, self._key, self.water)
+
+    def add_days(self, rows: Iterable[Any]) -> None:
+        """Add stored days (:func:`scada.reports.rollup.day_rows_query` rows, as the driver gives
+        them: a day as a date or its text, the slots' amounts as text)."""
+        labels: dict[Any, str] = {}
+        cells, by_meter, water = self.cells, self.by_meter, self.water
+        for day, meter, charged, *slots in rows:
+            group = by_meter.get(meter)
+            if group is None:
                 continue
-            key = (label_of(ts), group)
-            cell = cells.get(key)
+            label = labels.get(day)
+            if label is None:
+                label = labels[day] = self.label(day if isinstance(day, dt.date) else dt.date.fromisoformat(day))
+            cell = cells.get((label, group))
             if cell is None:
-                cell = cells[key] = [0, dict.fromkeys(_SLOTS, 0), 0]
-            charged = -int(amount)
-            if meter in self.water:
-                cell[2] += charged
+                cell = cells[(label, group)] = new_cell()
+            if meter in water:
+                cell[WATER] += int(charged)
                 continue
-            cell[0] += charged
-            weights = cell[1]
-            found = False
-            for slot, w in _weights(detail, int(sign)):
-                weights[slot] += w
-                found = True
-            if not found:
-                weights["other"] += sign * abs(charged) * 10**_SCALE
+            cell[0] += int(charged)
+            for i, amount in enumerate(slots, start=1):
+                cell[i] += int(amount)
 
     def frame(self) -> pd.DataFrame:
         """The cells' money columns in minor units: what was charged split over the slots."""
         out: dict[str, list[Any]] = {"label": [], "group": [], **{m: [] for m in MONEY}}
-        for (lab, group), (elec, weights, wat) in self.cells.items():
+        for (lab, group), cell in self.cells.items():
             out["label"].append(lab)
             out["group"].append(group)
-            parts = split_minor(elec, [weights[s] for s in _SLOTS])
-            for s, part in zip(_SLOTS, parts, strict=True):
+            for s, part in zip(SLOTS, split_minor(cell[0], cell[1:WATER]), strict=True):
                 out[f"money_{s}"].append(part)
-            out["money_water"].append(wat)
+            out["money_water"].append(cell[WATER])
         frame = pd.DataFrame(out)
         for m in MONEY:
             frame[m] = frame[m].astype("Int64")
         return frame
 
 
+async def ledger_deductions(src: Sources, request: ReportRequest) -> list[Any]:
+    """Every deduction of the range (and reversal of one) straight from the ledger, at once:
+    the reference that tests compare :func:`money_frame` with."""
+    async with src.db.reads() as s:
+        return list((await s.execute(deductions_query(start=request.start, end=request.end))).all())
+
+
 def money_rows(rows: Iterable[Any], request: ReportRequest, by_meter: dict[str, str], water: set[str]) -> pd.DataFrame:
-    """(label, group) → money columns in minor units (see the module docstring)."""
-    cells = _MoneyCells(request, by_meter, water)
-    cells.add(rows)
-    return cells.frame()
+    """(label, group) → money columns in minor units of ledger rows (see the module docstring)."""
+    money = _Money(request, by_meter, water)
+    money.add_entries(rows)
+    return money.frame()
+
+
+def _whole_days(request: ReportRequest) -> tuple[dt.date, dt.date]:
+    """The first and last local day wholly inside the range (first > last: none)."""
+    first = request.start.astimezone(request.tz).date()
+    if day_start(first, request.tz) < request.start:
+        first += dt.timedelta(days=1)
+    last = request.end.astimezone(request.tz).date()
+    if day_start(last + dt.timedelta(days=1), request.tz) > request.end:
+        last -= dt.timedelta(days=1)
+    return first, last
 
 
 async def money_frame(src: Sources, request: ReportRequest, grouping: Grouping) -> pd.DataFrame:
-    """:func:`money_rows` of the range's deductions, read and added up a batch at a time: a
-    month of 10,000 meters is over a million deductions with their priced lines."""
+    """The range's money (see the module docstring): the whole days from the ledger rollup with
+    the entries it has not folded yet, the partial days at the edges from the ledger, all in one
+    snapshot; read and added up a batch at a time (a month of 10,000 meters is over a million
+    deductions, or 310,000 stored days)."""
     snap = src.snapshot()
     water = {m.id for m in snap.meters.values() if m.kind == "water"}
-    cells = _MoneyCells(request, grouping.by_member, water)
+    money = _Money(request, grouping.by_member, water)
+    parts: list[tuple[dt.datetime, dt.datetime, int | None]] = [(request.start, request.end, None)]
     async with src.db.reads() as s:
-        result = await s.stream(_deductions_query(request))
-        async for rows in result.partitions(_MONEY_BATCH):
-            await asyncio.to_thread(cells.add, rows)
-    return await asyncio.to_thread(cells.frame)
+        if src.db.dialect == "postgresql":  # the rollup's position, its days and the ledger as of one moment
+            await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        through = await rollup_state(s, request.tz)
+        first, last = _whole_days(request)
+        if through is not None and first <= last:
+            async for rows in driver_rows(s, day_rows_query(first, last), _MONEY_BATCH):
+                await asyncio.to_thread(money.add_days, rows)
+            a, b = day_start(first, request.tz), day_start(last + dt.timedelta(days=1), request.tz)
+            parts = [(request.start, a, None), (a, b, through), (b, request.end, None)]
+        for start, end, after in parts:
+            if start >= end:
+                continue
+            result = await s.stream(deductions_query(start=start, end=end, after_id=after))
+            async for rows in result.partitions(_MONEY_BATCH):
+                await asyncio.to_thread(money.add_entries, rows)
+    return await asyncio.to_thread(money.frame)
 
 
 def assemble(request: ReportRequest, grouping: Grouping, history: pd.DataFrame, money: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,6 @@ writes them): they are what the report reads, not a ledger that reconciles, so t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +24,8 @@ from scada.db import Database
 from scada.prepaid.models import Account, LedgerEntry
 from scada.reports import energy
 from scada.reports.config import ReportsConfig
-from scada.reports.energy import MONEY, _deductions, money_frame, money_rows
+from scada.reports.energy import MONEY, ledger_deductions, money_frame, money_rows
+from scada.reports.ledger_money import scaled
 from scada.reports.params import parse_request
 from scada.reports.sources import Sources, meter_grouping
 from scada.site.assets import AssetRegistry
@@ -51,8 +51,8 @@ detail = st.one_of(st.none(), st.just({}), st.just({"lines": []}), st.just({"lin
 deduction = st.tuples(st.sampled_from(sorted(METERS)), st.integers(1, 100_000), st.integers(0, 60 * 24 * 4), detail, st.booleans())
 
 
-@pytest.fixture
-async def src(db: Database) -> AsyncIterator[Sources]:
+async def sources_on(db: Database) -> Sources:
+    """Report sources over ``db`` with the test site and an open account per room."""
     await apply_site(db, parse_toml(SITE, "<site>"), Actor("t", "cli"))
     assets = AssetRegistry(db)
     await assets.load()
@@ -60,7 +60,12 @@ async def src(db: Database) -> AsyncIterator[Sources]:
     async with db.transaction() as s:
         await s.execute(insert(Account), [{"room_id": r, "open_room_id": r, "state": "open", "opened_at": now, "opened_by": "t",
                                            "thresholds": [], "updated_at": now, "balance_minor": 0} for r in ROOMS])
-    yield Sources(db, lambda: assets.snapshot, None, TZ, 2, "CNY", ReportsConfig())
+    return Sources(db, lambda: assets.snapshot, None, TZ, 2, "CNY", ReportsConfig())
+
+
+@pytest.fixture
+async def src(db: Database) -> Sources:
+    return await sources_on(db)
 
 
 async def _ledger(src: Sources, items: list[Any]) -> None:
@@ -87,7 +92,7 @@ async def _both(src: Sources, params: dict[str, str]) -> tuple[pd.DataFrame, pd.
         fast = await money_frame(src, request, grouping)
     finally:
         energy._MONEY_BATCH = saved
-    slow = money_rows(await _deductions(src, request), request, grouping.by_member, water)
+    slow = money_rows(await ledger_deductions(src, request), request, grouping.by_member, water)
 
     def tidy(f: pd.DataFrame) -> pd.DataFrame:
         return f[["label", "group", *MONEY]].astype({m: "int64" for m in MONEY}).sort_values(["label", "group"], ignore_index=True)
@@ -118,14 +123,14 @@ async def test_history_read_a_slice_of_the_range_at_a_time_gives_the_same_report
 @settings(max_examples=500, deadline=None)
 @given(text=st.one_of(amount, st.from_regex(r"-?[0-9]{0,3}(\.[0-9]{0,24})?([eE]-?[0-9])?", fullmatch=True), st.text(max_size=6)))
 def test_a_line_amount_is_read_as_decimal_reads_it(text: str) -> None:
-    """The digits fast path of ``_scaled`` gives what ``int(Decimal(text).scaleb(20))`` gives,
+    """The digits fast path of ``scaled`` gives what ``int(Decimal(text).scaleb(20))`` gives,
     and text Decimal refuses is refused."""
     try:
         expected: int | None = int(Decimal(text).scaleb(20))
     except (InvalidOperation, ValueError, OverflowError):
         expected = None
     try:
-        got: int | None = energy._scaled(text)
+        got: int | None = scaled(text)
     except (InvalidOperation, ValueError, OverflowError):
         got = None
     assert got == expected, text

@@ -1,0 +1,174 @@
+"""The ledger's money per meter and local day, kept for the energy report (``report_ledger_days``).
+
+The energy report's money columns add up every deduction of its range with its priced lines: a
+month of 10,000 meters billed four times a day is 1.24 million deductions, ~10 s of reading and
+JSON parsing. The ledger is append-only, so those sums can be kept: :class:`LedgerRollup` folds
+the ledger's new entries into (local day, meter) cells (:mod:`scada.reports.ledger_money`) in the
+background, every ``[reports] ledger_rollup_every_s``, remembering the last entry folded
+(``through_id``). A report reads the cells of the whole days in its range and adds, from the
+ledger itself, the entries after ``through_id`` and the partial days at its edges, all in one
+snapshot: its figures are the ledger's, however old the rollup. Nothing on the billing path
+writes here.
+
+The fold only moves past ids below which no entry can appear any more. On SQLite one writer at a
+time commits, so ids are visible in order. On PostgreSQL ids come from a sequence, and a
+transaction that took a lower id may commit after one that took a higher: the fold takes a SHARE
+lock on the ledger for the instant of reading its highest id (it waits for the writers in
+flight, new writers wait behind it; at most ``lock_timeout_s``, else the round is skipped).
+A change of the site's time zone folds the ledger again from the first entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from scada.db import Database
+from scada.prepaid.models import LedgerEntry
+from scada.reports.ledger_money import SLOTS, Cell, LocalDays, add_deductions, deductions_query, new_cell
+from scada.reports.models import LedgerDay
+from scada.reports.models import LedgerRollup as RollupRow
+
+__all__ = ["LedgerRollup", "rollup_state", "timezone_key"]
+
+log = logging.getLogger(__name__)
+
+_FOLD_IDS = 20_000  # ledger ids read and folded in one transaction
+_MERGE_CHUNK = 2_000  # cells written per statement
+
+
+def timezone_key(tz: Any) -> str:
+    """The name the rollup records for the zone its days were cut in."""
+    return str(getattr(tz, "key", None) or tz)
+
+
+async def rollup_state(session: Any, tz: Any) -> int | None:
+    """The last ledger id folded into the day cells of ``tz``'s calendar, in the session's
+    snapshot; None when there are none (never folded, or folded in another zone)."""
+    row = await session.get(RollupRow, 1)
+    if row is None or row.timezone != timezone_key(tz):
+        return None
+    return int(row.through_id)
+
+
+def day_cells(rows: Iterable[Any]) -> Iterable[tuple[dt.date, str, Cell]]:
+    """(day, meter, cell) of ``report_ledger_days`` rows (day, meter, charged, slots ...)."""
+    for day, meter, charged, *slots in rows:
+        cell = new_cell()
+        cell[0] = int(charged)
+        for i, v in enumerate(slots, start=1):
+            cell[i] = int(v)
+        yield day, meter, cell
+
+
+def day_rows_query(first: dt.date | None = None, last: dt.date | None = None, *, days: list[dt.date] | None = None) -> Any:
+    """The stored cells of the days from ``first`` to ``last``, or of the ``days`` listed."""
+    d = LedgerDay
+    query = select(d.day, d.meter_id, d.charged_minor, d.sharp, d.peak, d.flat, d.valley, d.other)
+    if days is not None:
+        return query.where(d.day.in_(days))
+    return query.where(d.day >= first, d.day <= last)
+
+
+class LedgerRollup:
+    """Folds the ledger's new entries into ``report_ledger_days`` (one fold at a time)."""
+
+    def __init__(self, db: Database, tz: Any, *, clock: Callable[[], dt.datetime] | None = None, lock_timeout_s: float = 2.0) -> None:
+        self.db = db
+        self.tz = tz
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.lock_timeout_s = lock_timeout_s
+        self._lock = asyncio.Lock()
+
+    async def fold(self) -> int:
+        """Fold every entry committed so far; the number of ledger entries read."""
+        async with self._lock:
+            high = await self._settled_high_id()
+            if high is None:
+                return 0
+            through = await self._start()
+            read = 0
+            while through < high:
+                upto = min(high, through + _FOLD_IDS)
+                async with self.db.reads() as s:
+                    rows = (await s.execute(deductions_query(after_id=through, through_id=upto))).all()
+                cells = await asyncio.to_thread(self._cells, rows)
+                if not await self._merge(through, upto, cells):
+                    break  # another fold moved on (a second server on the same database)
+                read += len(rows)
+                through = upto
+            if read:
+                log.info("ledger rollup folded %d entries through id %d", read, through,
+                         extra={"entries": read, "through_id": through})
+            return read
+
+    def _cells(self, rows: Iterable[Any]) -> dict[Any, Cell]:
+        days = LocalDays(self.tz)
+        cells: dict[Any, Cell] = {}
+        add_deductions(cells, rows, lambda ts, meter: (days(ts), meter), frozenset())
+        return cells
+
+    async def _settled_high_id(self) -> int | None:
+        """The highest ledger id below which every entry is committed or never will be."""
+        if self.db.dialect != "postgresql":
+            async with self.db.reads() as s:
+                return int(await s.scalar(select(func.coalesce(func.max(LedgerEntry.id), 0))) or 0)
+        try:
+            async with self.db.transaction() as s:
+                await s.execute(text(f"SET LOCAL lock_timeout = '{int(self.lock_timeout_s * 1000)}ms'"))
+                await s.execute(text(f"LOCK TABLE {LedgerEntry.__tablename__} IN SHARE MODE"))
+                return int(await s.scalar(select(func.coalesce(func.max(LedgerEntry.id), 0))) or 0)
+        except DBAPIError as exc:
+            if "lock timeout" not in str(exc).lower():
+                raise
+            log.info("ledger rollup skipped a round: the ledger's writers held it over %.1f s", self.lock_timeout_s)
+            return None
+
+    async def _start(self) -> int:
+        """The rollup's position; (re)started from the first entry in a new time zone."""
+        zone = timezone_key(self.tz)
+        async with self.db.transaction() as s:
+            row = await s.get(RollupRow, 1, with_for_update=True)
+            if row is None:
+                s.add(RollupRow(id=1, through_id=0, timezone=zone, updated_at=self.clock()))
+                return 0
+            if row.timezone != zone:
+                log.warning("ledger rollup starts again: the site's time zone is now %s (was %s)", zone, row.timezone)
+                await s.execute(delete(LedgerDay))
+                row.through_id, row.timezone, row.updated_at = 0, zone, self.clock()
+            return int(row.through_id)
+
+    async def _merge(self, through: int, upto: int, cells: dict[Any, Cell]) -> bool:
+        """Add ``cells`` to the stored days and move the position to ``upto``, in one transaction,
+        if the position is still ``through``."""
+        async with self.db.transaction() as s:
+            row = await s.get(RollupRow, 1, with_for_update=True)
+            if row is None or row.through_id != through or row.timezone != timezone_key(self.tz):
+                return False
+            days = sorted({day for day, _ in cells})
+            stored: dict[tuple[dt.date, str], Cell] = {}
+            for i in range(0, len(days), 100):
+                result = await s.execute(day_rows_query(days=days[i:i + 100]))
+                stored.update({(day, meter): cell for day, meter, cell in day_cells(result.all()) if (day, meter) in cells})
+            changed: list[dict[str, Any]] = []
+            added: list[dict[str, Any]] = []
+            for key, cell in cells.items():
+                day, meter = key
+                old = stored.get((day, meter))
+                if old is not None:
+                    cell = [a + b for a, b in zip(old, cell, strict=True)]
+                values = {"day": day, "meter_id": meter, "charged_minor": cell[0],
+                          **{slot: str(cell[i]) for i, slot in enumerate(SLOTS, start=1)}}
+                (changed if old is not None else added).append(values)
+            for i in range(0, len(changed), _MERGE_CHUNK):
+                await s.execute(update(LedgerDay), changed[i:i + _MERGE_CHUNK])
+            for i in range(0, len(added), _MERGE_CHUNK):
+                await s.execute(insert(LedgerDay), added[i:i + _MERGE_CHUNK])
+            row.through_id, row.updated_at = upto, self.clock()
+            return True
