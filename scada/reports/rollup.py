@@ -24,14 +24,15 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from scada.db import Database
+from scada.db.bulk import bulk_insert, driver_rows
 from scada.prepaid.models import LedgerEntry
-from scada.reports.ledger_money import SLOTS, Cell, LocalDays, add_deductions, deductions_query, new_cell
+from scada.reports.ledger_money import SLOTS, WATER, Cell, LocalDays, add_deductions, deductions_query, new_cell
 from scada.reports.models import LedgerDay
 from scada.reports.models import LedgerRollup as RollupRow
 
@@ -40,7 +41,8 @@ __all__ = ["LedgerRollup", "rollup_state", "timezone_key"]
 log = logging.getLogger(__name__)
 
 _FOLD_IDS = 20_000  # ledger ids read and folded in one transaction
-_MERGE_CHUNK = 2_000  # cells written per statement
+_DAYS_A_STATEMENT = 100
+_INSERT_DAYS = bulk_insert(cast(Table, LedgerDay.__table__), ("day", "meter_id", "charged_minor", *SLOTS))
 
 
 def timezone_key(tz: Any) -> str:
@@ -58,13 +60,18 @@ async def rollup_state(session: Any, tz: Any) -> int | None:
 
 
 def day_cells(rows: Iterable[Any]) -> Iterable[tuple[dt.date, str, Cell]]:
-    """(day, meter, cell) of ``report_ledger_days`` rows (day, meter, charged, slots ...)."""
+    """(day, meter, cell) of ``report_ledger_days`` rows (day, meter, charged, slots ...), as
+    SQLAlchemy or the driver gives them (a day as a date or as its text, slots as text)."""
+    dates: dict[Any, dt.date] = {}
     for day, meter, charged, *slots in rows:
+        date = dates.get(day)
+        if date is None:
+            date = dates[day] = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
         cell = new_cell()
         cell[0] = int(charged)
         for i, v in enumerate(slots, start=1):
             cell[i] = int(v)
-        yield day, meter, cell
+        yield date, meter, cell
 
 
 def day_rows_query(first: dt.date | None = None, last: dt.date | None = None, *, days: list[dt.date] | None = None) -> Any:
@@ -97,7 +104,7 @@ class LedgerRollup:
             while through < high:
                 upto = min(high, through + _FOLD_IDS)
                 async with self.db.reads() as s:
-                    rows = (await s.execute(deductions_query(after_id=through, through_id=upto))).all()
+                    rows = [r async for batch in driver_rows(s, deductions_query(after_id=through, through_id=upto)) for r in batch]
                 cells = await asyncio.to_thread(self._cells, rows)
                 if not await self._merge(through, upto, cells):
                     break  # another fold moved on (a second server on the same database)
@@ -146,29 +153,23 @@ class LedgerRollup:
 
     async def _merge(self, through: int, upto: int, cells: dict[Any, Cell]) -> bool:
         """Add ``cells`` to the stored days and move the position to ``upto``, in one transaction,
-        if the position is still ``through``."""
+        if the position is still ``through``. The days touched are written again whole (deleted
+        and inserted as one bulk statement): a day is one row per meter, and a bulk insert is
+        many times cheaper than updating its rows one by one."""
         async with self.db.transaction() as s:
             row = await s.get(RollupRow, 1, with_for_update=True)
             if row is None or row.through_id != through or row.timezone != timezone_key(self.tz):
                 return False
             days = sorted({day for day, _ in cells})
-            stored: dict[tuple[dt.date, str], Cell] = {}
-            for i in range(0, len(days), 100):
-                result = await s.execute(day_rows_query(days=days[i:i + 100]))
-                stored.update({(day, meter): cell for day, meter, cell in day_cells(result.all()) if (day, meter) in cells})
-            changed: list[dict[str, Any]] = []
-            added: list[dict[str, Any]] = []
+            merged: dict[tuple[dt.date, str], Cell] = {}
+            for i in range(0, len(days), _DAYS_A_STATEMENT):
+                async for rows in driver_rows(s, day_rows_query(days=days[i:i + _DAYS_A_STATEMENT])):
+                    merged.update(((day, meter), cell) for day, meter, cell in day_cells(rows))
             for key, cell in cells.items():
-                day, meter = key
-                old = stored.get((day, meter))
-                if old is not None:
-                    cell = [a + b for a, b in zip(old, cell, strict=True)]
-                values = {"day": day, "meter_id": meter, "charged_minor": cell[0],
-                          **{slot: str(cell[i]) for i, slot in enumerate(SLOTS, start=1)}}
-                (changed if old is not None else added).append(values)
-            for i in range(0, len(changed), _MERGE_CHUNK):
-                await s.execute(update(LedgerDay), changed[i:i + _MERGE_CHUNK])
-            for i in range(0, len(added), _MERGE_CHUNK):
-                await s.execute(insert(LedgerDay), added[i:i + _MERGE_CHUNK])
+                old = merged.get(key)
+                merged[key] = cell if old is None else [a + b for a, b in zip(old, cell, strict=True)]
+            for i in range(0, len(days), _DAYS_A_STATEMENT):
+                await s.execute(delete(LedgerDay).where(LedgerDay.day.in_(days[i:i + _DAYS_A_STATEMENT])))
+            await _INSERT_DAYS.execute(s, [(day, meter, c[0], *(str(v) for v in c[1:WATER])) for (day, meter), c in merged.items()])
             row.through_id, row.updated_at = upto, self.clock()
             return True

@@ -61,7 +61,7 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    extra = prepaid_extra(tmp_path, "[reports]\nmax_rows = 2000\nstream_above_rows = 5\n")
+    extra = prepaid_extra(tmp_path, "[reports]\nmax_rows = 2000\nstream_above_rows = 5\nledger_rollup_every_s = 5\n")
     config = with_site(server_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", extra))
     async with running_server(config) as rt:
         for name, role in USERS_.items():
@@ -167,6 +167,39 @@ async def test_energy_report_in_every_format(api: Api) -> None:
     content = pdf.pages[0].get_contents().get_data().decode("latin-1")
     assert content.count(" re") >= 6  # the chart's bars: two periods on three days
     assert "房间 R1" in pdf.pages[1].extract_text() and "房间 R2" in pdf.pages[2].extract_text()
+
+
+async def test_the_server_folds_the_ledger_into_day_rollups_the_report_reads(api: Api) -> None:
+    """The running server folds the ledger into the per-meter day rollup in the background
+    (every 5 s here); the report then reads R1's day from it, with the same money."""
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from scada.db.component import DATABASE
+    from scada.prepaid.models import LedgerEntry
+    from scada.reports.models import LedgerDay
+    from scada.reports.models import LedgerRollup as RollupRow
+
+    await _data(api)
+    db = api.rt.ctx[DATABASE]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        async with db.reads() as s:
+            high = await s.scalar(select(func.max(LedgerEntry.id)))
+            row = await s.get(RollupRow, 1)
+            day = await s.get(LedgerDay, (dt.date(2026, 11, 2), "E1"))
+        if row is not None and row.through_id == high and day is not None:
+            break
+        assert loop.time() < deadline, "the server did not fold the ledger within 60 s"
+        await asyncio.sleep(0.2)
+    assert day.charged_minor == 301
+    status, body, _ = await api.get("/reports/energy", **{"from": "2026-11-02", "to": "2026-11-04", "interval": "day", "group": "room"})
+    assert status == 200, body
+    r1 = body["rows"][0]
+    assert (r1["day"], r1["room"], r1["money_valley"], r1["money_peak"], r1["money"]) == ("2026-11-02", "R1", "0.21", "2.80", "3.01")
+    assert body["totals"]["money"] == "3.01"
 
 
 async def test_finance_arrears_permissions_streaming_limits_and_bad_input(api: Api) -> None:
