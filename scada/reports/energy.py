@@ -30,13 +30,24 @@ from historian.backends.base import DAY
 from historian.query import HistoryQuery, Resample
 from scada.core.limits import check_answer_size
 from scada.db.bulk import driver_rows
-from scada.reports.ledger_money import PERIODS, SLOTS, WATER, Cell, LocalDays, add_deductions, day_start, deductions_query, new_cell
+from scada.reports.ledger_money import (
+    PERIODS,
+    SLOTS,
+    WATER,
+    Cell,
+    LocalDays,
+    add_deductions,
+    day_start,
+    deductions_query,
+    new_cell,
+    split_minor,
+)
 from scada.reports.params import ReportError, ReportRequest, bucket_label, bucket_of, bucket_starts, count_buckets
 from scada.reports.rollup import day_rows_query, rollup_state
 from scada.reports.sources import Grouping, Sources, meter_grouping
 from scada.reports.table import Column, Report
 
-__all__ = ["ENERGY_VALUES", "PERIODS", "energy_report", "history_frame", "ledger_deductions", "money_frame", "money_rows", "split_minor"]
+__all__ = ["ENERGY_VALUES", "PERIODS", "energy_report", "history_frame", "ledger_deductions", "money_frame", "money_rows"]
 
 POINTS = {"energy_total": "energy", "energy_sharp": "energy_sharp", "energy_peak": "energy_peak",
           "energy_flat": "energy_flat", "energy_valley": "energy_valley", "volume_total": "water"}
@@ -48,30 +59,6 @@ _MONEY_BATCH = 20_000  # ledger rows (deductions or stored days) read and added 
 _HISTORY_CELLS = 50_000  # (bucket, group) cells a history query answers, at least one bucket's
 _RESAMPLE = {"day": Resample("1d", DAY), "week": Resample("1w", DAY, "week"), "month": Resample("1mo", DAY, "month"),
              "year": Resample("1mo", DAY, "month")}
-
-
-def split_minor(total: int, weights: Sequence[int]) -> list[int]:
-    """Split ``total`` in proportion to integer ``weights`` by largest remainder (ties to the
-    earlier); the parts add up to ``total`` exactly."""
-    wsum = sum(weights)
-    if wsum == 0:
-        return [0] * (len(weights) - 1) + [total] if weights else []
-    if wsum < 0:
-        return [-p for p in split_minor(-total, [-w for w in weights])]
-    parts = []
-    rems = []
-    for w in weights:
-        q, r = divmod(total * w, wsum)
-        parts.append(q)
-        rems.append(r)
-    rest = total - sum(parts)  # 0 <= rest < len(weights) when every weight is >= 0
-    order = sorted(range(len(weights)), key=lambda i: (-rems[i], i))
-    for i in order[: max(rest, 0)]:
-        parts[i] += 1
-    leftover = total - sum(parts)  # only with weights of both signs (a reversal among the lines)
-    if leftover:
-        parts[max(range(len(weights)), key=lambda i: weights[i])] += leftover
-    return parts
 
 
 def _labeller(request: ReportRequest) -> Any:
@@ -131,7 +118,12 @@ def _wide(frame: pd.DataFrame, label: Any) -> pd.DataFrame:
 
 class _Money:
     """(label, group) → cell (:mod:`scada.reports.ledger_money`) of the report's money, added
-    up from the rollup's stored days and from ledger entries, a batch at a time."""
+    up from the rollup's stored days and from ledger entries, a batch at a time.
+
+    A stored day that is a bucket's only money (a report by meter or room and day: nearly every
+    bucket) keeps the split the rollup stored with it — what splitting the bucket would give —
+    and its amounts are not parsed; only buckets with more than one share of money are added up
+    and split here."""
 
     def __init__(self, request: ReportRequest, by_meter: dict[str, str], water: set[str]) -> None:
         self.label = _labeller(request)
@@ -139,6 +131,7 @@ class _Money:
         self.by_meter = by_meter
         self.water = water
         self.cells: dict[Any, Cell] = {}
+        self.singles: dict[Any, Sequence[Any]] = {}  # (label, group) → its one stored day's row
 
     def _key(self, ts: Any, meter: str) -> Any:
         group = self.by_meter.get(meter)
@@ -151,37 +144,49 @@ class _Money:
         """Add stored days (:func:`scada.reports.rollup.day_rows_query` rows, as the driver gives
         them: a day as a date or its text, the slots' amounts as text)."""
         labels: dict[Any, str] = {}
-        cells, by_meter, water = self.cells, self.by_meter, self.water
-        for day, meter, charged, *slots in rows:
+        cells, singles, by_meter, water = self.cells, self.singles, self.by_meter, self.water
+        for row in rows:
+            day, meter = row[0], row[1]
             group = by_meter.get(meter)
             if group is None:
                 continue
             label = labels.get(day)
             if label is None:
                 label = labels[day] = self.label(day if isinstance(day, dt.date) else dt.date.fromisoformat(day))
-            cell = cells.get((label, group))
-            if cell is None:
-                cell = cells[(label, group)] = new_cell()
+            key = (label, group)
             if meter in water:
-                cell[WATER] += int(charged)
-                continue
-            cell[0] += int(charged)
-            for i, amount in enumerate(slots, start=1):
-                cell[i] += int(amount)
+                cell = cells.get(key)
+                if cell is None:
+                    cell = cells[key] = new_cell()
+                cell[WATER] += int(row[2])
+            elif key in cells:
+                _add_stored(cells[key], row)
+            elif key in singles:
+                cell = cells[key] = new_cell()
+                _add_stored(cell, singles.pop(key))
+                _add_stored(cell, row)
+            else:
+                singles[key] = row
 
     def frame(self) -> pd.DataFrame:
         """The cells' money columns in minor units: what was charged split over the slots."""
-        out: dict[str, list[Any]] = {"label": [], "group": [], **{m: [] for m in MONEY}}
-        for (lab, group), cell in self.cells.items():
-            out["label"].append(lab)
-            out["group"].append(group)
-            for s, part in zip(SLOTS, split_minor(cell[0], cell[1:WATER]), strict=True):
-                out[f"money_{s}"].append(part)
-            out["money_water"].append(cell[WATER])
-        frame = pd.DataFrame(out)
-        for m in MONEY:
-            frame[m] = frame[m].astype("Int64")
-        return frame
+        cells, singles = self.cells, self.singles
+        for key in singles.keys() & cells.keys():  # a stored day with entries or water in its bucket
+            _add_stored(cells[key], singles.pop(key))
+        keys = [*singles, *cells]
+        parts = [row[2 + len(SLOTS) + 1:] for row in singles.values()] + [split_minor(c[0], c[1:WATER]) for c in cells.values()]
+        out: dict[str, Any] = {"label": [k[0] for k in keys], "group": [k[1] for k in keys]}
+        for i, slot in enumerate(SLOTS):
+            out[f"money_{slot}"] = pd.array([int(p[i]) for p in parts], dtype="Int64")
+        out["money_water"] = pd.array([0] * len(singles) + [c[WATER] for c in cells.values()], dtype="Int64")
+        return pd.DataFrame(out)
+
+
+def _add_stored(cell: Cell, row: Sequence[Any]) -> None:
+    """Add a stored day's charged money and exact slot amounts (text) to ``cell``."""
+    cell[0] += int(row[2])
+    for i in range(1, WATER):
+        cell[i] += int(row[2 + i])
 
 
 async def ledger_deductions(src: Sources, request: ReportRequest) -> list[Any]:

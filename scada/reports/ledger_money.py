@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from scada.prepaid.models import LedgerEntry
 
-__all__ = ["PERIODS", "SLOTS", "WATER", "Cell", "LocalDays", "add_deductions", "day_start", "deductions_query", "new_cell", "scaled"]
+__all__ = ["PERIODS", "SLOTS", "WATER", "Cell", "LocalDays", "add_deductions", "day_start", "deductions_query", "new_cell", "scaled", "split_minor"]
 
 PERIODS = ("sharp", "peak", "flat", "valley")
 SLOTS = (*PERIODS, "other")
@@ -40,6 +40,30 @@ KeyOf = Callable[[Any, str], Any]
 
 def new_cell() -> Cell:
     return [0] * (WATER + 1)
+
+
+def split_minor(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` in proportion to integer ``weights`` by largest remainder (ties to the
+    earlier); the parts add up to ``total`` exactly."""
+    wsum = sum(weights)
+    if wsum == 0:
+        return [0] * (len(weights) - 1) + [total] if weights else []
+    if wsum < 0:
+        return [-p for p in split_minor(-total, [-w for w in weights])]
+    parts = []
+    rems = []
+    for w in weights:
+        q, r = divmod(total * w, wsum)
+        parts.append(q)
+        rems.append(r)
+    rest = total - sum(parts)  # 0 <= rest < len(weights) when every weight is >= 0
+    order = sorted(range(len(weights)), key=lambda i: (-rems[i], i))
+    for i in order[: max(rest, 0)]:
+        parts[i] += 1
+    leftover = total - sum(parts)  # only with weights of both signs (a reversal among the lines)
+    if leftover:
+        parts[max(range(len(weights)), key=lambda i: weights[i])] += leftover
+    return parts
 
 
 def day_start(day: dt.date, tz: Any) -> dt.datetime:

@@ -2,8 +2,9 @@
 
 - ``report_ledger_days``: the money the ledger charged each meter on each local day, as
   :mod:`scada.reports.ledger_money` adds it up (charged minor units; the exact line amounts per
-  time-of-use slot in 10⁻²⁰, as decimal text: a day's sum can pass 64 bits), folded in from the
-  ledger by :mod:`scada.reports.rollup`.
+  time-of-use slot in 10⁻²⁰, as decimal text: a day's sum can pass 64 bits; and the charged
+  money split over the slots in proportion to them, as the energy report splits a bucket that
+  holds this meter's day alone), folded in from the ledger by :mod:`scada.reports.rollup`.
 - ``report_ledger_rollup``: one row: the last ledger entry folded in, and the time zone the
   days were cut in.
 """
@@ -33,6 +34,11 @@ class LedgerDay(Base):
     flat: Mapped[str] = mapped_column(Text)
     valley: Mapped[str] = mapped_column(Text)
     other: Mapped[str] = mapped_column(Text)
+    sharp_minor: Mapped[int] = mapped_column(BigInteger)
+    peak_minor: Mapped[int] = mapped_column(BigInteger)
+    flat_minor: Mapped[int] = mapped_column(BigInteger)
+    valley_minor: Mapped[int] = mapped_column(BigInteger)
+    other_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class LedgerRollup(Base):

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from scada.db import Database
 from scada.db.bulk import bulk_insert, driver_rows
 from scada.prepaid.models import LedgerEntry
-from scada.reports.ledger_money import SLOTS, WATER, Cell, LocalDays, add_deductions, deductions_query, new_cell
+from scada.reports.ledger_money import SLOTS, WATER, Cell, LocalDays, add_deductions, deductions_query, new_cell, split_minor
 from scada.reports.models import LedgerDay
 from scada.reports.models import LedgerRollup as RollupRow
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 _FOLD_IDS = 20_000  # ledger ids read and folded in one transaction
 _DAYS_A_STATEMENT = 100
-_INSERT_DAYS = bulk_insert(cast(Table, LedgerDay.__table__), ("day", "meter_id", "charged_minor", *SLOTS))
+_INSERT_DAYS = bulk_insert(cast(Table, LedgerDay.__table__), ("day", "meter_id", "charged_minor", *SLOTS, *(f"{s}_minor" for s in SLOTS)))
 
 
 def timezone_key(tz: Any) -> str:
@@ -60,10 +60,11 @@ async def rollup_state(session: Any, tz: Any) -> int | None:
 
 
 def day_cells(rows: Iterable[Any]) -> Iterable[tuple[dt.date, str, Cell]]:
-    """(day, meter, cell) of ``report_ledger_days`` rows (day, meter, charged, slots ...), as
-    SQLAlchemy or the driver gives them (a day as a date or as its text, slots as text)."""
+    """(day, meter, cell) of :func:`day_rows_query` rows as SQLAlchemy or the driver gives them
+    (a day as a date or as its text, the slots' amounts as text)."""
     dates: dict[Any, dt.date] = {}
-    for day, meter, charged, *slots in rows:
+    for day, meter, charged, *rest in rows:
+        slots = rest[:len(SLOTS)]
         date = dates.get(day)
         if date is None:
             date = dates[day] = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
@@ -77,7 +78,8 @@ def day_cells(rows: Iterable[Any]) -> Iterable[tuple[dt.date, str, Cell]]:
 def day_rows_query(first: dt.date | None = None, last: dt.date | None = None, *, days: list[dt.date] | None = None) -> Any:
     """The stored cells of the days from ``first`` to ``last``, or of the ``days`` listed."""
     d = LedgerDay
-    query = select(d.day, d.meter_id, d.charged_minor, d.sharp, d.peak, d.flat, d.valley, d.other)
+    query = select(d.day, d.meter_id, d.charged_minor, d.sharp, d.peak, d.flat, d.valley, d.other,
+                   d.sharp_minor, d.peak_minor, d.flat_minor, d.valley_minor, d.other_minor)
     if days is not None:
         return query.where(d.day.in_(days))
     return query.where(d.day >= first, d.day <= last)
@@ -170,6 +172,7 @@ class LedgerRollup:
                 merged[key] = cell if old is None else [a + b for a, b in zip(old, cell, strict=True)]
             for i in range(0, len(days), _DAYS_A_STATEMENT):
                 await s.execute(delete(LedgerDay).where(LedgerDay.day.in_(days[i:i + _DAYS_A_STATEMENT])))
-            await _INSERT_DAYS.execute(s, [(day, meter, c[0], *(str(v) for v in c[1:WATER])) for (day, meter), c in merged.items()])
+            await _INSERT_DAYS.execute(s, [(day, meter, c[0], *(str(v) for v in c[1:WATER]), *split_minor(c[0], c[1:WATER]))
+                                           for (day, meter), c in merged.items()])
             row.through_id, row.updated_at = upto, self.clock()
             return True

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("flat", sa.Text(), nullable=False),
         sa.Column("valley", sa.Text(), nullable=False),
         sa.Column("other", sa.Text(), nullable=False),
+        *(sa.Column(f"{slot}_minor", sa.BigInteger(), nullable=False) for slot in ("sharp", "peak", "flat", "valley", "other")),
         sa.PrimaryKeyConstraint("day", "meter_id", name="pk_report_ledger_days"),
     )
     op.create_table(
