@@ -43,7 +43,7 @@ from scada.reports.ledger_money import (
     split_minor,
 )
 from scada.reports.params import ReportError, ReportRequest, bucket_label, bucket_of, bucket_starts, count_buckets
-from scada.reports.rollup import day_rows_query, rollup_state
+from scada.reports.rollup import add_stored, day_rows_query, rollup_state, stored_day, stored_split
 from scada.reports.sources import Grouping, Sources, meter_grouping
 from scada.reports.table import Column, Report
 
@@ -152,7 +152,7 @@ class _Money:
                 continue
             label = labels.get(day)
             if label is None:
-                label = labels[day] = self.label(day if isinstance(day, dt.date) else dt.date.fromisoformat(day))
+                label = labels[day] = self.label(stored_day(day))
             key = (label, group)
             if meter in water:
                 cell = cells.get(key)
@@ -160,11 +160,11 @@ class _Money:
                     cell = cells[key] = new_cell()
                 cell[WATER] += int(row[2])
             elif key in cells:
-                _add_stored(cells[key], row)
+                add_stored(cells[key], row)
             elif key in singles:
                 cell = cells[key] = new_cell()
-                _add_stored(cell, singles.pop(key))
-                _add_stored(cell, row)
+                add_stored(cell, singles.pop(key))
+                add_stored(cell, row)
             else:
                 singles[key] = row
 
@@ -172,21 +172,14 @@ class _Money:
         """The cells' money columns in minor units: what was charged split over the slots."""
         cells, singles = self.cells, self.singles
         for key in singles.keys() & cells.keys():  # a stored day with entries or water in its bucket
-            _add_stored(cells[key], singles.pop(key))
+            add_stored(cells[key], singles.pop(key))
         keys = [*singles, *cells]
-        parts = [row[2 + len(SLOTS) + 1:] for row in singles.values()] + [split_minor(c[0], c[1:WATER]) for c in cells.values()]
+        parts = [stored_split(row) for row in singles.values()] + [split_minor(c[0], c[1:WATER]) for c in cells.values()]
         out: dict[str, Any] = {"label": [k[0] for k in keys], "group": [k[1] for k in keys]}
         for i, slot in enumerate(SLOTS):
             out[f"money_{slot}"] = pd.array([int(p[i]) for p in parts], dtype="Int64")
         out["money_water"] = pd.array([0] * len(singles) + [c[WATER] for c in cells.values()], dtype="Int64")
         return pd.DataFrame(out)
-
-
-def _add_stored(cell: Cell, row: Sequence[Any]) -> None:
-    """Add a stored day's charged money and exact slot amounts (text) to ``cell``."""
-    cell[0] += int(row[2])
-    for i in range(1, WATER):
-        cell[i] += int(row[2 + i])
 
 
 async def ledger_deductions(src: Sources, request: ReportRequest) -> list[Any]:

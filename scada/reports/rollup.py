@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, text
@@ -36,7 +36,7 @@ from scada.reports.ledger_money import SLOTS, WATER, Cell, LocalDays, add_deduct
 from scada.reports.models import LedgerDay
 from scada.reports.models import LedgerRollup as RollupRow
 
-__all__ = ["LedgerRollup", "rollup_state", "timezone_key"]
+__all__ = ["LedgerRollup", "add_stored", "day_rows_query", "rollup_state", "stored_day", "stored_split", "timezone_key"]
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +59,21 @@ async def rollup_state(session: Any, tz: Any) -> int | None:
     return int(row.through_id)
 
 
-def day_cells(rows: Iterable[Any]) -> Iterable[tuple[dt.date, str, Cell]]:
-    """(day, meter, cell) of :func:`day_rows_query` rows as SQLAlchemy or the driver gives them
-    (a day as a date or as its text, the slots' amounts as text)."""
-    dates: dict[Any, dt.date] = {}
-    for day, meter, charged, *rest in rows:
-        slots = rest[:len(SLOTS)]
-        date = dates.get(day)
-        if date is None:
-            date = dates[day] = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
-        cell = new_cell()
-        cell[0] = int(charged)
-        for i, v in enumerate(slots, start=1):
-            cell[i] = int(v)
-        yield date, meter, cell
+def add_stored(cell: Cell, row: Sequence[Any]) -> None:
+    """Add a :func:`day_rows_query` row's charged money and exact slot amounts (text) to ``cell``."""
+    cell[0] += int(row[2])
+    for i in range(1, WATER):
+        cell[i] += int(row[2 + i])
+
+
+def stored_split(row: Sequence[Any]) -> Sequence[int]:
+    """A :func:`day_rows_query` row's charged money split over the slots, as stored."""
+    return row[3 + len(SLOTS):]
+
+
+def stored_day(value: Any) -> dt.date:
+    """A stored day as the driver gives it (a date, or its text on SQLite) as a date."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
 def day_rows_query(first: dt.date | None = None, last: dt.date | None = None, *, days: list[dt.date] | None = None) -> Any:
@@ -166,7 +167,8 @@ class LedgerRollup:
             merged: dict[tuple[dt.date, str], Cell] = {}
             for i in range(0, len(days), _DAYS_A_STATEMENT):
                 async for rows in driver_rows(s, day_rows_query(days=days[i:i + _DAYS_A_STATEMENT])):
-                    merged.update(((day, meter), cell) for day, meter, cell in day_cells(rows))
+                    for stored in rows:
+                        add_stored(merged.setdefault((stored_day(stored[0]), stored[1]), new_cell()), stored)
             for key, cell in cells.items():
                 old = merged.get(key)
                 merged[key] = cell if old is None else [a + b for a, b in zip(old, cell, strict=True)]
