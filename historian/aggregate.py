@@ -42,8 +42,9 @@ batch of closed records, so a restart continues the same intervals and the same 
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tags import Quality, TagChange, TagValue, names
@@ -547,6 +548,23 @@ class IntervalAggregator:
             "days": self.days.state(),
         }
 
+    def state_text(self, every: int = 500) -> Iterator[str]:
+        """:meth:`state` as JSON text, ``json.dumps(self.state(), separators=(",", ":"))``, in
+        pieces of about ``every`` meters (or open entries, or day rows), so that a caller can
+        return to the event loop between them; the aggregator must not change meanwhile."""
+        dumps = _COMPACT.encode
+        head = dumps({"version": STATE_VERSION, "length": self.grid.length, "phase": self.grid.phase, "next_start": self._next_start})
+        yield head[:-1] + ',"meters":{'
+        yield from _joined(((m, s.dump()) for m, s in self._meters.items()), every, lambda item: dumps(item[0]) + ":" + dumps(item[1]))
+        yield '},"open":{'
+        for n, (start, bucket) in enumerate(self._open.items()):
+            yield ("," if n else "") + dumps(str(start)) + ":{"
+            yield from _joined(bucket.items(), every, lambda item: dumps(item[0]) + ":" + dumps(item[1].dump()))
+            yield "}"
+        yield '},"days":['
+        yield from _joined(self.days.state(), every, dumps)
+        yield "]}"
+
     def load_state(self, data: dict[str, Any], now_s: float) -> str:
         """Continue from a saved state. Returns what was restored, for the log.
 
@@ -572,3 +590,19 @@ class IntervalAggregator:
         if self._next_start < self._resumed_from:
             self._next_start = min([s for s in self._open if s >= self._next_start] + [self._resumed_from])
         return f"baselines of {len(self._meters)} meters, {len(self._open)} open interval(s)"
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def _joined(items: Iterable[Any], every: int, text: Callable[[Any], str]) -> Iterator[str]:
+    """``",".join(text(item) for item in items)`` in pieces of ``every`` items."""
+    piece: list[str] = []
+    first = True
+    for item in items:
+        piece.append(text(item))
+        if len(piece) >= every:
+            yield ("" if first else ",") + ",".join(piece)
+            first, piece = False, []
+    if piece:
+        yield ("" if first else ",") + ",".join(piece)

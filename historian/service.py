@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from tags import Subscription, TagChange, names
+from tags.slices import Slicer
 from tags.timers import run_every
 
 from .aggregate import IntervalAggregator
@@ -82,6 +83,9 @@ class Historian:
         self._unspooled_days: list[IntervalRecord] = []
         self._unspooled_rebuilds: list[tuple[str, int, int]] = []
         self._close_lock = asyncio.Lock()
+        # held by the intake while it feeds the aggregator, and while the aggregator's state is
+        # written out in slices (the intake waits: its subscription keeps the changes meanwhile)
+        self._intake_lock = asyncio.Lock()
         self._last_checkpoint = clock()
         self._fill_warned = False
         self.closed_intervals = 0
@@ -142,7 +146,8 @@ class Historian:
                 batch = await subscription.get_batch(10_000)
             except StopAsyncIteration:
                 return
-            self.feed(batch)
+            async with self._intake_lock:
+                self.feed(batch)
             if len(self.raw.pending) >= self.settings.batch_points:
                 await self.flush_raw()
 
@@ -184,7 +189,7 @@ class Historian:
             rebuilds = self._unspooled_rebuilds + self.aggregator.take_rebuilds()
             if not records:
                 return 0
-            state = json.dumps(self.aggregator.state(), separators=(",", ":"))
+            state = await self._state_text()
             # kept until the spool has them
             self._unspooled, self._unspooled_days, self._unspooled_rebuilds = records, days, rebuilds
             # in this order: the days are rebuilt from the intervals written before them
@@ -227,9 +232,20 @@ class Historian:
 
     async def checkpoint(self) -> None:
         async with self._close_lock:
-            state = json.dumps(self.aggregator.state(), separators=(",", ":"))
+            state = await self._state_text()
             await self.spool.save_state(state)
             self._last_checkpoint = self.clock()
+
+    async def _state_text(self) -> str:
+        """The aggregator's state as JSON, written out a slice at a time with the intake held
+        (20,000 meters' state is ~17 MB of JSON, ~0.6 s of work that held the event loop)."""
+        slicer = Slicer()
+        pieces = []
+        async with self._intake_lock:
+            for piece in self.aggregator.state_text():
+                pieces.append(piece)
+                await slicer.pause()
+        return "".join(pieces)
 
     def _spooled(self, dropped: int) -> None:
         if dropped:

@@ -208,6 +208,11 @@ def test_a_replay_survives_a_restart_of_the_aggregator() -> None:
     step(31)
     gw.up = True
     step(1)
+    # the state as text a slice at a time is the state's JSON, whatever the slices
+    compact = json.dumps(agg.state(), separators=(",", ":"))
+    assert agg.state()["meters"]["E-1"]["r"] and agg.state()["open"] and agg.state()["days"]
+    for every in (1, 2, 3, 500):
+        assert "".join(agg.state_text(every)) == compact
     saved = json.loads(json.dumps(agg.state()))
     agg = IntervalAggregator(GRID, now, delay_s=10)
     agg.load_state(saved, now)

@@ -218,3 +218,60 @@ async def test_raw_logging_with_deadband_and_sqlite_backend(tmp_path: Path) -> N
         assert str(frame["time"].iloc[0].tz) == "Asia/Shanghai"
     finally:
         await plant.historian.shutdown(flush_timeout_s=1)
+
+
+async def test_the_state_is_saved_in_slices_with_the_intake_held(tmp_path: Path) -> None:
+    """A checkpoint of a large state gives the event loop back between slices (other tasks
+    run), the intake waits for it (its changes are fed after, not into a half-written state),
+    and the saved text is the aggregator's state."""
+    import asyncio
+    import json
+
+    from tags import Quality, TagChange, TagValue
+
+    plant = Plant(tmp_path, make_backend(SqliteSettings(tmp_path / "history.db")))
+    h = plant.historian
+    await h.open()
+    ts = T0 + timedelta(seconds=5)
+    for m in range(3_000):  # ~3,000 meters with an open interval each: many slices
+        h.feed([TagChange(f"E-{m:05d}.{p}", None, TagValue(1000 + i, Quality.GOOD, ts, ts), True)
+                for i, p in enumerate(("energy_total", "energy_peak", "power"))])
+    expected = json.dumps(h.aggregator.state(), separators=(",", ":"))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    saved_after: list[int] = []
+    save_state = h.spool.save_state
+
+    async def save(text: str) -> None:
+        saved_after.append(ticks)
+        await save_state(text)
+
+    h.spool.save_state = save  # type: ignore[method-assign]
+    sub = plant.db.subscribe(h.wants, include_reported=True, maxsize=1_000)
+    intake = asyncio.create_task(h.run_intake(sub))
+    other = asyncio.create_task(ticker())
+    later = ts + timedelta(seconds=60)
+    try:
+        checkpoint = asyncio.create_task(h.checkpoint())
+        await asyncio.sleep(0)  # the checkpoint holds the intake from here
+        fed = h.aggregator.fed
+        plant.meters[0].consume(Decimal("1.5"))
+        plant.meters[0].poll(later, power=1.0)
+        await checkpoint
+        assert saved_after[0] > 3  # the loop ran other work while the state was written out
+        assert await h.spool.load_state() == expected  # nothing fed into the state being written
+        deadline = asyncio.get_running_loop().time() + 10
+        while h.aggregator.fed == fed:  # and the change is fed after
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+    finally:
+        other.cancel()
+        intake.cancel()
+        sub.close()
+        await h.shutdown(flush_timeout_s=0.1)
