@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from ..grid import local_midnight
@@ -263,12 +264,19 @@ class SqliteBackend(Backend):
         cols = ["time", "meter", *columns]
         if not meters:
             return pd.DataFrame({c: [] for c in cols})
+        # in the primary key's order, each meter's range read in one seek; then stably by time
+        # (time, meter, as before). ORDER BY start, meter made SQLite walk the index on start
+        # and look every row up in the table: ~15 times the work (0.6 s of CPU for a month of
+        # 10,000 meters, against 0.04 s)
         sql = (
             f"SELECT start, meter, {', '.join(columns)} FROM days WHERE meter IN ({', '.join('?' * len(meters))}) "
-            "AND start >= ? AND start < ? ORDER BY start, meter"
+            "AND start >= ? AND start < ? ORDER BY meter, start"
         )
-        rows = self._select(sql, (*meters, start, end))
-        return _frame(rows, cols)
+        frame = _frame(self._select(sql, (*meters, start, end)), cols)
+        if len(frame) < 2:
+            return frame
+        order = np.argsort(frame["time"].to_numpy(dtype="int64"), kind="stable")
+        return frame.take(order).reset_index(drop=True)
 
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
         return await self._read(self._fetch_raw_sync, list(tags), start_us, end_us)
