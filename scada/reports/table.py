@@ -51,13 +51,13 @@ def format_scaled(value: int, decimals: int, *, trim: bool = False) -> str:
     return f"{sign}{whole}.{text}"
 
 
-_ZERO, _POINT, _MINUS = ord("0"), ord("."), ord("-")
+_ZERO, _POINT, _MINUS, _COMMA = ord("0"), ord("."), ord("-"), ord(",")
 
 
 def format_column(values: np.ndarray, decimals: int, *, trim: bool = False) -> list[str]:
     """:func:`format_scaled` of every integer of an int64 array (the same text), with no Python
-    call per value: the digits are written into a byte matrix (a row per value: a sign slot, the
-    digits, the point between whole and fraction), then each row's text is cut out of it."""
+    call per value: numpy writes every value's characters into one byte buffer, each text
+    followed by a comma, and the buffer is decoded and split once."""
     a = np.asarray(values, dtype=np.int64)
     n = len(a)
     if n == 0:
@@ -66,32 +66,43 @@ def format_column(values: np.ndarray, decimals: int, *, trim: bool = False) -> l
         return list(a.astype(StringDType()).tolist())
     magnitude = np.abs(a).astype(np.uint64)  # int64's minimum has no int64 absolute value
     top = int(magnitude.max())
-    digits = max(len(str(top)), decimals + 1)  # at least one whole digit ("0.05")
-    width = digits + 2
-    point = digits - decimals + 1  # the point's column; whole digits in 1 .. point-1
-    grid = np.empty((n, width), dtype=np.uint8)
     rest = magnitude.astype(np.int64) if top < 2**63 else magnitude
     ten = rest.dtype.type(10)
-    for k in range(digits - 1, -1, -1):
-        rest, digit = np.divmod(rest, ten)
-        grid[:, k + 1 if k < digits - decimals else k + 2] = digit
-    grid += _ZERO
-    grid[:, point] = _POINT
-    whole = grid[:, 1:point] != _ZERO
-    first = np.where(whole.any(axis=1), whole.argmax(axis=1), point - 2) + 1  # leading zeros dropped, the units kept
-    if trim:
-        frac = grid[:, point + 1:] != _ZERO
-        kept = np.where(frac.any(axis=1), decimals - frac[:, ::-1].argmax(axis=1), 0)
-        end = np.where(kept > 0, point + 1 + kept, point)  # no fraction left: no point either
+    if 10**decimals > top:
+        whole, frac = np.zeros_like(rest), rest
     else:
-        end = np.full(n, width)
+        whole, frac = np.divmod(rest, rest.dtype.type(10**decimals))
+    places = len(str(int(whole.max())))
+    width = np.ones(n, dtype=np.int64)  # the whole part's digits, at least one ("0.05")
+    for k in range(1, places):
+        width += whole >= 10**k
+    if trim:  # the fraction's digits once its trailing zeros are dropped (none: no point either)
+        shown = np.where(frac == 0, 0, decimals)
+        for k in range(1, decimals):
+            if 10**k <= top:
+                shown -= frac % rest.dtype.type(10**k) == 0
+    else:
+        shown = np.full(n, decimals)
     negative = a < 0
-    start = first - negative
-    grid[np.flatnonzero(negative), start[negative]] = _MINUS
-    along = np.arange(width)
-    cut = np.take_along_axis(grid, np.minimum(start[:, None] + along, width - 1), axis=1)
-    cut[along >= (end - start)[:, None]] = 0  # trailing NULs end a fixed-width byte string
-    return list(cut.view(f"S{width}").ravel().astype(StringDType()).tolist())
+    lengths = negative + width + np.where(shown > 0, shown + 1, 0)
+    ends = np.cumsum(lengths + 1)  # each text and its comma, one after the other
+    buf = np.empty(int(ends[-1]), dtype=np.uint8)  # every byte is written below
+    buf[ends - 1] = _COMMA
+    point = ends - 1 - lengths + negative + width  # each value's point (its comma when it has no fraction)
+    buf[point[negative] - width[negative] - 1] = _MINUS
+    for j in range(places):  # the whole part, from its units up
+        whole, digit = np.divmod(whole, ten)
+        live = np.flatnonzero(width > j) if j else slice(None)
+        buf[point[live] - 1 - j] = digit[live] + _ZERO
+    with_point = np.flatnonzero(shown > 0) if trim else slice(None)
+    buf[point[with_point]] = _POINT
+    for m in range(decimals - 1, -1, -1):  # the fraction, from its last digit back
+        frac, digit = np.divmod(frac, ten)
+        live = np.flatnonzero(shown > m) if trim else slice(None)
+        buf[point[live] + 1 + m] = digit[live] + _ZERO
+    out = buf.tobytes().decode("ascii").split(",")
+    out.pop()  # after the last comma
+    return out
 
 
 def _missing(value: Any) -> bool:
