@@ -3,7 +3,7 @@ grouped and sorted on strings: on random backend frames (meters in several group
 times outside the buckets asked, missing values, every kind of point and aggregation, calendar
 weeks and months) the long answer equals the former implementation's (kept below as the
 reference), and the wide answer is the long one's values side by side. The SQLite backend's
-day rollups still come in (time, meter) order."""
+day rollups and intervals still come in (time, meter) order."""
 
 from __future__ import annotations
 
@@ -143,5 +143,12 @@ async def test_sqlite_days_come_by_time_then_meter(tmp_path: Path) -> None:
         assert got["energy_total__sum"].dtype == "int64" and "energy_total__sum" in DAY_INT_FIELDS
         assert len(await backend.fetch_days([], aggs, day0, day0 + DAY)) == 0
         assert len(await backend.fetch_days(["E-1"], aggs, day0 + 5 * DAY, day0 + 6 * DAY)) == 0
+        # the stored intervals likewise
+        await backend.write_intervals([IntervalRecord(m, day0 + k * 900, 900, {"energy_total": i * 10 + k})
+                                       for k in (3, 0, 2, 1) for i, m in enumerate(meters)])
+        got = await backend.fetch_intervals(meters[:3], ["energy_total"], day0, day0 + 3 * 900)
+        assert got.index.tolist() == list(range(9))
+        assert [tuple(r) for r in got.itertuples(index=False, name=None)] == [
+            (day0 + k * 900, m, meters.index(m) * 10 + k) for k in (0, 1, 2) for m in sorted(meters[:3])]
     finally:
         await backend.close()
