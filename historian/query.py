@@ -464,9 +464,9 @@ def _shape(
         "intervals": stacked(lambda p: counts[p]),
         "flags": stacked(lambda p: flags if flags is not None and p in _REGISTERS else blank),
     }
-    times = collections.Counter(query.points)
-    if len(times) < len(query.points):  # a point asked twice: each of its rows twice, side by side (as a stable sort puts them)
-        twice = np.tile(np.repeat(np.asarray([times[p] for p in points]), n_t), n_g)
+    asked = collections.Counter(query.points)
+    if len(asked) < len(query.points):  # a point asked twice: each of its rows twice, side by side (as a stable sort puts them)
+        twice = np.tile(np.repeat(np.asarray([asked[p] for p in points]), n_t), n_g)
         out = {name: np.repeat(column, twice) for name, column in out.items()}
     out["time"] = pd.to_datetime(out["time"], unit="s", utc=True).tz_convert(tz)
     return pd.DataFrame(out)

@@ -98,8 +98,7 @@ async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping
         raise ReportError("kind", "the historian is disabled in this server's configuration", 503)
     label = _labeller(request)
     # a query per run of whole buckets (the historian's wide answer: a row per bucket and group,
-    # a column per point), so that only a slice of it is held at a time. Sliced by time, not by groups: the historian reads the day rollups of a
-    # range through its index on time, so slices of the groups would each read the whole range.
+    # a column per point), so that only a slice of the answer is held at a time
     per_slice = max(1, _HISTORY_CELLS // len(members))
     starts = bucket_starts(request)
     edges = [max(request.start, dt.datetime.combine(d, dt.time(), request.tz)) for d in starts[::per_slice]] + [request.end]
@@ -121,10 +120,10 @@ def _wide(frame: pd.DataFrame, label: Any) -> pd.DataFrame:
     """The historian's wide answer (time, group, a column per point in kWh/m³) as (label,
     group) → points in millionths, in the order of label and group. Buckets that share a label
     (the months of a year) are added up; a label without any value stays missing."""
-    codes, times = pd.factorize(frame["time"])
-    labels, by_time = pd.factorize(np.asarray([label(t.date()) for t in times], dtype=object), sort=True)
+    time, times = pd.factorize(frame["time"])
+    label_of_time, labels = pd.factorize(np.asarray([label(t.date()) for t in times], dtype=object), sort=True)
     group, groups = pd.factorize(frame["group"], sort=True)
-    cell = labels[codes] * len(groups) + group  # (label, group) as one number, in their order
+    cell = label_of_time[time] * len(groups) + group  # (label, group) as one number, in their order
     points = {}
     for point, name in POINTS.items():
         values = frame[point].to_numpy(dtype="float64", na_value=np.nan)
@@ -139,7 +138,7 @@ def _wide(frame: pd.DataFrame, label: Any) -> pd.DataFrame:
         data = data.groupby(cell, sort=True).sum(min_count=1)
         cell = data.index.to_numpy(dtype="int64")
         data = data.reset_index(drop=True)
-    out = pd.concat([pd.DataFrame({"label": np.asarray(by_time, dtype=object)[cell // len(groups)],
+    out = pd.concat([pd.DataFrame({"label": np.asarray(labels, dtype=object)[cell // len(groups)],
                                    "group": np.asarray(groups, dtype=object)[cell % len(groups)]}), data], axis=1)
     out.columns.name = "point"
     return out
