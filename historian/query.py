@@ -15,6 +15,11 @@ flags      for registers: ``gap``, ``reset``, ``first`` (comma-separated) if any
            in the row carries that flag (see :mod:`historian.records`)
 ========== ===============================================================================
 
+Rows are in the order group, point (by name), time. A query with ``wide=True`` is answered
+with a row per bucket and group instead (order group, time): ``time``, ``<group_by>`` and a
+``value`` column per point, named after it (no ``intervals`` or ``flags``) — for a caller that
+wants the points side by side, so that it does not build the long answer only to unstack it.
+
 Points and aggregations: registers (``energy_*``, ``volume_total``) are interval deltas
 (default ``sum``; ``mean``/``min``/``max`` of the interval deltas); analogs (``power``,
 ``voltage``, ``current``) default to ``mean`` of the interval averages, ``min``/``max`` use the
@@ -42,8 +47,9 @@ Heavy pandas work runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -199,6 +205,7 @@ class HistoryQuery:
     resample: Resample | None = None
     agg: str | None = None  # None: each point's default
     group_by: str = "meter"
+    wide: bool = False  # the wide answer: a row per bucket and group, a value column per point
 
     @property
     def meters(self) -> list[str]:
@@ -225,15 +232,15 @@ def _check(query: HistoryQuery) -> None:
         raise QueryError(query.group_by, "no meters to query")
 
 
-def _plan(points: Sequence[str], agg: str | None) -> list[Aggregate]:
-    """The backend aggregates the points need."""
+def _plan(points: Sequence[str], agg: str | None, *, flags: bool = True) -> list[Aggregate]:
+    """The backend aggregates the points need (``flags``: and the registers' flags)."""
     wanted: dict[tuple[str, str], None] = {}
     for p in points:
         a = agg or default_agg(p)
         if p in _REGISTERS or p == "samples":
             wanted[(p, "sum" if a == "mean" else a)] = None
             wanted[(p, "count")] = None
-            if p in _REGISTERS:
+            if p in _REGISTERS and flags:
                 for f, _ in _FLAGS:
                     wanted[(f, "max")] = None
         elif p in _ANALOGS:
@@ -321,7 +328,7 @@ async def run_query(backend: Backend, query: HistoryQuery, grid: IntervalGrid, *
     _check(query)
     tz = grid.tz
     check_size(query, grid, max_rows)  # before the bucket list is built or the backend asked
-    aggregates = _plan(query.points, query.agg)
+    aggregates = _plan(query.points, query.agg, flags=not query.wide)  # the wide answer has no flags
     start, end = int(query.start.timestamp()), int(np.ceil(query.end.timestamp()))
     r = query.resample
     if r is None:
@@ -375,50 +382,94 @@ def _reduce(func: str) -> str:
     return "sum" if func in ("sum", "count") else func
 
 
+def _cells(
+    frame: pd.DataFrame, query: HistoryQuery, aggregates: Sequence[Aggregate], starts: list[int], tz: Any
+) -> dict[str, np.ndarray]:
+    """The aggregates per group and bucket: an array per column with a cell per (group, bucket),
+    group-major (groups sorted, buckets as ``starts``), NaN where the cell has no data.
+
+    Worked on integer codes: each row's meter is joined to its groups (a meter in several groups
+    counts in each, as an inner merge would) and its time to its bucket, and the rows are
+    aggregated per cell by one groupby on the cell's number. Merging and grouping on the meter
+    and group strings took ~1 s for a month of 10,000 meters."""
+    groups = sorted(query.groups)
+    n_cells = len(groups) * len(starts)
+    cells = {a.column: np.full(n_cells, np.nan) for a in aggregates}
+    if not len(frame) or not n_cells:
+        return cells
+    times = frame["time"].to_numpy(dtype="int64")
+    r = query.resample
+    if r is not None and r.calendar is not None:
+        times = _calendar_starts(pd.Series(times), r.calendar, tz).to_numpy(dtype="int64")
+    bucket = pd.Index(np.asarray(starts, dtype="int64")).get_indexer(times)  # -1: not a bucket asked for
+    pairs = [(m, g) for g, ms in query.groups.items() for m in ms]
+    members = pd.Index(list(dict.fromkeys(m for m, _ in pairs)), dtype=object)
+    pair_meter = members.get_indexer([m for m, _ in pairs])
+    pair_group = pd.Index(groups, dtype=object).get_indexer([g for _, g in pairs])
+    by_meter = np.argsort(pair_meter, kind="stable")  # each meter's groups, in the order of the pairs
+    group_of = pair_group[by_meter]
+    per_meter = np.bincount(pair_meter, minlength=len(members))
+    first_pair = np.cumsum(per_meter) - per_meter
+    meter = members.get_indexer(frame["meter"].to_numpy(dtype=object))
+    rows = np.flatnonzero((meter >= 0) & (bucket >= 0))
+    repeat = per_meter[meter[rows]]
+    rows = np.repeat(rows, repeat)  # a row per (row, group of its meter), in row order
+    nth = np.arange(len(rows)) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+    group = group_of[first_pair[meter[rows]] + nth]
+    cell = group * len(starts) + bucket[rows]
+    data = pd.DataFrame({a.column: pd.to_numeric(frame[a.column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)[rows]
+                         for a in aggregates})
+    grouped = data.groupby(cell).agg({a.column: _reduce(a.func) for a in aggregates})
+    at = grouped.index.to_numpy(dtype="int64")
+    for a in aggregates:
+        cells[a.column][at] = grouped[a.column].to_numpy(dtype="float64")
+    return cells
+
+
 def _shape(
     frame: pd.DataFrame, query: HistoryQuery, aggregates: Sequence[Aggregate], starts: list[int], tz: Any
 ) -> pd.DataFrame:
     key = query.group_by
-    groups = sorted(query.groups)
-    cols = [a.column for a in aggregates]
-    if len(frame):
-        frame = frame.copy()
-        for c in cols:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
-        frame["time"] = frame["time"].astype("int64")
-        r = query.resample
-        if r is not None and r.calendar is not None:
-            frame["time"] = _calendar_starts(frame["time"], r.calendar, tz)
-        membership = pd.DataFrame(
-            [(m, g) for g, ms in query.groups.items() for m in ms], columns=["meter", "_group"]
-        ).astype({"meter": "object", "_group": "object"})
-        frame["meter"] = frame["meter"].astype("object")
-        frame = frame.merge(membership, on="meter", how="inner")
-        grouped = frame.groupby(["time", "_group"]).agg({a.column: _reduce(a.func) for a in aggregates})
-    else:
-        grouped = pd.DataFrame(columns=cols, index=pd.MultiIndex.from_arrays([[], []], names=["time", "_group"]))
-    index = pd.MultiIndex.from_product([starts, groups], names=["time", "_group"])
-    grouped = grouped.reindex(index)
-    times = pd.to_datetime(np.repeat(np.asarray(starts, dtype="int64"), len(groups)), unit="s", utc=True).tz_convert(tz)
-    group_col = np.tile(np.asarray(groups, dtype=object), len(starts))
-    parts: list[pd.DataFrame] = []
-    flags = _flags(grouped) if any(p in _REGISTERS for p in query.points) else None
-    for p in query.points:
-        value, count = _point_value(grouped, p, query.agg or default_agg(p))
-        part = pd.DataFrame(
-            {
-                "time": times,
-                key: group_col,
-                "point": p,
-                "value": value.to_numpy(dtype="float64", na_value=np.nan),
-                "intervals": count.fillna(0).to_numpy(dtype="int64"),
-                "flags": flags if p in _REGISTERS else "",
-            }
-        )
-        parts.append(part)
-    out = pd.concat(parts, ignore_index=True)
-    out = out.sort_values([key, "point", "time"], kind="stable", ignore_index=True)
-    return out
+    groups = np.asarray(sorted(query.groups), dtype=object)
+    grid = pd.DataFrame(_cells(frame, query, aggregates, starts, tz))
+    # the answer's order: group, point (by name), time; built in that order rather than sorted
+    by_time = np.argsort(np.asarray(starts, dtype="int64"), kind="stable")
+    n_t, n_g = len(starts), len(groups)
+    order = (np.arange(n_g)[:, None] * n_t + by_time[None, :]).ravel()  # (group, time) → its cell
+    stamps = np.asarray(starts, dtype="int64")[by_time]
+    points = list(dict.fromkeys(query.points if query.wide else sorted(query.points)))
+    values, counts = {}, {}
+    for p in points:
+        value, count = _point_value(grid, p, query.agg or default_agg(p))
+        values[p] = value.to_numpy(dtype="float64", na_value=np.nan)[order]
+        counts[p] = count.fillna(0).to_numpy(dtype="int64")[order]
+    if query.wide:
+        return pd.DataFrame({
+            "time": pd.to_datetime(np.tile(stamps, n_g), unit="s", utc=True).tz_convert(tz),
+            key: np.repeat(groups, n_t),
+            **values,
+        })
+    flags = _flags(grid)[order] if any(p in _REGISTERS for p in points) else None
+    blank = np.full(n_g * n_t, "", dtype=object)
+    n_p = len(points)
+
+    def stacked(per_point: Callable[[str], np.ndarray]) -> np.ndarray:  # (point, group, time) → (group, point, time)
+        return np.stack([per_point(p).reshape(n_g, n_t) for p in points], axis=1).ravel()
+
+    out = {
+        "time": np.tile(stamps, n_g * n_p),
+        key: np.repeat(groups, n_p * n_t),
+        "point": np.tile(np.repeat(np.asarray(points, dtype=object), n_t), n_g),
+        "value": stacked(lambda p: values[p]),
+        "intervals": stacked(lambda p: counts[p]),
+        "flags": stacked(lambda p: flags if flags is not None and p in _REGISTERS else blank),
+    }
+    asked = collections.Counter(query.points)
+    if len(asked) < len(query.points):  # a point asked twice: each of its rows twice, side by side (as a stable sort puts them)
+        twice = np.tile(np.repeat(np.asarray([asked[p] for p in points]), n_t), n_g)
+        out = {name: np.repeat(column, twice) for name, column in out.items()}
+    out["time"] = pd.to_datetime(out["time"], unit="s", utc=True).tz_convert(tz)
+    return pd.DataFrame(out)
 
 
 def _calendar_starts(times: pd.Series, calendar: str, tz: Any) -> pd.Series:

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from ..grid import local_midnight
@@ -216,12 +217,11 @@ class SqliteBackend(Backend):
         if not meters:
             return pd.DataFrame({c: [] for c in cols})
         select = ", ".join(["start", "meter", *fields])
-        sql = (
+        sql = (  # in the primary key's order, then by time (see _fetch_days_sync)
             f"SELECT {select} FROM intervals WHERE meter IN ({', '.join('?' * len(meters))}) "
-            "AND start >= ? AND start < ? ORDER BY start, meter"
+            "AND start >= ? AND start < ? ORDER BY meter, start"
         )
-        rows = self._select(sql, (*meters, start, end))
-        return _frame(rows, cols)
+        return _by_time(_frame(self._select(sql, (*meters, start, end)), cols))
 
     async def fetch_buckets(
         self, meters: Sequence[str], aggregates: Sequence[Aggregate], start: int, end: int, bucketing: Bucketing
@@ -263,12 +263,16 @@ class SqliteBackend(Backend):
         cols = ["time", "meter", *columns]
         if not meters:
             return pd.DataFrame({c: [] for c in cols})
+        # in the primary key's order, each meter's range read in one seek; then stably by time
+        # (time, meter, as before). ORDER BY start, meter made SQLite walk the index on start
+        # and look every row up in the table: ~15 times the work (0.6 s of CPU for a month of
+        # 10,000 meters' days, against 0.04 s; 3.7 s against 0.02 s for a day of 1,000 meters'
+        # intervals)
         sql = (
             f"SELECT start, meter, {', '.join(columns)} FROM days WHERE meter IN ({', '.join('?' * len(meters))}) "
-            "AND start >= ? AND start < ? ORDER BY start, meter"
+            "AND start >= ? AND start < ? ORDER BY meter, start"
         )
-        rows = self._select(sql, (*meters, start, end))
-        return _frame(rows, cols)
+        return _by_time(_frame(self._select(sql, (*meters, start, end)), cols))
 
     async def fetch_raw(self, tags: Sequence[str], start_us: int, end_us: int) -> pd.DataFrame:
         return await self._read(self._fetch_raw_sync, list(tags), start_us, end_us)
@@ -329,6 +333,14 @@ def _check_fields(fields: Sequence[str]) -> None:
     unknown = [f for f in fields if f not in _KNOWN]
     if unknown:
         raise ValueError(f"unknown interval fields {unknown}")
+
+
+def _by_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows read in (meter, time) order put in (time, meter) order."""
+    if len(frame) < 2:
+        return frame
+    order = np.argsort(frame["time"].to_numpy(dtype="int64"), kind="stable")
+    return frame.take(order).reset_index(drop=True)
 
 
 def _frame(rows: list[tuple[Any, ...]], cols: list[str]) -> pd.DataFrame:

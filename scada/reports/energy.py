@@ -81,10 +81,8 @@ async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping
     if src.history is None:
         raise ReportError("kind", "the historian is disabled in this server's configuration", 503)
     label = _labeller(request)
-    # a query per run of whole buckets: the historian's long answer (a row per bucket, group and
-    # point) is several times the size of the wide table it becomes, so only a slice of it is
-    # held at a time. Sliced by time, not by groups: the historian reads the day rollups of a
-    # range through its index on time, so slices of the groups would each read the whole range.
+    # a query per run of whole buckets (the historian's wide answer: a row per bucket and group,
+    # a column per point), so that only a slice of the answer is held at a time
     per_slice = max(1, _HISTORY_CELLS // len(members))
     starts = bucket_starts(request)
     edges = [max(request.start, dt.datetime.combine(d, dt.time(), request.tz)) for d in starts[::per_slice]] + [request.end]
@@ -93,7 +91,7 @@ async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping
     for a, b in zip(edges, edges[1:], strict=False):
         if a >= b:
             continue
-        query = HistoryQuery(members, list(POINTS), a, b, _RESAMPLE[request.interval], "sum", "group")
+        query = HistoryQuery(members, list(POINTS), a, b, _RESAMPLE[request.interval], "sum", "group", wide=True)
         frame = await src.history(query)
         wides.append(await asyncio.to_thread(_wide, frame, label))
         del frame
@@ -103,17 +101,31 @@ async def history_frame(src: Sources, request: ReportRequest, grouping: Grouping
 
 
 def _wide(frame: pd.DataFrame, label: Any) -> pd.DataFrame:
-    """The historian's long answer (time, group, point, value) as (label, group) → points in millionths."""
-    codes, times = pd.factorize(frame["time"])
-    labels = np.asarray([label(t.date()) for t in times], dtype=object)
-    values = frame["value"].to_numpy(dtype="float64")
-    micro = pd.array(np.where(np.isnan(values), 0, np.rint(values * 1_000_000)).astype("int64"), dtype="Int64")
-    micro[np.isnan(values)] = pd.NA
-    long = pd.DataFrame({"label": labels[codes], "group": frame["group"].to_numpy(dtype=object),
-                         "point": frame["point"].map(POINTS).to_numpy(dtype=object), "v": micro})
-    wide = long.groupby(["label", "group", "point"], sort=False)["v"].sum(min_count=1).unstack("point")
-    wide = wide.reindex(columns=list(POINTS.values()))
-    return wide.reset_index()
+    """The historian's wide answer (time, group, a column per point in kWh/m³) as (label,
+    group) → points in millionths, in the order of label and group. Buckets that share a label
+    (the months of a year) are added up; a label without any value stays missing."""
+    time, times = pd.factorize(frame["time"])
+    label_of_time, labels = pd.factorize(np.asarray([label(t.date()) for t in times], dtype=object), sort=True)
+    group, groups = pd.factorize(frame["group"], sort=True)
+    cell = label_of_time[time] * len(groups) + group  # (label, group) as one number, in their order
+    points = {}
+    for point, name in POINTS.items():
+        values = frame[point].to_numpy(dtype="float64", na_value=np.nan)
+        missing = np.isnan(values)
+        points[name] = pd.array(np.where(missing, 0, np.rint(values * 1_000_000)).astype("int64"), dtype="Int64")
+        points[name][missing] = pd.NA
+    data = pd.DataFrame(points)
+    if len(np.unique(cell)) == len(cell):  # a row per cell already (a bucket per label): no sums to take
+        order = np.argsort(cell, kind="stable")
+        data, cell = data.take(order).reset_index(drop=True), cell[order]
+    else:
+        data = data.groupby(cell, sort=True).sum(min_count=1)
+        cell = data.index.to_numpy(dtype="int64")
+        data = data.reset_index(drop=True)
+    out = pd.concat([pd.DataFrame({"label": np.asarray(labels, dtype=object)[cell // len(groups)],
+                                   "group": np.asarray(groups, dtype=object)[cell % len(groups)]}), data], axis=1)
+    out.columns.name = "point"
+    return out
 
 
 class _Money:

@@ -183,6 +183,24 @@ async def test_weeks_and_months_follow_the_local_calendar(backend: Backend, site
     assert dec(week["value"].sum()) == total
 
 
+@pytest.mark.parametrize("interval", ["1d", "1mo", "1h"])
+async def test_wide_answer_is_the_long_one_side_by_side(backend: Backend, site: Site, interval: str) -> None:
+    """``wide=True``: a row per bucket and group, a value column per point (no flags to read: the
+    backend is not asked for them), the same values as the long answer."""
+    start, end = T0 + timedelta(hours=5), T0 + timedelta(days=DAYS, hours=-3) if interval != "1h" else T0 + timedelta(hours=7)
+    groups = {"R-1": ["E-2", "E-3"], "R-2": ["E-1"], "R-3": []}
+    points = ["energy_total", "energy_peak", "power", "samples"]
+    long = await run_query(backend, q(groups, points, start, end, interval, group_by="room"), GRID)
+    query = q(groups, points, start, end, interval, group_by="room")
+    wide = await run_query(backend, HistoryQuery(**{**query.__dict__, "wide": True}), GRID)
+    assert list(wide.columns) == ["time", "room", *points]
+    side = long.pivot(index=["room", "time"], columns="point", values="value")
+    assert list(zip(wide["room"], wide["time"], strict=True)) == list(side.index)
+    for p in points:
+        assert wide[p].tolist() == pytest.approx(side[p].tolist(), nan_ok=True, rel=0, abs=0)
+    assert wide["energy_total"].notna().sum() == 2 * len(wide) // 3  # R-3 has no meters: no values
+
+
 async def test_empty_buckets_are_rows(backend: Backend, site: Site) -> None:
     later = T0 + timedelta(days=10)
     frame = await run_query(backend, q({"E-1": ["E-1"]}, ["energy_total"], later, later + timedelta(days=2), "1d"), GRID)
