@@ -23,7 +23,7 @@ from scada.core.console import out
 from scada.core.gctune import freeze_startup, tune_for_server
 from scada.core.logs import configure_logging
 
-__all__ = ["build_parser", "entry", "main"]
+__all__ = ["build_parser", "entry", "main", "parse_args"]
 
 log = logging.getLogger("scada")
 
