@@ -1,21 +1,17 @@
-"""The composition root: the one module that knows every component, the HMI and every command.
+"""The composition root: the one module that knows every component and the HMI.
 
 :func:`build_runtime` picks the components a configuration asks for; the runtime orders them
 from what each declares it requires and provides, so the list's order here carries no meaning.
-:data:`COMMANDS` lists every feature's sub-commands for :mod:`scada.cli`.
+Every feature's sub-commands are listed in :mod:`scada.cli.commands`, apart from this module, so
+that a command process does not import the whole server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 
-from hmi import watch
 from hmi.component import HmiComponent
 from hmi.reports import labels_for as report_labels_for
-from hmi.reports import pdf_for_command_line
-from scada.alarms import cli as alarms_cli
 from scada.alarms.component import (
     AlarmComponent,
     ContactFileComponent,
@@ -28,45 +24,21 @@ from scada.config import CONFIG, ScadaConfig
 from scada.core.context import Context
 from scada.core.runtime import Component, Runtime, SupervisionPolicy
 from scada.core.tags import TagComponent
-from scada.db import cli as db_cli
 from scada.db.component import DatabaseComponent
-from scada.history import cli as history_cli
 from scada.history.component import HistorianComponent
-from scada.opcua import cli as opcua_cli
 from scada.opcua.component import OpcUaComponent
 from scada.operations.component import OperationsComponent
-from scada.payments import cli as payments_cli
 from scada.payments.component import PaymentsComponent
 from scada.polling.component import ModbusComponent
-from scada.prepaid import cli as prepaid_cli
 from scada.prepaid.component import PrepaidComponent
-from scada.reports import cli as reports_cli
 from scada.reports.component import ReportsComponent
-from scada.simulator import cli as simulator_cli
 from scada.simulator.component import SimulatorComponent
-from scada.site import cli as site_cli
 from scada.site.component import SiteComponent
 from scada.tenants.component import TenantsComponent
 from scada.topology.component import TopologyComponent
-from scada.users import cli as users_cli
 from scada.users.component import UsersComponent
 
-__all__ = ["COMMANDS", "build_components", "build_runtime"]
-
-# each adds its sub-commands to the parser's sub-parsers object, in the order of `scada --help`
-COMMANDS: tuple[Callable[[Any], None], ...] = (
-    db_cli.register,
-    users_cli.register,
-    site_cli.register,
-    alarms_cli.register,
-    prepaid_cli.register,
-    payments_cli.register,
-    watch.register,
-    simulator_cli.register,
-    history_cli.register,
-    opcua_cli.register,
-    partial(reports_cli.register, pdf=pdf_for_command_line, labels=report_labels_for),
-)
+__all__ = ["build_components", "build_runtime"]
 
 
 def build_components(

@@ -1,7 +1,8 @@
 """The ``scada`` command line.
 
 ``run``, ``demo`` and ``check-config`` live here; every other command belongs to its feature
-(``scada/<feature>/cli.py``) and is listed in :data:`scada.server.COMMANDS`. Commands that
+(``scada/<feature>/cli.py``) and is listed in :data:`scada.cli.commands.FEATURES`, which imports
+a feature only when one of its commands runs (``scada --help`` imports none). Commands that
 work on a server's database take ``--config FILE``; without it they use the embedded demo
 configuration (``var/demo``).
 """
@@ -13,20 +14,23 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Collection
 from typing import NoReturn
 
+from scada.cli.commands import FEATURES, Feature
 from scada.config import ConfigError, ScadaConfig, config_from_args, load_config, security_problems
 from scada.core.console import out
 from scada.core.gctune import freeze_startup, tune_for_server
 from scada.core.logs import configure_logging
-from scada.server import COMMANDS, build_runtime
 
-__all__ = ["build_parser", "entry", "main"]
+__all__ = ["build_parser", "entry", "main", "parse_args"]
 
 log = logging.getLogger("scada")
 
 
 async def _serve(config: ScadaConfig, *, demo: bool) -> int:
+    from scada.server import build_runtime  # noqa: PLC0415 - the whole server: only `run` and `demo` load it
+
     tune_for_server()
     runtime = build_runtime(config, demo=demo, announce=out)
 
@@ -78,8 +82,10 @@ def _setup_logging(args: argparse.Namespace, config: ScadaConfig | None = None) 
     configure_logging(level, fmt)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``scada`` parser: the server commands here, then every feature's."""
+def build_parser(load: Collection[Feature] | None = None) -> argparse.ArgumentParser:
+    """The whole ``scada`` parser: the server commands here, then every feature's. The features
+    in ``load`` (all when None) add their real sub-parsers; the others are listed by name and
+    help only, and a command of theirs parses to its feature (``args.feature``) to load."""
     parser = argparse.ArgumentParser(prog="scada", description="Prepaid-metering SCADA server")
     parser.add_argument("--log-format", choices=["human", "json"], default=None, help="log line format")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
@@ -100,9 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(handler=cmd_check_config)
 
-    for register in COMMANDS:
-        register(sub)
+    for feature in FEATURES:
+        if load is None or feature in load:
+            feature.load()(sub)
+            continue
+        for name, help in feature.commands:
+            # no options of its own and no -h: whatever follows the command is the real parser's
+            sub.add_parser(name, help=help, add_help=False).set_defaults(feature=feature)
     return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed, having imported only the feature whose command it runs."""
+    known, _ = build_parser(load=()).parse_known_args(argv)
+    feature: Feature | None = getattr(known, "feature", None)
+    return build_parser(load=() if feature is None else (feature,)).parse_args(argv)
 
 
 _served = False  # a server ran (``run``/``demo``) and has stopped
@@ -111,8 +129,7 @@ _served = False  # a server ran (``run``/``demo``) and has stopped
 def main(argv: list[str] | None = None) -> int:
     """Run one ``scada`` command; returns its exit code (2 for a bad configuration)."""
     global _served
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     _served = args.handler in (cmd_run, cmd_demo)
     if args.handler not in (cmd_run, cmd_demo):
         _setup_logging(args)

@@ -19,6 +19,7 @@ Decimals are written as strings (``"0.5683"``) or, in JSON bodies, as numbers (r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -110,7 +111,10 @@ def _check_schedule(schedule: DaySchedule, periods: set[str], where: str) -> lis
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def _month_day(value: str) -> tuple[int, int]:
+    # cached: a season's bounds are read for every day it is asked about (366 times when a
+    # definition is validated, once per priced reading), and a site has a handful of them
     m = _MMDD.match(value)
     if not m:
         raise ValueError(f"expected a month-day MM-DD, found {value!r}")
@@ -120,6 +124,11 @@ def _month_day(value: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"no such day {value!r}") from None
     return month, day
+
+
+def _within(md: tuple[int, int], lo: tuple[int, int], hi: tuple[int, int]) -> bool:
+    """Month-day ``md`` in ``lo``..``hi`` (inclusive; ``lo`` after ``hi`` wraps over new year)."""
+    return lo <= md <= hi if lo <= hi else (md >= lo or md <= hi)
 
 
 class Season(_Model):
@@ -139,9 +148,7 @@ class Season(_Model):
         return v
 
     def contains(self, day: dt.date) -> bool:
-        md = (day.month, day.day)
-        lo, hi = _month_day(self.start), _month_day(self.end)
-        return lo <= md <= hi if lo <= hi else (md >= lo or md <= hi)
+        return _within((day.month, day.day), _month_day(self.start), _month_day(self.end))
 
     def schedule_for(self, day_type: str) -> DaySchedule:
         if day_type == "holiday":
@@ -185,9 +192,11 @@ class TouSpec(_Model):
                 if schedule is not None:
                     _check_schedule(schedule, known, f"season {s.name!r} {day_type}")
         # every day of a (leap) year in exactly one season
+        bounds = [(s.name, _month_day(s.start), _month_day(s.end)) for s in self.seasons]
         day = dt.date(2024, 1, 1)
         while day.year == 2024:
-            owners = [s.name for s in self.seasons if s.contains(day)]
+            md = (day.month, day.day)
+            owners = [name for name, lo, hi in bounds if _within(md, lo, hi)]
             if len(owners) != 1:
                 what = "no season" if not owners else f"several seasons ({', '.join(owners)})"
                 raise ValueError(f"seasons must cover every day once: {day:%m-%d} is in {what}")

@@ -2,10 +2,13 @@
 
 Two real servers, each running the demo site (81 meters) against its own Modbus simulator with
 the poller reading energy every 2 s, write 1-minute intervals to a real InfluxDB. InfluxDB is
-stopped for 140 s (more than two whole intervals close meanwhile) and started again; server B
-is itself stopped and started during the outage. Afterwards every interval of every meter is in
-InfluxDB exactly once, contiguous, and its energy (or water volume) adds up exactly to the
-difference of the register readings the poller took — which the test records from the TagDB.
+stopped once the first intervals are in it, and started again once two more intervals have
+closed into both servers' buffers; server B is itself stopped and started during the outage,
+after the first of those. Afterwards every interval of every meter is in InfluxDB exactly once,
+contiguous, and its energy (or water volume) adds up exactly to the difference of the register
+readings the poller took — which the test records from the TagDB.
+
+The outage lasts as long as those two interval closes take (about two minutes), not a fixed time.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from ..services import InfluxServer, ServiceUnavailable, require_services
 pytestmark = [pytest.mark.slow, pytest.mark.influx, pytest.mark.timeout(600)]
 
 INTERVAL_S = 60
-OUTAGE_S = 140  # more than two whole intervals close while InfluxDB is away
+CLOSE_DELAY_S = 3
+OUTAGE_CLOSES = 2  # intervals that close while InfluxDB is away: one before B restarts, one after
 REGISTERS = ("energy_total", "volume_total")
 
 
@@ -117,7 +121,7 @@ def server(tmp_path: Path, name: str, influx: InfluxServer) -> Server:
         "modbus.start_spread=1.0",
         "historian.backend=\"influx\"",
         "historian.interval_min=1",
-        "historian.close_delay_s=3",
+        f"historian.close_delay_s={CLOSE_DELAY_S}",
         f"historian.influx.url=\"{influx.url}\"",
         f"historian.influx.database=\"outage_{name}\"",
         "historian.influx.timeout_s=2",
@@ -134,12 +138,22 @@ def stored(influx: InfluxServer, db: str) -> dict[str, list[list[int | None]]]:
     return {s["tags"]["meter"]: s["values"] for s in answer["results"][0].get("series", [])}
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str, servers: tuple[Server, ...] = ()) -> None:
+    """Poll ``condition`` until it holds, sampling the ``servers``' buffer fill meanwhile."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        for s in servers:
+            s.sample_fill()
+        if condition():
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.5)
+
+
+def closes_since(t: float) -> int:
+    """How many intervals have become due to close (interval end + close delay) since wall time ``t``."""
+    return int((time.time() - CLOSE_DELAY_S) // INTERVAL_S) - int((t - CLOSE_DELAY_S) // INTERVAL_S)
 
 
 def demo_polled_meters() -> set[str]:
@@ -189,19 +203,19 @@ async def test_influx_outage_under_simulated_load_with_a_restart(tmp_path: Path)
         await wait_for(lambda: bool(stored(influx, "outage_a")) and bool(stored(influx, "outage_b")), 2 * INTERVAL_S + 15, "first intervals")
 
         influx.stop()
-        down = time.monotonic()
-        await asyncio.sleep(OUTAGE_S / 2)
-        # server B stops and starts again while InfluxDB is away: its buffer and state survive
+        down = time.time()
+        # server B stops and starts again while InfluxDB is away, once an interval closed into its
+        # buffer: its buffer and state survive
+        await wait_for(lambda: closes_since(down) >= 1 and b.buffered > 0, INTERVAL_S + 30, "an interval in B's buffer", (a, b))
         held = b.buffered
-        assert held > 0
         await b.stop()
         await b.start()
         assert b.buffered >= held
-        while time.monotonic() - down < OUTAGE_S:
-            for s in (a, b):
-                s.sample_fill()
-            await asyncio.sleep(2)
-        assert a.buffered >= 2 * 81 and b.buffered >= 2 * 81
+        # another interval closes, into the restarted B's buffer too, before InfluxDB comes back
+        await wait_for(
+            lambda: closes_since(down) >= OUTAGE_CLOSES and a.buffered >= OUTAGE_CLOSES * 81 and b.buffered >= OUTAGE_CLOSES * 81,
+            OUTAGE_CLOSES * INTERVAL_S + 30, "two intervals in each buffer", (a, b),
+        )
         assert max(a.fills) > 0 and max(b.fills) > 0
         influx.start()
 
@@ -216,6 +230,6 @@ async def test_influx_outage_under_simulated_load_with_a_restart(tmp_path: Path)
     try:
         intervals_a = check(a, stored(influx, "outage_a"))
         intervals_b = check(b, stored(influx, "outage_b"))
-        assert intervals_a >= 1 + OUTAGE_S // INTERVAL_S and intervals_b >= 1 + OUTAGE_S // INTERVAL_S
+        assert intervals_a >= 1 + OUTAGE_CLOSES and intervals_b >= 1 + OUTAGE_CLOSES
     finally:
         influx.destroy()

@@ -18,11 +18,10 @@ from sqlalchemy import text
 from hmi.component import HMI_URL
 from hmi.feed import CLOSE_TOO_MANY
 from scada.db.component import DATABASE
-from scada.users.audit import Actor
 from scada.users.component import USERS
 
 from ..harness import running_server
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, browser_like, demo_site_config, login, open_accounts
+from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi, add_role_users, browser_like, demo_site_config, login, open_accounts
 
 
 @pytest.fixture
@@ -31,8 +30,7 @@ async def capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
     config = demo_site_config(tmp_path, "hmi.ws_max_per_user=3", "hmi.ws_max_total=4")
     async with running_server(config) as rt:
-        for name, role in ROLES.items():
-            await rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(rt.ctx[USERS])
         hmi = Hmi(rt, rt.ctx[HMI_URL])
         await open_accounts(hmi, {"B1-R101": "50.00"})
         yield hmi

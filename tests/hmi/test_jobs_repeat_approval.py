@@ -17,11 +17,10 @@ from scada.core.tags import TAGDB
 from scada.operations.component import JOBS
 from scada.operations.targets import room_state
 from scada.site.component import ASSETS
-from scada.users.audit import Actor
 from scada.users.component import AUDIT, USERS
 
 from ..simulation import until
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, demo_site_config
+from .conftest import ADMIN_PASSWORD, PASSWORDS, add_role_users, demo_site_config
 from .test_api_users import bearer
 from .test_jobs_site import EXTRA, api, site
 
@@ -37,8 +36,7 @@ async def test_each_run_of_a_repeating_job_over_the_limit_needs_its_own_approval
     monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
     clock = ManualClock(dt.datetime.now(dt.UTC))
     async with site(demo_site_config(tmp_path, *EXTRA, 'operations.approval_money_above="2"'), clock) as hmi:
-        for name, role in ROLES.items():
-            await hmi.rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(hmi.rt.ctx[USERS])
         jobs = hmi.rt.ctx[JOBS]
         admin = await bearer(hmi, "admin", ADMIN_PASSWORD)
         cashier = await bearer(hmi, "cashier1", PASSWORDS["cashier1"])
@@ -98,8 +96,7 @@ async def test_a_run_whose_selection_grew_past_the_limit_waits_for_an_approval(t
     monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
     clock = ManualClock(dt.datetime.now(dt.UTC))
     async with site(demo_site_config(tmp_path, *EXTRA, 'operations.approval_money_above="2"'), clock) as hmi:
-        for name, role in ROLES.items():
-            await hmi.rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(hmi.rt.ctx[USERS])
         jobs, tagdb, assets = hmi.rt.ctx[JOBS], hmi.rt.ctx[TAGDB], hmi.rt.ctx[ASSETS]
         admin = await bearer(hmi, "admin", ADMIN_PASSWORD)
         supervisor = await bearer(hmi, "super1", PASSWORDS["super1"])

@@ -26,11 +26,10 @@ from scada.db.component import DATABASE
 from scada.operations.component import JOBS
 from scada.operations.models import JobRow
 from scada.simulator.component import SIMULATOR
-from scada.users.audit import Actor
 from scada.users.component import AUDIT, USERS
 
 from ..simulation import Control, until
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, demo_site_config
+from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi, add_role_users, demo_site_config
 from .test_api_users import bearer
 from .test_jobs_api import wait_job
 from .test_jobs_site import EXTRA, api, ops, site  # noqa: F401 - the fixture
@@ -102,8 +101,7 @@ async def test_a_job_cancelled_while_it_runs(tmp_path: Path, monkeypatch: pytest
     config = demo_site_config(tmp_path, *EXTRA, "operations.link_in_flight=2", "operations.link_gap_s=2.0",
                               "operations.item_retries=1", "operations.item_backoff_s=60")
     async with site(config, ManualClock(dt.datetime.now(dt.UTC))) as hmi:
-        for name, role in ROLES.items():
-            await hmi.rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(hmi.rt.ctx[USERS])
         sim: Simulator = hmi.rt.ctx[SIMULATOR]
         tagdb = hmi.rt.ctx[TAGDB]
         meters = [f"E-B1-1{i:02d}" for i in range(1, 16)]
@@ -168,8 +166,7 @@ async def test_a_cancel_just_before_a_crash_is_kept_at_the_restart(tmp_path: Pat
     config = demo_site_config(tmp_path, *EXTRA, "operations.link_in_flight=1", "operations.link_gap_s=2.0")
     meters = [f"E-B1-1{i:02d}" for i in range(1, 16)]
     async with site(config, ManualClock(dt.datetime.now(dt.UTC))) as hmi:
-        for name, role in ROLES.items():
-            await hmi.rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(hmi.rt.ctx[USERS])
         tagdb = hmi.rt.ctx[TAGDB]
         await until(lambda: all(tagdb.read(f"{m}.relay_closed").value is True for m in meters), timeout=20, what="polled")
         operator = await bearer(hmi, "operator1", PASSWORDS["operator1"])

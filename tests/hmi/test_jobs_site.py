@@ -31,11 +31,10 @@ from scada.operations.component import OperationsComponent
 from scada.prepaid.models import MeterSegment
 from scada.server import build_components
 from scada.simulator.component import SIMULATOR
-from scada.users.audit import Actor
 from scada.users.component import USERS
 
 from ..simulation import Control, until
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, demo_site_config
+from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi, add_role_users, demo_site_config
 from .test_api_users import bearer
 from .test_jobs_api import wait_job
 
@@ -75,8 +74,7 @@ async def ops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     monkeypatch.setenv("SCADA_ADMIN_PASSWORD", ADMIN_PASSWORD)
     clock = ManualClock(dt.datetime.now(dt.UTC))
     async with site(demo_site_config(tmp_path, *EXTRA), clock) as hmi:
-        for name, role in ROLES.items():
-            await hmi.rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(hmi.rt.ctx[USERS])
         yield hmi, clock
 
 

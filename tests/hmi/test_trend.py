@@ -17,13 +17,12 @@ from historian import IntervalRecord, SqliteSettings, make_backend
 from historian.rollup import day_rollups
 from hmi.api.trend import trend_window
 from hmi.component import HMI_URL
-from scada.users.audit import Actor
 from scada.users.component import USERS
 
 from ..harness import running_server
 from .axe import PHONE, overflow, small_text
 from .browser import Shots
-from .conftest import ADMIN_PASSWORD, PASSWORDS, ROLES, Hmi, demo_site_config
+from .conftest import ADMIN_PASSWORD, PASSWORDS, Hmi, add_role_users, demo_site_config
 from .test_api_users import bearer
 from .test_browser import browser, shots, sign_in  # noqa: F401  (fixtures)
 
@@ -58,8 +57,7 @@ async def history_hmi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     await backend.write_days(day_rollups(records, TZ))
     await backend.close()
     async with running_server(demo_site_config(tmp_path)) as rt:
-        for name, role in ROLES.items():
-            await rt.ctx[USERS].add(name, role, PASSWORDS[name], Actor("test", "cli"))
+        await add_role_users(rt.ctx[USERS])
         yield Hmi(rt, rt.ctx[HMI_URL]), yesterday
 
 
