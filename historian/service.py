@@ -182,8 +182,11 @@ class Historian:
     async def close_due(self, now: float | None = None) -> int:
         """Close due intervals and queue their records with the aggregator's state."""
         async with self._close_lock:
-            meters = None if self.known_meters is None else set(self.known_meters())
-            closed = self.aggregator.close_due(self.clock() if now is None else now, meters)
+            now_s = self.clock() if now is None else now
+            # the known meters only matter to an interval that closes now
+            due = self.aggregator.next_due_s <= now_s
+            meters = None if self.known_meters is None or not due else self.known_meters()
+            closed = self.aggregator.close_due(now_s, meters)
             records = self._unspooled + closed
             days = self._unspooled_days + self.aggregator.take_days()
             rebuilds = self._unspooled_rebuilds + self.aggregator.take_rebuilds()

@@ -86,6 +86,9 @@ class TagDB:
         self.writes = 0
         self.changes = 0
         self.late = 0
+        # bumped when a tag is added or removed: what is derived from the set of names can be
+        # kept until it moves (the set itself is a million names on a 50,000-meter site)
+        self.registrations = 0
 
     # -- registration --------------------------------------------------------------------
     def register(self, meta: TagMeta, initial: TagValue | None = None) -> None:
@@ -98,9 +101,11 @@ class TagDB:
             now = utcnow()
             initial = TagValue(None, Quality.BAD, now, now, QualityReason.NO_VALUE)
         self._entries[meta.name] = _Entry(meta, initial)
+        self.registrations += 1
 
     def unregister(self, name: str) -> None:
-        self._entries.pop(name, None)
+        if self._entries.pop(name, None) is not None:
+            self.registrations += 1
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
 
 from scada.db import Database
-from scada.site.formula import FormulaError, expand, parse_formula
+from scada.site.formula import FormulaError, Term, expand, parse_formula
 from scada.site.models import Building, Floor, Meter, MeterParent, Room, Site
 from scada.site.tree import MeterTree, ParentChange
 from scada.users.audit import Actor, AuditLog
@@ -127,9 +128,15 @@ class AssetSnapshot:
             raise FormulaError(f"unknown meter {meter_id!r}")
         if meter.role != "virtual":
             return {meter_id: meter.multiplier}
-        formulas = {m.id: parse_formula(m.formula) for m in self.meters.values() if m.role == "virtual" and m.formula}
-        multipliers = {m.id: m.multiplier for m in self.meters.values() if m.role != "virtual"}
-        return expand(meter_id, formulas, multipliers)
+        return expand(meter_id, self._formulas, self._multipliers)
+
+    @cached_property
+    def _formulas(self) -> dict[str, tuple[Term, ...]]:
+        return {m.id: parse_formula(m.formula) for m in self.meters.values() if m.role == "virtual" and m.formula}
+
+    @cached_property
+    def _multipliers(self) -> dict[str, Decimal]:
+        return {m.id: m.multiplier for m in self.meters.values() if m.role != "virtual"}
 
     def parent_of(self, meter_id: str, at: datetime | None = None) -> str | None:
         """The meter's parent at ``at`` (default: now)."""
@@ -139,14 +146,39 @@ class AssetSnapshot:
     def active_meters(self) -> list[MeterInfo]:
         return [m for m in self.meters.values() if m.active]
 
+    # The per-room, per-link and per-floor lookups are indexed once per snapshot (a snapshot is
+    # never changed after it is built): a scan of every meter per call made work done room by
+    # room (seeding 50,000 accounts, cutting every room of a building) quadratic in the site.
+    @cached_property
+    def _meters_by_room(self) -> dict[str | None, list[MeterInfo]]:
+        index: dict[str | None, list[MeterInfo]] = {}
+        for m in self.meters.values():
+            index.setdefault(m.room_id, []).append(m)
+        return index
+
+    @cached_property
+    def _meters_by_link(self) -> dict[str, list[MeterInfo]]:
+        index: dict[str, list[MeterInfo]] = {}
+        for m in self.meters.values():
+            if m.active:
+                index.setdefault(m.link, []).append(m)
+        return index
+
+    @cached_property
+    def _rooms_by_floor(self) -> dict[str, list[RoomInfo]]:
+        index: dict[str, list[RoomInfo]] = {}
+        for r in self.rooms.values():
+            index.setdefault(r.floor_id, []).append(r)
+        return index
+
     def meters_of_room(self, room_id: str, *, active_only: bool = True) -> list[MeterInfo]:
-        return [m for m in self.meters.values() if m.room_id == room_id and (m.active or not active_only)]
+        return [m for m in self._meters_by_room.get(room_id, ()) if m.active or not active_only]
 
     def meters_on_link(self, link: str) -> list[MeterInfo]:
-        return [m for m in self.meters.values() if m.link == link and m.active]
+        return list(self._meters_by_link.get(link, ()))
 
     def rooms_on_floor(self, floor_id: str) -> list[RoomInfo]:
-        return [r for r in self.rooms.values() if r.floor_id == floor_id]
+        return list(self._rooms_by_floor.get(floor_id, ()))
 
     def floors_of_building(self, building_id: str) -> list[FloorInfo]:
         return sorted((f for f in self.floors.values() if f.building_id == building_id), key=lambda f: f.level)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -276,3 +277,37 @@ async def test_the_state_is_saved_in_slices_with_the_intake_held(tmp_path: Path,
         intake.cancel()
         sub.close()
         await h.shutdown(flush_timeout_s=0.1)
+
+
+async def test_known_meters_are_asked_only_when_an_interval_closes(tmp_path: Path) -> None:
+    """Working out the site's meters costs a scan of every tag on a large site: the closer asks
+    for them when an interval is due, not on each of its rounds, and then a known meter with no
+    reading in the interval still gets its record."""
+    plant = Plant(tmp_path, make_backend(SqliteSettings(tmp_path / "history.db")))
+    asked: list[float] = []
+
+    def known() -> list[str]:
+        asked.append(plant.now)
+        return ["E-1", "E-2", "E-3", "E-quiet"]
+
+    plant.historian.known_meters = known
+    closed: list[Any] = []
+    close_due = plant.historian.aggregator.close_due
+
+    def spy(now_s: float, meters: Any = None) -> list[Any]:
+        records = close_due(now_s, meters)
+        closed.extend(records)
+        return records
+
+    plant.historian.aggregator.close_due = spy  # type: ignore[method-assign]
+    await plant.historian.open()
+    try:
+        await plant.run(14)  # one minute at a time, the first interval not due yet
+        assert asked == [] and closed == []
+        await plant.run(2)  # 15 min + the close delay have passed
+        assert len(asked) == 1
+        quiet = [r for r in closed if r.meter == "E-quiet"]
+        assert len(quiet) == 1 and quiet[0].values.get("samples") == 0
+        assert {r.meter for r in closed} == {"E-1", "E-2", "E-3", "E-quiet"}
+    finally:
+        await plant.historian.shutdown(flush_timeout_s=1)
