@@ -4,8 +4,9 @@
 A publisher never waits for a subscriber. Each subscription has a FIFO of at most ``maxsize``
 items; when it is full the subscription switches to an overflow map, keyed by what the item is
 about (a tag name, an alarm), that keeps only the newest item of each key (replacing an entry
-keeps its place; ``merge`` may fold the replaced item into the new one). Memory is therefore
-bounded by ``maxsize`` plus the number of keys, the newest state of every key is always
+keeps its place; ``merge`` may fold the replaced item into the new one). When the reader has
+emptied the FIFO, the overflow map's items move into it in their order. Memory is therefore
+bounded by ``maxsize`` plus twice the number of keys, the newest state of every key is always
 delivered, and every item that was replaced before delivery is counted in ``dropped``.
 """
 
@@ -153,14 +154,18 @@ class Subscription(Generic[T]):
         return len(self._fifo) + len(self._overflow)
 
     def get_nowait(self) -> T | None:
-        if self._fifo:
-            self.delivered += 1
-            return self._fifo.popleft()
-        if self._overflow:
-            key = next(iter(self._overflow))
-            self.delivered += 1
-            return self._overflow.pop(key)
-        return None
+        fifo = self._fifo
+        if not fifo:
+            if not self._overflow:
+                return None
+            # the overflow's items, in its order, become the FIFO at once: taking a dict's
+            # first key one at a time is quadratic (each pop leaves a hole that the next
+            # first-key lookup walks past; 200,000 coalesced changes took 20 s to drain).
+            # Items moved out are no longer coalesced with newer ones, as in the FIFO.
+            fifo.extend(self._overflow.values())
+            self._overflow = {}
+        self.delivered += 1
+        return fifo.popleft()
 
     def drain(self, limit: int | None = None) -> list[T]:
         """Everything pending now (up to ``limit``), without waiting."""

@@ -244,6 +244,35 @@ async def test_subscriber_catches_up_after_overflow_in_tag_order() -> None:
     sub.close()
 
 
+async def test_an_overflow_drained_in_parts_keeps_its_order_and_every_newest_value() -> None:
+    """The reader takes a coalesced backlog a batch at a time while the writer goes on: every
+    tag's changes arrive in the order written, each tag's newest value last, and the items
+    delivered plus those coalesced away account for every write."""
+    tags = [f"M{i}.x" for i in range(500)]
+    db = make_db(*tags)
+    sub = db.subscribe(maxsize=50)
+    writes = 0
+    for round_ in range(3):  # 1,500 writes into a FIFO of 50: coalesced by tag
+        for t in tags:
+            db.write(t, float(round_))
+            writes += 1
+    seen: dict[str, list[float]] = {t: [] for t in tags}
+    first = sub.drain(120)
+    assert [c.name for c in first[:50]] == tags[:50] and all(c.new.value == 0.0 for c in first[:50])
+    for c in first:
+        seen[c.name].append(c.new.value)  # type: ignore[arg-type]
+    for t in tags[:200]:  # written while the rest of the backlog waits
+        db.write(t, 9.0)
+        writes += 1
+    while batch := sub.drain(120):
+        for c in batch:
+            seen[c.name].append(c.new.value)  # type: ignore[arg-type]
+    for t, values in seen.items():
+        assert values == sorted(values) and values[-1] == (9.0 if t in tags[:200] else 2.0), t
+    assert sub.delivered + sub.dropped == writes
+    sub.close()
+
+
 async def test_get_batch_returns_all_pending() -> None:
     db = make_db("A.x")
     sub = db.subscribe()
