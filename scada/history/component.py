@@ -22,7 +22,7 @@ from scada.core.runtime import Component, Restart
 from scada.core.tags import TAGDB
 from scada.history.service import BUFFER_FILL_TAG, HISTORY, HistoryService
 from scada.history.settings import backend_settings, historian_settings
-from scada.site.assets import AssetRegistry, MeterInfo
+from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo
 from scada.site.component import ASSETS
 from tags import DataType, TagDB, TagMeta, names
 
@@ -40,15 +40,15 @@ class _MeterIds:
     def __init__(self, tagdb: TagDB, assets: AssetRegistry) -> None:
         self.tagdb = tagdb
         self.assets = assets
-        self._key: tuple[int, object] | None = None
+        self._registrations = -1
+        self._snapshot: AssetSnapshot | None = None
         self._ids: frozenset[str] = frozenset()
 
     def __call__(self) -> frozenset[str]:
         snapshot = self.assets.snapshot
-        key = (self.tagdb.registrations, snapshot)
-        if self._key is None or key[0] != self._key[0] or key[1] is not self._key[1]:
+        if self.tagdb.registrations != self._registrations or snapshot is not self._snapshot:
             self._ids = frozenset(self._scan(snapshot.meters))
-            self._key = key
+            self._registrations, self._snapshot = self.tagdb.registrations, snapshot
         return self._ids
 
     def _scan(self, meters: Mapping[str, MeterInfo]) -> set[str]:
