@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from scada.core.configbase import key_path
 from scada.core.inputs import InputError, JsonInputError, has_control, parse_id, parse_json, quote
 from scada.core.limits import AnswerTooLarge
+from scada.core.runtime import database_locked
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Permission, Role, UserInfo
 
@@ -331,8 +332,16 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             elif request.method in ("GET", "HEAD") and exc.status != 403:
                 audited = False  # a refused read changed and disclosed nothing
             return json_response(exc.body(), status=exc.status)
-        except Exception:
+        except Exception as exc:
             outcome = "failed"
+            if database_locked(exc):
+                # another writer held SQLite's write lock past the busy timeout (an overloaded
+                # server): nothing was written, and the same request succeeds once it commits
+                audited = False  # nothing was done, and the audit's write would wait for the same lock
+                log.warning("API request met a locked database", extra={"route": f"{route.method} {route.path}", "user": user.name if user else None})
+                busy = json_response(ApiError(503, "the database is busy; try again", retry_after_s=2).body(), status=503)
+                busy.headers["Retry-After"] = "2"
+                return busy
             reason = "internal error"
             log.exception("API handler failed", extra={"route": f"{route.method} {route.path}", "user": user.name if user else None})
             return json_response({"error": "internal error"}, status=500)

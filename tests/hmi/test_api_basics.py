@@ -112,3 +112,38 @@ async def test_calls_are_audited(api: tuple[str, Any]) -> None:
     assert {e.actor for e in entries} == {"viewer1"}
     summary = rt.ctx[LOGINS].take_summary()  # ... and reported in bulk (tests/scada/test_logins.py)
     assert (summary.failures, summary.by_user) == (1, [("viewer1", 1)])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_locked_database_is_answered_503_with_retry_after(api: tuple[str, Any], db_url: str) -> None:
+    """An overloaded SQLite server whose write lock another writer holds past the busy timeout:
+    the request is answered 503 with Retry-After (nothing was written), not 500, and the same
+    request succeeds once the lock is free."""
+    import sqlite3
+    import threading
+
+    base, (_, http) = api
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        con = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(60)
+        con.execute("ROLLBACK")
+        con.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        sign_in = {"user": "admin", "password": "admin-password-1"}
+        async with http.post(base + "/auth/token", json=sign_in) as r:
+            assert r.status == 503, await r.text()
+            assert r.headers["Retry-After"] == "2"
+            assert (await r.json())["error"] == "the database is busy; try again"
+    finally:
+        release.set()
+        holder.join(10)
+    async with http.post(base + "/auth/token", json=sign_in) as r:
+        assert r.status == 200
