@@ -27,6 +27,7 @@ from typing import Any
 from protocols.modbus.params import ClockBlock, TouTableBlock, ValueBlock, normalise_tou
 from scada.alarms.clock import Clock, SystemClock
 from scada.commands.service import ParameterDriver
+from scada.core.runtime import database_locked
 from scada.site.assets import AssetRegistry, AssetSnapshot, MeterInfo, RegistryDiff
 from tags import DataType, TagChange, TagDB, TagMeta, names
 from tags.names import meter_tag
@@ -35,6 +36,7 @@ from tags.subscription import by_points
 __all__ = ["MeterSettings", "TouCheck"]
 
 log = logging.getLogger(__name__)
+LOCKED_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,15 @@ class MeterSettings:
                 await self._paced()
                 try:
                     await self.check(meter)
-                except Exception:
-                    log.exception("time-of-use check failed", extra={"meter": meter_id})
+                except Exception as exc:
+                    if not database_locked(exc):
+                        log.exception("time-of-use check failed", extra={"meter": meter_id})
+                        continue
+                    # an overloaded SQLite server (another writer held the lock past the busy
+                    # timeout): the meter waits behind the others for another try, not a day
+                    log.warning("time-of-use check met a locked database; the meter is checked again", extra={"meter": meter_id})
+                    self.schedule_check(meter_id)
+                    await asyncio.sleep(LOCKED_RETRY_S)  # never a hot loop, whatever the lock answers
 
     async def _paced(self) -> None:
         loop = asyncio.get_running_loop()
