@@ -273,6 +273,27 @@ async def test_an_overflow_drained_in_parts_keeps_its_order_and_every_newest_val
     sub.close()
 
 
+async def test_a_backlog_taken_in_parts_while_every_tag_is_written_stays_within_its_bound() -> None:
+    """A reader behind a writer of every tag: at most ``maxsize`` plus one item per tag is held
+    however the reading and writing interleave, and every tag's newest value still arrives last."""
+    tags = [f"M{i}.x" for i in range(300)]
+    db = make_db(*tags)
+    sub = db.subscribe(maxsize=40)
+    last: dict[str, float] = {}
+    for round_ in range(12):
+        for t in tags:
+            db.write(t, float(round_))
+            assert sub.pending <= 40 + len(tags)
+        for c in sub.drain(70 + 13 * round_):
+            last[c.name] = c.new.value  # type: ignore[assignment]
+    while batch := sub.drain(50):
+        for c in batch:
+            assert c.new.value >= last.get(c.name, -1.0), c
+            last[c.name] = c.new.value  # type: ignore[assignment]
+    assert last == dict.fromkeys(tags, 11.0)
+    sub.close()
+
+
 async def test_get_batch_returns_all_pending() -> None:
     db = make_db("A.x")
     sub = db.subscribe()
