@@ -163,7 +163,10 @@ class MeterSettings:
     async def _paced(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_defer_s
-        while loop.time() < deadline and any(self.link_backlog(link) > 0 for link in self._links()):
+        if loop.time() >= deadline:
+            return
+        links = self._links()  # once: it walks every meter of the site
+        while loop.time() < deadline and any(self.link_backlog(link) > 0 for link in links):
             await asyncio.sleep(0.01)
 
     def _links(self) -> set[str]:
