@@ -15,10 +15,10 @@ import pytest
 from asyncua import Client, ua
 from asyncua.common.node import Node
 
-from protocols.opcua import MeterSpec, OpcUaServer, PointSpec
+from protocols.opcua import BuildingSpec, FloorSpec, MeterSpec, OpcUaConfig, OpcUaServer, PointSpec, RoomSpec, SiteSpec
 from tags import DataType, Quality, QualityReason, TagChange, TagValue, slices
 
-from .conftest import Recorder, meter_points, small_site
+from .conftest import Recorder, meter_points, room_points, small_site
 
 S = ua.StatusCodes
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -383,3 +383,37 @@ async def test_a_large_build_returns_to_the_event_loop_between_slices_and_is_com
     async with Client(server.url) as client:
         last = await child(client, server.ns, "Site", "Building 1", "F2", "R201", "E-BULK-299", "Power")
         assert await last.read_value() == 1.5
+
+
+async def test_points_share_their_texts_after_many_objects(tmp_path: Any, recorder: Recorder) -> None:
+    """The browse names and descriptions of points are one object for every meter, however many
+    rooms came before them in a build: objects' own texts (their ids in them) used to fill the
+    bounded caches, and every point built after some 10,000 rooms got texts of its own (~280 MB
+    more at 50,000 meters)."""
+    site = SiteSpec("Bulk")
+    site.buildings["B1"] = BuildingSpec("B1", "Building 1")
+    site.floors["F1"] = FloorSpec("F1", "B1", "F1", 1)
+    for i in range(10_050):
+        rid = f"BULK-{i}"
+        site.rooms[rid] = RoomSpec(rid, "F1", f"Bulk {i}", points=room_points(rid))
+    for mid in ("E-LATE-1", "E-LATE-2"):
+        site.meters[mid] = MeterSpec(mid, "electricity", "B1", "BULK-10049", points=meter_points(mid, "electricity"))
+    server = OpcUaServer(
+        OpcUaConfig(port=0, security=["None", "Basic256Sha256_SignAndEncrypt"], allow_anonymous=True),
+        pki_dir=tmp_path / "pki-bulk", hooks=recorder.hooks(),
+    )
+    await server.start()
+    try:
+        await server.sync(site, lambda _tag: None)
+        aspace = server.asyncua.iserver.aspace
+        one = aspace[ua.NodeId("E-LATE-1.power", server.ns)].attributes
+        two = aspace[ua.NodeId("E-LATE-2.power", server.ns)].attributes
+        for attr in (ua.AttributeIds.Description, ua.AttributeIds.BrowseName, ua.AttributeIds.DisplayName):
+            assert two[attr] is one[attr], attr
+        async with Client(server.url) as client:
+            last = await child(client, server.ns, "Site", "Building 1", "F1", "Bulk 10049", "E-LATE-2", "Power")
+            assert (await last.read_description()).Text == "Active power"
+            room = await child(client, server.ns, "Site", "Building 1", "F1", "Bulk 10049")
+            assert (await room.read_description()).Text == "Room Bulk 10049 (BULK-10049)"
+    finally:
+        await server.stop()
