@@ -417,3 +417,45 @@ async def test_points_share_their_texts_after_many_objects(tmp_path: Any, record
             assert (await room.read_description()).Text == "Room Bulk 10049 (BULK-10049)"
     finally:
         await server.stop()
+
+
+async def test_monitored_items_keep_scalar_values_uncopied_and_still_see_every_change(server: OpcUaServer) -> None:
+    """asyncua's monitored items deep-copied every value they were given (``monitoring``): a
+    scalar value is now kept as it is. What clients see does not change: a repeated value is not
+    notified, a new one is, a deadband still holds back small steps, a status change is
+    notified; a structure (method arguments) is still copied."""
+    ns = server.ns
+    power, voltage = "E-B1-R101.power", "E-B1-R101.voltage"
+    t1 = T0.replace(second=1)
+    await server.push([change(power, 1.0), change(voltage, 230.0)])
+    plain, banded = Changes(), Changes()
+    async with Client(server.url) as client:
+        sub = await client.create_subscription(20, plain)
+        await sub.subscribe_data_change([client.get_node(ua.NodeId(t, ns)) for t in (power, voltage)])
+        await sub.subscribe_data_change([client.get_node(ua.NodeId("meter:E-B1-R101/SetRelay/InputArguments", ns))])
+        banded_sub = await client.create_subscription(20, banded)
+        await banded_sub.deadband_monitor(client.get_node(ua.NodeId(power, ns)), 0.5)
+        initial = {(await plain.next())[0] for _ in range(3)}
+        assert initial == {power, voltage, "meter:E-B1-R101/SetRelay/InputArguments"}
+        assert (await banded.next())[1].Value.Value == 1.0
+        await server.push([change(power, 1.0, ts=t1)])  # the same value again: no notification
+        await server.push([change(power, 1.2, ts=t1)])  # within the deadband
+        await server.push([change(power, 2.0, ts=t1)])
+        await server.push([change(voltage, 230.0, Quality.BAD, QualityReason.COMM_FAILURE, ts=t1)])
+        assert [(await plain.next())[1].Value.Value for _ in range(2)] == [1.2, 2.0]
+        tag, bad = await plain.next()
+        assert tag == voltage and bad.StatusCode.is_bad()
+        assert (await banded.next())[1].Value.Value == 2.0
+        assert plain.queue.empty() and banded.queue.empty()  # nothing for 1.0 again, nor 1.2 banded
+        kept = {
+            mdata.read_value_id.NodeId.Identifier: mdata.mvalue.current_dvalue
+            for s in server.asyncua.iserver.subscription_service.subscriptions.values()
+            for mdata in s.monitored_item_srv._monitored_items.values()
+            if mdata.read_value_id.NodeId.Identifier == power or "InputArguments" in str(mdata.read_value_id.NodeId.Identifier)
+        }
+        assert kept[power] is server.site.value(power)
+        arguments = server.asyncua.iserver.aspace.read_attribute_value(
+            ua.NodeId("meter:E-B1-R101/SetRelay/InputArguments", ns), ua.AttributeIds.Value
+        )
+        assert kept["meter:E-B1-R101/SetRelay/InputArguments"] is not arguments
+        assert kept["meter:E-B1-R101/SetRelay/InputArguments"] == arguments
