@@ -32,6 +32,12 @@ another, sharing the cores):
   client decodes every value), the median of 3 reads. The goal: 100,000 values/s or more. Also:
   processed Average over 1-hour intervals of the same range, intervals/s.
 
+- start-up and clients leaving at site scale (``bench/opcua/scale.py``, whose docstring says
+  how): the OPC UA component's start-up steps at 10,000 and 50,000 meters (10,000 with
+  ``--quick``), and the event loop's longest stall while 10 asyncua clients of 1,000 monitored
+  items each disconnect from a server of 10,000 meters (1,000 with ``--quick``; ``python
+  bench/opcua/scale.py`` alone does it at 50,000).
+
 Run: ``python bench/opcua/run.py`` (``--quick`` for a smaller run, ``--history`` for the
 HistoryRead figures only). The figures are also written to ``build/bench/opcua.json``.
 """
@@ -512,7 +518,15 @@ async def main() -> None:
             f"{f'build {n:,} meters':<46} {r['s']:>8.2f} s  {r['nodes']:,} nodes ({r['nodes'] / r['s']:,.0f}/s, cpu {r['cpu']:.2f} s)"
             f"  RSS {r['rss_before']:.0f} → {r['rss_after']:.0f} MB (+{r['rss_after'] - r['rss_before']:.0f} MB)"
         )
+    import scale  # bench/opcua/scale.py
+
+    for n in (10_000,) if args.quick else (10_000, 50_000):
+        results[f"startup_{n}"] = r = scale.run_startup(n)
+        scale.print_startup(r)
     n = 1_000 if args.quick else 10_000
+    results[f"leave_{n}"] = r = scale.run_leave(n, clients=10, items=1_000, rate=8_000)
+    scale.print_leave(r)
+    write_results(results)
     print(f"live cases on {n:,} meters:")
     await live_cases(n, rounds=1 if args.quick else 3, seconds=5 if args.quick else 10)
     lat = await simulator_latency(seconds=10 if args.quick else 30)

@@ -4,16 +4,17 @@ asyncua's node API adds one node per service call, checks every sibling on each 
 allocates every attribute afresh: ~6,000 nodes/s, and a flat folder is quadratic (LIMITS.md).
 :class:`NodeWriter` puts nodes into the address space's dictionary itself, each a small slotted
 object with asyncua's ``NodeData`` interface (``nodeid``, ``attributes``, ``references``,
-``call``) whose attributes are mostly shared: node class, data type, access level and masks
-come from one dict per node shape, the browse and display names of points every meter has are
-one object each, and the references back to a parent or to a type are shared by the siblings.
-Only the node id, the value and the forward references are per node (bench/opcua: 10,000
-meters, 320,000 nodes, in ~4 s and ~300 MB).
+``call``; it is its own ``attributes``) whose attributes are mostly shared: node class, data
+type, access level and masks come from one dict per node shape, the browse names and
+descriptions of points every meter has are one object each, and the references back to a
+parent or to a type are shared by the siblings. Only the node id, the value and the forward
+references are per node (bench/opcua: 10,000 meters, 320,000 nodes, in ~3.3 s and ~230 MB;
+50,000 meters, 1.6 million nodes, in ~16 s and ~1.2 GB, on a quiet machine).
 
 This relies on how asyncua reads nodes (``attributes`` through ``in``, ``[]`` and ``get``;
 ``references`` as a list; ``AttributeValue``'s fields); ``tests/protocols/opcua`` reads every
-attribute of such nodes next to API-built ones, and browses them with asyncua's and node-opcua's
-clients.
+attribute of such nodes next to API-built ones, browses them with asyncua's and node-opcua's
+clients, and holds the whole of a site's browse to a recorded snapshot.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class RefType:
     HAS_HISTORICAL_CONFIGURATION = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class ObjectNode:
-    """What a child needs to know of its parent to reference it."""
+    """What a child needs to know of its parent to reference it. Treated as immutable; not a
+    frozen dataclass because a build makes one per node and a frozen one's __init__ (six
+    ``object.__setattr__`` calls) cost three times as much."""
 
     nodeid: ua.NodeId
     browse_name: ua.QualifiedName
@@ -54,6 +57,27 @@ class ObjectNode:
 
 
 _PROPERTY_TYPE = ua.NodeId(ua.ObjectIds.PropertyType)
+_REF = ua.ReferenceDescription
+_NAMES_KEPT = 100_000  # shared browse names kept (a site's point names are a few dozen)
+_TEXTS_KEPT = 10_000  # shared descriptions kept
+
+
+def _reference(
+    ref_type: ua.NodeId, forward: bool, nodeid: ua.NodeId, browse_name: ua.QualifiedName,
+    display_name: ua.LocalizedText, node_class: ua.NodeClass, type_definition: ua.NodeId,
+) -> ua.ReferenceDescription:
+    # The same object as ua.ReferenceDescription(...) (a slotted dataclass without __post_init__),
+    # its fields set directly: its generated __init__ took ~1.3 µs, this ~0.35 µs, and a build
+    # makes one per node (asyncua 2.1.0; tests/protocols/opcua/test_address_space_snapshot.py).
+    ref = _REF.__new__(_REF)
+    ref.ReferenceTypeId = ref_type
+    ref.IsForward = forward
+    ref.NodeId = nodeid
+    ref.BrowseName = browse_name
+    ref.DisplayName = display_name
+    ref.NodeClass = node_class
+    ref.TypeDefinition = type_definition
+    return ref
 
 
 @functools.cache
@@ -87,11 +111,13 @@ class ValueAttribute:
         return bool(self._callbacks)
 
 
-class _Attributes:
-    """A node's attributes as asyncua reads them (``in``, ``[]``, ``get``): the few that differ per
-    node in slots, the rest from a dict shared by all nodes of the same shape."""
+class _Node:
+    """asyncua's ``NodeData`` interface (``nodeid``, ``attributes``, ``references``, ``call``) and,
+    as its own ``attributes``, the attributes as asyncua reads them (``in``, ``[]``, ``get``): the
+    few that differ per node in slots, the rest from a dict shared by all nodes of the same shape.
+    One object a node, not two: a build allocates one per node, 1.6 million at 50,000 meters."""
 
-    __slots__ = ("nodeid", "value", "name", "display", "description", "shape", "_nodeid_attr")
+    __slots__ = ("nodeid", "value", "name", "display", "description", "shape", "_nodeid_attr", "references", "call")
 
     def __init__(
         self, nodeid: ua.NodeId, name: AttributeValue, display: AttributeValue, description: AttributeValue,
@@ -104,6 +130,15 @@ class _Attributes:
         self.description = description
         self.shape = shape
         self._nodeid_attr: AttributeValue | None = None
+        self.references: list[ua.ReferenceDescription] = []
+        self.call: Callable[..., Any] | None = None
+
+    @property
+    def attributes(self) -> _Node:
+        return self
+
+    def __bool__(self) -> bool:
+        return True  # a node, whatever its attribute count (asyncua tests nodes with ``if node``)
 
     def __getitem__(self, attr: int) -> Any:
         if attr == A.Value:
@@ -166,21 +201,6 @@ class _Attributes:
         return [self[k] for k in self.keys()]
 
     def __repr__(self) -> str:
-        return f"_Attributes({self.nodeid.to_string()})"
-
-
-class _Node:
-    """asyncua's ``NodeData`` interface in 4 slots."""
-
-    __slots__ = ("nodeid", "attributes", "references", "call")
-
-    def __init__(self, nodeid: ua.NodeId, attributes: _Attributes) -> None:
-        self.nodeid = nodeid
-        self.attributes = attributes
-        self.references: list[ua.ReferenceDescription] = []
-        self.call: Callable[..., Any] | None = None
-
-    def __repr__(self) -> str:
         return f"NodeData(id:{self.nodeid.to_string()})"
 
 
@@ -233,15 +253,18 @@ class NodeWriter:
         self._nodes = aspace._nodes  # the dict behind the address space
         self._names: dict[tuple[int, str], tuple[AttributeValue, AttributeValue, ua.QualifiedName, ua.LocalizedText]] = {}
         self._texts: dict[str, AttributeValue] = {}
-        self._back_refs: dict[ua.NodeId, dict[ua.NodeId, ua.ReferenceDescription]] = {}
-        self._type_refs: dict[ua.NodeId, ua.ReferenceDescription] = {}
-        self._config_refs: dict[ua.NodeId, ua.ReferenceDescription] = {}
+        # Keyed by the parent's node data (identity) and by (identifier, namespace) tuples rather
+        # than by NodeId, whose __hash__ runs in Python: a build looked up ~5 NodeId hashes a node.
+        self._back_refs: dict[Any, dict[ua.NodeId, ua.ReferenceDescription]] = {}
+        self._type_refs: dict[tuple[Any, int], ua.ReferenceDescription] = {}
+        self._config_refs: dict[tuple[Any, int], ua.ReferenceDescription] = {}
+        self._shapes: dict[tuple[Any, ...], dict[ua.AttributeIds, AttributeValue]] = {}
         self.added = 0
 
     # -- shared pieces -----------------------------------------------------------------------
-    def _name(self, ns: int, name: str) -> tuple[AttributeValue, AttributeValue, ua.QualifiedName, ua.LocalizedText]:
+    def _name(self, ns: int, name: str, keep: bool = True) -> tuple[AttributeValue, AttributeValue, ua.QualifiedName, ua.LocalizedText]:
         key = (ns, name)
-        entry = self._names.get(key)
+        entry = self._names.get(key) if keep else None
         if entry is None:
             qn = ua.QualifiedName(name, ns)
             lt = ua.LocalizedText(name)
@@ -251,20 +274,30 @@ class NodeWriter:
                 qn,
                 lt,
             )
-            if len(self._names) < 100_000:  # names unique to one node (meter ids) are not worth keeping
+            if keep and len(self._names) < _NAMES_KEPT:
                 self._names[key] = entry
         return entry
 
-    def _text(self, text: str) -> AttributeValue:
-        entry = self._texts.get(text)
+    def _text(self, text: str, keep: bool = True) -> AttributeValue:
+        entry = self._texts.get(text) if keep else None
         if entry is None:
             entry = AttributeValue(ua.DataValue(ua.Variant(ua.LocalizedText(text), ua.VariantType.LocalizedText)))
-            if len(self._texts) < 10_000:
+            if keep and len(self._texts) < _TEXTS_KEPT:
                 self._texts[text] = entry
         return entry
 
+    def _variable_shape(
+        self, data_type: ua.NodeId, value_rank: int, array_dimensions: tuple[int, ...] | None, historizing: bool
+    ) -> dict[ua.AttributeIds, AttributeValue]:
+        key = (data_type.Identifier, data_type.NamespaceIndex, value_rank, array_dimensions, historizing)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = _variable_shape(data_type, value_rank, array_dimensions, historizing)
+        return shape
+
     def _type_ref(self, type_id: ua.NodeId) -> ua.ReferenceDescription:
-        ref = self._type_refs.get(type_id)
+        key = (type_id.Identifier, type_id.NamespaceIndex)
+        ref = self._type_refs.get(key)
         if ref is None:
             tnode = self.aspace[type_id]
             ref = ua.ReferenceDescription(
@@ -276,12 +309,13 @@ class NodeWriter:
                 NodeClass=tnode.attributes[A.NodeClass].value.Value.Value,  # type: ignore[union-attr]
                 TypeDefinition=_NULL_NODE,
             )
-            self._type_refs[type_id] = ref
+            self._type_refs[key] = ref
         return ref
 
     def _config_ref(self, config: ua.NodeId) -> ua.ReferenceDescription:
         # one HasHistoricalConfiguration reference, shared by every variable of one history kind
-        ref = self._config_refs.get(config)
+        key = (config.Identifier, config.NamespaceIndex)
+        ref = self._config_refs.get(key)
         if ref is None:
             cnode = self.aspace[config]
             ref = ua.ReferenceDescription(
@@ -293,7 +327,7 @@ class NodeWriter:
                 NodeClass=ua.NodeClass.Object,
                 TypeDefinition=ua.NodeId(ua.ObjectIds.HistoricalDataConfigurationType),
             )
-            self._config_refs[config] = ref
+            self._config_refs[key] = ref
         return ref
 
     def add_notifier_reference(self, parent: ObjectNode, child: ObjectNode) -> None:
@@ -315,23 +349,22 @@ class NodeWriter:
             )
         )
 
-    def _back_ref(self, parent: ObjectNode, ref_type: ua.NodeId) -> ua.ReferenceDescription:
+    def _back_ref(self, parent: ObjectNode, parent_data: Any, ref_type: ua.NodeId) -> ua.ReferenceDescription:
         # shared by the children of an object; a variable's or method's one or two properties
         # are not worth a cache entry
-        shared = parent.node_class == ua.NodeClass.Object
-        refs = self._back_refs.setdefault(parent.nodeid, {}) if shared else {}
-        ref = refs.get(ref_type)
-        if ref is None:
-            ref = ua.ReferenceDescription(
-                ReferenceTypeId=ref_type,
-                IsForward=False,
-                NodeId=parent.nodeid,
-                BrowseName=parent.browse_name,
-                DisplayName=parent.display_name,
-                NodeClass=parent.node_class,
-                TypeDefinition=parent.type_definition,
-            )
-            refs[ref_type] = ref
+        if parent.node_class == ua.NodeClass.Object:
+            refs = self._back_refs.get(parent_data)
+            if refs is None:
+                refs = self._back_refs[parent_data] = {}
+            ref = refs.get(ref_type)
+            if ref is not None:
+                return ref
+        else:
+            refs = {}
+        ref = _reference(
+            ref_type, False, parent.nodeid, parent.browse_name, parent.display_name, parent.node_class, parent.type_definition
+        )
+        refs[ref_type] = ref
         return ref
 
     # -- adding ------------------------------------------------------------------------------
@@ -347,29 +380,24 @@ class NodeWriter:
         shape: dict[ua.AttributeIds, AttributeValue],
         value: ValueAttribute | AttributeValue | None = None,
         name_ns: int | None = None,
+        keep: bool = True,
     ) -> tuple[_Node, ua.QualifiedName, ua.LocalizedText]:
+        # keep: the name and description are worth sharing (points, methods, properties: the
+        # same few on every meter), not an object's own (its id in them): had objects' texts
+        # filled the bounded caches first, every point after them got texts of its own
         parent_data = parent.data if parent.data is not None else self.aspace.get(parent.nodeid)
         if parent_data is None:
             raise ValueError(f"parent {parent.nodeid.to_string()} of {nodeid.to_string()} does not exist")
-        bn_attr, dn_attr, qn, lt = self._name(nodeid.NamespaceIndex if name_ns is None else name_ns, name)
-        attrs = _Attributes(nodeid, bn_attr, dn_attr, self._text(description or name), shape, value)
-        node = _Node(nodeid, attrs)
+        bn_attr, dn_attr, qn, lt = self._name(nodeid.NamespaceIndex if name_ns is None else name_ns, name, keep)
+        node = _Node(nodeid, bn_attr, dn_attr, self._text(description or name, keep), shape, value)
         if self._nodes.setdefault(nodeid, node) is not node:  # one hash: NodeId's is computed in Python
             raise ValueError(f"node {nodeid.to_string()} exists already")
         refs = node.references
-        refs.append(self._back_ref(parent, ref_type))
+        refs.append(self._back_ref(parent, parent_data, ref_type))
         if type_definition is not None:
             refs.append(self._type_ref(type_definition))
         parent_data.references.append(
-            ua.ReferenceDescription(
-                ReferenceTypeId=ref_type,
-                IsForward=True,
-                NodeId=nodeid,
-                BrowseName=qn,
-                DisplayName=lt,
-                NodeClass=node_class,
-                TypeDefinition=type_definition if type_definition is not None else _NULL_NODE,
-            )
+            _reference(ref_type, True, nodeid, qn, lt, node_class, type_definition if type_definition is not None else _NULL_NODE)
         )
         self.added += 1
         return node, qn, lt
@@ -387,7 +415,8 @@ class NodeWriter:
     ) -> ObjectNode:
         """An object; ``notifier``: clients may subscribe to events at it (EventNotifier)."""
         node, qn, lt = self._new(
-            nodeid, ua.NodeClass.Object, name, description, parent, ref_type, type_definition, _object_shape(notifier)
+            nodeid, ua.NodeClass.Object, name, description, parent, ref_type, type_definition, _object_shape(notifier),
+            keep=False,
         )
         return ObjectNode(nodeid, qn, lt, ua.NodeClass.Object, type_definition, node)
 
@@ -416,7 +445,7 @@ class NodeWriter:
         value_attr = value if isinstance(value, ValueAttribute) else ValueAttribute(value)
         node, qn, lt = self._new(
             nodeid, ua.NodeClass.Variable, name, description, parent, ref_type, type_definition,
-            _variable_shape(data_type, value_rank, array_dimensions, history_config is not None), value_attr, name_ns,
+            self._variable_shape(data_type, value_rank, array_dimensions, history_config is not None), value_attr, name_ns,
         )
         if history_config is not None:
             node.references.append(self._config_ref(history_config))
@@ -503,6 +532,6 @@ class NodeWriter:
             if parent is not None:
                 parent.references[:] = [r for r in parent.references if not (r.IsForward and r.NodeId == nodeid)]
         for nid in doomed:
+            self._back_refs.pop(self.aspace[nid], None)
             del self.aspace[nid]
-            self._back_refs.pop(nid, None)
         return len(doomed)

@@ -31,6 +31,7 @@ from .config import OpcUaConfig
 from .history import HistoryAccess, HistorySource, define_history_nodes
 from .methods import MethodRefused, bad_args
 from .model import PointSpec, SiteSpec
+from .monitoring import install as install_monitoring
 from .nodes import NodeWriter
 from .pki import Pki
 from .sessions import CALLER, CHANNEL_SECURE, Caller, Gate, GatedProcessor, UserRuleset
@@ -167,6 +168,7 @@ class OpcUaServer:
     async def start(self) -> None:
         cfg = self.config
         logging.getLogger("asyncua.server.uaprocessor").addFilter(_FAULTS)  # idempotent
+        install_monitoring()  # monitored items keep scalar values without a deep copy (idempotent)
         hosts = [cfg.host, *cfg.certificate_hosts]
         await asyncio.to_thread(self.pki.ensure_server_certificate, self.application_uri, cfg.server_name, hosts)
         server = _Server(user_manager=self.gate)  # type: ignore[arg-type]

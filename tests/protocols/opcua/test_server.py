@@ -15,10 +15,10 @@ import pytest
 from asyncua import Client, ua
 from asyncua.common.node import Node
 
-from protocols.opcua import MeterSpec, OpcUaServer, PointSpec
+from protocols.opcua import BuildingSpec, FloorSpec, MeterSpec, OpcUaConfig, OpcUaServer, PointSpec, RoomSpec, SiteSpec
 from tags import DataType, Quality, QualityReason, TagChange, TagValue, slices
 
-from .conftest import Recorder, meter_points, small_site
+from .conftest import Recorder, meter_points, room_points, small_site
 
 S = ua.StatusCodes
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -383,3 +383,79 @@ async def test_a_large_build_returns_to_the_event_loop_between_slices_and_is_com
     async with Client(server.url) as client:
         last = await child(client, server.ns, "Site", "Building 1", "F2", "R201", "E-BULK-299", "Power")
         assert await last.read_value() == 1.5
+
+
+async def test_points_share_their_texts_after_many_objects(tmp_path: Any, recorder: Recorder) -> None:
+    """The browse names and descriptions of points are one object for every meter, however many
+    rooms came before them in a build: objects' own texts (their ids in them) used to fill the
+    bounded caches, and every point built after some 10,000 rooms got texts of its own (~280 MB
+    more at 50,000 meters)."""
+    site = SiteSpec("Bulk")
+    site.buildings["B1"] = BuildingSpec("B1", "Building 1")
+    site.floors["F1"] = FloorSpec("F1", "B1", "F1", 1)
+    for i in range(10_050):
+        rid = f"BULK-{i}"
+        site.rooms[rid] = RoomSpec(rid, "F1", f"Bulk {i}", points=room_points(rid))
+    for mid in ("E-LATE-1", "E-LATE-2"):
+        site.meters[mid] = MeterSpec(mid, "electricity", "B1", "BULK-10049", points=meter_points(mid, "electricity"))
+    server = OpcUaServer(
+        OpcUaConfig(port=0, security=["None", "Basic256Sha256_SignAndEncrypt"], allow_anonymous=True),
+        pki_dir=tmp_path / "pki-bulk", hooks=recorder.hooks(),
+    )
+    await server.start()
+    try:
+        await server.sync(site, lambda _tag: None)
+        aspace = server.asyncua.iserver.aspace
+        one = aspace[ua.NodeId("E-LATE-1.power", server.ns)].attributes
+        two = aspace[ua.NodeId("E-LATE-2.power", server.ns)].attributes
+        for attr in (ua.AttributeIds.Description, ua.AttributeIds.BrowseName, ua.AttributeIds.DisplayName):
+            assert two[attr] is one[attr], attr
+        async with Client(server.url) as client:
+            last = await child(client, server.ns, "Site", "Building 1", "F1", "Bulk 10049", "E-LATE-2", "Power")
+            assert (await last.read_description()).Text == "Active power"
+            room = await child(client, server.ns, "Site", "Building 1", "F1", "Bulk 10049")
+            assert (await room.read_description()).Text == "Room Bulk 10049 (BULK-10049)"
+    finally:
+        await server.stop()
+
+
+async def test_monitored_items_keep_scalar_values_uncopied_and_still_see_every_change(server: OpcUaServer) -> None:
+    """asyncua's monitored items deep-copied every value they were given (``monitoring``): a
+    scalar value is now kept as it is. What clients see does not change: a repeated value is not
+    notified, a new one is, a deadband still holds back small steps, a status change is
+    notified; a structure (method arguments) is still copied."""
+    ns = server.ns
+    power, voltage = "E-B1-R101.power", "E-B1-R101.voltage"
+    t1 = T0.replace(second=1)
+    await server.push([change(power, 1.0), change(voltage, 230.0)])
+    plain, banded = Changes(), Changes()
+    async with Client(server.url) as client:
+        sub = await client.create_subscription(20, plain)
+        await sub.subscribe_data_change([client.get_node(ua.NodeId(t, ns)) for t in (power, voltage)])
+        await sub.subscribe_data_change([client.get_node(ua.NodeId("meter:E-B1-R101/SetRelay/InputArguments", ns))])
+        banded_sub = await client.create_subscription(20, banded)
+        await banded_sub.deadband_monitor(client.get_node(ua.NodeId(power, ns)), 0.5)
+        initial = {(await plain.next())[0] for _ in range(3)}
+        assert initial == {power, voltage, "meter:E-B1-R101/SetRelay/InputArguments"}
+        assert (await banded.next())[1].Value.Value == 1.0
+        await server.push([change(power, 1.0, ts=t1)])  # the same value again: no notification
+        await server.push([change(power, 1.2, ts=t1)])  # within the deadband
+        await server.push([change(power, 2.0, ts=t1)])
+        await server.push([change(voltage, 230.0, Quality.BAD, QualityReason.COMM_FAILURE, ts=t1)])
+        assert [(await plain.next())[1].Value.Value for _ in range(2)] == [1.2, 2.0]
+        tag, bad = await plain.next()
+        assert tag == voltage and bad.StatusCode.is_bad()
+        assert (await banded.next())[1].Value.Value == 2.0
+        assert plain.queue.empty() and banded.queue.empty()  # nothing for 1.0 again, nor 1.2 banded
+        kept = {
+            mdata.read_value_id.NodeId.Identifier: mdata.mvalue.current_dvalue
+            for s in server.asyncua.iserver.subscription_service.subscriptions.values()
+            for mdata in s.monitored_item_srv._monitored_items.values()
+            if mdata.read_value_id.NodeId.Identifier == power or "InputArguments" in str(mdata.read_value_id.NodeId.Identifier)
+        }
+        assert kept[power] is server.site.value(power)
+        arguments = server.asyncua.iserver.aspace.read_attribute_value(
+            ua.NodeId("meter:E-B1-R101/SetRelay/InputArguments", ns), ua.AttributeIds.Value
+        )
+        assert kept["meter:E-B1-R101/SetRelay/InputArguments"] is not arguments
+        assert kept["meter:E-B1-R101/SetRelay/InputArguments"] == arguments
