@@ -7,7 +7,7 @@ Subscribers are tasks that consume with ``get_batch`` and touch every change. Th
 writes/s over whole rounds (writer and subscribers share the one core the loop runs on), plus
 the same with subscribers that never read (coalescing keeps their memory bounded) and with
 single ``write`` calls. CPU time is process time. Last, a subscriber that fell behind: it
-stalls while 5 rounds are written (its FIFO of 50,000 fills, the rest coalesces by tag), then
+stalls while the rounds are written (its FIFO of 50,000 fills, the rest coalesces by tag), then
 takes the backlog 10,000 at a time as the prepaid engine does; the figure is the time to take
 it all. Run: ``python bench/tags/run.py``.
 """
