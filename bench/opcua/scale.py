@@ -101,9 +101,15 @@ async def startup_case(n: int) -> dict[str, Any]:
     return out
 
 
-def run_startup(n: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--startup-one", str(n)], capture_output=True, text=True, check=True)
+def _in_child(*args: str) -> dict[str, Any]:
+    """Run this script with ``args`` in a fresh process (its own heap and start-up); its last
+    line of output is the figures as JSON."""
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run_startup(n: int) -> dict[str, Any]:
+    return _in_child("--startup-one", str(n))
 
 
 def print_startup(r: dict[str, Any]) -> None:
@@ -239,11 +245,7 @@ async def leave_case(n: int, clients: int, items: int, rate: float) -> dict[str,
 
 
 def run_leave(n: int, clients: int, items: int, rate: float) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--leave-one", str(n), "--clients", str(clients), "--items", str(items), "--rate", str(rate)],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return _in_child("--leave-one", str(n), "--clients", str(clients), "--items", str(items), "--rate", str(rate))
 
 
 def print_leave(r: dict[str, Any]) -> None:

@@ -339,7 +339,7 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 # server): nothing was written, and the same request succeeds once it commits
                 audited = False  # nothing was done, and the audit's write would wait for the same lock
                 log.warning("API request met a locked database", extra={"route": f"{route.method} {route.path}", "user": user.name if user else None})
-                busy = json_response(ApiError(503, "the database is busy; try again", retry_after_s=2).body(), status=503)
+                busy = json_response({"error": "the database is busy; try again", "retry_after_s": 2}, status=503)
                 busy.headers["Retry-After"] = "2"
                 return busy
             reason = "internal error"

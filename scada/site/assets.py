@@ -8,12 +8,12 @@ load, so that parts can follow meters added, replaced or removed at runtime.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -46,6 +46,10 @@ class RegistryError(Exception):
         super().__init__(message)
         self.field = field
         self.status = status
+
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,14 @@ class MeterInfo:
         return not self.manual and self.role != "virtual"
 
 
+def _grouped(items: Iterable[V], key: Callable[[V], K]) -> dict[K, list[V]]:
+    """``items`` by ``key``, each group in the order given."""
+    index: dict[K, list[V]] = {}
+    for item in items:
+        index.setdefault(key(item), []).append(item)
+    return index
+
+
 @dataclass(frozen=True)
 class AssetSnapshot:
     site: SiteInfo | None = None
@@ -151,25 +163,15 @@ class AssetSnapshot:
     # room (seeding 50,000 accounts, cutting every room of a building) quadratic in the site.
     @cached_property
     def _meters_by_room(self) -> dict[str | None, list[MeterInfo]]:
-        index: dict[str | None, list[MeterInfo]] = {}
-        for m in self.meters.values():
-            index.setdefault(m.room_id, []).append(m)
-        return index
+        return _grouped(self.meters.values(), lambda m: m.room_id)
 
     @cached_property
     def _meters_by_link(self) -> dict[str, list[MeterInfo]]:
-        index: dict[str, list[MeterInfo]] = {}
-        for m in self.meters.values():
-            if m.active:
-                index.setdefault(m.link, []).append(m)
-        return index
+        return _grouped((m for m in self.meters.values() if m.active), lambda m: m.link)
 
     @cached_property
     def _rooms_by_floor(self) -> dict[str, list[RoomInfo]]:
-        index: dict[str, list[RoomInfo]] = {}
-        for r in self.rooms.values():
-            index.setdefault(r.floor_id, []).append(r)
-        return index
+        return _grouped(self.rooms.values(), lambda r: r.floor_id)
 
     def meters_of_room(self, room_id: str, *, active_only: bool = True) -> list[MeterInfo]:
         return [m for m in self._meters_by_room.get(room_id, ()) if m.active or not active_only]
