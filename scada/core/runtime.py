@@ -84,13 +84,17 @@ async def watch_loop_lag(
     while True:
         t0 = loop.time()
         before = doing() if doing is not None else ""  # what ran when the stall began
-        await asyncio.sleep(period_s)
-        lag = loop.time() - t0 - period_s
-        if lag >= threshold_s:
-            extra: dict[str, Any] = {"lag_ms": round(lag * 1000)}
-            if doing is not None:
-                extra["during"] = before
-            log.warning("event loop stalled", extra=extra)
+        try:
+            await asyncio.sleep(period_s)
+        finally:
+            # also when cancelled: the stop can overtake the timer that came due during a
+            # stall, and a stall just before the stop (or the cause of it) must still be logged
+            lag = loop.time() - t0 - period_s
+            if lag >= threshold_s:
+                extra: dict[str, Any] = {"lag_ms": round(lag * 1000)}
+                if doing is not None:
+                    extra["during"] = before
+                log.warning("event loop stalled", extra=extra)
 
 
 class RuntimeError_(Exception):
