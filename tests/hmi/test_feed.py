@@ -60,11 +60,16 @@ async def fed(hmi: Hmi) -> AsyncIterator[tuple[Hmi, TagDB]]:
     yield hmi, db
 
 
-async def recv(ws: ClientConnection, timeout: float = 3.0) -> dict[str, Any]:
+# a ceiling for a message that must come, not a figure: a CI machine running the other worker's
+# browser tests has held a push back past 3 s
+WAIT_S = 10.0
+
+
+async def recv(ws: ClientConnection, timeout: float = WAIT_S) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def recv_until(ws: ClientConnection, predicate: Any, timeout: float = 3.0) -> dict[str, Any]:
+async def recv_until(ws: ClientConnection, predicate: Any, timeout: float = WAIT_S) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         msg = await recv(ws, max(0.01, deadline - time.monotonic()))
@@ -135,11 +140,11 @@ async def test_state_filter_follows_membership(fed: tuple[Hmi, TagDB], sim: Cont
         snap = await subscribe(ws, view="overview", filter={"state": "offline"})
         assert snap["total"] == 0 and snap["rooms"] == []
         await sim.fault("E-B1-304", "timeout")
-        msg = await recv_until(ws, lambda m: m["type"] == "snapshot", timeout=5)
+        msg = await recv_until(ws, lambda m: m["type"] == "snapshot")
         assert [r["id"] for r in msg["rooms"]] == ["B1-R304"]
         assert msg["rooms"][0]["comm"] == "fault" and msg["counts"]["offline"] == 1
         await sim.fault("E-B1-304", "none")
-        msg = await recv_until(ws, lambda m: m["type"] == "snapshot", timeout=5)
+        msg = await recv_until(ws, lambda m: m["type"] == "snapshot")
         assert msg["total"] == 0
 
 
@@ -158,7 +163,7 @@ async def test_room_view(fed: tuple[Hmi, TagDB], sim: Control) -> None:
         db.write(room_tag("B1-R103", "balance"), 5.0)
         msg = await recv_until(ws, lambda m: "room" in m and m["room"]["balance"] == "5.00")
         await sim.fault("W-B1-103", "timeout")
-        msg = await recv_until(ws, lambda m: m.get("tags", {}).get("W-B1-103.comm_ok", {}).get("value") is False, timeout=5)
+        msg = await recv_until(ws, lambda m: m.get("tags", {}).get("W-B1-103.comm_ok", {}).get("value") is False)
         assert msg["room"]["comm"] == "fault"
 
 
@@ -236,7 +241,7 @@ async def test_a_revoked_session_loses_the_feed(fed: tuple[Hmi, TagDB]) -> None:
         await hmi.rt.ctx[USERS].update("operator1", Actor("test", "cli"), active=False)
         with pytest.raises(ConnectionClosed) as err:
             while True:
-                await recv(ws, timeout=3)
+                await recv(ws)
         assert err.value.rcvd is not None and err.value.rcvd.code == 4401
 
 
