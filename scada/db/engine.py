@@ -4,6 +4,12 @@ The same models and Alembic migrations serve both engines. SQLite runs in WAL mo
 ``synchronous=FULL``, foreign keys on, and a busy timeout; every transaction that touches money
 goes through :meth:`Database.transaction`.
 
+A writer that finds the write lock taken waits for it on the event loop, not in SQLite's busy
+handler: ``BEGIN IMMEDIATE`` is tried with a short busy timeout and tried again after an
+``asyncio.sleep`` until :data:`WRITE_LOCK_WAIT_S` have passed. A task cancelled while it waits
+(a stop, a request whose client went away) therefore ends at once and leaves no driver thread
+behind that takes the lock later, with nobody left to release it.
+
 On SQLite every transaction of :attr:`Database.sessions` takes the write lock up front (``BEGIN
 IMMEDIATE``, so that two writers never deadlock). Lookups that only read and come with every
 request (a token, a web session, a user) go through :meth:`Database.reads` instead: a read-only
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,12 +38,19 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
+
+from scada.core.runtime import database_locked
 
 __all__ = ["Database", "async_url"]
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+WRITE_LOCK_WAIT_S = 10.0  # how long a writer waits for SQLite's write lock before "database is locked"
+_LOCK_TRY_MS = 20  # SQLite's own wait per try (the driver thread cannot be cancelled in it)
+_LOCK_PAUSES_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)  # between tries, then the last one again
 
 
 def async_url(url: str, *, password: str | None = None, base_dir: Path | None = None) -> URL:
@@ -68,7 +82,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={round(WRITE_LOCK_WAIT_S * 1000)}")
+    cur.close()
+
+
+def _sqlite_short_busy_timeout(dbapi_conn: Any, _record: Any) -> None:
+    # the writers' connections: the wait for the lock happens in _sqlite_begin_immediate
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={_LOCK_TRY_MS}")
     cur.close()
 
 
@@ -85,6 +106,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_short_busy_timeout)
             # let SQLAlchemy, not pysqlite, open the transaction, so BEGIN is emitted at once
             # and reads inside a transaction see one snapshot
             event.listen(self.engine.sync_engine, "connect", _sqlite_no_autobegin, insert=True)
@@ -159,8 +181,23 @@ def _sqlite_begin_deferred(conn: Connection) -> None:
 
 
 def _sqlite_begin_immediate(conn: Connection) -> None:
-    # IMMEDIATE takes the write lock up front: two writers never deadlock on upgrade
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # IMMEDIATE takes the write lock up front: two writers never deadlock on upgrade. Runs in
+    # SQLAlchemy's greenlet on the event loop's thread, so await_ may sleep on the loop.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    deadline = time.monotonic() + WRITE_LOCK_WAIT_S
+    tries = 0
+    try:
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except Exception as exc:
+                if not database_locked(exc) or time.monotonic() >= deadline:
+                    raise
+            await_(asyncio.sleep(_LOCK_PAUSES_S[min(tries, len(_LOCK_PAUSES_S) - 1)]))
+            tries += 1
+    finally:
+        cursor.close()
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
