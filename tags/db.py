@@ -166,6 +166,17 @@ class TagDB:
                 n += 1
         return n
 
+    def write_values(self, values: Iterable[tuple[str, Value]]) -> int:
+        """Write good ``(name, value)`` pairs with one timestamp (the source's and the server's):
+        :meth:`write_many` without a :class:`TagWrite` per value. Returns the number of changes."""
+        now = utcnow()
+        n = 0
+        write = self._write
+        for name, value in values:
+            if write(name, value, Quality.GOOD, QualityReason.NONE, "", now, now):
+                n += 1
+        return n
+
     def set_quality(
         self,
         names: Iterable[str],

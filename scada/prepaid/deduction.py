@@ -20,9 +20,11 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Table, any_, bindparam, select, update
+from sqlalchemy import Select, Table, Text, any_, bindparam, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeDecorator
 
 from scada.db.bulk import RawJSON, bulk_insert, bulk_update
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
@@ -89,6 +91,26 @@ def _registers(data: Any) -> dict[str, Decimal] | None:
     return {k: Decimal(v) for k, v in data.items()} if data else None
 
 
+_JSON_KEYS: dict[str, str] = {}
+
+
+def registers_text(registers: dict[str, Decimal] | None) -> RawJSON | None:
+    """``json.dumps(registers_json(registers))``, built as text (the batch path writes the cursor's
+    registers with it; ``tests/scada/prepaid/test_detail_text.py`` holds the two equal)."""
+    if not registers:
+        return None
+    keys = _JSON_KEYS
+    parts = []
+    for k, v in registers.items():
+        key = keys.get(k)
+        if key is None:
+            if len(keys) > 1000:
+                keys.clear()
+            key = keys[k] = json.dumps(k)
+        parts.append(f'{key}: "{format(v, "f")}"')  # a decimal's digits need no escaping
+    return RawJSON("{" + ", ".join(parts) + "}")
+
+
 def _exp(d: Decimal) -> int:
     e = d.as_tuple().exponent
     assert isinstance(e, int)
@@ -115,6 +137,10 @@ class Biller:
         self._warned: set[tuple[int, str]] = set()
         self._names: dict[str, str] = {}  # period names as JSON text
         self._prices: dict[int, tuple[Decimal, str]] = {}  # id(price) → (price, plain(price))
+        # meter → (its cursor's registers as the batch path wrote them, as decimals): the next
+        # batch reads the same text back and need not decode it (a cache of a pure function of
+        # the text: a rolled-back write only misses)
+        self._cursor_registers: dict[str, tuple[str, dict[str, Decimal]]] = {}
 
     async def bill(self, s: AsyncSession, readings: Sequence[Reading], now: dt.datetime) -> BillOutcome:
         """Bill ``readings`` in the caller's transaction (``s``); see the module docstring."""
@@ -274,9 +300,31 @@ class Biller:
                 u._new = True  # type: ignore[attr-defined]
             with exact():
                 u.quantity = u.quantity + q
-        st.last_reading, st.last_ts, st.last_registers = value, ts, registers_json(registers)
+        if isinstance(st, Row):  # the batch path: the cursor's registers go out as text
+            text = registers_text(registers)
+            if text is not None and registers is not None:
+                self._remember_registers(st.meter_id, text, registers)
+            st.last_registers = text
+        else:
+            st.last_registers = registers_json(registers)
+        st.last_reading, st.last_ts = value, ts
         st.updated_at = now
         return row
+
+    def _remember_registers(self, meter_id: str, text: str, registers: dict[str, Decimal]) -> None:
+        memo = self._cursor_registers
+        if len(memo) > 200_000 and meter_id not in memo:
+            memo.clear()  # bounded: a site's meters, with room for replacements
+        memo[meter_id] = (text, registers)
+
+    def _last_registers(self, st: MeterState) -> dict[str, Decimal] | None:
+        data = st.last_registers
+        if isinstance(data, str):  # read as text (STATES_BY_ID) or written as text by this batch
+            hit = self._cursor_registers.get(st.meter_id)
+            if hit is not None and hit[0] == data:
+                return hit[1]
+            data = json.loads(data)
+        return _registers(data)
 
     @staticmethod
     def _detail_dict(
@@ -355,7 +403,7 @@ class Biller:
     def _period_quantities(
         self, st: MeterState, registers: dict[str, Decimal] | None, delta: Decimal, quantity: Decimal, multiplier: Decimal
     ) -> dict[str, Decimal] | None:
-        last = _registers(st.last_registers)
+        last = self._last_registers(st)
         if not registers or not last or set(registers) != set(last):
             return None
         deltas = {k: registers[k] - last[k] for k in registers}
@@ -506,14 +554,27 @@ STATE_UPDATE = bulk_update(_state_table, "meter_id", STATE_COLUMNS)
 ACCOUNT_UPDATE = bulk_update(_account_table, "id", ACCOUNT_COLUMNS)
 
 
-def _keyed(table: Table, key: str, order: bool) -> tuple[Select[Any], Select[Any]]:
+class _JSONText(TypeDecorator[RawJSON]):
+    """A JSON column read as its stored text (``CAST(... AS TEXT)``), as :class:`RawJSON`: a
+    bulk statement writes it back unchanged, and :meth:`Biller._last_registers` decodes it only
+    when it is not the text the batch path wrote last."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> RawJSON | None:
+        return None if value is None else RawJSON(value)
+
+
+def _keyed(table: Table, key: str, order: bool, as_text: tuple[str, ...] = ()) -> tuple[Select[Any], Select[Any]]:
     """A batch's rows of ``table`` by their ``key`` values, locked for the transaction: ``IN
     (...)`` (every engine) and ``= ANY(array)`` (PostgreSQL). The ``IN`` list has one parameter
     per key, so its text differs with the batch's size: on PostgreSQL each size is parsed and
     prepared again, and SQLAlchemy renders and binds a thousand parameters per batch; the array
-    is one parameter of one statement, prepared once."""
+    is one parameter of one statement, prepared once. The JSON columns named in ``as_text`` are
+    read as their text (``json`` keeps its text as written on PostgreSQL, SQLite stores text)."""
     column = table.c[key]
-    base = select(table)
+    base = select(*(sql_cast(c, _JSONText()).label(c.name) if c.name in as_text else c for c in table.columns))
     if order:
         base = base.order_by(column)  # accounts: locked in id order, as every other writer does
     by_list = base.where(column.in_(bindparam("ids", expanding=True))).with_for_update()
@@ -521,7 +582,7 @@ def _keyed(table: Table, key: str, order: bool) -> tuple[Select[Any], Select[Any
     return by_list, by_array
 
 
-STATES_BY_ID = _keyed(_state_table, "meter_id", order=False)
+STATES_BY_ID = _keyed(_state_table, "meter_id", order=False, as_text=("last_registers",))
 ACCOUNTS_BY_ID = _keyed(_account_table, "id", order=True)
 
 

@@ -341,18 +341,26 @@ class PrepaidEngine:
                 self._retry[r.meter_id] = r
 
     def _after(self, outcome: BillOutcome) -> None:
-        for view in outcome.accounts.values():
-            self._account_changed(view)
+        views = [view for view in outcome.accounts.values() if self._current(view)]
+        self.publisher.publish_accounts(views)  # a batch's rooms as one tag write
+        for view in views:
+            self.supply.evaluate(view)
         for hold in outcome.holds:
             self.publisher.publish_hold(hold.meter_id, hold.kind, hold.detail)
 
-    def _account_changed(self, view: AccountView) -> None:
+    def _current(self, view: AccountView) -> bool:
+        """Take ``view`` as its room's current view, unless it is an old closed account of a room
+        that has a new one."""
         current = self.views.get(view.room_id)
         if current is not None and current.open and current.id != view.id and not view.open:
-            return  # an old closed account of a room that has a new one
+            return False
         self.views[view.room_id] = view
-        self.publisher.publish_account(view, view.room_id)
-        self.supply.evaluate(view)
+        return True
+
+    def _account_changed(self, view: AccountView) -> None:
+        if self._current(view):
+            self.publisher.publish_account(view, view.room_id)
+            self.supply.evaluate(view)
 
     async def post_with(self, work: Callable[[AsyncSession], Awaitable[Iterable[Account]]]) -> list[AccountView]:
         """Postings made by other parts (apportioned shares): ``work`` runs in one transaction

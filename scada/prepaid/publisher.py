@@ -12,10 +12,13 @@ from collections.abc import Iterable
 
 from scada.prepaid.ledger import AccountView
 from scada.prepaid.money import minor_to_decimal
-from tags import DataType, TagDB, TagMeta
+from tags import DataType, TagDB, TagMeta, Value
 from tags.names import meter_tag, room_tag
 
 __all__ = ["RoomPublisher"]
+
+# the order publish_account writes them in
+_ACCOUNT_POINTS = ("account_state", "balance", "alarm_level", "supply_state")
 
 
 class RoomPublisher:
@@ -23,6 +26,7 @@ class RoomPublisher:
         self.tagdb = tagdb
         self.minor_units = minor_units
         self.currency = currency
+        self._names: dict[str, tuple[str, ...]] = {}  # room → its account tags' names
 
     def register_room(self, room_id: str) -> None:
         db = self.tagdb
@@ -87,6 +91,27 @@ class RoomPublisher:
             db.write(room_tag(room_id, "balance"), 0.0)
             db.write(room_tag(room_id, "alarm_level"), 0)
         db.write(room_tag(room_id, "supply_state"), view.supply_state)
+
+    def publish_accounts(self, views: Iterable[AccountView]) -> None:
+        """:meth:`publish_account` for each view of a billing batch, as one tag write with one
+        timestamp (the names of each room's tags are built once)."""
+        db = self.tagdb
+        scale = 10 ** self.minor_units
+        values: list[tuple[str, Value]] = []
+        for view in views:
+            names = self._names.get(view.room_id)
+            if names is None or names[0] not in db:
+                if room_tag(view.room_id, "account_state") not in db:
+                    self.register_room(view.room_id)
+                names = self._names[view.room_id] = tuple(room_tag(view.room_id, p) for p in _ACCOUNT_POINTS)
+            if view.open:
+                # int / int is the correctly rounded float of the exact quotient, as float(Decimal) is
+                balance: float = view.balance_minor / scale
+                level = view.alarm_level
+            else:
+                balance, level = 0.0, 0
+            values += ((names[0], view.state), (names[1], balance), (names[2], level), (names[3], view.supply_state))
+        db.write_values(values)
 
     def publish_hold(self, meter_id: str, kind: str | None, detail: str) -> None:
         if meter_tag(meter_id, "review_hold") not in self.tagdb:

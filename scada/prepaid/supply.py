@@ -108,7 +108,10 @@ class SupplyController:
         """Decide for ``view``'s room and start carrying the decision out if needed."""
         room = view.room_id
         self.latest[room] = view
-        decision = decide(facts_of(view, operator_release=room in self._released), friendly_now=self.friendly.active(self.clock()))
+        facts = facts_of(view, operator_release=room in self._released)
+        # the calendar only matters to a cut that is due on an account with friendly credit
+        friendly_now = facts.cut_due and facts.friendly_credit and self.friendly.active(self.clock())
+        decision = decide(facts, friendly_now=friendly_now)
         pending = decision.waiting == "operator"
         if decision.action is Action.NONE:
             if pending != view.reconnect_pending and room not in self._busy:

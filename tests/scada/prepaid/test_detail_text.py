@@ -2,7 +2,8 @@
 for byte what encoding the dict of the other paths gives (``json.dumps``, as SQLAlchemy's JSON
 type stores it), for time-of-use and flat tariffs, one version or a price change inside the
 interval, tiers, period registers or none, multipliers; and the rest of the row, the cursor
-and the account move alike."""
+and the account move alike. The cursor's registers, which the batch path writes and reads back
+as text, are the same bytes as well."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scada.db.bulk import RawJSON
-from scada.prepaid.deduction import Biller, Row
+from scada.prepaid.deduction import Biller, Row, registers_json, registers_text
 from scada.prepaid.money import Rounding, exact
 from scada.prepaid.pricing import Line, Quote, TariffTimeline, TariffVersion
 from scada.prepaid.tariff_definition import TariffDefinition
@@ -53,9 +54,12 @@ class _Info:
         self.multiplier = multiplier
 
 
-def _pair(last_regs: dict[str, str] | None) -> tuple[Row, Row]:
+def _pair(last_regs: dict[str, str] | None, stored: str = "dict") -> tuple[Row, Row]:
+    registers: Any = dict(last_regs) if last_regs else last_regs
+    if registers and stored == "text":  # as the batch reads it (STATES_BY_ID: the column's text)
+        registers = RawJSON(json.dumps(registers))
     state = Row({"meter_id": "E1", "segment": 2, "last_reading": D("100.00"), "last_ts": T0 + dt.timedelta(days=1, hours=23),
-                 "last_registers": dict(last_regs) if last_regs else last_regs, "updated_at": T0})
+                 "last_registers": registers, "updated_at": T0})
     account = Row({"id": 7, "room_id": "R1", "electricity_tariff_id": "T", "water_tariff_id": None, "remainder": D("0.004"),
                    "balance_minor": 10_000, "updated_at": T0})
     return state, account
@@ -71,9 +75,10 @@ steps = st.decimals(min_value=0, max_value=50, places=2, allow_nan=False, allow_
     deltas=st.fixed_dictionaries({"sharp": steps, "peak": steps, "flat": steps, "valley": steps}),
     registers=st.sampled_from(["none", "matching", "off_by_steps", "unknown_period"]),
     multiplier=st.sampled_from([D(1), D("1.0"), D(40), D("2.5")]),
+    stored=st.sampled_from(["dict", "text"]),
 )
 def test_the_detail_text_is_what_encoding_the_dict_gives(
-    versions: str, minutes: int, deltas: dict[str, D], registers: str, multiplier: D
+    versions: str, minutes: int, deltas: dict[str, D], registers: str, multiplier: D, stored: str
 ) -> None:
     timelines = {"T": TariffTimeline(TIMELINES[versions])}
     last = {"sharp": D("10.00"), "peak": D("20.00"), "flat": D("30.00"), "valley": D("40.00")}
@@ -94,7 +99,7 @@ def test_the_detail_text_is_what_encoding_the_dict_gives(
     out: list[tuple[dict[str, Any] | None, Row, Row]] = []
     for raw in (False, True):
         biller = Biller(None, Rounding(2), TZ, _Directory())  # type: ignore[arg-type]
-        state, account = _pair(last_json)
+        state, account = _pair(last_json, stored)
         with exact():
             row = biller.charge(state, account, value, ts, regs, _Info(multiplier), timelines, {}, now, raw=raw)  # type: ignore[arg-type]
         out.append((row, state, account))
@@ -107,6 +112,31 @@ def test_the_detail_text_is_what_encoding_the_dict_gives(
     assert [str(v) for v in (raw_row["quantity"], raw_row["cost"])] == [str(v) for v in (dict_row["quantity"], dict_row["cost"])]
     assert st1.__dict__ == st2.__dict__ and a1.__dict__ == a2.__dict__
     assert str(a1.remainder) == str(a2.remainder)
+    if regs is not None:
+        assert isinstance(st2.last_registers, RawJSON)
+        assert st2.last_registers == json.dumps(registers_json(regs))
+    else:
+        assert st2.last_registers is None
+
+
+def test_the_cursor_registers_text_is_what_encoding_the_dict_gives() -> None:
+    odd = 'pe"ak\\é\n夜'
+    for regs in ({"sharp": D("1.50"), "peak": D("0"), "flat": D("12345678.12345678"), "valley": D("-0.01")},
+                 {odd: D("1E+2"), "flat": D("0.000")}, {}, None):
+        text = registers_text(regs)
+        assert text == (json.dumps(registers_json(regs)) if regs else None)
+
+
+def test_the_cursor_registers_are_decoded_unless_they_are_the_text_written_last() -> None:
+    biller = Biller(None, Rounding(2), TZ, _Directory())  # type: ignore[arg-type]
+    written = {"sharp": D("1.00"), "peak": D("2.00")}
+    biller._remember_registers("E1", json.dumps(registers_json(written)), written)
+    state, _account = _pair({"sharp": "1.00", "peak": "2.00"}, "text")
+    assert biller._last_registers(state) is written  # the same text: not decoded again
+    other, _account = _pair({"sharp": "1.00", "peak": "2.50"}, "text")  # e.g. a rolled-back write
+    assert biller._last_registers(other) == {"sharp": D("1.00"), "peak": D("2.50")}
+    plain_dict, _account = _pair({"sharp": "1.00", "peak": "2.00"}, "dict")
+    assert biller._last_registers(plain_dict) == written
 
 
 def test_names_that_need_escaping_are_encoded_as_json_encodes_them() -> None:
