@@ -130,6 +130,20 @@ def test_write_many_uses_one_server_timestamp() -> None:
     assert len(stamps) == 1
 
 
+def test_write_values_writes_good_values_with_one_timestamp_and_publishes_changes_only() -> None:
+    db = make_db("M1.a", "M1.b")
+    db.write("M1.b", 2.0)
+    sub = db.subscribe(include_reported=True)
+    assert db.write_values([("M1.a", 1.0), ("M1.b", 2.0)]) == 1  # M1.b is unchanged: reported only
+    a, b = db.read("M1.a"), db.read("M1.b")
+    assert (a.value, a.quality, a.reason) == (1.0, Quality.GOOD, QualityReason.NONE)
+    assert a.server_ts == a.source_ts == b.server_ts == b.source_ts
+    events = sub.drain()
+    assert [(e.name, e.changed) for e in events] == [("M1.a", True), ("M1.b", False)]
+    with pytest.raises(UnknownTagError):
+        db.write_values([("M9.x", 1.0)])
+
+
 def test_snapshot_and_filters() -> None:
     db = make_db("M1.power", "M1.energy_total", "M2.power")
     assert set(db.snapshot(by_points(["power"]))) == {"M1.power", "M2.power"}
