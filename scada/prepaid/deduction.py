@@ -583,7 +583,8 @@ def _keyed(table: Table, key: str, order: bool, as_text: tuple[str, ...] = ()) -
 
 
 STATES_BY_ID = _keyed(_state_table, "meter_id", order=False, as_text=("last_registers",))
-ACCOUNTS_BY_ID = _keyed(_account_table, "id", order=True)
+# the thresholds as text: ledger.thresholds_from_column decodes each distinct text once
+ACCOUNTS_BY_ID = _keyed(_account_table, "id", order=True, as_text=("thresholds",))
 
 
 def _by_keys(s: AsyncSession, statements: tuple[Select[Any], Select[Any]]) -> Select[Any]:

@@ -8,6 +8,7 @@ who posted it, through which channel, when and why.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -159,8 +160,23 @@ def thresholds_of(account: Account) -> tuple[Threshold, ...]:
     return thresholds_from_column(account.thresholds)
 
 
-def thresholds_from_column(column: list[dict[str, Any]] | None) -> tuple[Threshold, ...]:
-    """The thresholds stored by :func:`thresholds_column`."""
+_THRESHOLDS_BY_TEXT: dict[str, tuple[Threshold, ...]] = {}
+
+
+def thresholds_from_column(column: list[dict[str, Any]] | str | None) -> tuple[Threshold, ...]:
+    """The thresholds stored by :func:`thresholds_column`, from the column's value or its JSON
+    text (the billing batch reads it as text: most accounts share a few texts, each decoded once)."""
+    if isinstance(column, str):
+        hit = _THRESHOLDS_BY_TEXT.get(column)
+        if hit is None:
+            if len(_THRESHOLDS_BY_TEXT) > 10_000:
+                _THRESHOLDS_BY_TEXT.clear()
+            hit = _THRESHOLDS_BY_TEXT[column] = _thresholds(json.loads(column))
+        return hit
+    return _thresholds(column)
+
+
+def _thresholds(column: list[dict[str, Any]] | None) -> tuple[Threshold, ...]:
     out = []
     for t in column or []:
         if "money_minor" in t:

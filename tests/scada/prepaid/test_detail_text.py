@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from scada.db.bulk import RawJSON
 from scada.prepaid.deduction import Biller, Row, registers_json, registers_text
+from scada.prepaid.ledger import thresholds_column, thresholds_from_column
+from scada.prepaid.levels import Threshold
 from scada.prepaid.money import Rounding, exact
 from scada.prepaid.pricing import Line, Quote, TariffTimeline, TariffVersion
 from scada.prepaid.tariff_definition import TariffDefinition
@@ -199,3 +201,11 @@ def test_carry_rounds_and_carries_as_before(remainder: D, cost: D, minor_units: 
     rounding = Rounding(minor_units, mode)
     got, expected = rounding.carry(remainder, cost), _carry_before(rounding, remainder, cost)
     assert got == expected and str(got[1]) == str(expected[1])
+
+
+def test_thresholds_read_as_text_are_those_of_the_decoded_column() -> None:
+    column = thresholds_column((Threshold(1, money_minor=2000), Threshold(2, days=D("1.5")), Threshold(3, money_minor=0)))
+    text = json.dumps(column)
+    assert thresholds_from_column(text) == thresholds_from_column(column) == thresholds_from_column(json.loads(text))
+    assert thresholds_from_column(RawJSON(text)) is thresholds_from_column(text)  # decoded once per text
+    assert thresholds_from_column("null") == thresholds_from_column(None) == ()
