@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select
+from sqlalchemy import cast as sa_cast
 
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import LedgerEntry, MeterSegment, MeterState
@@ -315,3 +317,27 @@ async def test_late_readings_from_a_replay_are_billed_once_in_time_order(site: S
         (Decimal("10"), Decimal("11")), (Decimal("11"), Decimal("12.5")), (Decimal("12.5"), Decimal("13")), (Decimal("13"), Decimal("15")),
     ]
     assert await balance(site) == 100_000 - 500
+
+
+async def test_the_cursor_registers_are_read_back_as_written_across_batches_and_a_restart(site: Site) -> None:
+    # the batch reads the cursor's registers as the column's text (STATES_BY_ID) and writes them
+    # as text: each later reading is still priced from the registers, also by an engine that
+    # starts with nothing remembered, and the stored text is what encoding the dict gives
+    tou = {"periods": [{"name": n, "price": p} for n, p in (("sharp", "1.2"), ("peak", "1.0"), ("flat", "0.6"), ("valley", "0.3"))],
+           "seasons": [{"workday": [["00:00", "valley"], ["08:00", "flat"], ["22:00", "valley"]]}]}
+    await site.engine.tariffs.create("TOU", "tou", "electricity", TariffDefinition.model_validate({"tou": tou}), CASHIER)
+    await site.open("R1", opening=10_000, tariff="TOU")
+
+    def reading(hours: int, peak: str, valley: str) -> Reading:
+        regs = {"sharp": Decimal("1.00"), "peak": Decimal(peak), "flat": Decimal("3.00"), "valley": Decimal(valley)}
+        return Reading("E1", sum(regs.values(), Decimal(0)), T0 + hours * H, regs)
+
+    await site.engine.bill([reading(0, "2.00", "4.00")])  # the baseline
+    await site.engine.bill([reading(1, "3.00", "5.00")])  # +1 peak, +1 valley
+    await site.engine.bill([reading(2, "3.50", "5.00")])  # +0.5 peak
+    await site.new_engine().bill([reading(3, "3.50", "5.25")])  # +0.25 valley, nothing remembered
+    rows = await deductions(site)
+    assert [(-r.amount_minor, (r.detail or {}).get("by_registers")) for r in rows] == [(130, True), (50, True), (8, True)]
+    async with site.db.sessions() as s:
+        text = await s.scalar(select(sa_cast(MeterState.last_registers, Text)).where(MeterState.meter_id == "E1"))
+    assert text == json.dumps({"sharp": "1.00", "peak": "3.50", "flat": "3.00", "valley": "5.25"})
