@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -191,9 +193,11 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 return
-            except Exception as exc:
+            except sqlite3.Error as exc:
                 if not database_locked(exc) or time.monotonic() >= deadline:
-                    raise
+                    # as SQLAlchemy raises a statement's error (callers catch DBAPIError): the
+                    # driver's own error would pass their handlers by
+                    raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
             await_(asyncio.sleep(_LOCK_PAUSES_S[min(tries, len(_LOCK_PAUSES_S) - 1)]))
             tries += 1
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 import scada.db.engine as engine
 from scada.core.runtime import database_locked
@@ -106,7 +107,7 @@ async def test_a_writer_waits_for_the_lock_and_writes_once_it_is_released(db: Da
 async def test_a_writer_gives_up_with_database_locked_after_the_wait(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "WRITE_LOCK_WAIT_S", 0.3)
     async with LockHolder(_path(db)):
-        with pytest.raises(Exception) as err:
+        with pytest.raises(OperationalError) as err:  # SQLAlchemy's, as for any statement: callers catch DBAPIError
             await asyncio.wait_for(_write(db, "gave up"), 10)
         assert database_locked(err.value)
     assert _rows(db) == ["holder"]
