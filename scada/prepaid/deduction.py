@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Table, Text, any_, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, Table, Text, any_, bindparam, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,7 +52,7 @@ from scada.prepaid.tariff_store import TariffStore
 from scada.site.assets import MeterInfo
 from scada.users.audit import Actor, AuditLog
 
-__all__ = ["BillOutcome", "Biller", "HoldEvent", "MeterDirectory", "new_state", "registers_json"]
+__all__ = ["BillOutcome", "Biller", "HoldEvent", "MeterDirectory", "columns_as_text", "new_state", "registers_json", "registers_text"]
 
 log = logging.getLogger(__name__)
 
@@ -566,15 +566,21 @@ class _JSONText(TypeDecorator[RawJSON]):
         return None if value is None else RawJSON(value)
 
 
+def columns_as_text(table: Table, as_text: tuple[str, ...]) -> list[ColumnElement[Any]]:
+    """``table``'s columns, the JSON columns named in ``as_text`` read as their text (``json``
+    keeps its text as written on PostgreSQL, SQLite stores text), as :class:`RawJSON`."""
+    return [sql_cast(c, _JSONText()).label(c.name) if c.name in as_text else c for c in table.columns]
+
+
 def _keyed(table: Table, key: str, order: bool, as_text: tuple[str, ...] = ()) -> tuple[Select[Any], Select[Any]]:
     """A batch's rows of ``table`` by their ``key`` values, locked for the transaction: ``IN
     (...)`` (every engine) and ``= ANY(array)`` (PostgreSQL). The ``IN`` list has one parameter
     per key, so its text differs with the batch's size: on PostgreSQL each size is parsed and
     prepared again, and SQLAlchemy renders and binds a thousand parameters per batch; the array
     is one parameter of one statement, prepared once. The JSON columns named in ``as_text`` are
-    read as their text (``json`` keeps its text as written on PostgreSQL, SQLite stores text)."""
+    read as their text (:func:`columns_as_text`)."""
     column = table.c[key]
-    base = select(*(sql_cast(c, _JSONText()).label(c.name) if c.name in as_text else c for c in table.columns))
+    base = select(*columns_as_text(table, as_text))
     if order:
         base = base.order_by(column)  # accounts: locked in id order, as every other writer does
     by_list = base.where(column.in_(bindparam("ids", expanding=True))).with_for_update()

@@ -95,15 +95,22 @@ class RoomPublisher:
     def publish_accounts(self, views: Iterable[AccountView]) -> None:
         """:meth:`publish_account` for each view of a billing batch, as one tag write with one
         timestamp (the names of each room's tags are built once)."""
+        self.publish_rooms((view.room_id, view) for view in views)
+
+    def publish_rooms(self, rooms: Iterable[tuple[str, AccountView | None]]) -> None:
+        """:meth:`publish_account` for each ``(room, view)``, as one tag write."""
         db = self.tagdb
         scale = 10 ** self.minor_units
         values: list[tuple[str, Value]] = []
-        for view in views:
-            names = self._names.get(view.room_id)
+        for room_id, view in rooms:
+            names = self._names.get(room_id)
             if names is None or names[0] not in db:
-                if room_tag(view.room_id, "account_state") not in db:
-                    self.register_room(view.room_id)
-                names = self._names[view.room_id] = tuple(room_tag(view.room_id, p) for p in _ACCOUNT_POINTS)
+                if room_tag(room_id, "account_state") not in db:
+                    self.register_room(room_id)
+                names = self._names[room_id] = tuple(room_tag(room_id, p) for p in _ACCOUNT_POINTS)
+            if view is None:
+                values += ((names[0], "none"), (names[2], 0))
+                continue
             if view.open:
                 # int / int is the correctly rounded float of the exact quotient, as float(Decimal) is
                 balance: float = view.balance_minor / scale
@@ -111,6 +118,17 @@ class RoomPublisher:
             else:
                 balance, level = 0.0, 0
             values += ((names[0], view.state), (names[1], balance), (names[2], level), (names[3], view.supply_state))
+        db.write_values(values)
+
+    def clear_holds(self, meter_ids: Iterable[str]) -> None:
+        """:meth:`publish_hold` of "no hold" for each meter, as one tag write."""
+        db = self.tagdb
+        values: list[tuple[str, Value]] = []
+        for meter_id in meter_ids:
+            name = meter_tag(meter_id, "review_hold")
+            if name not in db:
+                self.register_meter(meter_id, None)
+            values.append((name, False))
         db.write_values(values)
 
     def publish_hold(self, meter_id: str, kind: str | None, detail: str) -> None:

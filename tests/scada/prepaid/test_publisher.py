@@ -66,3 +66,24 @@ def test_the_batch_write_has_one_timestamp_and_registers_a_room_again_after_it_w
         db.unregister(f"room:R1.{p}")
     publisher.publish_accounts([_view("R1", 2000)])
     assert db.read("room:R1.balance").value == 20.0
+
+
+def test_rooms_without_an_account_and_cleared_holds_publish_what_the_single_calls_do() -> None:
+    one_by_one, batch = TagDB(), TagDB()
+    a = RoomPublisher(one_by_one, 2, "CNY")
+    b = RoomPublisher(batch, 2, "CNY")
+    rooms: list[tuple[str, AccountView | None]] = [("R1", None), ("R2", _view("R2", 99)), ("R3", None)]
+    for room, view in rooms:
+        a.publish_account(view, room)
+    b.publish_rooms(rooms)
+    names = [f"room:{r}.{p}" for r, _v in rooms for p in POINTS]
+    assert [(one_by_one.read(n).value, one_by_one.read(n).quality) for n in names] == [
+        (batch.read(n).value, batch.read(n).quality) for n in names]
+    assert batch.read("room:R1.account_state").value == "none" and batch.read("room:R1.alarm_level").value == 0
+    for m in ("E1", "E2"):
+        a.publish_hold(m, None, "")
+    b.clear_holds(["E1", "E2"])
+    for m in ("E1", "E2"):
+        x, y = one_by_one.read(f"{m}.review_hold"), batch.read(f"{m}.review_hold")
+        assert (x.value, x.quality, x.detail) == (y.value, y.quality, y.detail)
+        assert (y.value, y.detail) == (False, "")
