@@ -30,10 +30,13 @@ class RoomPublisher:
 
     def register_room(self, room_id: str) -> None:
         db = self.tagdb
-        db.register(TagMeta(room_tag(room_id, "balance"), DataType.FLOAT, self.currency, "prepaid balance (display only)", room_id=room_id, point="balance"))
+        # the names kept for publish_rooms are the tag table's own strings (one copy per room)
+        state, balance, level, supply = names = tuple(room_tag(room_id, p) for p in _ACCOUNT_POINTS)
+        self._names[room_id] = names
+        db.register(TagMeta(balance, DataType.FLOAT, self.currency, "prepaid balance (display only)", room_id=room_id, point="balance"))
         db.register(
             TagMeta(
-                room_tag(room_id, "alarm_level"),
+                level,
                 DataType.INT,
                 "",
                 "balance alarm level: 0 none, 1 low, 2 very low, 3 exhausted",
@@ -43,7 +46,7 @@ class RoomPublisher:
         )
         db.register(
             TagMeta(
-                room_tag(room_id, "account_state"),
+                state,
                 DataType.STRING,
                 "",
                 "prepaid account: none, open, closed",
@@ -53,7 +56,7 @@ class RoomPublisher:
         )
         db.register(
             TagMeta(
-                room_tag(room_id, "supply_state"),
+                supply,
                 DataType.STRING,
                 "",
                 "supply: on, cutting, off, restoring",
@@ -106,8 +109,10 @@ class RoomPublisher:
             names = self._names.get(room_id)
             if names is None or names[0] not in db:
                 if room_tag(room_id, "account_state") not in db:
-                    self.register_room(room_id)
-                names = self._names[room_id] = tuple(room_tag(room_id, p) for p in _ACCOUNT_POINTS)
+                    self.register_room(room_id)  # keeps the names
+                else:
+                    self._names[room_id] = tuple(room_tag(room_id, p) for p in _ACCOUNT_POINTS)
+                names = self._names[room_id]
             if view is None:
                 values += ((names[0], "none"), (names[2], 0))
                 continue
