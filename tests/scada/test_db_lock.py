@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ class LockHolder:
 
 
 @pytest.fixture
-async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A SQLite database of its own (the suite's ``db`` is also PostgreSQL, which has no such lock)."""
     database = Database(async_url(f"sqlite:///{tmp_path / 'lock.db'}"))
     async with database.transaction() as s:
         await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
