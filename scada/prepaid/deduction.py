@@ -91,7 +91,16 @@ def _registers(data: Any) -> dict[str, Decimal] | None:
     return {k: Decimal(v) for k, v in data.items()} if data else None
 
 
-_JSON_KEYS: dict[str, str] = {}
+_JSON_NAMES: dict[str, str] = {}  # period names as JSON text
+
+
+def _json_name(name: str) -> str:
+    text = _JSON_NAMES.get(name)
+    if text is None:
+        if len(_JSON_NAMES) > 1000:
+            _JSON_NAMES.clear()
+        text = _JSON_NAMES[name] = json.dumps(name)
+    return text
 
 
 def registers_text(registers: dict[str, Decimal] | None) -> RawJSON | None:
@@ -99,16 +108,8 @@ def registers_text(registers: dict[str, Decimal] | None) -> RawJSON | None:
     registers with it; ``tests/scada/prepaid/test_detail_text.py`` holds the two equal)."""
     if not registers:
         return None
-    keys = _JSON_KEYS
-    parts = []
-    for k, v in registers.items():
-        key = keys.get(k)
-        if key is None:
-            if len(keys) > 1000:
-                keys.clear()
-            key = keys[k] = json.dumps(k)
-        parts.append(f'{key}: "{format(v, "f")}"')  # a decimal's digits need no escaping
-    return RawJSON("{" + ", ".join(parts) + "}")
+    # a decimal's digits need no escaping
+    return RawJSON("{" + ", ".join(f'{_json_name(k)}: "{format(v, "f")}"' for k, v in registers.items()) + "}")
 
 
 def _exp(d: Decimal) -> int:
@@ -135,7 +136,6 @@ class Biller:
         self.margin = margin
         self.daily_cost = daily_cost
         self._warned: set[tuple[int, str]] = set()
-        self._names: dict[str, str] = {}  # period names as JSON text
         self._prices: dict[int, tuple[Decimal, str]] = {}  # id(price) → (price, plain(price))
         # meter → (its cursor's registers as the batch path wrote them, as decimals): the next
         # batch reads the same text back and need not decode it (a cache of a pure function of
@@ -346,7 +346,7 @@ class Biller:
     def _direct_text(self, items: list[DirectLine], multiplier: Decimal) -> RawJSON:
         """:meth:`_detail_text` of the quote :func:`price_direct`'s lines stand for (energy lines
         of one version with their period, priced from the registers)."""
-        name = self._json_name
+        name = _json_name
         out = '{"lines": [' + ", ".join(
             f'{{"quantity": "{plain(q)}", "price": "{self._plain_price(price)}", "amount": "{plain(amount)}", "period": {name(period)}}}'
             for period, q, price, amount in items
@@ -359,7 +359,7 @@ class Biller:
         """The detail :meth:`charge` builds as a dict, as the text ``json.dumps`` makes of it
         (the same keys in the same order; ``tests/scada/prepaid/test_detail_text.py`` holds
         the two equal), without building the dict and encoding it per reading."""
-        name = self._json_name
+        name = _json_name
         parts = []
         for ln in quote.lines:
             text = (f'{{"quantity": "{plain(ln.quantity)}", "price": "{self._plain_price(ln.unit_price)}", '
@@ -379,14 +379,6 @@ class Biller:
         if multiplier != 1:
             out += f', "multiplier": "{format(multiplier, "f")}"'
         return RawJSON(out + "}")
-
-    def _json_name(self, name: str) -> str:
-        text = self._names.get(name)
-        if text is None:
-            if len(self._names) > 1000:
-                self._names.clear()
-            text = self._names[name] = json.dumps(name)
-        return text
 
     def _plain_price(self, price: Decimal) -> str:
         """``plain(price)``, remembered by the price object (a tariff version's prices are the

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scada.prepaid.ledger import AccountView
-from scada.prepaid.money import minor_to_decimal
 from tags import DataType, TagDB, TagMeta, Value
 from tags.names import meter_tag, room_tag
 
@@ -79,21 +78,7 @@ class RoomPublisher:
         )
 
     def publish_account(self, view: AccountView | None, room_id: str) -> None:
-        db = self.tagdb
-        if room_tag(room_id, "account_state") not in db:
-            self.register_room(room_id)  # a room the registry has not announced yet
-        if view is None:
-            db.write(room_tag(room_id, "account_state"), "none")
-            db.write(room_tag(room_id, "alarm_level"), 0)
-            return
-        db.write(room_tag(room_id, "account_state"), view.state)
-        if view.open:
-            db.write(room_tag(room_id, "balance"), float(minor_to_decimal(view.balance_minor, self.minor_units)))
-            db.write(room_tag(room_id, "alarm_level"), view.alarm_level)
-        else:
-            db.write(room_tag(room_id, "balance"), 0.0)
-            db.write(room_tag(room_id, "alarm_level"), 0)
-        db.write(room_tag(room_id, "supply_state"), view.supply_state)
+        self.publish_rooms(((room_id, view),))
 
     def publish_accounts(self, views: Iterable[AccountView]) -> None:
         """:meth:`publish_account` for each view of a billing batch, as one tag write with one
@@ -117,7 +102,8 @@ class RoomPublisher:
                 values += ((names[0], "none"), (names[2], 0))
                 continue
             if view.open:
-                # int / int is the correctly rounded float of the exact quotient, as float(Decimal) is
+                # the tag is a display value (money lives in the ledger): int / int is the
+                # correctly rounded float of the exact amount, as float(Decimal) would be
                 balance: float = view.balance_minor / scale
                 level = view.alarm_level
             else:
