@@ -11,7 +11,9 @@ breaks PostgreSQL's text) are replaced, and a ``before``/``after`` snapshot larg
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scada.core.runtime import database_locked
 from scada.db import Database
 from scada.users.models import AuditEntry
 from tags import utcnow
@@ -32,6 +35,13 @@ LIMITS = {"actor": 64, "source": 16, "action": 64, "target_type": 32, "target_id
 MAX_REASON = 500
 MAX_SNAPSHOT = 16_000  # characters of JSON: a tariff with its whole definition fits
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# An entry written on its own (a refusal, a sign-in, the API router's record of a request) has
+# no change to roll back with it: when SQLite's write lock stays taken past a writer's wait (an
+# overloaded server) it is tried again rather than lost, this many times in all.
+WRITE_ATTEMPTS = 3
+_RETRY_PAUSE_S = 0.5
+
+log = logging.getLogger(__name__)
 
 Source = Literal["cli", "api", "hmi", "opcua", "engine", "import"]
 
@@ -122,9 +132,28 @@ class AuditLog:
         return entry
 
     async def write(self, actor: Actor, action: str, target_type: str, target_id: str, **kw: Any) -> None:
-        """Record in a transaction of its own (for refusals and failures that change nothing)."""
-        async with self.db.transaction() as session:
-            self.record(session, actor, action, target_type, target_id, **kw)
+        """Record in a transaction of its own (for refusals and failures that change nothing).
+
+        A locked SQLite database is waited out up to :data:`WRITE_ATTEMPTS` times; if it still
+        fails, the entry goes to the error log whole before the error is raised, so that it is
+        never simply gone."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self.db.transaction() as session:
+                    self.record(session, actor, action, target_type, target_id, **kw)
+                return
+            except Exception as exc:
+                locked = database_locked(exc)
+                if not locked or attempt == WRITE_ATTEMPTS:
+                    log.error(
+                        "audit entry not written",
+                        extra={"actor": actor.name, "source": actor.source, "action": action, "target_type": target_type,
+                               "target_id": target_id, "attempts": attempt, "entry": jsonable(kw)},
+                    )
+                    raise
+                log.warning("audit entry met a locked database; trying again",
+                            extra={"actor": actor.name, "action": action, "target_id": target_id, "attempt": attempt})
+            await asyncio.sleep(_RETRY_PAUSE_S)
 
     async def query(
         self,
