@@ -150,9 +150,10 @@ class Database:
             yield session
 
     async def upgrade(self) -> None:
-        """Apply every pending migration (all branches: ``heads``)."""
+        """Apply every pending migration (all branches: ``heads``); a database already at every
+        head is left alone without running Alembic's environment."""
         async with self.engine.begin() as conn:
-            await conn.run_sync(_run_alembic, "upgrade", "heads")
+            await conn.run_sync(_upgrade_to_heads)
 
     async def current_revisions(self) -> set[str]:
         async with self.engine.connect() as conn:
@@ -220,3 +221,18 @@ def _run_alembic(connection: Connection, cmd: str, target: str) -> None:
 
 def _current_heads(connection: Connection) -> set[str]:
     return set(MigrationContext.configure(connection).get_current_heads())
+
+
+# The alembic_version rows of a database at every head, as the first upgrade of this process
+# left them (not simply the scripts' heads: a head another revision depends on is not kept as a
+# row of its own). Loading Alembic's environment and every migration script took most of a start
+# on an up-to-date database; one whose rows are these is known to be at every head.
+_rows_at_heads: frozenset[str] | None = None
+
+
+def _upgrade_to_heads(connection: Connection) -> None:
+    global _rows_at_heads
+    if _rows_at_heads is not None and _current_heads(connection) == _rows_at_heads:
+        return
+    _run_alembic(connection, "upgrade", "heads")
+    _rows_at_heads = frozenset(_current_heads(connection))
