@@ -524,11 +524,21 @@ ProfileParser = Callable[[dict[str, Any], str, str | None], Any]
 
 def read_profile_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     """The TOML of a profile file and its protocol (``[profile] protocol``, default modbus)."""
-    path = Path(path)
+    return _profile_toml(Path(path), _read_text(Path(path)))
+
+
+def _read_text(path: Path) -> str:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(str(path), [f"not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+
+
+def _profile_toml(path: Path, text: str) -> tuple[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(str(path), [f"not valid TOML: {exc}"]) from None
     head = data.get("profile")
@@ -547,6 +557,35 @@ def load_profile(path: str | Path) -> Profile:
 def shipped_profiles_dir() -> Path:
     """The profiles shipped with the server (every protocol's; ``config/profiles`` links here)."""
     return Path(str(resources.files("protocols").joinpath("profiles")))
+
+
+_LEFT_OUT = object()  # a profile of another protocol, left out of a Modbus-only library
+# (path, text, parsers, modbus_only) -> the parsed profile: a start loads the library once for
+# each component that needs it (poller, simulator, topology, site), each time every file, and
+# parsing (TOML, then the checks) was ~0.1 s of it. The parsed profiles are frozen and never
+# changed after parsing, so they may be shared; a file whose text changed is parsed again.
+_PARSED: dict[tuple[str, str, tuple[tuple[str, ProfileParser], ...], bool], Any] = {}
+_PARSED_MAX = 1024
+
+
+def _parsed_file(path: Path, known: dict[str, ProfileParser], *, modbus_only: bool) -> Any:
+    text = _read_text(path)
+    key = (str(path), text, tuple(known.items()), modbus_only)
+    parsed = _PARSED.get(key)
+    if parsed is not None:
+        return parsed
+    protocol, data = _profile_toml(path, text)
+    parser = known.get(protocol)
+    if parser is None:
+        if not modbus_only:
+            raise ProfileError(str(path), [f"profile.protocol: unknown protocol {protocol!r} (known: {', '.join(known)})"])
+        parsed = _LEFT_OUT
+    else:
+        parsed = parser(data, str(path), path.stem)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[key] = parsed
+    return parsed
 
 
 class ProfileLibrary:
@@ -572,15 +611,12 @@ class ProfileLibrary:
                 raise ProfileError(str(folder), ["not a folder of device profiles"])
             for path in sorted(folder.glob("*.toml")):
                 try:
-                    protocol, data = read_profile_file(path)
-                    parser = known.get(protocol)
-                    if parser is None:
-                        if parsers is None:
-                            continue  # a Modbus-only library leaves other protocols' profiles out
-                        raise ProfileError(str(path), [f"profile.protocol: unknown protocol {protocol!r} (known: {', '.join(known)})"])
-                    profiles[path.stem] = parser(data, str(path), path.stem)
+                    parsed = _parsed_file(path, known, modbus_only=parsers is None)
                 except ProfileError as exc:
                     errors.append(exc)
+                    continue
+                if parsed is not _LEFT_OUT:
+                    profiles[path.stem] = parsed
         if errors:
             raise ProfileError(
                 errors[0].source if len(errors) == 1 else "profiles",

@@ -174,3 +174,25 @@ def test_a_broken_profile_in_a_folder_is_named_with_its_file(tmp_path: Path) -> 
     assert "poll_classes: missing required key" in info.value.problems
     (tmp_path / "bad.toml").unlink()
     assert load_profile(tmp_path / "good.toml").name == "good"
+
+
+def test_a_library_loaded_again_shares_parsed_profiles_until_a_file_changes(tmp_path: Path) -> None:
+    """A start loads the library once per component: an unchanged file is parsed once, a file
+    whose text changed (even to the same size at once) is parsed again, and a file of bytes
+    that are not UTF-8 is named as such."""
+    text = Path(ProfileLibrary.load()["water-valve"].path).read_text().replace('name = "water-valve"', 'name = "mine"')
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    first, again = ProfileLibrary.load(tmp_path)["mine"], ProfileLibrary.load(tmp_path)["mine"]
+    assert again is first
+    assert 'description = "' in text and text.endswith("\n")
+    changed = text.replace('description = "', 'description = "Y', 1)[:-1]
+    path.write_text(changed)  # one character more, one less: the same size, within the same clock tick
+    assert len(changed) == len(text)
+    reloaded = ProfileLibrary.load(tmp_path)["mine"]
+    assert reloaded is not first and reloaded.description.startswith("Y")
+    path.write_bytes(b'[profile]\nname = "mine"\ndescription = "\xff"\n')
+    with pytest.raises(ProfileError) as info:
+        ProfileLibrary.load(tmp_path)
+    assert info.value.source == str(path)
+    assert info.value.problems == ["not UTF-8 text: invalid start byte at byte 39"]
