@@ -200,8 +200,8 @@ async def _pg_migrated_copy(templates: dict[str, str], server: PostgresServer) -
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path, _migrated_templates: dict[str, str]) -> AsyncIterator[str]:
     """A fresh database URL (config form, no driver) on each engine: empty, or already migrated
-    (a copy of a migrated one) when the test also asks for ``db``."""
-    migrated = "db" in request.fixturenames
+    (a copy of a migrated one) when the test also asks for ``db`` or ``migrated_db_url``."""
+    migrated = "db" in request.fixturenames or "migrated_db_url" in request.fixturenames
     if request.param == "sqlite":
         path = tmp_path / "scada.db"
         if migrated:
@@ -214,6 +214,13 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path, _migrated_templ
         yield server.dsn(name)
     finally:
         await _drop_pg_database(server, name)
+
+
+@pytest.fixture
+def migrated_db_url(db_url: str) -> str:
+    """``db_url``, already migrated: for a server's start, which would otherwise migrate an empty
+    database (0.5-3 s on PostgreSQL; what that does is tested on its own, test_migrations.py)."""
+    return db_url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ HTTP clients that keep cookies like a browser."""
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,12 +16,11 @@ from scada.config import ScadaConfig, demo_config_text, parse_config
 from scada.core.runtime import Runtime
 from scada.simulator.component import SIMULATOR
 from scada.site.component import ASSETS
-from scada.users import auth
 from scada.users.audit import Actor
 from scada.users.auth import UserStore
 from scada.users.component import USERS
 
-from ..harness import running_server
+from ..harness import passwords_hashed_once, running_server
 from ..services import free_port
 from ..simulation import Control
 
@@ -38,25 +36,12 @@ PASSWORDS = {
 }
 ROLES = {"operator1": "operator", "cashier1": "cashier", "viewer1": "viewer", "maint1": "maintenance", "engineer1": "engineer",
          "super1": "supervisor"}
-_scrypt = auth.hash_password
-
-
-@functools.cache
-def _hashed_once(password: str) -> str:
-    return _scrypt(password)
-
-
 async def add_role_users(users: UserStore) -> None:
-    """The users of ``ROLES`` with their ``PASSWORDS``, added as the command line adds them. Each
-    password is hashed once per test process (the real scrypt, a real salt): hashing the six of
-    them again (~0.1 s of CPU each) was a third of each HMI test's server start. Their logins
-    still verify the password in full, and every other hash is computed as before."""
-    auth.hash_password = _hashed_once
-    try:
+    """The users of ``ROLES`` with their ``PASSWORDS``, added as the command line adds them
+    (each password hashed once per test process: :func:`passwords_hashed_once`)."""
+    with passwords_hashed_once():
         for name, role in ROLES.items():
             await users.add(name, role, PASSWORDS[name], Actor("test", "cli"))
-    finally:
-        auth.hash_password = _scrypt
 
 
 def _without_tables(text: str, name: str) -> str:

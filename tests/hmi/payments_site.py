@@ -26,6 +26,7 @@ from scada.prepaid.engine import PrepaidEngine as _Engine
 from scada.users.audit import Actor
 from scada.users.component import USERS
 
+from ..harness import passwords_hashed_once
 from ..services import free_port
 from ..threaded import ThreadedServer, threaded_server
 from .prepaid_site import prepaid_extra
@@ -182,7 +183,8 @@ body = '{{"to": {{{{ to|tojson }}}}, "text": {{{{ text|tojson }}}}}}'
                 users = rt.ctx[USERS]
                 tokens = {}
                 for name, role in ROLES.items():
-                    await users.add(name, role, f"{name}-password-1", Actor("t", "cli"))
+                    with passwords_hashed_once():
+                        await users.add(name, role, f"{name}-password-1", Actor("t", "cli"))
                     info = await users.get(name)
                     assert info is not None
                     tokens[name] = await users.issue_token(info)

@@ -17,7 +17,7 @@ from scada.prepaid.engine import PREPAID
 from scada.users.audit import Actor
 from scada.users.component import USERS
 
-from ..harness import running_server, server_config
+from ..harness import passwords_hashed_once, running_server, server_config
 from .prepaid_site import prepaid_extra, with_site
 
 __all__ = ["FLAT", "WATER", "Api", "approved", "open_r1", "prepaid_api"]
@@ -54,8 +54,9 @@ async def prepaid_api(tmp_path: Path, db_url: str, extra: str = "") -> AsyncIter
     config = with_site(server_config(tmp_path, db_url, prepaid_extra(tmp_path) + extra))
     async with running_server(config) as rt:
         users = rt.ctx[USERS]
-        for name, role in USERS_BY_ROLE.items():
-            await users.add(name, role, f"{name}-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            for name, role in USERS_BY_ROLE.items():
+                await users.add(name, role, f"{name}-password", Actor("t", "cli"))
         async with aiohttp.ClientSession() as http:
             base = rt.ctx[HMI_URL] + "/api/v1"
             tokens = {}

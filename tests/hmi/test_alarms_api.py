@@ -16,15 +16,16 @@ from scada.core.tags import TAGDB
 from scada.users.audit import Actor
 from scada.users.component import AUDIT, USERS
 
+from ..harness import passwords_hashed_once
 from ..scada.alarms.server import alarm_server, write_config
 
 USERS_ = {"olga": "operator", "max": "maintenance", "vic": "viewer", "eve": "engineer"}
 
 
 @pytest.fixture
-async def api(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Any]]:
+async def api(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Any]]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    path = write_config(tmp_path, db_url, """
+    path = write_config(tmp_path, migrated_db_url, """
 max_shelve_hours = 8
 [alarms.classes.comm_loss]
 delay_on_s = 0
@@ -36,7 +37,8 @@ ack_roles = ["maintenance"]
         users = rt.ctx[USERS]
         tokens = {}
         for name, role in USERS_.items():
-            user = await users.add(name, role, f"{name}-password", Actor("t", "cli"))
+            with passwords_hashed_once():
+                user = await users.add(name, role, f"{name}-password", Actor("t", "cli"))
             tokens[name] = await users.issue_token(user)
         base = rt.ctx[HMI_URL] + "/api/v1"
         async with aiohttp.ClientSession() as http:

@@ -13,9 +13,9 @@ from .prepaid_api import FLAT, Api, approved, open_r1, prepaid_api
 
 
 @pytest.fixture
-async def api(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    async with prepaid_api(tmp_path, db_url) as api:
+    async with prepaid_api(tmp_path, migrated_db_url) as api:
         yield api
 
 

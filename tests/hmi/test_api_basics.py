@@ -13,14 +13,15 @@ from hmi.component import HMI_URL
 from scada.users.audit import Actor
 from scada.users.component import AUDIT, LOGINS, USERS
 
-from ..harness import running_server, server_config
+from ..harness import passwords_hashed_once, running_server, server_config
 
 
 @pytest.fixture
-async def api(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Any]]:
+async def api(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Any]]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    async with running_server(server_config(tmp_path, db_url)) as rt:
-        await rt.ctx[USERS].add("viewer1", "viewer", "viewer-password", Actor("t", "cli"))
+    async with running_server(server_config(tmp_path, migrated_db_url)) as rt:
+        with passwords_hashed_once():
+            await rt.ctx[USERS].add("viewer1", "viewer", "viewer-password", Actor("t", "cli"))
         async with aiohttp.ClientSession() as http:
             yield rt.ctx[HMI_URL] + "/api/v1", (rt, http)
 

@@ -30,7 +30,7 @@ from scada.users.audit import Actor
 from scada.users.component import USERS
 from scada.users.models import AuditEntry
 
-from ..harness import running_server, server_config
+from ..harness import passwords_hashed_once, running_server, server_config
 from .prepaid_site import prepaid_extra, with_site
 
 TZ8 = dt.timezone(dt.timedelta(hours=8))
@@ -67,8 +67,9 @@ async def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, broken_state
     extra = prepaid_extra(tmp_path, f'[billing]\ntemplates_dir = "{templates}"\n[billing.dunning]\ngrace_days = 0\n')
     config = with_site(server_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", extra))
     async with running_server(config) as rt:
-        for name, role in USERS_.items():
-            await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            for name, role in USERS_.items():
+                await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
         async with rt.ctx[DATABASE].transaction() as s:
             await s.execute(update(Room).where(Room.id == "R1").values(area_m2=Decimal("45.5")))
         await rt.ctx[BILLING_SERVICE].ctx.assets.load()

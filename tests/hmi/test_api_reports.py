@@ -31,7 +31,7 @@ from scada.site.component import ASSETS
 from scada.users.audit import Actor
 from scada.users.component import USERS
 
-from ..harness import running_server, server_config
+from ..harness import passwords_hashed_once, running_server, server_config
 from .prepaid_site import prepaid_extra, with_site
 
 TZ8 = dt.timezone(dt.timedelta(hours=8))
@@ -64,8 +64,9 @@ async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     extra = prepaid_extra(tmp_path, "[reports]\nmax_rows = 2000\nstream_above_rows = 5\nledger_rollup_every_s = 5\n")
     config = with_site(server_config(tmp_path, f"sqlite:///{tmp_path / 'scada.db'}", extra))
     async with running_server(config) as rt:
-        for name, role in USERS_.items():
-            await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            for name, role in USERS_.items():
+                await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
         async with aiohttp.ClientSession() as http:
             base = rt.ctx[HMI_URL] + "/api/v1"
             tokens = {}

@@ -34,7 +34,7 @@ from scada.users.audit import Actor
 from scada.users.component import USERS
 from scada.users.models import AuditEntry
 
-from ..harness import running_server, server_config
+from ..harness import passwords_hashed_once, running_server, server_config
 from ..scada.topology.site import SITE
 from ..services import free_port
 from ..simulation import until
@@ -57,10 +57,10 @@ class Api:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
     (tmp_path / "site.toml").write_text(SITE)
-    config = server_config(tmp_path, db_url, f"""
+    config = server_config(tmp_path, migrated_db_url, f"""
 [[links]]
 name = "gw"
 host = "127.0.0.1"
@@ -76,8 +76,9 @@ enabled = false
 """)
     config = config.model_copy(update={"site": config.site.model_copy(update={"import_file": "site.toml"})})
     async with running_server(config) as rt:
-        for name, role in ROLES.items():
-            await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            for name, role in ROLES.items():
+                await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
         async with aiohttp.ClientSession() as http:
             base = rt.ctx[HMI_URL] + "/api/v1"
             tokens = {}

@@ -23,9 +23,9 @@ async def call_ok(api: Api, method: str, path: str, user: str, body: object = No
     return answer  # type: ignore[no-any-return]
 
 
-async def test_a_start_after_replacements_closings_and_reopenings_succeeds(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_start_after_replacements_closings_and_reopenings_succeeds(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    async with prepaid_api(tmp_path, db_url) as api:
+    async with prepaid_api(tmp_path, migrated_db_url) as api:
         await call_ok(api, "POST", "/tariffs", "engineer", FLAT, 201)
         await call_ok(api, "POST", "/tariffs", "engineer", WATER, 201)
         await call_ok(api, "POST", "/rooms/R1/account/open", "cashier", {"tariffs": {"electricity": "FLAT"}}, 201)
@@ -56,7 +56,7 @@ async def test_a_start_after_replacements_closings_and_reopenings_succeeds(tmp_p
 
     # the next starts, on the same database, importing the same site file (written before any replacement)
     for _ in range(2):
-        async with running_server(with_site(server_config(tmp_path, db_url, prepaid_extra(tmp_path)))) as rt:
+        async with running_server(with_site(server_config(tmp_path, migrated_db_url, prepaid_extra(tmp_path)))) as rt:
             snap = rt.ctx[ASSETS].snapshot
             assert sorted(m.id for m in snap.active_meters) == active_before
             assert snap.meters["E1"].replaced_by == "E1b" and not snap.meters["E1"].active and snap.meters["E1d"].unit_id == 9

@@ -18,7 +18,7 @@ from scada.simulator.component import SIMULATOR
 from scada.users.audit import Actor
 from scada.users.component import USERS
 
-from ..harness import running_server
+from ..harness import passwords_hashed_once, running_server
 from ..services import free_port
 
 SITE = """
@@ -218,7 +218,8 @@ async def opcua_site(
     async with running_server(config) as rt:
         users = rt.ctx[USERS]
         actor = Actor("test", "cli")
-        await users.add("op1", "operator", PASSWORDS["op1"], actor)
-        await users.add("view1", "viewer", PASSWORDS["view1"], actor)
-        await users.add("cash1", "cashier", PASSWORDS["cash1"], actor)
+        with passwords_hashed_once():
+            await users.add("op1", "operator", PASSWORDS["op1"], actor)
+            await users.add("view1", "viewer", PASSWORDS["view1"], actor)
+            await users.add("cash1", "cashier", PASSWORDS["cash1"], actor)
         yield OpcUaSite(rt, config_file, config)

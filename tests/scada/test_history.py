@@ -35,7 +35,7 @@ from scada.users.component import USERS
 from tags import Quality
 from tags.model import utcnow
 
-from ..harness import running_server, server_config
+from ..harness import passwords_hashed_once, running_server, server_config
 from ..historian.producers import SyntheticMeter
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -132,8 +132,9 @@ async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     async with running_server(config) as rt:
         await import_site_file(rt.ctx[DATABASE], tmp_path / "site.toml", Actor.system("test"), known_links={"gw"})
         await rt.ctx[ASSETS].load()
-        await rt.ctx[USERS].add("viewer1", "viewer", "viewer-password", Actor("t", "cli"))
-        await rt.ctx[USERS].add("eng1", "engineer", "engineer-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            await rt.ctx[USERS].add("viewer1", "viewer", "viewer-password", Actor("t", "cli"))
+            await rt.ctx[USERS].add("eng1", "engineer", "engineer-password", Actor("t", "cli"))
         async with aiohttp.ClientSession() as http:
             yield rt, http, rt.ctx[HMI_URL] + "/api/v1"
 

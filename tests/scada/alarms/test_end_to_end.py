@@ -35,13 +35,13 @@ language = "zh-CN"
 
 
 async def test_balance_levels_notify_the_contact_once_per_level(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
     monkeypatch.setenv("T_SMTP_PASSWORD", "smtp-secret-1")
     (tmp_path / "contacts.toml").write_text(CONTACTS, encoding="utf-8")
     async with mail_server(tmp_path) as smtp:
-        path = write_config(tmp_path, db_url, f"""
+        path = write_config(tmp_path, migrated_db_url, f"""
 [alarms.notifications]
 contacts_file = "contacts.toml"
 
@@ -115,9 +115,9 @@ async def _next(sub, event: str) -> AlarmEvent:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-async def test_cli_acts_on_alarms_while_the_server_runs(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cli_acts_on_alarms_while_the_server_runs(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    path = write_config(tmp_path, db_url, "[alarms.classes.comm_loss]\ndelay_on_s = 0\ndelay_off_s = 0\n")
+    path = write_config(tmp_path, migrated_db_url, "[alarms.classes.comm_loss]\ndelay_on_s = 0\ndelay_off_s = 0\n")
     async with alarm_server(path) as rt:
         tags, engine = rt.ctx[TAGDB], rt.ctx[ALARMS]
         tags.write("E-R001.comm_ok", False)

@@ -27,7 +27,7 @@ from scada.users.audit import Actor
 from scada.users.component import USERS
 from tags import TagChange
 
-from ...harness import running_server, server_config
+from ...harness import passwords_hashed_once, running_server, server_config
 from ...services import free_port
 from ...simulation import Control, until
 
@@ -125,16 +125,17 @@ def local_today(hour: int, minute: int) -> dt.datetime:
     return dt.datetime(today.year, today.month, today.day, hour, minute, tzinfo=TZ).astimezone(dt.UTC)
 
 
-async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    async with running_server(e2e_config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
+    async with running_server(e2e_config(tmp_path, migrated_db_url)) as rt, aiohttp.ClientSession() as http:
         engine, tagdb = rt.ctx[PREPAID], rt.ctx[TAGDB]
         engine.clock = lambda: local_today(2, 30)  # inside the friendly-credit window
         sim = rt.ctx[SIMULATOR]
         assert sim.control_url is not None
         control = Control.of(http, sim)
-        await rt.ctx[USERS].add("cash", "cashier", "cashier-password", Actor("t", "cli"))
-        await rt.ctx[USERS].add("eng", "engineer", "engineer-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            await rt.ctx[USERS].add("cash", "cashier", "cashier-password", Actor("t", "cli"))
+            await rt.ctx[USERS].add("eng", "engineer", "engineer-password", Actor("t", "cli"))
         base = rt.ctx[HMI_URL] + "/api/v1"
 
         async def token(user: str, password: str) -> dict[str, str]:
@@ -208,16 +209,17 @@ async def test_balance_levels_cutoff_recharge_and_friendly_window(tmp_path: Path
         await engine.supply.idle()
 
 
-async def test_stuck_relay_operator_reconnect_protected_and_close(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stuck_relay_operator_reconnect_protected_and_close(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    async with running_server(e2e_config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
+    async with running_server(e2e_config(tmp_path, migrated_db_url)) as rt, aiohttp.ClientSession() as http:
         engine, tagdb = rt.ctx[PREPAID], rt.ctx[TAGDB]
         engine.clock = lambda: local_today(12, 0)  # outside the friendly-credit window
         control = Control.of(http, rt.ctx[SIMULATOR])
         users = rt.ctx[USERS]
-        await users.add("cash", "cashier", "cashier-password", Actor("t", "cli"))
-        await users.add("eng", "engineer", "engineer-password", Actor("t", "cli"))
-        await users.add("op", "operator", "operator-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            await users.add("cash", "cashier", "cashier-password", Actor("t", "cli"))
+            await users.add("eng", "engineer", "engineer-password", Actor("t", "cli"))
+            await users.add("op", "operator", "operator-password", Actor("t", "cli"))
         base = rt.ctx[HMI_URL] + "/api/v1"
 
         async def token(user: str, password: str) -> dict[str, str]:

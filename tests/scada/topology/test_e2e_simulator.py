@@ -30,7 +30,7 @@ from scada.topology.service import TOPOLOGY
 from scada.users.audit import Actor
 from scada.users.component import USERS
 
-from ...harness import running_server, server_config
+from ...harness import passwords_hashed_once, running_server, server_config
 from ...services import free_port
 from ...simulation import Control, until
 from .conftest import TZ
@@ -130,13 +130,14 @@ auto_run = false
     return cfg.model_copy(update={"site": cfg.site.model_copy(update={"import_file": "site.toml"})})
 
 
-async def test_common_meter_month_apportioned_by_area(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_common_meter_month_apportioned_by_area(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCADA_TEST_ADMIN_PASSWORD", "admin-password-1")
-    async with running_server(config(tmp_path, db_url)) as rt, aiohttp.ClientSession() as http:
+    async with running_server(config(tmp_path, migrated_db_url)) as rt, aiohttp.ClientSession() as http:
         tagdb, topology = rt.ctx[TAGDB], rt.ctx[TOPOLOGY]
         control = Control.of(http, rt.ctx[SIMULATOR])
-        for name, role in (("eng", "engineer"), ("cash", "cashier"), ("view", "viewer")):
-            await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
+        with passwords_hashed_once():
+            for name, role in (("eng", "engineer"), ("cash", "cashier"), ("view", "viewer")):
+                await rt.ctx[USERS].add(name, role, f"{name}-password", Actor("t", "cli"))
         base = rt.ctx[HMI_URL] + "/api/v1"
         headers = {}
         for name in ("eng", "cash", "view"):
