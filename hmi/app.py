@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -89,7 +91,9 @@ PAGE_SETS: list[PageSet] = [
     topology_pages.pages, job_pages.pages, job_pages.message_pages,
 ]
 
-OPENAPI: web.AppKey[dict[str, object]] = web.AppKey("openapi", dict)
+# the OpenAPI document, built on its first request: building it (every route's pydantic schemas)
+# was a tenth of a second of each start, for a document few starts are ever asked for
+OPENAPI: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("openapi")
 
 # pages and scripts come only from this server: no inline script, no CDN, no framing
 CSP = (
@@ -137,7 +141,7 @@ def _harden(response: web.StreamResponse) -> None:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI]())
 
 
 async def favicon(request: web.Request) -> web.StreamResponse:
@@ -189,7 +193,7 @@ def create_app(
     routers = routers if routers is not None else API_ROUTERS
     for router in routers:
         router.install(app)
-    app[OPENAPI] = openapi_document(routers, title="Prepaid-metering SCADA API", version=scada.__version__)
+    app[OPENAPI] = functools.cache(functools.partial(openapi_document, routers, title="Prepaid-metering SCADA API", version=scada.__version__))
     app.router.add_get(PREFIX + "/openapi.json", openapi_json)
     auth_pages.install(app)
     sandbox_pages.install(app)
