@@ -138,7 +138,26 @@ class _Server(Server):
         # sessions with subscriptions outlive their connection (for a reconnect): end them
         for session in list(self.iserver._external_sessions.values()):
             await session.close_session(True)
+        await _end_clock(self)
         await self.iserver.stop()
+
+
+async def _end_clock(server: Server) -> None:
+    """End asyncua's task that writes Server.ServerStatus.CurrentTime once a second. Its own stop
+    sets a flag and waits for the task's next turn: up to a second of every stop (asyncua 2.x)."""
+    iserver = server.iserver
+    task = iserver.time_task
+    if task is None or task.done():
+        return
+    iserver._time_task_stop = True  # as asyncua's stop does, should the task be between turns
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # our own stop was cancelled, not only the clock
+    iserver.time_task = None  # asyncua's stop awaits it: a cancelled task would raise there
 
 
 class OpcUaServer:

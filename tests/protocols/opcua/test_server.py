@@ -280,6 +280,15 @@ async def test_stopping_with_subscribed_clients_leaves_nothing_running(server: O
     await client.disconnect()
 
 
+async def test_a_stop_ends_the_server_clock_without_waiting_for_its_next_tick(server: OpcUaServer) -> None:
+    """asyncua's own stop lets its once-a-second CurrentTime task finish its sleep: up to a
+    second of every stop of the server (and of every test with one)."""
+    clock = server.asyncua.iserver.time_task
+    assert clock is not None and not clock.done()
+    await server.stop()
+    assert clock.cancelled()
+
+
 async def test_written_nodes_answer_every_attribute_like_api_built_ones(server: OpcUaServer) -> None:
     """Nodes written straight into the address space answer the same attributes, with the same
     types, as nodes asyncua's own API builds."""
