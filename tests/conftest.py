@@ -47,8 +47,9 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow end-to-end tests first: under ``pytest -n`` their files then start at once on their
-    own workers, and the quick files fill the others, instead of the longest starting last."""
+    """Slow end-to-end tests first: under ``pytest -n --dist worksteal`` (make test) they start
+    at once on the first worker, the other workers take them from its queue as they run out of
+    quick ones, and the longest never starts last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
