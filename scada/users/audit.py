@@ -148,7 +148,7 @@ class AuditLog:
                     log.error(
                         "audit entry not written",
                         extra={"actor": actor.name, "source": actor.source, "action": action, "target_type": target_type,
-                               "target_id": target_id, "attempts": attempt, "entry": jsonable(kw)},
+                               "target_id": target_id, "attempts": attempt, "entry": {k: _snapshot(v) for k, v in kw.items()}},
                     )
                     raise
                 log.warning("audit entry met a locked database; trying again",

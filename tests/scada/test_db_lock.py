@@ -175,7 +175,8 @@ async def test_an_audit_entry_that_cannot_be_written_is_logged_whole_before_the_
     async with LockHolder(_path(audited_db)):
         with pytest.raises(OperationalError):
             await asyncio.wait_for(
-                audit.write(Actor("ops", "api"), "api.auth.login", "api", "/api/v1/auth/login", reason="bad password", outcome="denied"), 20,
+                audit.write(Actor("ops", "api"), "api.auth.login", "api", "/api/v1/auth/login", reason="bad password", outcome="denied",
+                            after={"body": "x" * 20_000}), 20,
             )
     retries = [r for r in caplog.records if r.getMessage() == "audit entry met a locked database; trying again"]
     assert [r.__dict__["attempt"] for r in retries] == list(range(1, WRITE_ATTEMPTS))
@@ -183,5 +184,7 @@ async def test_an_audit_entry_that_cannot_be_written_is_logged_whole_before_the_
     assert lost.getMessage() == "audit entry not written"
     assert (lost.__dict__["actor"], lost.__dict__["action"], lost.__dict__["target_id"], lost.__dict__["attempts"]) == (
         "ops", "api.auth.login", "/api/v1/auth/login", WRITE_ATTEMPTS)
-    assert lost.__dict__["entry"] == {"reason": "bad password", "outcome": "denied"}
+    entry = lost.__dict__["entry"]
+    assert (entry["reason"], entry["outcome"]) == ("bad password", "denied")
+    assert entry["after"]["truncated"] and entry["after"]["size"] > 20_000  # bounded as the row would be
     assert _audit_actions(audited_db) == []
