@@ -15,6 +15,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any, TypeVar
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
 from scada.db import Database
@@ -232,8 +233,10 @@ class AssetRegistry:
             site = await s.scalar(select(Site).order_by(Site.id).limit(1))
             buildings = (await s.scalars(select(Building))).all()
             floors = (await s.scalars(select(Floor))).all()
-            rooms = (await s.scalars(select(Room))).all()
-            meters = (await s.scalars(select(Meter))).all()
+            # as rows of their columns, not ORM objects: building 50,000 of each held the event
+            # loop ~1 s longer at start (nothing here is written back through the session)
+            rooms = (await s.execute(_columns(Room))).all()
+            meters = (await s.execute(_columns(Meter))).all()
             parents = (await s.scalars(select(MeterParent))).all()
         floor_building = {f.id: f.building_id for f in floors}
         snap = AssetSnapshot(
@@ -420,7 +423,12 @@ class AssetRegistry:
         await self.load()
 
 
-def _meter_info(m: Meter) -> MeterInfo:
+def _columns(model: type[Any]) -> Any:
+    """A select of every mapped column of ``model``, as rows whose names are the attributes'."""
+    return select(*(getattr(model, attr.key) for attr in sa_inspect(model).column_attrs))
+
+
+def _meter_info(m: Any) -> MeterInfo:
     return MeterInfo(
         m.id, m.kind, m.role, m.room_id, m.building_id, m.profile, m.link, m.unit_id, m.circuit,
         m.multiplier, m.install_date, m.initial_reading, m.max_power_kw, m.replaced_by, m.active, m.address,
