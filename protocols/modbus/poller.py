@@ -223,6 +223,8 @@ class ModbusPoller:
         self.devices: dict[str, _Device] = {}
         # plans depend only on (profile, circuit, link limits): 10,000 meters share a handful
         self._plans: dict[tuple[str, int | None, str], dict[str, list[Any]]] = {}
+        # profile name -> (the profile, its points' tag metadata): see _point_tags
+        self._tag_templates: dict[str, tuple[Any, list[tuple[str, DataType, str, str, float | None]]]] = {}
         for name in self.links:
             tagdb.register(TagMeta(link_tag(name, "comm_ok"), DataType.BOOL, description=f"link {name} connected"))
 
@@ -264,21 +266,14 @@ class ModbusPoller:
             plan = self._plans[key] = self.driver.plan(profile, spec.circuit, link.config)
         dev.blocks = plan
         dev.intervals = {cls: self.options.poll_intervals.get(cls, profile.poll_classes[cls]) for cls in dev.blocks}
-        for point in profile.points.values():
-            name = meter_tag(spec.meter_id, point.name)
-            dev.tags[point.name] = name
-            self.tagdb.register(
-                TagMeta(
-                    name,
-                    DataType.BOOL if point.is_bool else DataType.STRING if getattr(point, "text", False) else DataType.FLOAT,
-                    unit=point.unit,
-                    description=point.description, meter_id=spec.meter_id, room_id=spec.room_id,
-                    point=point.name, deadband=point.deadband,
-                )
-            )
-        self.tagdb.register(
-            TagMeta(dev.comm_tag, DataType.BOOL, description="meter answers", meter_id=spec.meter_id, room_id=spec.room_id, point="comm_ok")
-        )
+        meter_id, room_id = spec.meter_id, spec.room_id
+        metas = []
+        for point_name, data_type, unit, description, deadband in self._point_tags(profile):
+            name = meter_tag(meter_id, point_name)
+            dev.tags[point_name] = name
+            metas.append(TagMeta(name, data_type, unit, description, meter_id, room_id, point_name, deadband))
+        metas.append(TagMeta(dev.comm_tag, DataType.BOOL, "", "meter answers", meter_id, room_id, "comm_ok"))
+        self.tagdb.register_many(metas)
         link.stats.devices += 1
         now = asyncio.get_running_loop().time()
         if link.stats.state == "down":
@@ -289,6 +284,23 @@ class ModbusPoller:
             # the class holding ratio points (PT, CT) first: the points they scale need them
             delay = 0.0 if cls in first else self.rng.uniform(0, dev.intervals[cls] * self.options.start_spread)
             self._schedule(dev, cls, now + delay)
+
+    def _point_tags(self, profile: Any) -> list[tuple[str, DataType, str, str, float | None]]:
+        """Per point of ``profile``: what its tags' metadata take from it (name, type, unit,
+        description, deadband), worked out once per profile rather than once per meter."""
+        found = self._tag_templates.get(profile.name)
+        if found is not None and found[0] is profile:
+            return found[1]
+        template = [
+            (
+                point.name,
+                DataType.BOOL if point.is_bool else DataType.STRING if getattr(point, "text", False) else DataType.FLOAT,
+                point.unit, point.description, point.deadband,
+            )
+            for point in profile.points.values()
+        ]
+        self._tag_templates[profile.name] = (profile, template)
+        return template
 
     def _config_problem(self, spec: DeviceSpec, profile: Any, link: Link | None) -> str | None:
         if profile is None:

@@ -158,6 +158,28 @@ def test_reregister_keeps_value_updates_meta() -> None:
     assert db.read("M1.power").value == 4.0
 
 
+def test_register_many_adds_new_tags_without_a_value_and_keeps_the_values_of_known_ones() -> None:
+    db = make_db("M1.power")
+    db.write("M1.power", 4.0)
+    before = db.registrations
+    db.register_many([TagMeta("M1.power", unit="kW"), TagMeta("M1.energy_total", unit="kWh"), TagMeta("M2.power")])
+    assert db.registrations == before + 2  # what derives from the set of names sees it moved
+    assert (db.meta("M1.power").unit, db.read("M1.power").value) == ("kW", 4.0)
+    for name in ("M1.energy_total", "M2.power"):
+        v = db.read(name)
+        assert (v.value, v.quality, v.reason) == (None, Quality.BAD, QualityReason.NO_VALUE)
+    db.write("M2.power", 1.0)  # the shared first value is not changed by a write to one of them
+    assert db.read("M1.energy_total").value is None and db.read("M2.power").value == 1.0
+    db.register_many([])
+    assert db.registrations == before + 2
+
+
+@pytest.mark.parametrize("bad", [{"name": ""}, {"name": " M1.power"}, {"name": "M1.power", "deadband": -1.0}])
+def test_tag_metadata_is_checked_when_made(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="invalid tag name|deadband must be >= 0"):
+        TagMeta(**bad)  # type: ignore[arg-type]
+
+
 async def test_subscriber_receives_changes_in_order() -> None:
     db = make_db("M1.power", "M2.power")
     async with db.subscribe(name="t") as sub:
