@@ -93,22 +93,13 @@ class TagDB:
     # -- registration --------------------------------------------------------------------
     def register(self, meta: TagMeta, initial: TagValue | None = None) -> None:
         """Add a tag. Re-registering an existing tag updates its metadata, keeps its value."""
-        entry = self._entries.get(meta.name)
-        if entry is not None:
-            entry.meta = meta
-            return
-        if initial is None:
-            now = utcnow()
-            initial = TagValue(None, Quality.BAD, now, now, QualityReason.NO_VALUE)
-        self._entries[meta.name] = _Entry(meta, initial)
-        self.registrations += 1
+        self.register_many((meta,), initial)
 
-    def register_many(self, metas: Iterable[TagMeta]) -> None:
-        """:meth:`register` for several tags: the new ones share one "no value yet" value (a
-        value is immutable), as if registered at the same moment. A poller registers a dozen
-        tags per meter, half a million at 50,000 meters."""
+    def register_many(self, metas: Iterable[TagMeta], initial: TagValue | None = None) -> None:
+        """:meth:`register` for several tags: the new ones share one first value, ``initial`` or
+        "no value yet" (a value is immutable), as if registered at the same moment. A poller
+        registers a dozen tags per meter, half a million at 50,000 meters."""
         entries = self._entries
-        initial: TagValue | None = None
         added = 0
         for meta in metas:
             entry = entries.get(meta.name)

@@ -15,6 +15,7 @@ import pytest
 
 from scada.db import Database, async_url
 
+from .harness import migrated_sqlite_template
 from .services import InfluxServer, MosquittoServer, PostgresServer, ServiceUnavailable, require_services
 
 # -- hygiene -----------------------------------------------------------------------------------
@@ -165,20 +166,17 @@ async def _migrate(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def _migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def _migrated_templates() -> dict[str, str]:
     """Per engine, a database this test process migrated once (made on first use), that each test
     asking for ``db`` gets a copy of: migrating an empty database (every migration) took 0.5-3 s
     of each such test on PostgreSQL, 0.3-0.8 s on SQLite; a copy takes milliseconds. What the
-    migrations do to an empty database is tested on its own (test_migrations.py)."""
-    return {"sqlite-dir": str(tmp_path_factory.mktemp("migrated"))}
+    migrations do to an empty database is tested on its own (test_migrations.py). SQLite's is
+    the one test servers start from (``harness.migrated_sqlite_template``)."""
+    return {}
 
 
-async def _sqlite_migrated_copy(templates: dict[str, str], path: Path) -> None:
-    template = Path(templates["sqlite-dir"]) / "scada.db"
-    if "sqlite" not in templates:
-        await _migrate(f"sqlite:///{template}")
-        templates["sqlite"] = str(template)
-    shutil.copyfile(template, path)
+async def _sqlite_migrated_copy(path: Path) -> None:
+    shutil.copyfile(await migrated_sqlite_template(), path)
 
 
 async def _pg_migrated_copy(templates: dict[str, str], server: PostgresServer) -> str:
@@ -206,7 +204,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path, _migrated_templ
     if request.param == "sqlite":
         path = tmp_path / "scada.db"
         if migrated:
-            await _sqlite_migrated_copy(_migrated_templates, path)
+            await _sqlite_migrated_copy(path)
         yield f"sqlite:///{path}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")

@@ -19,7 +19,7 @@ from scada.db import Database, async_url
 from scada.server import build_runtime
 from scada.users import auth
 
-__all__ = ["passwords_hashed_once", "running_server", "server_config"]
+__all__ = ["migrated_sqlite_template", "passwords_hashed_once", "running_server", "server_config"]
 
 _scrypt = auth.hash_password
 
@@ -65,7 +65,7 @@ password = {{ env = "SCADA_TEST_ADMIN_PASSWORD" }}
 _template: Path | None = None
 
 
-async def _migrated_template() -> Path:
+async def migrated_sqlite_template() -> Path:
     """A SQLite file this process migrated once (every migration: 0.3-0.8 s of each server's
     start when each test began with an empty file)."""
     global _template
@@ -91,7 +91,7 @@ async def _start_from_migrated(config: ScadaConfig) -> None:
     path = config.path(url.database)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(await _migrated_template(), path)
+        shutil.copyfile(await migrated_sqlite_template(), path)
 
 
 @asynccontextmanager
