@@ -116,13 +116,18 @@ async def test_calls_are_audited(api: tuple[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-async def test_a_locked_database_is_answered_503_with_retry_after(api: tuple[str, Any], db_url: str) -> None:
+async def test_a_locked_database_is_answered_503_with_retry_after(
+    api: tuple[str, Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An overloaded SQLite server whose write lock another writer holds past the busy timeout:
     the request is answered 503 with Retry-After (nothing was written), not 500, and the same
     request succeeds once the lock is free."""
     import sqlite3
     import threading
 
+    from scada.db import engine
+
+    monkeypatch.setattr(engine, "WRITE_LOCK_WAIT_S", 1.0)  # the same path as the 10-s wait, sooner
     base, (_, http) = api
     locked, release = threading.Event(), threading.Event()
 

@@ -73,6 +73,11 @@ weekends = false
 
 [alarms]
 enabled = false
+
+# the link is down: the supply commands an account's opening sends fail, and the teardown waits
+# for them (two retries after 2 and 4 s by default)
+[commands]
+backoff_s = 0.1
 """)
     config = config.model_copy(update={"site": config.site.model_copy(update={"import_file": "site.toml"})})
     async with running_server(config) as rt:
