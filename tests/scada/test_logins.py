@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,6 +135,34 @@ def test_the_limiter_stays_bounded() -> None:
     for i in range(ratelimit.MAX_KEYS // 3 + 10):
         fail(lim, f"a{i}", f"u{i}")
     assert len(lim._keys) <= ratelimit.MAX_KEYS
+
+
+def test_a_full_limiter_does_not_scan_every_key_for_each_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full of live keys (a spray of names from many addresses), the limiter makes room for many
+    new keys at once: a full scan per new key cost tens of milliseconds of the event loop each."""
+    from scada.users import ratelimit
+
+    monkeypatch.setattr(ratelimit, "MAX_KEYS", 3_000)
+    clock = Clock()
+    lim = limiter(clock)
+    for i in range(1_000):  # 3 keys each (the pair, the address, the name): full
+        fail(lim, f"a{i}", f"u{i}")
+    checks = 0
+    expired = lim._expired
+
+    def counted(k: Any, now: float) -> bool:
+        nonlocal checks
+        checks += 1
+        return expired(k, now)
+
+    monkeypatch.setattr(lim, "_expired", counted)
+    for i in range(1_000, 2_000):
+        fail(lim, f"a{i}", f"u{i}")
+    assert len(lim._keys) <= ratelimit.MAX_KEYS
+    # a scan per 300 new keys (a tenth of the room), not one per key (3,000 × 3,000)
+    assert checks <= 12 * ratelimit.MAX_KEYS, checks
+    # the newest keys are kept: the last address is still counted
+    assert any("a1999" in key for key in lim._keys)
 
 
 async def test_failed_logins_write_one_summary_row_and_raise_a_burst_alarm(db: Database) -> None:
