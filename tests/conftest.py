@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from scada.db import Database, async_url
+from scada.users import auth
 
-from .harness import migrated_sqlite_template
+from .harness import migrated_sqlite_template, verified_once
 from .services import InfluxServer, MosquittoServer, PostgresServer, ServiceUnavailable, require_services
 
 # -- hygiene -----------------------------------------------------------------------------------
@@ -61,6 +62,13 @@ def _loopback_only() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sign_ins_verified_once() -> Iterator[None]:
+    original, auth.verify_password = auth.verify_password, verified_once  # see harness.verified_once
+    yield
+    auth.verify_password = original
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from scada.db import Database, async_url
 from scada.server import build_runtime
 from scada.users import auth
 
-__all__ = ["migrated_sqlite_template", "passwords_hashed_once", "running_server", "server_config"]
+__all__ = ["migrated_sqlite_template", "passwords_hashed_once", "running_server", "server_config", "verified_once"]
 
 _scrypt = auth.hash_password
 
@@ -27,6 +27,20 @@ _scrypt = auth.hash_password
 @functools.cache
 def _hashed_once(password: str) -> str:
     return _scrypt(password)
+
+
+_verify = auth.verify_password
+
+
+@functools.lru_cache(maxsize=4096)
+def verified_once(password: str, stored: str) -> bool:
+    """``auth.verify_password``, remembered per (password, stored hash) in this test process (the
+    suite installs it for every test, tests/conftest.py). The check is a pure function of the
+    two; fixtures signed their half-dozen users in with a full scrypt each (~0.1 s of CPU), every
+    test again, with the same hashes (:func:`passwords_hashed_once`). The first check of each
+    pair runs in full, a wrong password is a pair of its own, and the unit tests of the check
+    call the function itself."""
+    return _verify(password, stored)
 
 
 @contextmanager
