@@ -206,10 +206,8 @@ class PrepaidEngine:
 
     def _register(self, snap: AssetSnapshot, rooms: Iterable[str], meters: Iterable[str]) -> None:
         self.publisher.rooms(rooms)
-        for meter_id in meters:
-            m = snap.meters.get(meter_id)
-            if m is not None and m.role == "tenant":
-                self.publisher.register_meter(m.id, m.room_id)
+        found = (snap.meters.get(meter_id) for meter_id in meters)
+        self.publisher.meters((m.id, m.room_id) for m in found if m is not None and m.role == "tenant")
 
     def _registry_changed(self, snap: AssetSnapshot, diff: RegistryDiff) -> None:
         self._register(snap, diff.rooms_added, diff.meters_added)

@@ -28,54 +28,36 @@ class RoomPublisher:
         self._names: dict[str, tuple[str, ...]] = {}  # room → its account tags' names
 
     def register_room(self, room_id: str) -> None:
-        db = self.tagdb
+        self.tagdb.register_many(self._room_metas(room_id))
+
+    def _room_metas(self, room_id: str) -> tuple[TagMeta, ...]:
         # the names kept for publish_rooms are the tag table's own strings (one copy per room)
         state, balance, level, supply = names = tuple(room_tag(room_id, p) for p in _ACCOUNT_POINTS)
         self._names[room_id] = names
-        db.register(TagMeta(balance, DataType.FLOAT, self.currency, "prepaid balance (display only)", room_id=room_id, point="balance"))
-        db.register(
+        return (
+            TagMeta(balance, DataType.FLOAT, self.currency, "prepaid balance (display only)", room_id=room_id, point="balance"),
             TagMeta(
-                level,
-                DataType.INT,
-                "",
-                "balance alarm level: 0 none, 1 low, 2 very low, 3 exhausted",
-                room_id=room_id,
-                point="alarm_level",
-            )
-        )
-        db.register(
-            TagMeta(
-                state,
-                DataType.STRING,
-                "",
-                "prepaid account: none, open, closed",
-                room_id=room_id,
-                point="account_state",
-            )
-        )
-        db.register(
-            TagMeta(
-                supply,
-                DataType.STRING,
-                "",
-                "supply: on, cutting, off, restoring",
-                room_id=room_id,
-                point="supply_state",
-            )
+                level, DataType.INT, "", "balance alarm level: 0 none, 1 low, 2 very low, 3 exhausted",
+                room_id=room_id, point="alarm_level",
+            ),
+            TagMeta(state, DataType.STRING, "", "prepaid account: none, open, closed", room_id=room_id, point="account_state"),
+            TagMeta(supply, DataType.STRING, "", "supply: on, cutting, off, restoring", room_id=room_id, point="supply_state"),
         )
 
     def register_meter(self, meter_id: str, room_id: str | None) -> None:
-        self.tagdb.register(
-            TagMeta(
-                meter_tag(meter_id, "review_hold"),
-                DataType.BOOL,
-                "",
-                "a register reading is held for review",
-                meter_id=meter_id,
-                room_id=room_id,
-                point="review_hold",
-            )
+        self.tagdb.register(self._meter_meta(meter_id, room_id))
+
+    @staticmethod
+    def _meter_meta(meter_id: str, room_id: str | None) -> TagMeta:
+        return TagMeta(
+            meter_tag(meter_id, "review_hold"), DataType.BOOL, "", "a register reading is held for review",
+            meter_id=meter_id, room_id=room_id, point="review_hold",
         )
+
+    def meters(self, meters: Iterable[tuple[str, str | None]]) -> None:
+        """:meth:`register_meter` for each ``(meter, room)``, in one registration (at start:
+        50,000 meters registered one call each took a second)."""
+        self.tagdb.register_many([self._meter_meta(meter_id, room_id) for meter_id, room_id in meters])
 
     def publish_account(self, view: AccountView | None, room_id: str) -> None:
         self.publish_rooms(((room_id, view),))
@@ -130,5 +112,9 @@ class RoomPublisher:
         )
 
     def rooms(self, room_ids: Iterable[str]) -> None:
+        """:meth:`register_room` for each room, in one registration (the rooms' tags registered
+        one call each took seconds at 50,000 rooms)."""
+        metas: list[TagMeta] = []
         for room_id in room_ids:
-            self.register_room(room_id)
+            metas += self._room_metas(room_id)
+        self.tagdb.register_many(metas)
