@@ -39,7 +39,7 @@ def _poller(call: ApiCall[Any]) -> Any:
     return poller
 
 
-@router.get("/links", audit=False, summary="Every link: state, connections, requests, errors by kind, latency, devices offline")
+@router.get("/links", audit=False, summary="Every link: state, connections, requests, errors by kind, latency, devices offline, polls late (overloaded)")
 async def list_links(call: ApiCall[Any]) -> dict[str, Any]:
     return {"links": [link_json(s) for s in sorted(_poller(call).link_stats(), key=lambda s: s.name)]}
 

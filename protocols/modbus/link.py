@@ -32,6 +32,7 @@ from tags import QualityReason
 
 from .client import ModbusConnection, ModbusFailure
 from .config import LinkConfig, ModbusConfig
+from .pace import PollPace
 from .stats import Counters, LinkStats
 
 __all__ = ["Job", "Link", "LinkObserver"]
@@ -114,6 +115,7 @@ class Link:
             endpoint=config.serial_port or f"{config.host}:{config.port}",
             connections=config.in_flight_limit,
         )
+        self.pace = PollPace(self.stats)  # told by the poller when each poll starts
         self._heap: list[tuple[float, int, Job]] = []
         self._urgent: deque[_Urgent] = deque()
         self._bulk: deque[_Urgent] = deque()

@@ -56,6 +56,7 @@ from .client import ModbusConnection, ModbusFailure
 from .codec import CodecError
 from .config import LinkConfig, ModbusConfig
 from .link import Link
+from .pace import LATE_FRACTION
 from .params import BlockError, BlockSpec
 from .plan import Block, plan_device
 from .profile import PointSpec, Profile, ProfileLibrary
@@ -172,16 +173,18 @@ class _PollJob:
     async def run(self, conn: ModbusConnection) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        interval = self.device.intervals[self.cls]
+        if self.device.link is not None:
+            self.device.link.pace.started(started - self.due, interval, started)
         done = await self.poller._poll(self.device, self.cls, conn)
         if self.stale:
             return  # the device went offline (probing now) or was removed
         if not done:  # the connection broke: poll again once the link is back
             self.poller._schedule(self.device, self.cls, loop.time())
             return
-        interval = self.device.intervals[self.cls]
         # keep the phase; but a poll that waited long for its turn (a burst after a link came
         # back) takes the moment it was served as its new phase, so bursts spread out
-        base = self.due if started - self.due < 0.1 * interval else started
+        base = self.due if started - self.due < LATE_FRACTION * interval else started
         self.poller._schedule(self.device, self.cls, max(base + interval, loop.time()))
 
 

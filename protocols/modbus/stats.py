@@ -63,6 +63,11 @@ class LinkStats(Counters):
     devices: int = 0
     devices_offline: int = 0
     reconnects: int = 0
+    # polls that started a tenth of their interval or more late; the share of them in the last
+    # full window; most of them late window after window (see protocols.modbus.pace)
+    polls_late: int = 0
+    late_share: float = 0.0
+    overloaded: bool = False
 
     def snapshot(self) -> LinkStats:
         return replace(self)

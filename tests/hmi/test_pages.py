@@ -174,6 +174,22 @@ async def test_overview_filters(hmi: Hmi, http: aiohttp.ClientSession) -> None:
         assert "The filter page_size was not valid" in await r.text()
 
 
+async def test_an_overloaded_link_is_shown_on_the_comms_page_and_in_the_api(hmi: Hmi, http: aiohttp.ClientSession) -> None:
+    from scada.polling.component import MODBUS
+
+    link = next(iter(hmi.rt.ctx[MODBUS].links.values()))
+    link.stats.overloaded, link.stats.late_share, link.stats.polls_late = True, 0.734, 120  # as PollPace leaves them
+    await login(http, hmi.url, "viewer1")
+    async with http.get(hmi.url + "/comms") as r:
+        html = await r.text()
+    assert "overloaded: 73 % of polls late" in html
+    async with http.get(hmi.api + "/links") as r:
+        links = {entry["name"]: entry for entry in (await r.json())["links"]}
+    assert links[link.name]["overloaded"] is True and links[link.name]["late_share"] == 0.734
+    assert links[link.name]["polls_late"] == 120
+    assert not any(entry["overloaded"] for name, entry in links.items() if name != link.name)
+
+
 async def test_unknown_room_page(hmi: Hmi, http: aiohttp.ClientSession) -> None:
     await login(http, hmi.url, "viewer1")
     async with http.get(hmi.url + "/rooms/NOPE") as r:

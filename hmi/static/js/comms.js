@@ -25,7 +25,9 @@ function fillLink(row, l) {
   setText(f("errors"), String(l.errors));
   setText(f("breakdown"), t("comms.breakdown", l));
   setText(f("latency"), latency(l.latency_ms));
-  setText(f("queued"), String(l.queued));
+  // a link that cannot poll its meters in their intervals (most polls late, window after window)
+  const overloaded = l.overloaded ? ` · ${t("comms.overloaded", { late: Math.round(l.late_share * 100) })}` : "";
+  setText(f("queued"), `${l.queued}${overloaded}`);
   setText(f("last_error"), l.last_error ? `${l.last_error} ${localTime(l.last_error_at)}` : "");
 }
 
