@@ -55,7 +55,14 @@ async def fed(hmi: Hmi) -> AsyncIterator[tuple[Hmi, TagDB]]:
     db = hmi.rt.ctx[TAGDB]
     publish_room_tags(db, hmi.rt.ctx[ASSETS].snapshot, balance=100.0)
     meters = [m.id for m in hmi.rt.ctx[ASSETS].snapshot.active_meters if m.polled]
-    await until(lambda: all(db.read(f"{m}.comm_ok").value is True for m in meters), timeout=15, what="every meter polled")
+    # the registers too: their class's first poll comes up to a fifth of its interval after the
+    # start (the demo's start_spread), later than the fast class that sets comm_ok
+    totals = [f"{m}.{p}" for m in meters for p in ("energy_total", "volume_total") if f"{m}.{p}" in db]
+
+    def polled() -> bool:
+        return all(db.read(f"{m}.comm_ok").value is True for m in meters) and all(db.read(t).good for t in totals)
+
+    await until(polled, timeout=30, what="every meter polled, its registers too")
     await asyncio.sleep(0.05)  # let the live table take the initial values
     yield hmi, db
 
