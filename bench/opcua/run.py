@@ -6,8 +6,10 @@ another, sharing the cores):
 - build: a fresh process per size starts the server (asyncua's standard address space loaded),
   then builds a site of N rooms (100 per floor, 1,000 per building), each with one electricity
   meter of 11 points (5 energy registers, power, voltage, current, power factor, relay, comm) and
-  the room's 4 points, all with types, units and methods: ~32 nodes per meter and room. Figures:
-  wall time of the build, nodes/s, and resident memory (RSS) before and after.
+  the room's 4 points, all with types, units and methods: ~32 nodes per meter and room, all of
+  them built (``lazy_nodes=False``: the server itself builds a room's or meter's variables and
+  methods at their first touch, see scale.py). Figures: wall time of the build, nodes/s, and
+  resident memory (RSS) before and after.
 - updates: 10,000 meters built; every meter tag registered in a real TagDB; the long-lived
   objects frozen out of the garbage collector's scans (``gc.freeze()``, as the runtime does after
   a large build); the server is fed by one TagDB subscription read in batches, as in the runtime. Rounds of writes to all 110,000
@@ -125,10 +127,12 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-async def start_server(tmp: Path) -> OpcUaServer:
+async def start_server(tmp: Path, *, lazy_nodes: bool = False) -> OpcUaServer:
+    # eager by default: the build and update figures are of every node (the server builds a
+    # meter's variables at its first touch; scale.py measures that start-up)
     server = OpcUaServer(
         OpcUaConfig(port=0, security=["None", "Basic256Sha256_SignAndEncrypt"], allow_anonymous=True),
-        pki_dir=tmp / "pki", hooks=hooks(),
+        pki_dir=tmp / "pki", hooks=hooks(), lazy_nodes=lazy_nodes,
     )
     await server.start()
     return server

@@ -204,6 +204,82 @@ class _Node:
         return f"NodeData(id:{self.nodeid.to_string()})"
 
 
+_REFS = _Node.__dict__["references"]  # the slot itself, past _PendingNode's property
+
+
+def _refs_of(data: Any) -> list[ua.ReferenceDescription]:
+    """A node's references as they are: a waiting object's children are not built for it."""
+    return _REFS.__get__(data, _Node) if isinstance(data, _Node) else data.references  # type: ignore[no-any-return]
+
+
+class _PendingNode(_Node):
+    """An object whose children wait: they are built (by ``children``) the first time anything
+    reads its ``references`` (a browse, a path translation, a client touching one of them,
+    through :class:`_ResolvingNodes`). The children's references go where an eager build puts
+    them: after the object's own (parent, type) and before anything added to it since (a room's
+    meters), so that a browse sees the same order either way."""
+
+    __slots__ = ("children", "_mark")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.children: Callable[[], None] | None = None
+        self._mark = 0
+
+    @property  # type: ignore[override]
+    def references(self) -> list[ua.ReferenceDescription]:
+        refs: list[ua.ReferenceDescription] = _REFS.__get__(self, _Node)
+        build = self.children
+        if build is not None:
+            self.children = None
+            tail = refs[self._mark:]
+            del refs[self._mark:]
+            try:
+                build()
+            finally:
+                refs.extend(tail)
+        return refs
+
+    @references.setter
+    def references(self, value: list[ua.ReferenceDescription]) -> None:
+        _REFS.__set__(self, value)
+
+    @property
+    def waiting(self) -> bool:
+        return self.children is not None
+
+
+_MISSING = object()
+
+
+class _ResolvingNodes(dict):  # type: ignore[type-arg]
+    """The address space's dictionary, asking ``resolve`` about a node id it does not hold
+    (``[]``, ``get``, ``in``: every way asyncua looks a node up) before saying it is not there:
+    ``resolve`` builds the waiting object the id belongs to and says whether it did."""
+
+    __slots__ = ("resolve",)
+
+    def __init__(self, nodes: dict[ua.NodeId, Any], resolve: Callable[[ua.NodeId], bool]) -> None:
+        super().__init__(nodes)
+        self.resolve = resolve
+
+    def __missing__(self, nodeid: ua.NodeId) -> Any:
+        if self.resolve(nodeid):
+            return dict.__getitem__(self, nodeid)
+        raise KeyError(nodeid)
+
+    def get(self, nodeid: ua.NodeId, default: Any = None) -> Any:
+        node = dict.get(self, nodeid, _MISSING)
+        if node is _MISSING:
+            return dict.get(self, nodeid, default) if self.resolve(nodeid) else default
+        return node
+
+    def __contains__(self, nodeid: object) -> bool:
+        if dict.__contains__(self, nodeid):
+            return True
+        return isinstance(nodeid, ua.NodeId) and self.resolve(nodeid) and dict.__contains__(self, nodeid)
+
+
 @functools.cache
 def _shape(node_class: ua.NodeClass, extra: tuple[tuple[ua.AttributeIds, AttributeValue], ...]) -> dict[ua.AttributeIds, AttributeValue]:
     shape = {
@@ -260,6 +336,23 @@ class NodeWriter:
         self._config_refs: dict[tuple[Any, int], ua.ReferenceDescription] = {}
         self._shapes: dict[tuple[Any, ...], dict[ua.AttributeIds, AttributeValue]] = {}
         self.added = 0
+
+    def resolve_missing(self, resolve: Callable[[ua.NodeId], bool]) -> None:
+        """Have the address space ask ``resolve`` for a node id it does not hold before it says
+        the node is not there: ``resolve`` builds the waiting object (``add_object``'s
+        ``children``) the id belongs to and returns whether it did."""
+        nodes = self.aspace._nodes
+        if isinstance(nodes, _ResolvingNodes):
+            nodes.resolve = resolve
+        else:
+            nodes = _ResolvingNodes(nodes, resolve)
+            self.aspace._nodes = nodes
+        self._nodes = nodes
+
+    @staticmethod
+    def references(node: Any) -> list[ua.ReferenceDescription]:
+        """``node``'s references as they are now (a waiting object's children are not built)."""
+        return _refs_of(node)
 
     # -- shared pieces -----------------------------------------------------------------------
     def _name(self, ns: int, name: str, keep: bool = True) -> tuple[AttributeValue, AttributeValue, ua.QualifiedName, ua.LocalizedText]:
@@ -336,13 +429,13 @@ class NodeWriter:
         child_data = child.data if child.data is not None else self.aspace.get(child.nodeid)
         if parent_data is None or child_data is None:
             raise ValueError(f"no node {parent.nodeid.to_string()} or {child.nodeid.to_string()}")
-        parent_data.references.append(
+        _refs_of(parent_data).append(
             ua.ReferenceDescription(
                 ReferenceTypeId=RefType.HAS_NOTIFIER, IsForward=True, NodeId=child.nodeid, BrowseName=child.browse_name,
                 DisplayName=child.display_name, NodeClass=child.node_class, TypeDefinition=child.type_definition,
             )
         )
-        child_data.references.append(
+        _refs_of(child_data).append(
             ua.ReferenceDescription(
                 ReferenceTypeId=RefType.HAS_NOTIFIER, IsForward=False, NodeId=parent.nodeid, BrowseName=parent.browse_name,
                 DisplayName=parent.display_name, NodeClass=parent.node_class, TypeDefinition=parent.type_definition,
@@ -381,6 +474,7 @@ class NodeWriter:
         value: ValueAttribute | AttributeValue | None = None,
         name_ns: int | None = None,
         keep: bool = True,
+        children: Callable[[], None] | None = None,
     ) -> tuple[_Node, ua.QualifiedName, ua.LocalizedText]:
         # keep: the name and description are worth sharing (points, methods, properties: the
         # same few on every meter), not an object's own (its id in them): had objects' texts
@@ -389,14 +483,19 @@ class NodeWriter:
         if parent_data is None:
             raise ValueError(f"parent {parent.nodeid.to_string()} of {nodeid.to_string()} does not exist")
         bn_attr, dn_attr, qn, lt = self._name(nodeid.NamespaceIndex if name_ns is None else name_ns, name, keep)
-        node = _Node(nodeid, bn_attr, dn_attr, self._text(description or name, keep), shape, value)
+        text = self._text(description or name, keep)
+        node = _Node(nodeid, bn_attr, dn_attr, text, shape, value) if children is None else _PendingNode(nodeid, bn_attr, dn_attr, text, shape, value)
         if self._nodes.setdefault(nodeid, node) is not node:  # one hash: NodeId's is computed in Python
             raise ValueError(f"node {nodeid.to_string()} exists already")
-        refs = node.references
+        refs: list[ua.ReferenceDescription] = _REFS.__get__(node, _Node)
         refs.append(self._back_ref(parent, parent_data, ref_type))
         if type_definition is not None:
             refs.append(self._type_ref(type_definition))
-        parent_data.references.append(
+        if children is not None:
+            assert isinstance(node, _PendingNode)
+            node._mark = len(refs)
+            node.children = children
+        _refs_of(parent_data).append(
             _reference(ref_type, True, nodeid, qn, lt, node_class, type_definition if type_definition is not None else _NULL_NODE)
         )
         self.added += 1
@@ -412,11 +511,16 @@ class NodeWriter:
         description: str = "",
         ref_type: ua.NodeId = RefType.ORGANIZES,
         notifier: bool = False,
+        children: Callable[[], None] | None = None,
     ) -> ObjectNode:
-        """An object; ``notifier``: clients may subscribe to events at it (EventNotifier)."""
+        """An object; ``notifier``: clients may subscribe to events at it (EventNotifier).
+
+        With ``children``, what hangs below the object waits: ``children()`` adds it the first
+        time anything reads the object's references, or looks up a node id that the resolver
+        (:meth:`resolve_missing`) says belongs to it."""
         node, qn, lt = self._new(
             nodeid, ua.NodeClass.Object, name, description, parent, ref_type, type_definition, _object_shape(notifier),
-            keep=False,
+            keep=False, children=children,
         )
         return ObjectNode(nodeid, qn, lt, ua.NodeClass.Object, type_definition, node)
 
@@ -492,7 +596,7 @@ class NodeWriter:
             return []
         return [
             r.NodeId
-            for r in node.references
+            for r in _refs_of(node)
             if r.IsForward and r.ReferenceTypeId in (RefType.ORGANIZES, RefType.HAS_COMPONENT, RefType.HAS_PROPERTY, RefType.HAS_NOTIFIER)
         ]
 
@@ -526,11 +630,12 @@ class NodeWriter:
         handles = self.aspace._handle_to_attribute_map
         for handle in [h for h, (nid, _attr) in handles.items() if nid in doomed_set]:
             self.aspace.delete_datachange_callback(handle)
-        parents = [r.NodeId for r in node.references if not r.IsForward and r.ReferenceTypeId != RefType.HAS_TYPE_DEFINITION]
+        parents = [r.NodeId for r in _refs_of(node) if not r.IsForward and r.ReferenceTypeId != RefType.HAS_TYPE_DEFINITION]
         for pid in parents:
             parent = self.aspace.get(pid)
             if parent is not None:
-                parent.references[:] = [r for r in parent.references if not (r.IsForward and r.NodeId == nodeid)]
+                refs = _refs_of(parent)
+                refs[:] = [r for r in refs if not (r.IsForward and r.NodeId == nodeid)]
         for nid in doomed:
             self._back_refs.pop(self.aspace[nid], None)
             del self.aspace[nid]

@@ -168,8 +168,12 @@ class OpcUaServer:
         pki_dir: Path,
         hooks: ServerHooks,
         software_version: str = "0",
+        lazy_nodes: bool = True,
     ) -> None:
+        """``lazy_nodes``: rooms' and meters' variables and methods are built at their first
+        touch (:mod:`protocols.opcua.site`); False builds them all in each sync (benchmarks)."""
         self.config = config
+        self.lazy_nodes = lazy_nodes
         self.hooks = hooks
         self.pki = Pki(pki_dir)
         self.application_uri = config.application_uri or default_application_uri()
@@ -216,7 +220,7 @@ class OpcUaServer:
         configs = await define_history_nodes(server, self.ns, max_values=cfg.history_max_values) if self.hooks.history else {}
         self._site = site = SiteNodes(
             NodeWriter(server.iserver.aspace), self.ns, self.types, cfg.namespace_uri,
-            set_relay=self._call_set_relay, recharge=self._call_recharge, history_configs=configs,
+            set_relay=self._call_set_relay, recharge=self._call_recharge, history_configs=configs, lazy=self.lazy_nodes,
         )
         aspace = server.iserver.aspace
         ns = self.ns

@@ -11,11 +11,21 @@ The folders (``Site``, buildings, floors, ``Links``) are event notifiers: ``Serv
 ``Site`` (which ``Objects`` organizes), and each folder hangs under its parent folder by
 HasNotifier. An alarm event of a meter reaches the subscribers of ``Server``, ``Site``, its
 building and its floor.
+
+Rooms and meters are built lazily: a sync adds the object nodes (and so the whole tree of
+objects a client browses), while each object's variables and methods wait until something first
+touches the object (a browse of it, a path through it) or looks up one of their node ids (a read,
+a monitored item, a method call, a history read). Until then a change to one of those tags is
+kept as the value the variable starts from. Browse names and the order of references are the
+ones an eager build gives (``tests/protocols/opcua/test_address_space_snapshot.py``). At 50,000
+meters the eager build was 1.9 million nodes and most of the server's start-up; a client that
+reads or subscribes to a thousand points builds the few dozen meters they belong to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from collections.abc import Callable, Iterable
@@ -65,6 +75,13 @@ _NOTIFIER_KINDS = ("site", "building", "floor", "links")
 _NOTIFIER: dict[str, Any] = {"notifier": True, "ref_type": RefType.HAS_NOTIFIER}
 _YIELD_EVERY = 2_000  # updates between returns to the event loop
 LookupValue = Callable[[str], TagValue | None]
+# an object's point that waits for the object's first touch: the point, its browse name (given
+# when the point came, as an eager build would have), where its first value comes from
+_Deferred = tuple[PointSpec, str, LookupValue]
+
+
+def _no_value(_tag: str) -> TagValue | None:
+    return None
 
 
 class _Var(ValueAttribute):
@@ -86,6 +103,7 @@ class SyncResult:
     meters_added: tuple[str, ...] = ()
     meters_removed: tuple[str, ...] = ()
     slices: int = 1  # stretches of the event loop's time the build took (returns to the loop + 1)
+    deferred: int = 0  # points whose nodes wait for their object's first touch
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed)
@@ -109,8 +127,12 @@ class SiteNodes:
         set_relay: Callable[..., Any],
         recharge: Callable[..., Any],
         history_configs: dict[SeriesKind, ua.NodeId] | None = None,
+        lazy: bool = True,
     ) -> None:
         self.writer = writer
+        # lazy: a room's or meter's variables and methods are built when a client first touches
+        # the object or one of them (see the module docstring), not by the sync
+        self.lazy = lazy
         self.history_configs = history_configs or {}
         self.ns = ns
         self.types = types
@@ -127,7 +149,13 @@ class SiteNodes:
         self._arg_attrs: dict[str, ValueAttribute] = {}
         self._mismatch_logged: set[str] = set()
         self._waiting_values: dict[bool, ua.DataValue] = {}
+        self._deferred: dict[str, list[_Deferred]] = {}  # object key → what waits below it
+        self._deferred_tags: dict[str, str] = {}  # tag of a waiting variable → its object's key
+        self._early: dict[str, TagValue] = {}  # the last value pushed to a waiting variable
         self.updates = 0
+        self.built_late = 0  # objects whose children a touch built
+        if lazy:
+            writer.resolve_missing(self._resolve)
 
     # -- lookups -------------------------------------------------------------------------------
     def nodeid(self, key: str) -> ua.NodeId:
@@ -142,7 +170,7 @@ class SiteNodes:
         return key[len("room:"):] if key and key.startswith("room:") else None
 
     def has_tag(self, tag: str) -> bool:
-        return tag in self._vars
+        return tag in self._vars or tag in self._deferred_tags
 
     def has_object(self, key: str) -> bool:
         return key in self._objects
@@ -171,15 +199,37 @@ class SiteNodes:
 
     @property
     def tags(self) -> list[str]:
-        return list(self._vars)
+        return [*self._vars, *self._deferred_tags]
 
     @property
     def meters(self) -> list[str]:
         return [k[6:] for k in self._objects if k.startswith("meter:")]
 
     def value(self, tag: str) -> ua.DataValue | None:
+        owner = self._deferred_tags.get(tag)
+        if owner is not None:
+            self._build_children(owner)
         var = self._vars.get(tag)
         return var.value if var is not None else None
+
+    def waiting(self, key: str) -> bool:
+        """Whether the object ``key``'s variables and methods wait for a first touch."""
+        return key in self._deferred
+
+    def _resolve(self, nodeid: ua.NodeId) -> bool:
+        """A node id the address space does not hold: build the waiting object it belongs to
+        (a variable's id is its tag; a property's or method's starts with its owner's id)."""
+        if not self._deferred or nodeid.NamespaceIndex != self.ns:
+            return False
+        ident = nodeid.Identifier
+        if not isinstance(ident, str):
+            return False
+        base = ident.partition("/")[0]
+        owner = self._deferred_tags.get(base) or (base if base in self._deferred else None)
+        if owner is None:
+            return False
+        node = self._objects[owner].data
+        return node is not None and node.references is not None  # the first read builds them
 
     # -- building ------------------------------------------------------------------------------
     async def sync(self, site: SiteSpec, current: LookupValue) -> SyncResult:
@@ -212,17 +262,42 @@ class SiteNodes:
         added = 0
         meters_added: list[str] = []
         now = datetime.now(UTC)
+        deferred = 0
         for key, (structure, parent, full) in desired.items():
             if key not in self._objects:
                 added += self._add_object(key, structure, parent)
                 if key.startswith("meter:"):
                     meters_added.append(key[6:])
             if isinstance(full, (MeterSpec, RoomSpec, LinkSpec)):
+                waiting = self._deferred.get(key)
                 for point in full.points:
-                    if point.tag not in self._vars:
+                    if point.tag in self._vars or point.tag in self._deferred_tags:
+                        continue
+                    if waiting is not None:
+                        self._defer(key, waiting, point, current)
+                        deferred += 1
+                    else:
                         added += self.add_point(key, point, current(point.tag), now=now)
             await slicer.pause()
-        return SyncResult(added, removed, tuple(meters_added), tuple(meters_removed), slicer.slices)
+        return SyncResult(added, removed, tuple(meters_added), tuple(meters_removed), slicer.slices, deferred)
+
+    def _defer(self, key: str, waiting: list[_Deferred], point: PointSpec, current: LookupValue) -> None:
+        waiting.append((point, self._unique_name(key, point.browse_name, point.point), current))
+        self._deferred_tags[point.tag] = key
+
+    def _build_children(self, key: str) -> None:
+        """Build what waits below the object ``key`` (its methods, its points' variables)."""
+        waiting = self._deferred.pop(key, None)
+        if waiting is None:
+            return
+        node = self._objects[key]
+        self._add_methods(key, node, self._built[key])
+        now = datetime.now(UTC)
+        for point, name, current in waiting:
+            del self._deferred_tags[point.tag]
+            value = self._early.pop(point.tag, None)
+            self._add_variable(key, node, point, name, value if value is not None else current(point.tag), now)
+        self.built_late += 1
 
     def _desired(self, site: SiteSpec) -> dict[str, tuple[Any, str, Any]]:
         """key → (structural spec, parent key, full spec), parents before children."""
@@ -271,29 +346,34 @@ class SiteNodes:
             elif kind == "link":
                 name = self._unique_name(parent_key, ident, ident)
                 node = w.add_object(nodeid, name, parent, self.types.link, description=spec.description or f"Link {ident}")
-            elif kind == "room":
-                name = self._unique_name(parent_key, spec.name, ident)
-                node = w.add_object(
-                    nodeid, name, parent, self.types.room, description=spec.description or f"Room {spec.name} ({ident})"
-                )
+            elif kind in ("room", "meter"):
+                if kind == "room":
+                    name = self._unique_name(parent_key, spec.name, ident)
+                    type_id, description = self.types.room, spec.description or f"Room {spec.name} ({ident})"
+                else:
+                    name = self._unique_name(parent_key, ident, ident)
+                    type_id = self.types.meter_type(spec.kind)
+                    description = spec.description or f"{spec.kind.capitalize()} meter {ident}"
+                children = functools.partial(self._build_children, key) if self.lazy else None
+                node = w.add_object(nodeid, name, parent, type_id, description=description, children=children)
                 self._by_nodeid[nodeid] = key
-                self._add_method(node, "Recharge", self._recharge, RECHARGE_INPUTS, RECHARGE_OUTPUTS,
-                                 "Credit the room's account; returns the new balance")
-            elif kind == "meter":
-                name = self._unique_name(parent_key, ident, ident)
-                node = w.add_object(
-                    nodeid, name, parent, self.types.meter_type(spec.kind),
-                    description=spec.description or f"{spec.kind.capitalize()} meter {ident}",
-                )
-                self._by_nodeid[nodeid] = key
-                if spec.switchable:
-                    self._add_method(node, "SetRelay", self._set_relay, SET_RELAY_INPUTS, SET_RELAY_OUTPUTS,
-                                     "Close (true) or open (false) the relay or valve; returns once confirmed or failed")
+                if self.lazy:
+                    self._deferred[key] = []
+                else:
+                    self._add_methods(key, node, spec)
             else:
                 raise ValueError(f"unknown object key {key!r}")
         self._objects[key] = node
         self._built[key] = spec
         return w.added - before
+
+    def _add_methods(self, key: str, node: ObjectNode, spec: Any) -> None:
+        if key.startswith("room:"):
+            self._add_method(node, "Recharge", self._recharge, RECHARGE_INPUTS, RECHARGE_OUTPUTS,
+                             "Credit the room's account; returns the new balance")
+        elif key.startswith("meter:") and spec.switchable:
+            self._add_method(node, "SetRelay", self._set_relay, SET_RELAY_INPUTS, SET_RELAY_OUTPUTS,
+                             "Close (true) or open (false) the relay or valve; returns once confirmed or failed")
 
     def _arg_attr(self, key: str, args: list[ua.Argument]) -> ValueAttribute:
         attr = self._arg_attrs.get(key)
@@ -332,16 +412,27 @@ class SiteNodes:
         return attr
 
     def add_point(self, owner_key: str, point: PointSpec, value: TagValue | None, *, now: datetime | None = None) -> int:
-        """Add the variable of ``point`` under the object ``owner_key``. Returns nodes added."""
+        """Add the variable of ``point`` under the object ``owner_key``. Returns nodes added (none
+        while the object's variables wait for its first touch: then the point waits with them)."""
         parent = self._objects.get(owner_key)
         if parent is None:
             raise KeyError(f"no object {owner_key!r} to add {point.tag!r} to")
-        if point.tag in self._vars:
+        if point.tag in self._vars or point.tag in self._deferred_tags:
             return 0
+        waiting = self._deferred.get(owner_key)
+        if waiting is not None:
+            if value is not None:
+                self._early[point.tag] = value
+            self._defer(owner_key, waiting, point, _no_value)
+            return 0
+        return self._add_variable(owner_key, parent, point, self._unique_name(owner_key, point.browse_name, point.point), value, now)
+
+    def _add_variable(
+        self, owner_key: str, parent: ObjectNode, point: PointSpec, name: str, value: TagValue | None, now: datetime | None
+    ) -> int:
         vtype = VARIANT_TYPES[point.data_type]
         analog = point.data_type in (DataType.FLOAT,)
         eu = self._eu_attr(point.unit) if analog else None
-        name = self._unique_name(owner_key, point.browse_name, point.point)
         before = self.writer.added
         if value is None:
             # not registered yet: one shared "waiting" DataValue until the first change
@@ -374,6 +465,9 @@ class SiteNodes:
         removed = await self.writer.remove(self.nodeid(key))
         for k in keys:
             node = self._objects.pop(k)
+            for point, _name, _current in self._deferred.pop(k, ()):
+                self._deferred_tags.pop(point.tag, None)
+                self._early.pop(point.tag, None)
             self._built.pop(k, None)
             self._names.pop(k, None)
             self._by_nodeid.pop(node.nodeid, None)
@@ -387,7 +481,7 @@ class SiteNodes:
         node = self.writer.aspace.get(self.nodeid(key))
         if node is None:
             return None
-        for ref in node.references:
+        for ref in self.writer.references(node):
             if not ref.IsForward and ref.ReferenceTypeId in (RefType.ORGANIZES, RefType.HAS_COMPONENT, RefType.HAS_NOTIFIER):
                 ident = ref.NodeId.Identifier
                 return ident if isinstance(ident, str) and ident in self._objects else None
@@ -395,14 +489,21 @@ class SiteNodes:
 
     # -- live values ---------------------------------------------------------------------------
     async def push(self, changes: Iterable[TagChange]) -> list[TagChange]:
-        """Set the values of the variables fed by ``changes``; notify monitored items. Returns the
-        changes of tags that have no variable (yet)."""
+        """Set the values of the variables fed by ``changes``; notify monitored items. A waiting
+        variable keeps the value for its build. Returns the changes of tags that have no
+        variable (yet), built or waiting."""
         unknown: list[TagChange] = []
         n = 0
+        early = self._early
+        waiting = self._deferred_tags
         for change in changes:
             var = self._vars.get(change.name)
             if var is None:
-                unknown.append(change)
+                if change.name in waiting:
+                    early[change.name] = change.new  # its variable starts from it when built
+                    n += 1
+                else:
+                    unknown.append(change)
                 continue
             dv = data_value(change.new, var.vtype, derived=var.derived)
             if dv.StatusCode is not None and dv.StatusCode.value == ua.StatusCodes.BadTypeMismatch:

@@ -87,7 +87,7 @@ log = logging.getLogger(__name__)
 OPCUA: Key[OpcUaServer] = Key("opcua", OpcUaServer)
 
 _SWITCH_POINTS = ("relay_closed", "valve_open")
-FREEZE_AFTER_NODES = 50_000  # ~1,500 meters
+FREEZE_AFTER_NODES = 50_000  # nodes built and points waiting: ~1,500 meters
 SESSION_SWEEP_S = 30.0  # how often sessions of users disabled elsewhere are looked for
 
 
@@ -257,7 +257,8 @@ class OpcUaComponent(Component):
                 gc.disable()
                 try:
                     result = await server.sync(await self._spec(), self.tagdb.get)
-                    if result.added >= FREEZE_AFTER_NODES:
+                    frozen = result.added + result.deferred >= FREEZE_AFTER_NODES
+                    if frozen:
                         # The address space of a large site is millions of long-lived objects that never
                         # form garbage cycles. Left in the collector's oldest generation, each full
                         # collection walks them all (~1 s at 10,000 meters, every few hundred thousand tag
@@ -270,8 +271,9 @@ class OpcUaComponent(Component):
                 # (no gc.get_freeze_count() here: it walks every frozen object, ~0.5 s at 10,000 meters)
                 log.info(
                     "OPC UA address space built",
-                    extra={"nodes": result.added, "meters": len(result.meters_added), "ms": round((time.monotonic() - t0) * 1000),
-                           "slices": result.slices, "frozen": result.added >= FREEZE_AFTER_NODES},
+                    extra={"nodes": result.added, "waiting": result.deferred, "meters": len(result.meters_added),
+                           "ms": round((time.monotonic() - t0) * 1000),
+                           "slices": result.slices, "frozen": frozen},
                 )
                 unsubscribe = self.assets.subscribe(self._on_registry)
                 no_closer = self.users.add_session_closer("opcua", self.end_user_sessions)

@@ -70,11 +70,12 @@ def snapshot_site() -> SiteSpec:
     return site
 
 
-@pytest.fixture
-async def history_server(tmp_path: Path) -> AsyncIterator[OpcUaServer]:
+@pytest.fixture(params=[True, False], ids=["lazy", "eager"])
+async def history_server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[OpcUaServer]:
+    # built lazily (as the server runs) and eagerly: the same browse, reference order included
     config = OpcUaConfig(port=0, security=["None", "Basic256Sha256_SignAndEncrypt"], allow_anonymous=True, application_uri="urn:test:scada")
     hooks = replace(Recorder().hooks(), history=_History())
-    srv = OpcUaServer(config, pki_dir=tmp_path / "pki", hooks=hooks)
+    srv = OpcUaServer(config, pki_dir=tmp_path / "pki", hooks=hooks, lazy_nodes=request.param)
     await srv.start()
     try:
         t0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
