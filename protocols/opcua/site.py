@@ -106,7 +106,7 @@ class SyncResult:
     deferred: int = 0  # points whose nodes wait for their object's first touch
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed)
+        return bool(self.added or self.removed or self.deferred)
 
 
 def _structure(spec: Any) -> Any:
@@ -462,12 +462,15 @@ class SiteNodes:
         keys = self._subtree_keys(key)
         parent_key = self._parent_key(key)
         name = self._objects[key].browse_name.Name
-        removed = await self.writer.remove(self.nodeid(key))
         for k in keys:
-            node = self._objects.pop(k)
+            # before the removal, which awaits monitored items' last notifications: a client
+            # touching one of these objects meanwhile must not build children nobody removes
             for point, _name, _current in self._deferred.pop(k, ()):
                 self._deferred_tags.pop(point.tag, None)
                 self._early.pop(point.tag, None)
+        removed = await self.writer.remove(self.nodeid(key))
+        for k in keys:
+            node = self._objects.pop(k)
             self._built.pop(k, None)
             self._names.pop(k, None)
             self._by_nodeid.pop(node.nodeid, None)

@@ -6,15 +6,16 @@ eager build's (``test_address_space_snapshot.py``, both ways)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Client, ua
 
-from protocols.opcua import OpcUaServer, PointSpec
+from protocols.opcua import MeterSpec, OpcUaServer, PointSpec
 from tags import DataType, Quality, TagChange, TagValue
 
-from .conftest import small_site
+from .conftest import meter_points, small_site
 from .test_server import Changes, child
 
 S = ua.StatusCodes
@@ -103,3 +104,16 @@ async def test_a_waiting_meter_goes_without_being_built(server: OpcUaServer) -> 
     # its tags are unknown again, and what was pushed to it is not kept
     assert await server.push([change("E-B1-COMMON.power", 3.0)]) == [change("E-B1-COMMON.power", 3.0)]
     assert "E-B1-COMMON.power" not in server.site._early
+
+
+async def test_a_sync_counts_the_points_it_leaves_waiting(server: OpcUaServer) -> None:
+    site = small_site()
+    points = meter_points("E-NEW", "electricity")
+    site.meters["E-NEW"] = MeterSpec("E-NEW", "electricity", "B1", "B1-R201", points=points, switchable=True)
+    result = await server.sync(site, lambda _t: None)
+    assert result.meters_added == ("E-NEW",) and result.added == 1 and result.deferred == len(points) and result
+    # a point that appears on a waiting meter is a change too, though no node is built for it
+    site.meters["E-NEW"] = replace(site.meters["E-NEW"], points=(*points, PointSpec("E-NEW.frequency", "frequency", DataType.FLOAT, "Hz", "")))
+    again = await server.sync(site, lambda _t: None)
+    assert (again.added, again.removed, again.deferred) == (0, 0, 1) and again
+    assert not await server.sync(site, lambda _t: None)
