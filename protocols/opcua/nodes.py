@@ -228,17 +228,22 @@ class _PendingNode(_Node):
 
     @property  # type: ignore[override]
     def references(self) -> list[ua.ReferenceDescription]:
-        refs: list[ua.ReferenceDescription] = _REFS.__get__(self, _Node)
+        self.build()
+        return _REFS.__get__(self, _Node)  # type: ignore[no-any-return]
+
+    def build(self) -> None:
+        """Build the children now, if they still wait."""
         build = self.children
-        if build is not None:
-            self.children = None
-            tail = refs[self._mark:]
-            del refs[self._mark:]
-            try:
-                build()
-            finally:
-                refs.extend(tail)
-        return refs
+        if build is None:
+            return
+        self.children = None
+        refs: list[ua.ReferenceDescription] = _REFS.__get__(self, _Node)
+        tail = refs[self._mark:]
+        del refs[self._mark:]
+        try:
+            build()
+        finally:
+            refs.extend(tail)
 
     @references.setter
     def references(self, value: list[ua.ReferenceDescription]) -> None:
@@ -353,6 +358,12 @@ class NodeWriter:
     def references(node: Any) -> list[ua.ReferenceDescription]:
         """``node``'s references as they are now (a waiting object's children are not built)."""
         return _refs_of(node)
+
+    @staticmethod
+    def build_waiting(node: Any) -> None:
+        """Build the children of ``node`` if it is an object whose children wait."""
+        if isinstance(node, _PendingNode):
+            node.build()
 
     # -- shared pieces -----------------------------------------------------------------------
     def _name(self, ns: int, name: str, keep: bool = True) -> tuple[AttributeValue, AttributeValue, ua.QualifiedName, ua.LocalizedText]:

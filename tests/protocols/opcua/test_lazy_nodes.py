@@ -101,9 +101,24 @@ async def test_a_waiting_meter_goes_without_being_built(server: OpcUaServer) -> 
     async with Client(server.url) as client:
         gone = await client.get_node(ua.NodeId("E-B1-COMMON.power", server.ns)).read_data_value(raise_on_bad_status=False)
         assert gone.StatusCode.value == S.BadNodeIdUnknown
-    # its tags are unknown again, and what was pushed to it is not kept
+    # its tags are unknown again, and what was pushed to it is not kept: back in the site, the
+    # meter starts from the lookup of its sync
     assert await server.push([change("E-B1-COMMON.power", 3.0)]) == [change("E-B1-COMMON.power", 3.0)]
-    assert "E-B1-COMMON.power" not in server.site._early
+    await server.sync(small_site(), lambda _t: None)
+    assert server.site.waiting("meter:E-B1-COMMON")
+    async with Client(server.url) as client:
+        back = await client.get_node(ua.NodeId("E-B1-COMMON.power", server.ns)).read_data_value(raise_on_bad_status=False)
+        assert back.StatusCode.value == S.BadWaitingForInitialData
+
+
+async def test_the_value_lookup_builds_like_a_browse(server: OpcUaServer) -> None:
+    # SiteNodes.value builds through the node, as a client's touch does: the room's references
+    # keep the eager order (its method and points before its meters)
+    assert server.site.value("room:B1-R101.balance") is not None
+    async with Client(server.url) as client:
+        room = client.get_node(ua.NodeId("room:B1-R101", server.ns))
+        names = [(await n.read_browse_name()).Name for n in await room.get_children()]
+    assert names[0] == "Recharge" and names[-2:] == ["E-B1-R101", "W-B1-R101"]
 
 
 async def test_a_sync_counts_the_points_it_leaves_waiting(server: OpcUaServer) -> None:
