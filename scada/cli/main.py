@@ -20,7 +20,7 @@ from typing import NoReturn
 from scada.cli.commands import FEATURES, Feature
 from scada.config import ConfigError, ScadaConfig, config_from_args, load_config, security_problems
 from scada.core.console import out
-from scada.core.gctune import freeze_startup, tune_for_server
+from scada.core.gctune import freeze_startup, tune_for_server, watch_slow_collections
 from scada.core.logs import configure_logging
 
 __all__ = ["build_parser", "entry", "main", "parse_args"]
@@ -32,6 +32,7 @@ async def _serve(config: ScadaConfig, *, demo: bool) -> int:
     from scada.server import build_runtime  # noqa: PLC0415 - the whole server: only `run` and `demo` load it
 
     tune_for_server()
+    watch_slow_collections()
     runtime = build_runtime(config, demo=demo, announce=out)
 
     def ready() -> None:

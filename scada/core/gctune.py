@@ -7,14 +7,23 @@ time went to collections that found nothing to free (most of what it allocates d
 reference counting, not by the collector). :func:`tune_for_server` collects less often, and
 :func:`freeze_startup` moves what start-up built (the site, the tag table, the address space,
 SQLAlchemy's mappers: long-lived by design) out of every later collection's way. Cycles are
-still collected, only less often.
+still collected, only less often. :func:`watch_slow_collections` logs a collection of the oldest
+generation that holds the event loop (it walks every object not frozen): a stall of the loop
+with one of these beside it in the log has its cause named.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["SERVER_THRESHOLDS", "freeze_startup", "tune_for_server"]
+__all__ = ["SERVER_THRESHOLDS", "SLOW_COLLECTION_S", "freeze_startup", "tune_for_server", "watch_slow_collections"]
+
+log = logging.getLogger(__name__)
+SLOW_COLLECTION_S = 0.25
 
 # (young, middle, old): a young collection every 50,000 new containers, one of the middle
 # generation every 20 of those, the old one every 20 of those (and, as always, only when the
@@ -32,3 +41,32 @@ def freeze_startup() -> None:
     """Once start-up is done: collect once, then leave what survived out of later collections."""
     gc.collect()
     gc.freeze()
+
+
+def watch_slow_collections(threshold_s: float = SLOW_COLLECTION_S) -> Callable[[], None]:
+    """Log each collection of the oldest generation that takes ``threshold_s`` or longer (with
+    what it freed). Returns a function that stops watching."""
+    started: list[float] = []
+
+    def on_collection(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            took = time.perf_counter() - started.pop()
+            if took >= threshold_s:
+                # no collection can start while this runs: the collector does not re-enter
+                log.warning(
+                    "slow garbage collection",
+                    extra={"generation": 2, "ms": round(took * 1000), "collected": info.get("collected"),
+                           "uncollectable": info.get("uncollectable")},
+                )
+
+    gc.callbacks.append(on_collection)
+
+    def stop() -> None:
+        if on_collection in gc.callbacks:
+            gc.callbacks.remove(on_collection)
+
+    return stop
