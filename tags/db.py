@@ -126,6 +126,10 @@ class TagDB:
     def names(self, tag_filter: TagFilter = all_tags) -> Iterator[str]:
         return (n for n in self._entries if tag_filter(n))
 
+    def metas(self, tag_filter: TagFilter = all_tags) -> Iterator[TagMeta]:
+        """The registered tags' metadata (what ``names`` and ``meta`` give, in one pass)."""
+        return (e.meta for n, e in self._entries.items() if tag_filter(n))
+
     def meta(self, name: str) -> TagMeta:
         try:
             return self._entries[name].meta

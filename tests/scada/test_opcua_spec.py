@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from scada.opcua.component import site_spec
+from protocols.opcua import SeriesKind
+from scada.opcua.component import _point, site_spec
 from scada.site.assets import (
     AssetSnapshot,
     BuildingInfo,
@@ -13,7 +14,7 @@ from scada.site.assets import (
     RoomInfo,
     SiteInfo,
 )
-from tags import DataType, TagDB, TagMeta
+from tags import DataType, TagDB, TagMeta, names
 from tags.slices import Slicer
 
 
@@ -84,3 +85,33 @@ async def test_the_sliced_spec_is_the_same_spec() -> None:
     plain = await site_spec(snapshot(), db, currency="CNY", site_name="fallback", slicer=Slicer(float("inf")))  # one slice
     sliced = await site_spec(snapshot(), db, currency="CNY", site_name="fallback", slicer=Slicer(0.0))  # a slice a step
     assert sliced == plain and set(sliced.meters) == {"E1", "W1", "E2", "C1"} and set(sliced.links) == {"gw"}
+
+
+async def test_every_point_is_what_the_one_tag_function_makes() -> None:
+    # the spec works a point's unit and description out once per shape: tags of one point with
+    # different units or descriptions, and a history that differs per tag, still get their own
+    db = TagDB()
+    db.register(TagMeta("E1.power", DataType.FLOAT))
+    db.register(TagMeta("E2.power", DataType.FLOAT, "W"))
+    db.register(TagMeta("W1.power", DataType.FLOAT, "", "pump power"))
+    db.register(TagMeta("C1.power", DataType.FLOAT))
+    db.register(TagMeta("E1.note", DataType.STRING))
+    db.register(TagMeta("room:R1.balance", DataType.FLOAT))
+    db.register(TagMeta("room:R2.balance", DataType.FLOAT, "USD"))
+    db.register(TagMeta("link:gw.comm_ok", DataType.BOOL))
+
+    def history(tag: str) -> SeriesKind | None:
+        return SeriesKind.INTERVALS if tag.startswith("E1.") else None
+
+    spec = await site_spec(snapshot(), db, currency="CNY", site_name="fallback", history=history)
+    made = [p for m in spec.meters.values() for p in m.points] + [p for r in spec.rooms.values() for p in r.points]
+    made += [p for link in spec.links.values() for p in link.points]
+    by_tag = {p.tag: p for p in made}
+    for name in db.names():
+        parsed = names.parse(name)
+        assert by_tag[name] == _point(db.meta(name), parsed.kind, parsed.point, currency="CNY", history=history), name
+    assert by_tag["E1.power"].unit == "kW" and by_tag["E2.power"].unit == "W" and by_tag["W1.power"].description == "pump power"
+    assert by_tag["C1.power"].description == by_tag["E1.power"].description != "pump power"
+    assert by_tag["E1.power"].history is SeriesKind.INTERVALS and by_tag["C1.power"].history is None
+    assert by_tag["E1.note"].history is None  # text is never historized
+    assert by_tag["room:R1.balance"].unit == "CNY" and by_tag["room:R2.balance"].unit == "USD"
