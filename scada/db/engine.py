@@ -10,6 +10,11 @@ handler: ``BEGIN IMMEDIATE`` is tried with a short busy timeout and tried again 
 (a stop, a request whose client went away) therefore ends at once and leaves no driver thread
 behind that takes the lock later, with nobody left to release it.
 
+A transaction that held the write lock for :data:`LONG_HOLD_S` or more is logged when it ends
+("SQLite write lock held long", with the task that held it), and a writer that waited the lock
+out logs which task of this process held it and for how long: every other writer waits for such
+a transaction, so an overloaded server names what starves the rest.
+
 On SQLite every transaction of :attr:`Database.sessions` takes the write lock up front (``BEGIN
 IMMEDIATE``, so that two writers never deadlock). Lookups that only read and come with every
 request (a token, a web session, a user) go through :meth:`Database.reads` instead: a read-only
@@ -53,6 +58,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 WRITE_LOCK_WAIT_S = 10.0  # how long a writer waits for SQLite's write lock before "database is locked"
 _LOCK_TRY_MS = 20  # SQLite's own wait per try (the driver thread cannot be cancelled in it)
 _LOCK_PAUSES_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)  # between tries, then the last one again
+LONG_HOLD_S = 5.0  # a transaction holding the write lock this long is logged: others wait for it
+_HOLDER = "scada_write_lock"  # key in the connection's info: (task, when the lock was taken)
+# database file → (task, since) of the transaction of this process that holds its write lock
+_holders: dict[str, tuple[str, float]] = {}
 
 
 def async_url(url: str, *, password: str | None = None, base_dir: Path | None = None) -> URL:
@@ -113,6 +122,8 @@ class Database:
             # and reads inside a transaction see one snapshot
             event.listen(self.engine.sync_engine, "connect", _sqlite_no_autobegin, insert=True)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+            event.listen(self.engine.sync_engine, "commit", _sqlite_release)
+            event.listen(self.engine.sync_engine, "rollback", _sqlite_release)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine: AsyncEngine | None = None
         self._reads = self.sessions
@@ -183,19 +194,40 @@ def _sqlite_begin_deferred(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+def _task_name() -> str:
+    """The current task, as the runtime names it (``prepaid:billing``), else its coroutine."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return "no task"
+    if task is None:
+        return "no task"
+    name = task.get_name()
+    if not name.startswith("Task-"):
+        return name
+    return getattr(task.get_coro(), "__qualname__", name)
+
+
 def _sqlite_begin_immediate(conn: Connection) -> None:
     # IMMEDIATE takes the write lock up front: two writers never deadlock on upgrade. Runs in
     # SQLAlchemy's greenlet on the event loop's thread, so await_ may sleep on the loop.
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    deadline = time.monotonic() + WRITE_LOCK_WAIT_S
+    started = time.monotonic()
+    deadline = started + WRITE_LOCK_WAIT_S
     tries = 0
+    database = conn.engine.url.database or ""
     try:
         while True:
             try:
                 cursor.execute("BEGIN IMMEDIATE")
+                holder = (_task_name(), time.monotonic())
+                conn.info[_HOLDER] = holder
+                _holders[database] = holder
                 return
             except sqlite3.Error as exc:
                 if not database_locked(exc) or time.monotonic() >= deadline:
+                    if database_locked(exc):
+                        _log_waited_out(database, time.monotonic() - started)
                     # as SQLAlchemy raises a statement's error (callers catch DBAPIError): the
                     # driver's own error would pass their handlers by
                     raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
@@ -203,6 +235,28 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
             tries += 1
     finally:
         cursor.close()
+
+
+def _log_waited_out(database: str, waited_s: float) -> None:
+    holder = _holders.get(database)
+    extra: dict[str, Any] = {"task": _task_name(), "waited_ms": round(waited_s * 1000)}
+    if holder is not None:
+        extra.update(holder=holder[0], held_ms=round((time.monotonic() - holder[1]) * 1000))
+    else:
+        extra["holder"] = "another process"
+    log.warning("SQLite write lock not taken", extra=extra)
+
+
+def _sqlite_release(conn: Connection) -> None:
+    holder = conn.info.pop(_HOLDER, None)
+    if holder is None:
+        return
+    database = conn.engine.url.database or ""
+    if _holders.get(database) is holder:
+        del _holders[database]
+    held = time.monotonic() - holder[1]
+    if held >= LONG_HOLD_S:
+        log.warning("SQLite write lock held long", extra={"holder": holder[0], "held_ms": round(held * 1000)})
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:

@@ -117,6 +117,44 @@ async def test_a_writer_gives_up_with_database_locked_after_the_wait(db: Databas
     assert _rows(db) == ["holder"]
 
 
+async def test_a_writer_that_waits_the_lock_out_names_the_task_holding_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(engine, "WRITE_LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(engine, "LONG_HOLD_S", 0.2)
+    caplog.set_level(logging.WARNING, logger="scada.db.engine")
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (who) VALUES ('long')"))
+            holding.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold(), name="billing:batch")
+    await holding.wait()
+    with pytest.raises(OperationalError):
+        await asyncio.create_task(_write(db, "starved"), name="jobs:tick")
+    waited = [r for r in caplog.records if r.getMessage() == "SQLite write lock not taken"]
+    assert len(waited) == 1 and waited[0].task == "jobs:tick" and waited[0].holder == "billing:batch"  # type: ignore[attr-defined]
+    assert waited[0].waited_ms >= 300 and waited[0].held_ms >= 300  # type: ignore[attr-defined]
+    release.set()
+    await holder
+    (long,) = [r for r in caplog.records if r.getMessage() == "SQLite write lock held long"]
+    assert long.holder == "billing:batch" and long.held_ms >= 300  # type: ignore[attr-defined]
+    # a short transaction is not logged, and the lock's holder is forgotten once it ends
+    caplog.clear()
+    await _write(db, "quick")
+    assert not caplog.records and not engine._holders
+    # a writer of another process is named as such
+    async with LockHolder(_path(db)):
+        with pytest.raises(OperationalError):
+            await _write(db, "starved again")
+    (other,) = [r for r in caplog.records if r.getMessage() == "SQLite write lock not taken"]
+    assert other.holder == "another process"  # type: ignore[attr-defined]
+    assert _rows(db) == ["long", "quick", "holder"]
+
+
 # -- the audit log's own entries -------------------------------------------------------------
 
 
