@@ -7,9 +7,10 @@ time went to collections that found nothing to free (most of what it allocates d
 reference counting, not by the collector). :func:`tune_for_server` collects less often, and
 :func:`freeze_startup` moves what start-up built (the site, the tag table, the address space,
 SQLAlchemy's mappers: long-lived by design) out of every later collection's way. Cycles are
-still collected, only less often. :func:`watch_slow_collections` logs a collection of the oldest
-generation that holds the event loop (it walks every object not frozen): a stall of the loop
-with one of these beside it in the log has its cause named.
+still collected, only less often. :func:`watch_slow_collections` logs a collection that holds
+the event loop (the oldest generation's walks every object not frozen; a younger one every
+object allocated since its last run, many at the server's rates): a stall of the loop with one
+of these beside it in the log has its cause named.
 """
 
 from __future__ import annotations
@@ -44,13 +45,11 @@ def freeze_startup() -> None:
 
 
 def watch_slow_collections(threshold_s: float = SLOW_COLLECTION_S) -> Callable[[], None]:
-    """Log each collection of the oldest generation that takes ``threshold_s`` or longer (with
-    what it freed). Returns a function that stops watching."""
+    """Log each collection that takes ``threshold_s`` or longer (its generation, what it freed).
+    Returns a function that stops watching."""
     started: list[float] = []
 
     def on_collection(phase: str, info: dict[str, Any]) -> None:
-        if info.get("generation") != 2:
-            return
         if phase == "start":
             started[:] = [time.perf_counter()]
         elif started:
@@ -59,7 +58,7 @@ def watch_slow_collections(threshold_s: float = SLOW_COLLECTION_S) -> Callable[[
                 # no collection can start while this runs: the collector does not re-enter
                 log.warning(
                     "slow garbage collection",
-                    extra={"generation": 2, "ms": round(took * 1000), "collected": info.get("collected"),
+                    extra={"generation": info.get("generation"), "ms": round(took * 1000), "collected": info.get("collected"),
                            "uncollectable": info.get("uncollectable")},
                 )
 
