@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, event, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scada.db import Database
@@ -277,8 +277,24 @@ async def test_several_statements_run_together_in_order_and_fail_together(db: Da
     assert rows["k2"][KEYS.index("reading_to")] == Decimal("222.5") and rows["k2"][KEYS.index("detail")] == {"moved": True}
     async with db.transaction() as s:
         await insert.execute(s, [tuple({**values(4), "idem_key": "one-by-one"}[k] for k in KEYS)])
-    async with db.transaction() as s:
-        await execute_all(s, [(insert, [tuple({**values(4), "idem_key": "together"}[k] for k in KEYS)])])
+    through_the_session: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        through_the_session.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.transaction() as s:
+            await s.execute(text("SELECT 1"))
+            await execute_all(s, [
+                (insert, [tuple({**values(4), "idem_key": "together"}[k] for k in KEYS)]),
+                (update, [("together", values(4)["reading_to"], values(4)["detail"])]),  # the same values again
+            ])
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    # on SQLite the statements bypass the session's cursor: one call on the driver's thread (on
+    # PostgreSQL the insert is a COPY and the update one statement through the session)
+    assert len(through_the_session) == (1 if db.dialect == "sqlite" else 2)
     one, together = await _raw(db, ["one-by-one"]), await _raw(db, ["together"])
     idem = KEYS.index("idem_key")
     assert [r[:idem] + r[idem + 1:] for r in one] == [r[:idem] + r[idem + 1:] for r in together]  # byte for byte
