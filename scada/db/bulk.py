@@ -29,7 +29,6 @@ it is; the hot paths build their rows' JSON as text instead of a dict to be enco
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -42,7 +41,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["BulkStatement", "RawJSON", "bulk_insert", "bulk_update", "driver_rows", "execute_all"]
+__all__ = ["BulkStatement", "RawJSON", "bulk_insert", "bulk_update", "driver_rows"]
 
 Processor = Callable[[Any], Any]
 
@@ -139,20 +138,13 @@ class BulkStatement:
             processors.append(processor)
         return _Compiled(str(compiled), [index[n] for n in names], processors, bool(compiled.positional), self.keys)
 
-    def _for(self, dialect: Dialect) -> _Compiled:
+    def params(self, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """The rows as the driver takes them (for tests and for :meth:`execute`)."""
         c = self._compiled.get(dialect.name)
         if c is None:
             c = self._compiled[dialect.name] = self._compile(dialect)
-        return c
-
-    def sql(self, dialect: Dialect) -> str:
-        """The statement's text for ``dialect``, for an ``executemany`` of :meth:`params`."""
-        return self._for(dialect).sql
-
-    def params(self, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> list[Any]:
-        """The rows as the driver takes them (for tests and for :meth:`execute`)."""
         # the processors take None too (as SQLAlchemy calls them)
-        return self._for(dialect).convert(rows)
+        return c.convert(rows)
 
     def arrays(self, dialect: Dialect) -> _Arrays | None:
         """The array form for ``dialect`` (PostgreSQL, a statement of :func:`bulk_insert` or
@@ -192,38 +184,7 @@ class BulkStatement:
             await conn.exec_driver_sql(arrays.sql, arrays.params(rows))
             return
         params = self.params(dialect, rows)
-        await conn.exec_driver_sql(self.sql(dialect), params)
-
-
-async def execute_all(session: AsyncSession, batches: Sequence[tuple[BulkStatement, Sequence[Sequence[Any]]]]) -> None:
-    """Run each statement for its rows, in order, in ``session``'s transaction, as
-    :meth:`BulkStatement.execute` runs one. On SQLite they go to the driver's thread together, in
-    one call: a statement run through the session returns to the event loop two or three times
-    (cursor, executemany, close), and a transaction holding SQLite's write lock waits at each
-    return for a turn of a busy loop while every other writer waits for the lock (billing
-    batches held it 5-12 s at 50,000 meters). The parameters are made on the loop's thread as
-    for :meth:`BulkStatement.execute`; a driver error is raised as SQLAlchemy raises it."""
-    work = [(stmt, rows) for stmt, rows in batches if rows]
-    if not work:
-        return
-    conn = await session.connection()
-    dialect = conn.dialect
-    driver = (await conn.get_raw_connection()).driver_connection if dialect.name == "sqlite" else None
-    run_on_thread = getattr(driver, "_execute", None)  # aiosqlite's: a function on its connection's thread
-    if run_on_thread is None:
-        for stmt, rows in work:
-            await stmt.execute(session, rows)
-        return
-    statements = [(stmt.sql(dialect), stmt.params(dialect, rows)) for stmt, rows in work]
-
-    def run(db: sqlite3.Connection) -> None:
-        for sql, params in statements:
-            try:
-                db.executemany(sql, params)
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
-
-    await run_on_thread(run, driver._conn)
+        await conn.exec_driver_sql(self._compiled[dialect.name].sql, params)
 
 
 def _python_type(type_: Any) -> Any:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeDecorator
 
-from scada.db.bulk import RawJSON, bulk_insert, bulk_update, execute_all
+from scada.db.bulk import RawJSON, bulk_insert, bulk_update
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
 from scada.prepaid.levels import Threshold, level_for, next_level
 from scada.prepaid.models import (
@@ -202,7 +202,7 @@ class Biller:
             # one statement for the batch: after accounts opened without a reading, the first poll
             # of every meter is a baseline, and a round trip each held the write lock for seconds
             await s.execute(SEGMENT_BASELINE_UPDATE, baselines)
-        ledger_rows = [tuple(map(row.get, LEDGER_KEYS)) for row in rows]
+        await LEDGER_INSERT.execute(s, [tuple(map(row.get, LEDGER_KEYS)) for row in rows])
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
@@ -218,14 +218,9 @@ class Biller:
                 moved.append((st.meter_id, st.last_reading, st.last_ts, st.last_registers, st.updated_at))
             else:
                 full.append((st.meter_id, *(getattr(st, c) for c in STATE_COLUMNS)))
-        # the batch's writes in one go (on SQLite one call on the driver's thread: the write
-        # lock is held while the event loop comes round after each statement)
-        await execute_all(s, [
-            (LEDGER_INSERT, ledger_rows),
-            (STATE_CURSOR_UPDATE, moved),
-            (STATE_UPDATE, full),
-            (ACCOUNT_UPDATE, [(a.id, *(getattr(a, c) for c in ACCOUNT_COLUMNS)) for a in (accounts[i] for i in touched)]),
-        ])
+        await STATE_CURSOR_UPDATE.execute(s, moved)
+        await STATE_UPDATE.execute(s, full)
+        await ACCOUNT_UPDATE.execute(s, [(a.id, *(getattr(a, c) for c in ACCOUNT_COLUMNS)) for a in (accounts[i] for i in touched)])
         return out
 
     # -- pieces, also used by the engine's operations (close, replacement, review) ---------------

@@ -9,11 +9,11 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, event, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Table, select, text
+from sqlalchemy.exc import DBAPIError
 
 from scada.db import Database
-from scada.db.bulk import RawJSON, bulk_insert, bulk_update, execute_all
+from scada.db.bulk import bulk_insert, bulk_update
 from scada.prepaid.models import LedgerEntry
 
 TABLE = cast(Table, LedgerEntry.__table__)
@@ -255,56 +255,3 @@ async def test_a_refused_insert_is_a_database_error_and_inserts_nothing(db: Data
                 await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
             await insert.execute(s, [tuple(values(i)[k] for k in KEYS) for i in (2, 1)])
     assert [r[KEYS.index("idem_key")] for r in await _rows(db, ["k1", "k2"])] == ["k1"]
-
-
-async def test_several_statements_run_together_in_order_and_fail_together(db: Database) -> None:
-    """``execute_all`` (billing's writes: on SQLite one call on the driver's thread) stores what
-    the statements one by one store, in order (an update sees the rows inserted before it), and a
-    row the database refuses fails the call with SQLAlchemy's error and the transaction keeps
-    nothing of it."""
-    await _account(db)
-    insert = bulk_insert(TABLE, KEYS)
-    update = bulk_update(TABLE, "idem_key", ("reading_to", "detail"))
-    async with db.transaction() as s:
-        await execute_all(s, [
-            (insert, [tuple(values(i)[k] for k in KEYS) for i in (1, 2)]),
-            (update, []),  # nothing to do: skipped
-            (update, [("k2", Decimal("222.5"), RawJSON('{"moved": true}'))]),
-            (insert, [tuple(values(3)[k] for k in KEYS)]),
-        ])
-    rows = {r[KEYS.index("idem_key")]: r for r in await _rows(db, ["k1", "k2", "k3"])}
-    assert rows["k1"] == tuple(values(1)[k] for k in KEYS) and rows["k3"] == tuple(values(3)[k] for k in KEYS)
-    assert rows["k2"][KEYS.index("reading_to")] == Decimal("222.5") and rows["k2"][KEYS.index("detail")] == {"moved": True}
-    async with db.transaction() as s:
-        await insert.execute(s, [tuple({**values(4), "idem_key": "one-by-one"}[k] for k in KEYS)])
-    through_the_session: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        through_the_session.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        async with db.transaction() as s:
-            await s.execute(text("SELECT 1"))
-            await execute_all(s, [
-                (insert, [tuple({**values(4), "idem_key": "together"}[k] for k in KEYS)]),
-                (update, [("together", values(4)["reading_to"], values(4)["detail"])]),  # the same values again
-            ])
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
-    # on SQLite the statements bypass the session's cursor: one call on the driver's thread (on
-    # PostgreSQL the insert is a COPY and the update one statement through the session)
-    assert len(through_the_session) == (1 if db.dialect == "sqlite" else 2)
-    one, together = await _raw(db, ["one-by-one"]), await _raw(db, ["together"])
-    idem = KEYS.index("idem_key")
-    assert [r[:idem] + r[idem + 1:] for r in one] == [r[:idem] + r[idem + 1:] for r in together]  # byte for byte
-    with pytest.raises(DBAPIError) as err:
-        async with db.transaction() as s:
-            await execute_all(s, [
-                (update, [("k1", Decimal("999"), None)]),
-                (insert, [tuple(values(5)[k] for k in KEYS), tuple(values(1)[k] for k in KEYS)]),  # k1 again
-            ])
-    if db.dialect == "sqlite":
-        assert isinstance(err.value, IntegrityError)  # the class SQLAlchemy gives the driver's error
-    assert (await _rows(db, ["k1"]))[0][KEYS.index("reading_to")] == values(1)["reading_to"]
-    assert await _rows(db, ["k5"]) == []
