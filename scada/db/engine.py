@@ -59,7 +59,10 @@ WRITE_LOCK_WAIT_S = 10.0  # how long a writer waits for SQLite's write lock befo
 _LOCK_TRY_MS = 20  # SQLite's own wait per try (the driver thread cannot be cancelled in it)
 _LOCK_PAUSES_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)  # between tries, then the last one again
 LONG_HOLD_S = 5.0  # a transaction holding the write lock this long is logged: others wait for it
-_HOLDER = "scada_write_lock"  # key in the connection's info: (task, when the lock was taken)
+# SQLAlchemy connection (by id, from its BEGIN to its COMMIT or ROLLBACK) → (task, since). Not in
+# the connection's ``info``: reading that of a connection invalidated by a cancelled statement
+# raises, and an error from the rollback's event replaced the cancellation
+_open: dict[int, tuple[str, float]] = {}
 # database file → (task, since) of the transaction of this process that holds its write lock
 _holders: dict[str, tuple[str, float]] = {}
 
@@ -221,7 +224,7 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 holder = (_task_name(), time.monotonic())
-                conn.info[_HOLDER] = holder
+                _open[id(conn)] = holder
                 _holders[database] = holder
                 return
             except sqlite3.Error as exc:
@@ -248,7 +251,8 @@ def _log_waited_out(database: str, waited_s: float) -> None:
 
 
 def _sqlite_release(conn: Connection) -> None:
-    holder = conn.info.pop(_HOLDER, None)
+    # runs in every commit and rollback, also of an invalidated connection: reads nothing of it
+    holder = _open.pop(id(conn), None)
     if holder is None:
         return
     database = conn.engine.url.database or ""

@@ -226,3 +226,28 @@ async def test_an_audit_entry_that_cannot_be_written_is_logged_whole_before_the_
     assert (entry["reason"], entry["outcome"]) == ("bad password", "denied")
     assert entry["after"]["truncated"] and entry["after"]["size"] > 20_000  # bounded as the row would be
     assert _audit_actions(audited_db) == []
+
+
+async def test_a_writer_cancelled_in_a_statement_ends_cancelled(db: Database) -> None:
+    """Cancelled while a statement runs, the session invalidates its connection and rolls back:
+    the lock's bookkeeping (which reads nothing of an invalidated connection) must not turn the
+    cancellation into another error, or a task being stopped would take it for a failure and go
+    on (the billing task did not stop)."""
+    started = asyncio.Event()
+
+    async def long_write() -> None:
+        async with db.transaction() as s:
+            await s.execute(text("INSERT INTO t (who) VALUES ('cancelled')"))
+            started.set()
+            await s.execute(text(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT count(*) FROM c"
+            ))
+
+    task = asyncio.create_task(long_write(), name="billing:batch")
+    await started.wait()
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    await _write(db, "after")
+    assert _rows(db) == ["after"] and not engine._holders and not engine._open
