@@ -32,11 +32,12 @@ async def _serve(config: ScadaConfig, *, demo: bool) -> int:
     from scada.server import build_runtime  # noqa: PLC0415 - the whole server: only `run` and `demo` load it
 
     tune_for_server()
-    watch_slow_collections()
     runtime = build_runtime(config, demo=demo, announce=out)
 
     def ready() -> None:
         freeze_startup()
+        # from here on: the full collection just before the freeze is deliberate
+        watch_slow_collections()
         log.info("ready", extra={"site": config.site.name})
 
     return await runtime.run(ready=ready)
