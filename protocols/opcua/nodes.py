@@ -249,10 +249,6 @@ class _PendingNode(_Node):
     def references(self, value: list[ua.ReferenceDescription]) -> None:
         _REFS.__set__(self, value)
 
-    @property
-    def waiting(self) -> bool:
-        return self.children is not None
-
 
 _MISSING = object()
 

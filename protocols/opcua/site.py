@@ -281,21 +281,13 @@ class SiteNodes:
 
     def _defer_points(self, key: str, waiting: list[_Deferred], points: Iterable[PointSpec], current: LookupValue) -> int:
         """Add the points not yet known to what waits below ``key``, their browse names given now
-        (as :meth:`_unique_name`: an eager build names them before the room's meters). Returns
-        how many. Written out for the ~20 points of every room and meter of a site's first sync."""
-        tags, built = self._deferred_tags, self._vars
-        used = self._names.setdefault(key, set())
+        (an eager build names them before the room's meters). Returns how many."""
         n = 0
         for point in points:
-            tag = point.tag
-            if tag in built or tag in tags:
+            if point.tag in self._vars or point.tag in self._deferred_tags:
                 continue
-            name = point.browse_name
-            if name in used:
-                name = point.point
-            used.add(name)
-            waiting.append((point, name, current))
-            tags[tag] = key
+            waiting.append((point, self._unique_name(key, point.browse_name, point.point), current))
+            self._deferred_tags[point.tag] = key
             n += 1
         return n
 

@@ -104,16 +104,7 @@ def _no_history(_tag: str) -> SeriesKind | None:
 
 
 def _point(meta: TagMeta, owner_kind: str, point: str, *, currency: str, history: HistoryKind = _no_history) -> PointSpec:
-    unit, description = _point_texts(meta, owner_kind, point, currency)
-    return PointSpec(
-        tag=meta.name,
-        point=point,
-        data_type=meta.data_type,
-        unit=unit,
-        description=description,
-        derived=owner_kind == "room",
-        history=history(meta.name) if meta.data_type is not DataType.STRING else None,
-    )
+    return _Points(currency, history)(meta, owner_kind, point)
 
 
 def _point_texts(meta: TagMeta, owner_kind: str, point: str, currency: str) -> tuple[str, str]:
@@ -127,9 +118,9 @@ def _point_texts(meta: TagMeta, owner_kind: str, point: str, currency: str) -> t
 
 
 class _Points:
-    """:func:`_point` for every tag of a site: the unit and description worked out once per
-    (owner kind, point, the tag's own unit and description), not once per tag (a million tags at
-    50,000 meters; ``test_opcua_spec.py`` holds the two equal)."""
+    """The points of a site's tags: the unit and description worked out once per (owner kind,
+    point, the tag's own unit and description), not once per tag (a million tags at 50,000
+    meters; ``test_opcua_spec.py`` holds every point equal to :func:`_point`'s, made alone)."""
 
     def __init__(self, currency: str, history: HistoryKind) -> None:
         self.currency = currency
