@@ -132,7 +132,9 @@ async def test_a_locked_database_is_answered_503_with_retry_after(
     locked, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        con = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        # The server may be writing at this moment (its jobs start with it); on a loaded machine
+        # one of its transactions can outlast sqlite3's default 5-s wait, so wait longer here.
+        con = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=60)
         con.execute("BEGIN IMMEDIATE")
         locked.set()
         release.wait(60)
@@ -142,7 +144,7 @@ async def test_a_locked_database_is_answered_503_with_retry_after(
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        assert locked.wait(10)
+        assert locked.wait(60)
         sign_in = {"user": "admin", "password": "admin-password-1"}
         async with http.post(base + "/auth/token", json=sign_in) as r:
             assert r.status == 503, await r.text()
