@@ -36,6 +36,7 @@ from .nodes import NodeWriter
 from .pki import Pki
 from .sessions import CALLER, CHANNEL_SECURE, Caller, Gate, GatedProcessor, UserRuleset
 from .site import LookupValue, SiteNodes, SyncResult
+from .standard_space import install as install_standard_space
 from .status import status_name
 from .types import TypeIds, define_types
 
@@ -196,6 +197,7 @@ class OpcUaServer:
         await asyncio.to_thread(self.pki.ensure_server_certificate, self.application_uri, cfg.server_name, hosts)
         server = _Server(user_manager=self.gate)  # type: ignore[arg-type]
         server.gate = self.gate
+        install_standard_space(server.iserver)  # namespace 0 copied from this process's first fill
         await server.init()
         server.set_server_name(cfg.server_name)
         server.product_uri = "urn:prepaid-scada"
@@ -245,6 +247,15 @@ class OpcUaServer:
     async def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            # asyncua's stop waits for its clock task to wake from its one-second sleep and see
+            # the stop flag: cancelled here instead, the stop takes no second
+            clock = server.iserver.time_task
+            if clock is not None:
+                clock.cancel()
+                await asyncio.wait([clock])
+                if not clock.cancelled() and clock.exception() is not None:
+                    log.warning("the OPC UA server's clock task had failed", exc_info=clock.exception())
+                server.iserver.time_task = None
             await server.stop()
 
     @property
