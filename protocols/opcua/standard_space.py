@@ -2,9 +2,9 @@
 
 asyncua fills a server's standard nodes (~6,200 nodes, ~74,000 attribute values) by running its
 generated ``fill_address_space`` through the node-management service: 1.2-1.5 s of CPU at every
-server start. A process starts a second server after a restart of the OPC UA component, and the
-test suite starts dozens; so the first fill is kept as a template and later servers get a copy
-of it (~0.1-0.2 s).
+server start. ``scada run`` starts one server, but a process that starts several (the test
+suite's workers start dozens) pays it each time; so the first fill is kept as a template and
+later servers get a copy of it (~0.1-0.2 s).
 
 The copy shares only what no one changes in place: node ids, the attribute keys, the reference
 descriptions and the variants of immutable values (numbers, strings, node ids, names). Every

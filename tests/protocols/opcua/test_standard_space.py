@@ -52,11 +52,15 @@ async def _standard_view(url: str) -> tuple[list[str], list[str], ua.ServerState
 
 
 def _values(nodes: dict[ua.NodeId, Any]) -> dict[tuple[ua.NodeId, Any], Any]:
-    """What a server could change in ``nodes``: each node's references, each attribute's data
-    value (by identity: a write replaces it) and, deeply, the values that can change in place."""
+    """What a server could change in ``nodes``: each node's references (the shared descriptions'
+    fields too), each attribute's data value (by identity: a write replaces it) and, deeply, the
+    values that can change in place."""
     out: dict[tuple[Any, Any], Any] = {}
     for nodeid, node in nodes.items():
-        out[(nodeid, None)] = tuple(map(id, node.references))
+        out[(nodeid, None)] = tuple(
+            (id(r), r.ReferenceTypeId, r.IsForward, r.NodeId, r.BrowseName, r.DisplayName, r.NodeClass, r.TypeDefinition)
+            for r in node.references
+        )
         for key, held in node.attributes.items():
             dv = held.value
             changeable = dv is not None and dv.Value is not None and not isinstance(dv.Value.Value, standard_space._SHARED_VALUES)
