@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,8 @@ async def test_a_locked_database_is_answered_503_with_retry_after(
     locked, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        # The server may be writing at this moment (its jobs start with it); on a loaded machine
-        # one of its transactions can outlast sqlite3's default 5-s wait, so wait longer here.
+        # The server may be writing at this moment (its jobs start with it): wait for it to
+        # finish, which it can only do while the event loop runs (the test awaits below)
         con = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=60)
         con.execute("BEGIN IMMEDIATE")
         locked.set()
@@ -144,7 +145,8 @@ async def test_a_locked_database_is_answered_503_with_retry_after(
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        assert locked.wait(60)
+        # not locked.wait() on the loop: a server transaction holding the lock could not finish
+        assert await asyncio.to_thread(locked.wait, 60)
         sign_in = {"user": "admin", "password": "admin-password-1"}
         async with http.post(base + "/auth/token", json=sign_in) as r:
             assert r.status == 503, await r.text()
@@ -152,6 +154,6 @@ async def test_a_locked_database_is_answered_503_with_retry_after(
             assert (await r.json())["error"] == "the database is busy; try again"
     finally:
         release.set()
-        holder.join(10)
+        await asyncio.to_thread(holder.join, 10)
     async with http.post(base + "/auth/token", json=sign_in) as r:
         assert r.status == 200
