@@ -3,7 +3,9 @@ intervals, and the chart on the room page (SVG, day/week/month)."""
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import re
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 from historian import IntervalRecord, SqliteSettings, make_backend
 from historian.rollup import day_rollups
@@ -137,4 +139,43 @@ async def test_trend_chart_on_the_room_page(history_hmi: tuple[Hmi, date], brows
         assert await small_text(page) == [] and await overflow(page) == 0
         await shots(page, "day-phone")
     finally:
+        await page.close()
+
+
+async def test_a_late_answer_for_an_earlier_choice_does_not_replace_the_chart(
+    history_hmi: tuple[Hmi, date], browser: Browser  # noqa: F811
+) -> None:
+    """Two days chosen one after the other: the first day's answer, arriving last, is not drawn
+    over the second's (the chart and its caption stay on the day chosen last)."""
+    hmi, yesterday = history_hmi
+    earlier = (yesterday - timedelta(days=7)).isoformat()
+    page = await browser.new_page(viewport={"width": 1300, "height": 1000})
+    release = asyncio.Event()
+
+    async def hold_the_earlier_day(route: Route) -> None:
+        if f"date={earlier}" in route.request.url:
+            await release.wait()
+        await route.continue_()
+
+    try:
+        await sign_in(page, hmi, "viewer1")
+        await page.goto(hmi.url + "/rooms/B1-R103")
+        trend = page.locator("#trend")
+        await expect(trend).to_have_attribute("data-shown", re.compile(r"^day "))
+        await page.route("**/trend?*", hold_the_earlier_day)
+        date_input = trend.locator("[data-date]")
+        await date_input.fill(earlier)
+        await date_input.dispatch_event("change")
+        await date_input.fill(yesterday.isoformat())
+        await date_input.dispatch_event("change")
+        energy = trend.locator('figure[data-series="energy_total"]')
+        await expect(trend).to_have_attribute("data-shown", f"day {yesterday}")
+        await expect(energy.locator("rect.chart-bar")).to_have_count(24)
+        async with page.expect_response(lambda r: f"date={earlier}" in r.url):
+            release.set()
+        await page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # its handler has run
+        await expect(trend).to_have_attribute("data-shown", f"day {yesterday}")
+        await expect(energy.locator("rect.chart-bar")).to_have_count(24)
+    finally:
+        release.set()
         await page.close()

@@ -17,12 +17,16 @@ function barLabel(iso, range) {
   return range === "day" ? local.slice(11, 13) : range === "week" ? local.slice(5, 10) : String(Number(local.slice(8, 10)));
 }
 
+let asked = 0; // the latest request: an answer to an earlier one arriving after it is not shown
+
 async function show() {
+  const request = ++asked;
   const range = section.querySelector('[aria-pressed="true"]').dataset.range;
   const date = section.querySelector("[data-date]").value;
   const error = section.querySelector(".form-error");
   try {
     const data = await api("GET", `/api/v1/rooms/${encodeURIComponent(section.dataset.room)}/trend?range=${range}&date=${date}`);
+    if (request !== asked) return;
     error.hidden = true;
     for (const figure of section.querySelectorAll("figure[data-series]")) {
       const series = data.series[figure.dataset.series] || { unit: "", points: [] };
@@ -38,6 +42,7 @@ async function show() {
     }
     section.dataset.shown = `${range} ${date}`;
   } catch (err) {
+    if (request !== asked) return;
     error.textContent = err.message;
     error.hidden = false;
   }
