@@ -48,10 +48,44 @@ def build_dir() -> Path:
     return path
 
 
+# free_port's ports: below the kernel's ephemeral range, a block for each xdist worker
+_PORT_BASE = 20_000
+_PORT_BLOCK = 1_000
+_next_port = 0
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, for a server a test starts a little later.
+
+    Not one the kernel picks (bind to port 0): those come from the ephemeral range, where any
+    process's outgoing connection may take the port before the test's server binds it (the
+    suite met "address already in use" that way). The ports come from a block below that range
+    that belongs to this xdist worker, in turn, skipping any in use."""
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    first = _PORT_BASE + index * _PORT_BLOCK
+    if first + _PORT_BLOCK > _ephemeral_low():
+        with socket.socket() as s:  # no room below the ephemeral range: the kernel's choice
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(_PORT_BLOCK):
+        port = first + _next_port % _PORT_BLOCK
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ServiceUnavailable(f"no free loopback port in {first}-{first + _PORT_BLOCK - 1}")
 
 
 def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
