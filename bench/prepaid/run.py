@@ -174,6 +174,8 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
         for p in POINTS:
             tagdb.register(TagMeta(f"{m}.{p}", meter_id=m, point=p))
     engine = PrepaidEngine(config, db, assets, tagdb)
+    if db.dialect == "postgresql":
+        wire.attach(engine.billing_db)  # billing's transactions run on a database engine of their own
     await engine.load()
     await engine.tariffs.create("TOU", "TOU", "electricity", TariffDefinition.model_validate(DEMO_TOU), ACTOR)
     defaults = engine.defaults()

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scada.config import ScadaConfig
 from scada.core.context import Key
+from scada.core.sideloop import SideLoop
 from scada.db import Database
 from scada.prepaid.accounts import (
     AccountService,
@@ -142,6 +143,9 @@ class PrepaidEngine:
         self._pending: dict[tuple[str, dt.datetime], dict[str, TagChange]] = {}
         self._retry: dict[str, Reading] = {}
         self._failing = False
+        # while run_billing runs: the loop its transactions run on, with its own database engine
+        self._side: tuple[SideLoop, Database] | None = None
+        self._billing_db: Database | None = None
         self._unsubscribe: Any = None
         self.stats = {"readings": 0, "processed": 0, "billed": 0, "batches": 0, "failures": 0}
         self._payment_listeners: list[Callable[[str, PostResult], None]] = []
@@ -278,23 +282,40 @@ class PrepaidEngine:
         return out
 
     async def run_billing(self) -> None:
-        """The billing loop (a supervised task)."""
+        """The billing loop (a supervised task). Its transactions run on a loop of their own
+        (:class:`scada.core.sideloop.SideLoop`, with a database engine of its own): on a server
+        whose loop is never idle, a batch that awaited each statement on that loop held the
+        database's write lock for a turn of it per statement (seconds at 50,000 meters)."""
         sub = self.tagdb.subscribe(
             by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, include_late=True, name="prepaid"
         )
+        side_db = self.billing_db
         try:
-            seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
-            self.ingest(seed)
-            await self.bill_pending()
-            while True:
-                batch = await sub.get_batch(self.cfg.batch_limit * 5)
-                batch.extend(sub.drain())
-                self.ingest(batch)
-                await self.bill_pending()
+            async with SideLoop("prepaid-billing", closing=side_db.dispose) as side:
+                self._side = (side, side_db)
+                try:
+                    seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
+                    self.ingest(seed)
+                    await self.bill_pending()
+                    while True:
+                        batch = await sub.get_batch(self.cfg.batch_limit * 5)
+                        batch.extend(sub.drain())
+                        self.ingest(batch)
+                        await self.bill_pending()
+                finally:
+                    self._side = None
         except StopAsyncIteration:
             return
         finally:
             sub.close()
+
+    @property
+    def billing_db(self) -> Database:
+        """The database engine of :meth:`run_billing`'s transactions (the same database as
+        :attr:`db`; its connections belong to the billing loop)."""
+        if self._billing_db is None:
+            self._billing_db = Database(self.db.url, pool_size=1)
+        return self._billing_db
 
     async def bill_pending(self) -> None:
         readings = self.take_readings()
@@ -308,8 +329,11 @@ class PrepaidEngine:
             return None
         try:
             async with self._lock:
-                async with self.db.transaction() as s:
-                    outcome = await self.biller.bill(s, readings, utcnow())
+                side = self._side
+                if side is None:
+                    outcome = await self._bill_in(self.db, readings)
+                else:
+                    outcome = await side[0].run(self._bill_in(side[1], readings), name="prepaid:billing")
         except (DBAPIError, OSError) as exc:
             self._keep_for_retry(readings)
             self.stats["failures"] += 1
@@ -337,6 +361,10 @@ class PrepaidEngine:
         self.stats["billed"] += outcome.billed
         self._after(outcome)
         return outcome
+
+    async def _bill_in(self, db: Database, readings: list[Reading]) -> BillOutcome:
+        async with db.transaction() as s:
+            return await self.biller.bill(s, readings, utcnow())
 
     def _keep_for_retry(self, readings: list[Reading]) -> None:
         for r in readings:

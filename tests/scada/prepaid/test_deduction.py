@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import threading
+import time
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import Text, func, select
 from sqlalchemy import cast as sa_cast
 
+from scada.db import Database
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import LedgerEntry, MeterSegment, MeterState
 from scada.prepaid.readings import Reading
@@ -341,3 +344,57 @@ async def test_the_cursor_registers_are_read_back_as_written_across_batches_and_
     async with site.db.sessions() as s:
         text = await s.scalar(select(sa_cast(MeterState.last_registers, Text)).where(MeterState.meter_id == "E1"))
     assert text == json.dumps({"sharp": "1.00", "peak": "3.50", "flat": "3.00", "valley": "5.25"})
+
+
+def _deductions_seen_from_another_thread(url: object) -> int:
+    """The committed deductions, counted on a connection of another thread (this one's loop is
+    blocked by the caller)."""
+
+    async def count() -> int:
+        db = Database(url)  # type: ignore[arg-type]
+        try:
+            async with db.reads() as s:
+                return int(await s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "deduction")) or 0)
+        finally:
+            await db.dispose()
+
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(asyncio.run(count())))
+    thread.start()
+    thread.join(30)
+    return seen[0]
+
+
+async def test_billing_commits_while_the_servers_loop_does_not_turn(site: Site) -> None:
+    """run_billing's transactions run on a loop of their own: a batch taken from the stream
+    commits while the server's loop is busy (at site scale it never idles), instead of waiting a
+    turn of that loop per statement with the write lock held."""
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    billing = asyncio.create_task(site.engine.run_billing(), name="billing")
+    try:
+        while not any(sub.name == "prepaid" for sub in site.tagdb.subscriptions):
+            await asyncio.sleep(0)
+        write_meter(site.tagdb, "E1", T0, 10.0)  # the baseline
+        stats = site.engine.stats
+        for _ in range(1000):
+            if stats["processed"] >= 1 and stats["processed"] == stats["readings"]:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the stream's copy of what the engine's start read from the tags
+        taken = stats["readings"]
+        write_meter(site.tagdb, "E1", T0 + H, 12.0)
+        while stats["readings"] == taken:
+            await asyncio.sleep(0)  # the billing task takes the reading and hands its batch over
+        deadline = time.monotonic() + 10
+        committed = 0
+        while committed == 0 and time.monotonic() < deadline:
+            committed = _deductions_seen_from_another_thread(site.db.url)  # the loop does not turn here
+            time.sleep(0.02)
+        assert committed == 1
+    finally:
+        billing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await billing
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
+    assert await balance(site) == 10_000 - 200
