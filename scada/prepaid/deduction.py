@@ -20,13 +20,12 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, Table, Text, any_, bindparam, select, update
+from sqlalchemy import ColumnElement, Table, Text, bindparam, select, update
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeDecorator
 
-from scada.db.bulk import RawJSON, bulk_insert, bulk_update
+from scada.db.bulk import KeyedRead, RawJSON, bulk_insert, bulk_update
 from scada.prepaid.ledger import AccountView, account_view, entry_row, thresholds_of
 from scada.prepaid.levels import Threshold, level_for, next_level
 from scada.prepaid.models import (
@@ -450,9 +449,8 @@ class Biller:
     # -- loading ---------------------------------------------------------------------------------
     async def _states(self, s: AsyncSession, ids: Iterable[str], now: dt.datetime) -> dict[str, Any]:
         ids = list(ids)
-        result = await s.execute(_by_keys(s, STATES_BY_ID), {"ids": ids})
-        keys = tuple(result.keys())
-        states: dict[str, Any] = {st.meter_id: st for st in (Row.of(keys, r) for r in result.all())}
+        keys = STATES_BY_ID.names
+        states: dict[str, Any] = {st.meter_id: st for st in (Row.of(keys, r) for r in await STATES_BY_ID.rows(s, ids))}
         missing = [m for m in ids if m not in states]
         if missing:
             states.update(await self._discover(s, missing, now))
@@ -486,9 +484,8 @@ class Biller:
         wanted = sorted(i for i in ids if i is not None)
         if not wanted:
             return {}
-        result = await s.execute(_by_keys(s, ACCOUNTS_BY_ID), {"ids": wanted})
-        keys = tuple(result.keys())
-        return {a.id: a for a in (Row.of(keys, r) for r in result.all())}
+        keys = ACCOUNTS_BY_ID.names
+        return {a.id: a for a in (Row.of(keys, r) for r in await ACCOUNTS_BY_ID.rows(s, wanted))}
 
     async def load_usage(
         self, s: AsyncSession, accounts: dict[int, Account], readings: Sequence[Reading], states: dict[str, MeterState]
@@ -564,29 +561,18 @@ def columns_as_text(table: Table, as_text: tuple[str, ...]) -> list[ColumnElemen
     return [sql_cast(c, _JSONText()).label(c.name) if c.name in as_text else c for c in table.columns]
 
 
-def _keyed(table: Table, key: str, order: bool, as_text: tuple[str, ...] = ()) -> tuple[Select[Any], Select[Any]]:
-    """A batch's rows of ``table`` by their ``key`` values, locked for the transaction: ``IN
-    (...)`` (every engine) and ``= ANY(array)`` (PostgreSQL). The ``IN`` list has one parameter
-    per key, so its text differs with the batch's size: on PostgreSQL each size is parsed and
-    prepared again, and SQLAlchemy renders and binds a thousand parameters per batch; the array
-    is one parameter of one statement, prepared once. The JSON columns named in ``as_text`` are
-    read as their text (:func:`columns_as_text`)."""
-    column = table.c[key]
-    base = select(*columns_as_text(table, as_text))
-    if order:
-        base = base.order_by(column)  # accounts: locked in id order, as every other writer does
-    by_list = base.where(column.in_(bindparam("ids", expanding=True))).with_for_update()
-    by_array = base.where(column == any_(bindparam("ids", type_=postgresql.ARRAY(column.type)))).with_for_update()
-    return by_list, by_array
+def _keyed(table: Table, key: str, order: bool, as_text: tuple[str, ...] = ()) -> KeyedRead:
+    """A batch's rows of ``table`` by their ``key`` values, locked for the transaction
+    (:class:`scada.db.bulk.KeyedRead`: one array of keys on PostgreSQL, one JSON array each way
+    on SQLite, where rows one at a time from the driver's thread waited seconds on a busy
+    server). The JSON columns named in ``as_text`` are read as their text
+    (:func:`columns_as_text`)."""
+    return KeyedRead(columns_as_text(table, as_text), table.c[key], order=order)
 
 
 STATES_BY_ID = _keyed(_state_table, "meter_id", order=False, as_text=("last_registers",))
 # the thresholds as text: ledger.thresholds_from_column decodes each distinct text once
 ACCOUNTS_BY_ID = _keyed(_account_table, "id", order=True, as_text=("thresholds",))
-
-
-def _by_keys(s: AsyncSession, statements: tuple[Select[Any], Select[Any]]) -> Select[Any]:
-    return statements[1] if s.get_bind().dialect.name == "postgresql" else statements[0]
 
 
 class Row:

@@ -13,7 +13,7 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.exc import DBAPIError
 
 from scada.db import Database
-from scada.db.bulk import bulk_insert, bulk_update
+from scada.db.bulk import KeyedRead, RawJSON, bulk_insert, bulk_update
 from scada.prepaid.models import LedgerEntry
 
 TABLE = cast(Table, LedgerEntry.__table__)
@@ -255,3 +255,90 @@ async def test_a_refused_insert_is_a_database_error_and_inserts_nothing(db: Data
                 await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
             await insert.execute(s, [tuple(values(i)[k] for k in KEYS) for i in (2, 1)])
     assert [r[KEYS.index("idem_key")] for r in await _rows(db, ["k1", "k2"])] == ["k1"]
+
+
+TRICKY = ['a"b\\c\n\t\u001f', "é 中文 😀 \u2028", "\\u0000 is not a NUL", "", "x\x00y"]
+
+
+async def test_sqlite_sends_a_batch_as_one_statement_and_stores_what_executemany_stores(db: Database) -> None:
+    """On SQLite an insert and an update go as one statement with the rows as one JSON array
+    (an executemany's driver thread waits for the interpreter at every row on a busy server),
+    and store the same bytes an executemany stores: quotes, backslashes, control characters,
+    text beyond the BMP, decimals, times, JSON. A text with a NUL character (which SQLite's
+    json_extract would cut) goes as an executemany."""
+    if db.dialect != "sqlite":
+        pytest.skip("the JSON form is SQLite's")
+    from sqlalchemy import event
+
+    await _account(db)
+    statements: list[tuple[str, bool]] = []
+
+    def seen(_c: object, _cur: object, sql: str, _p: object, _ctx: object, many: bool) -> None:
+        statements.append((sql.split()[0], many))
+
+    def rows(prefix: str, reasons: list[str]) -> list[tuple[Any, ...]]:
+        return [tuple({**values(i), "idem_key": f"{prefix}{i}", "reason": reason}[k] for k in KEYS) for i, reason in enumerate(reasons, 1)]
+
+    insert = bulk_insert(TABLE, KEYS)
+    plain = TRICKY[:4]
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.transaction() as s:
+            await insert.execute(s, rows("j", plain))  # the JSON form
+        assert [st for st in statements if st[0] == "INSERT"] == [("INSERT", False)]
+        statements.clear()
+        async with db.transaction() as s:
+            await insert.execute(s, rows("n", [TRICKY[4], "z"]))  # a NUL: an executemany
+        assert [st for st in statements if st[0] == "INSERT"] == [("INSERT", True)]
+        statements.clear()
+        async with db.transaction() as s:  # the reference: the executemany of the same rows
+            conn = await s.connection()
+            await conn.exec_driver_sql(insert._compiled["sqlite"].sql, insert.params(conn.dialect, rows("m", plain)))
+        async with db.transaction() as s:
+            await bulk_update(TABLE, "idem_key", ("reason", "detail")).execute(s, [("j1", TRICKY[1], RawJSON('{"a": "\\u00e9"}'))])
+        assert [st for st in statements if st[0] == "UPDATE"] == [("UPDATE", False)]
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+    def strip(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [r[:KEYS.index("idem_key")] + r[KEYS.index("idem_key") + 1:] for r in rows]
+
+    json_rows = await _raw(db, [f"j{i}" for i in range(2, 5)])
+    assert strip(json_rows) == strip(await _raw(db, [f"m{i}" for i in range(2, 5)]))
+    assert [r[KEYS.index("reason")] for r in json_rows] == plain[1:]
+    assert (await _raw(db, ["n1"]))[0][KEYS.index("reason")] == "x\x00y"
+    updated = (await _raw(db, ["j1"]))[0]
+    assert updated[KEYS.index("reason")] == TRICKY[1] and updated[-1] == '{"a": "\\u00e9"}'
+
+
+def test_sqlite_json_rows_refuse_what_json_cannot_carry_exactly() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    form = bulk_insert(TABLE, KEYS).json_form(sqlite.dialect())
+    assert form is not None and "json_each(?)" in form.sql
+    row = dict(values(1))
+    assert form.param([tuple(row[k] for k in KEYS)]) is not None
+    assert form.param([tuple({**row, "amount_minor": 2**63}[k] for k in KEYS)]) is None  # beyond 64 bits
+    assert form.param([tuple({**row, "reason": "a\x00b"}[k] for k in KEYS)]) is None  # a NUL
+    assert form.param([tuple({**row, "reason": b"bytes"}[k] for k in KEYS)]) is None  # not JSON
+
+
+async def test_keyed_read_gives_the_rows_the_statement_gives(db: Database) -> None:
+    """A batch's rows by key (SQLite: one JSON array each way; PostgreSQL: an array of keys)
+    are the rows, value for value and type for type, that SQLAlchemy's result gives."""
+    from scada.prepaid.deduction import columns_as_text
+
+    await _account(db)
+    async with db.transaction() as s:
+        texts = TRICKY if db.dialect == "sqlite" else TRICKY[:4]  # PostgreSQL text holds no NUL
+        s.add_all(LedgerEntry(**{**values(i), "reason": texts[i % len(texts)]}) for i in range(1, 8))
+    read = KeyedRead(columns_as_text(TABLE, ("detail",)), TABLE.c.idem_key, order=True)
+    wanted = ["k3", "k1", "k7", "k5", "nope"]
+    async with db.transaction() as s:
+        got = await read.rows(s, wanted)
+        expected = [tuple(r) for r in (await s.execute(read.by_list, {"ids": wanted})).all()]
+    assert len(got) == 4
+    assert sorted(got, key=lambda r: r[read.names.index("id")]) == expected
+    for a, b in zip(sorted(got, key=lambda r: r[read.names.index("id")]), expected, strict=True):
+        assert [type(v) for v in a] == [type(v) for v in b]
+    assert isinstance(got[0][read.names.index("detail")] or RawJSON(""), RawJSON)
