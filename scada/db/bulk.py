@@ -24,14 +24,13 @@ constraints and triggers).
 On SQLite the driver runs on a thread of its own and gives up the interpreter's lock around
 every row it steps (each row of an ``executemany`` and of a result). On a server whose event loop
 thread is busy, taking the lock back waits for that thread's switch interval (5 ms) every time:
-2,000 rows took 3-7 s in place of 6 ms (``bench/README.md``), and a billing batch held SQLite's
+2,000 rows took 3-11 s in place of 6 ms (``bench/README.md``), and a billing batch held SQLite's
 write lock for as long. There the statements from :func:`bulk_insert` and :func:`bulk_update`
-send all rows as one JSON array (``INSERT ... SELECT json_extract(u.value, '$[0]'), ... FROM
-json_each(?) AS u ORDER BY u.key``, ``UPDATE ... FROM json_each(?)``), and :class:`KeyedRead`
-reads a batch's rows back as one JSON array (``json_group_array``): one step each. The values
-are the same bind processors' output, and JSON keeps their SQLite types (text stays text, an
-integer an integer, null NULL); a row with a value JSON cannot carry exactly (bytes, a float
-that is not finite, an integer beyond 64 bits) goes the ``executemany`` way.
+send up to 256 rows in one ``VALUES`` list (``INSERT ... VALUES (?, ?), (?, ?), ...``,
+``UPDATE ... FROM (VALUES ...) AS u``), the same parameters bound the same way: a step per
+statement, in statements of a few sizes (256, 128, ... rows) whose texts the driver's statement
+cache keeps. :class:`KeyedRead` reads a batch's rows back as one JSON array (``json_group_array``,
+one step; JSON keeps their SQLite types: text stays text, an integer an integer, null NULL).
 
 A JSON column also takes :class:`RawJSON`: text the caller has already encoded, exactly as
 ``json.dumps`` encodes the value (the default encoder SQLAlchemy uses), passed to the driver as
@@ -45,6 +44,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy import JSON, ColumnElement, LargeBinary, Select, Table, any_, bindparam, func, insert, select, update
@@ -120,9 +120,8 @@ class _Arrays:
         return tuple(columns)
 
 
-# json_each and json_extract (3.9), UPDATE ... FROM (3.33)
+# json_each, json_group_array (3.9), UPDATE ... FROM (3.33), 32,766 parameters a statement (3.32)
 _SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 33, 0)
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _json_carries(columns: Sequence[ColumnElement[Any]]) -> bool:
@@ -131,35 +130,51 @@ def _json_carries(columns: Sequence[ColumnElement[Any]]) -> bool:
     return not any(isinstance(c.type, LargeBinary) or _python_type(c.type) is float for c in columns)
 
 
-class _JsonRows:
-    """The SQLite form of a bulk statement: every row in one JSON array parameter."""
+def _chunks(n: int, full: int) -> list[int]:
+    """``n`` rows as statements of ``full`` rows and then of halving sizes (128, 64, ... 1): few
+    statement texts, each prepared once and kept in the driver's statement cache."""
+    sizes = [full] * (n // full)
+    rest = n % full
+    size = full // 2
+    while rest:
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+        size //= 2
+    return sizes
 
-    __slots__ = ("sql", "unique_key", "records", "int_columns")
 
-    def __init__(self, sql: str, processors: list[Processor | None], unique_key: bool, int_columns: list[int]) -> None:
-        self.sql = sql
+class _ValuesRows:
+    """The SQLite form of a bulk statement: many rows in one ``VALUES`` list (see the module
+    docstring), the parameters bound as an executemany binds them."""
+
+    __slots__ = ("width", "full", "unique_key", "records", "_sql", "_head", "_tail")
+
+    def __init__(self, head: str, tail: str, width: int, processors: list[Processor | None], unique_key: bool) -> None:
+        self._head = head  # the statement up to its VALUES list
+        self._tail = tail  # and after it
+        self.width = width
+        # SQLite's limit on a statement's parameters is 32,766 (since 3.32)
+        self.full = 1 << min(8, (32_766 // width).bit_length() - 1)
         self.unique_key = unique_key
         self.records = _converter(list(range(len(processors))), processors, True, ())
-        self.int_columns = int_columns
+        self._sql: dict[int, str] = {}
 
-    def param(self, rows: Sequence[Sequence[Any]]) -> str | None:
-        """The rows as one JSON array, or None when a value would not come back exactly."""
-        records = self.records(rows)
-        low, high = _INT64
-        for i in self.int_columns:
-            for r in records:
-                v = r[i]
-                if v is not None and v.__class__ is int and not low <= v <= high:
-                    return None
-        try:
-            text = json.dumps(records, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError):
-            return None
-        # json_extract ends a text at a NUL character: such text goes the executemany way (the
-        # escape in the JSON text may also be a backslash's text followed by "u0000")
-        if "\\u0000" in text and any(v.__class__ is str and "\x00" in v for r in records for v in r):
-            return None
+    def sql(self, rows: int) -> str:
+        text = self._sql.get(rows)
+        if text is None:
+            one = "(" + ", ".join("?" * self.width) + ")"
+            text = self._sql[rows] = self._head + ", ".join([one] * rows) + self._tail
         return text
+
+    def statements(self, rows: Sequence[Sequence[Any]]) -> list[tuple[str, tuple[Any, ...]]]:
+        records = self.records(rows)
+        out = []
+        i = 0
+        for size in _chunks(len(records), self.full):
+            out.append((self.sql(size), tuple(chain.from_iterable(records[i:i + size]))))
+            i += size
+        return out
 
 
 class BulkStatement:
@@ -176,7 +191,7 @@ class BulkStatement:
         self.key = key
         self._compiled: dict[str, _Compiled] = {}
         self._arrays: dict[str, _Arrays] = {}
-        self._json: _JsonRows | None = None
+        self._values: _ValuesRows | None = None
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.stmt.compile(dialect=dialect)
@@ -214,16 +229,14 @@ class BulkStatement:
             a = self._arrays[dialect.name] = _array_form(self.table, self.keys, self.key, dialect)
         return a
 
-    def json_form(self, dialect: Dialect) -> _JsonRows | None:
-        """The JSON form for ``dialect`` (SQLite, a statement of :func:`bulk_insert` or
-        :func:`bulk_update` without a floating-point or binary column), else None."""
-        if dialect.name != "sqlite" or self.table is None or not _SQLITE_JSON or not _json_carries(
-            [self.table.c[self.key] if k == "_key" and self.key is not None else self.table.c[k] for k in self.keys]
-        ):
+    def values_form(self, dialect: Dialect) -> _ValuesRows | None:
+        """The many-rows form for ``dialect`` (SQLite, a statement of :func:`bulk_insert` or
+        :func:`bulk_update`), else None."""
+        if dialect.name != "sqlite" or self.table is None or not _SQLITE_JSON:
             return None
-        if self._json is None:
-            self._json = _json_form(self.table, self.keys, self.key, dialect)
-        return self._json
+        if self._values is None:
+            self._values = _values_form(self.table, self.keys, self.key, dialect)
+        return self._values
 
     async def execute(self, session: AsyncSession, rows: Sequence[Sequence[Any]]) -> None:
         """Run the statement for every row in ``session``'s transaction: on PostgreSQL one
@@ -252,12 +265,11 @@ class BulkStatement:
         if arrays is not None and (not arrays.unique_key or len({r[0] for r in rows}) == len(rows)):
             await conn.exec_driver_sql(arrays.sql, arrays.params(rows))
             return
-        form = self.json_form(dialect)
+        form = self.values_form(dialect)
         if form is not None and (not form.unique_key or len({r[0] for r in rows}) == len(rows)):
-            param = form.param(rows)
-            if param is not None:
-                await conn.exec_driver_sql(form.sql, (param,))
-                return
+            for sql, params in form.statements(rows):
+                await conn.exec_driver_sql(sql, params)
+            return
         params = self.params(dialect, rows)
         await conn.exec_driver_sql(self._compiled[dialect.name].sql, params)
 
@@ -342,32 +354,27 @@ def _array_form(table: Table, keys: Sequence[str], key: str | None, dialect: Dia
     return _Arrays(sql, processors, unique_key=True)
 
 
-def _json_form(table: Table, keys: Sequence[str], key: str | None, dialect: Dialect) -> _JsonRows:
-    """``INSERT INTO t (a, b) SELECT json_extract(u.value, '$[0]'), json_extract(u.value, '$[1]')
-    FROM json_each(?) AS u ORDER BY u.key`` or ``UPDATE t SET b = json_extract(u.value, '$[1]')
-    FROM json_each(?) AS u WHERE t.key = json_extract(u.value, '$[0]')``."""
+def _values_form(table: Table, keys: Sequence[str], key: str | None, dialect: Dialect) -> _ValuesRows:
+    """``INSERT INTO t (a, b) VALUES (?, ?), (?, ?), ...`` or ``UPDATE t SET b = u.column2 FROM
+    (VALUES (?, ?), (?, ?), ...) AS u WHERE t.key = u.column1``."""
     prep = dialect.identifier_preparer
     columns = [table.c[key] if k == "_key" and key is not None else table.c[k] for k in keys]
     processors: list[Processor | None] = []
-    int_columns: list[int] = []
-    for n, col in enumerate(columns):
+    for col in columns:
         processor = col.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None and _python_type(col.type) is datetime:
             processor = _memo_by_identity(processor)
         if isinstance(col.type, JSON):
             processor = _raw_json_passes(processor) if processor is not None else None
-        if _python_type(col.type) is int:
-            int_columns.append(n)
         processors.append(processor)
-    values = [f"json_extract(u.value, '$[{n}]')" for n in range(len(columns))]
     name = prep.format_table(table)
     if key is None:
-        sql = (f"INSERT INTO {name} ({', '.join(prep.quote(c.name) for c in columns)}) "
-               f"SELECT {', '.join(values)} FROM json_each(?) AS u ORDER BY u.key")
-        return _JsonRows(sql, processors, False, int_columns)
-    sets = ", ".join(f"{prep.quote(c.name)} = {v}" for c, v in zip(columns[1:], values[1:], strict=True))
-    sql = f"UPDATE {name} SET {sets} FROM json_each(?) AS u WHERE {name}.{prep.quote(key)} = {values[0]}"
-    return _JsonRows(sql, processors, True, int_columns)
+        head = f"INSERT INTO {name} ({', '.join(prep.quote(c.name) for c in columns)}) VALUES "
+        return _ValuesRows(head, "", len(columns), processors, False)
+    sets = ", ".join(f"{prep.quote(c.name)} = u.column{n + 2}" for n, c in enumerate(columns[1:]))
+    head = f"UPDATE {name} SET {sets} FROM (VALUES "
+    tail = f") AS u WHERE {name}.{prep.quote(key)} = u.column1"
+    return _ValuesRows(head, tail, len(columns), processors, True)
 
 
 class KeyedRead:
@@ -390,17 +397,17 @@ class KeyedRead:
         self.by_list: Select[Any] = base.where(key.in_(bindparam("ids", expanding=True))).with_for_update()
         self.by_array: Select[Any] = base.where(key == any_(bindparam("ids", type_=postgresql.ARRAY(key.type)))).with_for_update()
         self._key = key
-        self._json: tuple[str, list[Processor | None]] | None = None
+        self._json: tuple[str, Callable[[Sequence[Sequence[Any]]], list[Any]]] | None = None
         self._json_ok = _SQLITE_JSON and _json_carries(self.columns)
 
-    def _json_sql(self, dialect: Dialect) -> tuple[str, list[Processor | None]]:
+    def _json_sql(self, dialect: Dialect) -> tuple[str, Callable[[Sequence[Sequence[Any]]], list[Any]]]:
         if self._json is None:
             inner = select(*self.columns).where(self._key.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value)))
             sub = inner.subquery()
             outer = select(func.json_group_array(func.json_array(*sub.c)))
             sql = str(outer.compile(dialect=dialect))
             processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in self.columns]
-            self._json = (sql, processors)
+            self._json = (sql, _converter(list(range(len(processors))), processors, True, ()))
         return self._json
 
     async def rows(self, session: AsyncSession, ids: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -415,16 +422,9 @@ class KeyedRead:
             except (TypeError, ValueError):
                 param = None
             if param is not None:
-                sql, processors = self._json_sql(dialect)
+                sql, convert = self._json_sql(dialect)
                 text = (await conn.exec_driver_sql(sql, (param,))).scalar()
-                found = json.loads(text) if text else []
-                pairs = [(i, p) for i, p in enumerate(processors) if p is not None]
-                out = []
-                for values in found:
-                    for i, p in pairs:
-                        values[i] = p(values[i])
-                    out.append(tuple(values))
-                return out
+                return convert(json.loads(text)) if text else []
         return [tuple(r) for r in (await session.execute(self.by_list, {"ids": list(ids)})).all()]
 
 

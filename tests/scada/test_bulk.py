@@ -260,14 +260,13 @@ async def test_a_refused_insert_is_a_database_error_and_inserts_nothing(db: Data
 TRICKY = ['a"b\\c\n\t\u001f', "é 中文 😀 \u2028", "\\u0000 is not a NUL", "", "x\x00y"]
 
 
-async def test_sqlite_sends_a_batch_as_one_statement_and_stores_what_executemany_stores(db: Database) -> None:
-    """On SQLite an insert and an update go as one statement with the rows as one JSON array
-    (an executemany's driver thread waits for the interpreter at every row on a busy server),
-    and store the same bytes an executemany stores: quotes, backslashes, control characters,
-    text beyond the BMP, decimals, times, JSON. A text with a NUL character (which SQLite's
-    json_extract would cut) goes as an executemany."""
+async def test_sqlite_sends_many_rows_a_statement_and_stores_what_executemany_stores(db: Database) -> None:
+    """On SQLite an insert and an update send their rows in one ``VALUES`` list (an
+    executemany's driver thread waits for the interpreter at every row on a busy server), and
+    store the same bytes an executemany stores: quotes, backslashes, control characters, a NUL,
+    text beyond the BMP, decimals, times, JSON."""
     if db.dialect != "sqlite":
-        pytest.skip("the JSON form is SQLite's")
+        pytest.skip("the VALUES form is SQLite's")
     from sqlalchemy import event
 
     await _account(db)
@@ -276,26 +275,26 @@ async def test_sqlite_sends_a_batch_as_one_statement_and_stores_what_executemany
     def seen(_c: object, _cur: object, sql: str, _p: object, _ctx: object, many: bool) -> None:
         statements.append((sql.split()[0], many))
 
-    def rows(prefix: str, reasons: list[str]) -> list[tuple[Any, ...]]:
-        return [tuple({**values(i), "idem_key": f"{prefix}{i}", "reason": reason}[k] for k in KEYS) for i, reason in enumerate(reasons, 1)]
+    def rows(prefix: str) -> list[tuple[Any, ...]]:
+        return [tuple({**values(i), "idem_key": f"{prefix}{i}", "reason": reason}[k] for k in KEYS) for i, reason in enumerate(TRICKY, 1)]
 
     insert = bulk_insert(TABLE, KEYS)
-    plain = TRICKY[:4]
     event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with db.transaction() as s:
-            await insert.execute(s, rows("j", plain))  # the JSON form
-        assert [st for st in statements if st[0] == "INSERT"] == [("INSERT", False)]
-        statements.clear()
-        async with db.transaction() as s:
-            await insert.execute(s, rows("n", [TRICKY[4], "z"]))  # a NUL: an executemany
-        assert [st for st in statements if st[0] == "INSERT"] == [("INSERT", True)]
+            await insert.execute(s, rows("v"))
+        assert [st for st in statements if st[0] == "INSERT"] == [("INSERT", False)] * 2  # five rows: four, then one
         statements.clear()
         async with db.transaction() as s:  # the reference: the executemany of the same rows
             conn = await s.connection()
-            await conn.exec_driver_sql(insert._compiled["sqlite"].sql, insert.params(conn.dialect, rows("m", plain)))
+            params = insert.params(conn.dialect, rows("m"))
+            await conn.exec_driver_sql(insert._compiled["sqlite"].sql, params)
+        assert [st for st in statements if st[0] == "INSERT"] == [("INSERT", True)]
+        statements.clear()
         async with db.transaction() as s:
-            await bulk_update(TABLE, "idem_key", ("reason", "detail")).execute(s, [("j1", TRICKY[1], RawJSON('{"a": "\\u00e9"}'))])
+            await bulk_update(TABLE, "idem_key", ("reason", "detail")).execute(
+                s, [("v1", TRICKY[1], RawJSON('{"a": "\\u00e9"}')), ("v2", "x\x00y", None)]
+            )
         assert [st for st in statements if st[0] == "UPDATE"] == [("UPDATE", False)]
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
@@ -303,24 +302,28 @@ async def test_sqlite_sends_a_batch_as_one_statement_and_stores_what_executemany
     def strip(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return [r[:KEYS.index("idem_key")] + r[KEYS.index("idem_key") + 1:] for r in rows]
 
-    json_rows = await _raw(db, [f"j{i}" for i in range(2, 5)])
-    assert strip(json_rows) == strip(await _raw(db, [f"m{i}" for i in range(2, 5)]))
-    assert [r[KEYS.index("reason")] for r in json_rows] == plain[1:]
-    assert (await _raw(db, ["n1"]))[0][KEYS.index("reason")] == "x\x00y"
-    updated = (await _raw(db, ["j1"]))[0]
-    assert updated[KEYS.index("reason")] == TRICKY[1] and updated[-1] == '{"a": "\\u00e9"}'
+    stored = await _raw(db, [f"v{i}" for i in range(3, 6)])
+    assert strip(stored) == strip(await _raw(db, [f"m{i}" for i in range(3, 6)]))
+    assert [r[KEYS.index("reason")] for r in stored] == TRICKY[2:]
+    first, second = await _raw(db, ["v1", "v2"])
+    assert first[KEYS.index("reason")] == TRICKY[1] and first[-1] == '{"a": "\\u00e9"}'
+    assert second[KEYS.index("reason")] == "x\x00y" and second[-1] == "null"  # as the JSON type binds None
 
 
-def test_sqlite_json_rows_refuse_what_json_cannot_carry_exactly() -> None:
+def test_sqlite_rows_go_in_statements_of_a_few_sizes() -> None:
+    """1,000 rows: statements of 256, then 128, 64, 32 and 8 rows (texts the driver's statement
+    cache keeps), each row's parameters in the keys' order, none over SQLite's 32,766."""
     from sqlalchemy.dialects import sqlite
 
-    form = bulk_insert(TABLE, KEYS).json_form(sqlite.dialect())
-    assert form is not None and "json_each(?)" in form.sql
-    row = dict(values(1))
-    assert form.param([tuple(row[k] for k in KEYS)]) is not None
-    assert form.param([tuple({**row, "amount_minor": 2**63}[k] for k in KEYS)]) is None  # beyond 64 bits
-    assert form.param([tuple({**row, "reason": "a\x00b"}[k] for k in KEYS)]) is None  # a NUL
-    assert form.param([tuple({**row, "reason": b"bytes"}[k] for k in KEYS)]) is None  # not JSON
+    form = bulk_insert(TABLE, KEYS).values_form(sqlite.dialect())
+    assert form is not None and form.full == 256
+    rows = [tuple({**values(1), "idem_key": f"s{i}"}[k] for k in KEYS) for i in range(1000)]
+    statements = form.statements(rows)
+    assert [len(params) // len(KEYS) for _sql, params in statements] == [256, 256, 256, 128, 64, 32, 8]
+    assert all(sql.count("?") == len(params) <= 32_766 for sql, params in statements)
+    flat = [v for _sql, params in statements for v in params]
+    assert flat[KEYS.index("idem_key")::len(KEYS)] == [f"s{i}" for i in range(1000)]
+    assert bulk_insert(TABLE, KEYS).values_form(__import__("sqlalchemy.dialects.postgresql", fromlist=["dialect"]).dialect()) is None
 
 
 async def test_keyed_read_gives_the_rows_the_statement_gives(db: Database) -> None:
