@@ -158,17 +158,23 @@ class LedgerRollup:
         """Add ``cells`` to the stored days and move the position to ``upto``, in one transaction,
         if the position is still ``through``. The days touched are written again whole (deleted
         and inserted as one bulk statement): a day is one row per meter, and a bulk insert is
-        many times cheaper than updating its rows one by one."""
-        async with self.db.transaction() as s:
-            row = await s.get(RollupRow, 1, with_for_update=True)
-            if row is None or row.through_id != through or row.timezone != timezone_key(self.tz):
-                return False
-            days = sorted({day for day, _ in cells})
-            merged: dict[tuple[dt.date, str], Cell] = {}
+        many times cheaper than updating its rows one by one.
+
+        The stored days are read before, on a read connection: only a fold changes them, and a
+        fold moves the position, which the write transaction checks. Read inside it, a day of
+        50,000 meters held SQLite's write lock for up to 72 s on a busy server (the driver's
+        thread waits for the interpreter at every row), and billing waited."""
+        days = sorted({day for day, _ in cells})
+        merged: dict[tuple[dt.date, str], Cell] = {}
+        async with self.db.reads() as s:
             for i in range(0, len(days), _DAYS_A_STATEMENT):
                 async for rows in driver_rows(s, day_rows_query(days=days[i:i + _DAYS_A_STATEMENT])):
                     for stored in rows:
                         add_stored(merged.setdefault((stored_day(stored[0]), stored[1]), new_cell()), stored)
+        async with self.db.transaction() as s:
+            row = await s.get(RollupRow, 1, with_for_update=True)
+            if row is None or row.through_id != through or row.timezone != timezone_key(self.tz):
+                return False
             for key, cell in cells.items():
                 old = merged.get(key)
                 merged[key] = cell if old is None else [a + b for a, b in zip(old, cell, strict=True)]
