@@ -47,7 +47,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, LargeBinary, Select, Table, any_, bindparam, func, insert, select, update
+from sqlalchemy import JSON, ColumnElement, LargeBinary, Numeric, Select, Table, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -125,9 +125,10 @@ _SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 def _json_carries(columns: Sequence[ColumnElement[Any]]) -> bool:
-    """JSON carries these columns' SQLite values exactly (not a binary value, nor a float, which
-    SQLite's own text-to-number conversion need not round as Python's does)."""
-    return not any(isinstance(c.type, LargeBinary) or _python_type(c.type) is float for c in columns)
+    """JSON carries these columns' SQLite values exactly: not a binary value, nor a number SQLite
+    stores as a float (``Float``, a plain ``Numeric``: SQLite writes a float into JSON with 15
+    digits; ``ExactDecimal`` is text there)."""
+    return not any(isinstance(c.type, (LargeBinary, Numeric)) or _python_type(c.type) is float for c in columns)
 
 
 def _chunks(n: int, full: int) -> list[int]:

@@ -345,3 +345,17 @@ async def test_keyed_read_gives_the_rows_the_statement_gives(db: Database) -> No
     for a, b in zip(sorted(got, key=lambda r: r[read.names.index("id")]), expected, strict=True):
         assert [type(v) for v in a] == [type(v) for v in b]
     assert isinstance(got[0][read.names.index("detail")] or RawJSON(""), RawJSON)
+
+
+def test_keyed_read_takes_the_row_path_for_numbers_sqlite_stores_as_floats() -> None:
+    """SQLite writes a float into JSON with 15 digits: a Float or plain Numeric column, or a
+    binary one, is read row by row; ExactDecimal (text on SQLite) and the rest go as JSON."""
+    from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, Numeric, String
+
+    from scada.db.types import ExactDecimal
+
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("name", String), Column("exact", ExactDecimal()),
+                  Column("f", Float), Column("n", Numeric(10, 2)), Column("b", LargeBinary))
+    assert KeyedRead([table.c.id, table.c.name, table.c.exact], table.c.id, order=False)._json_ok
+    for column in (table.c.f, table.c.n, table.c.b):
+        assert not KeyedRead([table.c.id, column], table.c.id, order=False)._json_ok
