@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -48,10 +49,11 @@ def build_dir() -> Path:
     return path
 
 
-# free_port's ports: below the kernel's ephemeral range, a block for each xdist worker
+# free_port's ports: below the kernel's ephemeral range, a block for each xdist worker, taken in
+# turn from a random place in it (two sessions on one machine do not walk the same ports in step)
 _PORT_BASE = 20_000
 _PORT_BLOCK = 1_000
-_next_port = 0
+_next_port = random.randrange(_PORT_BLOCK)
 
 
 def _ephemeral_low() -> int:
