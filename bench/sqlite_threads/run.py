@@ -25,12 +25,17 @@ import json
 import platform
 import sqlite3
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scada.db.bulk import chunk_sizes  # noqa: E402  (scada.db.bulk's own statement sizes)
 
 COLUMNS = [f"c{i}" for i in range(22)]
 
@@ -51,15 +56,6 @@ def cases(con: sqlite3.Connection, n: int) -> dict[str, Callable[[], None]]:
     by_json = (f"INSERT INTO t ({', '.join(COLUMNS)}) SELECT "
                f"{', '.join(f'json_extract(u.value, {chr(39)}$[{i}]{chr(39)})' for i in range(width))} FROM json_each(?) AS u ORDER BY u.key")
 
-    def chunks(total: int, full: int = 256) -> list[int]:
-        sizes, rest, size = [full] * (total // full), total % full, full // 2
-        while rest:
-            if rest >= size:
-                sizes.append(size)
-                rest -= size
-            size //= 2
-        return sizes
-
     def write(body: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             con.execute("DELETE FROM t")
@@ -73,7 +69,7 @@ def cases(con: sqlite3.Connection, n: int) -> dict[str, Callable[[], None]]:
 
     def values() -> None:
         i = 0
-        for size in chunks(len(rows)):
+        for size in chunk_sizes(len(rows), 256):
             con.execute(insert + ", ".join([one] * size), tuple(chain.from_iterable(rows[i:i + size])))
             i += size
 

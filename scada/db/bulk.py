@@ -131,7 +131,7 @@ def _json_carries(columns: Sequence[ColumnElement[Any]]) -> bool:
     return not any(isinstance(c.type, (LargeBinary, Numeric)) or _python_type(c.type) is float for c in columns)
 
 
-def _chunks(n: int, full: int) -> list[int]:
+def chunk_sizes(n: int, full: int) -> list[int]:
     """``n`` rows as statements of ``full`` rows and then of halving sizes (128, 64, ... 1): few
     statement texts, each prepared once and kept in the driver's statement cache."""
     sizes = [full] * (n // full)
@@ -172,7 +172,7 @@ class _ValuesRows:
         records = self.records(rows)
         out = []
         i = 0
-        for size in _chunks(len(records), self.full):
+        for size in chunk_sizes(len(records), self.full):
             out.append((self.sql(size), tuple(chain.from_iterable(records[i:i + size]))))
             i += size
         return out
@@ -318,6 +318,17 @@ def _raw_json_passes(processor: Processor) -> Processor:
     return process
 
 
+def _column_processor(col: Any, dialect: Dialect) -> Processor | None:
+    """The bind processor of ``col`` for ``dialect`` as the array and ``VALUES`` forms use it:
+    datetimes remembered by identity, a JSON column passing :class:`RawJSON` through."""
+    processor: Processor | None = col.type.dialect_impl(dialect).bind_processor(dialect)
+    if processor is not None and _python_type(col.type) is datetime:
+        processor = _memo_by_identity(processor)
+    if isinstance(col.type, JSON) and processor is not None:
+        processor = _raw_json_passes(processor)
+    return processor
+
+
 def _array_form(table: Table, keys: Sequence[str], key: str | None, dialect: Dialect) -> _Arrays:
     """``INSERT INTO t (a, b) SELECT u.a, u.b FROM unnest($1::a_type[], $2::b_type[]) WITH
     ORDINALITY AS u(a, b, _n) ORDER BY u._n`` or ``UPDATE t SET b = u.b FROM unnest(...) AS u(_key,
@@ -331,11 +342,8 @@ def _array_form(table: Table, keys: Sequence[str], key: str | None, dialect: Dia
     selected: list[str] = []
     aliases = [f"c{i}" for i in range(len(keys))]
     for n, (col, alias) in enumerate(zip(columns, aliases, strict=True)):
-        processor = col.type.dialect_impl(dialect).bind_processor(dialect)
-        if processor is not None and _python_type(col.type) is datetime:
-            processor = _memo_by_identity(processor)
+        processor = _column_processor(col, dialect)
         if isinstance(col.type, JSON):
-            processor = _raw_json_passes(processor) if processor is not None else None
             arrays.append(f"${n + 1}::text[]")
             selected.append(f"u.{alias}::json")
         else:
@@ -362,12 +370,7 @@ def _values_form(table: Table, keys: Sequence[str], key: str | None, dialect: Di
     columns = [table.c[key] if k == "_key" and key is not None else table.c[k] for k in keys]
     processors: list[Processor | None] = []
     for col in columns:
-        processor = col.type.dialect_impl(dialect).bind_processor(dialect)
-        if processor is not None and _python_type(col.type) is datetime:
-            processor = _memo_by_identity(processor)
-        if isinstance(col.type, JSON):
-            processor = _raw_json_passes(processor) if processor is not None else None
-        processors.append(processor)
+        processors.append(_column_processor(col, dialect))
     name = prep.format_table(table)
     if key is None:
         head = f"INSERT INTO {name} ({', '.join(prep.quote(c.name) for c in columns)}) VALUES "
