@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import await_
 
 from scada.core.runtime import database_locked
+from scada.db.inplace import in_place_creator
 
 __all__ = ["Database", "async_url"]
 
@@ -108,11 +109,24 @@ def _sqlite_short_busy_timeout(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Database:
-    def __init__(self, url: URL | str, *, pool_size: int = 5, pool_timeout_s: float = 30.0, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: URL | str,
+        *,
+        pool_size: int = 5,
+        pool_timeout_s: float = 30.0,
+        echo: bool = False,
+        driver_in_place: bool = False,
+    ) -> None:
+        """``driver_in_place`` (SQLite): the writers' driver calls run in the calling thread, not in
+        a worker thread per connection (:mod:`scada.db.inplace`); only for a database used from a
+        loop that may block in them (billing's side loop)."""
         self.url = make_url(url) if isinstance(url, str) else url
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect != "sqlite":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=pool_timeout_s)
+        elif driver_in_place:
+            kwargs["async_creator"] = in_place_creator(lambda: self.engine.dialect.create_connect_args(self.url))
         # credential lookups (a session cookie, an API token) wait here, not in the pool: a storm
         # of them (every WebSocket reconnecting at once) takes at most pool_size connections,
         # leaves the overflow to the rest of the server, and never runs into the pool's timeout

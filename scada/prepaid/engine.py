@@ -312,9 +312,10 @@ class PrepaidEngine:
     @property
     def billing_db(self) -> Database:
         """The database engine of :meth:`run_billing`'s transactions (the same database as
-        :attr:`db`; its connections belong to the billing loop)."""
+        :attr:`db`; its connections belong to the billing loop, and on SQLite its driver's calls
+        run on that loop's thread: the loop has nothing else to do while a statement runs)."""
         if self._billing_db is None:
-            self._billing_db = Database(self.db.url, pool_size=1)
+            self._billing_db = Database(self.db.url, pool_size=1, driver_in_place=True)
         return self._billing_db
 
     async def bill_pending(self) -> None:
