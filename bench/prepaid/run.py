@@ -139,6 +139,23 @@ class Wire:
         return {**self.counts, "waits": dict(self.waits)}
 
 
+def worker_cpu(exclude: int | None) -> float:
+    """CPU seconds of this process's children but the PostgreSQL server's tree (the billing
+    process, when billing runs in one)."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.Process().children():
+        if p.pid == exclude:
+            continue
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def server_cpu(pid: int | None) -> float:
     """CPU seconds of the PostgreSQL server (the postmaster and its backends so far)."""
     if pid is None:
@@ -157,9 +174,10 @@ def server_cpu(pid: int | None) -> float:
 
 
 async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, profile: object = None,
-                   server_pid: int | None = None) -> dict[str, Any]:
+                   server_pid: int | None = None, billing_in: str = "auto") -> dict[str, Any]:
     config = parse_config(
-        f'[site]\nname = "Bench"\ntimezone = "Asia/Shanghai"\n[database]\nurl = "{url}"\n[prepaid]\nbatch_limit = {batch}\n',
+        f'[site]\nname = "Bench"\ntimezone = "Asia/Shanghai"\n[database]\nurl = "{url}"\n'
+        f'[prepaid]\nbatch_limit = {batch}\nbilling_in = "{billing_in}"\n',
         "<bench>", tmp,
     )
     db = Database(async_url(url))
@@ -175,7 +193,8 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
         for p in POINTS:
             tagdb.register(TagMeta(f"{m}.{p}", meter_id=m, point=p))
     engine = PrepaidEngine(config, db, assets, tagdb)
-    if db.dialect == "postgresql":
+    in_process = engine.billing_in_process
+    if db.dialect == "postgresql" and not in_process:
         wire.attach(engine.billing_db)  # billing's transactions run on a database engine of their own
     await engine.load()
     await engine.tariffs.create("TOU", "TOU", "electricity", TariffDefinition.model_validate(DEMO_TOU), ACTOR)
@@ -203,7 +222,7 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
         billed0, batches0 = engine.stats["billed"], engine.stats["batches"]
         target = billed0 + meters * rounds
         freeze_startup()  # as the server does once it is ready
-        wire0, server0 = wire.snapshot(), server_cpu(server_pid)
+        wire0, server0, worker0 = wire.snapshot(), server_cpu(server_pid), worker_cpu(server_pid)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile is not None:
             profile.enable()
@@ -213,6 +232,7 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
         while engine.stats["billed"] < target:
             await asyncio.sleep(0.005)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        worker = worker_cpu(server_pid) - worker0
         server = server_cpu(server_pid) - server0
         wire1 = wire.snapshot()
         if profile is not None:
@@ -229,11 +249,13 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
     assert rows == meters * rounds, (rows, meters * rounds)
     assert report.ok, [str(m) for m in report.mismatches[:5]]
     n = meters * rounds
-    out: dict[str, Any] = {"readings": n, "wall": wall, "cpu": cpu, "rate": n / wall, "batches": batches, "cpu_us": cpu / n * 1e6}
+    out: dict[str, Any] = {"readings": n, "wall": wall, "cpu": cpu + worker, "rate": n / wall, "batches": batches,
+                           "cpu_us": (cpu + worker) / n * 1e6, "billing_in": "process" if in_process else "thread",
+                           "worker_cpu_us": worker / n * 1e6}
     if db.dialect == "postgresql":
         out["server_cpu_us"] = server / n * 1e6
         for k, v in wire1.items():
-            if k != "waits":
+            if k != "waits" and not in_process:
                 out[f"{k}_per_batch"] = (v - wire0[k]) / max(batches, 1)
         waits = {k: (v - wire0["waits"].get(k, 0.0)) / n * 1e6 for k, v in wire1["waits"].items()}
         out["waits_us"] = {k: round(v, 1) for k, v in sorted(waits.items(), key=lambda kv: -kv[1]) if v >= 0.05}
@@ -241,9 +263,12 @@ async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, pr
 
 
 def show(label: str, r: dict[str, Any]) -> None:
+    worker = f", of it {r['worker_cpu_us']:.0f} in the billing process" if r["billing_in"] == "process" else ""
     print(f"  {label:<34} {r['readings']:>7,.0f} readings in {r['wall']:6.2f} s = {r['rate']:>8,.0f} readings/s  "
           f"({r['batches']:,.0f} transactions, {r['readings'] / max(r['batches'], 1):,.0f} readings each; "
-          f"CPU {r['cpu_us']:.0f} µs/reading)")
+          f"CPU {r['cpu_us']:.0f} µs/reading{worker})")
+    if "server_cpu_us" in r and "round_trips_per_batch" not in r:
+        print(f"  {'':<34} server CPU {r['server_cpu_us']:.0f} µs/reading (the billing process's statements are not counted here)")
     if "round_trips_per_batch" in r:
         print(f"  {'':<34} per transaction: {r['round_trips_per_batch']:.1f} round trips, {r['statements_per_batch']:.1f} statements, "
               f"{r['prepares_per_batch']:.1f} prepared, {r['messages_per_batch']:,.0f} protocol messages; "
@@ -261,10 +286,12 @@ async def main(args: argparse.Namespace) -> None:
         tmp = Path(tmpdir)
         if "sqlite" in engines:
             print("SQLite (WAL, synchronous=FULL):")
-            r = figures["sqlite_batched"] = await run_case(f"sqlite:///{tmp}/a.db", args.meters, args.rounds, args.batch, tmp)
+            r = figures["sqlite_batched"] = await run_case(f"sqlite:///{tmp}/a.db", args.meters, args.rounds, args.batch, tmp,
+                                                           billing_in=args.billing_in)
             show(f"batched (up to {args.batch} per commit)", r)
             if not args.batched_only:
-                r = figures["sqlite_per_reading"] = await run_case(f"sqlite:///{tmp}/b.db", args.meters, max(1, args.rounds // 5), 1, tmp)
+                r = figures["sqlite_per_reading"] = await run_case(f"sqlite:///{tmp}/b.db", args.meters, max(1, args.rounds // 5), 1, tmp,
+                                                                  billing_in=args.billing_in)
                 show("one commit per reading", r)
         if "postgres" in engines:
             from tests.services import PostgresServer
@@ -280,11 +307,13 @@ async def main(args: argparse.Namespace) -> None:
                     await conn.close()
                 print("PostgreSQL (throw-away local server, fsync on):")
                 r = figures["postgres_batched"] = await run_case(server.dsn("bench_a"), args.meters, args.rounds, args.batch, tmp,
-                                                                      server_pid=server.proc.pid if server.proc else None)
+                                                                      server_pid=server.proc.pid if server.proc else None,
+                                                                      billing_in=args.billing_in)
                 show(f"batched (up to {args.batch} per commit)", r)
                 if not args.batched_only:
                     r = figures["postgres_per_reading"] = await run_case(server.dsn("bench_b"), args.meters, max(1, args.rounds // 5), 1, tmp,
-                                                                          server_pid=server.proc.pid if server.proc else None)
+                                                                          server_pid=server.proc.pid if server.proc else None,
+                                                                          billing_in=args.billing_in)
                     show("one commit per reading", r)
             finally:
                 server.stop()
@@ -294,6 +323,7 @@ async def main(args: argparse.Namespace) -> None:
         out = Path(__file__).resolve().parents[2] / out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "prepaid", "meters": args.meters, "rounds": args.rounds, "batch": args.batch,
+                               "billing_in": args.billing_in,
                                "cases": figures, "python": platform.python_version()}, indent=2) + "\n", encoding="utf-8")
     print(f"figures written to {out}")
 
@@ -305,5 +335,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=2000, help="prepaid.batch_limit")
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--batched-only", action="store_true", help="leave out the one-commit-per-reading cases")
+    parser.add_argument("--billing-in", default="auto", choices=("auto", "process", "thread"),
+                        help="prepaid.billing_in (auto: a process of its own from 1,000 meters, as the server)")
     parser.add_argument("--json", default="build/bench/prepaid.json", help="where the figures are written")
     asyncio.run(main(parser.parse_args()))

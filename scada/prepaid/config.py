@@ -105,6 +105,9 @@ class PrepaidConfig(ConfigModel):
     max_amount: DecimalStr = Decimal("1000000")  # the largest amount one operation may move
     jump_margin: DecimalStr = Decimal(1)  # factor on a meter's max_power_kw before a jump is held
     batch_limit: int = Field(default=2000, ge=1, le=100_000)  # readings per billing transaction
+    # where billing's transactions run: a worker process of their own ("process"), a thread of
+    # the server's process ("thread"), or "auto": the process from PROCESS_FROM_METERS meters on
+    billing_in: Literal["auto", "process", "thread"] = "auto"
     tick_s: float = Field(default=15.0, gt=0, le=3600)  # waiting cuts, retries, daily charges
     command_retry_s: float = Field(default=60.0, gt=0, le=86_400)
     daily_cost_window_days: int = Field(default=7, ge=1, le=90)

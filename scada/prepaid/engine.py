@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.exc import DBAPIError
@@ -39,6 +41,7 @@ from scada.prepaid.accounts import (
     OpenRequest,
     PostResult,
 )
+from scada.prepaid.billing_process import BillingProcess, BillingSettings, BillingUnavailable
 from scada.prepaid.charges import post_due_charges
 from scada.prepaid.config import PrepaidConfig, hhmm_minutes
 from scada.prepaid.deduction import ENGINE, Biller, BillOutcome, columns_as_text
@@ -76,6 +79,11 @@ ACCOUNT_ROWS = select(*columns_as_text(cast(Table, Account.__table__), ("thresho
 _PUBLISH_SLICE = 1_000  # rooms or meters published in one tag write at start
 REGISTER_POINTS = {f"energy_{p}": p for p in ENERGY_REGISTERS}
 BILLING_POINTS = frozenset(TOTAL_POINTS) | frozenset(REGISTER_POINTS)
+# ``billing_in = "auto"``: from this many meters billing's transactions run in a process of their
+# own (a small site's server has the interpreter to spare, and starts no second process)
+PROCESS_FROM_METERS = 1000
+
+BillBatch = Callable[[list[Reading]], Awaitable[BillOutcome]]
 
 
 class _Directory:
@@ -89,6 +97,21 @@ class _Directory:
 
     def predecessor(self, meter_id: str) -> str | None:
         return next((m.id for m in self.assets.snapshot.meters.values() if m.replaced_by == meter_id), None)
+
+
+class _CountedLock(asyncio.Lock):
+    """An ``asyncio.Lock`` that knows how many wait for it (billing's batches let them in)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    async def acquire(self) -> Literal[True]:
+        self.waiting += 1
+        try:
+            return await super().acquire()
+        finally:
+            self.waiting -= 1
 
 
 def friendly_calendar(cfg: PrepaidConfig, tz: Any) -> FriendlyCalendar:
@@ -121,6 +144,7 @@ class PrepaidEngine:
         self.rounding = Rounding(self.minor_units, self.cfg.rounding)
         self.tariffs = TariffStore(db)
         self._daily_cost: dict[int, Decimal] = {}
+        self._daily_cost_version = 0  # moved by each refresh: the billing process gets the new costs
         self.biller = Biller(self.tariffs, self.rounding, self.tz, _Directory(assets), margin=self.cfg.jump_margin,
                              daily_cost=self._daily_cost.get)
         self.accounts = AccountService(db, self.tariffs, self.biller, lambda: assets.snapshot, self.current_reading,
@@ -136,15 +160,16 @@ class PrepaidEngine:
             clock=lambda: self.clock(),
         )
         self.views: dict[str, AccountView] = {}  # room → its open (or last closed) account
-        self._lock = asyncio.Lock()  # billing batches and operations that move billing cursors
+        self._lock = _CountedLock()  # billing batches and operations that move billing cursors
         self.review = MeterReview(db, self.tariffs, self.biller, assets, lock=self._lock,
                                   hold_cleared=lambda meter_id: self.publisher.publish_hold(meter_id, None, ""),
                                   account_changed=self._account_changed)
         self._pending: dict[tuple[str, dt.datetime], dict[str, TagChange]] = {}
         self._retry: dict[str, Reading] = {}
         self._failing = False
-        # while run_billing runs: the loop its transactions run on, with its own database engine
-        self._side: tuple[SideLoop, Database] | None = None
+        # while run_billing runs: where its batches are billed (a side loop or a process)
+        self._bill_batch: BillBatch | None = None
+        self._bill_batch_in_order = False  # batches may be sent before the previous one is done
         self._billing_db: Database | None = None
         self._unsubscribe: Any = None
         self.stats = {"readings": 0, "processed": 0, "billed": 0, "batches": 0, "failures": 0}
@@ -282,17 +307,16 @@ class PrepaidEngine:
         return out
 
     async def run_billing(self) -> None:
-        """The billing loop (a supervised task). Its transactions run on a loop of their own
-        (:class:`scada.core.sideloop.SideLoop`, with a database engine of its own): on a server
-        whose loop is never idle, a batch that awaited each statement on that loop held the
-        database's write lock for a turn of it per statement (seconds at 50,000 meters)."""
+        """The billing loop (a supervised task). Its transactions run away from the server's loop
+        (see :meth:`_billing_place`): on a server whose loop is never idle, a batch that awaited
+        each statement on that loop held the database's write lock for a turn of it per
+        statement (seconds at 50,000 meters)."""
         sub = self.tagdb.subscribe(
             by_points(BILLING_POINTS), maxsize=200_000, include_reported=True, include_late=True, name="prepaid"
         )
-        side_db = self.billing_db
         try:
-            async with SideLoop("prepaid-billing", closing=side_db.dispose) as side:
-                self._side = (side, side_db)
+            async with self._billing_place() as bill_batch:
+                self._bill_batch, self._bill_batch_in_order = bill_batch, self.billing_in_process
                 try:
                     seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
                     self.ingest(seed)
@@ -303,11 +327,36 @@ class PrepaidEngine:
                         self.ingest(batch)
                         await self.bill_pending()
                 finally:
-                    self._side = None
+                    self._bill_batch, self._bill_batch_in_order = None, False
         except StopAsyncIteration:
             return
         finally:
             sub.close()
+
+    @property
+    def billing_in_process(self) -> bool:
+        """Whether :meth:`run_billing` bills in a process of its own (``prepaid.billing_in``)."""
+        if self.cfg.billing_in != "auto":
+            return self.cfg.billing_in == "process"
+        return len(self.assets.snapshot.meters) >= PROCESS_FROM_METERS
+
+    @asynccontextmanager
+    async def _billing_place(self) -> AsyncIterator[BillBatch]:
+        """Where :meth:`run_billing`'s batches are billed: a worker process with a database engine
+        of its own (:mod:`scada.prepaid.billing_process`: billing gets a core, not what the rest of
+        the server leaves of one), or a loop on a thread of this process
+        (:class:`scada.core.sideloop.SideLoop`, with :attr:`billing_db`)."""
+        if self.billing_in_process:
+            settings = BillingSettings(self.db.url, self.minor_units, self.cfg.rounding, self.tz, self.cfg.jump_margin,
+                                       logging.getLogger().getEffectiveLevel())
+            daily = lambda: (self._daily_cost_version, self._daily_cost)  # noqa: E731
+            async with BillingProcess(settings, lambda: self.assets.snapshot.meters, daily) as process:
+                log.info("billing in a process of its own", extra={"meters": len(self.assets.snapshot.meters)})
+                yield lambda readings: process.bill(readings, utcnow())
+            return
+        side_db = self.billing_db
+        async with SideLoop("prepaid-billing", closing=side_db.dispose) as side:
+            yield lambda readings: side.run(self._bill_in(side_db, readings), name="prepaid:billing")
 
     @property
     def billing_db(self) -> Database:
@@ -321,8 +370,12 @@ class PrepaidEngine:
     async def bill_pending(self) -> None:
         readings = self.take_readings()
         limit = self.cfg.batch_limit
-        for i in range(0, len(readings), limit):
-            await self.bill(readings[i:i + limit])
+        chunks = [readings[i:i + limit] for i in range(0, len(readings), limit)]
+        if self._pipelined and len(chunks) > 1:
+            await self._bill_chunks(chunks)
+            return
+        for chunk in chunks:
+            await self.bill(chunk)
 
     async def bill(self, readings: list[Reading]) -> BillOutcome | None:
         """Bill ``readings`` in one transaction; on failure keep each meter's newest for a retry."""
@@ -330,30 +383,58 @@ class PrepaidEngine:
             return None
         try:
             async with self._lock:
-                side = self._side
-                if side is None:
+                if self._bill_batch is None:
                     outcome = await self._bill_in(self.db, readings)
                 else:
-                    outcome = await side[0].run(self._bill_in(side[1], readings), name="prepaid:billing")
-        except (DBAPIError, OSError) as exc:
-            self._keep_for_retry(readings)
-            self.stats["failures"] += 1
-            if not self._failing:
-                self._failing = True
-                log.error("billing failed; retrying", extra={"error": str(exc).splitlines()[0][:200], "readings": len(readings)})
-            await asyncio.sleep(1.0)
+                    outcome = await self._bill_batch(readings)
+        except Exception as exc:
+            await self._bill_failed(readings, exc)
             return None
-        except Exception:
-            if len({r.meter_id for r in readings}) == 1:
-                log.exception("billing a reading failed; it is retried with the meter's next reading", extra={"meter": readings[0].meter_id})
-                return None
-            # isolate the meter whose reading breaks the batch: the others must still be billed
-            by_meter: dict[str, list[Reading]] = {}
-            for r in readings:
-                by_meter.setdefault(r.meter_id, []).append(r)
-            for group in by_meter.values():
-                await self.bill(group)
-            return None
+        self._billed(readings, outcome)
+        return outcome
+
+    async def _bill_chunks(self, chunks: list[list[Reading]]) -> None:
+        """Bill ``chunks`` in order, each in one transaction of the billing process, the next one
+        sent while one is billed (the process takes them one after another, in the order sent):
+        the process does not wait for this side's work between two batches. Someone else
+        waiting for the engine's lock (an operation on an account) stops the sending; the
+        lock is let go once the batches sent are done, and taken again for the rest."""
+        assert self._bill_batch is not None
+        bill_batch = self._bill_batch
+        todo = deque(chunks)
+        while todo:
+            failed: list[tuple[list[Reading], Exception]] = []
+            async with self._lock:
+                flight: deque[tuple[list[Reading], asyncio.Future[BillOutcome]]] = deque()
+                try:
+                    while todo or flight:
+                        while todo and len(flight) < 2 and not self._lock.waiting:
+                            chunk = todo.popleft()
+                            flight.append((chunk, asyncio.ensure_future(bill_batch(chunk))))
+                        if not flight:
+                            break  # another's turn
+                        chunk, future = flight.popleft()
+                        try:
+                            outcome = await future
+                        except Exception as exc:
+                            failed.append((chunk, exc))
+                            continue
+                        self._billed(chunk, outcome)
+                finally:
+                    # cancelled (a stop): each batch sent ends (its transaction in the process
+                    # commits or rolls back) before the lock is let go
+                    for _chunk, future in flight:
+                        future.cancel()
+                    if flight:
+                        await asyncio.gather(*(f for _c, f in flight), return_exceptions=True)
+            for chunk, error in failed:
+                await self._bill_failed(chunk, error)
+
+    @property
+    def _pipelined(self) -> bool:
+        return self._bill_batch is not None and self._bill_batch_in_order
+
+    def _billed(self, readings: list[Reading], outcome: BillOutcome) -> None:
         if self._failing:
             self._failing = False
             log.info("billing recovered")
@@ -361,7 +442,26 @@ class PrepaidEngine:
         self.stats["processed"] += len(readings)
         self.stats["billed"] += outcome.billed
         self._after(outcome)
-        return outcome
+
+    async def _bill_failed(self, readings: list[Reading], exc: Exception) -> None:
+        if isinstance(exc, (DBAPIError, OSError, BillingUnavailable)):
+            self._keep_for_retry(readings)
+            self.stats["failures"] += 1
+            if not self._failing:
+                self._failing = True
+                log.error("billing failed; retrying", extra={"error": str(exc).splitlines()[0][:200], "readings": len(readings)})
+            await asyncio.sleep(1.0)
+            return
+        if len({r.meter_id for r in readings}) == 1:
+            log.error("billing a reading failed; it is retried with the meter's next reading", extra={"meter": readings[0].meter_id},
+                      exc_info=exc)
+            return
+        # isolate the meter whose reading breaks the batch: the others must still be billed
+        by_meter: dict[str, list[Reading]] = {}
+        for r in readings:
+            by_meter.setdefault(r.meter_id, []).append(r)
+        for group in by_meter.values():
+            await self.bill(group)
 
     async def _bill_in(self, db: Database, readings: list[Reading]) -> BillOutcome:
         async with db.transaction() as s:
@@ -499,6 +599,7 @@ class PrepaidEngine:
             )).all()
             opened = dict((await s.execute(select(Account.id, Account.opened_at).where(Account.state == "open"))).all())
         self._daily_cost.clear()
+        self._daily_cost_version += 1
         for account_id, total in rows:
             if account_id not in opened:
                 continue

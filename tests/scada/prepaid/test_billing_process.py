@@ -1,0 +1,239 @@
+"""Billing in a process of its own (``prepaid.billing_in = "process"``, the default from 1,000 meters):
+the stream's readings billed by the worker, its log records in the server's log, a worker killed
+and replaced without a reading lost, a stop that waits for the batch in the worker, batches sent
+ahead in order, and an operation let in between them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from scada.prepaid.engine import PrepaidEngine
+from scada.prepaid.levels import Threshold
+from scada.prepaid.readings import Reading
+
+from . import conftest
+from .conftest import T0, Site, write_meter
+from .test_deduction import H, balance, deductions
+
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+async def process_engine(site: Site, tmp_path: Path, db_url: str, extra: str = "") -> PrepaidEngine:
+    config = conftest.test_config(tmp_path, db_url, f'[prepaid]\nbilling_in = "process"\n{extra}')
+    engine = PrepaidEngine(config, site.db, site.assets, site.tagdb)
+    await engine.load()
+    assert engine.billing_in_process
+    return engine
+
+
+@contextlib.asynccontextmanager
+async def billing(site: Site, engine: PrepaidEngine) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(engine.run_billing(), name="billing")
+    try:
+        while not any(sub.name == "prepaid" for sub in site.tagdb.subscriptions):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the start's seed of what the tags held is billed
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        engine.close()
+
+
+async def until(condition: object, timeout_s: float = 30.0) -> None:
+    assert callable(condition)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
+
+
+async def test_the_streams_readings_are_billed_by_a_worker_process(site: Site, tmp_path: Path, db_url: str) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    before = {p.pid for p in workers()}
+    async with billing(site, engine):
+        write_meter(site.tagdb, "E1", T0, 10.0)
+        await until(lambda: engine.stats["processed"] >= 1)
+        write_meter(site.tagdb, "E1", T0 + H, 12.5)
+        await until(lambda: engine.stats["billed"] >= 1)
+        assert {p.pid for p in workers()} - before  # a process of its own did the work
+        assert site.tagdb.read("room:R1.balance").value == Decimal("97.50")  # the outcome published here
+    assert not {p.pid for p in workers()} - before  # the stop ends the worker
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12.5"))]
+    assert await balance(site) == 10_000 - 250
+
+
+@SQLITE_ONLY
+async def test_the_workers_log_records_reach_the_servers_log(
+    site: Site, tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    caplog.set_level(logging.WARNING)
+    async with billing(site, engine):
+        await engine.bill([Reading("E1", Decimal("10"), T0)])
+        await engine.bill([Reading("E1", Decimal("8"), T0 + H)])  # backwards: held, and logged by the worker
+    held = [r for r in caplog.records if r.getMessage() == "reading held for review"]
+    assert len(held) == 1
+    assert (held[0].meter, held[0].kind, held[0].name) == ("E1", "backwards", "scada.prepaid.deduction")  # type: ignore[attr-defined]
+    assert held[0].process != os.getpid()
+    assert site.tagdb.read("E1.review_hold").value is True  # the outcome's hold, published here
+
+
+@SQLITE_ONLY
+async def test_the_daily_costs_reach_the_worker(site: Site, tmp_path: Path, db_url: str) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000, thresholds=(Threshold(1, days=Decimal("3")),))
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        now = dt.datetime.now(dt.UTC)
+        await engine.bill([Reading("E1", Decimal("0"), now - 5 * H)])
+        await engine.bill([Reading("E1", Decimal("40"), now - H)])  # 40.00 today → ≥ 40/day
+        assert site.tagdb.read("room:R1.alarm_level").value == 0  # no daily cost known yet
+        await engine.refresh_daily_costs()
+        await engine.bill([Reading("E1", Decimal("41"), now)])
+        # 59.00 left at 41.00 a day is less than 3 days: the worker judged the level with the cost
+        assert site.tagdb.read("room:R1.alarm_level").value == 1
+
+
+@SQLITE_ONLY
+async def test_a_killed_worker_is_replaced_and_no_reading_is_lost(site: Site, tmp_path: Path, db_url: str) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        await engine.bill([Reading("E1", Decimal("10"), T0)])
+        (worker,) = [p for p in workers()]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        assert await engine.bill([Reading("E1", Decimal("11"), T0 + H)]) is None  # kept for a retry
+        assert engine.stats["failures"] == 1
+        await engine.bill_pending()  # the retry (the engine's tick does this), in a new worker
+        assert [p.pid for p in workers()] != [worker.pid]
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("11"))]
+
+
+class WriteLockHolder:
+    """Another writer of the SQLite file, on a thread: holds the write lock until released."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+        self.thread.start()
+        assert self.holding.wait(10)
+
+    def _hold(self) -> None:
+        con = sqlite3.connect(self.path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        self.holding.set()
+        self.release.wait(60)
+        con.execute("ROLLBACK")
+        con.close()
+
+
+@SQLITE_ONLY
+async def test_a_cancelled_batch_holds_the_engines_lock_until_the_worker_is_done_with_it(
+    site: Site, tmp_path: Path, db_url: str,
+) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        await engine.bill([Reading("E1", Decimal("10"), T0)])
+        holder = WriteLockHolder(site.db.url.database or "")
+        try:
+            batch = asyncio.create_task(engine.bill([Reading("E1", Decimal("12"), T0 + H)]))
+            await asyncio.sleep(0.5)  # in the worker, which waits for the write lock
+            batch.cancel()
+            await asyncio.sleep(0.5)
+            # an operation on the account must not start while the worker may still commit
+            assert not batch.done() and engine._lock.locked()
+        finally:
+            holder.release.set()
+            await asyncio.to_thread(holder.thread.join, 10)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(batch, 30)
+        assert not engine._lock.locked()
+    # the worker took the lock once it was free and committed before the cancellation went on
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
+
+
+@SQLITE_ONLY
+async def test_a_stop_waits_for_the_batch_in_the_worker(site: Site, tmp_path: Path, db_url: str) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine) as task:
+        write_meter(site.tagdb, "E1", T0, 10.0)
+        await until(lambda: engine.stats["processed"] >= 1)
+        holder = WriteLockHolder(site.db.url.database or "")
+        try:
+            taken = engine.stats["readings"]
+            write_meter(site.tagdb, "E1", T0 + H, 12.0)
+            await until(lambda: engine.stats["readings"] > taken)  # handed to the worker, which waits for the lock
+            await asyncio.sleep(0.3)
+            task.cancel()
+            await asyncio.sleep(0.5)
+            assert not task.done()  # the worker's transaction has not ended: the stop waits
+        finally:
+            holder.release.set()
+            await asyncio.to_thread(holder.thread.join, 10)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
+
+
+async def test_batches_go_ahead_in_order_and_an_operation_gets_in_between(site: Site, tmp_path: Path, db_url: str) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    engine = await process_engine(site, tmp_path, db_url, "batch_limit = 1")
+    async with billing(site, engine):
+        await engine.bill([Reading("E1", Decimal("0"), T0)])
+        # eight readings of one meter, a batch each: only billed in order is each one billed
+        chunks = [[Reading("E1", Decimal(i), T0 + i * H)] for i in range(1, 9)]
+        seen: list[int] = []
+        first_billed = asyncio.Event()
+        after = engine._after
+
+        def billed(outcome: Any) -> None:
+            after(outcome)
+            first_billed.set()
+
+        engine._after = billed  # type: ignore[method-assign]
+
+        async def operation() -> None:  # an account operation that comes while the batches go
+            await first_billed.wait()
+            async with engine._lock:
+                seen.append(engine.stats["batches"])
+
+        op = asyncio.create_task(operation())
+        await engine._bill_chunks(chunks)
+        await op
+    assert engine.stats["billed"] == 8
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal(i), Decimal(i + 1)) for i in range(8)]
+    assert seen and seen[0] <= 4  # the batch billed, the one in flight and the one sent meanwhile: not all eight
+    assert await balance(site) == 100_000 - 800
