@@ -44,9 +44,10 @@ How it is measured:
   every request; "polled vs expected" = requests answered during the measured window vs meters
   × 3 blocks × window / interval, and "meters with a gap" = meters whose energy block went
   longer than 1.5 intervals unread (or never) within the window.
-- CPU and memory: the server process's user+system CPU (psutil, its threads included) sampled
-  every second, in cores (1.0 = one core busy): mean over the window and peak of the 1-s and
-  10-s averages; RSS at the end and its peak. The load average (1 min) sampled alongside and
+- CPU and memory: the server's user+system CPU (psutil, its threads included, and its child
+  processes: the billing process from 1,000 meters) sampled every second, in cores (1.0 = one
+  core busy): mean over the window and peak of the 1-s and 10-s averages; RSS (the processes'
+  sum) at the end and its peak; the main process's own mean and RSS beside them. The load average (1 min) sampled alongside and
   ``uptime`` before and after. Everything shares the machine's cores.
 - Stalls: a thread GETs ``/favicon.ico`` from the server once a second; its answer time shows
   how long the server's event loop kept a request waiting (p50, p99, max, how many over 1 s).
@@ -442,24 +443,38 @@ async def _hmi(url: str, token: str, pages: list[int], probe_rooms: set[str], co
 
 # -- this process: samplers ------------------------------------------------------------------
 class Sampler(threading.Thread):
-    """The server's CPU and RSS and the load average, once a second."""
+    """The server's CPU and RSS and the load average, once a second: of the server's process
+    tree (its billing process included, from 1,000 meters) and of its main process alone."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         import psutil
 
         self.proc = psutil.Process(pid)
-        self.samples: list[tuple[float, float, float, float]] = []  # (time, cpu seconds, rss bytes, load1)
+        # (time, cpu seconds, rss bytes, load1, main process's cpu seconds, its rss bytes)
+        self.samples: list[tuple[float, float, float, float, float, float]] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
+        import psutil
+
         while not self.halt.is_set():
             try:
                 c = self.proc.cpu_times()
                 rss = self.proc.memory_info().rss
+                children = self.proc.children(recursive=True)
             except Exception:  # noqa: BLE001 - the process ended
                 return
-            self.samples.append((time.time(), c.user + c.system, rss, os.getloadavg()[0]))
+            main_cpu = c.user + c.system
+            cpu, total_rss = main_cpu + c.children_user + c.children_system, rss  # children ended and reaped
+            for child in children:
+                try:
+                    t = child.cpu_times()
+                    cpu += t.user + t.system
+                    total_rss += child.memory_info().rss
+                except psutil.Error:  # ended meanwhile
+                    continue
+            self.samples.append((time.time(), cpu, total_rss, os.getloadavg()[0], main_cpu, rss))
             self.halt.wait(1.0)
 
     def figures(self, start: float, end: float) -> dict[str, float]:
@@ -472,8 +487,10 @@ class Sampler(threading.Thread):
             "cpu_cores_mean": (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0]),
             "cpu_cores_peak_1s": max(rates),
             "cpu_cores_peak_10s": max(tens) if tens else max(rates),
+            "main_process_cpu_cores_mean": (s[-1][4] - s[0][4]) / (s[-1][0] - s[0][0]),
             "rss_mib_end": s[-1][2] / 2**20,
             "rss_mib_peak": max(x[2] for x in self.samples) / 2**20,
+            "main_process_rss_mib_end": s[-1][5] / 2**20,
             "load1_mean": statistics.fmean(x[3] for x in s),
             "load1_max": max(x[3] for x in s),
         }
@@ -923,7 +940,8 @@ def show(r: dict[str, Any]) -> None:
     print(f"  start-up to ready: {r['startup_s']:.1f} s; every meter read once {p['all_read_once_s_after_ready']} s after ready")
     if s:
         print(f"  server CPU: mean {s['cpu_cores_mean']:.2f} cores, peak {s['cpu_cores_peak_10s']:.2f} (10 s) / "
-              f"{s['cpu_cores_peak_1s']:.2f} (1 s); RSS {s['rss_mib_end']:,.0f} MiB (peak {s['rss_mib_peak']:,.0f})")
+              f"{s['cpu_cores_peak_1s']:.2f} (1 s); RSS {s['rss_mib_end']:,.0f} MiB (peak {s['rss_mib_peak']:,.0f}); "
+              f"its main process alone: {s['main_process_cpu_cores_mean']:.2f} cores, {s['main_process_rss_mib_end']:,.0f} MiB")
         print(f"  load average (1 min) during the window: mean {s['load1_mean']:.1f}, max {s['load1_max']:.1f}")
     print(f"  polled: {p['requests_in_window']:,} requests of {p['expected']:,} expected ({p['ratio']:.1%}); "
           f"{p['meters_with_gap']} meters with a gap > 1.5 intervals ({p['meters_never_read']} never read), longest gap {p['longest_gap_s']:.0f} s")
