@@ -219,11 +219,13 @@ class Subscription(Generic[T]):
         for a reader that must take its items under a lock of its own, so that whoever holds
         that lock sees either all of them or none."""
         while not self.pending and not self._closed:
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
+                # a cancelled wait ends a loop turn later: a new wait may have set its own by then
+                if self._waiter is waiter:
+                    self._waiter = None
 
     async def get_batch(self, limit: int = 1000) -> list[T]:
         """Wait for at least one item, then return all pending up to ``limit``."""

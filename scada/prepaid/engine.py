@@ -62,7 +62,7 @@ from scada.users.audit import Actor, AuditLog
 from tags import Quality, TagChange, TagDB, names, utcnow
 from tags.names import meter_tag
 from tags.slices import Slicer
-from tags.subscription import by_points
+from tags.subscription import Subscription, by_points
 from tags.timers import run_every
 
 __all__ = ["PREPAID", "HoldView", "PrepaidEngine", "RetentionEraser", "TOTAL_POINTS"]
@@ -97,6 +97,23 @@ class _Directory:
 
     def predecessor(self, meter_id: str) -> str | None:
         return next((m.id for m in self.assets.snapshot.meters.values() if m.replaced_by == meter_id), None)
+
+
+class _StreamReadings:
+    """The billing subscription's next readings, for :meth:`PrepaidEngine._bill_chunks`."""
+
+    def __init__(self, engine: PrepaidEngine, sub: Subscription[TagChange]) -> None:
+        self.engine, self.sub = engine, sub
+
+    def take(self) -> list[Reading]:
+        self.engine.ingest(self.sub.drain())
+        return self.engine.take_readings()
+
+    async def arrival(self) -> None:
+        """Until a change is pending (then :meth:`take`)."""
+        await self.sub.wait()
+        if self.sub.closed:  # nothing more comes: only the batch's end is waited for
+            await asyncio.Event().wait()
 
 
 class _CountedLock(asyncio.Lock):
@@ -321,11 +338,12 @@ class PrepaidEngine:
                     seed = [TagChange(n, None, v, True) for n, v in self.tagdb.snapshot(by_points(BILLING_POINTS)).items()]
                     self.ingest(seed)
                     await self.bill_pending()
+                    more = _StreamReadings(self, sub)
                     while True:
                         batch = await sub.get_batch(self.cfg.batch_limit * 5)
                         batch.extend(sub.drain())
                         self.ingest(batch)
-                        await self.bill_pending()
+                        await self.bill_pending(more)
                 finally:
                     self._bill_batch, self._bill_batch_in_order = None, False
         except StopAsyncIteration:
@@ -367,15 +385,21 @@ class PrepaidEngine:
             self._billing_db = Database(self.db.url, pool_size=1, driver_in_place=True)
         return self._billing_db
 
-    async def bill_pending(self) -> None:
-        readings = self.take_readings()
-        limit = self.cfg.batch_limit
-        chunks = [readings[i:i + limit] for i in range(0, len(readings), limit)]
-        if self._pipelined and len(chunks) > 1:
-            await self._bill_chunks(chunks)
+    async def bill_pending(self, more: _StreamReadings | None = None) -> None:
+        """Bill the readings collected so far, ``batch_limit`` a transaction. In a billing process
+        (:attr:`billing_in_process`) ``more``, if given, gives further readings from the stream
+        whenever there is room for another batch: the process is not left idle while this side
+        waits for a batch's answer."""
+        chunks = self._chunked(self.take_readings())
+        if self._pipelined and (len(chunks) > 1 or (chunks and more is not None)):
+            await self._bill_chunks(chunks, more)
             return
         for chunk in chunks:
             await self.bill(chunk)
+
+    def _chunked(self, readings: list[Reading]) -> list[list[Reading]]:
+        limit = self.cfg.batch_limit
+        return [readings[i:i + limit] for i in range(0, len(readings), limit)]
 
     async def bill(self, readings: list[Reading]) -> BillOutcome | None:
         """Bill ``readings`` in one transaction; on failure keep each meter's newest for a retry."""
@@ -393,27 +417,42 @@ class PrepaidEngine:
         self._billed(readings, outcome)
         return outcome
 
-    async def _bill_chunks(self, chunks: list[list[Reading]]) -> None:
+    async def _bill_chunks(self, chunks: list[list[Reading]], more: _StreamReadings | None = None) -> None:
         """Bill ``chunks`` in order, each in one transaction of the billing process, the next one
         sent while one is billed (the process takes them one after another, in the order sent):
-        the process does not wait for this side's work between two batches. Someone else
-        waiting for the engine's lock (an operation on an account) stops the sending; the
-        lock is let go once the batches sent are done, and taken again for the rest."""
+        the process does not wait for this side's work between two batches; with room for
+        another batch and none left, ``more`` gives the next readings as they come. Someone else waiting
+        for the engine's lock (an operation on an account) or a batch that failed stops the
+        sending; the lock is let go once the batches sent are done, the failed ones are dealt
+        with (retried or their meters isolated), and the lock is taken again for the rest."""
         assert self._bill_batch is not None
         bill_batch = self._bill_batch
         todo = deque(chunks)
         while todo:
             failed: list[tuple[list[Reading], Exception]] = []
             async with self._lock:
-                flight: deque[tuple[list[Reading], asyncio.Future[BillOutcome]]] = deque()
+                flight: deque[tuple[list[Reading], asyncio.Future[Any]]] = deque()
                 try:
                     while todo or flight:
-                        while todo and len(flight) < 2 and not self._lock.waiting:
+                        room = len(flight) < 2 and not failed and not self._lock.waiting
+                        if not todo and more is not None and room:
+                            todo.extend(self._chunked(more.take()))
+                        while todo and len(flight) < 2 and not failed and not self._lock.waiting:
                             chunk = todo.popleft()
                             flight.append((chunk, asyncio.ensure_future(bill_batch(chunk))))
                         if not flight:
-                            break  # another's turn
-                        chunk, future = flight.popleft()
+                            break  # another's turn, or the failed batches' handling
+                        chunk, future = flight[0]
+                        if more is not None and len(flight) < 2 and not failed and not self._lock.waiting:
+                            arrival: asyncio.Future[Any] = asyncio.ensure_future(more.arrival())
+                            try:
+                                await asyncio.wait([future, arrival], return_when=asyncio.FIRST_COMPLETED)
+                            finally:
+                                arrival.cancel()
+                                await asyncio.wait([arrival])  # its wait has ended before the stream is read again
+                            if not future.done():
+                                continue  # the stream's next changes: taken at the top
+                        flight.popleft()
                         try:
                             outcome = await future
                         except Exception as exc:

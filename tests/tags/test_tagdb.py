@@ -231,6 +231,24 @@ async def test_waiting_reader_wakes_on_write_and_ends_on_close() -> None:
     assert sub not in db.subscriptions
 
 
+async def test_a_cancelled_wait_leaves_a_new_readers_wait_hooked() -> None:
+    """A wait cancelled while another reader starts waiting (billing's wait for the stream's next
+    changes, given up when its batch came back first): the cancelled one ends a loop turn later
+    and must not unhook the new one."""
+    db = make_db("M1.power")
+    sub = db.subscribe()
+    first = asyncio.create_task(sub.wait())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(sub.get())  # scheduled before the cancellation below
+    first.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert first.cancelled() and not second.done()
+    db.write("M1.power", 1.5)
+    change = await asyncio.wait_for(second, 1)
+    assert change.new.value == 1.5
+
+
 async def test_stalled_subscriber_is_bounded_and_gets_newest_values() -> None:
     """A subscriber that never reads: the writer goes on, memory stays bounded,
     the newest value of every tag is delivered and the dropped intermediates are counted."""

@@ -237,3 +237,29 @@ async def test_batches_go_ahead_in_order_and_an_operation_gets_in_between(site: 
     assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal(i), Decimal(i + 1)) for i in range(8)]
     assert seen and seen[0] <= 4  # the batch billed, the one in flight and the one sent meanwhile: not all eight
     assert await balance(site) == 100_000 - 800
+
+
+@SQLITE_ONLY
+async def test_the_streams_next_readings_are_taken_while_a_batch_is_in_the_worker(site: Site, tmp_path: Path, db_url: str) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.open("R3", opening=100_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        write_meter(site.tagdb, "E1", T0, 10.0)
+        write_meter(site.tagdb, "E3", T0, 5.0)
+        await until(lambda: engine.stats["processed"] >= 2)
+        holder = WriteLockHolder(site.db.url.database or "")
+        try:
+            taken = engine.stats["readings"]
+            write_meter(site.tagdb, "E1", T0 + H, 11.0)
+            await until(lambda: engine.stats["readings"] == taken + 1)  # sent: the worker waits for the lock with it
+            write_meter(site.tagdb, "E3", T0 + H, 5.1)  # × 40: 4 kW, under its 10
+            # taken from the stream and sent behind it, not left until the first batch is done
+            await until(lambda: engine.stats["readings"] == taken + 2, timeout_s=5)
+            assert engine.stats["billed"] == 0
+        finally:
+            holder.release.set()
+            await asyncio.to_thread(holder.thread.join, 10)
+        await until(lambda: engine.stats["billed"] == 2)
+    assert [(r.meter_id, r.reading_to) for r in await deductions(site)] == [("E1", Decimal("11")), ("E3", Decimal("5.1"))]
