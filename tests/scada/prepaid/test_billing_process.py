@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -263,3 +264,46 @@ async def test_the_streams_next_readings_are_taken_while_a_batch_is_in_the_worke
             await asyncio.to_thread(holder.thread.join, 10)
         await until(lambda: engine.stats["billed"] == 2)
     assert [(r.meter_id, r.reading_to) for r in await deductions(site)] == [("E1", Decimal("11")), ("E3", Decimal("5.1"))]
+
+
+PARENT = """
+import asyncio, datetime as dt, logging, sys
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+from scada.db import async_url
+from scada.prepaid.billing_process import BillingProcess, BillingSettings
+
+async def main() -> None:
+    settings = BillingSettings(async_url("sqlite:///" + sys.argv[1]), 2, "half_up", ZoneInfo("UTC"), Decimal(1), logging.INFO)
+    process = BillingProcess(settings, lambda: {}, lambda: (0, {}))
+    await process.bill([], dt.datetime.now(dt.UTC))  # the worker is up and has answered
+    print("ready", flush=True)
+    await asyncio.sleep(120)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+async def test_the_worker_leaves_when_the_server_is_killed(tmp_path: Path) -> None:
+    """A server killed outright (SIGKILL) cannot stop its worker: the worker sees its parent gone."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT, encoding="utf-8")
+    out = tmp_path / "parent.out"  # a file, not a pipe: the worker holds its parent's stdout open
+    with out.open("wb") as stdout:
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), str(tmp_path / "w.db"), stdout=stdout, cwd=Path(__file__).resolve().parents[3],
+        )
+    worker: psutil.Process | None = None
+    try:
+        await until(lambda: out.read_bytes() == b"ready\n", timeout_s=60)
+        (worker,) = [p for p in psutil.Process(server.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        server.kill()
+        await server.wait()
+        await asyncio.to_thread(worker.wait, 10)  # psutil.TimeoutExpired if it stays
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        if worker is not None and worker.is_running():
+            worker.kill()
