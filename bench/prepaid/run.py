@@ -1,7 +1,8 @@
 """Readings priced and committed per second by the prepaid engine, on SQLite and PostgreSQL.
 
-How it is measured: one process, the real engine (``PrepaidEngine``, its billing task on the
-event loop and its transactions on the billing loop's thread, as in the server) on a real
+How it is measured: the real engine (``PrepaidEngine``, its billing task on the event loop and
+its transactions in the billing process, from 1,000 meters, or on the billing loop's thread, as
+in the server) on a real
 database (SQLite: a file in a temporary directory, WAL, ``synchronous=FULL`` as the server runs
 it; PostgreSQL: a throw-away server started like the test suite's, but with ``fsync`` and
 ``full_page_writes`` on as a production server runs). ``--meters`` rooms each get
@@ -13,8 +14,9 @@ transaction per batch of pending readings, at most ``--batch`` readings). The fi
 readings billed (priced from the TOU registers, deducted with the carried remainder, the
 meter's cursor and the account's balance moved, the ledger row written, all committed) per
 second of wall time from the first write of round 1 until the last reading is committed;
-CPU time is the process's (its threads included; PostgreSQL's server is a
-separate process and not counted). The same run with ``--batch 1`` shows what one commit per
+CPU time is the process's (its threads included) and the billing process's (``--billing-in``:
+"auto" bills in a process of its own from 1,000 meters, as the server does); PostgreSQL's
+server is a separate process and not counted. The same run with ``--batch 1`` shows what one commit per
 reading costs (there each reading's seven statements and the commit are separate round trips
 to the SQLite driver's thread). ``scada reconcile``'s check runs afterwards and must be clean.
 Run: ``python bench/prepaid/run.py`` (``make bench`` runs every bench); the figures go to
