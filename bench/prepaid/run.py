@@ -33,6 +33,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -141,30 +142,10 @@ class Wire:
         return {**self.counts, "waits": dict(self.waits)}
 
 
-def worker_cpu(exclude: int | None) -> float:
-    """CPU seconds of this process's children but the PostgreSQL server's tree (the billing
-    process, when billing runs in one)."""
+def _cpu_seconds(procs: Iterable[Any]) -> float:
+    """User and system CPU seconds of ``procs`` (psutil processes; one that ended counts nothing)."""
     import psutil
 
-    total = 0.0
-    for p in psutil.Process().children():
-        if p.pid == exclude:
-            continue
-        try:
-            t = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def server_cpu(pid: int | None) -> float:
-    """CPU seconds of the PostgreSQL server (the postmaster and its backends so far)."""
-    if pid is None:
-        return 0.0
-    import psutil
-
-    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     total = 0.0
     for p in procs:
         try:
@@ -173,6 +154,23 @@ def server_cpu(pid: int | None) -> float:
             continue
         total += t.user + t.system
     return total
+
+
+def worker_cpu(exclude: int | None) -> float:
+    """CPU seconds of this process's children but the PostgreSQL server's tree (the billing
+    process, when billing runs in one)."""
+    import psutil
+
+    return _cpu_seconds(p for p in psutil.Process().children() if p.pid != exclude)
+
+
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds of the PostgreSQL server (the postmaster and its backends so far)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    return _cpu_seconds([psutil.Process(pid), *psutil.Process(pid).children(recursive=True)])
 
 
 async def run_case(url: str, meters: int, rounds: int, batch: int, tmp: Path, profile: object = None,

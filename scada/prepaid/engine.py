@@ -432,18 +432,21 @@ class PrepaidEngine:
             failed: list[tuple[list[Reading], Exception]] = []
             async with self._lock:
                 flight: deque[tuple[list[Reading], asyncio.Future[Any]]] = deque()
+
+                def room(flight: deque[Any] = flight, failed: list[Any] = failed) -> bool:  # for one more batch sent
+                    return len(flight) < 2 and not failed and not self._lock.waiting
+
                 try:
                     while todo or flight:
-                        room = len(flight) < 2 and not failed and not self._lock.waiting
-                        if not todo and more is not None and room:
+                        if not todo and more is not None and room():
                             todo.extend(self._chunked(more.take()))
-                        while todo and len(flight) < 2 and not failed and not self._lock.waiting:
+                        while todo and room():
                             chunk = todo.popleft()
                             flight.append((chunk, asyncio.ensure_future(bill_batch(chunk))))
                         if not flight:
                             break  # another's turn, or the failed batches' handling
                         chunk, future = flight[0]
-                        if more is not None and len(flight) < 2 and not failed and not self._lock.waiting:
+                        if more is not None and room():
                             arrival: asyncio.Future[Any] = asyncio.ensure_future(more.arrival())
                             try:
                                 await asyncio.wait([future, arrival], return_when=asyncio.FIRST_COMPLETED)

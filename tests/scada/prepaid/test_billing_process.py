@@ -147,6 +147,13 @@ class WriteLockHolder:
         self.thread.start()
         assert self.holding.wait(10)
 
+    async def __aenter__(self) -> WriteLockHolder:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await asyncio.to_thread(self.thread.join, 10)
+
     def _hold(self) -> None:
         con = sqlite3.connect(self.path, isolation_level=None)
         con.execute("BEGIN IMMEDIATE")
@@ -165,17 +172,13 @@ async def test_a_cancelled_batch_holds_the_engines_lock_until_the_worker_is_done
     engine = await process_engine(site, tmp_path, db_url)
     async with billing(site, engine):
         await engine.bill([Reading("E1", Decimal("10"), T0)])
-        holder = WriteLockHolder(site.db.url.database or "")
-        try:
+        async with WriteLockHolder(site.db.url.database or ""):
             batch = asyncio.create_task(engine.bill([Reading("E1", Decimal("12"), T0 + H)]))
             await asyncio.sleep(0.5)  # in the worker, which waits for the write lock
             batch.cancel()
             await asyncio.sleep(0.5)
             # an operation on the account must not start while the worker may still commit
             assert not batch.done() and engine._lock.locked()
-        finally:
-            holder.release.set()
-            await asyncio.to_thread(holder.thread.join, 10)
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(batch, 30)
         assert not engine._lock.locked()
@@ -191,8 +194,7 @@ async def test_a_stop_waits_for_the_batch_in_the_worker(site: Site, tmp_path: Pa
     async with billing(site, engine) as task:
         write_meter(site.tagdb, "E1", T0, 10.0)
         await until(lambda: engine.stats["processed"] >= 1)
-        holder = WriteLockHolder(site.db.url.database or "")
-        try:
+        async with WriteLockHolder(site.db.url.database or ""):
             taken = engine.stats["readings"]
             write_meter(site.tagdb, "E1", T0 + H, 12.0)
             await until(lambda: engine.stats["readings"] > taken)  # handed to the worker, which waits for the lock
@@ -200,9 +202,6 @@ async def test_a_stop_waits_for_the_batch_in_the_worker(site: Site, tmp_path: Pa
             task.cancel()
             await asyncio.sleep(0.5)
             assert not task.done()  # the worker's transaction has not ended: the stop waits
-        finally:
-            holder.release.set()
-            await asyncio.to_thread(holder.thread.join, 10)
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
     assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
@@ -250,8 +249,7 @@ async def test_the_streams_next_readings_are_taken_while_a_batch_is_in_the_worke
         write_meter(site.tagdb, "E1", T0, 10.0)
         write_meter(site.tagdb, "E3", T0, 5.0)
         await until(lambda: engine.stats["processed"] >= 2)
-        holder = WriteLockHolder(site.db.url.database or "")
-        try:
+        async with WriteLockHolder(site.db.url.database or ""):
             taken = engine.stats["readings"]
             write_meter(site.tagdb, "E1", T0 + H, 11.0)
             await until(lambda: engine.stats["readings"] == taken + 1)  # sent: the worker waits for the lock with it
@@ -259,9 +257,6 @@ async def test_the_streams_next_readings_are_taken_while_a_batch_is_in_the_worke
             # taken from the stream and sent behind it, not left until the first batch is done
             await until(lambda: engine.stats["readings"] == taken + 2, timeout_s=5)
             assert engine.stats["billed"] == 0
-        finally:
-            holder.release.set()
-            await asyncio.to_thread(holder.thread.join, 10)
         await until(lambda: engine.stats["billed"] == 2)
     assert [(r.meter_id, r.reading_to) for r in await deductions(site)] == [("E1", Decimal("11")), ("E3", Decimal("5.1"))]
 
