@@ -1,6 +1,6 @@
 """Billing in a process of its own (``prepaid.billing_in = "process"``, the default from 1,000 meters):
 the stream's readings billed by the worker, its log records in the server's log, a worker killed
-and replaced without a reading lost, a stop that waits for the batch in the worker, batches sent
+and replaced without a reading lost, a batch sent before the loop turns, a stop that waits for the batch in the worker, batches sent
 ahead in order, and an operation let in between them."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -135,6 +136,30 @@ async def test_a_killed_worker_is_replaced_and_no_reading_is_lost(site: Site, tm
         await engine.bill_pending()  # the retry (the engine's tick does this), in a new worker
         assert [p.pid for p in workers()] != [worker.pid]
     assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("11"))]
+
+
+@SQLITE_ONLY
+async def test_a_batch_is_on_its_way_before_the_loop_turns(site: Site, tmp_path: Path, db_url: str) -> None:
+    """On a busy server a turn of the loop is a poll's worth of tag writes: the worker does not
+    wait for one to get its next batch."""
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        await engine.bill([Reading("E1", Decimal("10"), T0)])  # the worker is up
+        assert engine._bill_batch is not None
+        outcome = engine._bill_batch([Reading("E1", Decimal("12"), T0 + H)])
+        con = sqlite3.connect(site.db.url.database or "")
+        try:
+            for _ in range(500):  # the loop's thread blocked: no turn of it until the row is there
+                if con.execute("SELECT count(*) FROM prepaid_ledger WHERE kind = 'deduction'").fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the batch was not billed while the loop did not turn")
+        finally:
+            con.close()
+        assert (await outcome).billed == 1
 
 
 class WriteLockHolder:
