@@ -99,6 +99,12 @@ class _Directory:
         return next((m.id for m in self.assets.snapshot.meters.values() if m.replaced_by == meter_id), None)
 
 
+def _last_line(exc: Exception) -> str:
+    """The error's own line (a worker's error comes as its traceback, the error last)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
 class _StreamReadings:
     """The billing subscription's next readings, for :meth:`PrepaidEngine._bill_chunks`."""
 
@@ -502,6 +508,8 @@ class PrepaidEngine:
         by_meter: dict[str, list[Reading]] = {}
         for r in readings:
             by_meter.setdefault(r.meter_id, []).append(r)
+        log.warning("billing a batch failed; its meters are billed one by one",
+                    extra={"readings": len(readings), "meters": len(by_meter), "error": _last_line(exc)})
         for group in by_meter.values():
             await self.bill(group)
 

@@ -398,3 +398,27 @@ async def test_billing_commits_while_the_servers_loop_does_not_turn(site: Site) 
             await billing
     assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
     assert await balance(site) == 10_000 - 200
+
+
+async def test_a_meter_whose_reading_breaks_the_batch_is_isolated_and_the_others_billed(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.open("R3", opening=10_000)
+    await site.engine.bill([Reading("E1", Decimal("10"), T0), Reading("E3", Decimal("5"), T0)])  # baselines
+    charge = site.engine.biller.charge
+
+    def breaks_on_e1(st, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if st.meter_id == "E1":
+            raise ZeroDivisionError("E1's reading breaks the batch")
+        return charge(st, *args, **kwargs)
+
+    monkeypatch.setattr(site.engine.biller, "charge", breaks_on_e1)
+    with caplog.at_level("WARNING", logger="scada.prepaid.engine"):
+        await site.engine.bill([Reading("E1", Decimal("11"), T0 + H), Reading("E3", Decimal("5.1"), T0 + H)])
+    assert [(r.meter_id, r.reading_to) for r in await deductions(site)] == [("E3", Decimal("5.1"))]
+    batch = [r for r in caplog.records if r.getMessage().startswith("billing a batch failed")]
+    assert len(batch) == 1 and batch[0].error == "E1's reading breaks the batch" and batch[0].meters == 2  # type: ignore[attr-defined]
+    single = [r for r in caplog.records if r.getMessage().startswith("billing a reading failed")]
+    assert [r.meter for r in single] == ["E1"]  # type: ignore[attr-defined]
