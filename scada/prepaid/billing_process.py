@@ -418,7 +418,10 @@ def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
     view = memoryview(buf)
     got = 0
     while got < size:
-        n = sock.recv_into(view[got:])
+        try:
+            n = sock.recv_into(view[got:])
+        except OSError:  # reset: the server is gone
+            return None
         if n == 0:
             return None
         got += n
