@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, func, select
@@ -111,9 +112,9 @@ class _StreamReadings:
     def __init__(self, engine: PrepaidEngine, sub: Subscription[TagChange]) -> None:
         self.engine, self.sub = engine, sub
 
-    def take(self) -> list[Reading]:
+    def take(self, limit: int) -> list[Reading]:
         self.engine.ingest(self.sub.drain())
-        return self.engine.take_readings()
+        return self.engine.take_readings(limit)
 
     async def arrival(self) -> None:
         """Until a change is pending (then :meth:`take`)."""
@@ -305,11 +306,15 @@ class PrepaidEngine:
                 continue
             self._pending.setdefault((meter_id, change.new.source_ts), {})[point] = change
 
-    def take_readings(self) -> list[Reading]:
-        """The complete readings collected so far (groups with a good total)."""
+    def take_readings(self, limit: int | None = None) -> list[Reading]:
+        """The complete readings collected so far (groups with a good total); with ``limit``,
+        the readings of the first ``limit`` groups collected (the rest stay collected)."""
         out = list(self._retry.values())
         self._retry.clear()
-        pending, self._pending = self._pending, {}
+        if limit is None or limit >= len(self._pending):
+            pending, self._pending = self._pending, {}
+        else:
+            pending = {key: self._pending.pop(key) for key in list(islice(self._pending, limit))}
         for (meter_id, ts), group in pending.items():
             total = next((group[p] for p in TOTAL_POINTS if p in group), None)
             if total is None or total.new.quality is not Quality.GOOD:
@@ -346,9 +351,10 @@ class PrepaidEngine:
                     await self.bill_pending()
                     more = _StreamReadings(self, sub)
                     while True:
-                        batch = await sub.get_batch(self.cfg.batch_limit * 5)
-                        batch.extend(sub.drain())
-                        self.ingest(batch)
+                        if not self._pending:  # else readings left for another's turn (see _bill_chunks)
+                            batch = await sub.get_batch(self.cfg.batch_limit * 5)
+                            batch.extend(sub.drain())
+                            self.ingest(batch)
                         await self.bill_pending(more)
                 finally:
                     self._bill_batch, self._bill_batch_in_order = None, False
@@ -396,9 +402,12 @@ class PrepaidEngine:
         (:attr:`billing_in_process`) ``more``, if given, gives further readings from the stream
         whenever there is room for another batch: the process is not left idle while this side
         waits for a batch's answer."""
+        if self._pipelined and more is not None:
+            await self._bill_chunks([], more)
+            return
         chunks = self._chunked(self.take_readings())
-        if self._pipelined and (len(chunks) > 1 or (chunks and more is not None)):
-            await self._bill_chunks(chunks, more)
+        if self._pipelined and len(chunks) > 1:
+            await self._bill_chunks(chunks)
             return
         for chunk in chunks:
             await self.bill(chunk)
@@ -430,11 +439,15 @@ class PrepaidEngine:
         another batch and none left, ``more`` gives the next readings as they come. Someone else waiting
         for the engine's lock (an operation on an account) or a batch that failed stops the
         sending; the lock is let go once the batches sent are done, the failed ones are dealt
-        with (retried or their meters isolated), and the lock is taken again for the rest."""
+        with (retried or their meters isolated), and the lock is taken again for the rest.
+        ``more`` gives one batch at a time: the readings collected beyond it are grouped once
+        there is room for them, not before the first one goes (at 5,000 readings a take, the
+        grouping kept an idle process waiting for tens of milliseconds); those left when the
+        sending stops stay collected for the billing loop's next call."""
         assert self._bill_batch is not None
         bill_batch = self._bill_batch
         todo = deque(chunks)
-        while todo:
+        while True:
             failed: list[tuple[list[Reading], Exception]] = []
             async with self._lock:
                 flight: deque[tuple[list[Reading], asyncio.Future[Any]]] = deque()
@@ -443,9 +456,9 @@ class PrepaidEngine:
                     return len(flight) < 2 and not failed and not self._lock.waiting
 
                 try:
-                    while todo or flight:
+                    while True:
                         if not todo and more is not None and room():
-                            todo.extend(self._chunked(more.take()))
+                            todo.extend(self._chunked(more.take(self.cfg.batch_limit)))
                         while todo and room():
                             chunk = todo.popleft()
                             flight.append((chunk, asyncio.ensure_future(bill_batch(chunk))))
@@ -477,6 +490,8 @@ class PrepaidEngine:
                         await asyncio.gather(*(f for _c, f in flight), return_exceptions=True)
             for chunk, error in failed:
                 await self._bill_failed(chunk, error)
+            if not todo:
+                return
 
     @property
     def _pipelined(self) -> bool:

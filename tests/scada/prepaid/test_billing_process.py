@@ -26,6 +26,7 @@ import pytest
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.levels import Threshold
 from scada.prepaid.readings import Reading
+from tags import Quality, TagChange, TagValue
 
 from . import conftest
 from .conftest import T0, Site, write_meter
@@ -284,6 +285,48 @@ async def test_the_streams_next_readings_are_taken_while_a_batch_is_in_the_worke
             assert engine.stats["billed"] == 0
         await until(lambda: engine.stats["billed"] == 2)
     assert [(r.meter_id, r.reading_to) for r in await deductions(site)] == [("E1", Decimal("11")), ("E3", Decimal("5.1"))]
+
+
+@SQLITE_ONLY
+async def test_readings_left_when_an_operation_cuts_in_are_billed_without_waiting_for_the_next_poll(
+    site: Site, tmp_path: Path, db_url: str,
+) -> None:
+    """The stream's readings are taken a batch at a time; an operation that wants the engine's
+    lock stops the sending, and those left go after it without a new change on the stream."""
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    await site.open("R3", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url, "batch_limit = 1")
+    async with billing(site, engine):
+        write_meter(site.tagdb, "E1", T0, 10.0)
+        write_meter(site.tagdb, "E3", T0, 5.0)
+        await until(lambda: engine.stats["processed"] >= 2)
+        async with WriteLockHolder(site.db.url.database or ""):  # the worker waits with the first batch
+            write_meter(site.tagdb, "E1", T0 + H, 11.0)
+            await until(lambda: engine.stats["readings"] == 3)
+            write_meter(site.tagdb, "E3", T0 + H, 5.1)  # taken together: one sent behind it, one left
+            write_meter(site.tagdb, "E1", T0 + 2 * H, 12.0)
+            await until(lambda: engine.stats["readings"] == 4)
+            operation = asyncio.create_task(engine._lock.acquire())  # the sending stops for it
+            await asyncio.sleep(0.2)
+        await operation
+        engine._lock.release()
+        await until(lambda: engine.stats["billed"] == 3, timeout_s=10)  # no further write comes
+    assert sorted((r.meter_id, r.reading_to) for r in await deductions(site)) == [
+        ("E1", Decimal("11")), ("E1", Decimal("12")), ("E3", Decimal("5.1")),
+    ]
+
+
+async def test_take_readings_with_a_limit_leaves_the_rest_collected(site: Site) -> None:
+    engine = site.engine
+
+    def total(meter: str, ts: dt.datetime, value: float) -> TagChange:
+        return TagChange(f"{meter}.energy_total", None, TagValue(value, Quality.GOOD, ts, ts), True)
+
+    engine.ingest([total("E1", T0, 10.0), total("E3", T0, 5.0), total("E1", T0 + H, 11.0)])
+    assert [(r.meter_id, r.value) for r in engine.take_readings(2)] == [("E1", Decimal("10")), ("E3", Decimal("5"))]
+    assert [(r.meter_id, r.value) for r in engine.take_readings(5)] == [("E1", Decimal("11"))]
+    assert engine.take_readings(5) == []
 
 
 PARENT = """
