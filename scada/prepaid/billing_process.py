@@ -202,7 +202,9 @@ class _Channel:
         self.closing = False
         self._out = bytearray()  # what the socket did not take yet
         self._in = bytearray()
+        self.ended: asyncio.Future[None] = self.loop.create_future()
         self.loop.add_reader(ours.fileno(), self._readable)
+        self.loop.add_reader(self.process.sentinel, self._exited)
 
     def send(self, message: bytes) -> asyncio.Future[Any]:
         """Send a job; the future gives the worker's answer (:class:`BillingUnavailable` if the
@@ -240,16 +242,18 @@ class _Channel:
         if not self._out:
             self.loop.remove_writer(self.sock.fileno())
 
-    def _readable(self) -> None:
+    def _readable(self) -> bool:
+        """Read what the socket has (answers are handed out as they are complete); False once
+        it had nothing more."""
         try:
             data = self.sock.recv(1 << 20)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # the worker has gone
             self._break()
-            return
+            return False
         buf = self._in
         buf += data
         while len(buf) >= _FRAME.size:
@@ -261,12 +265,23 @@ class _Channel:
             del buf[:end]
             if not self.answers:  # an answer to no job: nothing the worker says can be trusted
                 self._break()
-                return
+                return False
             answer = self.answers.popleft()
             try:
                 answer.set_result(pickle.loads(message))
             except Exception as exc:  # committed, but its outcome is lost: the caller bills again (and finds it billed)
                 answer.set_exception(exc)
+        return True
+
+    def _exited(self) -> None:
+        """The worker process has ended: what it answered before is still read, then the rest
+        is unavailable."""
+        self.loop.remove_reader(self.process.sentinel)
+        self.process.join()
+        while not self.broken and self._readable():
+            pass
+        self._break()
+        self.ended.set_result(None)
 
     def _break(self) -> None:
         """The worker ended (or the socket failed): every batch still waiting is unavailable."""
@@ -293,19 +308,10 @@ class _Channel:
             await asyncio.sleep(0.01)
         if not self.broken:
             self.sock.shutdown(socket.SHUT_WR)
-        while self.answers:  # their batches are billed all the same; their answers are read
+        while self.answers and not self.broken:  # their batches are billed all the same; their answers are read
             await asyncio.wait([self.answers[-1]])
-        if not self.broken:
-            self.broken = True
-            self._stop_io()
-            self.sock.close()
-        ended = self.loop.create_future()
-        self.loop.add_reader(self.process.sentinel, lambda: None if ended.done() else ended.set_result(None))
-        try:
-            await ended
-        finally:
-            self.loop.remove_reader(self.process.sentinel)
-        self.process.join()
+        self._break()
+        await self.ended
 
 
 # -- in the worker process -------------------------------------------------------------------------
