@@ -18,6 +18,7 @@ split across tariff periods); one older is history only, never billed again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections import deque
@@ -83,6 +84,8 @@ BILLING_POINTS = frozenset(TOTAL_POINTS) | frozenset(REGISTER_POINTS)
 # ``billing_in = "auto"``: from this many meters billing's transactions run in a process of their
 # own (a small site's server has the interpreter to spare, and starts no second process)
 PROCESS_FROM_METERS = 1000
+# a part batch's earliest time after the previous part batch (a billing process; see _StreamReadings)
+PART_BATCH_GAP_S = 0.25
 
 BillBatch = Callable[[list[Reading]], Awaitable[BillOutcome]]
 
@@ -107,20 +110,50 @@ def _last_line(exc: Exception) -> str:
 
 
 class _StreamReadings:
-    """The billing subscription's next readings, for :meth:`PrepaidEngine._bill_chunks`."""
+    """The billing subscription's next readings, for :meth:`PrepaidEngine._bill_chunks`: a full
+    batch as soon as it is collected, a part batch no sooner than :data:`PART_BATCH_GAP_S` after
+    the previous part batch. A site's polls come as a trickle (50,000 meters a minute are ~800
+    readings a second, a poll response at a time): sent as they came, a billing process that
+    answers in milliseconds made a transaction of a few readings each time, and on SQLite each
+    one took the write lock and synced the file, leaving the server's other writers waiting."""
 
     def __init__(self, engine: PrepaidEngine, sub: Subscription[TagChange]) -> None:
         self.engine, self.sub = engine, sub
+        self.limit = engine.cfg.batch_limit
+        self._due = 0.0  # loop time from which a part batch may go
 
-    def take(self, limit: int) -> list[Reading]:
+    def take(self) -> list[Reading]:
+        """The next batch's readings, or none while only a part batch is collected before its time."""
         self.engine.ingest(self.sub.drain())
-        return self.engine.take_readings(limit)
+        if not self._ready():
+            return []
+        readings = self.engine.take_readings(self.limit)
+        if len(readings) < self.limit:
+            self._due = asyncio.get_running_loop().time() + PART_BATCH_GAP_S
+        return readings
+
+    def waiting(self) -> bool:
+        """Readings are collected that :meth:`take` holds back (a part batch before its time)."""
+        return bool(self.engine._pending)
+
+    def _ready(self) -> bool:
+        collected = len(self.engine._pending) + len(self.engine._retry)
+        return collected >= self.limit or (collected > 0 and asyncio.get_running_loop().time() >= self._due)
 
     async def arrival(self) -> None:
-        """Until a change is pending (then :meth:`take`)."""
-        await self.sub.wait()
-        if self.sub.closed:  # nothing more comes: only the batch's end is waited for
-            await asyncio.Event().wait()
+        """Until :meth:`take` has readings to give."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self.engine.ingest(self.sub.drain())
+            if self._ready():
+                return
+            if self.sub.closed:  # nothing more comes: only the batch's end is waited for
+                await asyncio.Event().wait()
+            if not self.engine._pending:
+                await self.sub.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sub.wait(), max(0.0, self._due - loop.time()))
 
 
 class _CountedLock(asyncio.Lock):
@@ -443,7 +476,9 @@ class PrepaidEngine:
         ``more`` gives one batch at a time: the readings collected beyond it are grouped once
         there is room for them, not before the first one goes (at 5,000 readings a take, the
         grouping kept an idle process waiting for tens of milliseconds); those left when the
-        sending stops stay collected for the billing loop's next call."""
+        sending stops stay collected for the billing loop's next call. A part batch waits for
+        its time (:class:`_StreamReadings`), with the lock held: an operation that comes
+        meanwhile waits up to :data:`PART_BATCH_GAP_S` more."""
         assert self._bill_batch is not None
         bill_batch = self._bill_batch
         todo = deque(chunks)
@@ -458,11 +493,14 @@ class PrepaidEngine:
                 try:
                     while True:
                         if not todo and more is not None and room():
-                            todo.extend(self._chunked(more.take(self.cfg.batch_limit)))
+                            todo.extend(self._chunked(more.take()))
                         while todo and room():
                             chunk = todo.popleft()
                             flight.append((chunk, asyncio.ensure_future(bill_batch(chunk))))
                         if not flight:
+                            if more is not None and more.waiting() and room():
+                                await more.arrival()  # a part batch's time, or a full batch
+                                continue
                             break  # another's turn, or the failed batches' handling
                         chunk, future = flight[0]
                         if more is not None and room():

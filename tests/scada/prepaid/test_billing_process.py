@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-from scada.prepaid.engine import PrepaidEngine
+from scada.prepaid.engine import PART_BATCH_GAP_S, PrepaidEngine
 from scada.prepaid.levels import Threshold
 from scada.prepaid.readings import Reading
 from tags import Quality, TagChange, TagValue
@@ -315,6 +315,30 @@ async def test_readings_left_when_an_operation_cuts_in_are_billed_without_waitin
     assert sorted((r.meter_id, r.reading_to) for r in await deductions(site)) == [
         ("E1", Decimal("11")), ("E1", Decimal("12")), ("E3", Decimal("5.1")),
     ]
+
+
+@SQLITE_ONLY
+async def test_a_trickle_of_readings_is_billed_a_few_times_a_second_not_a_transaction_each(
+    site: Site, tmp_path: Path, db_url: str,
+) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    await site.open("R3", opening=100_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        write_meter(site.tagdb, "E1", T0, 10.0)
+        write_meter(site.tagdb, "E3", T0, 5.0)
+        await until(lambda: engine.stats["processed"] >= 2)
+        batches = engine.stats["batches"]
+        started = asyncio.get_running_loop().time()
+        for i in range(1, 41):  # a poll response every 25 ms for a second
+            write_meter(site.tagdb, "E1" if i % 2 else "E3", T0 + i * H, (10.0 if i % 2 else 5.0) + i / 100)
+            await asyncio.sleep(0.025)
+        await until(lambda: engine.stats["billed"] == 40)
+        took = asyncio.get_running_loop().time() - started
+    # a part batch at most every PART_BATCH_GAP_S; sent as they came, it was a batch a reading (40)
+    assert engine.stats["batches"] - batches <= min(took / PART_BATCH_GAP_S + 2, 20)
+    assert len(await deductions(site)) == 40
 
 
 async def test_take_readings_with_a_limit_leaves_the_rest_collected(site: Site) -> None:
