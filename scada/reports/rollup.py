@@ -171,16 +171,23 @@ class LedgerRollup:
                 async for rows in driver_rows(s, day_rows_query(days=days[i:i + _DAYS_A_STATEMENT])):
                     for stored in rows:
                         add_stored(merged.setdefault((stored_day(stored[0]), stored[1]), new_cell()), stored)
+        # the new rows are made before the write lock is taken, for the same reason: the lock is
+        # held for the statements only (a day of 50,000 meters is as many rows to build)
+        rows = await asyncio.to_thread(_day_rows, merged, cells)
         async with self.db.transaction() as s:
             row = await s.get(RollupRow, 1, with_for_update=True)
             if row is None or row.through_id != through or row.timezone != timezone_key(self.tz):
                 return False
-            for key, cell in cells.items():
-                old = merged.get(key)
-                merged[key] = cell if old is None else [a + b for a, b in zip(old, cell, strict=True)]
             for i in range(0, len(days), _DAYS_A_STATEMENT):
                 await s.execute(delete(LedgerDay).where(LedgerDay.day.in_(days[i:i + _DAYS_A_STATEMENT])))
-            await _INSERT_DAYS.execute(s, [(day, meter, c[0], *(str(v) for v in c[1:WATER]), *split_minor(c[0], c[1:WATER]))
-                                           for (day, meter), c in merged.items()])
+            await _INSERT_DAYS.execute(s, rows)
             row.through_id, row.updated_at = upto, self.clock()
             return True
+
+
+def _day_rows(merged: dict[tuple[dt.date, str], Cell], cells: dict[Any, Cell]) -> list[tuple[Any, ...]]:
+    """The rows of the days touched: the stored cells (``merged``, added to in place) with the new ``cells``."""
+    for key, cell in cells.items():
+        old = merged.get(key)
+        merged[key] = cell if old is None else [a + b for a, b in zip(old, cell, strict=True)]
+    return [(day, meter, c[0], *(str(v) for v in c[1:WATER]), *split_minor(c[0], c[1:WATER])) for (day, meter), c in merged.items()]
