@@ -267,6 +267,8 @@ class _Channel:
                 self._break()
                 return False
             answer = self.answers.popleft()
+            if answer.done():
+                continue
             try:
                 answer.set_result(pickle.loads(message))
             except Exception as exc:  # committed, but its outcome is lost: the caller bills again (and finds it billed)
