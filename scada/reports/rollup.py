@@ -105,15 +105,23 @@ class LedgerRollup:
                 return 0
             through = await self._start()
             read = 0
-            while through < high:
-                upto = min(high, through + _FOLD_IDS)
-                async with self.db.reads() as s:
-                    rows = [r async for batch in driver_rows(s, deductions_query(after_id=through, through_id=upto)) for r in batch]
-                cells = await asyncio.to_thread(self._cells, rows)
-                if not await self._merge(through, upto, cells):
-                    break  # another fold moved on (a second server on the same database)
-                read += len(rows)
-                through = upto
+            if through >= high:
+                return 0
+            # the writes run on a loop of their own: on the server's busy loop each of the ~200
+            # statements of a day of 50,000 meters waited a few turns of it, SQLite's write lock held
+            # throughout (24 s with a loop busy 20 ms a turn, against 2 s on a loop of its own)
+            write_db = Database(self.db.url, pool_size=1, driver_in_place=True)
+            async with SideLoop("ledger-rollup", closing=write_db.dispose) as side:
+                while through < high:
+                    upto = min(high, through + _FOLD_IDS)
+                    async with self.db.reads() as s:
+                        rows = [r async for batch in driver_rows(s, deductions_query(after_id=through, through_id=upto)) for r in batch]
+                    cells = await asyncio.to_thread(self._cells, rows)
+                    days, new_rows = await self._day_rows(cells)
+                    if not await side.run(self._write(write_db, through, upto, days, new_rows), name="reports:ledger rollup"):
+                        break  # another fold moved on (a second server on the same database)
+                    read += len(rows)
+                    through = upto
             if read:
                 log.info("ledger rollup folded %d entries through id %d", read, through,
                          extra={"entries": read, "through_id": through})
@@ -155,16 +163,16 @@ class LedgerRollup:
                 row.through_id, row.timezone, row.updated_at = 0, zone, self.clock()
             return int(row.through_id)
 
-    async def _merge(self, through: int, upto: int, cells: dict[Any, Cell]) -> bool:
-        """Add ``cells`` to the stored days and move the position to ``upto``, in one transaction,
-        if the position is still ``through``. The days touched are written again whole (deleted
-        and inserted as one bulk statement): a day is one row per meter, and a bulk insert is
-        many times cheaper than updating its rows one by one.
+    async def _day_rows(self, cells: dict[Any, Cell]) -> tuple[list[dt.date], list[tuple[Any, ...]]]:
+        """The days ``cells`` touch and their rows with ``cells`` added, for :meth:`_write`. The
+        days touched are written again whole (deleted and inserted as one bulk statement): a day
+        is one row per meter, and a bulk insert is many times cheaper than updating its rows one
+        by one.
 
-        The stored days are read before, on a read connection: only a fold changes them, and a
-        fold moves the position, which the write transaction checks. Read inside it, a day of
-        50,000 meters held SQLite's write lock for up to 72 s on a busy server (the driver's
-        thread waits for the interpreter at every row), and billing waited."""
+        The stored days are read, and the new rows built, before the write transaction: only a
+        fold changes them, and a fold moves the position, which the write transaction checks.
+        Read inside it, a day of 50,000 meters held SQLite's write lock for up to 72 s on a busy
+        server (the driver's thread waits for the interpreter at every row), and billing waited."""
         days = sorted({day for day, _ in cells})
         merged: dict[tuple[dt.date, str], Cell] = {}
         async with self.db.reads() as s:
@@ -172,17 +180,11 @@ class LedgerRollup:
                 async for rows in driver_rows(s, day_rows_query(days=days[i:i + _DAYS_A_STATEMENT])):
                     for stored in rows:
                         add_stored(merged.setdefault((stored_day(stored[0]), stored[1]), new_cell()), stored)
-        # the new rows are made before the write lock is taken, for the same reason: the lock is
-        # held for the statements only (a day of 50,000 meters is as many rows to build)
-        new_rows = await asyncio.to_thread(_day_rows, merged, cells)
-        # and the statements run on a loop of their own: on the server's busy loop each of the
-        # ~200 statements of such a day waited a few turns of it (24 s with a loop that is busy
-        # 20 ms a turn, against 2 s on a loop of its own; 0.2 s idle), the write lock held throughout
-        write_db = Database(self.db.url, pool_size=1, driver_in_place=True)
-        async with SideLoop("ledger-rollup", closing=write_db.dispose) as side:
-            return await side.run(self._write(write_db, through, upto, days, new_rows), name="reports:ledger rollup")
+        return days, await asyncio.to_thread(_day_rows, merged, cells)
 
     async def _write(self, db: Database, through: int, upto: int, days: list[dt.date], rows: Sequence[Sequence[Any]]) -> bool:
+        """Replace ``days`` with ``rows`` and move the position to ``upto``, in one transaction of
+        ``db`` (the side loop's), if the position is still ``through``."""
         async with db.transaction() as s:
             row = await s.get(RollupRow, 1, with_for_update=True)
             if row is None or row.through_id != through or row.timezone != timezone_key(self.tz):
