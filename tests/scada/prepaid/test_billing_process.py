@@ -1,7 +1,8 @@
 """Billing in a process of its own (``prepaid.billing_in = "process"``, the default from 1,000 meters):
 the stream's readings billed by the worker, its log records in the server's log, a worker killed
-and replaced without a reading lost, a batch sent before the loop turns, a stop that waits for the batch in the worker, batches sent
-ahead in order, and an operation let in between them."""
+and replaced without a reading lost, a batch sent before the loop turns, a stop that waits for the
+batch in the worker, batches sent ahead in order and an operation let in between them, readings
+left when it cuts in billed after it, and a trickle of readings billed in part batches."""
 
 from __future__ import annotations
 
