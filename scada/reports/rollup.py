@@ -180,7 +180,7 @@ class LedgerRollup:
                 async for rows in driver_rows(s, day_rows_query(days=days[i:i + _DAYS_A_STATEMENT])):
                     for stored in rows:
                         add_stored(merged.setdefault((stored_day(stored[0]), stored[1]), new_cell()), stored)
-        return days, await asyncio.to_thread(_day_rows, merged, cells)
+        return days, await asyncio.to_thread(_merged_rows, merged, cells)
 
     async def _write(self, db: Database, through: int, upto: int, days: list[dt.date], rows: Sequence[Sequence[Any]]) -> bool:
         """Replace ``days`` with ``rows`` and move the position to ``upto``, in one transaction of
@@ -196,7 +196,7 @@ class LedgerRollup:
             return True
 
 
-def _day_rows(merged: dict[tuple[dt.date, str], Cell], cells: dict[Any, Cell]) -> list[tuple[Any, ...]]:
+def _merged_rows(merged: dict[tuple[dt.date, str], Cell], cells: dict[Any, Cell]) -> list[tuple[Any, ...]]:
     """The rows of the days touched: the stored cells (``merged``, added to in place) with the new ``cells``."""
     for key, cell in cells.items():
         old = merged.get(key)
