@@ -125,7 +125,7 @@ class BillingProcess:
         except Exception as exc:  # the worker could not be started (or the job not be made)
             answer = asyncio.get_running_loop().create_future()
             answer.set_exception(BillingUnavailable(f"billing process: {exc}") if isinstance(exc, OSError) else exc)
-        return asyncio.ensure_future(self._outcome(answer))
+        return asyncio.get_running_loop().create_task(self._outcome(answer), name="prepaid:billing answer")
 
     def _send(self, readings: Sequence[Reading], now: dt.datetime) -> asyncio.Future[Any]:
         channel = self._channel
