@@ -280,8 +280,9 @@ class _Channel:
         is unavailable."""
         self.loop.remove_reader(self.process.sentinel)
         self.process.join()
-        while not self.broken and self._readable():
-            pass
+        drained = False
+        while not drained:  # to the end of what it wrote before it went
+            drained = self.broken or not self._readable()
         self._break()
         self.ended.set_result(None)
 

@@ -68,6 +68,12 @@ async def until(condition: object, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def baselines_of_e1_and_e3(site: Site, engine: PrepaidEngine) -> None:
+    write_meter(site.tagdb, "E1", T0, 10.0)
+    write_meter(site.tagdb, "E3", T0, 5.0)
+    await until(lambda: engine.stats["processed"] >= 2)
+
+
 def workers() -> list[psutil.Process]:
     return [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
 
@@ -273,9 +279,7 @@ async def test_the_streams_next_readings_are_taken_while_a_batch_is_in_the_worke
     await site.open("R3", opening=100_000)
     engine = await process_engine(site, tmp_path, db_url)
     async with billing(site, engine):
-        write_meter(site.tagdb, "E1", T0, 10.0)
-        write_meter(site.tagdb, "E3", T0, 5.0)
-        await until(lambda: engine.stats["processed"] >= 2)
+        await baselines_of_e1_and_e3(site, engine)
         async with WriteLockHolder(site.db.url.database or ""):
             taken = engine.stats["readings"]
             write_meter(site.tagdb, "E1", T0 + H, 11.0)
@@ -299,9 +303,7 @@ async def test_readings_left_when_an_operation_cuts_in_are_billed_without_waitin
     await site.open("R3", opening=10_000)
     engine = await process_engine(site, tmp_path, db_url, "batch_limit = 1")
     async with billing(site, engine):
-        write_meter(site.tagdb, "E1", T0, 10.0)
-        write_meter(site.tagdb, "E3", T0, 5.0)
-        await until(lambda: engine.stats["processed"] >= 2)
+        await baselines_of_e1_and_e3(site, engine)
         async with WriteLockHolder(site.db.url.database or ""):  # the worker waits with the first batch
             write_meter(site.tagdb, "E1", T0 + H, 11.0)
             await until(lambda: engine.stats["readings"] == 3)
@@ -327,9 +329,7 @@ async def test_a_trickle_of_readings_is_billed_a_few_times_a_second_not_a_transa
     await site.open("R3", opening=100_000)
     engine = await process_engine(site, tmp_path, db_url)
     async with billing(site, engine):
-        write_meter(site.tagdb, "E1", T0, 10.0)
-        write_meter(site.tagdb, "E3", T0, 5.0)
-        await until(lambda: engine.stats["processed"] >= 2)
+        await baselines_of_e1_and_e3(site, engine)
         batches = engine.stats["batches"]
         started = asyncio.get_running_loop().time()
         for i in range(1, 41):  # a poll response every 25 ms for a second
