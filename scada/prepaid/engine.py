@@ -142,7 +142,6 @@ class _StreamReadings:
 
     async def arrival(self) -> None:
         """Until :meth:`take` has readings to give."""
-        loop = asyncio.get_running_loop()
         while True:
             self.engine.ingest(self.sub.drain())
             if self._ready():
@@ -152,8 +151,19 @@ class _StreamReadings:
             if not self.engine._pending:
                 await self.sub.wait()
                 continue
+            # not ``wait_for``: on 3.11 it returns the wait's result when a cancel comes in the
+            # turn the wait ends, and the cancel is lost (a stopped billing went on, owned by nobody)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.sub.wait(), max(0.0, self._due - loop.time()))
+                async with asyncio.timeout_at(self._due):
+                    await self.sub.wait()
+
+
+def _billing(answer: Awaitable[BillOutcome]) -> asyncio.Future[BillOutcome]:
+    """A batch's answer as a future: the process's is one already; the thread's coroutine
+    becomes a task with a name (a leak report or a task dump says whose it is)."""
+    if asyncio.isfuture(answer):
+        return answer
+    return asyncio.get_running_loop().create_task(answer, name="prepaid:billing batch")  # type: ignore[arg-type]
 
 
 class _CountedLock(asyncio.Lock):
@@ -496,7 +506,7 @@ class PrepaidEngine:
                             todo.extend(self._chunked(more.take()))
                         while todo and room():
                             chunk = todo.popleft()
-                            flight.append((chunk, asyncio.ensure_future(bill_batch(chunk))))
+                            flight.append((chunk, _billing(bill_batch(chunk))))
                         if not flight:
                             if more is not None and more.waiting() and room():
                                 await more.arrival()  # a part batch's time, or a full batch
@@ -504,7 +514,9 @@ class PrepaidEngine:
                             break  # another's turn, or the failed batches' handling
                         chunk, future = flight[0]
                         if more is not None and room():
-                            arrival: asyncio.Future[Any] = asyncio.ensure_future(more.arrival())
+                            arrival = asyncio.get_running_loop().create_task(
+                                more.arrival(), name="prepaid:billing stream arrival"
+                            )
                             try:
                                 await asyncio.wait([future, arrival], return_when=asyncio.FIRST_COMPLETED)
                             finally:

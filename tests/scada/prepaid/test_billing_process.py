@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
+from scada.prepaid import engine as engine_module
 from scada.prepaid.engine import PART_BATCH_GAP_S, PrepaidEngine
 from scada.prepaid.levels import Threshold
 from scada.prepaid.readings import Reading
@@ -340,6 +341,29 @@ async def test_a_trickle_of_readings_is_billed_a_few_times_a_second_not_a_transa
     # a part batch at most every PART_BATCH_GAP_S; sent as they came, it was a batch a reading (40)
     assert engine.stats["batches"] - batches <= min(took / PART_BATCH_GAP_S + 2, 20)
     assert len(await deductions(site)) == 40
+
+
+@SQLITE_ONLY
+async def test_a_stop_that_comes_as_a_part_batchs_wait_ends_stops_the_billing(
+    site: Site, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop in the same loop turn as the change that ends a part batch's wait: the billing
+    ends. (On Python 3.11, ``asyncio.wait_for`` returned the wait's result and swallowed the
+    cancel: the billing went on after its stop, its tasks owned by nobody.)"""
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=100_000)
+    await site.open("R3", opening=100_000)
+    monkeypatch.setattr(engine_module, "PART_BATCH_GAP_S", 30.0)  # the wait is surely on when the stop comes
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine) as task:
+        await baselines_of_e1_and_e3(site, engine)  # a part batch: the next one waits its time
+        write_meter(site.tagdb, "E1", T0 + H, 11.0)
+        await asyncio.sleep(0.05)  # collected; the billing waits for more or for its time
+        assert engine.stats["processed"] == 2 and len(engine._pending) == 1
+        write_meter(site.tagdb, "E3", T0 + H, 5.1)  # ends the wait ...
+        task.cancel()  # ... in the turn the stop comes
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, "the billing went on after its stop"
 
 
 async def test_take_readings_with_a_limit_leaves_the_rest_collected(site: Site) -> None:
