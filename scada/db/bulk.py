@@ -39,6 +39,7 @@ it is; the hot paths build their rows' JSON as text instead of a dict to be enco
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -56,7 +57,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["BulkStatement", "KeyedRead", "RawJSON", "bulk_insert", "bulk_update", "driver_rows"]
+__all__ = ["BulkStatement", "KeyedRead", "RawJSON", "StreamedInsert", "bulk_insert", "bulk_update", "driver_rows"]
 
 Processor = Callable[[Any], Any]
 
@@ -247,20 +248,10 @@ class BulkStatement:
         conn = await session.connection()
         dialect = conn.dialect
         arrays = self.arrays(dialect)
-        if arrays is not None and not arrays.unique_key and self.table is not None:
-            driver = (await conn.get_raw_connection()).driver_connection
-            # only inside the transaction the session has begun: on its own a COPY would commit
-            if driver is not None and driver.is_in_transaction():
-                try:
-                    await driver.copy_records_to_table(
-                        self.table.name, records=arrays.records(rows), columns=list(self.keys), schema_name=self.table.schema
-                    )
-                except Exception as exc:
-                    # wrapped as SQLAlchemy wraps the driver's errors of its own statements: the
-                    # callers tell a database failure (billing keeps the readings and tries
-                    # again) from a bug by DBAPIError
-                    raise DBAPIError(f"COPY {self.table.name}", None, exc) from exc
-                return
+        copying = await self._copying(conn)
+        if copying is not None:
+            await self._copy(copying, rows)
+            return
         # an update naming a row twice: the rows apply one after another (the later wins), which
         # only the executemany does (UPDATE ... FROM would take one of them, unspecified which)
         if arrays is not None and (not arrays.unique_key or len({r[0] for r in rows}) == len(rows)):
@@ -273,6 +264,106 @@ class BulkStatement:
             return
         params = self.params(dialect, rows)
         await conn.exec_driver_sql(self._compiled[dialect.name].sql, params)
+
+
+    def streamed(self, session: AsyncSession, part_rows: int = 256) -> StreamedInsert:
+        """The statement's rows given while the caller makes them (an insert of
+        :func:`bulk_insert`); see :class:`StreamedInsert`."""
+        return StreamedInsert(self, session, part_rows)
+
+    async def _copying(self, conn: Any) -> Any:
+        """The driver's connection when the rows go as a ``COPY`` (an insert on PostgreSQL, in
+        the transaction the session has begun: on its own a COPY would commit), else None."""
+        arrays = self.arrays(conn.dialect)
+        if arrays is None or arrays.unique_key or self.table is None:
+            return None
+        driver = (await conn.get_raw_connection()).driver_connection
+        return driver if driver is not None and driver.is_in_transaction() else None
+
+    async def _copy(self, driver: Any, rows: Sequence[Sequence[Any]]) -> None:
+        assert self.table is not None
+        arrays = self._arrays["postgresql"]  # made by _copying
+        try:
+            await driver.copy_records_to_table(
+                self.table.name, records=arrays.records(rows), columns=list(self.keys), schema_name=self.table.schema
+            )
+        except Exception as exc:
+            # wrapped as SQLAlchemy wraps the driver's errors of its own statements: the
+            # callers tell a database failure (billing keeps the readings and tries
+            # again) from a bug by DBAPIError
+            raise DBAPIError(f"COPY {self.table.name}", None, exc) from exc
+
+
+class StreamedInsert:
+    """An insert's rows sent in parts while the caller is still making them: on PostgreSQL (the
+    ``COPY`` form of :meth:`BulkStatement.execute`) the rows made so far go as a ``COPY`` of
+    their own, from ``part_rows`` of them, whenever none is on its way, so the server inserts
+    one part (its heap, its indexes, its key checks) while the caller makes the next; only the
+    last part is waited for at the end. A billing batch's ledger rows had the server's work on
+    them (~17 µs a row: five indexes and the account's key check) waited for after the batch was
+    priced, a fifth of the billing process's time. Elsewhere the rows go in one
+    :meth:`BulkStatement.execute` at the end, and :meth:`turn` does not give up the loop.
+
+    The caller calls :meth:`turn` now and then (every few dozen rows): a part is sent there,
+    and the loop turns once so that it goes out. The session is the insert's until it is left
+    (a statement of the caller's would meet a ``COPY`` in progress on the connection). The
+    parts go as a ``COPY`` only once the session's transaction has begun (as :meth:`BulkStatement.execute`
+    sends one); before that, the rows go at the end. The parts go one after another, in order
+    (the rows' ids in the order given, as one statement gives them). A part's failure is raised
+    by the next :meth:`turn` or at the end; leaving with an error waits for the part on its way
+    (the transaction is rolled back after it, not in the middle of a ``COPY``)."""
+
+    def __init__(self, statement: BulkStatement, session: AsyncSession, part_rows: int) -> None:
+        self.statement, self.session, self.part_rows = statement, session, part_rows
+        self._rows: list[Sequence[Any]] = []
+        self._driver: Any = None
+        self._flight: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> StreamedInsert:
+        self._driver = await self.statement._copying(await self.session.connection())
+        return self
+
+    def append(self, row: Sequence[Any]) -> None:
+        self._rows.append(row)
+
+    async def turn(self) -> None:
+        """Send the rows made so far as a part if none is on its way (raising the error of the
+        one that was), and let the loop turn; without a ``COPY``, nothing (not even a turn)."""
+        if self._driver is None:
+            return
+        flight = self._flight
+        if flight is not None:
+            if not flight.done():
+                await asyncio.sleep(0)
+                return
+            self._flight = None
+            flight.result()  # its error ends the caller's work now
+        if len(self._rows) >= self.part_rows:
+            rows, self._rows = self._rows, []
+            self._flight = asyncio.get_running_loop().create_task(
+                self.statement._copy(self._driver, rows), name="bulk insert part"
+            )
+        await asyncio.sleep(0)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            try:
+                await asyncio.wait([flight])
+            finally:
+                if not flight.done():  # cancelled meanwhile: the part goes too (the transaction is not committed)
+                    flight.cancel()
+            if exc_type is not None:
+                if not flight.cancelled():
+                    flight.exception()  # retrieved: the caller's own error is the one raised
+                return
+            flight.result()
+        if exc_type is None and self._rows:
+            rows, self._rows = self._rows, []
+            if self._driver is not None:
+                await self.statement._copy(self._driver, rows)
+            else:
+                await self.statement.execute(self.session, rows)
 
 
 def _python_type(type_: Any) -> Any:

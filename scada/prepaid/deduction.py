@@ -153,55 +153,58 @@ class Biller:
         # the cycles' usage only prices tiers: without a tiered version there is none to load
         tiered = any(v.definition.tiers is not None for tl in timelines.values() for v in tl.versions)
         usage = await self.load_usage(s, accounts, readings, states) if tiered else {}
-        rows: list[dict[str, Any]] = []
         touched: set[int] = set()
         dirty: dict[str, Any] = {}
         baselines: list[dict[str, Any]] = []  # SEGMENT_BASELINE_UPDATE parameters
-        with exact():  # one exact context for the whole batch (a context per operation costs)
-            for r in sorted(readings, key=lambda r: (r.meter_id, r.ts)):
-                st = states.get(r.meter_id)
-                if st is None or st.account_id is None or st.retired:
-                    out.skipped += 1
-                    continue
-                account = accounts.get(st.account_id)
-                if account is None or account.state != "open":
-                    out.skipped += 1
-                    continue
-                if st.hold_kind is not None:
-                    if st.hold_ts is None or r.ts > st.hold_ts:
-                        st.hold_reading, st.hold_ts, st.hold_registers = r.value, r.ts, registers_json(r.registers)
-                        st.updated_at = now
-                        dirty[st.meter_id] = st
-                    out.skipped += 1
-                    continue
-                info = self.meters.meter(r.meter_id)
-                a = assess(
-                    st.last_reading, st.last_ts, r,
-                    max_power_kw=info.max_power_kw if info else None,
-                    multiplier=info.multiplier if info else Decimal(1), margin=self.margin,
-                )
-                if a.verdict is Verdict.SKIP:
-                    out.skipped += 1
-                    continue
-                dirty[st.meter_id] = st
-                if a.verdict is Verdict.BASELINE:
-                    self.take_baseline(st, r, now, baselines)
-                elif a.verdict is Verdict.HOLD:
-                    self.hold(s, st, r, a, now)
-                    out.holds.append(HoldEvent(st.meter_id, a.kind, a.detail))
-                else:
-                    row = self.charge(st, account, r.value, r.ts, r.registers, info, timelines, usage, now, raw=True)
-                    if row is not None:
-                        rows.append(row)
-                        touched.add(account.id)
-                        out.billed += 1
-                    else:
+        # the ledger's rows go to the database in parts as they are made (on PostgreSQL the
+        # server inserts one part while the next is priced)
+        async with LEDGER_INSERT.streamed(s) as ledger:
+            with exact():  # one exact context for the whole batch (a context per operation costs)
+                for i, r in enumerate(sorted(readings, key=lambda r: (r.meter_id, r.ts))):
+                    if i % _LEDGER_TURN == _LEDGER_TURN - 1:
+                        await ledger.turn()
+                    st = states.get(r.meter_id)
+                    if st is None or st.account_id is None or st.retired:
                         out.skipped += 1
+                        continue
+                    account = accounts.get(st.account_id)
+                    if account is None or account.state != "open":
+                        out.skipped += 1
+                        continue
+                    if st.hold_kind is not None:
+                        if st.hold_ts is None or r.ts > st.hold_ts:
+                            st.hold_reading, st.hold_ts, st.hold_registers = r.value, r.ts, registers_json(r.registers)
+                            st.updated_at = now
+                            dirty[st.meter_id] = st
+                        out.skipped += 1
+                        continue
+                    info = self.meters.meter(r.meter_id)
+                    a = assess(
+                        st.last_reading, st.last_ts, r,
+                        max_power_kw=info.max_power_kw if info else None,
+                        multiplier=info.multiplier if info else Decimal(1), margin=self.margin,
+                    )
+                    if a.verdict is Verdict.SKIP:
+                        out.skipped += 1
+                        continue
+                    dirty[st.meter_id] = st
+                    if a.verdict is Verdict.BASELINE:
+                        self.take_baseline(st, r, now, baselines)
+                    elif a.verdict is Verdict.HOLD:
+                        self.hold(s, st, r, a, now)
+                        out.holds.append(HoldEvent(st.meter_id, a.kind, a.detail))
+                    else:
+                        row = self.charge(st, account, r.value, r.ts, r.registers, info, timelines, usage, now, raw=True)
+                        if row is not None:
+                            ledger.append(tuple(map(row.get, LEDGER_KEYS)))
+                            touched.add(account.id)
+                            out.billed += 1
+                        else:
+                            out.skipped += 1
         if baselines:
             # one statement for the batch: after accounts opened without a reading, the first poll
             # of every meter is a baseline, and a round trip each held the write lock for seconds
             await s.execute(SEGMENT_BASELINE_UPDATE, baselines)
-        await LEDGER_INSERT.execute(s, [tuple(map(row.get, LEDGER_KEYS)) for row in rows])
         self.write_usage(s, usage)
         for account_id in touched:
             account = accounts[account_id]
@@ -525,6 +528,7 @@ CURSOR_COLUMNS = ("last_reading", "last_ts", "last_registers", "updated_at")
 ACCOUNT_COLUMNS = ("balance_minor", "remainder", "alarm_level", "updated_at")
 LEDGER_KEYS = tuple(c.name for c in LedgerEntry.__table__.columns if c.name != "id")
 
+_LEDGER_TURN = 64  # readings priced between two looks at the ledger's parts (StreamedInsert.turn)
 _state_table = cast(Table, MeterState.__table__)
 _account_table = cast(Table, Account.__table__)
 LEDGER_INSERT = bulk_insert(cast(Table, LedgerEntry.__table__), LEDGER_KEYS)

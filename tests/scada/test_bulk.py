@@ -4,6 +4,7 @@ the caller's transaction (a rollback takes them back)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from typing import Any, cast
@@ -255,6 +256,93 @@ async def test_a_refused_insert_is_a_database_error_and_inserts_nothing(db: Data
                 await s.execute(text("SELECT count(*) FROM prepaid_ledger"))
             await insert.execute(s, [tuple(values(i)[k] for k in KEYS) for i in (2, 1)])
     assert [r[KEYS.index("idem_key")] for r in await _rows(db, ["k1", "k2"])] == ["k1"]
+
+
+def _parts_on_their_way() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "bulk insert part" and not t.done()]
+
+
+async def test_a_streamed_insert_sends_parts_while_the_rows_are_made_in_the_order_given(db: Database) -> None:
+    """On PostgreSQL (in a transaction begun) the rows made so far go as a COPY of their own while
+    the caller makes the rest; the rows end up as one statement would store them, ids in the
+    order given, and a rollback takes them all back. Elsewhere they go in one statement at the end."""
+    await _account(db)
+    insert = bulk_insert(TABLE, KEYS)
+    order = [7, 2, 9, 1, 5, 3, 8, 4, 6, 12, 10, 11, 15, 13, 14, 16, 17, 18, 19, 20]
+    rows = [tuple({**values(i), "idem_key": f"s{i}"}[k] for k in KEYS) for i in order]
+    seen_before_the_end = 0
+    async with db.transaction() as s:
+        await s.execute(text("SELECT 1"))  # the transaction begun (as billing's reads begin it): a COPY may go
+        async with insert.streamed(s, part_rows=4) as sink:
+            for row in rows[:12]:
+                sink.append(row)
+                await sink.turn()
+            while _parts_on_their_way():  # (the session is the sink's while a part is on its way)
+                await asyncio.sleep(0.01)
+            seen_before_the_end = await s.scalar(text("SELECT count(*) FROM prepaid_ledger WHERE idem_key LIKE 's%'"))
+            for row in rows[12:]:
+                sink.append(row)
+                await sink.turn()
+    if db.dialect == "postgresql":
+        assert 4 <= seen_before_the_end < 20  # a part (from 4 rows) went while the rows were made
+    else:
+        assert seen_before_the_end == 0  # one statement at the end
+    async with db.sessions() as s:
+        result = await s.execute(select(*(TABLE.c[k] for k in KEYS)).where(TABLE.c.idem_key.like("s%")).order_by(TABLE.c.id))
+        assert [tuple(r) for r in result.all()] == rows
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            await s.execute(text("SELECT 1"))
+            async with insert.streamed(s, part_rows=2) as sink:
+                for i in range(30, 40):
+                    sink.append(tuple({**values(i), "idem_key": f"x{i}"}[k] for k in KEYS))
+                    await sink.turn()
+            raise RuntimeError("rolled back")
+    assert await _rows(db, [f"x{i}" for i in range(30, 40)]) == []
+
+
+async def test_a_refused_row_in_a_streamed_part_fails_the_insert_with_a_database_error(db: Database) -> None:
+    """A part the database refuses (an idempotency key already there) is raised as DBAPIError,
+    by the next turn or at the end, and nothing of the transaction stays."""
+    await _account(db)
+    insert = bulk_insert(TABLE, KEYS)
+    async with db.transaction() as s:
+        await insert.execute(s, [tuple(values(3)[k] for k in KEYS)])
+    with pytest.raises(DBAPIError):
+        async with db.transaction() as s:
+            await s.execute(text("SELECT 1"))
+            async with insert.streamed(s, part_rows=2) as sink:
+                for i in (1, 2, 3, 4, 5, 6, 7, 8):  # k3 is refused, in the second part
+                    sink.append(tuple(values(i)[k] for k in KEYS))
+                    await sink.turn()
+                if db.dialect == "postgresql":
+                    for _ in range(500):  # the refused part is raised by a turn after it ends
+                        await sink.turn()
+                        await asyncio.sleep(0.01)
+                    pytest.fail("the refused part was not raised by a turn after it")
+    assert not _parts_on_their_way()
+    assert [r[KEYS.index("idem_key")] for r in await _rows(db, [f"k{i}" for i in range(1, 9)])] == ["k3"]
+
+
+async def test_leaving_a_streamed_insert_with_an_error_waits_for_the_part_on_its_way(db: Database) -> None:
+    """The caller's own error is the one raised, after the part on its way has ended (the
+    transaction is rolled back then, not in the middle of a COPY), and no part is left running."""
+    await _account(db)
+    insert = bulk_insert(TABLE, KEYS)
+    with pytest.raises(ZeroDivisionError):
+        async with db.transaction() as s:
+            await s.execute(text("SELECT 1"))
+            async with insert.streamed(s, part_rows=3) as sink:
+                for i in range(1, 4):
+                    sink.append(tuple(values(i)[k] for k in KEYS))
+                await sink.turn()  # a part is on its way (PostgreSQL)
+                assert bool(_parts_on_their_way()) == (db.dialect == "postgresql")
+                _ = 1 / 0
+    assert not _parts_on_their_way()
+    assert await _rows(db, ["k1", "k2", "k3"]) == []
+    async with db.transaction() as s:  # the connection is fine afterwards
+        await insert.execute(s, [tuple(values(1)[k] for k in KEYS)])
+    assert len(await _rows(db, ["k1"])) == 1
 
 
 TRICKY = ['a"b\\c\n\t\u001f', "é 中文 😀 \u2028", "\\u0000 is not a NUL", "", "x\x00y"]
