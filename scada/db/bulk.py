@@ -265,7 +265,6 @@ class BulkStatement:
         params = self.params(dialect, rows)
         await conn.exec_driver_sql(self._compiled[dialect.name].sql, params)
 
-
     def streamed(self, session: AsyncSession, part_rows: int = 256) -> StreamedInsert:
         """The statement's rows given while the caller makes them (an insert of
         :func:`bulk_insert`); see :class:`StreamedInsert`."""
@@ -300,8 +299,8 @@ class StreamedInsert:
     their own, from ``part_rows`` of them, whenever none is on its way, so the server inserts
     one part (its heap, its indexes, its key checks) while the caller makes the next; only the
     last part is waited for at the end. A billing batch's ledger rows had the server's work on
-    them (~17 µs a row: five indexes and the account's key check) waited for after the batch was
-    priced, a fifth of the billing process's time. Elsewhere the rows go in one
+    them (~17 µs a row: the row, five indexes, the account's key check) waited for after the batch
+    was priced, a sixth of the billing process's time. Elsewhere the rows go in one
     :meth:`BulkStatement.execute` at the end, and :meth:`turn` does not give up the loop.
 
     The caller calls :meth:`turn` now and then (every few dozen rows): a part is sent there,
