@@ -520,8 +520,15 @@ class PrepaidEngine:
                             try:
                                 await asyncio.wait([future, arrival], return_when=asyncio.FIRST_COMPLETED)
                             finally:
-                                arrival.cancel()
-                                await asyncio.wait([arrival])  # its wait has ended before the stream is read again
+                                # its wait has ended before the stream is read again (not waited
+                                # for when done: a wait costs two loop turns even then, and a busy
+                                # loop's turns are long)
+                                if not arrival.done():
+                                    arrival.cancel()
+                                    await asyncio.wait([arrival])
+                            error = None if arrival.cancelled() else arrival.exception()
+                            if error is not None:
+                                raise error  # the stream's error, not left unretrieved
                             if not future.done():
                                 continue  # the stream's next changes: taken at the top
                         flight.popleft()
