@@ -367,7 +367,7 @@ class _Worker:
         root.handlers[:] = [self.records]
         root.setLevel(settings.log_level)
 
-    async def run(self, job: _Job) -> tuple[str, Any, list[logging.LogRecord]]:
+    def run(self, job: _Job) -> tuple[str, Any, list[logging.LogRecord]]:
         if job.meters is not None:
             self.meters.load(job.meters)
         if job.daily_cost is not None:
@@ -376,7 +376,7 @@ class _Worker:
         readings = [Reading(m, v, ts, regs) for m, v, ts, regs in job.readings]
         self.records.records = []
         try:
-            outcome = await self._bill(readings, job.now)
+            outcome = self.loop.run_until_complete(self._bill(readings, job.now))
             result: tuple[str, Any] = ("ok", outcome)
         except (DBAPIError, OSError) as exc:
             result = ("unavailable", str(exc).splitlines()[0][:200])
@@ -396,89 +396,42 @@ def _serve(settings: BillingSettings, sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tune_for_server()  # the server's collector settings: billing allocates as fast as the server
+    parent = os.getppid()
     worker = _Worker(settings)
     freeze_startup()
-    worker.loop.run_until_complete(_answer_jobs(worker, sock, os.getppid()))
-
-
-async def _answer_jobs(worker: _Worker, sock: socket.socket, parent: int) -> None:
-    jobs = _Jobs(sock)
-    try:
-        while True:
-            job = await jobs.next()
-            # the end of the input: the server stopped it, or the server is gone (killed outright:
-            # its jobs still in the socket are not billed for a server that will not hear of them)
-            if job is None or os.getppid() != parent:
-                return
-            answer = pickle.dumps(await worker.run(job), protocol=pickle.HIGHEST_PROTOCOL)
-            try:
-                await asyncio.get_running_loop().sock_sendall(sock, _FRAME.pack(len(answer)) + answer)
-            except OSError:  # the server is gone
-                return
-    finally:
-        jobs.close()
-
-
-class _Jobs:
-    """The worker's end of the socket: the jobs unpickled as their bytes come in. The server
-    sends the next batch while one is billed, so the next job is read and unpickled while this
-    one's statements wait for the database, not between the two (~8 ms a 2,000-reading job)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.sock = sock
-        sock.setblocking(False)
-        self._in = bytearray()
-        self._jobs: deque[_Job] = deque()
-        self._end: BaseException | bool = False  # True at the end of the input; an error if one ended it
-        self._waiter: asyncio.Future[None] | None = None
-        self.loop.add_reader(sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = self.sock.recv(1 << 20)
-        except (BlockingIOError, InterruptedError):
+    sock.setblocking(True)
+    while True:
+        message = _receive(sock)
+        # the end of the input: the server stopped it, or the server is gone (killed outright:
+        # its jobs still in the socket are not billed for a server that will not hear of them)
+        if message is None or os.getppid() != parent:
             return
+        answer = pickle.dumps(worker.run(pickle.loads(message)), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            sock.sendall(_FRAME.pack(len(answer)) + answer)
+        except OSError:  # the server is gone
+            return
+
+
+def _receive(sock: socket.socket) -> bytearray | None:
+    """The next message, or None at the end of the input (a message cut short included)."""
+    head = _read_exactly(sock, _FRAME.size)
+    if head is None:
+        return None
+    (size,) = _FRAME.unpack(head)
+    return _read_exactly(sock, size)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        try:
+            n = sock.recv_into(view[got:])
         except OSError:  # reset: the server is gone
-            data = b""
-        try:
-            if not data:  # a message cut short is not billed either
-                self._ended(True)
-                return
-            buf = self._in
-            buf += data
-            while len(buf) >= _FRAME.size:
-                (size,) = _FRAME.unpack_from(buf)
-                if len(buf) < _FRAME.size + size:
-                    break
-                message = bytes(memoryview(buf)[_FRAME.size:_FRAME.size + size])
-                del buf[:_FRAME.size + size]
-                self._jobs.append(pickle.loads(message))
-        except Exception as exc:  # an unreadable job ends the worker (the server sees it end), not only this callback
-            self._ended(exc)
-            return
-        self._wake()
-
-    def _ended(self, end: BaseException | bool) -> None:
-        self._end = end
-        self.loop.remove_reader(self.sock.fileno())
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def next(self) -> _Job | None:
-        """The next job, or None at the end of the input (an error that ended it is raised)."""
-        while not self._jobs:
-            if isinstance(self._end, BaseException):
-                raise self._end
-            if self._end:
-                return None
-            self._waiter = self.loop.create_future()
-            await self._waiter
-        return self._jobs.popleft()
-
-    def close(self) -> None:
-        if self._end is False:
-            self._ended(True)
+            return None
+        if n == 0:
+            return None
+        got += n
+    return buf
