@@ -2,7 +2,8 @@
 the stream's readings billed by the worker, its log records in the server's log, a worker killed
 and replaced without a reading lost, a batch sent before the loop turns, a stop that waits for the
 batch in the worker, batches sent ahead in order and an operation let in between them, readings
-left when it cuts in billed after it, and a trickle of readings billed in part batches."""
+left when it cuts in billed after it, a trickle of readings billed in part batches, and a stop
+that comes in the turn a part batch's wait ends."""
 
 from __future__ import annotations
 
