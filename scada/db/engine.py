@@ -8,7 +8,9 @@ A writer that finds the write lock taken waits for it on the event loop, not in 
 handler: ``BEGIN IMMEDIATE`` is tried with a short busy timeout and tried again after an
 ``asyncio.sleep`` until :data:`WRITE_LOCK_WAIT_S` have passed. A task cancelled while it waits
 (a stop, a request whose client went away) therefore ends at once and leaves no driver thread
-behind that takes the lock later, with nobody left to release it.
+behind that takes the lock later, with nobody left to release it. A process can also tell its
+writers to give up waiting early (:func:`give_up_lock_waits_when`: the billing process, whose
+server stops).
 
 A transaction that held the write lock for :data:`LONG_HOLD_S` or more is logged when it ends
 ("SQLite write lock held long", with the task that held it), and a writer that waited the lock
@@ -28,7 +30,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,7 @@ from sqlalchemy.util import await_
 from scada.core.runtime import database_locked
 from scada.db.inplace import in_place_creator
 
-__all__ = ["Database", "async_url"]
+__all__ = ["Database", "async_url", "give_up_lock_waits_when"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ LONG_HOLD_S = 5.0  # a transaction holding the write lock this long is logged: o
 _open: dict[int, tuple[str, float]] = {}
 # database file → (task, since) of the transaction of this process that holds its write lock
 _holders: dict[str, tuple[str, float]] = {}
+# whether a writer waiting for the write lock should give up now (give_up_lock_waits_when)
+_give_up_waiting: Callable[[], bool] | None = None
 
 
 def async_url(url: str, *, password: str | None = None, base_dir: Path | None = None) -> URL:
@@ -242,9 +246,13 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
                 _holders[database] = holder
                 return
             except sqlite3.Error as exc:
-                if not database_locked(exc) or time.monotonic() >= deadline:
-                    if database_locked(exc):
-                        _log_waited_out(database, time.monotonic() - started)
+                locked = database_locked(exc)
+                given_up = locked and _give_up_waiting is not None and _give_up_waiting()
+                if not locked or given_up or time.monotonic() >= deadline:
+                    if locked:
+                        _log_waited_out(database, time.monotonic() - started, given_up)
+                    if given_up:
+                        exc = sqlite3.OperationalError("database is locked (the wait for it was given up)")
                     # as SQLAlchemy raises a statement's error (callers catch DBAPIError): the
                     # driver's own error would pass their handlers by
                     raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
@@ -254,9 +262,19 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
         cursor.close()
 
 
-def _log_waited_out(database: str, waited_s: float) -> None:
+def give_up_lock_waits_when(check: Callable[[], bool] | None) -> None:
+    """A writer of this process that waits for SQLite's write lock calls ``check`` after each
+    try and gives up ("database is locked") once it says so, before :data:`WRITE_LOCK_WAIT_S`
+    have passed (the billing process: its server has stopped and stopped waiting for the batch)."""
+    global _give_up_waiting
+    _give_up_waiting = check
+
+
+def _log_waited_out(database: str, waited_s: float, given_up: bool = False) -> None:
     holder = _holders.get(database)
     extra: dict[str, Any] = {"task": _task_name(), "waited_ms": round(waited_s * 1000)}
+    if given_up:
+        extra["given_up"] = True
     if holder is not None:
         extra.update(holder=holder[0], held_ms=round((time.monotonic() - holder[1]) * 1000))
     else:

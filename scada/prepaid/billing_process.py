@@ -20,6 +20,12 @@ holds as before: the reading's deduction, its idempotency key and the meter's cu
 transaction of the worker's; a worker that dies (killed, out of memory) leaves a transaction that
 never committed, :class:`BillingUnavailable` for the caller (it keeps the readings for a retry) and
 a new worker for the next batch.
+
+A batch the server stopped waiting for (cancelled: the server stops) is billed all the same if its
+transaction can be; but on SQLite it waits for the write lock at most :data:`STOP_LOCK_WAIT_S`
+more, not the full ``WRITE_LOCK_WAIT_S`` (10 s) of each batch in the worker one after the other,
+which made a stop longer than the server's ``stop_timeout_s``. A batch that gives up is rolled
+back; its meters are billed from their next reading after the start, as after any failed batch.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import pickle
 import signal
 import socket
 import struct
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +53,7 @@ from sqlalchemy.exc import DBAPIError
 
 from scada.core.gctune import freeze_startup, tune_for_server
 from scada.db import Database
+from scada.db.engine import give_up_lock_waits_when
 from scada.prepaid.deduction import Biller, BillOutcome
 from scada.prepaid.money import Rounding
 from scada.prepaid.readings import Reading
@@ -55,6 +63,9 @@ from scada.site.assets import MeterInfo
 __all__ = ["BillingFailed", "BillingProcess", "BillingSettings", "BillingUnavailable"]
 
 log = logging.getLogger(__name__)
+
+# how much longer a batch the server stopped waiting for may wait for SQLite's write lock
+STOP_LOCK_WAIT_S = 2.0
 
 
 class BillingUnavailable(Exception):
@@ -120,14 +131,15 @@ class BillingProcess:
         """The batch's :class:`~scada.prepaid.deduction.BillOutcome`, committed by the worker.
         The job is on its way when this returns (no turn of the loop in between: on a busy
         loop a turn can be a poll's worth of tag writes)."""
+        channel: _Channel | None = None
         try:
-            answer = self._send(readings, now)
+            answer, channel = self._send(readings, now)
         except Exception as exc:  # the worker could not be started (or the job not be made)
             answer = asyncio.get_running_loop().create_future()
             answer.set_exception(BillingUnavailable(f"billing process: {exc}") if isinstance(exc, OSError) else exc)
-        return asyncio.get_running_loop().create_task(self._outcome(answer), name="prepaid:billing answer")
+        return asyncio.get_running_loop().create_task(self._outcome(answer, channel), name="prepaid:billing answer")
 
-    def _send(self, readings: Sequence[Reading], now: dt.datetime) -> asyncio.Future[Any]:
+    def _send(self, readings: Sequence[Reading], now: dt.datetime) -> tuple[asyncio.Future[Any], _Channel]:
         channel = self._channel
         if channel is None or channel.broken:
             channel = self._channel = _Channel(self.settings)
@@ -142,13 +154,17 @@ class BillingProcess:
         answer = channel.send(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         # the worker takes its jobs in order: the next job can count on what this one carries
         self._sent_meters, self._sent_daily = meters, version
-        return answer
+        return answer, channel
 
     @staticmethod
-    async def _outcome(answer: asyncio.Future[Any]) -> BillOutcome:
-        status, payload, records = await _to_the_end(answer)
-        for record in records:
-            logging.getLogger(record.name).handle(record)
+    async def _outcome(answer: asyncio.Future[Any], channel: _Channel | None) -> BillOutcome:
+        try:
+            status, payload, records = await _to_the_end(answer, channel.hurry if channel is not None else None)
+        except asyncio.CancelledError:
+            if answer.done() and not answer.cancelled() and answer.exception() is None:
+                _handle(answer.result()[2])  # what the batch logged (a lock given up) is told all the same
+            raise
+        _handle(records)
         if status == "ok":
             assert isinstance(payload, BillOutcome)
             return payload
@@ -163,12 +179,20 @@ class BillingProcess:
             await channel.close()
 
 
-async def _to_the_end(future: asyncio.Future[Any]) -> Any:
+def _handle(records: list[logging.LogRecord]) -> None:
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+
+
+async def _to_the_end(future: asyncio.Future[Any], hurry: Callable[[], None] | None = None) -> Any:
     """``await future``; cancelled, wait for the job's end all the same (a transaction in the
-    worker runs on: the engine's lock must not be let go before it has ended), then raise."""
+    worker runs on: the engine's lock must not be let go before it has ended), then raise;
+    ``hurry`` is called first (the worker stops waiting for the lock sooner)."""
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+        if hurry is not None and not future.done():
+            hurry()
         while not future.done():
             try:
                 await asyncio.wait([future])
@@ -188,8 +212,14 @@ class _Channel:
     def __init__(self, settings: BillingSettings) -> None:
         self.loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
-        self.process = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(settings, theirs), name="scada-billing", daemon=True,
+        context = multiprocessing.get_context("spawn")
+        # [jobs sent when a batch was last cancelled, the time.monotonic() from which they give up
+        # waiting for the lock]: shared memory, read by the worker between its tries for the lock
+        # (its socket still holds the jobs before it; CLOCK_MONOTONIC is the machine's, not the process's)
+        self.hurried = context.RawArray("d", 2)
+        self.jobs_sent = 0
+        self.process = context.Process(
+            target=_serve, args=(settings, theirs, self.hurried), name="scada-billing", daemon=True,
         )
         try:
             self.process.start()
@@ -214,6 +244,7 @@ class _Channel:
             answer.set_exception(BillingUnavailable("billing process ended"))
             return answer
         self.answers.append(answer)
+        self.jobs_sent += 1
         data = _FRAME.pack(len(message)) + message
         if not self._out:
             try:
@@ -229,6 +260,11 @@ class _Channel:
             self.loop.add_writer(self.sock.fileno(), self._writable)
         self._out += data
         return answer
+
+    def hurry(self) -> None:
+        """The jobs sent so far wait for SQLite's write lock at most :data:`STOP_LOCK_WAIT_S` more."""
+        self.hurried[1] = time.monotonic() + STOP_LOCK_WAIT_S  # the time before the jobs it is for
+        self.hurried[0] = self.jobs_sent
 
     def _writable(self) -> None:
         try:
@@ -389,8 +425,9 @@ class _Worker:
             return await self.biller.bill(s, readings, now)
 
 
-def _serve(settings: BillingSettings, sock: socket.socket) -> None:
-    """The worker process: jobs from ``sock``, one at a time, each answered on it."""
+def _serve(settings: BillingSettings, sock: socket.socket, hurried: Any) -> None:
+    """The worker process: jobs from ``sock``, one at a time, each answered on it; ``hurried`` is
+    :attr:`_Channel.hurried`."""
     # Ctrl-C and a service manager's SIGTERM reach the whole process group: the server stops its
     # worker itself, after the batches it sent (a worker killed mid-batch only rolls it back)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -398,6 +435,8 @@ def _serve(settings: BillingSettings, sock: socket.socket) -> None:
     tune_for_server()  # the server's collector settings: billing allocates as fast as the server
     parent = os.getppid()
     worker = _Worker(settings)
+    jobs = 0  # received, this one included
+    give_up_lock_waits_when(lambda: jobs <= hurried[0] and time.monotonic() >= hurried[1])
     freeze_startup()
     sock.setblocking(True)
     while True:
@@ -406,6 +445,7 @@ def _serve(settings: BillingSettings, sock: socket.socket) -> None:
         # its jobs still in the socket are not billed for a server that will not hear of them)
         if message is None or os.getppid() != parent:
             return
+        jobs += 1
         answer = pickle.dumps(worker.run(pickle.loads(message)), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             sock.sendall(_FRAME.pack(len(answer)) + answer)

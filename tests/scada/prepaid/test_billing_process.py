@@ -25,7 +25,9 @@ from typing import Any
 import psutil
 import pytest
 
+from scada.db.engine import WRITE_LOCK_WAIT_S
 from scada.prepaid import engine as engine_module
+from scada.prepaid.billing_process import STOP_LOCK_WAIT_S
 from scada.prepaid.engine import PART_BATCH_GAP_S, PrepaidEngine
 from scada.prepaid.levels import Threshold
 from scada.prepaid.readings import Reading
@@ -239,6 +241,36 @@ async def test_a_stop_waits_for_the_batch_in_the_worker(site: Site, tmp_path: Pa
             assert not task.done()  # the worker's transaction has not ended: the stop waits
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
+    assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
+
+
+@SQLITE_ONLY
+async def test_a_stop_gives_up_the_write_lock_for_the_batch_in_the_worker_soon(
+    site: Site, tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    await site.flat_tariff(price="1")
+    await site.open("R1", opening=10_000)
+    engine = await process_engine(site, tmp_path, db_url)
+    caplog.set_level(logging.WARNING)
+    async with billing(site, engine) as task:
+        write_meter(site.tagdb, "E1", T0, 10.0)
+        await until(lambda: engine.stats["processed"] >= 1)
+        async with WriteLockHolder(site.db.url.database or ""):  # held until the stop has ended
+            taken = engine.stats["readings"]
+            write_meter(site.tagdb, "E1", T0 + H, 12.0)
+            await until(lambda: engine.stats["readings"] > taken)  # handed to the worker, which waits for the lock
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)
+    # the worker gave up STOP_LOCK_WAIT_S after the stop, not WRITE_LOCK_WAIT_S after it began to wait
+    (given_up,) = [r for r in caplog.records if r.getMessage() == "SQLite write lock not taken"]
+    assert given_up.given_up is True and given_up.process != os.getpid()  # type: ignore[attr-defined]
+    assert STOP_LOCK_WAIT_S * 1000 <= given_up.waited_ms < WRITE_LOCK_WAIT_S * 1000  # type: ignore[attr-defined]
+    assert await deductions(site) == []  # rolled back
+    # nothing is lost: the next start bills the reading (from what the tag holds, as from a poll)
+    engine = await process_engine(site, tmp_path, db_url)
+    async with billing(site, engine):
+        await until(lambda: engine.stats["billed"] >= 1)
     assert [(r.reading_from, r.reading_to) for r in await deductions(site)] == [(Decimal("10"), Decimal("12"))]
 
 
