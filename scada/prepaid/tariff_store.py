@@ -94,8 +94,11 @@ class TariffStore:
         self._generation: int | None = None
 
     # -- queries ----------------------------------------------------------------------------
+    # Both read through Database.reads: on SQLite no write lock. The time-of-use checks ask for a
+    # meter's tariff once a meter (50,000 at a site's start), and a session of Database.sessions
+    # held the write lock for as long as a busy loop took to run its two statements (up to 7.5 s)
     async def list(self) -> list[TariffInfo]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             tariffs = (await s.scalars(select(Tariff).order_by(Tariff.id))).all()
             rows = (await s.scalars(select(TariffVersionRow).order_by(TariffVersionRow.tariff_id, TariffVersionRow.version))).all()
         versions: dict[str, list[TariffVersion]] = {}
@@ -104,7 +107,7 @@ class TariffStore:
         return [_info(t, versions.get(t.id, [])) for t in tariffs]
 
     async def get(self, tariff_id: str) -> TariffInfo | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             t = await s.get(Tariff, tariff_id)
             if t is None:
                 return None
