@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from decimal import Decimal
 
+import pytest
+
+from scada.db import engine as db_engine
 from scada.prepaid.tariff_definition import TariffDefinition
 
 from .conftest import CASHIER, Site
@@ -69,3 +73,20 @@ async def test_no_charge_without_capacity_or_on_other_tariffs(site: Site) -> Non
     await site.open("R3", tariff="FLAT", capacity_kva=Decimal("10"))
     later = dt.datetime.now(TZ8) + dt.timedelta(days=5)
     assert await site.engine.run_periodic_charges(later) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_without_two_part_tariffs_the_tick_takes_no_write_lock(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tick looks for two-part charges; on a site without two-part tariffs it writes nothing
+    and must not hold SQLite's write lock while it walks the accounts."""
+    await site.flat_tariff()
+    await site.open("R1")
+    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a tick that took the lock fails soon
+    holder = sqlite3.connect(site.db.url.database or "", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+        assert await site.engine.run_periodic_charges(dt.datetime(2026, 3, 1, 0, 5, tzinfo=TZ8)) == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert await charges(site) == []
