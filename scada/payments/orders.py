@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -564,12 +564,19 @@ class PaymentService:
         """Credit the orders left ``paid`` (a crash, a failed credit), expire the created orders
         past their time, forget nonces older than the replay window. Returns the orders credited."""
         now = self.clock()
-        async with self.db.transaction() as s:
-            await s.execute(update(PaymentOrder).where(PaymentOrder.state == "created", PaymentOrder.expires_at <= now).values(
-                state="expired", detail="not paid in time", updated_at=now))
-            await s.execute(delete(PaymentNonce).where(PaymentNonce.seen_at < now - dt.timedelta(seconds=self.config.replay_window_s)))
-        async with self.db.sessions() as s:
+        overdue = (PaymentOrder.state == "created", PaymentOrder.expires_at <= now)
+        stale = PaymentNonce.seen_at < now - dt.timedelta(seconds=self.config.replay_window_s)
+        # looked for on the read-only connection first: most rounds find nothing to do, and a
+        # transaction of Database.sessions holds SQLite's write lock for as long as a busy loop
+        # takes to run its statements (a 50,000-meter start had a writer wait 10 s behind it)
+        async with self.db.reads() as s:
+            expire = bool(await s.scalar(select(exists().where(*overdue))))
+            forget = bool(await s.scalar(select(exists().where(stale))))
             paid = list((await s.scalars(select(PaymentOrder.id).where(PaymentOrder.state == "paid").order_by(PaymentOrder.id))).all())
+        if expire or forget:
+            async with self.db.transaction() as s:
+                await s.execute(update(PaymentOrder).where(*overdue).values(state="expired", detail="not paid in time", updated_at=now))
+                await s.execute(delete(PaymentNonce).where(stale))
         credited = 0
         for order_id in paid:
             view = await self.credit(order_id)

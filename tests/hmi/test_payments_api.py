@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -258,6 +259,25 @@ async def test_an_order_paid_after_it_expired_is_credited_or_refunded_per_config
     row = await site.srv.run(lambda: sandbox(site).bank.by_order(done["order_no"]))
     assert row is not None and row.state == "refunded" and row.refunded_minor == 800
     assert float(await site.balance(http, "R1")) == pytest.approx(float(before) + 9)  # not credited
+
+
+async def test_a_recovery_round_with_nothing_to_do_takes_no_write_lock(site: Site) -> None:
+    """The recovery runs every minute and mostly finds nothing: it looks on the read-only
+    connection first, and writes (holding SQLite's write lock) only what is due."""
+    service = site.payments
+
+    async def quiet_round() -> int:
+        await service.recover()  # what other tests left due
+        holder = sqlite3.connect(service.db.url.database or "", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+            async with asyncio.timeout(5):  # a round that waited for the lock would wait 10 s
+                return await service.recover()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+    assert await site.srv.run(quiet_round) == 0
 
 
 async def test_refunds_follow_the_cash_refund_rule(site: Site, http: aiohttp.ClientSession) -> None:
