@@ -286,7 +286,7 @@ class ApprovalService:
     async def expire_due(self) -> int:
         """Expire every pending request past its time (audited); returns how many."""
         now = self.clock()
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:  # every sweep; mostly nothing is due: no write lock for it
             due = (await s.scalars(select(ApprovalRequest.id).where(
                 ApprovalRequest.state == "pending", ApprovalRequest.expires_at <= now))).all()
         expired = 0

@@ -333,12 +333,14 @@ class Apportionment:
                 row.active = active
             return _rule_view(row)
 
+    # the rule and run lookups only read (Database.reads: no SQLite write lock); the topology's
+    # tick makes them for every active rule every minute
     async def rules(self) -> list[RuleView]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [_rule_view(r) for r in (await s.scalars(select(ApportionmentRule).order_by(ApportionmentRule.id))).all()]
 
     async def rule(self, rule_id: int) -> RuleView:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = await s.get(ApportionmentRule, rule_id)
         if row is None:
             raise ApportionmentError(f"unknown rule {rule_id}", field="rule", status=404)
@@ -565,7 +567,7 @@ class Apportionment:
         return RunResult(run_ids[0], rule_id, period, False, detail)
 
     async def _run_of(self, rule_id: int, period: str) -> RunResult | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             run = await s.scalar(select(ApportionmentRun).where(ApportionmentRun.rule_id == rule_id, ApportionmentRun.period == period))
         if run is None:
             return None
@@ -575,7 +577,7 @@ class Apportionment:
         q = select(ApportionmentRun).order_by(ApportionmentRun.id.desc()).limit(limit)
         if rule_id is not None:
             q = q.where(ApportionmentRun.rule_id == rule_id)
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(q)).all()
         return [
             {"id": r.id, "rule": r.rule_id, "period": r.period, "quantity": format(r.quantity.normalize(), "f"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,6 +36,7 @@ from scada.billing.config import BillingConfig
 from scada.billing.service import BillingService
 from scada.config import parse_config
 from scada.db import Database
+from scada.db import engine as db_engine
 from scada.history.service import HistoryService
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.models import Account, LedgerEntry
@@ -432,3 +434,23 @@ async def test_due_periods_run_by_themselves_once(plant: Plant) -> None:
     assert await topology.run_due_apportionments() == 0  # done already
     runs = await apportionment.runs(rule)
     assert [(r["period"], r["total"], r["created_by"]) for r in runs] == [("2026-11", "255.00", "system:apportionment")]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_tick_with_its_periods_done_takes_no_write_lock(plant: Plant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick looks at every active rule every minute; once its due period has run it only
+    reads (on SQLite: without the write lock, which another writer may hold meanwhile)."""
+    topology = plant.topology
+    topology.clock = lambda: dt.datetime(2026, 11, 10, 12, 0, tzinfo=TZ)
+    rule = await plant.rule("area")
+    topology.clock = lambda: dt.datetime(2026, 12, 1, 1, 5, tzinfo=TZ)
+    assert await topology.run_due_apportionments() == 1
+    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a lookup that took the lock fails soon
+    holder = sqlite3.connect(plant.db.url.database or "", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+        assert await topology.run_due_apportionments() == 0
+        assert [r["period"] for r in await topology.apportionment.runs(rule)] == ["2026-11"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
