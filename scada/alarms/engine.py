@@ -644,12 +644,12 @@ class AlarmEngine:
             ids = list(self._ids)
             if not ids:
                 return 0
-            async with self.db.sessions() as session:
+            async with self.db.reads() as session:
                 current = await store.versions(session, ids)
             changed = [i for i in ids if current.get(i) != self._open[self._ids[i]].version]
             if not changed:
                 return 0
-            async with self.db.sessions() as session:
+            async with self.db.reads() as session:
                 alarms = await store.get_alarms(session, changed)
                 last = await _last_transitions(session, changed)
             events = []

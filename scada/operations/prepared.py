@@ -169,7 +169,7 @@ class PreparedAccounts:
         self._pending_rooms: dict[str, int] = {}  # room -> opening balance (minor), for approvals and targets
 
     async def load(self) -> None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.execute(select(PreparedAccountRow.room_id, PreparedAccountRow.opening_minor)
                                     .where(PreparedAccountRow.state == "prepared"))).all()
         self._pending_rooms = dict(rows)

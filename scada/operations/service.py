@@ -528,7 +528,7 @@ class JobService:
         while True:
             self._wake.clear()
             now = self.clock.now()
-            async with self.db.sessions() as s:
+            async with self.db.reads() as s:
                 rows = (await s.execute(
                     select(JobRow.id, JobRow.run_at).where(JobRow.state == "scheduled", JobRow.approval.in_(("none", "approved")))
                 )).all()
@@ -552,7 +552,7 @@ class JobService:
     async def _run_job(self, job_id: int) -> None:
         run = self._runs[job_id]
         ctx = self.ctx
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = await s.get(JobRow, job_id)
         if row is None or row.state not in OPEN_STATES:
             return
@@ -599,7 +599,7 @@ class JobService:
         # run): the items that were under way are finished (idempotently, so one that was done
         # is recorded done, not cancelled), the others are not started
         cancelled_before = row.state == "running" and row.cancelled_by is not None
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             items = (await s.scalars(
                 select(JobItemRow).where(JobItemRow.job_id == job_id, JobItemRow.run == row_run).order_by(JobItemRow.id)
             )).all()
@@ -631,7 +631,7 @@ class JobService:
         if cancelled_before:
             run.cancel.set()
         if run.cancel.is_set():
-            async with self.db.sessions() as s:
+            async with self.db.reads() as s:
                 cancelled_by = await s.scalar(select(JobRow.cancelled_by).where(JobRow.id == job_id))
             if cancelled_by is None:
                 return  # the server is stopping: the job resumes at the next start
@@ -755,7 +755,7 @@ class JobService:
     async def _ask_ahead(self, job_id: int) -> None:
         """Ask for the approval of a repeating job's next run now, with the targets it would have
         now, so that a supervisor can approve it before its time (the run checks again)."""
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = await s.get(JobRow, job_id)
         kind = KINDS.get(row.kind) if row is not None else None
         if row is None or kind is None:

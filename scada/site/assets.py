@@ -229,7 +229,7 @@ class AssetRegistry:
         return unsubscribe
 
     async def load(self) -> RegistryDiff:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             site = await s.scalar(select(Site).order_by(Site.id).limit(1))
             buildings = (await s.scalars(select(Building))).all()
             floors = (await s.scalars(select(Floor))).all()

@@ -274,7 +274,7 @@ class ManualReadings:
         manual = [m.id for m in snap.meters.values() if m.manual and m.active]
         if not manual:
             return
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             newest = (
                 select(ManualReading.meter_id, func.max(ManualReading.ts).label("ts"))
                 .where(ManualReading.meter_id.in_(manual)).group_by(ManualReading.meter_id).subquery()

@@ -442,7 +442,7 @@ class Notifier:
                 self._progress()
 
     async def _deliver(self, delivery_id: int) -> None:
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             row = await session.get(DeliveryRow, delivery_id)
         if row is None or row.status not in St.OPEN:
             return
