@@ -24,7 +24,7 @@ a new worker for the next batch.
 A batch the server stopped waiting for (cancelled: the server stops) is billed all the same if its
 transaction can be; but on SQLite it waits for the write lock at most :data:`STOP_LOCK_WAIT_S`
 more, not the full ``WRITE_LOCK_WAIT_S`` (10 s) of each batch in the worker one after the other,
-which made a stop longer than the server's ``stop_timeout_s``. A batch that gives up is rolled
+which could make a stop outlast the server's ``stop_timeout_s``. A batch that gives up is rolled
 back; its meters are billed from their next reading after the start, as after any failed batch.
 """
 
