@@ -166,7 +166,7 @@ class ApprovalService:
     # -- reading -------------------------------------------------------------------------------------
     async def get(self, approval_id: int) -> ApprovalView | None:
         await self.expire_due()
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = await s.get(ApprovalRequest, approval_id)
             return _view(row) if row is not None else None
 
@@ -184,7 +184,7 @@ class ApprovalService:
             stmt = stmt.where(ApprovalRequest.requested_by == requested_by)
         if kind is not None:
             stmt = stmt.where(ApprovalRequest.kind == kind)
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [_view(r) for r in (await s.scalars(stmt)).all()]
 
     # -- deciding ------------------------------------------------------------------------------------

@@ -289,7 +289,7 @@ async def arrears_rows(s: AsyncSession, today: dt.date, tz: ZoneInfo, as_of: dt.
 async def arrears(ctx: BillingContext, now: dt.datetime) -> dict[str, Any]:
     """Accounts with a negative balance or unpaid bills, aged (see :func:`arrears_rows`)."""
     f = ctx.fmt
-    async with ctx.db.sessions() as s:
+    async with ctx.db.reads() as s:
         found = await arrears_rows(s, ctx.today(now), ctx.tz)
     totals = dict.fromkeys(BUCKETS, 0)
     rows = []

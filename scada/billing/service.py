@@ -296,7 +296,7 @@ class BillingService:
 
     async def bills(self, *, room: str | None = None, customer: int | None = None, period: str | None = None,
                     status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             q = select(Bill).order_by(Bill.id.desc()).limit(limit)
             if room is not None:
                 q = q.where(Bill.id.in_(select(BillSection.bill_id).where(BillSection.room_id == room)))
@@ -312,7 +312,7 @@ class BillingService:
             return out
 
     async def bill(self, bill_id: int) -> dict[str, Any]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return await bills.load_bill_json(self.ctx, s, bill_id)
 
     async def pay(self, bill_id: int, amount_minor: int, *, reference: str, channel: str, actor: Actor) -> tuple[dict[str, Any], bool]:
@@ -341,7 +341,7 @@ class BillingService:
     async def statement(self, room: str, start: dt.datetime, end: dt.datetime) -> Statement:
         if end <= start:
             raise BillingError("to: must be after from", field="to")
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             a = await s.scalar(select(Account).where(Account.room_id == room)
                                .order_by((Account.state == "open").desc(), Account.id.desc()).limit(1))
             if a is None:
@@ -353,7 +353,7 @@ class BillingService:
     async def statement_of_account(self, account_id: int, start: dt.datetime, end: dt.datetime) -> Statement:
         if end <= start:
             raise BillingError("to: must be after from", field="to")
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             a = await s.get(Account, account_id)
             if a is None:
                 raise BillingError(f"no account {account_id}", status=404)

@@ -353,7 +353,7 @@ class CommandService:
 
     async def find(self, reference: str) -> list[CommandResult]:
         """The commands asked for with ``reference``, oldest first (finished or not)."""
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(select(CommandRow).where(CommandRow.reference == reference).order_by(CommandRow.id))).all()
         return [_result(row) for row in rows]
 
@@ -365,7 +365,7 @@ class CommandService:
             .order_by(CommandRow.id.desc())
             .limit(limit)
         )
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(stmt)).all()
         return [_result(row) for row in rows]
 

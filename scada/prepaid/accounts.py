@@ -148,25 +148,25 @@ class AccountService:
     # -- queries ------------------------------------------------------------------------------
     async def account_of_room(self, room_id: str) -> AccountView | None:
         """The room's open account, else its most recently closed one."""
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             a = await s.scalar(
                 select(Account).where(Account.room_id == room_id).order_by((Account.state == "open").desc(), Account.id.desc()).limit(1)
             )
             return account_view(a) if a else None
 
     async def open_accounts(self) -> list[AccountView]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [account_view(a) for a in (await s.scalars(select(Account).where(Account.state == "open"))).all()]
 
     async def ledger(self, account_id: int, *, limit: int = 100, before_id: int | None = None) -> list[EntryView]:
         stmt = select(LedgerEntry).where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id.desc()).limit(limit)
         if before_id is not None:
             stmt = stmt.where(LedgerEntry.id < before_id)
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [entry_view(e) for e in (await s.scalars(stmt)).all()]
 
     async def entry(self, entry_id: int) -> EntryView | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             e = await s.get(LedgerEntry, entry_id)
             return entry_view(e) if e else None
 

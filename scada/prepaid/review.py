@@ -77,7 +77,7 @@ class MeterReview:
         self.account_changed = account_changed
 
     async def holds(self) -> list[HoldView]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(select(MeterState).where(MeterState.hold_kind.is_not(None)).order_by(MeterState.meter_id))).all()
         snap = self.assets.snapshot
         return [

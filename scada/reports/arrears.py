@@ -29,7 +29,7 @@ async def arrears_report(src: Sources, request: ReportRequest) -> Report:
     now = src.clock()
     as_of = None if request.end >= now else request.end
     moment = request.end if as_of is not None else now
-    async with src.db.sessions() as s:
+    async with src.db.reads() as s:
         rows = await arrears_rows(s, moment.astimezone(src.tz).date(), src.tz, as_of)
     check_answer_size(len(rows), src.row_limit(request), field="group", hint="group by floor, building or customer")
     snap = src.snapshot()

@@ -87,7 +87,7 @@ async def _entries(src: Sources, request: ReportRequest) -> pd.DataFrame:
     stmt = select(e.ts, e.account_id, e.kind, e.amount_minor, func.coalesce(e.channel, orig.channel), e.actor,
                   case((e.kind == "charge", cast(e.detail, Text)), else_=None)).outerjoin(
         orig, e.reverses_id == orig.id).where(e.ts >= request.start, e.ts < request.end)
-    async with src.db.sessions() as s:
+    async with src.db.reads() as s:
         rows = (await s.execute(stmt)).all()
     return pd.DataFrame(rows, columns=["ts", "account", "kind", "amount", "channel", "actor", "detail"])
 
@@ -103,7 +103,7 @@ async def _balances(src: Sources, request: ReportRequest) -> tuple[Balances, Bal
     """Per account: the balance at ``from`` and at ``to`` (sums), the running balance of its last
     entry, the sum of all its entries, its balance now; and whether nothing was posted at or after ``to``."""
     e = LedgerEntry
-    async with src.db.sessions() as s:
+    async with src.db.reads() as s:
         before = dict((await s.execute(select(e.account_id, func.sum(e.amount_minor)).where(e.ts < request.start).group_by(e.account_id))).all())
         upto = dict((await s.execute(select(e.account_id, func.sum(e.amount_minor)).where(e.ts < request.end).group_by(e.account_id))).all())
         last_ids = select(func.max(e.id)).group_by(e.account_id).scalar_subquery()

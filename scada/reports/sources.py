@@ -72,7 +72,7 @@ class Grouping:
 
 async def _customers(db: Database) -> tuple[dict[int, int], dict[int, str], dict[str, int]]:
     """account → customer, customer → name, room → customer (of the room's latest account with one)."""
-    async with db.sessions() as s:
+    async with db.reads() as s:
         links = {b.account_id: b.customer_id for b in (await s.scalars(select(AccountBilling))).all() if b.customer_id is not None}
         names = {c.id: c.name for c in (await s.scalars(select(Customer))).all()}
         accounts = (await s.execute(select(Account.id, Account.room_id).order_by(Account.id))).all()
@@ -111,7 +111,7 @@ async def meter_grouping(db: Database, snap: AssetSnapshot, group: str) -> Group
 async def account_grouping(db: Database, snap: AssetSnapshot, group: str) -> Grouping:
     """Accounts into groups (room, floor, building, customer); an account of a room no longer in the
     registry keeps its room id and falls in no floor or building."""
-    async with db.sessions() as s:
+    async with db.reads() as s:
         accounts = (await s.execute(select(Account.id, Account.room_id))).all()
     by_account: dict[int, str] = {}
     names: dict[str, str] = {}

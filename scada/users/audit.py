@@ -176,5 +176,5 @@ class AuditLog:
             stmt = stmt.where(AuditEntry.actor == actor)
         if since:
             stmt = stmt.where(AuditEntry.ts >= since)
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             return list((await session.scalars(stmt)).all())

@@ -268,7 +268,7 @@ class UserStore:
             return _info(user) if user else None
 
     async def list(self) -> list[UserInfo]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [_info(u) for u in (await s.scalars(select(User).order_by(User.name))).all()]
 
     async def authenticate(self, name: str, password: str) -> UserInfo | None:

@@ -117,7 +117,7 @@ class SessionStore:
 
     async def active_count(self, user_id: int) -> int:
         now = utcnow()
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = await s.scalars(
                 select(WebSession.id).where(
                     WebSession.user_id == user_id, WebSession.revoked_at.is_(None), WebSession.expires_at > now,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 
+import pytest
+
+from scada.db import engine as db_engine
 from scada.prepaid.tariff_definition import TariffDefinition
 
 from ..prepaid.conftest import CASHIER
@@ -190,3 +194,26 @@ async def test_finance_fails_loudly_when_the_ledger_does_not_reconcile(reports: 
     finally:
         async with site.db.transaction() as s:
             await s.execute(update(Account).where(Account.room_id == "R1").values(balance_minor=Account.balance_minor - 1))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_money_reports_read_without_the_write_lock(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finance report reads the whole ledger's sums: on the read-only connection, so that it
+    neither waits for billing's write lock nor holds it while it reads."""
+    site = reports.site
+    await site.flat_tariff()
+    await site.open("R1", opening=0)
+    await site.engine.recharge("R1", 10_000, channel="cash", reference="c-1", actor=CASHIER)
+    today = dt.datetime.now(dt.UTC).astimezone(reports.sources.tz).date()
+    span = {"from": (today - dt.timedelta(days=1)).isoformat(), "to": (today + dt.timedelta(days=1)).isoformat(), "interval": "year"}
+    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a report that took the lock fails soon
+    holder = sqlite3.connect(site.db.url.database or "", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer (billing) holds the write lock throughout
+        finance = await reports.report("finance", group="channel", **span)
+        ledger = await site.engine.ledger("R1", limit=10)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert finance["totals"]["recharges"] == "100.00" and finance["reconciled"] is True
+    assert [e.kind for e in ledger[1]] == ["recharge", "opening"]
