@@ -405,7 +405,7 @@ class AlarmEngine:
         return events
 
     async def _reload(self, ids: Sequence[int]) -> list[Alarm]:
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             alarms = await store.get_alarms(session, list(ids))
         for alarm in alarms:
             self._remember(alarm)
@@ -466,16 +466,16 @@ class AlarmEngine:
         return self._open.get(key) if key is not None else None
 
     async def find(self, alarm_id: int) -> Alarm | None:
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             return await store.get_alarm(session, alarm_id)
 
     async def history(self, f: AlarmFilter = _EVERY) -> list[Alarm]:
         """Occurrences from the database, newest first."""
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             return await store.query_alarms(session, f)
 
     async def transitions(self, alarm_id: int) -> list[Transition]:
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             return await store.query_transitions(session, alarm_id)
 
     def out_of_service(self) -> list[OutOfService]:

@@ -134,7 +134,7 @@ class BillingService:
                 existing.customer_id, existing.updated_at = c.id, now
 
     async def customer(self, customer_id: int) -> CustomerView:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             c = await s.get(Customer, customer_id)
             if c is None:
                 raise BillingError(f"no customer {customer_id}", status=404)
@@ -146,7 +146,7 @@ class BillingService:
         return customer_view(c, tuple(r[1] for r in rows if r[2] == "open"), tuple(r[0] for r in rows))
 
     async def customers(self) -> list[CustomerView]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [await self._view(s, c) for c in (await s.scalars(select(Customer).order_by(Customer.name, Customer.id))).all()]
 
     async def account_billing(self, room: str, body: dict[str, Any], actor: Actor) -> dict[str, Any]:
@@ -202,7 +202,7 @@ class BillingService:
         return view
 
     async def rules(self) -> list[RuleView]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return [rule_view(r) for r in (await s.scalars(select(ChargeRule).order_by(ChargeRule.id))).all()]
 
     async def end_rule(self, rule_id: int, end: Any, reason: str, actor: Actor) -> RuleView:
@@ -363,7 +363,7 @@ class BillingService:
         """The language of an account's printed documents: its customer's where it has one
         (contact details and language live on the customer, as for its bills), else the
         language of the account's contact."""
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             a = await s.get(Account, account_id)
             if a is None:
                 raise BillingError(f"no account {account_id}", status=404)

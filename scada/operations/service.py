@@ -471,13 +471,13 @@ class JobService:
         stmt = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
         if state is not None:
             stmt = stmt.where(JobRow.state == state)
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(stmt)).all()
             counts = await self._counts(s, [r.id for r in rows], {r.id: r.run for r in rows})
         return [_view(r, counts[r.id]) for r in rows]
 
     async def get(self, job_id: int, *, items: bool = True, item_limit: int = 5000) -> JobView:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             row = await s.get(JobRow, job_id)
             if row is None:
                 raise JobError(404, f"no job {job_id}")

@@ -197,7 +197,7 @@ class TenantService:
         log.info("tenant PIN set", extra={"account": account_id})
 
     async def has_pin(self, account_id: int) -> bool:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             return await s.get(TenantPin, account_id) is not None
 
     async def authenticate_pin(self, account_text: str, pin: str) -> str | None:

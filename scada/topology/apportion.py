@@ -373,7 +373,7 @@ class Apportionment:
             raise ApportionmentError("no target room had an open account during the period", status=409)
         timelines: dict[str, TariffTimeline] = {}
         if spec.pricing == "tariff":
-            async with self.db.sessions() as s:
+            async with self.db.reads() as s:
                 timelines = await self.tariffs.timelines(s)
         by_id = {a.id: a for a in accounts}
         missing: list[str] = []
@@ -412,7 +412,7 @@ class Apportionment:
         return (await source.usage([Span(name, start, end)]))[0]
 
     async def _accounts(self, rooms: Sequence[str], start: dt.datetime, end: dt.datetime) -> list[Account]:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(
                 select(Account).where(
                     Account.room_id.in_(list(rooms)), Account.opened_at < end,
@@ -599,7 +599,7 @@ class Apportionment:
         if period is not None:
             q = q.where(or_(ApportionmentShare.period == period, ApportionmentShare.period.like(f"{period}-%")))
         snap = self.snapshot
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.execute(q)).all()
         out = []
         for share, rule in rows:

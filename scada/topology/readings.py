@@ -295,7 +295,7 @@ class ManualReadings:
 
     # -- reads -----------------------------------------------------------------------------------
     async def latest(self, meter_id: str) -> ReadingView | None:
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             r = await s.scalar(
                 select(ManualReading).where(ManualReading.meter_id == meter_id).order_by(ManualReading.ts.desc()).limit(1)
             )
@@ -309,7 +309,7 @@ class ManualReadings:
             q = q.where(ManualReading.ts >= start)
         if end is not None:
             q = q.where(ManualReading.ts < end)
-        async with self.db.sessions() as s:
+        async with self.db.reads() as s:
             rows = (await s.scalars(q.order_by(ManualReading.ts.desc()).limit(limit))).all()
         return [_view(r) for r in rows]
 

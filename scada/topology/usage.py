@@ -188,7 +188,7 @@ class UsageSource:
     async def chain(self, meter_id: str) -> ReadingChain:
         cached = self._chains.get(meter_id)
         if cached is None:
-            async with self.db.sessions() as s:
+            async with self.db.reads() as s:
                 rows = (await s.scalars(select(ManualReading).where(ManualReading.meter_id == meter_id))).all()
             cached = self._chains[meter_id] = ReadingChain.of(rows)
         return cached

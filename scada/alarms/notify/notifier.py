@@ -555,7 +555,7 @@ class Notifier:
             stmt = stmt.where(DeliveryRow.status == status)
         if recipient is not None:
             stmt = stmt.where(DeliveryRow.recipient == recipient)
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             rows = (await session.scalars(stmt)).all()
         return [
             Delivery(r.id, r.created_at, r.alarm_id, r.alarm_key, r.event, r.route, r.channel, r.recipient, r.language,
@@ -564,7 +564,7 @@ class Notifier:
         ]
 
     async def attempts(self, delivery_id: int) -> list[Attempt]:
-        async with self.db.sessions() as session:
+        async with self.db.reads() as session:
             rows = await session.scalars(
                 select(DeliveryAttemptRow).where(DeliveryAttemptRow.delivery_id == delivery_id).order_by(DeliveryAttemptRow.id)
             )
