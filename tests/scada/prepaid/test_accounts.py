@@ -14,6 +14,7 @@ from scada.db import engine as db_engine
 from scada.prepaid.accounts import PostResult, RechargeItem
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import MeterSegment
+from scada.prepaid.tariff_definition import TariffDefinition
 from scada.users.audit import AuditLog
 
 from .conftest import CASHIER, T0, Site
@@ -196,3 +197,20 @@ async def test_tariff_lookups_do_not_wait_for_sqlites_write_lock(site: Site, mon
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+async def test_a_tariff_version_is_parsed_once_and_a_new_one_is_seen(site: Site) -> None:
+    """Lookups parse a version's definition once (it never changes once written); a version added
+    later, and every version of another tariff, come back as written."""
+    await site.flat_tariff("FLAT", price="0.5")
+    await site.flat_tariff("OTHER", price="0.7")
+    first = await site.engine.tariffs.get("FLAT")
+    again = await site.engine.tariffs.get("FLAT")
+    assert first is not None and again is not None
+    assert again.versions[0].definition is first.versions[0].definition
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    await site.engine.tariffs.add_version("FLAT", TariffDefinition.model_validate({"price": "0.6"}), CASHIER, effective_from=later)
+    listed = {t.id: t for t in await site.engine.tariffs.list()}
+    prices = [str(v.definition.price) for v in listed["FLAT"].versions]
+    assert prices == ["0.5", "0.6"] and [str(v.definition.price) for v in listed["OTHER"].versions] == ["0.7"]
+    assert listed["FLAT"].versions[0].definition is first.versions[0].definition
