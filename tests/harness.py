@@ -5,17 +5,20 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from scada.config import ScadaConfig, parse_config
 from scada.core.runtime import Runtime
 from scada.db import Database, async_url
+from scada.db import engine as db_engine
 from scada.server import build_runtime
 from scada.users import auth
 
@@ -118,3 +121,21 @@ async def running_server(config: ScadaConfig, **kwargs: Any) -> AsyncIterator[Ru
         yield runtime
     finally:
         await runtime.stop()
+
+
+@contextmanager
+def write_lock_held(path: str, monkeypatch: pytest.MonkeyPatch | None = None, *, wait_s: float = 0.5) -> Iterator[None]:
+    """Another writer of the SQLite file ``path`` holds its write lock (``BEGIN IMMEDIATE``) for
+    the block. With ``monkeypatch``, this process's writers wait ``wait_s`` for it, not 10 s: code
+    that should not take the lock fails soon if it does."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", wait_s)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+    finally:
+        holder.close()

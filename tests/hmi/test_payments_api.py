@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import logging
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +24,7 @@ from scada.payments.sandbox import SandboxKeys, SandboxProvider, signed_headers
 from scada.prepaid.models import LedgerEntry
 from tags import utcnow
 
+from ..harness import write_lock_held
 from .payments_site import PHONES, Site, payment_site
 
 
@@ -268,14 +268,10 @@ async def test_a_recovery_round_with_nothing_to_do_takes_no_write_lock(site: Sit
 
     async def quiet_round() -> int:
         await service.recover()  # what other tests left due
-        holder = sqlite3.connect(service.db.url.database or "", isolation_level=None)
-        try:
-            holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+        # the server's other writers wait the full time for the lock: held only for this round
+        with write_lock_held(service.db.url.database or ""):
             async with asyncio.timeout(5):  # a round that waited for the lock would wait 10 s
                 return await service.recover()
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
 
     assert await site.srv.run(quiet_round) == 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
 from typing import Any
 
 import pytest
@@ -13,10 +12,11 @@ from sqlalchemy import update
 from scada.approvals.models import ApprovalRequest
 from scada.approvals.service import ApprovalError, ApprovalService, ApprovalView
 from scada.db import Database
-from scada.db import engine as db_engine
 from scada.users.audit import Actor, AuditLog
 from scada.users.auth import Role, UserInfo
 from tags import utcnow
+
+from ..harness import write_lock_held
 
 CASHIER = UserInfo(1, "cash1", Role.CASHIER, True, "en", None)
 SUPERVISOR = UserInfo(2, "super1", Role.SUPERVISOR, True, "en", None)
@@ -146,14 +146,8 @@ async def test_requests_expire(service: ApprovalService, db: Database) -> None:
 async def test_a_sweep_with_nothing_due_takes_no_write_lock(service: ApprovalService, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     service.register("test.kind", Counter())
     await service.request("test.kind", "x", {}, CASHIER.actor("api"))  # pending, not yet due
-    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a sweep that took the lock fails soon
-    holder = sqlite3.connect(db.url.database or "", isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+    with write_lock_held(db.url.database or "", monkeypatch):  # a sweep that took the lock fails soon
         assert await service.expire_due() == 0
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
 
 async def test_a_failing_action_is_recorded_and_not_retried(service: ApprovalService) -> None:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
-from scada.db import engine as db_engine
 from scada.prepaid.accounts import PostResult, RechargeItem
 from scada.prepaid.errors import PrepaidError
 from scada.prepaid.models import MeterSegment
 from scada.prepaid.tariff_definition import TariffDefinition
 from scada.users.audit import AuditLog
 
+from ...harness import write_lock_held
 from .conftest import CASHIER, T0, Site
 
 
@@ -186,17 +185,11 @@ async def test_tariff_lookups_do_not_wait_for_sqlites_write_lock(site: Site, mon
     """The time-of-use checks look up a meter's tariff once a meter (every meter at a site's start)
     and the HMI at every tariff page: a lookup is a read, and waits for no writer."""
     await site.flat_tariff()
-    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a lookup that took the lock fails soon
-    holder = sqlite3.connect(site.db.url.database or "", isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+    with write_lock_held(site.db.url.database or "", monkeypatch):  # a lookup that took the lock fails soon
         info = await site.engine.tariffs.get("FLAT")
         assert info is not None and info.id == "FLAT"
         assert [t.id for t in await site.engine.tariffs.list()] == ["FLAT"]
         assert await site.engine.tariffs.get("NONE") is None
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
 
 async def test_a_tariff_version_is_parsed_once_and_a_new_one_is_seen(site: Site) -> None:

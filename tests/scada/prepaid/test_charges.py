@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from decimal import Decimal
 
 import pytest
 
-from scada.db import engine as db_engine
 from scada.prepaid.tariff_definition import TariffDefinition
 
+from ...harness import write_lock_held
 from .conftest import CASHIER, Site
 
 TZ8 = dt.timezone(dt.timedelta(hours=8))
@@ -81,12 +80,6 @@ async def test_without_two_part_tariffs_the_tick_takes_no_write_lock(site: Site,
     and must not hold SQLite's write lock while it walks the accounts."""
     await site.flat_tariff()
     await site.open("R1")
-    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a tick that took the lock fails soon
-    holder = sqlite3.connect(site.db.url.database or "", isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+    with write_lock_held(site.db.url.database or "", monkeypatch):  # a tick that took the lock fails soon
         assert await site.engine.run_periodic_charges(dt.datetime(2026, 3, 1, 0, 5, tzinfo=TZ8)) == 0
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert await charges(site) == []

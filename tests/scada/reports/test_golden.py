@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 
 import pytest
 
-from scada.db import engine as db_engine
 from scada.prepaid.tariff_definition import TariffDefinition
 
+from ...harness import write_lock_held
 from ..prepaid.conftest import CASHIER
 from .conftest import Reports, local
 
@@ -206,14 +205,8 @@ async def test_money_reports_read_without_the_write_lock(reports: Reports, monke
     await site.engine.recharge("R1", 10_000, channel="cash", reference="c-1", actor=CASHIER)
     today = dt.datetime.now(dt.UTC).astimezone(reports.sources.tz).date()
     span = {"from": (today - dt.timedelta(days=1)).isoformat(), "to": (today + dt.timedelta(days=1)).isoformat(), "interval": "year"}
-    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a report that took the lock fails soon
-    holder = sqlite3.connect(site.db.url.database or "", isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")  # another writer (billing) holds the write lock throughout
+    with write_lock_held(site.db.url.database or "", monkeypatch):  # a report that took the lock fails soon
         finance = await reports.report("finance", group="channel", **span)
         ledger = await site.engine.ledger("R1", limit=10)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert finance["totals"]["recharges"] == "100.00" and finance["reconciled"] is True
     assert [e.kind for e in ledger[1]] == ["recharge", "opening"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,7 +35,6 @@ from scada.billing.config import BillingConfig
 from scada.billing.service import BillingService
 from scada.config import parse_config
 from scada.db import Database
-from scada.db import engine as db_engine
 from scada.history.service import HistoryService
 from scada.prepaid.engine import PrepaidEngine
 from scada.prepaid.models import Account, LedgerEntry
@@ -51,6 +49,7 @@ from scada.users.audit import Actor
 from scada.users.models import AuditEntry
 from tags import TagDB
 
+from ...harness import write_lock_held
 from .conftest import TZ
 from .history import constant_records, open_history, store
 
@@ -445,12 +444,6 @@ async def test_a_tick_with_its_periods_done_takes_no_write_lock(plant: Plant, mo
     rule = await plant.rule("area")
     topology.clock = lambda: dt.datetime(2026, 12, 1, 1, 5, tzinfo=TZ)
     assert await topology.run_due_apportionments() == 1
-    monkeypatch.setattr(db_engine, "WRITE_LOCK_WAIT_S", 0.5)  # a lookup that took the lock fails soon
-    holder = sqlite3.connect(plant.db.url.database or "", isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock throughout
+    with write_lock_held(plant.db.url.database or "", monkeypatch):  # a lookup that took the lock fails soon
         assert await topology.run_due_apportionments() == 0
         assert [r["period"] for r in await topology.apportionment.runs(rule)] == ["2026-11"]
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
